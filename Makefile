@@ -5,7 +5,7 @@ PY   ?= $(VENV)/bin/python
 # CPU threads for tests and CPU runs (2 on the reference machine).
 THREADS ?= 2
 
-.PHONY: help install test losses-demo clean
+.PHONY: help install test losses-demo bench-losses clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -25,6 +25,9 @@ test: install  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 
 losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
 	$(PY) losses.py
+
+bench-losses: install  ## chunked vs materialised losses: peak memory and time at V=151,936 (CPU, ~10 min)
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench_losses.py --threads $(THREADS)
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf __pycache__ .pytest_cache

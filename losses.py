@@ -71,6 +71,20 @@ def _gather(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return x.gather(-1, ids)
 
 
+def student_logprobs_at(student_logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p at `ids` (..., K) as z[ids] − logsumexp(z): equal to gathering log_softmax, but no
+    (..., V) log-prob tensor is created or kept for backward (only the logits themselves)."""
+    z = _upcast(student_logits)
+    return z.gather(-1, ids) - torch.logsumexp(z, dim=-1, keepdim=True)
+
+
+def teacher_logprobs_at(teacher_logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log q at `ids`, detached, -inf/NaN replaced by TEACHER_LOGQ_FLOOR (see teacher_logprobs)."""
+    t = _upcast(teacher_logits.detach())
+    logq = t.gather(-1, ids) - torch.logsumexp(t, dim=-1, keepdim=True)
+    return torch.nan_to_num(logq, nan=TEACHER_LOGQ_FLOOR, neginf=TEACHER_LOGQ_FLOOR)
+
+
 def _xlogy_terms(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """w * r with the convention 0 * anything = 0 (and a zero, finite gradient there)."""
     return torch.where(w > 0, w * r, torch.zeros_like(r))
@@ -118,8 +132,8 @@ def sampled_rkl(student_logits, teacher_logits, tokens, old_logp: Optional[torch
     """
     _check(student_logits, teacher_logits, tokens)
     ids = tokens.unsqueeze(-1)
-    logp_y = _gather(student_logprobs(student_logits), ids).squeeze(-1)  # (...)
-    logq_y = _gather(teacher_logprobs(teacher_logits), ids).squeeze(-1)  # (...)
+    logp_y = student_logprobs_at(student_logits, ids).squeeze(-1)  # (...)
+    logq_y = teacher_logprobs_at(teacher_logits, ids).squeeze(-1)  # (...)
     if old_logp is None:
         advantage = (logq_y - logp_y).detach()  # −r: the per-token reward of §3.1
         return -advantage * logp_y
@@ -141,8 +155,8 @@ def sampled_rkl_pathwise(student_logits, teacher_logits, tokens):
     """
     _check(student_logits, teacher_logits, tokens)
     ids = tokens.unsqueeze(-1)
-    logp_y = _gather(student_logprobs(student_logits), ids).squeeze(-1)
-    logq_y = _gather(teacher_logprobs(teacher_logits), ids).squeeze(-1)
+    logp_y = student_logprobs_at(student_logits, ids).squeeze(-1)
+    logq_y = teacher_logprobs_at(teacher_logits, ids).squeeze(-1)
     return logp_y - logq_y
 
 
@@ -222,8 +236,8 @@ def topk_plain(student_logits, teacher_logits, tokens=None, k: int = 20,
     """
     _check(student_logits, teacher_logits, tokens)
     ids = _student_topk(student_logits, k, topk_ids)  # (..., K)
-    logp_K = _gather(student_logprobs(student_logits), ids)  # (..., K)
-    logq_K = _gather(teacher_logprobs(teacher_logits), ids)  # (..., K)
+    logp_K = student_logprobs_at(student_logits, ids)  # (..., K)
+    logq_K = teacher_logprobs_at(teacher_logits, ids)  # (..., K)
     return (logp_K.exp() * (logp_K - logq_K)).sum(-1)  # gradient through the weight AND log p
 
 
@@ -242,8 +256,8 @@ def topk_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
     """
     _check(student_logits, teacher_logits, tokens)
     ids = _student_topk(student_logits, k, topk_ids)
-    logp_K = _gather(student_logprobs(student_logits), ids)  # (..., K)
-    logq_K = _gather(teacher_logprobs(teacher_logits), ids)  # (..., K)
+    logp_K = student_logprobs_at(student_logits, ids)  # (..., K)
+    logq_K = teacher_logprobs_at(teacher_logits, ids)  # (..., K)
     return (logp_K.exp() * (logp_K.detach() - logq_K)).sum(-1)  # §3.4: sg on log p in the bracket
 
 
@@ -263,8 +277,8 @@ def topk_renorm_intersect_sg(student_logits, teacher_logits, tokens=None, k: int
     ids_t = teacher_logits.detach().topk(ids_s.shape[-1], dim=-1).indices  # (..., K)
     in_I = (ids_s.unsqueeze(-1) == ids_t.unsqueeze(-2)).any(-1)  # (..., K) True where v ∈ I
     any_I = in_I.any(-1, keepdim=True)  # (..., 1)
-    logp_K = _gather(student_logprobs(student_logits), ids_s)
-    logq_K = _gather(teacher_logprobs(teacher_logits), ids_s)
+    logp_K = student_logprobs_at(student_logits, ids_s)  # (..., K)
+    logq_K = teacher_logprobs_at(teacher_logits, ids_s)  # (..., K)
     # Masked entries get the most negative finite value (not -inf): exp() of them is 0 and an
     # empty I never puts inf/NaN into the backward pass.
     very_neg = torch.finfo(logp_K.dtype).min
@@ -314,8 +328,8 @@ def topk_fkl(student_logits, teacher_logits, tokens=None, k: int = 20,
     if topk_ids is None and not 1 <= k <= V:
         raise ValueError(f"k must be in [1, V={V}], got k={k}")
     ids = topk_ids if topk_ids is not None else teacher_logits.detach().topk(k, dim=-1).indices
-    logp_K = _gather(student_logprobs(student_logits), ids)
-    logq_K = _gather(teacher_logprobs(teacher_logits), ids)
+    logp_K = student_logprobs_at(student_logits, ids)
+    logq_K = teacher_logprobs_at(teacher_logits, ids)
     return _xlogy_terms(logq_K.exp(), logq_K - logp_K).sum(-1)
 
 
@@ -352,6 +366,103 @@ def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     has_tok = (n_tok > 0).reshape(-1)
     per_seq = per_seq.reshape(-1)
     return torch.where(has_tok, per_seq, torch.zeros_like(per_seq)).sum() / has_tok.sum().clamp_min(1)
+
+
+# -----------------------------------------------------------------------------
+# Chunked over tokens: the same losses at paper scale without materialising (N, V)
+#
+# At the paper's scale (V = 151,936, 64 × 4096 response tokens) one float32 logits tensor for all
+# tokens is 37 GiB, and the losses above keep several such tensors for backward. Because the
+# reduction (masked_mean) is a fixed weighted sum of per-token values, the gradient with respect to
+# the student's hidden states and LM head can be accumulated chunk by chunk during the forward
+# pass: each chunk's logits live only while that chunk is processed, and the backward pass just
+# scales the accumulated gradients. The matrix products are the same three per token as the
+# materialised version (logits, ∂hidden, ∂head), plus the teacher's logits per chunk under no_grad.
+
+def _per_token_weights(mask: torch.Tensor) -> torch.Tensor:
+    """The weights w with masked_mean(x, mask) = Σ w·x: 1 / (tokens in the sequence · sequences)."""
+    mask = mask.bool()
+    n_tok = mask.sum(-1, keepdim=True)  # (B, 1)
+    n_seq = (n_tok > 0).sum().clamp_min(1)
+    return mask.double() / (n_tok.clamp_min(1) * n_seq)  # (B, T), float64 until the caller casts
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    """Σ_i w_i ℓ_i over valid positions i with ℓ = fn(h_s W_sᵀ, h_t W_tᵀ, tokens), chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, h_s, W_s, h_t, W_t, tokens, weights, fn, chunk_size, options, chunked_options):
+        need_h, need_W = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        N = h_s.shape[0]
+        values = torch.zeros(N, dtype=torch.float32 if h_s.dtype != torch.float64 else torch.float64,
+                             device=h_s.device)  # (N,) per-token loss, for logging
+        grad_h = torch.zeros_like(h_s) if need_h else None  # (N, H)
+        grad_W = torch.zeros(W_s.shape, dtype=values.dtype, device=W_s.device) if need_W else None  # (V, H)
+        for start in range(0, N, chunk_size):
+            sl = slice(start, start + chunk_size)
+            with torch.no_grad():
+                logits_t = h_t[sl] @ W_t.T  # (C, V) the teacher's logits, recomputed per chunk
+            with torch.enable_grad():
+                h = h_s[sl].detach().requires_grad_(need_h)
+                W = W_s.detach().requires_grad_(need_W)
+                logits_s = h @ W.T  # (C, V)
+                opts = dict(options, **{key: val[sl] for key, val in chunked_options.items()})
+                per_token = fn(logits_s, logits_t, tokens[sl], **opts)  # (C,)
+                leaves = [x for x, need in ((h, need_h), (W, need_W)) if need]
+                if leaves:
+                    grads = list(torch.autograd.grad((per_token * weights[sl]).sum(), leaves))
+                    if need_h:
+                        grad_h[sl] = grads.pop(0)
+                    if need_W:
+                        grad_W += grads.pop(0)
+            values[sl] = per_token.detach()
+        ctx.save_for_backward(grad_h, grad_W)
+        ctx.head_dtype = W_s.dtype
+        ctx.mark_non_differentiable(values)
+        return (values * weights).sum(), values
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_values):
+        grad_h, grad_W = ctx.saved_tensors
+        gh = None if grad_h is None else grad_h * grad_loss.to(grad_h.dtype)
+        gW = None if grad_W is None else (grad_W * grad_loss).to(ctx.head_dtype)
+        return gh, gW, None, None, None, None, None, None, None, None
+
+
+def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Tensor,
+                 teacher_hidden: torch.Tensor, teacher_head: torch.Tensor, tokens: torch.Tensor,
+                 mask: torch.Tensor, chunk_size: int = 256, **options):
+    """masked_mean(LOSSES[name](h_s W_sᵀ, h_t W_tᵀ, tokens), mask) without materialising (N, V).
+
+    student_hidden (B, T, H) and teacher_hidden (B, T, H_t) are the final (normed) hidden states
+    at the positions that predict `tokens` (B, T); student_head (V, H) and teacher_head (V, H_t) are
+    the LM-head weights (no bias, as in Llama/Qwen). Only positions where `mask` is True are
+    computed, `chunk_size` at a time. Gradients flow into student_hidden and student_head; the
+    teacher is never differentiated. Options are those of the loss; a tensor option whose leading
+    dimensions are (B, T) (`old_logp`, `topk_ids`) is sliced per chunk with the tokens.
+
+    Returns (loss, per_token): the scalar loss, equal in value and gradient to the materialised
+    computation, and the detached per-token values (B, T) (0 where masked) for logging.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    if student_hidden.shape[:2] != tokens.shape or teacher_hidden.shape[:2] != tokens.shape or mask.shape != tokens.shape:
+        raise ValueError(f"hidden states {tuple(student_hidden.shape)} / {tuple(teacher_hidden.shape)}, tokens "
+                         f"{tuple(tokens.shape)} and mask {tuple(mask.shape)} must share (B, T)")
+    if student_head.shape[0] != teacher_head.shape[0]:
+        raise ValueError(f"student and teacher heads have different vocabularies ({student_head.shape[0]} vs "
+                         f"{teacher_head.shape[0]}); slice both to the shared vocabulary")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    valid = mask.bool()
+    plain = {key: val for key, val in options.items() if not (torch.is_tensor(val) and val.shape[:2] == mask.shape)}
+    per_pos = {key: val[valid] for key, val in options.items() if key not in plain}
+    weights = _per_token_weights(valid)[valid].to(torch.float64 if student_hidden.dtype == torch.float64 else torch.float32)
+    loss, values = _ChunkedLoss.apply(student_hidden[valid], student_head, teacher_hidden[valid], teacher_head,
+                                      tokens[valid], weights, LOSSES[name], chunk_size, plain, per_pos)
+    per_token = torch.zeros(tokens.shape, dtype=values.dtype, device=values.device)
+    per_token[valid] = values
+    return loss, per_token
 
 
 @torch.no_grad()
