@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--teacher-hidden", type=int, default=256, help="teacher hidden size (Qwen3-8B: 4096)")
     ap.add_argument("--loss", nargs="+", default=["topk_sg", "full_rkl"], help="losses to measure")
     ap.add_argument("--k", type=int, default=20, help="K of the Top-K losses")
-    ap.add_argument("--chunk", type=int, default=256, help="tokens per chunk of the chunked loss")
+    ap.add_argument("--chunk", type=int, default=1024, help="tokens per chunk of the chunked loss")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--dtype", default="float32", help="float32 or bfloat16 (inputs; the losses compute in float32)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per case after the warm-up")
@@ -129,7 +129,8 @@ def main() -> None:
             m, c = res["materialised"], res["chunked"]
             for method, r in res.items():
                 if r["oom"]:
-                    print(f"{loss:10s} {n:6d} {method:>12s} {'OOM':>8s} {'>' + str(args.mem_limit_gb):>9s}")
+                    limit = f">{args.mem_limit_gb:g}" if args.device == "cpu" else "> GPU"
+                    print(f"{loss:10s} {n:6d} {method:>12s} {'OOM':>8s} {limit:>9s}")
                     continue
                 ratio_m = ratio_t = ""
                 if method == "chunked" and not m["oom"]:

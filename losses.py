@@ -394,44 +394,40 @@ class _ChunkedLoss(torch.autograd.Function):
     def forward(ctx, h_s, W_s, h_t, W_t, tokens, weights, fn, chunk_size, options, chunked_options):
         need_h, need_W = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         N = h_s.shape[0]
-        values = torch.zeros(N, dtype=torch.float32 if h_s.dtype != torch.float64 else torch.float64,
+        values = torch.zeros(N, dtype=torch.float64 if h_s.dtype == torch.float64 else torch.float32,
                              device=h_s.device)  # (N,) per-token loss, for logging
         grad_h = torch.zeros_like(h_s) if need_h else None  # (N, H)
-        grad_W = torch.zeros(W_s.shape, dtype=values.dtype, device=W_s.device) if need_W else None  # (V, H)
+        grad_W = torch.zeros_like(W_s) if need_W else None  # (V, H), accumulated in the head's dtype
         for start in range(0, N, chunk_size):
             sl = slice(start, start + chunk_size)
-            with torch.no_grad():
-                logits_t = h_t[sl] @ W_t.T  # (C, V) the teacher's logits, recomputed per chunk
+            h = h_s[sl]  # (C, H)
+            logits_t = h_t[sl] @ W_t.T  # (C, V) the teacher's logits, recomputed per chunk
+            logits = (h @ W_s.T).requires_grad_(True)  # (C, V) matmul 1: the student's logits
+            opts = dict(options, **{key: val[sl] for key, val in chunked_options.items()})
             with torch.enable_grad():
-                h = h_s[sl].detach().requires_grad_(need_h)
-                W = W_s.detach().requires_grad_(need_W)
-                logits_s = h @ W.T  # (C, V)
-                opts = dict(options, **{key: val[sl] for key, val in chunked_options.items()})
-                per_token = fn(logits_s, logits_t, tokens[sl], **opts)  # (C,)
-                leaves = [x for x, need in ((h, need_h), (W, need_W)) if need]
-                if leaves:
-                    grads = list(torch.autograd.grad((per_token * weights[sl]).sum(), leaves))
-                    if need_h:
-                        grad_h[sl] = grads.pop(0)
-                    if need_W:
-                        grad_W += grads.pop(0)
+                per_token = fn(logits, logits_t, tokens[sl], **opts)  # (C,)
+                (g_logits,) = torch.autograd.grad((per_token * weights[sl]).sum(), logits)  # (C, V)
+            if need_h:
+                grad_h[sl] = g_logits @ W_s  # matmul 2: ∂loss/∂h = ∂loss/∂z · W
+            if need_W:
+                grad_W.addmm_(g_logits.T, h)  # matmul 3, accumulated in place: ∂loss/∂W += ∂loss/∂zᵀ · h
             values[sl] = per_token.detach()
         ctx.save_for_backward(grad_h, grad_W)
-        ctx.head_dtype = W_s.dtype
         ctx.mark_non_differentiable(values)
         return (values * weights).sum(), values
 
     @staticmethod
     def backward(ctx, grad_loss, grad_values):
-        grad_h, grad_W = ctx.saved_tensors
-        gh = None if grad_h is None else grad_h * grad_loss.to(grad_h.dtype)
-        gW = None if grad_W is None else (grad_W * grad_loss).to(ctx.head_dtype)
-        return gh, gW, None, None, None, None, None, None, None, None
+        grad_h, grad_W = ctx.saved_tensors  # ∂(loss)/∂(inputs), scaled by the upstream gradient
+        if bool(grad_loss != 1):  # the usual loss.backward() passes 1: no (V, H) copy then
+            grad_h = None if grad_h is None else grad_h * grad_loss.to(grad_h.dtype)
+            grad_W = None if grad_W is None else grad_W * grad_loss.to(grad_W.dtype)
+        return grad_h, grad_W, None, None, None, None, None, None, None, None
 
 
 def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Tensor,
                  teacher_hidden: torch.Tensor, teacher_head: torch.Tensor, tokens: torch.Tensor,
-                 mask: torch.Tensor, chunk_size: int = 256, **options):
+                 mask: torch.Tensor, chunk_size: int = 1024, **options):
     """masked_mean(LOSSES[name](h_s W_sᵀ, h_t W_tᵀ, tokens), mask) without materialising (N, V).
 
     student_hidden (B, T, H) and teacher_hidden (B, T, H_t) are the final (normed) hidden states
@@ -443,6 +439,11 @@ def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Te
 
     Returns (loss, per_token): the scalar loss, equal in value and gradient to the materialised
     computation, and the detached per-token values (B, T) (0 where masked) for logging.
+
+    Peak memory is about the head's gradient plus a few (chunk_size, V) float32 buffers; smaller
+    chunks save memory and cost launches (README, "Chunked losses": on an H100 with V = 151,936,
+    1024 tokens a chunk gave 1/6 of the materialised peak at N = 8192 in 1.02-1.04x its time).
+    Call backward once per forward (the gradients are computed in the forward pass).
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")

@@ -557,3 +557,14 @@ def test_chunked_loss_rejects_mismatched_inputs():
         losses.chunked_loss("full_rkl", h_s, W_s, h_t, W_t[:-1], y, mask)
     with pytest.raises(ValueError, match="unknown loss"):
         losses.chunked_loss("rkl", h_s, W_s, h_t, W_t, y, mask)
+
+
+def test_chunked_loss_scales_by_the_upstream_gradient():
+    h_s, W_s, h_t, W_t, y, mask = _hidden_batch()
+    a = [x.clone().requires_grad_(True) for x in (h_s, W_s)]
+    (3.0 * losses.masked_mean(losses.full_rkl(a[0] @ a[1].T, h_t @ W_t.T, y), mask)).backward()
+    b = [x.clone().requires_grad_(True) for x in (h_s, W_s)]
+    loss, _ = losses.chunked_loss("full_rkl", b[0], b[1], h_t, W_t, y, mask, chunk_size=2)
+    (3.0 * loss).backward()
+    torch.testing.assert_close(b[0].grad, a[0].grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b[1].grad, a[1].grad, rtol=1e-10, atol=1e-12)
