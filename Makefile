@@ -4,8 +4,9 @@ VENV ?= .venv
 PY   ?= $(VENV)/bin/python
 # CPU threads for tests and CPU runs (2 on the reference machine).
 THREADS ?= 2
+# Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test losses-demo bench-losses clean
+.PHONY: help install test losses-demo bench-losses bench-rollout clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -28,6 +29,9 @@ losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
 
 bench-losses: install  ## chunked vs materialised losses: peak memory and time at V=151,936 (CPU, ~10 min)
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench_losses.py --threads $(THREADS)
+
+bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s at batch 1-64 (CPU, ~5 min)
+	$(PY) bench_rollout.py --threads 1
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf __pycache__ .pytest_cache

@@ -1,0 +1,1051 @@
+"""Math evaluation for on-policy distillation: the grader, benchmark evaluation, the collapse
+diagnostics, and the prefix probe of Mechanism 1.
+
+Paper sections (PAPER.md beside the design documents):
+  §2.4  the in-training evaluation setting: temperature 0.6, top-p 0.95, one sample (`--preset paper`)
+  §2.5  metrics: pass@1 under the strict boxed grader; response length; truncation; the 3-gram
+        repetition ratio; the hedging-word rate ("wait", "maybe", "but", "alternatively")
+  §4    Mechanism 1, the prefix probe: the teacher's accuracy alone against its accuracy when it
+        must continue the student's partial responses cut at fraction f
+
+    python eval_math.py --model Qwen/Qwen3-1.7B --bench math500 --preset paper
+    python eval_math.py --model PATH --bench synthetic --k 4          # the tiny world (T=1)
+    python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
+
+The grader is strict, like the paper's: the answer is the content of the LAST \\boxed{} (or
+\\fbox{}) of the response; no box, or an unbalanced last box, is wrong. `is_equiv` normalises
+both strings the way MATH graders do (\\dfrac, spacing, \\left/\\right, \\text{} and units,
+degrees, percent, dollars, trailing zeros, thousands separators, `x=` prefixes, choice letters),
+compares intervals and tuples element by element (bracket types must agree), bare comma lists
+and sets as multisets, plain numbers exactly as fractions, and everything else with sympy after a
+small hand-written LaTeX -> sympy conversion (\\frac, \\sqrt, ^, \\cdot, \\pi, implicit
+multiplication, a few functions), in a worker process killed after a time limit.
+
+Deliberate simplifications: percentages are not converted (50\\% equals 50, not 0.5); decimals
+must be exact (0.333 is not 1/3); `2\\frac{1}{2}` alone is a mixed number (5/2); a unit word
+must be separated from its number by a space to be dropped ("5 cm", not "5cm", which could be
+algebra); the evaluation's random stream depends on the batch size (same seed and batch size,
+same samples).
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from typing import Optional
+
+import data
+
+# torch, models and rollout are imported inside the functions that run models, so that the
+# sympy worker process (which imports this file) starts in a fraction of a second.
+
+# -----------------------------------------------------------------------------
+# Extracting the final answer
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+
+
+def extract_boxed(text: str) -> Optional[str]:
+    """The content of the last \\boxed{...} or \\fbox{...} (nested braces kept), the token after
+    `\\boxed ` in the brace-less form (`\\boxed 5`), or None: no box, or the last box unbalanced
+    (a response truncated inside its answer has no answer)."""
+    if not text:
+        return None
+    matches = list(_BOX_RE.finditer(text))
+    if not matches:
+        return None
+    j = matches[-1].end()
+    while j < len(text) and text[j] == " ":
+        j += 1
+    if j < len(text) and text[j] == "{":
+        depth, k = 0, j
+        while k < len(text):
+            depth += {"{": 1, "}": -1}.get(text[k], 0)
+            if depth == 0:
+                return text[j + 1:k].strip()
+            k += 1
+        return None  # unbalanced
+    m = re.match(r"[^\s$]+", text[j:]) if j > matches[-1].end() else None
+    return m.group().rstrip(".") if m else None
+
+
+# -----------------------------------------------------------------------------
+# Normalisation (MATH style)
+
+_UNIT_WORDS = (r"(?:square\s+units?|sq\.?\s+units?|units?|cm|centimeters?|mm|millimeters?|km|"
+               r"kilometers?|meters?|inches|inch|ft|feet|foot|yards?|miles?|degrees?|dollars?|"
+               r"cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
+               r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|liters?|litres?|ml|"
+               r"percent|people|students|ways|times|points)")
+_TEXT_CMD = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|boldsymbol|operatorname)"
+
+
+def _unwrap(s: str, pairs) -> str:
+    changed = True
+    while changed:
+        changed = False
+        s = s.strip()
+        for a, b in pairs:
+            if len(s) >= len(a) + len(b) and s.startswith(a) and s.endswith(b):
+                s, changed = s[len(a):len(s) - len(b)], True
+    return s
+
+
+def _fix_brace_args(s: str, cmd: str, nargs: int) -> str:
+    r"""Give `\frac12` / `\sqrt2` braces: `\frac{1}{2}`, `\sqrt{2}`."""
+    out, i = [], 0
+    while True:
+        j = s.find(cmd, i)
+        if j < 0 or s[j + len(cmd):j + len(cmd) + 1].isalpha():
+            if j < 0:
+                out.append(s[i:])
+                return "".join(out)
+            out.append(s[i:j + len(cmd)])
+            i = j + len(cmd)
+            continue
+        out.append(s[i:j + len(cmd)])
+        k = j + len(cmd)
+        for _ in range(nargs):
+            while k < len(s) and s[k] == " ":
+                k += 1
+            if k >= len(s):
+                break
+            if s[k] == "{":
+                depth, m = 0, k
+                while m < len(s):
+                    depth += {"{": 1, "}": -1}.get(s[m], 0)
+                    if depth == 0:
+                        break
+                    m += 1
+                out.append(s[k:m + 1])
+                k = m + 1
+            elif s[k] == "[" and cmd == "\\sqrt":  # \sqrt[3]{x}: keep the index, then the radicand
+                m = s.find("]", k)
+                out.append(s[k:m + 1] if m > 0 else s[k:])
+                k = m + 1 if m > 0 else len(s)
+                continue
+            else:
+                out.append("{" + s[k] + "}")
+                k += 1
+        i = k
+
+
+def _strip_zeros(m: re.Match) -> str:
+    t = m.group()
+    return t.rstrip("0").rstrip(".") if "." in t else t
+
+
+def normalize_answer(s: str) -> str:
+    """A canonical string for an answer, MATH style (see the file docstring for the rules)."""
+    s = str(s).strip().replace("\n", " ")
+    s = _unwrap(s, (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")))
+    boxed = extract_boxed(s) if _BOX_RE.match(s) else None
+    if boxed is not None:
+        s = boxed
+    s = s.strip().rstrip(".").strip()
+    s = re.sub(r"\\(?:displaystyle|textstyle)", "", s)
+    # \left( -> (, \right] -> ], \bigl( -> (
+    s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|bigg|Bigg)(?![a-zA-Z])\.?", "", s)
+    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    # degrees
+    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
+    # percent and money
+    s = s.replace("\\%", "").replace("%", "").replace("\\$", "")
+    s = re.sub(r"^\$", "", s)
+    s = s.replace("{,}", ",")  # 1{,}000
+    # units: a trailing \text{...} after a number, or a bare unit word after a space
+    for _ in range(3):
+        s = re.sub(rf"(?<=[\d}}])\s*{_TEXT_CMD}\{{\s*[a-zA-Z][^{{}}]*\}}(\^\{{?[23]\}}?)?\s*$", "", s)
+        s = re.sub(rf"(?<=[\d}}])\s+{_UNIT_WORDS}(\^\{{?[23]\}}?)?\s*$", "", s)
+    # "1 and 2" -> "1,2"
+    s = re.sub(rf"{_TEXT_CMD}\{{\s*and\s*\}}|\s+and\s+", ",", s)
+    s = re.sub(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}", r"\1", s)  # \text{Monday} -> Monday
+    # spacing
+    s = re.sub(r"(?<!\\)\\[,;:! ]|\\q?quad(?![a-zA-Z])|~", "", s)
+    s = re.sub(r"\s+", "", s)
+    s = s.replace(",,", ",").strip(",")
+    # x= / \theta= / x\in prefixes, only when a single relation is present
+    if s.count("=") == 1:
+        m = re.match(r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)=", s)
+        if m:
+            s = s[m.end():]
+    s = re.sub(r"^[a-zA-Z]\\in(?![a-zA-Z])", "", s)
+    s = _fix_brace_args(s, "\\frac", 2)
+    s = _fix_brace_args(s, "\\sqrt", 1)
+    s = re.sub(r"\\(?:cdot|times)(?![a-zA-Z])", "*", s)
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # thousands separators
+        s = s.replace(",", "")
+    s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
+    s = re.sub(r"\d+\.\d*", _strip_zeros, s)  # 2.50 -> 2.5, 5.0 -> 5
+    m = re.fullmatch(r"(-?)(\d+)/(\d+)", s)
+    if m:
+        s = f"{m.group(1)}\\frac{{{m.group(2)}}}{{{m.group(3)}}}"
+    m = re.fullmatch(r"\(?([A-E])\)?", s)  # choice letters: (A), A)
+    if m:
+        s = m.group(1)
+    return s
+
+
+# -----------------------------------------------------------------------------
+# Equivalence
+
+def _split_top(s: str, sep: str = ",") -> list:
+    """Split at `sep` outside (), [], {}."""
+    parts, depth, cur = [], 0, []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if depth == 0 and s.startswith(sep, i):
+            parts.append("".join(cur))
+            cur, i = [], i + len(sep)
+            continue
+        cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def _one_group(s: str, open_chars: str, close_chars: str) -> bool:
+    """True when s is a single bracketed group: its first bracket closes at its last character."""
+    if len(s) < 2 or s[0] not in open_chars or s[-1] not in close_chars:
+        return False
+    depth = 0
+    for i, c in enumerate(s):
+        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+        if depth == 0 and i < len(s) - 1:
+            return False
+    return True
+
+
+def _as_fraction(s: str) -> Optional[Fraction]:
+    """Plain numbers as exact fractions: 3, -2.5, \\frac{1}{2}, -\\frac{3}{4}, 2\\frac{1}{2}."""
+    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+        return Fraction(s)
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", s)
+    if m and int(m.group(3)) != 0:
+        return Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
+    m = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # mixed number
+    if m and int(m.group(4)) != 0:
+        v = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
+        return -v if m.group(1) else v
+    return None
+
+
+def _multiset_equiv(xs: list, ys: list, timeout: float) -> bool:
+    if len(xs) != len(ys):
+        return False
+    left = list(ys)
+    for x in xs:
+        for j, y in enumerate(left):
+            if _equiv_norm(x, y, timeout):
+                del left[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _matrix_cells(s: str) -> Optional[list]:
+    m = re.fullmatch(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", s)
+    if not m:
+        return None
+    return [row.split("&") for row in m.group(2).split("\\\\") if row]
+
+
+def _equiv_norm(a: str, b: str, timeout: float) -> bool:
+    """Equivalence of two normalised answers."""
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    if re.fullmatch(r"[a-zA-Z]{2,}", a) and re.fullmatch(r"[a-zA-Z]{2,}", b):
+        if a.lower() == b.lower():
+            return True
+        if max(len(a), len(b)) >= 4:
+            return False  # words ("Monday"); shorter letter strings may be products ("ab" = "ba")
+    # unions of intervals, in order
+    if "\\cup" in a or "\\cup" in b:
+        xs, ys = _split_top(a, "\\cup"), _split_top(b, "\\cup")
+        return len(xs) == len(ys) and all(_equiv_norm(x, y, timeout) for x, y in zip(xs, ys))
+    # sets \{1,2\}: unordered
+    set_a, set_b = _unwrap(a, (("\\{", "\\}"),)), _unwrap(b, (("\\{", "\\}"),))
+    if (set_a != a) or (set_b != b):
+        return (set_a != a) == (set_b != b) and _multiset_equiv(
+            _split_top(set_a), _split_top(set_b), timeout)
+    # matrices, cell by cell
+    ma, mb = _matrix_cells(a), _matrix_cells(b)
+    if ma is not None or mb is not None:
+        return (ma is not None and mb is not None and len(ma) == len(mb)
+                and all(len(r) == len(s) and all(_equiv_norm(x, y, timeout) for x, y in zip(r, s))
+                        for r, s in zip(ma, mb)))
+    # intervals and tuples: same brackets, element by element
+    ga, gb = _one_group(a, "([", ")]"), _one_group(b, "([", ")]")
+    xa, xb = _split_top(a[1:-1]) if ga else None, _split_top(b[1:-1]) if gb else None
+    if ga and gb and (len(xa) > 1 or len(xb) > 1):
+        return (a[0] == b[0] and a[-1] == b[-1] and len(xa) == len(xb)
+                and all(_equiv_norm(x, y, timeout) for x, y in zip(xa, xb)))
+    if (ga and len(xa) > 1) or (gb and len(xb) > 1):
+        return False  # a tuple against a non-tuple
+    # bare comma lists (several solutions): unordered
+    la, lb = _split_top(a), _split_top(b)
+    if len(la) > 1 or len(lb) > 1:
+        return _multiset_equiv(la, lb, timeout)
+    # equations: both sides
+    if a.count("=") == 1 and b.count("=") == 1:
+        (a1, a2), (b1, b2) = a.split("="), b.split("=")
+        return _equiv_norm(a1, b1, timeout) and _equiv_norm(a2, b2, timeout)
+    fa, fb = _as_fraction(a), _as_fraction(b)
+    if fa is not None and fb is not None:
+        return fa == fb
+    if re.fullmatch(r"[A-E]", a) or re.fullmatch(r"[A-E]", b):
+        return False  # a choice letter is only equal to the same letter
+    return sympy_equal(a, b, timeout)
+
+
+def is_equiv(pred: Optional[str], gold: Optional[str], timeout: float = 5.0) -> bool:
+    """Whether a predicted answer equals the gold one, after MATH normalisation, structural
+    comparison, and sympy equivalence bounded by `timeout` seconds."""
+    if pred is None or gold is None:
+        return False
+    return _equiv_norm(normalize_answer(pred), normalize_answer(gold), timeout)
+
+
+def grade(response: str, gold: str, timeout: float = 5.0) -> bool:
+    """The strict grader of §2.4: the last boxed answer of the response, compared with the gold."""
+    return is_equiv(extract_boxed(response), gold, timeout)
+
+
+# -----------------------------------------------------------------------------
+# LaTeX -> sympy (a small recursive-descent parser: no eval of model output, ever)
+
+class LatexParseError(ValueError):
+    pass
+
+
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "nu", "rho",
+          "sigma", "tau", "phi", "omega", "psi", "chi", "eta", "zeta", "xi", "kappa"}
+_FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "arcsin", "arccos",
+          "arctan"}
+_COMMANDS = {"cdot", "times", "ast", "div", "frac", "sqrt", "binom", "pi", "infty"} | _FUNCS | _GREEK
+_TOKEN_RE = re.compile(r"(\d+\.?\d*|\.\d+)|\\([a-zA-Z]+)|([a-zA-Z])|([+\-*/^(){}\[\]!_])|(\S)")
+_MAX_EXPONENT = 2000
+
+
+def _lex(s: str) -> list:
+    toks = []
+    for m in _TOKEN_RE.finditer(s):
+        num, cmd, letter, op, other = m.groups()
+        if num is not None:
+            toks.append(("num", num))
+        elif cmd is not None:
+            # spaces are gone after normalisation: "\\pi r" arrives as "\\pir" = \\pi, r
+            known = [c for c in _COMMANDS if cmd.startswith(c)]
+            if known and cmd not in _COMMANDS:
+                cmd_len = max(len(c) for c in known)
+                toks.extend(_lex("\\" + cmd[:cmd_len]) + _lex(cmd[cmd_len:]))
+                continue
+            if cmd in ("cdot", "times", "ast"):
+                toks.append(("op", "*"))
+            elif cmd == "div":
+                toks.append(("op", "/"))
+            elif cmd in ("frac", "sqrt", "binom", "pi", "infty") or cmd in _FUNCS:
+                toks.append(("cmd", cmd))
+            elif cmd in _GREEK:
+                toks.append(("sym", cmd))
+            else:
+                raise LatexParseError(f"unsupported command \\{cmd}")
+        elif letter is not None:
+            toks.append(("sym", letter))
+        elif op is not None:
+            toks.append(("op", op))
+        else:
+            raise LatexParseError(f"unsupported character {other!r}")
+    return toks
+
+
+class _Parser:
+    """expr := term (± term)* ; term := unary ((*|/) unary | implicit power)* ;
+    unary := ± unary | power ; power := postfix (^ exponent)? ; postfix := atom !*"""
+
+    def __init__(self, toks, sympy):
+        self.t, self.i, self.sp = toks, 0, sympy
+
+    def peek(self):
+        return self.t[self.i] if self.i < len(self.t) else (None, None)
+
+    def take(self, kind=None, value=None):
+        tok = self.peek()
+        if tok[0] is None or (kind and tok[0] != kind) or (value and tok[1] != value):
+            raise LatexParseError(f"expected {value or kind}, found {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def parse(self):
+        v = self.expr()
+        if self.i != len(self.t):
+            raise LatexParseError(f"unexpected {self.peek()[1]!r}")
+        return v
+
+    def expr(self):
+        v = self.term()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.take()[1]
+            rhs = self.term()
+            v = v + rhs if op == "+" else v - rhs
+        return v
+
+    def _starts_atom(self, tok):
+        return tok[0] in ("num", "sym", "cmd") or tok in (("op", "("), ("op", "{"))
+
+    def term(self):
+        v = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in (("op", "*"), ("op", "/")):
+                self.take()
+                rhs = self.unary()
+                v = v * rhs if tok[1] == "*" else v / rhs
+            elif self._starts_atom(tok):
+                v = v * self.power()
+            else:
+                return v
+
+    def unary(self):
+        if self.peek() == ("op", "-"):
+            self.take()
+            return -self.unary()
+        if self.peek() == ("op", "+"):
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self):
+        base = self.postfix()
+        if self.peek() == ("op", "^"):
+            self.take()
+            if self.peek() == ("op", "-"):
+                self.take()
+                exp = -self.postfix()
+            else:
+                exp = self.postfix()
+            if exp.is_Number and abs(exp) > _MAX_EXPONENT and base.is_Number and abs(base) != 1:
+                raise LatexParseError("exponent too large")
+            return base ** exp
+        return base
+
+    def postfix(self):
+        v = self.atom()
+        while self.peek() == ("op", "!"):
+            self.take()
+            if v.is_Integer and v > 1000:
+                raise LatexParseError("factorial too large")
+            v = self.sp.factorial(v)
+        return v
+
+    def group(self):
+        if self.peek() == ("op", "{"):
+            self.take()
+            v = self.expr()
+            self.take("op", "}")
+            return v
+        return self.atom()
+
+    def atom(self):
+        sp = self.sp
+        kind, val = self.take()
+        if kind == "num":
+            if len(val) > 200:
+                raise LatexParseError("number too long")
+            return sp.Rational(val)
+        if kind == "sym":
+            name = val
+            if self.peek() == ("op", "_"):  # x_1, x_{12}
+                self.take()
+                sub = self.take()
+                if sub == ("op", "{"):
+                    parts = []
+                    while self.peek() != ("op", "}"):
+                        parts.append(self.take()[1])
+                    self.take("op", "}")
+                    sub = ("", "".join(parts))
+                name = f"{name}_{sub[1]}"
+            return sp.Symbol(name)
+        if kind == "op" and val in "({":
+            v = self.expr()
+            self.take("op", ")" if val == "(" else "}")
+            return v
+        if kind == "cmd":
+            if val == "pi":
+                return sp.pi
+            if val == "infty":
+                return sp.oo
+            if val == "frac":
+                num = self.group()
+                return num / self.group()
+            if val == "binom":
+                n = self.group()
+                return sp.binomial(n, self.group())
+            if val == "sqrt":
+                if self.peek() == ("op", "["):
+                    self.take()
+                    index = self.expr()
+                    self.take("op", "]")
+                    return sp.root(self.group(), index)
+                return sp.sqrt(self.group())
+            fn = {"ln": sp.log, "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan}.get(val)
+            fn = fn or getattr(sp, val)
+            exp = None
+            if self.peek() == ("op", "^"):  # \sin^2 x = (\sin x)^2
+                self.take()
+                exp = self.postfix()
+            if self.peek() in (("op", "("), ("op", "{")):  # \sin(x)^2: the ^2 is the caller's
+                arg = self.atom()
+            else:
+                arg = self.power()
+            v = fn(arg)
+            return v if exp is None else v ** exp
+        raise LatexParseError(f"unexpected {val!r}")
+
+
+def latex_to_sympy(s: str):
+    """A sympy expression for a normalised LaTeX answer; LatexParseError if it is not one."""
+    import sympy
+    if len(s) > 400:
+        raise LatexParseError("answer too long to compare symbolically")
+    return _Parser(_lex(s), sympy).parse()
+
+
+def _sympy_equal_now(a: str, b: str) -> bool:
+    """Symbolic equality of two normalised answers, in this process (no time limit)."""
+    import sympy
+    try:
+        x, y = latex_to_sympy(a), latex_to_sympy(b)
+    except (LatexParseError, ValueError, TypeError, ZeroDivisionError, AttributeError):
+        return False
+    if x == y:
+        return True
+    if x.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or y.has(sympy.oo, sympy.zoo, sympy.nan):
+        return False
+    d = sympy.simplify(x - y)
+    if d == 0:
+        return True
+    if d.free_symbols:
+        return False
+    v = complex(sympy.N(d, 30))
+    return abs(v) <= 1e-9 * max(1.0, abs(complex(sympy.N(y, 30))))
+
+
+# The sympy worker: a fresh Python process (it imports only this file and sympy) that lives across
+# calls and is killed, then restarted on the next call, when a comparison exceeds its time limit.
+# It talks JSON lines over pipes; calls are serialised by a lock, so any thread may grade.
+_worker = None
+_worker_lock = threading.Lock()
+
+
+def _worker_stdio() -> None:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        try:
+            ok = _sympy_equal_now(*json.loads(line))
+        except Exception:  # noqa: BLE001 -- sympy failing on odd input means "not equal"
+            ok = False
+        print("1" if ok else "0", flush=True)
+
+
+def _read_line(proc, timeout: float) -> Optional[str]:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else None
+
+
+def _start_worker():
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {here!r}); import eval_math; eval_math._worker_stdio()"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            bufsize=1)
+    if (_read_line(proc, 120) or "").strip() != "ready":
+        proc.kill()
+        raise RuntimeError("the sympy worker process of eval_math did not start; run "
+                           f"`{sys.executable} -c 'import sympy'` to see why")
+    return proc
+
+
+def sympy_equal(a: str, b: str, timeout: float = 5.0) -> bool:
+    """`_sympy_equal_now` in the worker process; False if it takes longer than `timeout` s."""
+    global _worker
+    with _worker_lock:
+        if _worker is None or _worker.poll() is not None:
+            _worker = _start_worker()
+        try:
+            _worker.stdin.write(json.dumps([a, b]) + "\n")
+            _worker.stdin.flush()
+            line = _read_line(_worker, timeout)
+        except (BrokenPipeError, OSError):
+            line = ""
+        if line:
+            return line.strip() == "1"
+        _worker.kill()  # timed out (None) or died (""): a fresh worker serves the next call
+        _worker.wait()
+        _worker = None
+        return False
+
+
+# -----------------------------------------------------------------------------
+# Collapse diagnostics (§2.5)
+
+HEDGE_WORDS = ("wait", "maybe", "but", "alternatively")
+
+
+def repetition_ratio(token_ids) -> float:
+    """The fraction of tokens that complete a 3-gram already seen earlier in the same response."""
+    ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)  # tensors too
+    if not ids:
+        return 0.0
+    seen, repeated = set(), 0
+    for i in range(2, len(ids)):
+        gram = (ids[i - 2], ids[i - 1], ids[i])
+        if gram in seen:
+            repeated += 1
+        seen.add(gram)
+    return repeated / len(ids)
+
+
+def hedging_rate(text: str, words=HEDGE_WORDS) -> float:
+    """Occurrences of the hedging words per 1,000 words of text (case-insensitive; a word is a
+    whitespace-separated token, punctuation around it ignored)."""
+    tokens = text.lower().split()
+    if not tokens:
+        return 0.0
+    targets = set(words)
+    return 1000.0 * sum(t.strip(".,;:!?\"'()[]") in targets for t in tokens) / len(tokens)
+
+
+def response_stats(token_ids: list, texts: list, truncated: list) -> dict:
+    """The collapse monitors of a batch of responses, with the metric names of the logs."""
+    n = len(token_ids)
+    if n == 0:
+        return {}
+    lengths = [len(t) for t in token_ids]
+    return {
+        "len/mean": sum(lengths) / n,
+        "len/max": max(lengths),
+        "len/truncated_frac": sum(bool(t) for t in truncated) / n,
+        "rep/ratio": sum(repetition_ratio(t) for t in token_ids) / n,
+        "hedge/per_1k_words": sum(hedging_rate(t) for t in texts) / n,
+    }
+
+
+def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_ci(values: list, z: float = 1.96) -> tuple:
+    """Normal-approximation 95% interval of a mean (per-problem accuracies for avg@k)."""
+    n = len(values)
+    if n < 2:
+        return (values[0], values[0]) if values else (0.0, 0.0)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return (max(0.0, mean - z * sd / math.sqrt(n)), min(1.0, mean + z * sd / math.sqrt(n)))
+
+
+# -----------------------------------------------------------------------------
+# Sampling many prompts in batches, reproducibly
+
+PRESETS = {
+    # §2.4: the paper's in-training evaluation (non-thinking mode, one sample)
+    "paper": {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "max_new_tokens": 16384, "k": 1},
+    "greedy": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 16384, "k": 1},
+    # the tiny world: sampled accuracy at T=1, short synthetic answers
+    "tiny": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 80, "k": 1},
+}
+
+
+def _progress(label: str, done: int, total: int, t0: float, extra: str = "") -> None:
+    end = "\n" if done == total else ""
+    print(f"\r[{label}] {done}/{total} samples  {time.time() - t0:6.1f} s  {extra}",
+          end=end, file=sys.stderr, flush=True)
+
+
+def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature: float,
+                     top_p: float = 1.0, top_k: int = 0, max_new_tokens: int,
+                     batch_size: int = 32, seed: int = 0, progress: Optional[str] = None,
+                     grade_fn=None) -> list:
+    """k responses per prompt: a list over samples j of lists over prompts of dicts with `ids`
+    (response ids without the EOS), `finished`, `truncated`, `length` (generated tokens).
+
+    Batch b of sample j is drawn with a generator seeded by (seed, j, b), so a call with the same
+    prompts, seed and batch size gives the same responses. `grade_fn(j, i, ids)` is only used for
+    the running accuracy printed by the progress line."""
+    import torch
+    import rollout
+    device = next(model.parameters()).device
+    eos = set(tokenizer.eos_token_ids)
+    out, t0, done, right = [], time.time(), 0, 0
+    total = k * len(prompts)
+    for j in range(k):
+        per_prompt = []
+        for b, start in enumerate(range(0, len(prompts), batch_size)):
+            gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + j * 10_007 + b)
+            r = rollout.generate(model, prompts[start:start + batch_size], max_new_tokens,
+                                 temperature=temperature, top_p=top_p, top_k=top_k,
+                                 eos_token_ids=tokenizer.eos_token_ids,
+                                 pad_token_id=tokenizer.pad_token_id, generator=gen)
+            for row, ids in enumerate(r.responses()):
+                ids = list(ids)
+                length = len(ids)
+                if ids and ids[-1] in eos:
+                    ids = ids[:-1]
+                per_prompt.append({"ids": ids, "finished": bool(r.finished[row]),
+                                   "truncated": bool(r.truncated[row]), "length": length})
+                if grade_fn is not None:
+                    right += bool(grade_fn(j, start + row, ids))
+            done += len(prompts[start:start + batch_size])
+            if progress:
+                _progress(progress, done, total, t0,
+                          f"acc {right / done:.3f}" if grade_fn is not None else "")
+        out.append(per_prompt)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Benchmark evaluation: pass@1, avg@k, pass@k, diagnostics, per-sample JSONL
+
+def evaluate(model, tokenizer, examples: list, *, k: int = 1, temperature: float = 0.6,
+             top_p: float = 0.95, top_k: int = 0, max_new_tokens: int = 16384,
+             batch_size: int = 32, seed: int = 0, pi: str = "none", rule: Optional[str] = None,
+             bench: str = "", out_path: Optional[str] = None, progress: bool = True) -> tuple:
+    """Evaluate a model on examples: k samples per problem in the context `pi` (data.py; "none"
+    is the student's). Returns (summary dict, records); writes one JSONL line per (problem,
+    sample) to `out_path` if given.
+
+    acc/pass@1 is sample 0 alone (the in-training number), acc/avg@k the mean over the k samples
+    (the lower-variance estimate of pass@1), acc/pass@k whether any sample is right; each with a
+    95% interval (Wilson for proportions, normal over problems for avg@k)."""
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    prompts = [data.context_ids(tokenizer, ex, pi, rule) for ex in examples]
+    cache = {}
+
+    def grade_ids(j, i, ids):
+        text = tokenizer.decode(ids, skip_special=True)
+        cache[(j, i)] = (text, grade(text, examples[i].answer))
+        return cache[(j, i)][1]
+
+    t0 = time.time()
+    samples = sample_responses(model, tokenizer, prompts, k=k, temperature=temperature,
+                               top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, seed=seed,
+                               progress=f"eval {bench}" if progress else None, grade_fn=grade_ids)
+    elapsed = time.time() - t0
+    records = []
+    for j, per_prompt in enumerate(samples):
+        for i, s in enumerate(per_prompt):
+            text, correct = cache[(j, i)]
+            records.append({
+                "bench": bench, "id": examples[i].id, "sample": j, "gold": examples[i].answer,
+                "pred": extract_boxed(text), "correct": correct, "length": s["length"],
+                "finished": s["finished"], "truncated": s["truncated"],
+                "rep_ratio": round(repetition_ratio(s["ids"]), 4),
+                "hedge_per_1k": round(hedging_rate(text), 2), "response": text})
+    summary = summarize(records, k)
+    summary.update({"bench": bench, "time_s": round(elapsed, 1), "pi": pi,
+                    "settings": {"temperature": temperature, "top_p": top_p, "top_k": top_k,
+                                 "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+                                 "seed": seed}})
+    if out_path:
+        write_jsonl(out_path, records)
+    return summary, records
+
+
+def summarize(records: list, k: int) -> dict:
+    """Accuracy and diagnostics from per-sample records (also used to re-grade a JSONL file)."""
+    by_problem = {}
+    for r in records:
+        by_problem.setdefault(r["id"], []).append(r)
+    n = len(by_problem)
+    first = [next(r for r in rs if r["sample"] == 0)["correct"] for rs in by_problem.values()]
+    per_problem = [sum(r["correct"] for r in rs) / len(rs) for rs in by_problem.values()]
+    any_right = [any(r["correct"] for r in rs) for rs in by_problem.values()]
+    lengths = [r["length"] for r in records]
+    return {
+        "n": n, "k": k,
+        "acc/pass@1": sum(first) / n, "acc/pass@1_ci": wilson_ci(sum(first), n),
+        "acc/avg@k": sum(per_problem) / n, "acc/avg@k_ci": mean_ci(per_problem),
+        "acc/pass@k": sum(any_right) / n, "acc/pass@k_ci": wilson_ci(sum(any_right), n),
+        "boxed_frac": sum(r["pred"] is not None for r in records) / len(records),
+        "len/mean": sum(lengths) / len(lengths), "len/max": max(lengths),
+        "len/truncated_frac": sum(r["truncated"] for r in records) / len(records),
+        "rep/ratio": sum(r["rep_ratio"] for r in records) / len(records),
+        "hedge/per_1k_words": sum(r["hedge_per_1k"] for r in records) / len(records),
+    }
+
+
+def write_jsonl(path: str, records: list) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _ci(v: tuple) -> str:
+    return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+def format_table(summaries: list) -> str:
+    """A Markdown table of evaluation summaries, one row per benchmark."""
+    head = ("| bench | n | k | pass@1 (95% CI) | avg@k (95% CI) | pass@k | boxed | len mean | "
+            "len max | trunc | rep | hedge/1k | time s |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in summaries:
+        avg = f"{s['acc/avg@k']:.3f} {_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–"
+        pk = f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–"
+        rows.append(f"| {s['bench']} | {s['n']} | {s['k']} | {s['acc/pass@1']:.3f} "
+                    f"{_ci(s['acc/pass@1_ci'])} | {avg} | {pk} | {s['boxed_frac']:.2f} | "
+                    f"{s['len/mean']:.1f} | {s['len/max']} | {s['len/truncated_frac']:.3f} | "
+                    f"{s['rep/ratio']:.3f} | {s['hedge/per_1k_words']:.1f} | {s['time_s']} |")
+    return "\n".join(rows)
+
+
+# -----------------------------------------------------------------------------
+# The prefix probe (Mechanism 1, §4)
+
+def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.25, 0.5, 0.75),
+                 *, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
+                 max_new_tokens: int = 16384, batch_size: int = 32, seed: int = 0,
+                 teacher_pi: str = "none", out_path: Optional[str] = None,
+                 progress: bool = True) -> tuple:
+    """The teacher's accuracy when it must continue the student's responses cut at fraction f.
+
+    The student writes one response per problem. For each f, the teacher's context (`teacher_pi`,
+    "none" = the student's prompt, as in OPD) is followed by the first floor(f * L) tokens of the
+    student's response (L without its EOS), and the teacher continues with up to
+    `max_new_tokens` new tokens; the prefix plus the continuation is graded. f = 0 is the
+    teacher alone, with the same prompts and seeds as `evaluate(teacher, ...)`. Student and
+    teacher must share the tokenizer (as OPD requires). Returns (rows, records): one row per f
+    with the accuracy overall and split by whether the student's own answer was right."""
+    for f in fractions:
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"prefix fractions must lie in [0, 1], got {f}")
+    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+              batch_size=batch_size, seed=seed)
+    student_prompts = [data.context_ids(tokenizer, ex, "none") for ex in examples]
+    teacher_ctx = [data.context_ids(tokenizer, ex, teacher_pi) for ex in examples]
+    s_out = sample_responses(student, tokenizer, student_prompts, k=1,
+                             progress="probe: student" if progress else None, **kw)[0]
+    s_text = [tokenizer.decode(s["ids"], skip_special=True) for s in s_out]
+    s_right = [grade(t, ex.answer) for t, ex in zip(s_text, examples)]
+    rows = [{"who": "student alone", "f": None, "acc": sum(s_right) / len(examples),
+             "ci": wilson_ci(sum(s_right), len(examples)), "n": len(examples)}]
+    records = []
+    for f in fractions:
+        cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
+        prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(teacher_ctx, s_out, cut)]
+        t_out = sample_responses(teacher, tokenizer, prompts, k=1,
+                                 progress=f"probe: teacher f={f}" if progress else None, **kw)[0]
+        right = []
+        for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
+            text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
+            ok = grade(text, ex.answer)
+            right.append(ok)
+            records.append({"id": ex.id, "f": f, "prefix_tokens": c, "student_correct": s_right[i],
+                            "correct": ok, "truncated": t["truncated"], "response": text})
+        on_right = [r for r, s in zip(right, s_right) if s]
+        on_wrong = [r for r, s in zip(right, s_right) if not s]
+        rows.append({"who": "teacher alone" if f == 0 else "teacher after student prefix", "f": f,
+                     "acc": sum(right) / len(right), "ci": wilson_ci(sum(right), len(right)),
+                     "n": len(right),
+                     "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
+                     "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None})
+    if out_path:
+        write_jsonl(out_path, records)
+    return rows, records
+
+
+def format_probe_table(rows: list) -> str:
+    out = ["| who | f | accuracy (95% CI) | acc. where student right | acc. where student wrong |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        f = "–" if r["f"] is None else f"{r['f']:.2f}"
+        sr = r.get("acc_student_right")
+        sw = r.get("acc_student_wrong")
+        out.append(f"| {r['who']} | {f} | {r['acc']:.3f} {_ci(r['ci'])} | "
+                   f"{'–' if sr is None else f'{sr:.3f}'} | {'–' if sw is None else f'{sw:.3f}'} |")
+    return "\n".join(out)
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="Evaluate a model on math benchmarks (strict boxed grader), or run the prefix "
+                    "probe of Mechanism 1. Sampling flags left unset come from the preset.")
+    g = ap.add_argument_group("model")
+    g.add_argument("--model", required=True,
+                   help="model to evaluate (the student in the probe): any name or path "
+                        "models.load accepts (hub id, local checkpoint, the tiny models)")
+    g.add_argument("--device", default=None, help="cuda, cpu, ...; default: models.load's choice")
+    g.add_argument("--dtype", default=None, help="float32, bfloat16, ...; default: models.load's")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g = ap.add_argument_group("data")
+    g.add_argument("--bench", default="synthetic",
+                   help="comma-separated benchmarks: math500, aime24, aime25, synthetic, a named "
+                        "dataset of data.py, or a .jsonl/.json/.parquet file with problem/answer "
+                        "(default: %(default)s)")
+    g.add_argument("--data-path", default=None,
+                   help="read the (single) named benchmark from this local file instead of the hub")
+    g.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    g.add_argument("--synthetic-n", type=int, default=500,
+                   help="synthetic: number of problems (default: %(default)s)")
+    g.add_argument("--synthetic-split", default="eval", choices=("train", "eval"),
+                   help="synthetic: which split (they never overlap) (default: %(default)s)")
+    g.add_argument("--synthetic-seed", type=int, default=0,
+                   help="synthetic: generator seed (default: %(default)s)")
+    g.add_argument("--hard-frac", type=float, default=0.0,
+                   help="synthetic: fraction of hard problems, 2-digit products "
+                        "(default: %(default)s)")
+    g.add_argument("--max-ops", type=int, default=3,
+                   help="synthetic: most operations (default: %(default)s)")
+    g.add_argument("--max-operand", type=int, default=9,
+                   help="synthetic: largest operand (default: %(default)s)")
+    g.add_argument("--pi", default="none", choices=data.PI_MODES,
+                   help="context: none = the student's prompt; the others add privileged "
+                        "information as an OPSD teacher sees it (default: %(default)s)")
+    g.add_argument("--wrong-hint", action="store_true",
+                   help="with --pi answer_only: show a wrong answer as the hint (gold + 1), to "
+                        "measure whether a model reads the hint")
+    g.add_argument("--rule", default=None,
+                   help="system rule for --pi system_prompt (default: data.py's rule for the task)")
+    g = ap.add_argument_group("sampling")
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="paper: T=0.6, top-p 0.95, 16384 tokens (§2.4); greedy; tiny: T=1, 80 "
+                        "tokens. Default: tiny for synthetic, paper otherwise")
+    g.add_argument("--k", type=int, default=None, help="samples per problem (avg@k, pass@k)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature; 0 = greedy")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    g.add_argument("--top-k", type=int, default=None, help="top-k sampling (0 = off)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="response length cap")
+    g.add_argument("--batch-size", type=int, default=32,
+                   help="prompts per generate call (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="sampling seed; with the batch size it fixes every sample "
+                        "(default: %(default)s)")
+    g = ap.add_argument_group("prefix probe (Mechanism 1)")
+    g.add_argument("--probe-teacher", default=None,
+                   help="run the prefix probe with this teacher (name or path); --model is the "
+                        "student")
+    g.add_argument("--probe-fractions", default="0,0.25,0.5,0.75",
+                   help="comma-separated cut points f of the student's responses "
+                        "(default: %(default)s)")
+    g = ap.add_argument_group("output")
+    g.add_argument("--out", default="runs/eval",
+                   help="folder for <bench>.jsonl (one line per problem and sample), "
+                        "summary.json and probe.jsonl (default: %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+    return ap
+
+
+def resolve_settings(args, bench: str) -> dict:
+    preset = args.preset or ("tiny" if bench == "synthetic" else "paper")
+    s = dict(PRESETS[preset])
+    for key in ("k", "temperature", "top_p", "top_k", "max_new_tokens"):
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    s["preset"] = preset
+    return s
+
+
+def wrong_answer(answer: str) -> str:
+    """An answer that is certainly wrong: the gold plus one."""
+    return str(int(answer) + 1) if re.fullmatch(r"-?\d+", answer) else f"{answer}+1"
+
+
+def load_bench(args, bench: str) -> list:
+    if bench == "synthetic":
+        examples = data.load_examples("synthetic", limit=args.limit, n=args.synthetic_n,
+                                      split=args.synthetic_split, seed=args.synthetic_seed,
+                                      hard_frac=args.hard_frac, max_ops=args.max_ops,
+                                      max_operand=args.max_operand)
+    else:
+        examples = data.load_examples(bench, path=args.data_path, limit=args.limit)
+    if args.wrong_hint:
+        examples = [dataclasses.replace(e, hint=wrong_answer(e.answer)) for e in examples]
+    return examples
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.wrong_hint and args.pi != "answer_only":
+        raise SystemExit("--wrong-hint changes the hint of --pi answer_only; add --pi answer_only")
+    benches = [b.strip() for b in args.bench.split(",") if b.strip()]
+    if args.data_path and len(benches) != 1:
+        raise SystemExit("--data-path reads one benchmark; pass a single --bench with it")
+    import torch
+    import models
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = models.load(args.model, device=args.device, dtype=args.dtype)
+    model.eval()
+    os.makedirs(args.out, exist_ok=True)
+    if args.probe_teacher:
+        teacher, t_tok = models.load(args.probe_teacher, device=args.device, dtype=args.dtype)
+        teacher.eval()
+        models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
+        fractions = [float(x) for x in args.probe_fractions.split(",")]
+        bench = benches[0]
+        s = resolve_settings(args, bench)
+        with torch.no_grad():
+            rows, _ = prefix_probe(model, teacher, tokenizer, load_bench(args, bench), fractions,
+                                   temperature=s["temperature"], top_p=s["top_p"],
+                                   top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
+                                   batch_size=args.batch_size, seed=args.seed,
+                                   out_path=os.path.join(args.out, "probe.jsonl"),
+                                   progress=not args.quiet)
+        print(f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
+              f"preset {s['preset']}")
+        print(format_probe_table(rows))
+        return
+    summaries = []
+    for bench in benches:
+        s = resolve_settings(args, bench)
+        examples = load_bench(args, bench)
+        name = os.path.splitext(os.path.basename(bench))[0]
+        with torch.no_grad():
+            summary, _ = evaluate(model, tokenizer, examples, k=s["k"],
+                                  temperature=s["temperature"], top_p=s["top_p"],
+                                  top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
+                                  batch_size=args.batch_size, seed=args.seed, pi=args.pi,
+                                  rule=args.rule, bench=name,
+                                  out_path=os.path.join(args.out, f"{name}.jsonl"),
+                                  progress=not args.quiet)
+        summary.update({"model": args.model, "preset": s["preset"]})
+        summaries.append(summary)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summaries, f, indent=2)
+    print(f"model {args.model}; context {args.pi}; per-sample records in {args.out}/")
+    print(format_table(summaries))
+
+
+if __name__ == "__main__":
+    main()

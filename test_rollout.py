@@ -1,0 +1,288 @@
+"""Tests for rollout.py against transformers itself (its generate, its forward, its logits warpers).
+
+Command: `pytest -q test_rollout.py` (CPU, about 8 s; the tests run on one thread).
+
+Models are tiny RANDOM transformers models of the three supported architectures, with what
+default init would hide switched on: Llama with an MLP bias, grouped-query attention and
+Llama-3 rotary scaling; Qwen2 with q/k/v biases, plain multi-head attention and tied embeddings; Qwen3 with q/k
+norms and a head_dim different from hidden/heads. Biases and norm weights are randomised and the
+init scale is large, so logits have wide gaps and a missing piece changes greedy tokens.
+"""
+
+import pytest
+import torch
+import transformers
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+import rollout
+
+V = 101  # vocabulary of the test models
+ARCHS = ["llama", "qwen2", "qwen3"]
+PROMPTS = [[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [42], [17, 99, 23, 54, 8, 61, 2, 7]]
+PAD = 0
+MAX_NEW = 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: a second thread gains nothing, and when another process holds a core
+    two threads run ~10x slower (TRANSFORMERS_NOTES.md). Restored after this file."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_model(arch, seed=0):
+    """A tiny random model whose biases and norm weights are not at their defaults."""
+    common = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=256, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    if arch == "llama":
+        config = transformers.LlamaConfig(**common, num_key_value_heads=2, head_dim=16, mlp_bias=True, tie_word_embeddings=False,
+                                          rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                           "original_max_position_embeddings": 16})
+        cls = transformers.LlamaForCausalLM
+    elif arch == "qwen2":
+        config = transformers.Qwen2Config(**common, num_key_value_heads=4, tie_word_embeddings=True)
+        cls = transformers.Qwen2ForCausalLM
+    else:
+        config = transformers.Qwen3Config(**common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False)
+        cls = transformers.Qwen3ForCausalLM
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            elif p.dim() == 1:  # biases
+                p.normal_(0.0, 0.3)
+            else:
+                p.normal_(0.0, 0.25)
+    return model
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def model(request):
+    return random_model(request.param)
+
+
+def hf_greedy(model, prompt, eos, max_new=MAX_NEW):
+    """transformers' greedy continuation of one prompt alone (no padding)."""
+    ids = torch.tensor([prompt])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new,
+                         eos_token_id=eos, pad_token_id=PAD)
+    return out[0, len(prompt):].tolist()
+
+
+def pick_eos(model):
+    """An EOS id that greedy decoding emits for the first prompt but not for some other prompt,
+    so the batch holds both finished and truncated rows. Returns (eos, runs without EOS)."""
+    free = [hf_greedy(model, p, eos=[V + 7]) for p in PROMPTS]  # V+7: an id the model cannot emit
+    for tok in free[0][2:]:
+        if any(tok not in f for f in free[1:]):
+            return tok, free
+    raise AssertionError("no EOS candidate gives both finished and truncated rows; change the prompts or seed")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def test_greedy_matches_transformers_generate_with_flags(model):
+    eos, _ = pick_eos(model)
+    ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD)
+    finished_seen = truncated_seen = False
+    for b, prompt in enumerate(PROMPTS):
+        ref = hf_greedy(model, prompt, eos=[eos])
+        n = int(ro.lengths[b])
+        assert ro.response[b, :n].tolist() == ref, f"row {b}"
+        assert (ro.response[b, n:] == PAD).all()
+        assert ro.response_mask[b].tolist() == [t < n for t in range(ro.response.shape[1])]
+        stopped = ref[-1] == eos
+        assert bool(ro.finished[b]) == stopped and bool(ro.truncated[b]) == (not stopped)
+        assert stopped or len(ref) == MAX_NEW
+        finished_seen |= stopped
+        truncated_seen |= not stopped
+    assert finished_seen and truncated_seen  # both flags exercised
+    assert ro.response.shape[1] == int(ro.lengths.max())
+    assert ro.prompt_ids.shape == (len(PROMPTS), max(map(len, PROMPTS)))
+    assert ro.responses()[0] == hf_greedy(model, PROMPTS[0], eos=[eos])
+
+
+def test_early_exit_when_every_row_is_done(model):
+    eos, free = pick_eos(model)
+    first = [f[0] for f in free]  # every row's first greedy token as EOS: all stop after one token
+    ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=first, pad_token_id=PAD)
+    assert ro.response.shape[1] == 1 and ro.finished.all() and (ro.lengths == 1).all()
+    assert ro.response[:, 0].tolist() == first
+
+
+def test_left_padding_invariance(model):
+    batch = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
+    for b, prompt in enumerate(PROMPTS):
+        alone = rollout.generate(model, [prompt], MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
+        assert alone.response[0].tolist() == batch.response[b].tolist()
+        torch.testing.assert_close(alone.logp[0], batch.logp[b], rtol=0, atol=1e-4)
+
+
+def hf_logits_per_row(model, ro):
+    """transformers' forward over each prompt + response alone -> list of (n_b, V) logits predicting the response."""
+    out = []
+    for prompt, resp in zip(PROMPTS, ro.responses()):
+        ids = torch.tensor([prompt + resp])
+        with torch.no_grad():
+            logits = model(ids).logits[0].float()  # (len, V)
+        out.append(logits[len(prompt) - 1 : len(prompt) - 1 + len(resp)])
+    return out
+
+
+def test_logp_and_topk_match_transformers_forward(model):
+    temperature, top_k, top_p, k = 0.8, 20, 0.9, 5
+    gen = torch.Generator().manual_seed(1)
+    ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=temperature, top_k=top_k, top_p=top_p,
+                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen, return_topk=k)
+    assert ro.logp.dtype == torch.float32 and ro.topk_ids.shape == (len(PROMPTS), MAX_NEW, k)
+    for b, logits in enumerate(hf_logits_per_row(model, ro)):
+        n = logits.shape[0]
+        tokens = ro.response[b, :n]
+        ref_logp = logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+        torch.testing.assert_close(ro.logp[b, :n], ref_logp, rtol=0, atol=1e-4)
+        # the warped distribution, built with transformers' own warpers in generate's order
+        warped = logits
+        for warper in (TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p)):
+            warped = warper(None, warped)
+        ref_logp_s = warped.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+        assert torch.isfinite(ref_logp_s).all()  # every sampled token lies inside the warped support
+        torch.testing.assert_close(ro.logp_sampling[b, :n], ref_logp_s, rtol=0, atol=1e-4)
+        ref_top = logits.log_softmax(-1).topk(k, dim=-1)
+        assert ro.topk_ids[b, :n].tolist() == ref_top.indices.tolist()
+        torch.testing.assert_close(ro.topk_logp[b, :n], ref_top.values, rtol=0, atol=1e-4)
+    assert not ro.response_mask[:, 1:].logical_and(~ro.response_mask[:, :-1]).any()  # mask is a prefix
+
+
+# ---- sampling statistics ---------------------------------------------------------------------
+# A chi-square goodness-of-fit test at p < 1e-4: a correct sampler fails it with probability 1e-4
+# per seed (the seeds are fixed, so the tests are deterministic). Categories expected to hold
+# fewer than 5 draws are pooled; categories the warped distribution excludes must hold none.
+
+
+def chi_square_pvalue(counts, probs):
+    n = counts.sum()
+    expected = probs.double() * n
+    support = probs > 0
+    assert counts[~support].sum() == 0, f"tokens outside the top-k/top-p support were drawn: {counts[~support]}"
+    big = support & (expected >= 5)
+    obs = torch.cat([counts[big].double(), counts[support & ~big].double().sum()[None]])
+    exp = torch.cat([expected[big], expected[support & ~big].sum()[None]])
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    stat = ((obs - exp) ** 2 / exp).sum()
+    dof = len(exp) - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2))
+
+
+def warped_probs(logits, temperature, top_k, top_p):
+    x = logits[None].clone()
+    warpers = [TemperatureLogitsWarper(temperature)]
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1:
+        warpers.append(TopPLogitsWarper(top_p))
+    for w in warpers:
+        x = w(None, x)
+    return x.softmax(-1)[0]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 6, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.85)])
+def test_sample_frequencies(temperature, top_k, top_p):
+    logits = torch.tensor([2.0, 1.5, 1.1, 0.9, 0.3, 0.0, -0.4, -1.0, -1.7, -3.0])
+    n = 40_000
+    tokens, logp_s = rollout.sample(logits.expand(n, -1).contiguous(), temperature, top_k, top_p,
+                                    torch.Generator().manual_seed(7))
+    probs = warped_probs(logits, temperature, top_k, top_p)
+    counts = torch.bincount(tokens, minlength=len(logits))
+    assert chi_square_pvalue(counts, probs) > 1e-4
+    torch.testing.assert_close(logp_s, probs.log()[tokens], rtol=0, atol=1e-5)
+
+
+def test_first_token_frequencies_of_generate():
+    model = random_model("qwen3", seed=3)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(0.3)  # a flatter distribution: many tokens in play
+        logits = model(torch.tensor([PROMPTS[0]])).logits[0, -1].float()
+    temperature, top_p = 1.2, 0.9
+    n = 3000
+    ro = rollout.generate(model, [PROMPTS[0]] * n, 1, temperature=temperature, top_p=top_p, eos_token_ids=[V + 7],
+                          pad_token_id=PAD, generator=torch.Generator().manual_seed(11))
+    probs = warped_probs(logits, temperature, 0, top_p)
+    assert (probs > 0).sum() > 20  # the test has many categories to get wrong
+    counts = torch.bincount(ro.response[:, 0], minlength=V)
+    assert chi_square_pvalue(counts, probs) > 1e-4
+
+
+def test_greedy_sample_is_argmax_with_zero_logp():
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    tokens, logp_s = rollout.sample(logits, 0.0, 0, 1.0, None)
+    assert tokens.tolist() == logits.argmax(-1).tolist() and (logp_s == 0).all()
+
+
+def test_same_seed_same_output():
+    model = random_model("qwen3")
+    kw = dict(temperature=1.0, eos_token_ids=[V + 7], pad_token_id=PAD)
+    a = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(5), **kw)
+    b = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(5), **kw)
+    c = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(6), **kw)
+    assert torch.equal(a.response, b.response) and torch.equal(a.logp, b.logp)
+    assert not torch.equal(a.response, c.response)
+
+
+# ---- scoring under another context -----------------------------------------------------------
+
+
+def test_score_equals_each_pair_alone(model):
+    contexts = [[3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1], [50], [60, 61, 62, 63, 64]]
+    responses = [[10, 11, 12, 13], [], [20, 21, 22, 23, 24, 25, 26], [30]]
+    logits, mask = rollout.score(model, contexts, responses)
+    logp, mask2 = rollout.score(model, contexts, responses, return_logits=False)
+    T = max(map(len, responses))
+    assert logits.shape == (4, T, V) and mask.shape == (4, T) and torch.equal(mask, mask2)
+    for b, (c, r) in enumerate(zip(contexts, responses)):
+        assert mask[b].tolist() == [t < len(r) for t in range(T)]
+        if not r:
+            continue
+        with torch.no_grad():
+            ref = model(torch.tensor([c + r])).logits[0, len(c) - 1 : len(c) - 1 + len(r)]  # (n, V)
+        torch.testing.assert_close(logits[b, : len(r)], ref, rtol=0, atol=1e-4)
+        ref_lp = ref.float().log_softmax(-1).gather(-1, torch.tensor(r)[:, None]).squeeze(-1)
+        torch.testing.assert_close(logp[b, : len(r)], ref_lp, rtol=0, atol=1e-4)
+    assert (logp[~mask] == 0).all()
+
+
+def test_score_carries_gradients_and_matches_rollout_logp():
+    model = random_model("qwen2")
+    ro = rollout.generate(model, PROMPTS, MAX_NEW, eos_token_ids=[V + 7], pad_token_id=PAD,
+                          generator=torch.Generator().manual_seed(2))
+    logp, mask = rollout.score(model, PROMPTS, ro.responses(), return_logits=False)
+    torch.testing.assert_close(logp, ro.logp, rtol=0, atol=1e-4)  # the sampler's numbers are the trainer's
+    (logp * mask).sum().backward()
+    grad = model.model.layers[0].self_attn.q_proj.bias.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def test_unsupported_architecture_is_named():
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
+    with pytest.raises(ValueError, match="GPT2LMHeadModel"):
+        rollout.generate(gpt2, PROMPTS, 4, eos_token_ids=[1], pad_token_id=PAD)
+
+
+def test_bad_arguments_raise():
+    model = random_model("qwen3")
+    with pytest.raises(ValueError, match="CUDA"):
+        rollout.generate(model, PROMPTS, 4, eos_token_ids=[1], pad_token_id=PAD, cuda_graph=True)
+    with pytest.raises(ValueError, match="at least one token"):
+        rollout.generate(model, [[1], []], 4, eos_token_ids=[1], pad_token_id=PAD)
+    with pytest.raises(ValueError, match="top_p"):
+        rollout.generate(model, PROMPTS, 4, top_p=0.0, eos_token_ids=[1], pad_token_id=PAD)
