@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test losses-demo bench-losses bench-rollout clean
+.PHONY: help install test opd plot losses-demo bench-losses bench-rollout clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -23,6 +23,18 @@ $(VENV)/.installed: requirements.txt
 
 test: install  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
+
+# make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:
+#   make opd MODEL=Qwen/Qwen3-1.7B TEACHER=Qwen/Qwen3-8B DATA=dapo
+RUN ?= runs/opd-$(shell date +%Y%m%d-%H%M%S)
+OPD_ARGS ?=
+opd: install  ## on-policy distillation, before/after table (tiny world by default; MODEL= TEACHER= DATA= for the paper's)
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(RUN) --threads $(THREADS) \
+	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
+	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS)
+
+plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
+	$(PY) plot.py $(RUN)
 
 losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
 	$(PY) losses.py

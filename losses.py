@@ -400,15 +400,16 @@ class _ChunkedLoss(torch.autograd.Function):
         grad_W = torch.zeros_like(W_s) if need_W else None  # (V, H), accumulated in the head's dtype
         for start in range(0, N, chunk_size):
             sl = slice(start, start + chunk_size)
-            h = h_s[sl]  # (C, H)
-            logits_t = h_t[sl] @ W_t.T  # (C, V) the teacher's logits, recomputed per chunk
+            h = h_s[sl].to(W_s.dtype)  # (C, H) (hidden states may come out of autocast in another dtype)
+            logits_t = h_t[sl].to(W_t.dtype) @ W_t.T  # (C, V) the teacher's logits, recomputed per chunk
             logits = (h @ W_s.T).requires_grad_(True)  # (C, V) matmul 1: the student's logits
             opts = dict(options, **{key: val[sl] for key, val in chunked_options.items()})
             with torch.enable_grad():
                 per_token = fn(logits, logits_t, tokens[sl], **opts)  # (C,)
                 (g_logits,) = torch.autograd.grad((per_token * weights[sl]).sum(), logits)  # (C, V)
+            g_logits = g_logits.to(W_s.dtype)
             if need_h:
-                grad_h[sl] = g_logits @ W_s  # matmul 2: ∂loss/∂h = ∂loss/∂z · W
+                grad_h[sl] = (g_logits @ W_s).to(grad_h.dtype)  # matmul 2: ∂loss/∂h = ∂loss/∂z · W
             if need_W:
                 grad_W.addmm_(g_logits.T, h)  # matmul 3, accumulated in place: ∂loss/∂W += ∂loss/∂zᵀ · h
             values[sl] = per_token.detach()

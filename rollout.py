@@ -415,7 +415,7 @@ def generate(
 # ----------------------------------------------------------------------------------------------
 
 
-def score(model, contexts, responses, *, return_logits=True):
+def score(model, contexts, responses, *, return_logits=True, return_hidden=False):
     """Logits (or log-probs) that `model` gives each response token after its own context.
 
     contexts, responses: lists of token-id lists (a context must be non-empty; a response may be).
@@ -426,7 +426,9 @@ def score(model, contexts, responses, *, return_logits=True):
     contexts left-padded and responses right-padded (the rollout layout when contexts are the
     student's prompts) and per-row position ids, so each row equals scoring that pair alone.
     Gradients flow when grad mode is on (the student's training forward); wrap a teacher call in
-    torch.no_grad().
+    torch.no_grad(). With return_hidden=True, out is instead the final-normed hidden states
+    (B, T, d) at the same positions, for losses.chunked_loss with the model's output layer
+    (`model.lm_head.weight`): no (B, T, V) logits are made.
     """
     if len(contexts) != len(responses) or not contexts:
         raise ValueError(f"score needs as many contexts as responses (got {len(contexts)} and {len(responses)}), at least one")
@@ -443,6 +445,9 @@ def score(model, contexts, responses, *, return_logits=True):
         mask[b, P - len(c) : P + len(r)] = True
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P + T), as transformers' generate
+    if return_hidden:
+        hidden = model.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False)
+        return hidden.last_hidden_state[:, P - 1 : P + T - 1], mask[:, P:]  # (B, T, d): column P-1+t predicts token t
     out = model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, logits_to_keep=T + 1, use_cache=False)
     logits = out.logits[:, :-1]  # (B, T, V): column P-1+t predicts response token t
     resp_mask = mask[:, P:]  # (B, T)

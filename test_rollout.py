@@ -14,6 +14,7 @@ import torch
 import transformers
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+import models
 import rollout
 
 V = 101  # vocabulary of the test models
@@ -286,3 +287,14 @@ def test_bad_arguments_raise():
         rollout.generate(model, [[1], []], 4, eos_token_ids=[1], pad_token_id=PAD)
     with pytest.raises(ValueError, match="top_p"):
         rollout.generate(model, PROMPTS, 4, top_p=0.0, eos_token_ids=[1], pad_token_id=PAD)
+
+
+def test_score_hidden_states_times_the_head_are_the_logits():
+    torch.manual_seed(0)
+    model = models.build_tiny(seed=3)
+    contexts = [[257, 10, 11, 12], [257, 13]]
+    responses = [[40, 41, 42], [43]]
+    logits, mask = rollout.score(model, contexts, responses)
+    hidden, mask_h = rollout.score(model, contexts, responses, return_hidden=True)
+    assert torch.equal(mask, mask_h) and hidden.shape[:2] == logits.shape[:2]
+    torch.testing.assert_close(hidden @ model.lm_head.weight.T, logits, rtol=1e-5, atol=1e-5)

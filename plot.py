@@ -1,0 +1,89 @@
+"""Curves of one or more training runs in one PNG: accuracy, length, repetition, Top-K overlap, KL.
+
+    make plot RUN=runs/opd                        # -> runs/opd/curves.png
+    python plot.py runs/plain20 runs/sg20 --out collapse.png --title "Top-20: plain vs sg"
+
+Each run folder holds the metrics.jsonl that train_opd.py / train_opsd.py write. Panels follow
+PAPER.md §2.5's collapse monitors: held-out accuracy, mean response length, truncation rate,
+3-gram repetition ratio, student mass on its own Top-K, student/teacher Top-K overlap, and the
+full reverse KL on the training batch. Training-step curves are smoothed with a centred moving
+average of --smooth steps (raw values are in the JSONL).
+"""
+import argparse
+import json
+import os
+
+PANELS = [  # (metric key in metrics.jsonl, title)
+    ("eval", "held-out accuracy (pass@1)"),
+    ("len/mean", "response length (tokens)"),
+    ("len/truncated_frac", "truncated fraction"),
+    ("rep/ratio", "3-gram repetition ratio"),
+    ("topk/student_mass", "student mass on its Top-K"),
+    ("topk/overlap", "student/teacher Top-K overlap"),
+    ("kl/full", "reverse KL on the batch"),
+    ("hedge/per_1k_words", "hedging words per 1k"),
+]
+
+
+def read_run(folder: str) -> tuple:
+    steps, evals = [], []
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: pass a run folder written by train_opd.py or train_opsd.py")
+    for line in open(path):
+        rec = json.loads(line)
+        if "eval" in rec and "student" in rec["eval"]:
+            evals.append((rec["step"], rec["eval"]["student"]["acc/pass@1"]))
+        if "loss" in rec:
+            steps.append(rec)
+    return steps, evals
+
+
+def smooth(xs: list, w: int) -> list:
+    if w <= 1:
+        return xs
+    h = w // 2
+    return [sum(xs[max(0, i - h): i + h + 1]) / len(xs[max(0, i - h): i + h + 1]) for i in range(len(xs))]
+
+
+def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
+    for folder in folders:
+        steps, evals = read_run(folder)
+        label = os.path.basename(os.path.normpath(folder))
+        for ax, (key, name) in zip(axes.flat, PANELS):
+            if key == "eval":
+                if evals:
+                    ax.plot([s for s, _ in evals], [a for _, a in evals], marker="o", label=label)
+            else:
+                xs = [r["step"] for r in steps if key in r]
+                ys = [r[key] for r in steps if key in r]
+                if xs:
+                    ax.plot(xs, smooth(ys, smooth_w), label=label)
+            ax.set_title(name)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Plot training curves of one or more runs into one PNG.")
+    ap.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl")
+    ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
+    ap.add_argument("--title", default="", help="figure title")
+    ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
+    args = ap.parse_args()
+    print(plot(args.runs, args.out or os.path.join(args.runs[0], "curves.png"), args.title, args.smooth))
+
+
+if __name__ == "__main__":
+    main()

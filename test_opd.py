@@ -1,0 +1,191 @@
+"""Tests of train_opd.py on tiny random models (CPU, seconds).
+
+One OPD step must lower the reverse KL on its batch, leave the teacher untouched, see the
+rollout's own log-probs again in the training forward, do nothing when teacher == student, and a
+killed run resumed from its checkpoint must land exactly where the uninterrupted run lands.
+"""
+import copy
+import math
+import json
+import os
+
+import pytest
+import torch
+
+import data
+import losses
+import models
+import rollout
+import train_opd
+
+
+def tiny_pair(tmp_path, **overrides):
+    tok = models.tiny_tokenizer()
+    teacher = models.build_tiny(seed=1, **overrides)
+    student = models.build_tiny(seed=2, **overrides)
+    models.save(teacher, tok, str(tmp_path / "teacher"))
+    models.save(student, tok, str(tmp_path / "student"))
+    return str(tmp_path / "student"), str(tmp_path / "teacher")
+
+
+def small_cfg(**kw):
+    cfg = train_opd.resolve_config([])
+    cfg.update(steps=4, batch_size=6, micro_batch=4, max_new_tokens=12, eval_n=6, eval_max_new_tokens=12,
+               eval_every=0, ckpt_every=2, lr=3e-3, threads=1)
+    cfg.update(kw)
+    return cfg
+
+
+def setup_step(cfg, same_weights=False):
+    tok = models.tiny_tokenizer()
+    teacher = models.build_tiny(seed=1).requires_grad_(False)
+    student = copy.deepcopy(teacher).requires_grad_(True) if same_weights else models.build_tiny(seed=2)
+    prompts = [data.context_ids(tok, ex) for ex in data.synthetic_examples(cfg["batch_size"], split="train")]
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+    sched = train_opd.cosine_schedule(opt, 10, 0.0)
+    return tok, teacher, student, prompts, opt, sched
+
+
+def full_rkl_on(student, teacher, prompts, responses):
+    with torch.no_grad():
+        ls, mask = rollout.score(student, prompts, responses)
+        lt, _ = rollout.score(teacher, prompts, responses)
+    return losses.masked_mean(losses.full_rkl(ls, lt), mask).item()
+
+
+@pytest.mark.parametrize("loss,k", [("full_rkl", 20), ("topk_sg", 261), ("topk_tail", 20)])
+def test_one_step_lowers_reverse_kl_and_never_touches_the_teacher(loss, k):
+    # (topk_sg needs K = V here: a random model is nearly uniform, so its top-20 hold ~8 % of the mass)
+    cfg = small_cfg(loss=loss, k=k, lr=1e-3)
+    tok, teacher, student, prompts, opt, sched = setup_step(cfg)
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    gen = torch.Generator().manual_seed(0)
+    # the batch the step will train on: same generator seed, same sampler
+    ro = rollout.generate(student, prompts, cfg["max_new_tokens"], eos_token_ids=tok.eos_token_ids,
+                          pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    before = full_rkl_on(student, teacher, prompts, ro.responses())
+    m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, gen)
+    after = full_rkl_on(student, teacher, prompts, ro.responses())
+    assert after < before - 1e-4, (before, after)
+    assert m["kl/full"] == pytest.approx(before, rel=1e-4)  # the monitor measured the same batch
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    # the rollout's log-probs (hand-written decoder, KV cache) are the training forward's (transformers)
+    assert m["logp/rollout_vs_train_max_abs"] < 1e-4
+
+
+def test_teacher_equal_to_student_gives_zero_loss_and_no_update():
+    cfg = small_cfg()
+    tok, teacher, student, prompts, opt, sched = setup_step(cfg, same_weights=True)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0))
+    assert abs(m["loss"]) < 1e-6 and m["kl/full"] < 1e-6 and m["topk/overlap"] == 1.0
+    drift = max((v - before[k]).abs().max().item() for k, v in student.state_dict().items())
+    assert drift < 1e-6
+
+
+def test_micro_batches_give_the_full_batch_gradient():
+    grads = []
+    for mb in (6, 2):
+        cfg = small_cfg(micro_batch=mb, grad_clip=0.0, lr=0.0)  # lr 0: the step keeps the weights
+        tok, teacher, student, prompts, opt, sched = setup_step(cfg)
+        train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(3))
+        grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    assert grads[0].abs().max() > 0
+
+
+@pytest.mark.parametrize("loss", ["topk_sg", "full_rkl"])
+def test_chunked_loss_path_gives_the_same_gradient(loss):
+    grads = []
+    for chunk in (0, 5):
+        cfg = small_cfg(loss=loss, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0)
+        tok, teacher, student, prompts, opt, sched = setup_step(cfg)
+        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(4))
+        grads.append((m["loss"], torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("chunk", [0, 5])
+def test_bf16_autocast_forward_is_close_to_float32(chunk):
+    grads = []
+    for amp in (False, True):
+        cfg = small_cfg(amp=amp, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0)
+        tok, teacher, student, prompts, opt, sched = setup_step(cfg)
+        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5))
+        grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cos > 0.99 and not torch.equal(grads[0], grads[1])  # bf16 compute happened, and agrees
+
+
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
+    s, t = tiny_pair(tmp_path)
+    args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
+            "--max-new-tokens", "10", "--eval-n", "4", "--eval-max-new-tokens", "10", "--ckpt-every", "2",
+            "--lr", "3e-3", "--threads", "1"]
+    train_opd.main(args + ["--out", str(tmp_path / "a")])
+    real_step, calls = train_opd.opd_step, {"n": 0}
+
+    def dies_at_step_3(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(train_opd, "opd_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_opd.main(args + ["--out", str(tmp_path / "b")])
+    monkeypatch.setattr(train_opd, "opd_step", real_step)
+    with pytest.raises(FileExistsError):  # a second fresh start would mix two runs
+        train_opd.main(args + ["--out", str(tmp_path / "b")])
+    train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
+    wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
+    wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    rec = lambda p: [json.loads(l) for l in open(p) if '"loss"' in l]
+    ra, rb = rec(tmp_path / "a" / "metrics.jsonl"), rec(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in rb] == [1, 2, 3, 4]
+    for x, y in zip(ra, rb):
+        assert x["loss"] == y["loss"] and x["len/mean"] == y["len/mean"]
+    with pytest.raises(ValueError, match="different config"):
+        train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume", "--lr", "1e-3"])
+
+
+def test_clear_errors(tmp_path):
+    s, t = tiny_pair(tmp_path)
+    base = ["--student", s, "--teacher", t, "--steps", "1", "--threads", "1", "--eval-n", "2"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(data.DataError):
+        train_opd.main(base + ["--data", str(empty), "--out", str(tmp_path / "e")])
+    s2, t2 = tiny_pair(tmp_path / "short", max_position_embeddings=64)
+    with pytest.raises(ValueError, match="context"):
+        train_opd.main(["--student", s2, "--teacher", t2, "--out", str(tmp_path / "c"), "--threads", "1"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_opd.main(base + ["--out", str(tmp_path / "none"), "--resume"])
+
+
+def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
+    """The paper's setting end to end (top-p 0.95, warm-up, weight decay, gradient checkpointing,
+    chunked loss, local jsonl data) with tiny checkpoints standing in for the hub's."""
+    s, t = tiny_pair(tmp_path)
+    rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))
+    summary = train_opd.main(["--preset", "paper", "--student", s, "--teacher", t,
+                              "--data", str(tmp_path / "train.jsonl"), "--eval-data", str(tmp_path / "eval.jsonl"),
+                              "--steps", "2", "--batch-size", "4", "--micro-batch", "2", "--max-new-tokens", "8",
+                              "--eval-n", "3", "--eval-max-new-tokens", "8", "--chunk-size", "4", "--threads", "1",
+                              "--out", str(tmp_path / "run")])
+    cfg = json.load(open(tmp_path / "run" / "config.json"))
+    assert cfg["top_p"] == 0.95 and cfg["grad_checkpointing"] and cfg["weight_decay"] == 0.1 and cfg["chunk_size"] == 4
+    recs = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl") if '"loss"' in l]
+    assert len(recs) == 2 and all(math.isfinite(r["loss"]) and r["lr"] > 0 for r in recs[:1])
+    assert recs[0]["logp/rollout_vs_train_max_abs"] < 1e-4
+    assert summary["student_after"]["n"] == 3
+    w0, _ = models.load(s)
+    w1, _ = models.load(str(tmp_path / "run" / "ckpt"))
+    assert any(not torch.equal(a, b) for a, b in zip(w0.state_dict().values(), w1.state_dict().values()))
