@@ -75,13 +75,34 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
     return out
 
 
+def table(folders: list, last: int = 10) -> str:
+    """One Markdown row per run: final held-out accuracy, and the training monitors averaged over
+    the last `last` steps (the collapse signature of PAPER.md §2.5)."""
+    keys = [("len/mean", "len"), ("len/truncated_frac", "trunc"), ("rep/ratio", "rep"),
+            ("topk/student_mass", "student Top-K mass"), ("topk/overlap", "overlap"), ("kl/full", "KL")]
+    lines = ["| run | steps | acc start | acc end | " + " | ".join(name for _, name in keys) + " |",
+             "|---|---|---|---|" + "---|" * len(keys)]
+    for folder in folders:
+        steps, evals = read_run(folder)
+        tail = steps[-last:]
+        vals = [sum(r[k] for r in tail) / max(len(tail), 1) for k, _ in keys]
+        acc0 = f"{evals[0][1]:.3f}" if evals else "-"
+        acc1 = f"{evals[-1][1]:.3f}" if evals else "-"
+        lines.append(f"| {os.path.basename(os.path.normpath(folder))} | {steps[-1]['step'] if steps else 0} | {acc0} | "
+                     f"{acc1} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Plot training curves of one or more runs into one PNG.")
     ap.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl")
     ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
+    ap.add_argument("--table", action="store_true", help="also print a Markdown table of the runs' final values")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.runs))
     print(plot(args.runs, args.out or os.path.join(args.runs[0], "curves.png"), args.title, args.smooth))
 
 
