@@ -86,8 +86,9 @@ def test_teacher_equal_to_student_gives_zero_loss_and_no_update():
 
 def test_micro_batches_give_the_full_batch_gradient():
     grads = []
-    for mb in (6, 2):
-        cfg = small_cfg(micro_batch=mb, grad_clip=0.0, lr=0.0)  # lr 0: the step keeps the weights
+    # also sampling 4 rows at a time (greedy, so the tokens cannot depend on how rows are grouped)
+    for mb, rb in ((6, 0), (2, 4)):
+        cfg = small_cfg(micro_batch=mb, rollout_batch=rb, temperature=0.0, grad_clip=0.0, lr=0.0)  # lr 0: the step keeps the weights
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
         train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(3))
         grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))

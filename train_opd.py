@@ -52,7 +52,7 @@ PRESETS = {
                  steps=150, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0,
                  lr=1e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
                  eval_every=50, eval_n=200, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
-                 eval_max_new_tokens=80, ckpt_every=50, grad_checkpointing=False, chunk_size=0),
+                 eval_max_new_tokens=80, ckpt_every=50, grad_checkpointing=False, chunk_size=0, rollout_batch=0),
     # PAPER.md §2.4, "OPD TopK runs (Qwen3-1.7B)": Adam lr 2e-6, cosine, 10 % warm-up, wd 0.1,
     # betas (0.9, 0.98), 64 prompts x 1 sample, 4096 tokens, T = 1.0, top-p 0.95, 1000 rollouts;
     # in-training evaluation at T = 0.6, top-p 0.95 every 10 rollouts (eval length cut from the
@@ -61,7 +61,8 @@ PRESETS = {
                   steps=1000, batch_size=64, micro_batch=4, max_new_tokens=4096, temperature=1.0, top_p=0.95,
                   lr=2e-6, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98, grad_clip=1.0,
                   eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
-                  eval_max_new_tokens=8192, ckpt_every=50, grad_checkpointing=True, chunk_size=1024),
+                  eval_max_new_tokens=8192, ckpt_every=50, grad_checkpointing=True, chunk_size=1024,
+                  rollout_batch=16),
 }
 
 
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, help="response length cap (paper: 4096)")
     g.add_argument("--temperature", type=float, help="sampling temperature (paper: 1.0)")
     g.add_argument("--top-p", type=float, help="nucleus sampling (paper: 0.95)")
+    g.add_argument("--rollout-batch", type=int,
+                   help="rows sampled at a time (the KV cache holds this many rows; default: the whole batch); "
+                        "the sampling noise depends on the grouping, so changing it changes the draws")
     g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
     g = ap.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, help="optimizer steps = rollout batches (paper: 1000)")
@@ -159,10 +163,16 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
     # 1. The student writes one response per prompt (no gradients, its own sampler).
     t0 = time.perf_counter()
     student.eval()
-    ro = rollout.generate(student, student_prompts, cfg["max_new_tokens"], temperature=cfg["temperature"],
-                          top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids, pad_token_id=tok.pad_token_id,
-                          generator=generator, cuda_graph=cfg.get("cuda_graph", False))
-    responses = ro.responses()  # B lists of ids, EOS included
+    responses, rollout_logp, truncated = [], [], []  # per row: ids (EOS included), log p(y_t) (T=1), no EOS
+    rb = cfg.get("rollout_batch") or len(student_prompts)
+    for start in range(0, len(student_prompts), rb):  # rows at a time: the KV cache is rb x (P + T)
+        ro = rollout.generate(student, student_prompts[start:start + rb], cfg["max_new_tokens"],
+                              temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
+                              pad_token_id=tok.pad_token_id, generator=generator, cuda_graph=cfg.get("cuda_graph", False))
+        for row, ids in enumerate(ro.responses()):
+            responses.append(ids)
+            rollout_logp.append(ro.logp[row, :len(ids)])
+            truncated.append(bool(ro.truncated[row]))
     timer["time/rollout_s"] = time.perf_counter() - t0
 
     # Which sequences enter the loss: all of them, minus those over the length gate.
@@ -225,7 +235,8 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
             st = losses.topk_stats(ls, lt, cfg["k"], tokens=tok_m)
             for key in ("student_mass", "teacher_mass", "overlap", "teacher_rank"):
                 sums[f"topk/{key}"] += float(st[key].float()[m].sum())
-            ro_logp = ro.logp[ro_rows, : tok_m.shape[1]].to(logp_y.device)
+            ro_logp = torch.stack([torch.nn.functional.pad(rollout_logp[i], (0, tok_m.shape[1] - len(rollout_logp[i])))
+                                   for i in ro_rows]).to(logp_y.device)  # (b, T) the sampler's log p(y_t)
             mismatch = max(mismatch, float((ro_logp - logp_y)[m].abs().max()) if n else 0.0)
 
     # 4. One optimizer step per rollout batch: strictly on-policy.
@@ -237,7 +248,7 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
 
     n_resp = sum(len(r) for r in responses)
     texts = [tok.decode(r) for r in responses]
-    stats = eval_math.response_stats([r for r in responses], texts, ro.truncated.tolist())
+    stats = eval_math.response_stats(responses, texts, truncated)
     out = {"loss": sums.pop("loss")}
     out.update({k: v / max(n_mon, 1) for k, v in sums.items()})
     out.update(stats)
