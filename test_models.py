@@ -33,16 +33,6 @@ QWEN3_STYLE_TEMPLATE = r"""{%- for m in messages -%}
 {%- endif -%}"""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: a second thread gains nothing, and when another process holds a core
-    two threads run ~10x slower (TRANSFORMERS_NOTES.md). Restored after this file."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def byte_to_unicode():
     """GPT-2's printable stand-in character for each byte (what byte-level BPE vocabularies store)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))

@@ -24,16 +24,6 @@ PAD = 0
 MAX_NEW = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: a second thread gains nothing, and when another process holds a core
-    two threads run ~10x slower (TRANSFORMERS_NOTES.md). Restored after this file."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_model(arch, seed=0):
     """A tiny random model whose biases and norm weights are not at their defaults."""
     common = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
