@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test opd plot losses-demo bench-losses bench-rollout clean
+.PHONY: help install test tiny sft-student opd plot losses-demo bench-losses bench-rollout clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -23,6 +23,13 @@ $(VENV)/.installed: requirements.txt
 
 test: install  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
+
+tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --build-tiny --threads $(THREADS) $(if $(FORCE),--force)
+
+sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
+	rm -rf runs/sft-student
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student --threads $(THREADS)
 
 # make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:
 #   make opd MODEL=Qwen/Qwen3-1.7B TEACHER=Qwen/Qwen3-8B DATA=dapo
