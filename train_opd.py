@@ -51,7 +51,7 @@ PRESETS = {
     "tiny": dict(student="tiny/student", teacher="tiny/teacher", data="synthetic", eval_data="synthetic",
                  steps=150, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0,
                  lr=1e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-                 eval_every=50, eval_n=200, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
+                 eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
                  eval_max_new_tokens=80, ckpt_every=50, grad_checkpointing=False, chunk_size=0, rollout_batch=0),
     # PAPER.md §2.4, "OPD TopK runs (Qwen3-1.7B)": Adam lr 2e-6, cosine, 10 % warm-up, wd 0.1,
     # betas (0.9, 0.98), 64 prompts x 1 sample, 4096 tokens, T = 1.0, top-p 0.95, 1000 rollouts;
