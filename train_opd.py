@@ -323,6 +323,8 @@ def log(path: str, record: dict) -> None:
 
 def main(argv=None) -> dict:
     cfg = resolve_config(argv)
+    import transformers
+    transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our progress lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     device = torch.device(cfg["device"]) if cfg["device"] else models.default_device()
