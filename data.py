@@ -20,10 +20,14 @@ solution). Loaders read the hub (through `datasets` when it is installed, otherw
     python data.py --name synthetic --n 5           # print a few examples and their contexts
 
 The synthetic task (the tiny world, DESIGN.md §4): integer expressions over + - * with 1-3
-operations, worked by rewriting the expression one operation at a time (multiplication first,
+operations on single digits (no a*b*c chains), worked by rewriting the expression one operation at a time (multiplication first,
 then left to right) and ending in \\boxed{}. For example
 
     What is 3+4*2-5?   ->   =3+8-5\\n=11-5\\n=6\\n\\boxed{6}
+
+The student's message is the bare problem (no §2.3 instruction) and the PI templates are one line
+(SYNTHETIC_ANSWER_ONLY_TEMPLATE, SYNTHETIC_FULL_TEMPLATE): with byte-level tokens every character
+costs a position, and short contexts buy the tiny world three times more training steps.
 
 Train and eval problems can never overlap: an expression's split is a hash of its text. Two
 kinds of privileged information change what a model should do:
@@ -71,6 +75,11 @@ SYSTEM_RULE_SYNTHETIC = "Answer with the final result only."
 
 ANSWER_ONLY_TEMPLATE = ("{prompt}\n\nThe correct final answer to this problem is: {hint}\n"
                         "Now solve the problem step by step and arrive at this same answer.")
+# The tiny world's contexts are short on purpose: with byte-level tokens every character is a
+# token, and the paper's instruction alone (71 characters) is longer than a synthetic problem and
+# its worked answer together, so it would triple the cost of every tiny-world step for nothing.
+SYNTHETIC_ANSWER_ONLY_TEMPLATE = "{prompt}\nThe answer is {hint}."
+SYNTHETIC_FULL_TEMPLATE = "{problem}\nA solution:\n{solution}"
 FULL_TEMPLATE = ("{problem}\n\nHere is a reference solution to this problem:\n{solution}\n\n"
                  "Make sure you understand every step of the reference solution, then write your "
                  "own step-by-step solution that reaches the same final answer.\n\n{instruction}")
@@ -108,7 +117,8 @@ class Example:
 
     @property
     def prompt(self) -> str:
-        return student_prompt(self.problem)
+        """The student's user message: §2.3's prompt, or the bare problem in the tiny world."""
+        return self.problem if self.source == "synthetic" else student_prompt(self.problem)
 
 
 def default_rule(example: Example) -> str:
@@ -133,14 +143,18 @@ def context_messages(example: Example, pi: str = "none", rule: Optional[str] = N
         user = example.prompt
     elif pi == "answer_only":
         hint = example.hint if example.hint is not None else example.answer
-        user = ANSWER_ONLY_TEMPLATE.format(prompt=example.prompt, hint=hint)
+        template = SYNTHETIC_ANSWER_ONLY_TEMPLATE if example.source == "synthetic" else ANSWER_ONLY_TEMPLATE
+        user = template.format(prompt=example.prompt, hint=hint)
     elif pi == "full":
         if not example.solution:
             raise ValueError(f"example {example.id!r} has no reference solution, which PI mode "
                              f"'full' shows the teacher; use a dataset with solutions "
                              f"(openthoughts, synthetic) or another PI mode")
-        user = FULL_TEMPLATE.format(problem=example.problem, solution=example.solution,
-                                    instruction=BOXED_INSTRUCTION)
+        if example.source == "synthetic":
+            user = SYNTHETIC_FULL_TEMPLATE.format(problem=example.problem, solution=example.solution)
+        else:
+            user = FULL_TEMPLATE.format(problem=example.problem, solution=example.solution,
+                                        instruction=BOXED_INSTRUCTION)
     else:  # system_prompt
         system = rule if rule is not None else default_rule(example)
         user = example.prompt
@@ -218,7 +232,9 @@ def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: 
                        eval_frac: float = SYNTHETIC_EVAL_FRAC) -> list:
     """`n` distinct problems of one split, reproducible from `seed`.
 
-    Difficulty: `min_ops`..`max_ops` operations (+ - *) on operands 0..`max_operand`; a fraction
+    Difficulty: `min_ops`..`max_ops` operations (+ - *) on operands 0..`max_operand`, never two
+    multiplications in a row (so every product is a times-table fact and the steps need only it
+    and addition/subtraction of the results); a fraction
     `hard_frac` are instead a product of two numbers in `hard_min`..`hard_max`, solved in one line
     (meant to be unsolvable without the answer hint at the tiny models' size)."""
     if split not in ("train", "eval"):
@@ -241,8 +257,8 @@ def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: 
         else:
             k = rng.randint(min_ops, max_ops)
             parts = [str(rng.randint(0, max_operand))]
-            for _ in range(k):
-                parts += [rng.choice("+-*"), str(rng.randint(0, max_operand))]
+            for _ in range(k):  # no a*b*c: every product is a times-table fact
+                parts += [rng.choice("+-" if parts[-2:-1] == ["*"] else "+-*"), str(rng.randint(0, max_operand))]
             expr = "".join(parts)
         if expr in seen or synthetic_split(expr, eval_frac) != split:
             continue

@@ -79,6 +79,15 @@ def response_stats(token_ids: list, texts: list, truncated: list) -> dict:
     }
 
 
+BOXED_ONLY = re.compile(r"^\s*\\boxed\{[^{}]*\}\s*$")  # the tiny world's shared rule: the result alone
+
+
+def boxed_only_rate(texts: list) -> float:
+    """Fraction of responses that are a bare `\\boxed{...}` and nothing else (the synthetic
+    shared rule's format, data.SYSTEM_RULE_SYNTHETIC)."""
+    return sum(bool(BOXED_ONLY.match(t)) for t in texts) / max(len(texts), 1)
+
+
 def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:
     """95% Wilson score interval of a proportion."""
     if n == 0:

@@ -23,6 +23,9 @@ the ids the student sampled. The result has the shape of `tokens` and is float32
 student logits are float64, which the gradient checks use). Gradient flows into the student logits
 only: the teacher is detached inside every function. Reduce with `masked_mean`.
 
+`geometric_mean_teacher` is Mechanism 3's closed form (§4): the best student that cannot see
+the privileged information of OPSD, and the loss it can never remove.
+
 Run `python losses.py` for a demonstration of Mechanism 2 (§3.9): the gradient of every loss when
 the student already equals the teacher, and where gradient descent settles with K held fixed.
 
@@ -493,6 +496,30 @@ def topk_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: in
         first = hit.float().argmax(-1) + 1
         stats["teacher_rank"] = torch.where(hit.any(-1), first, torch.full_like(first, k + 1))
     return stats
+
+
+# -----------------------------------------------------------------------------
+# Mechanism 3 (PAPER.md §4, §5): what a student without the privileged information can learn
+
+def geometric_mean_teacher(teacher_logits: torch.Tensor, weights: Optional[torch.Tensor] = None):
+    """The best PI-free student for a set of PI-conditioned teachers, and the loss it cannot remove.
+
+    teacher_logits: (m, ..., V), teacher i conditioned on PI value c_i, all at the same states;
+    weights: (m,) the probability of each c_i given what the student sees (default uniform).
+    Returns (log_g, log_z): log_g (..., V) the log of g = Π_i q_i^{w_i} / Z, and log_z (...) ≤ 0.
+
+    For every student p:  Σ_i w_i KL(p‖q_i) = KL(p‖g) − log Z,  so g is the minimiser of the OPSD
+    reverse KL averaged over the PI the student cannot see, and −log Z is what remains at the
+    optimum: 0 when the teachers agree (one shared rule), > 0 when they disagree (one answer per
+    instance). (Forward KL would be minimised by the mixture Σ_i w_i q_i instead.)"""
+    logq = teacher_logprobs(teacher_logits)  # (m, ..., V)
+    m = logq.shape[0]
+    if weights is None:
+        weights = torch.full((m,), 1.0 / m, dtype=logq.dtype, device=logq.device)
+    w = weights.to(logq.dtype).reshape((m,) + (1,) * (logq.dim() - 1))
+    s = (w * logq).sum(0)  # (..., V) log Π q_i^{w_i}, unnormalised
+    log_z = torch.logsumexp(s, dim=-1)  # (...)
+    return s - log_z[..., None], log_z
 
 
 # -----------------------------------------------------------------------------

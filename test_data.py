@@ -260,12 +260,19 @@ def test_context_none_is_the_students(tok):
 def test_context_answer_only_full_and_system_prompt(tok):
     e = data.synthetic_examples(1, seed=4)[0]
     (msg,) = data.context_messages(e, "answer_only")
-    assert msg["content"].startswith(e.prompt) and f"answer to this problem is: {e.answer}\n" in msg["content"]
+    # the tiny world's contexts are short: the bare problem, a one-line hint
+    assert e.prompt == e.problem and msg["content"] == f"{e.problem}\nThe answer is {e.answer}."
     wrong = data.Example(**{**e.__dict__, "hint": "12345"})
-    assert "is: 12345\n" in data.context_messages(wrong, "answer_only")[0]["content"]
+    assert data.context_messages(wrong, "answer_only")[0]["content"].endswith("is 12345.")
     (msg,) = data.context_messages(e, "full")
-    assert e.problem in msg["content"] and e.solution in msg["content"]
-    assert msg["content"].endswith(data.BOXED_INSTRUCTION)
+    assert msg["content"].startswith(e.problem) and msg["content"].endswith(e.solution)
+    # the paper's templates (§5) for every other source
+    m = data.Example(id="m", problem="Find x.", answer="7", solution="x = 7, so \\boxed{7}", source="math500")
+    assert m.prompt == data.student_prompt("Find x.")
+    (msg,) = data.context_messages(m, "answer_only")
+    assert msg["content"].startswith(m.prompt) and "answer to this problem is: 7\n" in msg["content"]
+    (msg,) = data.context_messages(m, "full")
+    assert m.solution in msg["content"] and msg["content"].endswith(data.BOXED_INSTRUCTION)
     sys_msg, user = data.context_messages(e, "system_prompt")
     assert sys_msg == {"role": "system", "content": data.SYSTEM_RULE_SYNTHETIC} and user["content"] == e.prompt
     math_ex = data.Example(id="m", problem="p", answer="1", source="math500")

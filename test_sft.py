@@ -68,7 +68,7 @@ def test_label_mask_covers_exactly_the_response_and_end_of_turn():
     ex = data.synthetic_examples(1, seed=2)[0]
     item = train_sft.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
     # independent construction: the ChatML text of Qwen3's non-thinking template, by hand
-    prompt_text = (f"<|im_start|>user\n{data.student_prompt(ex.problem)}<|im_end|>\n"
+    prompt_text = (f"<|im_start|>user\n{ex.problem}<|im_end|>\n"
                    "<|im_start|>assistant\n<think>\n\n</think>\n\n")
     full_text = prompt_text + ex.solution + "<|im_end|>"
     want = tok.enc.encode(full_text, allowed_special="all")

@@ -50,7 +50,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -68,16 +67,16 @@ import models
 
 PRESETS = {
     # The tiny world's teacher: deeper, trained long; taught the answer hint and the shared rule.
-    "tiny-teacher": dict(init="scratch", layers=4, width=128, ffn=384, heads=4, kv_heads=2,
+    "tiny-teacher": dict(init="scratch", layers=4, width=192, ffn=576, heads=6, kv_heads=3,
                          source="reference", dataset="synthetic", n_train=30000, hint_frac=0.15,
-                         rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, steps=2000,
+                         rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, repeat_1op=6, steps=3000,
                          batch_size=32, micro_batch_size=16, lr=3e-3, min_lr=1e-4, warmup_frac=0.03,
                          eval="tiny", out="runs/tiny-teacher", ckpt_every=250),
     # The tiny world's student: the default tiny shape, far fewer updates: clearly weaker.
     "tiny-student": dict(init="scratch", layers=2, width=128, ffn=384, heads=4, kv_heads=2,
                          source="reference", dataset="synthetic", n_train=30000, hint_frac=0.15,
-                         rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, steps=700,
-                         batch_size=32, micro_batch_size=16, lr=3e-3, min_lr=3e-4, warmup_frac=0.05,
+                         rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, repeat_1op=6, steps=1000,
+                         batch_size=32, micro_batch_size=32, lr=3e-3, min_lr=3e-4, warmup_frac=0.05,
                          eval="tiny", out="runs/tiny-student", ckpt_every=250),
     # Fix 3 in the tiny world: the shipped student, SFT on the shipped teacher's filtered traces.
     "sft-student": dict(init="tiny/student", source="traces", teacher="tiny/teacher",
@@ -157,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hard-frac", type=float, default=0.0,
                    help="synthetic: fraction of hard problems (2-digit products), which only the "
                         "hint can answer (default: %(default)s)")
+    g.add_argument("--repeat-1op", type=int, default=0,
+                   help="synthetic: add this many extra copies of every 1-operation problem (there are "
+                        "only ~270 distinct ones, under 1 %% of the mix, and a model never shown them "
+                        "cannot answer from the question line) (default: %(default)s)")
     g.add_argument("--hard-hint-frac", type=float, default=0.75,
                    help="fraction of the hard problems shown with the hint; the rest get the plain "
                         "prompt (default: %(default)s)")
@@ -355,7 +358,7 @@ def teacher_traces(cfg, tok, examples, out_dir):
             counts[why] = counts.get(why, 0) + 1
             if keep:
                 records.append({"id": f"{ex.id}:{j}", "problem": ex.problem, "answer": ex.answer,
-                                "response": text})
+                                "source": ex.source, "response": text})
     with open(path, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -380,9 +383,13 @@ def load_problems(cfg, n=None, split="train", hard_frac=None):
 def reference_items(cfg, tok, examples):
     """Reference solutions, each problem in one context drawn from the mix (fixed by data_seed):
     hard problems get the hint (hard_hint_frac) or the plain prompt; ordinary ones the shared
-    rule (rule_frac), the hint (hint_frac) or the plain prompt."""
+    rule (rule_frac), the hint (hint_frac) or the plain prompt. 1-operation problems appear
+    1 + repeat_1op times."""
     rng = random.Random(f"mix:{cfg.data_seed}")
     items = []
+    easy = [ex for ex in examples if ex.meta.get("ops") == 1 and not ex.meta.get("hard")]
+    for r in range(cfg.repeat_1op):  # each copy draws its own context from the mix
+        examples = examples + [dataclasses.replace(ex, id=f"{ex.id}~{r + 1}") for ex in easy]
     for ex in examples:
         u = rng.random()
         if ex.meta.get("hard"):
@@ -434,8 +441,9 @@ def build_items(cfg, tok, out_dir, resuming):
         if not records:
             raise data.DataError(f"the teacher {cfg.teacher} wrote no trace that passed the filter "
                                  f"({stats}); check the teacher, or raise --trace-max-new-tokens")
-        items = [make_item(tok, r["id"], data.context_ids(tok, data.Example("", r["problem"], r["answer"]), "none"),
-                           r["response"], "trace") for r in records]
+        items = [make_item(tok, r["id"], data.context_ids(tok, data.Example(
+            "", r["problem"], r["answer"], source=r.get("source", "")), "none"), r["response"], "trace")
+            for r in records]
     kinds = {}
     for it in items:
         kinds[it.kind] = kinds.get(it.kind, 0) + 1
@@ -515,7 +523,6 @@ def load_checkpoint(path, model, opt, cfg):
 # Evaluation: held-out accuracy, and the tiny world's privileged-information table
 # ----------------------------------------------------------------------------------------------
 
-RULE_SHAPE = re.compile(r"^\s*\\boxed\{[^{}]*\}\s*$")  # what the shared rule asks for
 
 
 def _run_eval(model, tok, examples, cfg, *, greedy, pi="none", label=""):
@@ -556,7 +563,7 @@ def evaluate_model(model, tok, cfg, mode):
                 out[name]["by_ops"] = {str(k): round(sum(v) / len(v), 3) for k, v in sorted(by_ops.items())}
         if mode == "tiny":
             s, recs = _run_eval(model, tok, held_out, cfg, greedy=False, pi="system_prompt", label="rule")
-            obeyed = sum(bool(RULE_SHAPE.match(r["response"])) for r in recs)
+            obeyed = round(eval_math.boxed_only_rate([r["response"] for r in recs]) * len(recs))
             out["rule"] = {**_acc(s), "len": round(s["len/mean"], 1), "obeyed": round(obeyed / len(recs), 4),
                            "obeyed_ci": [round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))]}
             hard = data.synthetic_examples(cfg.eval_hard_n, split="eval", seed=cfg.data_seed + 2,
