@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test tiny sft-student opd plot losses-demo bench-losses bench-rollout clean
+.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table plot losses-demo bench-losses bench-rollout clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -31,6 +31,7 @@ sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, no
 	rm -rf runs/sft-student
 	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student --threads $(THREADS)
 
+SEEDS ?= 0 1
 # make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:
 #   make opd MODEL=Qwen/Qwen3-1.7B TEACHER=Qwen/Qwen3-8B DATA=dapo
 RUN ?= runs/opd-$(shell date +%Y%m%d-%H%M%S)
@@ -39,6 +40,45 @@ opd: install  ## on-policy distillation, before/after table (tiny world by defau
 	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(RUN) --threads $(THREADS) \
 	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
 	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS)
+
+# make sft-opd: Fix 3 end to end. OPD from the SFT-stabilised student (make sft-student) against OPD
+# from the raw student, same steps, seed and data; finished runs are reused.
+SFT_OPD_STEPS ?= 150
+sft-opd: install  ## Fix 3: OPD from the SFT-stabilised student vs from the raw student, one table
+	test -f runs/sft-student/final/config.json || $(MAKE) sft-student
+	for s in raw sft; do d=runs/sft-opd/$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
+	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --steps $(SFT_OPD_STEPS) --out $$d --threads $(THREADS) \
+	    $$(test $$s = sft && echo --student runs/sft-student/final) || exit 1; done
+	$(PY) plot.py runs/sft-opd/raw runs/sft-opd/sft --out runs/sft-opd/curves.png --table
+
+# make collapse: Mechanism 2 in the tiny world. Each loss x K x seed is one OPD run at lr 2e-4
+# (fast enough for the bias to act within 150 steps); curves in one PNG and one table.
+COLLAPSE_LOSSES ?= topk_plain topk_sg topk_renorm_intersect_sg
+COLLAPSE_KS ?= 1 5 20
+COLLAPSE_ARGS ?= --steps 150 --batch-size 32 --micro-batch 32 --lr 2e-4 --eval-every 50 --ckpt-every 0
+collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, curves + table (runs/collapse/)
+	for l in $(COLLAPSE_LOSSES); do for k in $(COLLAPSE_KS); do for s in $(SEEDS); do \
+	  d=runs/collapse/$$l-k$$k-s$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
+	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --loss $$l --k $$k --seed $$s $(COLLAPSE_ARGS) \
+	    --out $$d --threads $(THREADS) || exit 1; done; done; done
+	$(PY) plot.py $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse/$(l)-k$(k)-s$(s)))) \
+	  --out runs/collapse/collapse.png --title "Mechanism 2 in the tiny world: Top-K losses at lr 2e-4" --table
+
+# make opsd: self-distillation in the tiny world. PRESET=tiny-rule (shared rule: works, the default),
+# tiny-answer / tiny-full (per-instance PI: fails), tiny-none (control); the paper's math setting:
+#   make opsd PRESET=paper MODEL=Qwen/Qwen3-1.7B
+PRESET ?= tiny-rule
+OPSD_ARGS ?=
+opsd: install  ## on-policy self-distillation (PRESET=tiny-rule|tiny-answer|tiny-full|tiny-none|paper), before/after + Mechanism 3
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $(PRESET) --out $(RUN) --threads $(THREADS) \
+	  $(if $(MODEL),--student $(MODEL)) $(OPSD_ARGS)
+
+opsd-table: install  ## the four tiny-world PI settings x SEEDS into runs/opsd/, then one table (reuses finished runs)
+	for p in tiny-rule tiny-answer tiny-full tiny-none; do for s in $(SEEDS); do \
+	  d=runs/opsd/$$p-s$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
+	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $$p --seed $$s --out $$d --threads $(THREADS) || exit 1; \
+	done; done
+	$(PY) train_opsd.py --table $(foreach p,tiny-rule tiny-answer tiny-full tiny-none,$(foreach s,$(SEEDS),runs/opsd/$(p)-s$(s)))
 
 plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
 	$(PY) plot.py $(RUN)

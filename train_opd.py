@@ -66,12 +66,16 @@ PRESETS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="defaults for every flag below (default: tiny)")
+def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_flag: bool = True) -> argparse.ArgumentParser:
+    """The command line; train_opsd.py reuses it with its own presets and no --teacher (its teacher
+    is the student's own weights)."""
+    ap = argparse.ArgumentParser(description=description.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = next(iter(presets))
+    ap.add_argument("--preset", default=default, choices=sorted(presets), help=f"defaults for every flag below (default: {default})")
     g = ap.add_argument_group("models and data")
     g.add_argument("--student", help="student: hub id or local folder (tiny: tiny/student)")
-    g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
+    if teacher_flag:
+        g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
     g.add_argument("--data", help="training prompts: synthetic, dapo, openthoughts, math500, or a .jsonl path")
     g.add_argument("--data-path", help="read --data from this local file instead of the hub")
     g.add_argument("--eval-data", help="held-out problems: synthetic, math500, aime24, aime25, or a .jsonl path")
@@ -121,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def resolve_config(argv=None) -> dict:
+def resolve_config(argv=None, parser=None, presets: dict = PRESETS) -> dict:
     """Preset values, then every flag given on the command line on top."""
-    args = build_parser().parse_args(argv)
-    cfg = dict(PRESETS[args.preset])
+    args = (parser or build_parser()).parse_args(argv)
+    cfg = dict(presets[args.preset])
     for key, val in vars(args).items():
         if val is not None or key not in cfg:
             cfg[key] = val
@@ -293,21 +297,24 @@ def check_prompt_lengths(model, prompts: list, max_new_tokens: int, what: str) -
                          f"model's context of {limit}; lower --max-new-tokens or filter long prompts")
 
 
-def evaluate(model, tok, examples: list, cfg: dict, out_path: str, label: str) -> dict:
-    summary, _ = eval_math.evaluate(model, tok, examples, k=cfg["eval_k"], temperature=cfg["eval_temperature"],
+def evaluate(model, tok, examples: list, cfg: dict, out_path: str, label: str, pi: str = "none",
+             extra=None) -> dict:
+    """Held-out summary (eval_math.evaluate); `extra(records) -> dict` adds run-specific numbers."""
+    summary, records = eval_math.evaluate(model, tok, examples, k=cfg["eval_k"], temperature=cfg["eval_temperature"],
                                     top_p=cfg["eval_top_p"], max_new_tokens=cfg["eval_max_new_tokens"],
                                     batch_size=max(cfg["micro_batch"], 16), seed=cfg["seed"] + 1,
-                                    bench=label, out_path=out_path, progress=False)
-    return summary
+                                    pi=pi, bench=label, out_path=out_path, progress=False)
+    return {**summary, **extra(records)} if extra else summary
 
 
-def save_checkpoint(out: str, student, tok, optimizer, scheduler, stream, step: int, history: list) -> None:
+def save_checkpoint(out: str, student, tok, optimizer, scheduler, stream, step: int, history: list, side=None) -> None:
     path = os.path.join(out, "ckpt")
     tmp = path + ".tmp"
     models.save(student, tok, tmp)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "stream": stream.state_dict(), "python_random": random.getstate(),
-                "torch_random": torch.random.get_rng_state(), "history": history}, os.path.join(tmp, "train_state.pt"))
+                "torch_random": torch.random.get_rng_state(), "history": history,
+                "teacher": side.state_dict() if side is not None else {}}, os.path.join(tmp, "train_state.pt"))
     if os.path.exists(path):
         os.rename(path, path + ".old")
     os.rename(tmp, path)  # the previous checkpoint stays valid until the new one is complete
@@ -321,8 +328,40 @@ def log(path: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+class Teacher:
+    """Who grades the student's tokens, and after which context. OPD (this file): a separate,
+    frozen model reading the student's own prompt. train_opsd.py subclasses it: the student's own
+    weights (frozen, live or EMA) reading a privileged context (PAPER.md §5)."""
+    eval_pi = "none"  # the PI mode the teacher is evaluated with (its context at step 0)
+
+    def __init__(self, cfg: dict, student, tok, device):
+        # The teacher runs in bf16 on CUDA, float32 on CPU; it must share the student's vocabulary.
+        self.model, tok_t = models.load(cfg["teacher"], device=device)
+        models.check_compatible((student, tok), (self.model, tok_t))
+        self.model.requires_grad_(False).eval()
+
+    def contexts(self, tok, examples: list, student_prompts: list) -> list:
+        return student_prompts  # OPD: the teacher reads exactly what the student read
+
+    def after_step(self, student) -> None:
+        pass  # a fixed teacher: nothing to update
+
+    def eval_extra(self, records: list) -> dict:
+        return {}  # numbers added to every held-out evaluation (OPSD: how often the rule is followed)
+
+    def state_dict(self) -> dict:
+        return {}  # what a checkpoint must hold to resume the teacher exactly (EMA weights)
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 def main(argv=None) -> dict:
-    cfg = resolve_config(argv)
+    return run(resolve_config(argv), Teacher)
+
+
+def run(cfg: dict, teacher_cls=Teacher) -> dict:
+    """The whole run: setup, resume, evaluation at step 0, the OPD steps, final evaluation."""
     import transformers
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our progress lines
     if cfg["threads"]:
@@ -351,9 +390,8 @@ def main(argv=None) -> dict:
     # The student stays float32: Adam updates of lr 2e-6 vanish when rounded into bf16 weights
     # (8 bits of mantissa); bf16 compute comes from autocast (--amp). The teacher runs in bf16 on CUDA.
     student, tok = models.load(ckpt if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32)
-    teacher, tok_t = models.load(cfg["teacher"], device=device)
-    models.check_compatible((student, tok), (teacher, tok_t))
-    teacher.requires_grad_(False).eval()
+    side = teacher_cls(cfg, student, tok, device)
+    teacher = side.model
     if cfg["grad_checkpointing"]:
         enable = getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
@@ -363,7 +401,10 @@ def main(argv=None) -> dict:
     train = load_examples(cfg, "train")
     held_out = load_examples(cfg, "eval")
     stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
-    check_prompt_lengths(student, [data.context_ids(tok, ex) for ex in train[:1000]], cfg["max_new_tokens"], "training")
+    sample = train[:1000]
+    sample_prompts = [data.context_ids(tok, ex) for ex in sample]
+    check_prompt_lengths(student, sample_prompts, cfg["max_new_tokens"], "training")
+    check_prompt_lengths(teacher, side.contexts(tok, sample, sample_prompts), cfg["max_new_tokens"], "teacher")
 
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]),
                                   weight_decay=cfg["weight_decay"])
@@ -377,14 +418,17 @@ def main(argv=None) -> dict:
         random.setstate(state["python_random"])
         torch.random.set_rng_state(state["torch_random"])
         start, history = state["step"], state["history"]
+        side.load_state_dict(state.get("teacher", {}))
         print(f"resumed from {ckpt} at step {start}", file=sys.stderr)
 
     metrics_path = os.path.join(out, "metrics.jsonl")
     eval_dir = os.path.join(out, "eval")
     os.makedirs(eval_dir, exist_ok=True)
     if start == 0:
-        teacher_eval = evaluate(teacher, tok, held_out, cfg, os.path.join(eval_dir, "teacher.jsonl"), "teacher")
-        student_eval = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, "step0.jsonl"), "student")
+        teacher_eval = evaluate(teacher, tok, held_out, cfg, os.path.join(eval_dir, "teacher.jsonl"), "teacher",
+                                pi=side.eval_pi, extra=side.eval_extra)
+        student_eval = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, "step0.jsonl"), "student",
+                                extra=side.eval_extra)
         history = [{"step": 0, "who": "teacher", **teacher_eval}, {"step": 0, "who": "student", **student_eval}]
         log(metrics_path, {"step": 0, "eval": {"teacher": teacher_eval, "student": student_eval}})
         print(f"step 0: teacher acc {teacher_eval['acc/pass@1']:.3f}, student acc {student_eval['acc/pass@1']:.3f}",
@@ -395,11 +439,14 @@ def main(argv=None) -> dict:
         batch = next(stream)
         prompts = [data.context_ids(tok, ex) for ex in batch]
         generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 1_000_003 + step)  # resumable noise
-        m = opd_step(student, teacher, tok, prompts, prompts, cfg, optimizer, scheduler, generator)
+        m = opd_step(student, teacher, tok, prompts, side.contexts(tok, batch, prompts), cfg, optimizer, scheduler,
+                     generator)
+        side.after_step(student)
         record = {"step": step + 1, **{k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}}
         done = step + 1
         if cfg["eval_every"] and done % cfg["eval_every"] == 0 and done < cfg["steps"]:
-            ev = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, f"step{done}.jsonl"), "student")
+            ev = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, f"step{done}.jsonl"), "student",
+                          extra=side.eval_extra)
             history.append({"step": done, "who": "student", **ev})
             record["eval"] = {"student": ev}
         log(metrics_path, record)
@@ -409,13 +456,14 @@ def main(argv=None) -> dict:
                                                 if "eval" in record else ""),
               end="\n" if "eval" in record else "", file=sys.stderr, flush=True)
         if cfg["ckpt_every"] and done % cfg["ckpt_every"] == 0 and done < cfg["steps"]:
-            save_checkpoint(out, student, tok, optimizer, scheduler, stream, done, history)
+            save_checkpoint(out, student, tok, optimizer, scheduler, stream, done, history, side)
     print(file=sys.stderr)
 
-    final = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, f"step{cfg['steps']}.jsonl"), "student")
+    final = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, f"step{cfg['steps']}.jsonl"), "student",
+                     extra=side.eval_extra)
     history.append({"step": cfg["steps"], "who": "student", **final})
     log(metrics_path, {"step": cfg["steps"], "eval": {"student": final}})
-    save_checkpoint(out, student, tok, optimizer, scheduler, stream, cfg["steps"], history)
+    save_checkpoint(out, student, tok, optimizer, scheduler, stream, cfg["steps"], history, side)
     summary = {"teacher": next(h for h in history if h["who"] == "teacher"),
                "student_before": next(h for h in history if h["who"] == "student" and h["step"] == 0),
                "student_after": final, "steps": cfg["steps"], "loss": cfg["loss"], "wall_s": round(time.time() - t_run, 1)}
@@ -429,11 +477,12 @@ def format_summary(s: dict, cfg: dict) -> str:
         lo, hi = e["acc/pass@1_ci"]
         return (f"| {name} | {e['acc/pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e['len/mean']:.1f} | "
                 f"{e['len/truncated_frac']:.3f} | {e['rep/ratio']:.3f} |")
-    lines = [f"OPD with {cfg['loss']} (K={cfg['k']}), {cfg['steps']} steps, {cfg['eval_n']} held-out problems, "
+    lines = [f"{'OPSD' if cfg.get('pi') else 'OPD'} with {cfg['loss']} (K={cfg['k']}), {cfg['steps']} steps, {cfg['eval_n']} held-out problems, "
              f"T={cfg['eval_temperature']}, seed {cfg['seed']}, {s['wall_s']} s of training",
              "| model | accuracy (95% CI) | len mean | truncated | repetition |", "|---|---|---|---|---|",
-             row("teacher", s["teacher"]), row("student before", s["student_before"]),
-             row("student after OPD", s["student_after"])]
+             row(f"teacher (with PI: {cfg['pi']})" if cfg.get("pi") else "teacher", s["teacher"]),
+             row("student before", s["student_before"]),
+             row("student after " + ("OPSD" if cfg.get("pi") else "OPD"), s["student_after"])]
     return "\n".join(lines)
 
 

@@ -1,0 +1,175 @@
+"""Tests of train_opsd.py on tiny random models (CPU, seconds).
+
+The frozen teacher never changes, the `none` control gives zero loss, the EMA teacher follows its
+formula and resumes exactly, a mismatched chat template is caught, and the Mechanism 3
+measurement decomposes as its closed form says.
+"""
+import json
+
+import pytest
+import torch
+
+import data
+import models
+import train_opd
+import train_opsd
+
+
+def saved_model(tmp_path, seed=2):
+    tok = models.tiny_tokenizer()
+    path = str(tmp_path / f"m{seed}")
+    models.save(models.build_tiny(seed=seed), tok, path)
+    return path
+
+
+def small_cfg(path, **kw):
+    cfg = train_opsd.resolve_config(["--student", path])
+    cfg.update(steps=3, batch_size=6, micro_batch=6, max_new_tokens=10, eval_n=4, eval_max_new_tokens=10,
+               eval_every=0, ckpt_every=2, lr=3e-3, threads=1, measure_n=0)
+    cfg.update(kw)
+    return cfg
+
+
+def step_setup(cfg):
+    tok = models.tiny_tokenizer()
+    student, _ = models.load(cfg["student"], dtype=torch.float32)
+    side = train_opsd.SelfTeacher(cfg, student, tok, torch.device("cpu"))
+    examples = data.synthetic_examples(cfg["batch_size"], split="train", hard_frac=0.5)
+    prompts = [data.context_ids(tok, ex) for ex in examples]
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+    sched = train_opd.cosine_schedule(opt, 10, 0.0)
+    return tok, student, side, examples, prompts, opt, sched
+
+
+def do_step(cfg, tok, student, side, examples, prompts, opt, sched, seed=0):
+    m = train_opd.opd_step(student, side.model, tok, prompts, side.contexts(tok, examples, prompts), cfg, opt,
+                           sched, torch.Generator().manual_seed(seed))
+    side.after_step(student)
+    return m
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_frozen_teacher_never_changes_while_the_student_does(tmp_path):
+    cfg = small_cfg(saved_model(tmp_path), pi="answer_only", loss="topk_tail", k=50)
+    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
+    t0, s0 = params(side.model), params(student)
+    assert side.model is not student
+    for i in range(2):
+        m = do_step(cfg, tok, student, side, examples, prompts, opt, sched, seed=i)
+        assert m["loss"] > 1e-4  # the hint changes the teacher's context, so there is something to learn
+    assert all(torch.equal(v, t0[k]) for k, v in side.model.state_dict().items())
+    assert any(not torch.equal(v, s0[k]) for k, v in student.state_dict().items())
+
+
+def test_none_control_gives_zero_loss_at_step_0(tmp_path):
+    cfg = small_cfg(saved_model(tmp_path), pi="none", loss="topk_tail", k=50)
+    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
+    m = do_step(cfg, tok, student, side, examples, prompts, opt, sched)
+    assert abs(m["loss"]) < 1e-6 and m["kl/full"] < 1e-6
+
+
+def test_live_teacher_is_the_student(tmp_path):
+    cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="live")
+    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
+    assert side.model is student
+    ctx = side.contexts(tok, examples, prompts)
+    assert all(c[:len(data.context_ids(tok, ex, "system_prompt"))] == c for c, ex in zip(ctx, examples))
+    assert all(len(c) > len(p) for c, p in zip(ctx, prompts))  # the rule is there
+
+
+def test_ema_teacher_follows_its_update_rule(tmp_path):
+    d = 0.9
+    cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="ema", ema_decay=d)
+    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
+    t0 = params(side.model)
+    assert all(torch.equal(v, t0[k]) for k, v in student.state_dict().items())  # starts as the student
+    do_step(cfg, tok, student, side, examples, prompts, opt, sched)
+    s1 = params(student)
+    for k, v in side.model.state_dict().items():
+        torch.testing.assert_close(v, d * t0[k] + (1 - d) * s1[k], rtol=1e-6, atol=1e-7)  # float32 rounding
+    assert any(not torch.equal(v, t0[k]) for k, v in side.model.state_dict().items())
+    assert not any(p.requires_grad for p in side.model.parameters())
+
+
+def test_alignment_check_catches_a_mismatched_template():
+    tok = models.tiny_tokenizer()
+    ex = data.synthetic_examples(2, split="train")
+    prompts = [data.context_ids(tok, e) for e in ex]
+    good = [data.context_ids(tok, e, "answer_only") for e in ex]
+    train_opsd.check_alignment(tok, prompts, good)  # passes
+    ids = models.TINY_IDS
+    # the teacher's context rendered in "thinking mode": no empty <think>\n\n</think>\n\n block
+    bad = [g[:len(g) - 6] for g in good]
+    assert tok.decode(bad[0][-10:], skip_special=False).endswith("assistant\n") and ids["<think>"] not in bad[0]
+    with pytest.raises(ValueError, match="alignment") as err:
+        train_opsd.check_alignment(tok, prompts, [good[0], bad[1]])
+    msg = str(err.value)
+    assert "row 1" in msg and "</think>" in msg and "student context ends" in msg and "teacher context ends" in msg
+
+
+def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
+    tok = models.tiny_tokenizer()
+    model = models.build_tiny(seed=3)
+    ex = data.synthetic_examples(6, split="eval", hard_frac=0.5)
+    same = train_opsd.measure_aggregation(model, model, tok, ex, "none", m=4, max_new_tokens=8)
+    assert same["pi_values"] == 1 and all(abs(same[k]) < 1e-5 for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"))
+    other = models.build_tiny(seed=4)
+    r = train_opsd.measure_aggregation(model, other, tok, ex, "answer_only", m=4, max_new_tokens=8)
+    assert r["pi_values"] == 4 and r["tokens"] > 0
+    assert r["irreducible/-logZ"] > 0  # hints that differ make teachers that disagree
+    assert r["kl/pi_mean"] == pytest.approx(r["kl/geo_mean"] + r["irreducible/-logZ"], rel=1e-4)
+    with pytest.raises(ValueError, match="full"):
+        train_opsd.measure_aggregation(model, other, tok, ex, "full")
+
+
+def test_pi_values_are_distinct_answers_of_the_same_kind():
+    import random
+    pool = data.synthetic_examples(40, split="eval", hard_frac=0.5)
+    hard = next(e for e in pool if e.meta["hard"])
+    vals = train_opsd.pi_values(hard, pool, 5, random.Random(0))
+    hints = [v.hint or v.answer for v in vals]
+    assert vals[0] is hard and len(set(hints)) == 5
+    assert all(len(h) >= 3 for h in hints)  # other 2-digit products, not small results
+    assert all(v.problem == hard.problem for v in vals)
+
+
+def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
+    path = saved_model(tmp_path)
+    args = ["--preset", "tiny-answer", "--student", path, "--teacher-mode", "ema", "--ema-decay", "0.5",
+            "--steps", "4", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "3",
+            "--eval-max-new-tokens", "8", "--ckpt-every", "2", "--threads", "1", "--measure-n", "3"]
+    full = train_opsd.main(args + ["--out", str(tmp_path / "a")])
+    assert set(full["mechanism3"]) == {"before", "after"} and full["mechanism3"]["after"]["pi_values"] == 8
+    assert json.load(open(tmp_path / "a" / "summary.json"))["mechanism3"] == full["mechanism3"]
+    real, calls = train_opd.opd_step, {"n": 0}
+
+    def dies_at_step_3(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_opd, "opd_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_opsd.main(args + ["--out", str(tmp_path / "b")])
+    monkeypatch.setattr(train_opd, "opd_step", real)
+    train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
+    wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
+    wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    ta = torch.load(tmp_path / "a" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
+    tb = torch.load(tmp_path / "b" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_bad_flags_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        train_opsd.resolve_config(["--teacher", "x"])  # OPSD has no separate teacher
+    with pytest.raises(ValueError, match="ema-decay"):
+        train_opsd.resolve_config(["--ema-decay", "1.0"])
+    with pytest.raises(ValueError, match="measure-n"):
+        train_opsd.resolve_config(["--preset", "tiny-full", "--measure-n", "4"])
