@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table plot losses-demo bench-losses bench-rollout clean
+.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table plot losses-demo bench-losses bench-rollout bench-step clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -91,6 +91,9 @@ bench-losses: install  ## chunked vs materialised losses: peak memory and time a
 
 bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s at batch 1-64 (CPU, ~5 min)
 	$(PY) bench_rollout.py --threads 1
+
+bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench_step.py --threads $(THREADS)
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf __pycache__ .pytest_cache

@@ -173,3 +173,12 @@ def test_bad_flags_are_refused(tmp_path):
         train_opsd.resolve_config(["--ema-decay", "1.0"])
     with pytest.raises(ValueError, match="measure-n"):
         train_opsd.resolve_config(["--preset", "tiny-full", "--measure-n", "4"])
+
+
+def test_presets_reach_the_config_unless_a_flag_overrides_them():
+    cfg = train_opsd.resolve_config(["--preset", "tiny-answer"])
+    assert (cfg["loss"], cfg["k"], cfg["hard_frac"], cfg["pi"]) == ("topk_tail", 50, 0.25, "answer_only")
+    assert train_opsd.resolve_config(["--preset", "tiny-rule"])["loss"] == "full_rkl"
+    assert train_opsd.resolve_config(["--preset", "tiny-answer", "--k", "7"])["k"] == 7
+    assert train_opd.resolve_config(["--preset", "paper"])["loss"] == "topk_sg"
+    assert train_opd.resolve_config([])["loss"] == "topk_tail"
