@@ -43,7 +43,7 @@ opd: install  ## on-policy distillation, before/after table (tiny world by defau
 
 # make sft-opd: Fix 3 end to end. OPD from the SFT-stabilised student (make sft-student) against OPD
 # from the raw student, same steps, seed and data; finished runs are reused.
-SFT_OPD_STEPS ?= 150
+SFT_OPD_STEPS ?= 300
 sft-opd: install  ## Fix 3: OPD from the SFT-stabilised student vs from the raw student, one table
 	test -f runs/sft-student/final/config.json || $(MAKE) sft-student
 	for s in raw sft; do d=runs/sft-opd/$$s; test -f $$d/summary.json && continue; rm -rf $$d; \

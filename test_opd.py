@@ -124,12 +124,8 @@ def test_bf16_autocast_forward_is_close_to_float32(chunk):
     assert cos > 0.99 and not torch.equal(grads[0], grads[1])  # bf16 compute happened, and agrees
 
 
-def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
-    s, t = tiny_pair(tmp_path)
-    args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
-            "--max-new-tokens", "10", "--eval-n", "4", "--eval-max-new-tokens", "10", "--ckpt-every", "2",
-            "--lr", "3e-3", "--threads", "1"]
-    train_opd.main(args + ["--out", str(tmp_path / "a")])
+def kill_run_at_step_3(monkeypatch, start_run):
+    """Start a run whose third opd_step raises KeyboardInterrupt (a kill mid-run), then restore opd_step."""
     real_step, calls = train_opd.opd_step, {"n": 0}
 
     def dies_at_step_3(*a, **kw):
@@ -140,8 +136,17 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_opd, "opd_step", dies_at_step_3)
     with pytest.raises(KeyboardInterrupt):
-        train_opd.main(args + ["--out", str(tmp_path / "b")])
+        start_run()
     monkeypatch.setattr(train_opd, "opd_step", real_step)
+
+
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
+    s, t = tiny_pair(tmp_path)
+    args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
+            "--max-new-tokens", "10", "--eval-n", "4", "--eval-max-new-tokens", "10", "--ckpt-every", "2",
+            "--lr", "3e-3", "--threads", "1"]
+    train_opd.main(args + ["--out", str(tmp_path / "a")])
+    kill_run_at_step_3(monkeypatch, lambda: train_opd.main(args + ["--out", str(tmp_path / "b")]))
     with pytest.raises(FileExistsError):  # a second fresh start would mix two runs
         train_opd.main(args + ["--out", str(tmp_path / "b")])
     train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume"])

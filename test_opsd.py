@@ -13,6 +13,7 @@ import data
 import models
 import train_opd
 import train_opsd
+from test_opd import kill_run_at_step_3
 
 
 def saved_model(tmp_path, seed=2):
@@ -144,18 +145,7 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     full = train_opsd.main(args + ["--out", str(tmp_path / "a")])
     assert set(full["mechanism3"]) == {"before", "after"} and full["mechanism3"]["after"]["pi_values"] == 8
     assert json.load(open(tmp_path / "a" / "summary.json"))["mechanism3"] == full["mechanism3"]
-    real, calls = train_opd.opd_step, {"n": 0}
-
-    def dies_at_step_3(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **kw)
-
-    monkeypatch.setattr(train_opd, "opd_step", dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_opsd.main(args + ["--out", str(tmp_path / "b")])
-    monkeypatch.setattr(train_opd, "opd_step", real)
+    kill_run_at_step_3(monkeypatch, lambda: train_opsd.main(args + ["--out", str(tmp_path / "b")]))
     train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
     wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
