@@ -145,6 +145,10 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     full = train_opsd.main(args + ["--out", str(tmp_path / "a")])
     assert set(full["mechanism3"]) == {"before", "after"} and full["mechanism3"]["after"]["pi_values"] == 8
     assert json.load(open(tmp_path / "a" / "summary.json"))["mechanism3"] == full["mechanism3"]
+    row = train_opsd.table([str(tmp_path / "a")]).splitlines()[-1]
+    after, m3 = full["student_after"], full["mechanism3"]["after"]
+    assert row.startswith("| a | answer_only | topk_tail |") and f"{after['acc/pass@1']:.3f}" in row
+    assert row.endswith(f"{m3['kl/own_pi']:.3f} / {m3['kl/geo_mean']:.3f} / {m3['irreducible/-logZ']:.3f} |")
     kill_run_at_step_3(monkeypatch, lambda: train_opsd.main(args + ["--out", str(tmp_path / "b")]))
     train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     wa, _ = models.load(str(tmp_path / "a" / "ckpt"))

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import os
 import random
-import sys
 
 import torch
 
@@ -232,9 +231,7 @@ def main(argv=None) -> dict:
         print(table(cfg["table"]))
         return {}
     m = cfg["measure_n"]
-    before = None
-    if m and not cfg["resume"]:
-        before = measure(cfg, cfg["student"])
+    before = measure(cfg, cfg["student"]) if m else None  # the initial weights, also on --resume
     summary = train_opd.run(cfg, SelfTeacher)
     if m:
         after = measure(cfg, os.path.join(cfg["out"], "ckpt"))
