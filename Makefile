@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table plot losses-demo bench-losses bench-rollout bench-step clean
+.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -79,6 +79,34 @@ opsd-table: install  ## the four tiny-world PI settings x SEEDS into runs/opsd/,
 	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $$p --seed $$s --out $$d --threads $(THREADS) || exit 1; \
 	done; done
 	$(PY) train_opsd.py --table $(foreach p,tiny-rule tiny-answer tiny-full tiny-none,$(foreach s,$(SEEDS),runs/opsd/$(p)-s$(s)))
+
+# make grpo: Fix 2's RLVR-adapted teacher. GRPO on a copy of tiny/student with the grader's reward
+# (train_grpo.py --preset tiny); the paper's setting on a GPU: make grpo MODEL=Qwen/Qwen3-1.7B
+GRPO_ARGS ?=
+grpo: install  ## GRPO with the grader's reward: tiny/student lifted into runs/grpo (MODEL= for the paper's preset)
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_grpo.py --out $(if $(MODEL),$(RUN),runs/grpo) --threads $(THREADS) \
+	  $(if $(MODEL),--preset paper --student $(MODEL)) $(GRPO_ARGS)
+
+# make recipe: the paper's recipe end to end in the tiny world. SFT student (make sft-student) ->
+# RLVR teacher (make grpo) -> OPD with an unbiased Top-K loss, against OPD from the raw student with
+# the off-the-shelf teacher and plain Top-K; finished runs are reused.
+recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + tiny/teacher + plain Top-K
+	test -f runs/sft-student/final/config.json || $(MAKE) sft-student
+	test -f runs/grpo/summary.json || $(MAKE) grpo
+	test -f runs/recipe/recipe/summary.json || { rm -rf runs/recipe/recipe; OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py \
+	  --student runs/sft-student/final --teacher runs/grpo/ckpt --loss topk_tail --out runs/recipe/recipe --threads $(THREADS); }
+	test -f runs/recipe/no-fix/summary.json || { rm -rf runs/recipe/no-fix; OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py \
+	  --loss topk_plain --out runs/recipe/no-fix --threads $(THREADS); }
+	$(PY) plot.py runs/recipe/no-fix runs/recipe/recipe --out runs/recipe/curves.png --table
+
+# make report: every mechanism and fix in the tiny world, 3 seeds, runs in runs/report/ (reused when
+# finished, resumed when killed), RESULTS.md and results/report_*.png; JOBS runs at a time, one thread each.
+JOBS ?= 2
+report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable)
+	$(PY) report.py --jobs $(JOBS)
+
+report-quick: install  ## the same with 1 seed and short runs (about 15 min on 2 cores) -> runs/report-quick/RESULTS.md
+	$(PY) report.py --quick --jobs $(JOBS)
 
 plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
 	$(PY) plot.py $(RUN)

@@ -323,6 +323,61 @@ def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.
     return rows, records
 
 
+def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, temperature: float = 1.0,
+                top_p: float = 1.0, max_new_tokens: int = 80, batch_size: int = 32, seed: int = 0) -> dict:
+    """How close a teacher is to a student where OPD asks it: at every position of the student's
+    own sampled responses (PAPER.md §4 Fix 2: choose teachers by distribution closeness).
+
+    The student writes one response per problem (EOS included, as OPD trains on it); the teacher
+    reads the same prompt and response (rollout.score). Token means of: the exact reverse KL
+    KL(p‖q) (`kl/full`), its sampled-token estimate log p(y) − log q(y) (`kl/reverse_est`), the
+    student's Top-k overlap with the teacher's (`topk/overlap`), the teacher's mass on the
+    student's Top-k (`topk/teacher_mass`), the teacher's rank of the sampled token (`topk/teacher_rank`,
+    k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`)."""
+    import torch
+    import losses
+    import rollout
+    device = next(student.parameters()).device
+    prompts = [data.context_ids(tokenizer, ex) for ex in examples]
+    sums, n_tok = {}, 0
+    for b, start in enumerate(range(0, len(prompts), batch_size)):
+        batch = prompts[start:start + batch_size]
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
+        with torch.no_grad():
+            responses = rollout.generate(student, batch, max_new_tokens, temperature=temperature, top_p=top_p,
+                                         eos_token_ids=tokenizer.eos_token_ids, pad_token_id=tokenizer.pad_token_id,
+                                         generator=gen).responses()
+            ls, mask = rollout.score(student, batch, responses)  # (b, T, V)
+            lt, _ = rollout.score(teacher, batch, responses)
+            V = min(ls.shape[-1], lt.shape[-1])  # padded vocabulary rows map to no token
+            ls, lt = ls[..., :V], lt[..., :V]
+            tokens = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)  # (b, T) the sampled ids
+            for i, r in enumerate(responses):
+                tokens[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            logp_y = losses.student_logprobs_at(ls, tokens[..., None])[..., 0]
+            logq_y = losses.teacher_logprobs_at(lt, tokens[..., None])[..., 0]
+            st = losses.topk_stats(ls, lt, k, tokens=tokens)
+            per_token = {"kl/full": losses.full_rkl(ls, lt), "kl/reverse_est": logp_y - logq_y,
+                         "topk/overlap": st["overlap"], "topk/teacher_mass": st["teacher_mass"],
+                         "topk/teacher_rank": st["teacher_rank"], "logq/sampled": logq_y}
+        for key, v in per_token.items():
+            sums[key] = sums.get(key, 0.0) + float(v.float()[mask].sum())
+        n_tok += int(mask.sum())
+    out = {key: v / max(n_tok, 1) for key, v in sums.items()}
+    out.update({"k": k, "problems": len(examples), "tokens": n_tok})
+    return out
+
+
+def format_fit_table(fits: dict) -> str:
+    """One row per teacher: {name: teacher_fit(...)}."""
+    out = ["| teacher | KL(p‖q) per token | sampled-token estimate | Top-k overlap | teacher mass on student Top-k "
+           "| teacher rank of sampled token | tokens |", "|---|---|---|---|---|---|---|"]
+    for name, f in fits.items():
+        out.append(f"| {name} | {f['kl/full']:.4f} | {f['kl/reverse_est']:.4f} | {f['topk/overlap']:.3f} | "
+                   f"{f['topk/teacher_mass']:.3f} | {f['topk/teacher_rank']:.2f} | {f['tokens']} |")
+    return "\n".join(out)
+
+
 def format_probe_table(rows: list) -> str:
     out = ["| who | f | accuracy (95% CI) | acc. where student right | acc. where student wrong |",
            "|---|---|---|---|---|"]
@@ -395,8 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     g = ap.add_argument_group("prefix probe (Mechanism 1)")
     g.add_argument("--probe-teacher", default=None,
-                   help="run the prefix probe with this teacher (name or path); --model is the "
-                        "student")
+                   help="run the prefix probe with this teacher (name or path), and measure its fit "
+                        "to the student (teacher_fit: reverse KL, Top-20 overlap on the student's "
+                        "samples); --model is the student")
     g.add_argument("--probe-fractions", default="0,0.25,0.5,0.75",
                    help="comma-separated cut points f of the student's responses "
                         "(default: %(default)s)")
@@ -457,16 +513,25 @@ def main(argv=None) -> None:
         fractions = [float(x) for x in args.probe_fractions.split(",")]
         bench = benches[0]
         s = resolve_settings(args, bench)
+        examples = load_bench(args, bench)
         with torch.no_grad():
-            rows, _ = prefix_probe(model, teacher, tokenizer, load_bench(args, bench), fractions,
+            rows, _ = prefix_probe(model, teacher, tokenizer, examples, fractions,
                                    temperature=s["temperature"], top_p=s["top_p"],
                                    top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
                                    batch_size=args.batch_size, seed=args.seed,
                                    out_path=os.path.join(args.out, "probe.jsonl"),
                                    progress=not args.quiet)
+        # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
+        fit = teacher_fit(model, teacher, tokenizer, examples, k=20, max_new_tokens=s["max_new_tokens"],
+                          batch_size=args.batch_size, seed=args.seed)
+        with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
+            json.dump({"student": args.model, "teacher": args.probe_teacher, "bench": bench,
+                       "settings": s, "probe": rows, "fit": fit}, f, indent=2)
         print(f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
               f"preset {s['preset']}")
         print(format_probe_table(rows))
+        print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
+        print(format_fit_table({args.probe_teacher: fit}))
         return
     summaries = []
     for bench in benches:

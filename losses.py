@@ -4,6 +4,7 @@ Every loss here turns one student distribution p and one teacher distribution q 
 into one number per position. Sections (§) refer to PAPER.md beside the design documents:
 
     sampled_rkl               §3.1   sampled-token reverse KL, policy-gradient form (+ PPO clip)
+    clipped_surrogate         §3.1   PPO's clipped surrogate (also GRPO's, §4 Fix 2, clip-higher)
     sampled_rkl_pathwise      §3.1b  the same value differentiated directly: zero expected signal
     full_rkl                  §3.2   exact reverse KL over the vocabulary
     full_fkl                  §3.7   exact forward KL over the vocabulary
@@ -141,9 +142,19 @@ def sampled_rkl(student_logits, teacher_logits, tokens, old_logp: Optional[torch
         advantage = (logq_y - logp_y).detach()  # −r: the per-token reward of §3.1
         return -advantage * logp_y
     old_logp = _upcast(old_logp.detach())
-    advantage = logq_y - old_logp
-    ratio = torch.exp(logp_y - old_logp)
-    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
+    return clipped_surrogate(logp_y, old_logp, logq_y - old_logp, clip_eps)
+
+
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
+                      clip_low: float = 0.2, clip_high: Optional[float] = None) -> torch.Tensor:
+    """PPO's clipped surrogate per token, shared by `sampled_rkl` (§3.1) and GRPO (§4 Fix 2):
+        ℓ_t = −min(ρ_t A_t, clip(ρ_t, 1 − clip_low, 1 + clip_high) A_t),  ρ_t = exp(logp_t − old_logp_t)
+    `logp` (...) carries the gradient; `old_logp` and `advantage` (same shape) are constants.
+    `clip_high` > `clip_low` is DAPO's clip-higher (the paper's GRPO teacher: 0.2 / 0.28); None
+    means symmetric. At ρ = 1 the gradient is −A ∇logp; where the clip is active it is zero."""
+    old_logp, advantage = old_logp.detach(), advantage.detach()
+    ratio = torch.exp(logp - old_logp)
+    clipped = ratio.clamp(1.0 - clip_low, 1.0 + (clip_low if clip_high is None else clip_high))
     return -torch.minimum(ratio * advantage, clipped * advantage)
 
 

@@ -66,7 +66,9 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
             ax.set_title(name)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    labelled = [ax for ax in axes.flat if ax.get_legend_handles_labels()[0]]
+    if labelled:  # on the first panel with curves (accuracy, unless the runs logged no evaluation)
+        labelled[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -16,6 +16,7 @@ import data
 import eval_math as E
 import grader
 import models
+import rollout
 
 # -----------------------------------------------------------------------------
 # The grader table: (prediction, gold, verdict), every normalisation rule in both directions.
@@ -340,6 +341,34 @@ def test_prefix_probe_f0_is_the_teacher_alone(tiny):
     assert "teacher alone" in E.format_probe_table(rows)
 
 
+def test_teacher_fit_against_transformers_forward_one_row_at_a_time(tiny):
+    """teacher_fit's KL and overlap, recomputed from each (prompt + response) alone through the
+    models' own transformers forward and plain float64 formulas; zero distance to itself."""
+    student, teacher, tok = tiny
+    ex = data.synthetic_examples(5, split="eval", seed=3)
+    fit = E.teacher_fit(student, teacher, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
+    prompts = [data.context_ids(tok, e) for e in ex]
+    kl, overlap, n = 0.0, 0.0, 0
+    for b, start in enumerate(range(0, 5, 3)):  # the same draws: teacher_fit's generator per batch
+        gen = torch.Generator().manual_seed(4 * 1_000_003 + b)
+        ro = rollout.generate(student, prompts[start:start + 3], 9, eos_token_ids=tok.eos_token_ids,
+                              pad_token_id=tok.pad_token_id, generator=gen)
+        for p, r in zip(prompts[start:start + 3], ro.responses()):
+            ids = torch.tensor([p + r])
+            with torch.no_grad():
+                zs = student(ids).logits[0, len(p) - 1:-1].double()  # (T, V): the positions predicting r
+                zt = teacher(ids).logits[0, len(p) - 1:-1].double()
+            lp, lq = zs.log_softmax(-1), zt.log_softmax(-1)
+            kl += float((lp.exp() * (lp - lq)).sum())
+            for a, t in zip(zs.topk(5).indices, zt.topk(5).indices):
+                overlap += len(set(a.tolist()) & set(t.tolist())) / 5
+            n += len(r)
+    assert fit["tokens"] == n and fit["kl/full"] == pytest.approx(kl / n, rel=1e-4)
+    assert fit["topk/overlap"] == pytest.approx(overlap / n, abs=1e-6)
+    itself = E.teacher_fit(student, student, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
+    assert abs(itself["kl/full"]) < 1e-6 and itself["topk/overlap"] == 1.0 and itself["kl/reverse_est"] == 0.0
+
+
 def test_prefix_probe_rejects_fractions_outside_unit_interval(tiny):
     student, teacher, tok = tiny
     with pytest.raises(ValueError, match="fractions"):
@@ -391,3 +420,15 @@ def test_cli_end_to_end_on_a_saved_tiny_model(tiny, tmp_path, capsys):
     assert len((out / "synthetic.jsonl").read_text().splitlines()) == 12
     summary = json.loads((out / "summary.json").read_text())[0]
     assert summary["settings"]["max_new_tokens"] == 8 and summary["preset"] == "tiny"
+
+
+def test_cli_probe_writes_the_probe_and_the_teacher_fit(tiny, tmp_path, capsys):
+    student, teacher, tok = tiny
+    models.save(student, tok, str(tmp_path / "s"))
+    models.save(teacher, tok, str(tmp_path / "t"))
+    E.main(["--model", str(tmp_path / "s"), "--probe-teacher", str(tmp_path / "t"), "--synthetic-n", "4",
+            "--max-new-tokens", "6", "--probe-fractions", "0,0.5", "--out", str(tmp_path / "o"), "--quiet"])
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "o" / "probe_summary.json").read_text())
+    assert [r["f"] for r in saved["probe"]] == [None, 0.0, 0.5] and saved["fit"]["problems"] == 4
+    assert f"{saved['fit']['kl/full']:.4f}" in printed and "teacher fit" in printed

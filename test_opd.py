@@ -124,9 +124,10 @@ def test_bf16_autocast_forward_is_close_to_float32(chunk):
     assert cos > 0.99 and not torch.equal(grads[0], grads[1])  # bf16 compute happened, and agrees
 
 
-def kill_run_at_step_3(monkeypatch, start_run):
-    """Start a run whose third opd_step raises KeyboardInterrupt (a kill mid-run), then restore opd_step."""
-    real_step, calls = train_opd.opd_step, {"n": 0}
+def kill_run_at_step_3(monkeypatch, start_run, module=train_opd, step_name="opd_step"):
+    """Start a run whose third training step (module.step_name) raises KeyboardInterrupt (a kill
+    mid-run), then restore the step."""
+    real_step, calls = getattr(module, step_name), {"n": 0}
 
     def dies_at_step_3(*a, **kw):
         calls["n"] += 1
@@ -134,10 +135,10 @@ def kill_run_at_step_3(monkeypatch, start_run):
             raise KeyboardInterrupt("killed")
         return real_step(*a, **kw)
 
-    monkeypatch.setattr(train_opd, "opd_step", dies_at_step_3)
+    monkeypatch.setattr(module, step_name, dies_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         start_run()
-    monkeypatch.setattr(train_opd, "opd_step", real_step)
+    monkeypatch.setattr(module, step_name, real_step)
 
 
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):

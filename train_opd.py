@@ -69,9 +69,11 @@ PRESETS = {
 }
 
 
-def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_flag: bool = True) -> argparse.ArgumentParser:
-    """The command line; train_opsd.py reuses it with its own presets and no --teacher (its teacher
-    is the student's own weights)."""
+def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_flag: bool = True,
+                 loss_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line. train_opsd.py reuses it with its own presets and no --teacher (its teacher
+    is the student's own weights); train_grpo.py with neither --teacher nor the distillation-loss
+    flags (its signal is the grader's reward)."""
     ap = argparse.ArgumentParser(description=description.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     default = next(iter(presets))
     ap.add_argument("--preset", default=default, choices=sorted(presets), help=f"defaults for every flag below (default: {default})")
@@ -83,13 +85,14 @@ def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_fl
     g.add_argument("--data-path", help="read --data from this local file instead of the hub")
     g.add_argument("--eval-data", help="held-out problems: synthetic, math500, aime24, aime25, or a .jsonl path")
     g.add_argument("--hard-frac", type=float, help="synthetic only: fraction of 2-digit products (data.py; tiny: 0)")
-    g = ap.add_argument_group("loss (losses.py, PAPER.md §3)")
-    g.add_argument("--loss", choices=sorted(losses.LOSSES),
-                   help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail, see the preset)")
-    g.add_argument("--k", type=int, help="K of the Top-K losses (paper and tiny: 20)")
-    g.add_argument("--beta", type=float, default=0.5, help="beta of jsd (0 forward KL, 1 reverse KL)")
-    g.add_argument("--length-gate", type=int, default=0,
-                   help="drop responses longer than this many tokens from the loss (the paper code's gate; 0 = off)")
+    if loss_flags:
+        g = ap.add_argument_group("loss (losses.py, PAPER.md §3)")
+        g.add_argument("--loss", choices=sorted(losses.LOSSES),
+                       help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail, see the preset)")
+        g.add_argument("--k", type=int, help="K of the Top-K losses (paper and tiny: 20)")
+        g.add_argument("--beta", type=float, default=0.5, help="beta of jsd (0 forward KL, 1 reverse KL)")
+        g.add_argument("--length-gate", type=int, default=0,
+                       help="drop responses longer than this many tokens from the loss (the paper code's gate; 0 = off)")
     g = ap.add_argument_group("rollout")
     g.add_argument("--batch-size", type=int, help="prompts per step, one response each (paper: 64)")
     g.add_argument("--max-new-tokens", type=int, help="response length cap (paper: 4096)")
@@ -111,8 +114,9 @@ def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_fl
     g.add_argument("--grad-checkpointing", type=int, choices=(0, 1), help="recompute the student's activations in backward")
     g.add_argument("--amp", type=int, choices=(0, 1),
                    help="1: the student's training forward in bf16 autocast over float32 weights (default on CUDA)")
-    g.add_argument("--chunk-size", type=int,
-                   help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)")
+    if loss_flags:
+        g.add_argument("--chunk-size", type=int,
+                       help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)")
     g = ap.add_argument_group("evaluation, logging, checkpoints")
     g.add_argument("--eval-every", type=int, help="evaluate the student every this many steps (0 = start and end only)")
     g.add_argument("--eval-n", type=int, help="held-out problems per evaluation")
@@ -335,7 +339,8 @@ def log(path: str, record: dict) -> None:
 class Teacher:
     """Who grades the student's tokens, and after which context. OPD (this file): a separate,
     frozen model reading the student's own prompt. train_opsd.py subclasses it: the student's own
-    weights (frozen, live or EMA) reading a privileged context (PAPER.md §5)."""
+    weights (frozen, live or EMA) reading a privileged context (PAPER.md §5). train_grpo.py too:
+    there no model grades tokens (`model` is None) and the grader's reward is the signal."""
     eval_pi = "none"  # the PI mode the teacher is evaluated with (its context at step 0)
 
     def __init__(self, cfg: dict, student, tok, device):
@@ -346,6 +351,11 @@ class Teacher:
 
     def contexts(self, tok, examples: list, student_prompts: list) -> list:
         return student_prompts  # OPD: the teacher reads exactly what the student read
+
+    def step(self, student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator) -> dict:
+        """One training step on this batch (DESIGN.md §2): opd_step with this teacher's contexts."""
+        return opd_step(student, self.model, tok, prompts, self.contexts(tok, examples, prompts), cfg, optimizer,
+                        scheduler, generator)
 
     def after_step(self, student) -> None:
         pass  # a fixed teacher: nothing to update
@@ -364,8 +374,13 @@ def main(argv=None) -> dict:
     return run(resolve_config(argv), Teacher)
 
 
-def run(cfg: dict, teacher_cls=Teacher) -> dict:
-    """The whole run: setup, resume, evaluation at step 0, the OPD steps, final evaluation."""
+PROGRESS = (("loss", "loss"), ("kl/full", "kl"), ("reward/mean", "reward"), ("len/mean", "len"),
+            ("len/truncated_frac", "trunc"), ("topk/overlap", "overlap"))  # the progress line's monitors
+
+
+def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
+    """The whole run: setup, resume, evaluation at step 0, the training steps (teacher_cls.step),
+    final evaluation. `name` (OPD, OPSD, GRPO) heads the printed summary."""
     import transformers
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our progress lines
     if cfg["threads"]:
@@ -408,11 +423,13 @@ def run(cfg: dict, teacher_cls=Teacher) -> dict:
     sample = train[:1000]
     sample_prompts = [data.context_ids(tok, ex) for ex in sample]
     check_prompt_lengths(student, sample_prompts, cfg["max_new_tokens"], "training")
-    check_prompt_lengths(teacher, side.contexts(tok, sample, sample_prompts), cfg["max_new_tokens"], "teacher")
+    if teacher is not None:
+        check_prompt_lengths(teacher, side.contexts(tok, sample, sample_prompts), cfg["max_new_tokens"], "teacher")
 
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]),
                                   weight_decay=cfg["weight_decay"])
-    scheduler = cosine_schedule(optimizer, cfg["steps"], cfg["warmup_frac"])
+    # the schedule counts optimizer steps: one per rollout batch (GRPO: --minibatches of them)
+    scheduler = cosine_schedule(optimizer, cfg["steps"] * cfg.get("minibatches", 1), cfg["warmup_frac"])
     start, history = 0, []
     if cfg["resume"]:
         state = torch.load(os.path.join(ckpt, "train_state.pt"), weights_only=False)
@@ -429,22 +446,22 @@ def run(cfg: dict, teacher_cls=Teacher) -> dict:
     eval_dir = os.path.join(out, "eval")
     os.makedirs(eval_dir, exist_ok=True)
     if start == 0:
-        teacher_eval = evaluate(teacher, tok, held_out, cfg, os.path.join(eval_dir, "teacher.jsonl"), "teacher",
-                                pi=side.eval_pi, extra=side.eval_extra)
-        student_eval = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, "step0.jsonl"), "student",
-                                extra=side.eval_extra)
-        history = [{"step": 0, "who": "teacher", **teacher_eval}, {"step": 0, "who": "student", **student_eval}]
-        log(metrics_path, {"step": 0, "eval": {"teacher": teacher_eval, "student": student_eval}})
-        print(f"step 0: teacher acc {teacher_eval['acc/pass@1']:.3f}, student acc {student_eval['acc/pass@1']:.3f}",
-              file=sys.stderr)
+        evals = {}
+        if teacher is not None:
+            evals["teacher"] = evaluate(teacher, tok, held_out, cfg, os.path.join(eval_dir, "teacher.jsonl"), "teacher",
+                                        pi=side.eval_pi, extra=side.eval_extra)
+        evals["student"] = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, "step0.jsonl"), "student",
+                                    extra=side.eval_extra)
+        history = [{"step": 0, "who": who, **ev} for who, ev in evals.items()]
+        log(metrics_path, {"step": 0, "eval": evals})
+        print("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()), file=sys.stderr)
 
     t_run = time.time()
     for step in range(start, cfg["steps"]):
         batch = next(stream)
         prompts = [data.context_ids(tok, ex) for ex in batch]
         generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 1_000_003 + step)  # resumable noise
-        m = opd_step(student, teacher, tok, prompts, side.contexts(tok, batch, prompts), cfg, optimizer, scheduler,
-                     generator)
+        m = side.step(student, tok, batch, prompts, cfg, optimizer, scheduler, generator)
         side.after_step(student)
         record = {"step": step + 1, **{k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}}
         done = step + 1
@@ -454,10 +471,9 @@ def run(cfg: dict, teacher_cls=Teacher) -> dict:
             history.append({"step": done, "who": "student", **ev})
             record["eval"] = {"student": ev}
         log(metrics_path, record)
-        print(f"\rstep {done}/{cfg['steps']}  loss {m['loss']:.4f}  kl {m['kl/full']:.4f}  len {m['len/mean']:.1f}  "
-              f"trunc {m['len/truncated_frac']:.2f}  overlap {m['topk/overlap']:.2f}  "
-              f"{time.time() - t_run:.0f} s" + (f"  eval acc {record['eval']['student']['acc/pass@1']:.3f}"
-                                                if "eval" in record else ""),
+        shown = "  ".join(f"{label} {m[key]:.4g}" for key, label in PROGRESS if key in m)
+        print(f"\rstep {done}/{cfg['steps']}  {shown}  {time.time() - t_run:.0f} s"
+              + (f"  eval acc {record['eval']['student']['acc/pass@1']:.3f}" if "eval" in record else ""),
               end="\n" if "eval" in record else "", file=sys.stderr, flush=True)
         if cfg["ckpt_every"] and done % cfg["ckpt_every"] == 0 and done < cfg["steps"]:
             save_checkpoint(out, student, tok, optimizer, scheduler, stream, done, history, side)
@@ -468,25 +484,28 @@ def run(cfg: dict, teacher_cls=Teacher) -> dict:
     history.append({"step": cfg["steps"], "who": "student", **final})
     log(metrics_path, {"step": cfg["steps"], "eval": {"student": final}})
     save_checkpoint(out, student, tok, optimizer, scheduler, stream, cfg["steps"], history, side)
-    summary = {"teacher": next(h for h in history if h["who"] == "teacher"),
-               "student_before": next(h for h in history if h["who"] == "student" and h["step"] == 0),
-               "student_after": final, "steps": cfg["steps"], "loss": cfg["loss"], "wall_s": round(time.time() - t_run, 1)}
+    summary = {"student_before": next(h for h in history if h["who"] == "student" and h["step"] == 0),
+               "student_after": final, "steps": cfg["steps"], "loss": cfg.get("loss", name.lower()),
+               "wall_s": round(time.time() - t_run, 1)}
+    if teacher is not None:
+        summary["teacher"] = next(h for h in history if h["who"] == "teacher")
     json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
-    print(format_summary(summary, cfg))
+    print(format_summary(summary, cfg, name))
     return summary
 
 
-def format_summary(s: dict, cfg: dict) -> str:
-    def row(name, e):
+def format_summary(s: dict, cfg: dict, name: str = "OPD") -> str:
+    def row(who, e):
         lo, hi = e["acc/pass@1_ci"]
-        return (f"| {name} | {e['acc/pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e['len/mean']:.1f} | "
+        return (f"| {who} | {e['acc/pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e['len/mean']:.1f} | "
                 f"{e['len/truncated_frac']:.3f} | {e['rep/ratio']:.3f} |")
-    lines = [f"{'OPSD' if cfg.get('pi') else 'OPD'} with {cfg['loss']} (K={cfg['k']}), {cfg['steps']} steps, {cfg['eval_n']} held-out problems, "
+    how = f" with {cfg['loss']} (K={cfg['k']})" if "loss" in cfg else ""
+    lines = [f"{name}{how}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, "
              f"T={cfg['eval_temperature']}, seed {cfg['seed']}, {s['wall_s']} s of training",
-             "| model | accuracy (95% CI) | len mean | truncated | repetition |", "|---|---|---|---|---|",
-             row(f"teacher (with PI: {cfg['pi']})" if cfg.get("pi") else "teacher", s["teacher"]),
-             row("student before", s["student_before"]),
-             row("student after " + ("OPSD" if cfg.get("pi") else "OPD"), s["student_after"])]
+             "| model | accuracy (95% CI) | len mean | truncated | repetition |", "|---|---|---|---|---|"]
+    if "teacher" in s:
+        lines.append(row(f"teacher (with PI: {cfg['pi']})" if cfg.get("pi") else "teacher", s["teacher"]))
+    lines += [row("student before", s["student_before"]), row(f"student after {name}", s["student_after"])]
     return "\n".join(lines)
 
 

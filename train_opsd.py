@@ -232,7 +232,7 @@ def main(argv=None) -> dict:
         return {}
     m = cfg["measure_n"]
     before = measure(cfg, cfg["student"]) if m else None  # the initial weights, also on --resume
-    summary = train_opd.run(cfg, SelfTeacher)
+    summary = train_opd.run(cfg, SelfTeacher, name="OPSD")
     if m:
         after = measure(cfg, os.path.join(cfg["out"], "ckpt"))
         summary["mechanism3"] = {"before": before, "after": after}

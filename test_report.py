@@ -1,0 +1,148 @@
+"""Tests of report.py: the runner respects dependencies, reuses finished runs and reports a failed
+one; the writer's verdicts follow their rules on runs whose outcome is known by construction, and
+its means ± std agree with Python's statistics module."""
+import json
+import os
+import statistics
+import sys
+
+import pytest
+
+import report
+
+# -----------------------------------------------------------------------------
+# The runner, on a stand-in script that records the order and writes the run's done file
+
+SCRIPT = """
+import json, os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+with open(os.path.join(os.path.dirname(os.path.dirname(out)), "order.txt"), "a") as f:
+    f.write(os.path.basename(out) + "\\n")
+if "--fail" in sys.argv:
+    sys.exit(3)
+json.dump({"argv": sys.argv[1:]}, open(os.path.join(out, "summary.json"), "w"))
+"""
+
+
+def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(tmp_path):
+    script = tmp_path / "fake.py"
+    script.write_text(SCRIPT)
+    root = str(tmp_path / "root")
+    runs = [report.Run("x/c", [str(script), "--from", "{root}/x/a"], needs=("x/a", "x/b"), cost=9),
+            report.Run("x/a", [str(script)], cost=1), report.Run("x/b", [str(script)], needs=("x/a",), cost=5)]
+    report.execute(runs, root, jobs=2)
+    order = (tmp_path / "root" / "order.txt").read_text().split()
+    assert order == ["a", "b", "c"]  # c is the costliest but needs both others
+    c = json.load(open(os.path.join(root, "x", "c", "summary.json")))
+    assert c["argv"][:2] == ["--from", f"{root}/x/a"] and c["argv"][-2:] == ["--threads", "1"]
+    report.execute(runs, root, jobs=2)  # everything finished: nothing runs again
+    assert (tmp_path / "root" / "order.txt").read_text().split() == order
+    with pytest.raises(RuntimeError, match="x/d failed .*log.txt"):
+        report.execute(runs + [report.Run("x/d", [str(script), "--fail"])], root, jobs=1)
+    with pytest.raises(ValueError, match="not in the plan"):
+        report.execute([report.Run("y", [str(script)], needs=("z",))], root, jobs=1)
+
+
+def test_resume_flag_only_with_a_checkpoint(tmp_path):
+    root = str(tmp_path)
+    r = report.Run("opd/a", ["train_opd.py"])
+    os.makedirs(tmp_path / "opd" / "a" / "ckpt")
+    (tmp_path / "opd" / "a" / "stale.txt").write_text("x")
+    assert "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()  # restarted clean
+    os.makedirs(tmp_path / "opd" / "a" / "ckpt")
+    (tmp_path / "opd" / "a" / "ckpt" / "train_state.pt").write_text("x")
+    assert report.command(r, root)[-1] == "--resume"
+
+
+# -----------------------------------------------------------------------------
+# The writer, on fabricated runs whose verdicts are known by construction
+
+def evald(a, boxed=0.0, length=22.0):
+    return {"acc/pass@1": a, "acc/pass@1_ci": [a - 0.05, a + 0.05], "len/mean": length, "len/truncated_frac": 0.0,
+            "rep/ratio": 0.05, "format/boxed_only": boxed}
+
+
+def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    json.dump(summary, open(os.path.join(d, "summary.json"), "w"))
+    json.dump(config or {}, open(os.path.join(d, "config.json"), "w"))
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+        for step in range(1, 21):
+            m = 0.99 if step < 8 else mass  # a collapsing run leaves its Top-K at step 8
+            f.write(json.dumps({"step": step, "loss": loss, "len/mean": 22.0, "len/truncated_frac": trunc,
+                                "topk/student_mass": m, "topk/overlap": 0.5, "kl/full": 0.3,
+                                "rep/ratio": 0.05, "hedge/per_1k_words": 0.0}) + "\n")
+
+
+def fabricate(root, scale, after):
+    """Every run of the plan; OPD accuracy after training from `after[variant][seed]`."""
+    for s in scale["seeds"]:
+        for loss in report.COLLAPSE_LOSSES:
+            for k in scale["collapse_ks"]:
+                bad = loss == "topk_plain"
+                write_run(root, f"collapse/{loss}-k{k}-s{s}", {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
+                          mass=(0.3 if k == 5 else 0.6) if bad else 0.99)
+        m3 = lambda own, geo, z: {"after": {"kl/own_pi": own, "kl/geo_mean": geo, "irreducible/-logZ": z}}
+        write_run(root, f"opsd/tiny-rule-s{s}", {"teacher": evald(0.2, 1.0, 10.8), "student_before": evald(0.9),
+                  "student_after": evald(0.2 + 0.01 * s, 0.95, 10.9), "mechanism3": m3(0.1, 0.1, 0.0)},
+                  config={"pi": "system_prompt"})
+        write_run(root, f"opsd/tiny-answer-s{s}", {"teacher": evald(0.93), "student_before": evald(0.6),
+                  "student_after": evald(0.61), "mechanism3": m3(0.3, 0.1, 0.7)}, config={"pi": "answer_only"})
+        write_run(root, f"opsd/tiny-full-s{s}", {"teacher": evald(0.2, 0.9), "student_before": evald(0.6),
+                  "student_after": evald(0.7)}, config={"pi": "full"})  # gains: "not reproduced"
+        write_run(root, f"opsd/tiny-none-s{s}", {"teacher": evald(0.9), "student_before": evald(0.9),
+                  "student_after": evald(0.89)}, loss=0.0, config={"pi": "none"})
+        write_run(root, f"sft/s{s}", {})
+        write_run(root, f"grpo/s{s}", {"student_before": evald(0.40), "student_after": evald(0.45)})
+        for t, kl in (("big", 0.9), ("grpo", 0.2)):
+            d = os.path.join(root, f"fit/{t}-s{s}")
+            os.makedirs(d, exist_ok=True)
+            probe = [{"who": "student alone", "f": None, "acc": 0.4}, {"who": "teacher alone", "f": 0.0, "acc": 0.9},
+                     {"who": "teacher after student prefix", "f": 0.5, "acc": 0.6 + 0.1 * s,
+                      "acc_student_right": 0.9, "acc_student_wrong": 0.4}]
+            json.dump({"probe": probe, "fit": {"kl/full": kl + 0.01 * s, "kl/reverse_est": kl, "topk/overlap": 0.5,
+                       "topk/teacher_rank": 1.5, "tokens": 100}}, open(os.path.join(d, "probe_summary.json"), "w"))
+        for v in report.OPD_VARIANTS:
+            write_run(root, f"opd/{v}-s{s}", {"teacher": evald(0.45 if "grpo" in v else 0.9),
+                      "student_before": evald(0.4), "student_after": evald(after[v][s])})
+
+
+def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
+    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
+             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56]}
+    root = str(tmp_path / "runs")
+    fabricate(root, scale, after)
+    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+                                {"command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
+    verdicts = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and line.rstrip().endswith("** |"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            verdicts[cells[0]] = cells[-1].strip("*")
+    v = lambda start: next(val for key, val in verdicts.items() if key.startswith(start))
+    assert v("Mechanism 2: plain") == "reproduced"  # mass 0.6 < 0.9 in both seeds
+    assert v("Mechanism 2: the smaller K") == "reproduced"  # 5-step mean below 0.9: K = 5 at step 8, K = 20 at 9
+    assert v("Fix 1: stop-gradient") == "reproduced" and v("Fix 1 (alternative)") == "reproduced"
+    assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
+    assert v("OPSD with per-instance PI (the answer)") == "reproduced"
+    assert v("OPSD with per-instance PI (a worked") == "not reproduced"  # +0.1 in every seed
+    assert v("Mechanism 3") == "reproduced" and v("Control") == "reproduced"
+    assert v("Mechanism 1") == "reproduced" and v("Fix 2: a GRPO") == "reproduced"
+    assert v("Fix 2: ... and the better") == "not reproduced"
+    assert v("Fix 3") == "partly"  # 0.6 > 0.5 but 0.5 < 0.52
+    assert v("The recipe") == "reproduced"
+    # a mean ± std in the text, against the statistics module on the fabricated values
+    m, s = statistics.mean(after["sft-grpo-tail"]), statistics.stdev(after["sft-grpo-tail"])
+    assert f"recipe {m:.3f} ± {s:.3f}" in text
+    assert os.path.exists(tmp_path / "figs" / "report_collapse.png") and "(figs/report_collapse.png)" in text
+
+
+def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
+    root = str(tmp_path)
+    write_run(root, "a", {}, mass=0.5)   # leaves its Top-K at step 8: (4 × 0.99 + 0.5) / 5 < 0.9 there
+    write_run(root, "b", {}, mass=0.95)  # never below 0.9
+    assert report.onset(root, "a") == 8
+    assert report.onset(root, "b") is None
+    assert report.collapsed(root, "a") and not report.collapsed(root, "b")
