@@ -18,7 +18,7 @@ import models
 import rollout
 import train_grpo
 import train_opd
-from test_opd import kill_run_at_step_3, tiny_pair
+from test_opd import kill_run_at_step_3, same_final_weights, tiny_pair
 
 
 def test_group_advantages_are_zero_mean_and_zero_for_equal_rewards():
@@ -130,12 +130,7 @@ def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeyp
     kill_run_at_step_3(monkeypatch, lambda: train_grpo.main(args + ["--out", str(tmp_path / "b")]),
                        module=train_grpo, step_name="grpo_step")
     train_grpo.main(args + ["--out", str(tmp_path / "b"), "--resume"])
-    wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
-    wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
-    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
-        assert torch.equal(va, vb), k
-    rec = lambda p: [json.loads(l) for l in open(p) if '"loss"' in l]
-    ra, rb = rec(tmp_path / "a" / "metrics.jsonl"), rec(tmp_path / "b" / "metrics.jsonl")
+    ra, rb = same_final_weights(tmp_path / "a", tmp_path / "b")
     assert [r["step"] for r in rb] == [1, 2, 3, 4]
     assert [r["reward/mean"] for r in ra] == [r["reward/mean"] for r in rb]
     assert [r["lr"] for r in ra] == [r["lr"] for r in rb] and ra[-1]["lr"] == 0.0  # 8 updates, cosine to 0

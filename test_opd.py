@@ -141,6 +141,16 @@ def kill_run_at_step_3(monkeypatch, start_run, module=train_opd, step_name="opd_
     monkeypatch.setattr(module, step_name, real_step)
 
 
+def same_final_weights(run_a, run_b):
+    """Assert two run folders end with bit-identical weights; return their per-step metric records."""
+    wa, _ = models.load(str(run_a / "ckpt"))
+    wb, _ = models.load(str(run_b / "ckpt"))
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    rec = lambda p: [json.loads(l) for l in open(p) if '"loss"' in l]
+    return rec(run_a / "metrics.jsonl"), rec(run_b / "metrics.jsonl")
+
+
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     s, t = tiny_pair(tmp_path)
     args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
@@ -151,12 +161,7 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError):  # a second fresh start would mix two runs
         train_opd.main(args + ["--out", str(tmp_path / "b")])
     train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
-    wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
-    wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
-    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
-        assert torch.equal(va, vb), k
-    rec = lambda p: [json.loads(l) for l in open(p) if '"loss"' in l]
-    ra, rb = rec(tmp_path / "a" / "metrics.jsonl"), rec(tmp_path / "b" / "metrics.jsonl")
+    ra, rb = same_final_weights(tmp_path / "a", tmp_path / "b")
     assert [r["step"] for r in rb] == [1, 2, 3, 4]
     for x, y in zip(ra, rb):
         assert x["loss"] == y["loss"] and x["len/mean"] == y["len/mean"]

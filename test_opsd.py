@@ -13,7 +13,7 @@ import data
 import models
 import train_opd
 import train_opsd
-from test_opd import kill_run_at_step_3
+from test_opd import kill_run_at_step_3, same_final_weights
 
 
 def saved_model(tmp_path, seed=2):
@@ -151,10 +151,7 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     assert row.endswith(f"{m3['kl/own_pi']:.3f} / {m3['kl/geo_mean']:.3f} / {m3['irreducible/-logZ']:.3f} |")
     kill_run_at_step_3(monkeypatch, lambda: train_opsd.main(args + ["--out", str(tmp_path / "b")]))
     train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
-    wa, _ = models.load(str(tmp_path / "a" / "ckpt"))
-    wb, _ = models.load(str(tmp_path / "b" / "ckpt"))
-    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
-        assert torch.equal(va, vb), k
+    same_final_weights(tmp_path / "a", tmp_path / "b")
     ta = torch.load(tmp_path / "a" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
     tb = torch.load(tmp_path / "b" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
