@@ -270,11 +270,12 @@ def load(name_or_path: str, device=None, dtype=None):
     return model, tok
 
 
-def save(model, tok: Tokenizer, path: str) -> None:
+def save(model, tok: Tokenizer, path: str, state_dict=None) -> None:
     """Save weights + config (safetensors, transformers format) and the tokenizer into `path`.
-    The tiny tokenizer is saved as the marker file `tiny_tokenizer.json` (see the docstring)."""
+    The tiny tokenizer is saved as the marker file `tiny_tokenizer.json` (see the docstring).
+    `state_dict` replaces the model's own (the full weights of a sharded model)."""
     os.makedirs(path, exist_ok=True)
-    model.save_pretrained(path)
+    model.save_pretrained(path, state_dict=state_dict)
     if tok.is_tiny:
         with open(os.path.join(path, TINY_MARKER), "w") as f:
             json.dump({"tokenizer": TINY_NAME, "byte_ids": 256, "special_tokens": TINY_SPECIALS}, f, indent=1)

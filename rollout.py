@@ -134,7 +134,7 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
 
 def check_supported(model) -> None:
     """Raise a clear error for a model whose forward `_decoder` does not reproduce."""
-    name = type(model).__name__
+    name = type(model).__name__.removeprefix("FSDP")  # FSDP2 subclasses the model: FSDPQwen3ForCausalLM
     if name not in SUPPORTED:
         raise ValueError(
             f"rollout.generate writes out the decoder of {', '.join(SUPPORTED)}; got {name} "

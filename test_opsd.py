@@ -152,8 +152,8 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     kill_run_at_step_3(monkeypatch, lambda: train_opsd.main(args + ["--out", str(tmp_path / "b")]))
     train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     same_final_weights(tmp_path / "a", tmp_path / "b")
-    ta = torch.load(tmp_path / "a" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
-    tb = torch.load(tmp_path / "b" / "ckpt" / "train_state.pt", weights_only=False)["teacher"]["ema"]
+    ta = torch.load(tmp_path / "a" / "ckpt" / "rank0.pt", weights_only=False)["teacher"]["ema"]
+    tb = torch.load(tmp_path / "b" / "ckpt" / "rank0.pt", weights_only=False)["teacher"]["ema"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 

@@ -37,6 +37,7 @@ What it simplifies
       batch with advantage 0 and count in the token normalisation); no entropy bonus, no KL.
     * The reward is the grader's 0/1 only; no format or length shaping.
 """
+import os
 import time
 
 import torch
@@ -114,22 +115,12 @@ def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: boo
 
 def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator) -> dict:
     """Rollout of G samples per prompt → rewards → advantages → M clipped-surrogate updates."""
-    device = next(student.parameters()).device
     G, timer = cfg["group_size"], {}
     # 1. G responses per prompt from the current policy (the KV-cache sampler, no gradients).
     t0 = time.perf_counter()
     student.eval()
     rows = [p for p in prompts for _ in range(G)]  # (B·G) contexts, groups consecutive
-    responses, sampler_logp, truncated = [], [], []
-    rb = cfg.get("rollout_batch") or len(rows)
-    for start in range(0, len(rows), rb):
-        ro = rollout.generate(student, rows[start:start + rb], cfg["max_new_tokens"], temperature=cfg["temperature"],
-                              top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids, pad_token_id=tok.pad_token_id,
-                              generator=generator, cuda_graph=cfg.get("cuda_graph", False))
-        for row, ids in enumerate(ro.responses()):
-            responses.append(ids)
-            sampler_logp.append(ro.logp[row, :len(ids)])
-            truncated.append(bool(ro.truncated[row]))
+    responses, sampler_logp, truncated = train_opd.sample_rows(student, tok, rows, cfg, generator)
     timer["time/rollout_s"] = time.perf_counter() - t0
 
     # 2-3. The verifiable reward and the group-relative advantage of every response.
@@ -184,8 +175,7 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
                 for j in range(len(part)):  # one row at a time: (T, V) float32 at most
                     logp_all = torch.log_softmax(logits[j][mask[j]].float(), -1)  # (T_j, V)
                     sums["entropy"] += float(-(logp_all.exp() * logp_all).sum())
-        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(
-            student.parameters(), cfg["grad_clip"] if cfg["grad_clip"] > 0 else float("inf"))))
+        grad_norms.append(train_opd.clip_grad_norm(student, cfg["grad_clip"]))
         optimizer.step()
         scheduler.step()
         n_tok_all += n_tok
@@ -220,7 +210,11 @@ class Verifier(train_opd.Teacher):
 # Plumbing: the run is train_opd.run's (data, evaluation, checkpoints, exact resume)
 
 def main(argv=None) -> dict:
-    return train_opd.run(resolve_config(argv), Verifier, name="GRPO")
+    cfg = resolve_config(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
+                         "split over torchrun's processes (train_opd.py and train_opsd.py are); run it with python")
+    return train_opd.run(cfg, Verifier, name="GRPO")
 
 
 if __name__ == "__main__":

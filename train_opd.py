@@ -19,10 +19,12 @@ Commands
     python train_opd.py --loss topk_plain --k 5 --out runs/plain5     # Mechanism 2 in the tiny world
     python train_opd.py --preset paper --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo
     python train_opd.py --out runs/x --resume  # continue a killed run from its last checkpoint
+    torchrun --nproc_per_node 8 train_opd.py --preset paper ... --chunk-size 0 --rollout-batch 8
+                                               # FSDP2 over 8 GPUs, each its share of the batch (distributed.py)
 
 What it simplifies
-    * One process, one device: the student samples with the same weights the optimizer updates,
-      so the rollout is exactly on-policy (the log-prob mismatch monitor checks it).
+    * The student samples with the same weights the optimizer updates (under torchrun, gathered
+      from their shards), so the rollout is exactly on-policy (the log-prob mismatch monitor checks it).
     * The sampling temperature / top-p change which tokens are drawn; every loss is computed
       against the model's untempered distribution p (as the paper's code does).
     * No task-reward term: pure distillation, as in every Top-K run of the paper (§2.4).
@@ -38,6 +40,7 @@ import time
 import torch
 
 import data
+import distributed
 import eval_math
 import losses
 import models
@@ -127,6 +130,8 @@ def build_parser(presets: dict = PRESETS, description: str = __doc__, teacher_fl
     g.add_argument("--ckpt-every", type=int, help="save a checkpoint every this many steps (0 = only at the end)")
     g.add_argument("--out", default="runs/opd", help="run folder: config.json, metrics.jsonl, eval/, ckpt/")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--stop-at", type=int, default=0,
+                   help="stop after this step with a checkpoint, to continue with --resume (a job with a time limit)")
     g.add_argument("--seed", type=int, default=0, help="seeds data order, sampling and evaluation")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
@@ -167,29 +172,54 @@ def pad_right(rows: list, pad_id: int, device) -> torch.Tensor:
     return out.to(device)  # (B, T)
 
 
+def chunk_generator(generator: torch.Generator, chunk: int) -> torch.Generator:
+    """The sampling noise of rollout chunk `chunk` of a step (--rollout-batch rows each): chunk 0
+    draws from the step's generator, chunk c > 0 from one seeded by (the step's seed, c). The draws
+    of a chunk do not depend on which process samples it (distributed.py)."""
+    if chunk == 0:
+        return generator
+    return torch.Generator(device=generator.device).manual_seed(generator.initial_seed() + 1_000_033 * chunk)
+
+
+def sample_rows(student, tok, prompts: list, cfg: dict, generator) -> tuple:
+    """The student's responses to this process's rows, --rollout-batch rows at a time (the KV cache
+    is rollout_batch x (P + T)): per row its ids (EOS included), the sampler's log p(y_t) at T = 1,
+    and whether it was truncated."""
+    rank, world = distributed.world()
+    rb = cfg.get("rollout_batch") or len(prompts)
+    if world > 1 and len(prompts) % rb:  # else a process's chunks would not be whole chunks of the batch
+        raise ValueError(f"--rollout-batch {rb} must divide the {len(prompts)} rows of each process")
+    responses, logp, truncated = [], [], []
+    with distributed.full_weights(student):  # the sampler reads the weights directly
+        for c, start in enumerate(range(0, len(prompts), rb)):
+            gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)  # the chunk's index in the whole batch
+            ro = rollout.generate(student, prompts[start:start + rb], cfg["max_new_tokens"],
+                                  temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
+                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg.get("cuda_graph", False))
+            for row, ids in enumerate(ro.responses()):
+                responses.append(ids)
+                logp.append(ro.logp[row, :len(ids)])
+                truncated.append(bool(ro.truncated[row]))
+    return responses, logp, truncated
+
+
 def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: list, cfg: dict,
              optimizer, scheduler, generator) -> dict:
-    """Rollout → teacher scoring → student forward/backward → one optimizer step. Returns monitors."""
+    """Rollout → teacher scoring → student forward/backward → one optimizer step. Returns monitors.
+    Under torchrun the prompts are this process's rows of the batch (distributed.py)."""
     device = next(student.parameters()).device
+    world = distributed.world()[1]
     timer = {}
     # 1. The student writes one response per prompt (no gradients, its own sampler).
     t0 = time.perf_counter()
     student.eval()
-    responses, rollout_logp, truncated = [], [], []  # per row: ids (EOS included), log p(y_t) (T=1), no EOS
-    rb = cfg.get("rollout_batch") or len(student_prompts)
-    for start in range(0, len(student_prompts), rb):  # rows at a time: the KV cache is rb x (P + T)
-        ro = rollout.generate(student, student_prompts[start:start + rb], cfg["max_new_tokens"],
-                              temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
-                              pad_token_id=tok.pad_token_id, generator=generator, cuda_graph=cfg.get("cuda_graph", False))
-        for row, ids in enumerate(ro.responses()):
-            responses.append(ids)
-            rollout_logp.append(ro.logp[row, :len(ids)])
-            truncated.append(bool(ro.truncated[row]))
+    responses, rollout_logp, truncated = sample_rows(student, tok, student_prompts, cfg, generator)
     timer["time/rollout_s"] = time.perf_counter() - t0
 
-    # Which sequences enter the loss: all of them, minus those over the length gate.
+    # Which sequences enter the loss: all of them, minus those over the length gate (masked out, so
+    # that every process runs the same forwards). n_keep: kept rows per process, over all processes.
     keep = [len(r) > 0 and (cfg["length_gate"] <= 0 or len(r) <= cfg["length_gate"]) for r in responses]
-    n_keep = max(sum(keep), 1)
+    n_keep = max(distributed.all_sum(sum(keep)) / world, 1 / world)
     fn, opts = losses.LOSSES[cfg["loss"]], loss_options(cfg)
 
     # 2-3. Teacher scoring and the student's training forward, micro-batch by micro-batch.
@@ -201,15 +231,14 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
     n_mon, mismatch = 0, 0.0  # tokens the monitors saw
     mb = cfg["micro_batch"]
     for start in range(0, len(responses), mb):
-        rows = [i for i in range(start, min(start + mb, len(responses))) if keep[i]]
-        if not rows:
-            continue
+        rows = list(range(start, min(start + mb, len(responses))))
         resp = [responses[i] for i in rows]
         tokens = pad_right(resp, tok.pad_token_id, device)  # (b, T) the sampled ids
         t0 = time.perf_counter()
         chunked = cfg["chunk_size"] > 0  # paper scale: never make (b, T, V) logits for the loss
         with torch.no_grad():
             out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked)
+        mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T) gated rows out
         timer["time/teacher_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"]):  # fp32 weights, bf16 compute
@@ -223,8 +252,9 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
             V = min(out_s.shape[-1], out_t.shape[-1])  # padded embedding rows (Qwen2.5) map to no token
             out_s, out_t = out_s[..., :V], out_t[..., :V]
             mb_loss = losses.masked_mean(fn(out_s, out_t, tokens, **opts), mask)  # (b, T) -> scalar
-        # masked_mean over the whole batch = Σ over micro-batches of (its mean) · (its rows / all rows)
-        loss = mb_loss * (len(rows) / n_keep)
+        # masked_mean over the whole batch = Σ over micro-batches of (its mean) · (its rows / all rows);
+        # FSDP averages the processes' gradients, hence rows per process in n_keep
+        loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at rows {rows[:4]}...; check the teacher's "
                                      "logits and the learning rate (the last good checkpoint is in ckpt/)")
@@ -253,23 +283,32 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
 
     # 4. One optimizer step per rollout batch: strictly on-policy.
     t0 = time.perf_counter()
-    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg["grad_clip"] if cfg["grad_clip"] > 0 else float("inf"))
+    grad_norm = clip_grad_norm(student, cfg["grad_clip"])
     optimizer.step()
     scheduler.step()
     timer["time/optim_s"] = time.perf_counter() - t0
 
+    # Monitors over the whole batch: every process's sums, responses and worst mismatch combined.
+    responses, truncated = distributed.gather(responses), distributed.gather(truncated)
     n_resp = sum(len(r) for r in responses)
     texts = [tok.decode(r) for r in responses]
     stats = eval_math.response_stats(responses, texts, truncated)
-    out = {"loss": sums.pop("loss")}
-    out.update({k: v / max(n_mon, 1) for k, v in sums.items()})
+    n_mon = distributed.all_sum(n_mon)
+    out = {"loss": distributed.all_sum(sums.pop("loss")) / world}
+    out.update({k: distributed.all_sum(v) / max(n_mon, 1) for k, v in sums.items()})
     out.update(stats)
     out.update(timer)
     total_s = sum(timer.values())
-    out.update({"logp/rollout_vs_train_max_abs": mismatch, "grad_norm": float(grad_norm),
+    out.update({"logp/rollout_vs_train_max_abs": distributed.all_max(mismatch), "grad_norm": grad_norm,
                 "lr": scheduler.get_last_lr()[0], "tokens": n_resp, "tokens_per_s": n_resp / max(total_s, 1e-9),
-                "kept_frac": sum(keep) / len(keep)})
+                "kept_frac": distributed.all_sum(sum(keep)) / len(responses)})
     return out
+
+
+def clip_grad_norm(model, max_norm: float) -> float:
+    """Clip the gradient's global norm (over every shard under FSDP) at max_norm (0 = no clip); its norm."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 # -----------------------------------------------------------------------------
@@ -307,28 +346,48 @@ def check_prompt_lengths(model, prompts: list, max_new_tokens: int, what: str) -
 
 def evaluate(model, tok, examples: list, cfg: dict, out_path: str, label: str, pi: str = "none",
              extra=None) -> dict:
-    """Held-out summary (eval_math.evaluate); `extra(records) -> dict` adds run-specific numbers."""
-    summary, records = eval_math.evaluate(model, tok, examples, k=cfg["eval_k"], temperature=cfg["eval_temperature"],
-                                    top_p=cfg["eval_top_p"], max_new_tokens=cfg["eval_max_new_tokens"],
-                                    batch_size=max(cfg["micro_batch"], 16), seed=cfg["seed"] + 1,
-                                    pi=pi, bench=label, out_path=out_path, progress=False)
+    """Held-out summary (eval_math.evaluate) written to out_path; `extra(records) -> dict` adds
+    run-specific numbers. Under torchrun each process samples every W-th problem (its own noise)
+    and the records of all processes are summarised together."""
+    rank, world = distributed.world()
+    with distributed.full_weights(model):  # the sampler reads the weights directly
+        summary, records = eval_math.evaluate(model, tok, examples[rank::world], k=cfg["eval_k"],
+                                              temperature=cfg["eval_temperature"], top_p=cfg["eval_top_p"],
+                                              max_new_tokens=cfg["eval_max_new_tokens"],
+                                              batch_size=max(cfg["micro_batch"], 16), seed=cfg["seed"] + 1 + 7919 * rank,
+                                              pi=pi, bench=label, progress=False)
+    if world > 1:
+        records = distributed.gather(records)
+        summary.update(eval_math.summarize(records, cfg["eval_k"]))
+    if rank == 0:
+        eval_math.write_jsonl(out_path, records)
     return {**summary, **extra(records)} if extra else summary
 
 
 def save_checkpoint(out: str, student, tok, optimizer, scheduler, stream, step: int, history: list, side=None) -> None:
+    """ckpt/: the student's full weights in transformers format, train_state.pt (step, schedule, data
+    position, RNG, history) and rank{r}.pt per process (its optimizer state and teacher state)."""
+    rank, world = distributed.world()
     path = os.path.join(out, "ckpt")
     tmp = path + ".tmp"
-    models.save(student, tok, tmp)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "stream": stream.state_dict(), "python_random": random.getstate(),
-                "torch_random": torch.random.get_rng_state(), "history": history,
-                "teacher": side.state_dict() if side is not None else {}}, os.path.join(tmp, "train_state.pt"))
-    if os.path.exists(path):
-        os.rename(path, path + ".old")
-    os.rename(tmp, path)  # the previous checkpoint stays valid until the new one is complete
-    if os.path.exists(path + ".old"):
-        import shutil
-        shutil.rmtree(path + ".old")
+    full = distributed.full_state_dict(student) if world > 1 else None  # a collective: every process
+    if rank == 0:
+        models.save(student, tok, tmp, state_dict=full)
+        torch.save({"step": step, "scheduler": scheduler.state_dict(), "stream": stream.state_dict(),
+                    "python_random": random.getstate(), "torch_random": torch.random.get_rng_state(),
+                    "history": history, "world": world}, os.path.join(tmp, "train_state.pt"))
+    distributed.barrier()
+    torch.save({"optimizer": optimizer.state_dict(), "teacher": side.state_dict() if side is not None else {}},
+               os.path.join(tmp, f"rank{rank}.pt"))
+    distributed.barrier()
+    if rank == 0:
+        if os.path.exists(path):
+            os.rename(path, path + ".old")
+        os.rename(tmp, path)  # the previous checkpoint stays valid until the new one is complete
+        if os.path.exists(path + ".old"):
+            import shutil
+            shutil.rmtree(path + ".old")
+    distributed.barrier()
 
 
 def log(path: str, record: dict) -> None:
@@ -385,23 +444,33 @@ def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our progress lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    device = torch.device(cfg["device"]) if cfg["device"] else models.default_device()
+    device = distributed.init(torch.device(cfg["device"]) if cfg["device"] else models.default_device())
+    rank, world = distributed.world()  # (0, 1) without torchrun
+    say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if rank == 0 else (lambda *a, **k: None)
+    if cfg["batch_size"] % world:
+        raise ValueError(f"--batch-size {cfg['batch_size']} must be a multiple of the {world} processes")
+    if world > 1 and cfg.get("chunk_size"):
+        raise ValueError("--chunk-size reads the LM head outside the model's forward, which FSDP does not gather; "
+                         "under torchrun use --chunk-size 0 (each process holds only its share of the batch's logits) "
+                         "and a smaller --micro-batch")
     out = cfg["out"]
     ckpt = os.path.join(out, "ckpt")
     if cfg["resume"]:
         if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
             raise FileNotFoundError(f"--resume: no checkpoint in {ckpt}; start without --resume")
         saved = json.load(open(os.path.join(out, "config.json")))
-        changed = {k: (saved.get(k), v) for k, v in cfg.items() if k not in ("resume", "steps", "threads")
+        changed = {k: (saved.get(k), v) for k, v in cfg.items() if k not in ("resume", "steps", "threads", "stop_at")
                    and saved.get(k) != v}
         if changed:
             raise ValueError(f"--resume with a different config than the run in {out}: {changed}; "
-                             "resume with the same flags (only --steps and --threads may change)")
+                             "resume with the same flags (only --steps, --stop-at and --threads may change)")
     elif os.path.exists(os.path.join(out, "metrics.jsonl")):
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    os.makedirs(out, exist_ok=True)
-    json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
-    print("config: " + json.dumps(cfg), file=sys.stderr)
+    distributed.barrier()  # every process has checked the folder before rank 0 writes to it
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
+    say("config: " + json.dumps(cfg) + (f"; {world} processes" if world > 1 else ""))
     random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
 
@@ -415,6 +484,10 @@ def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
         enable = getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
         student.config.use_cache = False
+    if world > 1:  # FSDP2: the student sharded for training, a separate teacher sharded for inference
+        distributed.shard(student)
+        if teacher is not None and teacher is not student:
+            distributed.shard(teacher)
 
     # Data: a resumable prompt stream; held-out problems never seen in training.
     train = load_examples(cfg, "train")
@@ -433,18 +506,23 @@ def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
     start, history = 0, []
     if cfg["resume"]:
         state = torch.load(os.path.join(ckpt, "train_state.pt"), weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("world", 1) != world:
+            raise ValueError(f"{ckpt} was written by {state.get('world', 1)} processes, this run has {world}: the "
+                             "optimizer is saved one shard per process; resume with the same number")
+        shard_state = torch.load(os.path.join(ckpt, f"rank{rank}.pt"), weights_only=False)
+        optimizer.load_state_dict(shard_state["optimizer"])
+        side.load_state_dict(shard_state["teacher"])
         scheduler.load_state_dict(state["scheduler"])
         stream.load_state_dict(state["stream"])
         random.setstate(state["python_random"])
         torch.random.set_rng_state(state["torch_random"])
         start, history = state["step"], state["history"]
-        side.load_state_dict(state.get("teacher", {}))
-        print(f"resumed from {ckpt} at step {start}", file=sys.stderr)
+        say(f"resumed from {ckpt} at step {start}")
 
     metrics_path = os.path.join(out, "metrics.jsonl")
     eval_dir = os.path.join(out, "eval")
     os.makedirs(eval_dir, exist_ok=True)
+    log_main = (lambda path, rec: log(path, rec)) if rank == 0 else (lambda path, rec: None)
     if start == 0:
         evals = {}
         if teacher is not None:
@@ -453,12 +531,13 @@ def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
         evals["student"] = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, "step0.jsonl"), "student",
                                     extra=side.eval_extra)
         history = [{"step": 0, "who": who, **ev} for who, ev in evals.items()]
-        log(metrics_path, {"step": 0, "eval": evals})
-        print("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()), file=sys.stderr)
+        log_main(metrics_path, {"step": 0, "eval": evals})
+        say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
     t_run = time.time()
     for step in range(start, cfg["steps"]):
-        batch = next(stream)
+        batch = next(stream)  # the whole batch, the same in every process; each takes its own rows
+        batch = batch[rank * len(batch) // world:(rank + 1) * len(batch) // world]
         prompts = [data.context_ids(tok, ex) for ex in batch]
         generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 1_000_003 + step)  # resumable noise
         m = side.step(student, tok, batch, prompts, cfg, optimizer, scheduler, generator)
@@ -470,27 +549,32 @@ def run(cfg: dict, teacher_cls=Teacher, name: str = "OPD") -> dict:
                           extra=side.eval_extra)
             history.append({"step": done, "who": "student", **ev})
             record["eval"] = {"student": ev}
-        log(metrics_path, record)
+        log_main(metrics_path, record)
         shown = "  ".join(f"{label} {m[key]:.4g}" for key, label in PROGRESS if key in m)
-        print(f"\rstep {done}/{cfg['steps']}  {shown}  {time.time() - t_run:.0f} s"
-              + (f"  eval acc {record['eval']['student']['acc/pass@1']:.3f}" if "eval" in record else ""),
-              end="\n" if "eval" in record else "", file=sys.stderr, flush=True)
+        say(f"\rstep {done}/{cfg['steps']}  {shown}  {time.time() - t_run:.0f} s"
+            + (f"  eval acc {record['eval']['student']['acc/pass@1']:.3f}" if "eval" in record else ""),
+            end="\n" if "eval" in record else "", flush=True)
         if cfg["ckpt_every"] and done % cfg["ckpt_every"] == 0 and done < cfg["steps"]:
             save_checkpoint(out, student, tok, optimizer, scheduler, stream, done, history, side)
-    print(file=sys.stderr)
+        if cfg["stop_at"] and done == cfg["stop_at"] and done < cfg["steps"]:
+            save_checkpoint(out, student, tok, optimizer, scheduler, stream, done, history, side)
+            say(f"\nstopped after step {done} (--stop-at); continue with --resume")
+            return {"stopped_at": done}
+    say()
 
     final = evaluate(student, tok, held_out, cfg, os.path.join(eval_dir, f"step{cfg['steps']}.jsonl"), "student",
                      extra=side.eval_extra)
     history.append({"step": cfg["steps"], "who": "student", **final})
-    log(metrics_path, {"step": cfg["steps"], "eval": {"student": final}})
+    log_main(metrics_path, {"step": cfg["steps"], "eval": {"student": final}})
     save_checkpoint(out, student, tok, optimizer, scheduler, stream, cfg["steps"], history, side)
     summary = {"student_before": next(h for h in history if h["who"] == "student" and h["step"] == 0),
                "student_after": final, "steps": cfg["steps"], "loss": cfg.get("loss", name.lower()),
                "wall_s": round(time.time() - t_run, 1)}
     if teacher is not None:
         summary["teacher"] = next(h for h in history if h["who"] == "teacher")
-    json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
-    print(format_summary(summary, cfg, name))
+    if rank == 0:
+        json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+        print(format_summary(summary, cfg, name))
     return summary
 
 

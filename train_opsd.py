@@ -42,6 +42,7 @@ import random
 import torch
 
 import data
+import distributed
 import eval_math
 import losses
 import models
@@ -230,10 +231,10 @@ def main(argv=None) -> dict:
     if cfg["table"]:
         print(table(cfg["table"]))
         return {}
-    m = cfg["measure_n"]
+    m = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if m else None  # the initial weights, also on --resume
     summary = train_opd.run(cfg, SelfTeacher, name="OPSD")
-    if m:
+    if m and "stopped_at" not in summary:
         after = measure(cfg, os.path.join(cfg["out"], "ckpt"))
         summary["mechanism3"] = {"before": before, "after": after}
         json.dump(summary, open(os.path.join(cfg["out"], "summary.json"), "w"), indent=2)
