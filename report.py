@@ -467,7 +467,7 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
     counts = {v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced")}
     quick = ["**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in minutes; "
              "its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""] \
-        if R.scale == SCALES["quick"] else []
+        if meta.get("quick") else []
     lines = ["# Results: the paper's claims in the tiny world", "", *quick,
              f"Written by `{meta['command']}` (report.py) from the runs in `{root}/`: {R.N} seed(s) "
              f"({', '.join(map(str, R.seeds))}), {meta['runs']} runs on {meta['hardware']}, {meta['jobs']} run(s) at a "
@@ -528,6 +528,7 @@ def main(argv=None) -> None:
             json.dump(timing, open(timing_path, "w"))
     wall = timing["wall_s"]
     meta = {"command": "python report.py " + " ".join(sys.argv[1:] if argv is None else argv), "runs": len(runs),
+            "quick": args.quick,
             "hardware": hardware(), "jobs": timing.get("jobs", args.jobs), "wall": f"{wall / 60:.0f} min"}
     write_results(root, scale, out_md, figs, meta)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)

@@ -312,6 +312,7 @@ def generate(
     return_topk=0,
     cuda_graph=False,
     check_every=None,
+    prefill_chunk=0,
 ) -> Rollout:
     """Sample one response per prompt (a list of token-id lists of any lengths) -> Rollout.
 
@@ -320,7 +321,10 @@ def generate(
     `return_topk=k` also records the model's top-k ids and log-probs (T=1) at each step.
     `cuda_graph=True` captures the decode step as a CUDA graph (CUDA only).
     `check_every`: look at the finished rows every this many steps (a host sync on CUDA);
-    default 1 on CPU, 16 on CUDA. The response has T = the longest response's length columns.
+    default 1 on CPU, 16 on CUDA. `prefill_chunk=N` runs the prompt through the model N columns at
+    a time (attention scores and activations of N, not P, query positions; 0 = all at once), with
+    the same tokens and log-probs up to float rounding. The response has T = the longest
+    response's length columns.
     """
     check_supported(model)
     if max_new_tokens < 1:
@@ -337,7 +341,7 @@ def generate(
     n_kv = cfg.num_key_value_heads
     head_dim = model.model.layers[0].self_attn.head_dim  # Qwen2 has no config.head_dim; Qwen3's may differ from d/H
 
-    # ---- prefill: the whole left-padded prompt in one forward ------------------------------
+    # ---- prefill: the left-padded prompt, all at once or prefill_chunk columns at a time -------
     prompt_ids, prompt_mask = left_pad(prompts, pad_token_id, device)  # (B, P)
     B, P = prompt_ids.shape
     S_max = P + max_new_tokens
@@ -347,8 +351,11 @@ def generate(
     prompt_len = prompt_mask.sum(-1)  # (B,)
     causal = torch.ones(P, P, dtype=torch.bool, device=device).tril()  # (P, P)
     eye = torch.eye(P, dtype=torch.bool, device=device)
-    mask = (prompt_mask[:, None, None, :] & causal) | eye  # (B, 1, P, P); pad queries see themselves (no NaN rows)
-    h = _decoder(model, prompt_ids, cos_table[positions], sin_table[positions], cache, 0, P, mask)
+    step = prefill_chunk if prefill_chunk > 0 else P
+    for s in range(0, P, step):  # columns [s, e) attend to the cache slots [0, e) written so far
+        e = min(s + step, P)
+        mask = (prompt_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
+        h = _decoder(model, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]], cache, s, e, mask)
     cache.pos = P
     logits = _lm_head(model, h[:, -1])  # (B, V) predicts the first response token
 
