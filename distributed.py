@@ -100,20 +100,21 @@ def full_weights(model):
             u.reshard()
 
 
-def all_sum(x: float) -> float:
+def _all_reduce(x: float, op) -> float:
     if world()[1] == 1:
         return x
-    t = torch.tensor([float(x)], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"  # NCCL: GPU tensors
+    t = torch.tensor([float(x)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=op)
     return float(t)
+
+
+def all_sum(x: float) -> float:
+    return _all_reduce(x, dist.ReduceOp.SUM)
 
 
 def all_max(x: float) -> float:
-    if world()[1] == 1:
-        return x
-    t = torch.tensor([float(x)], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t)
+    return _all_reduce(x, dist.ReduceOp.MAX)
 
 
 def gather(items: list) -> list:

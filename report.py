@@ -279,6 +279,13 @@ def mechanism1(R: Report) -> None:
             "reproduced if accuracy drops at f = 0.5 in every seed, also after correct prefixes (a mismatch, not "
             "only inherited errors); partly if it drops overall only",
             "reproduced" if all(drop) and all(drop_right) else "partly" if all(drop) else verdict(False, any(drop)))
+    if all(drop) and not all(drop_right):
+        R.body += [f"Reading: the drop comes from the student's errors. After half of a correct response the teacher "
+                   f"is about as accurate as alone ({fmt([h['acc_student_right'] for h in half])} against "
+                   f"{fmt([a['acc_student_right'] for a in alone])} on the same problems); after half of a wrong one it "
+                   f"recovers {fmt([h['acc_student_wrong'] for h in half])} of the time. In this arithmetic world a wrong "
+                   "prefix already holds a wrong intermediate result, which the teacher continues rather than revises; "
+                   "the paper's probe cannot separate the two effects.", ""]
 
 
 def mechanism2(R: Report) -> None:
@@ -366,6 +373,12 @@ def mechanism3(R: Report) -> None:
             f"accuracy {fmt([acc(s['student_before']) for s in rule])} → {fmt([acc(s['student_after']) for s in rule])}; "
             f"the teacher with the rule scores {fmt([acc(s['teacher']) for s in rule])}",
             "reproduced if accuracy falls by at most 3 points in every seed", verdict(all(kept), any(kept)))
+    if not all(kept) and all(acc(s["teacher"]) < acc(s["student_before"]) - 0.03 for s in rule):
+        R.body += [f"Reading: the tiny world's rule (\"Answer with the final result only.\") removes the worked steps "
+                   f"these models need, so the teacher reading it scores {fmt([acc(s['teacher']) for s in rule])}: the "
+                   f"accuracy lost is the rule's own price, which the student pays by learning it "
+                   f"({fmt([acc(s['student_after']) for s in rule])}). A rule that costs nothing (the paper's conciseness "
+                   "prompt on real models) is outside what two-million-parameter models can show.", ""]
     for sums, what in ((answer, "the answer"), (full, "a worked solution")):
         flat = [acc(s["student_after"]) - acc(s["student_before"]) < 0.03 for s in sums]
         R.claim(f"OPSD with per-instance PI ({what}) does not raise accuracy", "OPSD fails on math with answer / solution PI",
@@ -428,6 +441,14 @@ def fixes(R: Report) -> None:
             f"student after OPD from the GRPO teacher {after('raw-grpo-tail')}, from the bigger one {after('raw-big-tail')} "
             f"(teachers {fmt(teacher_acc['grpo'])} and {fmt(teacher_acc['big'])})",
             "reproduced if OPD from the GRPO teacher ends higher in every seed", ends_higher("raw-grpo-tail", "raw-big-tail"))
+    if statistics.mean(teacher_acc["grpo"]) < statistics.mean(teacher_acc["big"]) - 0.1:
+        R.body += [f"Reading: the GRPO teacher is the closer one (KL {fmt([p['fit']['kl/full'] for p in fit['grpo']])} "
+                   f"against {fmt([p['fit']['kl/full'] for p in fit['big']])}, Top-20 overlap "
+                   f"{fmt([p['fit']['topk/overlap'] for p in fit['grpo']])} against {fmt([p['fit']['topk/overlap'] for p in fit['big']])}), "
+                   f"but it scores {fmt(teacher_acc['grpo'])} against {fmt(teacher_acc['big'])}: OPD brings the student to "
+                   f"its level ({after('raw-grpo-tail')}) and no further, while the bigger teacher pulls it to "
+                   f"{after('raw-big-tail')}. The paper's premise, a lifted teacher of *similar accuracy*, is not met by "
+                   f"{R.scale['grpo_steps']} GRPO steps on a 0.4 M-parameter model.", ""]
 
     rows = ["| run | student | teacher | loss | acc before | acc after | gain | len | trunc | student Top-K mass | "
             "reverse KL | collapsed |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -457,6 +478,12 @@ def fixes(R: Report) -> None:
             "SFT → RLVR-adapted teacher → sg Top-K, each step removing one failure mechanism",
             f"recipe {after('sft-grpo-tail')}, no fix {after('raw-big-plain')}; best variant here: {best} {after(best)}",
             "reproduced if the recipe ends higher in every seed", ends_higher("sft-grpo-tail", "raw-big-plain"))
+    mean_after = {v: statistics.mean(acc(s["student_after"]) for s in V[v]) for v in OPD_VARIANTS}
+    if best != "sft-grpo-tail" and all(mean_after[v] > mean_after["raw-big-plain"] for v in OPD_VARIANTS if "tail" in v):
+        R.body += [f"Reading: every variant with the unbiased loss ends above the biased baseline, which collapses. The "
+                   f"best here is {best} ({after(best)}); with the GRPO teacher the SFT student gains only "
+                   f"{fmt([acc(s['student_after']) - acc(s['student_before']) for s in V['sft-grpo-tail']])}, because "
+                   f"that teacher ({fmt(teacher_acc['grpo'])}) is barely ahead of it ({fmt([acc(s['student_before']) for s in V['sft-grpo-tail']])}).", ""]
 
 
 def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) -> str:
@@ -469,7 +496,7 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
              "its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""] \
         if meta.get("quick") else []
     lines = ["# Results: the paper's claims in the tiny world", "", *quick,
-             f"Written by `{meta['command']}` (report.py) from the runs in `{root}/`: {R.N} seed(s) "
+             f"Written by `{meta['command']}` (report.py) from the runs in `{root}/`, made by `{meta['run_command']}`: {R.N} seed(s) "
              f"({', '.join(map(str, R.seeds))}), {meta['runs']} runs on {meta['hardware']}, {meta['jobs']} run(s) at a "
              f"time on one thread each; {meta['wall']} of wall time for the runs (their folders hold each run's "
              f"log, config and metrics). Every number below is read from those runs; mean ± sample std over seeds.", "",
@@ -525,10 +552,11 @@ def main(argv=None) -> None:
         finally:
             timing["wall_s"] += time.time() - t0
             timing["jobs"] = args.jobs
+            timing["command"] = "python report.py " + " ".join(sys.argv[1:] if argv is None else argv)
             json.dump(timing, open(timing_path, "w"))
     wall = timing["wall_s"]
     meta = {"command": "python report.py " + " ".join(sys.argv[1:] if argv is None else argv), "runs": len(runs),
-            "quick": args.quick,
+            "quick": args.quick, "run_command": timing.get("command", "?"),
             "hardware": hardware(), "jobs": timing.get("jobs", args.jobs), "wall": f"{wall / 60:.0f} min"}
     write_results(root, scale, out_md, figs, meta)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)

@@ -116,7 +116,7 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     root = str(tmp_path / "runs")
     fabricate(root, scale, after)
     text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
-                                {"command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
+                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
     verdicts = {}
     for line in text.splitlines():
         if line.startswith("| ") and line.rstrip().endswith("** |"):
