@@ -17,6 +17,8 @@ Commands
     python bench_rollout.py                                  # CPU: tiny and qwen-vocab, batch 1 8 32 64
     python bench_rollout.py --threads 2 --shapes tiny        # other thread count / one shape
     python bench_rollout.py --device cuda --shapes qwen3-1.7b --new-tokens 256 --cuda-graph --peak-gbps 3350
+    python bench_rollout.py --device cuda --shapes qwen3-1.7b --batch 64 --prompt-len 256 --new-tokens 3840 \
+        --repeats 1 --cuda-graph --hf static-compile --peak-gbps 4800   # issue 10: 64 x 4096 tokens, H200
 
 Shapes (all random init, nothing downloaded)
     tiny        4 layers, d=256, 4 heads (2 KV, head_dim 64), MLP 768, vocab 261 (the tiny tokenizer's)
@@ -24,7 +26,11 @@ Shapes (all random init, nothing downloaded)
     qwen3-0.6b / qwen3-1.7b   Qwen3's published shapes (28 layers; d=1024 / 2048; 16 heads, 8 KV, head_dim 128)
 
 What it simplifies
-    One prompt length for all rows (--prompt-len, with a few tokens cut from every other row so
+    The baseline is transformers' generate with its default dynamic cache (`--hf dynamic`), or with
+    a preallocated static cache whose forward transformers compiles itself (`--hf static-compile`:
+    cache_implementation="static", torch.compile mode "reduce-overhead", i.e. CUDA graphs on a GPU;
+    on CPU the compile is forced through CompileConfig). Compilation happens in the warm-up run and
+    is not timed. One prompt length for all rows (--prompt-len, with a few tokens cut from every other row so
     left padding is exercised); memory bandwidth on CUDA counts the weights plus the mean KV cache
     read per decode step, an estimate.
 """
@@ -58,6 +64,8 @@ p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_nu
 p.add_argument("--cuda-graph", action="store_true", help="also time rollout.generate with the decode step as a CUDA graph")
 p.add_argument("--peak-gbps", type=float, default=None, help="the GPU's peak memory bandwidth, to print utilisation (H100 SXM: 3350)")
 p.add_argument("--skip-hf", action="store_true", help="time rollout.generate only (for shapes where transformers is too slow)")
+p.add_argument("--hf", default="dynamic", choices=["dynamic", "static-compile"],
+               help="the transformers baseline: default dynamic cache, or static cache + its own torch.compile")
 args = p.parse_args()
 
 SHAPES = {
@@ -109,6 +117,10 @@ def run_hf(model, prompts, eos, device):
     kw = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     if args.temperature == 0:
         kw = dict(do_sample=False)
+    if args.hf == "static-compile":
+        compile_config = transformers.CompileConfig()
+        compile_config._compile_all_devices = True  # transformers compiles on CUDA only unless told
+        kw.update(cache_implementation="static", compile_config=compile_config)
     sync(device)
     t0 = time.perf_counter()
     out = model.generate(ids, attention_mask=mask.long(), max_new_tokens=args.new_tokens, eos_token_id=eos, pad_token_id=0, **kw)
@@ -124,6 +136,7 @@ def main():
     torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"device: {name}; dtype {dtype}; torch {torch.__version__}; transformers {transformers.__version__}")
+    print(f"transformers baseline: {'static cache + torch.compile' if args.hf == 'static-compile' else 'dynamic cache'}")
     print(f"prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, T={args.temperature} top_k={args.top_k} "
           f"top_p={args.top_p}; median of {args.repeats} interleaved runs after one warm-up; tokens/s = B*new/wall")
     cols = ["shape", "params", "batch", "ours tok/s", "HF tok/s", "ratio"]
@@ -146,8 +159,10 @@ def main():
             if args.cuda_graph:
                 sides["graph"] = lambda: run_ours(model, prompts, eos, True, device)
             times = {k: [] for k in sides}
-            for k, f in sides.items():  # warm-up
+            for k, f in sides.items():  # warm-up (and transformers' compilation with --hf static-compile)
                 f()
+            if args.hf == "static-compile" and "hf" in sides and not torch._dynamo.utils.counters["stats"]["unique_graphs"]:
+                raise RuntimeError("--hf static-compile: transformers' generate compiled nothing; the baseline would be eager")
             for _ in range(args.repeats):
                 for k, f in sides.items():
                     times[k].append(f())
