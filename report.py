@@ -377,8 +377,9 @@ def mechanism3(R: Report) -> None:
         R.body += [f"Reading: the tiny world's rule (\"Answer with the final result only.\") removes the worked steps "
                    f"these models need, so the teacher reading it scores {fmt([acc(s['teacher']) for s in rule])}: the "
                    f"accuracy lost is the rule's own price, which the student pays by learning it "
-                   f"({fmt([acc(s['student_after']) for s in rule])}). A rule that costs nothing (the paper's conciseness "
-                   "prompt on real models) is outside what two-million-parameter models can show.", ""]
+                   f"({fmt([acc(s['student_after']) for s in rule])}). Testing the paper's claim needs a rule that leaves "
+                   "the reasoning in place (its conciseness prompt on real models); these tiny models were trained "
+                   "with this one rule only, so that test would need a tiny world rebuilt with another.", ""]
     for sums, what in ((answer, "the answer"), (full, "a worked solution")):
         flat = [acc(s["student_after"]) - acc(s["student_before"]) < 0.03 for s in sums]
         R.claim(f"OPSD with per-instance PI ({what}) does not raise accuracy", "OPSD fails on math with answer / solution PI",
