@@ -15,8 +15,10 @@ What this file is
                         topk_renorm_intersect_sg} × K ∈ {1, 5, 20} at lr 2e-4 (make collapse)
       Mechanism 3 (§4, §5)  OPSD with a shared rule, the answer, the solution, no PI (make opsd-table),
                         with the geometric-mean measurement
-      Fix 2 (§4)        GRPO lifts a copy of tiny/student (train_grpo.py); its fit to the student
-                        and the big SFT teacher's (eval_math.teacher_fit, prefix probe); OPD from each
+      Fix 2 (§4)        GRPO lifts a copy of tiny/student (train_grpo.py); its fit to the student,
+                        the big SFT teacher's and that of a teacher of the big architecture whose SFT
+                        stops early, at about the GRPO teacher's accuracy (the paper's comparison is
+                        at similar accuracy); eval_math.teacher_fit, prefix probe; OPD from each
       Fix 3 (§4)        OPD from the SFT-stabilised student vs from the raw student
       Recipe (§4)       SFT student + RLVR teacher + unbiased Top-K loss vs raw student + the
                         off-the-shelf teacher + plain Top-K
@@ -63,26 +65,30 @@ class Run:
 SCALES = {
     # full: the make-target settings of every experiment, 3 seeds
     "full": dict(seeds=(0, 1, 2), collapse_ks=(1, 5, 20), collapse_steps=150, opd_steps=300, opd_batch=64,
-                 opsd_steps=150, grpo_steps=400, eval_n=300, probe_n=300, sft_n=3000),
+                 opsd_steps=150, grpo_steps=400, eval_n=300, probe_n=300, sft_n=3000, mid_steps=1300),
     # quick: one seed, shorter runs, fewer problems: the same code paths in about 15 minutes on 2 cores
     "quick": dict(seeds=(0,), collapse_ks=(1, 20), collapse_steps=120, opd_steps=100, opd_batch=32,
-                  opsd_steps=50, grpo_steps=60, eval_n=150, probe_n=150, sft_n=1000),
+                  opsd_steps=50, grpo_steps=60, eval_n=150, probe_n=150, sft_n=1000, mid_steps=300),
 }
 COLLAPSE_LOSSES = ("topk_plain", "topk_sg", "topk_renorm_intersect_sg")
 OPSD_PRESETS = ("tiny-rule", "tiny-answer", "tiny-full", "tiny-none")
-# OPD variants: (student, teacher, loss); "sft" and "grpo" are this report's own runs
+# OPD variants: (student, teacher, loss); "sft", "grpo" and "mid" are this report's own runs
 OPD_VARIANTS = {
     "raw-big-plain": ("raw", "big", "topk_plain"),   # no fix: the recipe's baseline
     "raw-big-tail": ("raw", "big", "topk_tail"),     # Fix 1 (make opd)
     "sft-big-tail": ("sft", "big", "topk_tail"),     # Fixes 1 + 3 (make sft-opd)
     "raw-grpo-tail": ("raw", "grpo", "topk_tail"),   # Fixes 1 + 2
+    "raw-mid-tail": ("raw", "mid", "topk_tail"),     # Fix 2's control: a far teacher of about the GRPO one's accuracy
     "sft-grpo-tail": ("sft", "grpo", "topk_tail"),   # the recipe: Fixes 1 + 2 + 3
 }
 
 
 def plan(scale: dict) -> list:
-    runs = []
     n = ["--eval-n", str(scale["eval_n"])]
+    # Fix 2's control teacher, one for all seeds (like tiny/teacher): the tiny teacher's recipe
+    # (`train_sft.py --preset tiny-teacher`) with a schedule of mid_steps steps instead of 3,000.
+    runs = [Run("teacher-mid", ["train_sft.py", "--preset", "tiny-teacher", "--steps", str(scale["mid_steps"])],
+                cost=scale["mid_steps"] / 150)]
     for s in scale["seeds"]:
         seed = ["--seed", str(s)]
         for loss in COLLAPSE_LOSSES:
@@ -100,7 +106,8 @@ def plan(scale: dict) -> list:
         runs.append(Run(f"grpo/s{s}", ["train_grpo.py", "--steps", str(scale["grpo_steps"]),
                                        "--eval-every", str(scale["grpo_steps"] // 3)] + n + seed,
                         cost=scale["grpo_steps"] / 30))
-        teachers = {"big": ("tiny/teacher", ()), "grpo": (f"{{root}}/grpo/s{s}/ckpt", (f"grpo/s{s}",))}
+        teachers = {"big": ("tiny/teacher", ()), "grpo": (f"{{root}}/grpo/s{s}/ckpt", (f"grpo/s{s}",)),
+                    "mid": ("{root}/teacher-mid/final", ("teacher-mid",))}
         for t, (path, needs) in teachers.items():  # the prefix probe (Mechanism 1) and the teacher's fit (Fix 2)
             runs.append(Run(f"fit/{t}-s{s}", ["eval_math.py", "--model", "tiny/student", "--probe-teacher", path,
                                               "--bench", "synthetic", "--synthetic-n", str(scale["probe_n"]),
@@ -114,9 +121,9 @@ def plan(scale: dict) -> list:
             if student == "sft":
                 argv += ["--student", f"{{root}}/sft/s{s}/final"]
                 needs += (f"sft/s{s}",)
-            if teacher == "grpo":
-                argv += ["--teacher", f"{{root}}/grpo/s{s}/ckpt"]
-                needs += (f"grpo/s{s}",)
+            if teacher != "big":
+                argv += ["--teacher", teachers[teacher][0]]
+                needs += teachers[teacher][1]
             runs.append(Run(f"opd/{v}-s{s}", argv, needs=needs, cost=scale["opd_steps"] * scale["opd_batch"] / 3000))
     return runs
 
@@ -414,12 +421,15 @@ def fixes(R: Report) -> None:
     def ends_higher(a: str, b: str) -> str:  # OPD variant a ends above variant b, seed by seed
         wins = [acc(x["student_after"]) > acc(y["student_after"]) for x, y in zip(V[a], V[b])]
         return verdict(all(wins), any(wins))
-    fit = {t: [load(R.root, n, "probe_summary.json") for n in R.names(f"fit/{t}-s{{s}}")] for t in ("big", "grpo")}
+    fit = {t: [load(R.root, n, "probe_summary.json") for n in R.names(f"fit/{t}-s{{s}}")] for t in ("big", "mid", "grpo")}
+    kl = {t: fmt([p["fit"]["kl/full"] for p in fit[t]]) for t in fit}
     grpo = R.summaries("grpo/s{s}")
-    teacher_acc = {"big": [acc(s["teacher"]) for s in V["raw-big-tail"]], "grpo": [acc(s["teacher"]) for s in V["raw-grpo-tail"]]}
+    teacher_acc = {t: [acc(s["teacher"]) for s in V[f"raw-{t}-tail"]] for t in ("big", "mid", "grpo")}
     rows = ["| teacher | accuracy | KL(p‖q) on student samples | Top-20 overlap | teacher rank of sampled token | "
             "teacher after half the student's response | student after OPD from it |", "|---|---|---|---|---|---|---|"]
-    for t, label in (("big", "tiny/teacher (bigger, SFT)"), ("grpo", "tiny/student + GRPO (RLVR-adapted)")):
+    for t, label in (("big", "tiny/teacher (bigger, SFT)"),
+                     ("mid", f"tiny/teacher's recipe stopped at {R.scale['mid_steps']} steps (bigger, SFT)"),
+                     ("grpo", "tiny/student + GRPO (RLVR-adapted)")):
         f = [p["fit"] for p in fit[t]]
         half = [next(r for r in p["probe"] if r["f"] == 0.5)["acc"] for p in fit[t]]
         rows.append(f"| {label} | {fmt(teacher_acc[t])} | {fmt([x['kl/full'] for x in f])} | "
@@ -430,26 +440,39 @@ def fixes(R: Report) -> None:
                f"reward: {fmt([acc(s['student_before']) for s in grpo])} → {fmt([acc(s['student_after']) for s in grpo])} "
                "in its own evaluation (the accuracy column below is the OPD run's evaluation of the same model, with "
                "other sampling noise). Both teachers are measured on the student's own samples (`eval_math.py "
-               "--probe-teacher`), then used as OPD teachers of tiny/student (the runs below). Mean ± std over "
-               f"{R.N} seed(s).", "", *rows, ""]
+               "--probe-teacher`), then used as OPD teachers of tiny/student (the runs below). The middle row is "
+               f"the control for the paper's comparison at similar accuracy: `train_sft.py --preset tiny-teacher --steps "
+               f"{R.scale['mid_steps']}` (one model for all seeds). Mean ± std over {R.N} seed(s).", "", *rows, ""]
     closer = [g["fit"]["kl/full"] < b["fit"]["kl/full"] for g, b in zip(fit["grpo"], fit["big"])]
     R.claim("Fix 2: a GRPO-lifted copy of the student is closer to it than a bigger off-the-shelf teacher",
             "a 1.7B lifted by GRPO is closer in distribution to the 1.7B student than Qwen3-8B",
-            f"KL(student‖teacher) per token: GRPO {fmt([p['fit']['kl/full'] for p in fit['grpo']])}, "
-            f"bigger {fmt([p['fit']['kl/full'] for p in fit['big']])}",
+            f"KL(student‖teacher) per token: GRPO {kl['grpo']}, bigger {kl['big']}",
             "reproduced if the GRPO teacher's KL is lower in every seed", verdict(all(closer), any(closer)))
     R.claim("Fix 2: ... and the better OPD teacher", "choose teachers by distribution closeness, not benchmark score",
             f"student after OPD from the GRPO teacher {after('raw-grpo-tail')}, from the bigger one {after('raw-big-tail')} "
             f"(teachers {fmt(teacher_acc['grpo'])} and {fmt(teacher_acc['big'])})",
             "reproduced if OPD from the GRPO teacher ends higher in every seed", ends_higher("raw-grpo-tail", "raw-big-tail"))
+    gap = statistics.mean(teacher_acc["mid"]) - statistics.mean(teacher_acc["grpo"])
+    matched = abs(gap) <= 0.05
+    R.claim("Fix 2 at similar accuracy: the GRPO teacher beats a far teacher of about its accuracy",
+            "a GRPO-improved 1.7B is the better teacher than Qwen3-8B *at similar accuracy*, being closer to the student",
+            f"student after OPD from the GRPO teacher {after('raw-grpo-tail')}, from the early-stopped bigger one "
+            f"{after('raw-mid-tail')} (teachers {fmt(teacher_acc['grpo'])} and {fmt(teacher_acc['mid'])}; KL to the "
+            f"student {kl['grpo']} and {kl['mid']})",
+            "reproduced if OPD from the GRPO teacher ends higher in every seed; not tested unless the two teachers' "
+            "mean accuracies are within 0.05", ends_higher("raw-grpo-tail", "raw-mid-tail") if matched else "not tested")
+    if not matched:
+        R.body += [f"Reading: the control teacher's accuracy is {abs(gap):.3f} {'above' if gap > 0 else 'below'} the GRPO "
+                   f"teacher's, so this is not a comparison at similar accuracy (verdict: not tested); change "
+                   f"`mid_steps` in report.py's SCALES to match them.", ""]
     if statistics.mean(teacher_acc["grpo"]) < statistics.mean(teacher_acc["big"]) - 0.1:
-        R.body += [f"Reading: the GRPO teacher is the closer one (KL {fmt([p['fit']['kl/full'] for p in fit['grpo']])} "
-                   f"against {fmt([p['fit']['kl/full'] for p in fit['big']])}, Top-20 overlap "
+        R.body += [f"Reading: the GRPO teacher is the closer one (KL {kl['grpo']} against {kl['big']}, Top-20 overlap "
                    f"{fmt([p['fit']['topk/overlap'] for p in fit['grpo']])} against {fmt([p['fit']['topk/overlap'] for p in fit['big']])}), "
                    f"but it scores {fmt(teacher_acc['grpo'])} against {fmt(teacher_acc['big'])}: OPD brings the student to "
                    f"its level ({after('raw-grpo-tail')}) and no further, while the bigger teacher pulls it to "
                    f"{after('raw-big-tail')}. The paper's premise, a lifted teacher of *similar accuracy*, is not met by "
-                   f"{R.scale['grpo_steps']} GRPO steps on a 0.4 M-parameter model.", ""]
+                   f"{R.scale['grpo_steps']} GRPO steps on a 0.4 M-parameter model; the control row compares at "
+                   "similar accuracy instead.", ""]
 
     rows = ["| run | student | teacher | loss | acc before | acc after | gain | len | trunc | student Top-K mass | "
             "reverse KL | collapsed |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -465,7 +488,7 @@ def fixes(R: Report) -> None:
                f"`train_opd.py --loss L --steps {R.scale['opd_steps']} --batch-size {R.scale['opd_batch']} --seed S "
                f"[--student S] [--teacher T]`: the `make opd` settings otherwise (lr 3e-4, K = 20). student: raw = tiny/student, sft = tiny/student after SFT on "
                f"{R.scale['sft_n']} of tiny/teacher's graded traces (`train_sft.py --preset sft-student`); teacher: big = "
-               "tiny/teacher, grpo = the GRPO-lifted student above; loss: plain = `topk_plain` (biased), tail = "
+               "tiny/teacher, grpo = the GRPO-lifted student above, mid = the early-stopped control teacher; loss: plain = `topk_plain` (biased), tail = "
                "`topk_tail` (unbiased; Fix 1 in this world, see README). Mean ± std over "
                f"{R.N} seed(s).", "", *rows, "",
                R.figure([f"opd/{v}-s{R.seeds[0]}" for v in OPD_VARIANTS], "report_opd.png",
@@ -492,7 +515,7 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
     R = Report(root, scale, os.path.relpath(figs, os.path.dirname(os.path.abspath(out_md))), figs)
     for section in (mechanism1, mechanism2, mechanism3, fixes):
         section(R)
-    counts = {v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced")}
+    counts = {v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced", "not tested")}
     quick = ["**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in minutes; "
              "its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""] \
         if meta.get("quick") else []
@@ -502,7 +525,8 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
              f"time on one thread each; {meta['wall']} of wall time for the runs (their folders hold each run's "
              f"log, config and metrics). Every number below is read from those runs; mean ± sample std over seeds.", "",
              f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, {counts['not reproduced']} not "
-             "reproduced** (verdicts follow the rule in each row, computed from the numbers).", "",
+             f"reproduced{f', {n} not tested' if (n := counts['not tested']) else ''}** (verdicts follow the rule in each "
+             "row, computed from the numbers).", "",
              "| claim | the paper (PAPER.md) | this code, tiny world | verdict rule | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {paper} | {shows} | {rule} | **{result}** |" for name, paper, shows, rule, result in R.claims]
     lines += ["", *R.body]

@@ -75,8 +75,9 @@ def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
                                 "rep/ratio": 0.05, "hedge/per_1k_words": 0.0}) + "\n")
 
 
-def fabricate(root, scale, after):
-    """Every run of the plan; OPD accuracy after training from `after[variant][seed]`."""
+def fabricate(root, scale, after, mid_acc=0.47):
+    """Every run of the plan; OPD accuracy after training from `after[variant][seed]`; the Fix 2
+    control teacher scores `mid_acc` (the GRPO teacher 0.45)."""
     for s in scale["seeds"]:
         for loss in report.COLLAPSE_LOSSES:
             for k in scale["collapse_ks"]:
@@ -95,7 +96,7 @@ def fabricate(root, scale, after):
                   "student_after": evald(0.89)}, loss=0.0, config={"pi": "none"})
         write_run(root, f"sft/s{s}", {})
         write_run(root, f"grpo/s{s}", {"student_before": evald(0.40), "student_after": evald(0.45)})
-        for t, kl in (("big", 0.9), ("grpo", 0.2)):
+        for t, kl in (("big", 0.9), ("mid", 0.8), ("grpo", 0.2)):
             d = os.path.join(root, f"fit/{t}-s{s}")
             os.makedirs(d, exist_ok=True)
             probe = [{"who": "student alone", "f": None, "acc": 0.4},
@@ -105,14 +106,14 @@ def fabricate(root, scale, after):
             json.dump({"probe": probe, "fit": {"kl/full": kl + 0.01 * s, "kl/reverse_est": kl, "topk/overlap": 0.5,
                        "topk/teacher_rank": 1.5, "tokens": 100}}, open(os.path.join(d, "probe_summary.json"), "w"))
         for v in report.OPD_VARIANTS:
-            write_run(root, f"opd/{v}-s{s}", {"teacher": evald(0.45 if "grpo" in v else 0.9),
+            write_run(root, f"opd/{v}-s{s}", {"teacher": evald({"grpo": 0.45, "mid": mid_acc}.get(v.split("-")[1], 0.9)),
                       "student_before": evald(0.4), "student_after": evald(after[v][s])})
 
 
 def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     scale = dict(report.SCALES["quick"], seeds=(0, 1))
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
-             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56]}
+             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
     root = str(tmp_path / "runs")
     fabricate(root, scale, after)
     text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
@@ -132,6 +133,7 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert v("Mechanism 3") == "reproduced" and v("Control") == "reproduced"
     assert v("Mechanism 1") == "partly" and v("Fix 2: a GRPO") == "reproduced"
     assert v("Fix 2: ... and the better") == "not reproduced"
+    assert v("Fix 2 at similar accuracy") == "partly"  # teachers 0.47 and 0.45 matched; 0.45 > 0.40 but 0.44 < 0.46
     assert v("Fix 3") == "partly"  # 0.6 > 0.5 but 0.5 < 0.52
     assert v("The recipe") == "reproduced"
     # a mean ± std in the text, against the statistics module on the fabricated values
@@ -147,3 +149,16 @@ def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
     assert report.onset(root, "a") == 8
     assert report.onset(root, "b") is None
     assert report.collapsed(root, "a") and not report.collapsed(root, "b")
+
+
+def test_fix2_control_is_not_judged_when_its_accuracy_is_not_matched(tmp_path):
+    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
+             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.10, 0.12]}
+    root = str(tmp_path / "runs")
+    fabricate(root, scale, after, mid_acc=0.06)  # GRPO wins every seed, but against a far weaker teacher
+    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
+    row = next(line for line in text.splitlines() if line.startswith("| Fix 2 at similar accuracy"))
+    assert row.endswith("| **not tested** |")
+    assert ", 1 not tested**" in text and "0.390 below the GRPO teacher's" in text
