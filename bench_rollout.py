@@ -30,9 +30,9 @@ What it simplifies
     a preallocated static cache whose forward transformers compiles itself (`--hf static-compile`:
     cache_implementation="static", torch.compile mode "reduce-overhead", i.e. CUDA graphs on a GPU;
     on CPU the compile is forced through CompileConfig). Compilation happens in the warm-up run and
-    is not timed. One prompt length for all rows (--prompt-len, with a few tokens cut from every other row so
-    left padding is exercised); memory bandwidth on CUDA counts the weights plus the mean KV cache
-    read per decode step, an estimate.
+    is not timed. One prompt length for all rows (--prompt-len, with a few tokens cut from every
+    other row so left padding is exercised); memory bandwidth on CUDA counts the weights plus the
+    mean KV cache read per decode step, an estimate.
 """
 
 import argparse

@@ -439,7 +439,7 @@ def fixes(R: Report) -> None:
                f"`train_grpo.py --steps {R.scale['grpo_steps']} --seed S` lifts a copy of tiny/student with the grader's "
                f"reward: {fmt([acc(s['student_before']) for s in grpo])} → {fmt([acc(s['student_after']) for s in grpo])} "
                "in its own evaluation (the accuracy column below is the OPD run's evaluation of the same model, with "
-               "other sampling noise). Both teachers are measured on the student's own samples (`eval_math.py "
+               "other sampling noise). Each teacher is measured on the student's own samples (`eval_math.py "
                "--probe-teacher`), then used as OPD teachers of tiny/student (the runs below). The middle row is "
                f"the control for the paper's comparison at similar accuracy: `train_sft.py --preset tiny-teacher --steps "
                f"{R.scale['mid_steps']}` (one model for all seeds). Mean ± std over {R.N} seed(s).", "", *rows, ""]
