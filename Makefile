@@ -25,7 +25,7 @@ test: install  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
 
 tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --build-tiny --threads $(THREADS) $(if $(FORCE),--force)
+	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --threads $(THREADS) $(if $(FORCE),--force)
 
 sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
 	rm -rf runs/sft-student
@@ -115,13 +115,13 @@ losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
 	$(PY) losses.py
 
 bench-losses: install  ## chunked vs materialised losses: peak memory and time at V=151,936 (CPU, ~10 min)
-	OMP_NUM_THREADS=$(THREADS) $(PY) bench_losses.py --threads $(THREADS)
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_losses.py --threads $(THREADS)
 
 bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s at batch 1-64 (CPU, ~5 min)
-	$(PY) bench_rollout.py --threads 1
+	$(PY) bench/bench_rollout.py --threads 1
 
 bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU
-	OMP_NUM_THREADS=$(THREADS) $(PY) bench_step.py --threads $(THREADS)
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_step.py --threads $(THREADS)
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf __pycache__ .pytest_cache

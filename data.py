@@ -540,9 +540,11 @@ def epoch_order(n: int, seed: int, epoch: int) -> list:
 
 
 def fingerprint(examples: list) -> str:
+    """A short hash of a list of dataclass items (Examples, SFT items): a stream's saved state
+    only resumes over the same items."""
     h = hashlib.sha256()
     for ex in examples:
-        h.update(ex.id.encode() + b"\0" + ex.problem.encode() + b"\0")
+        h.update(repr(dataclasses.astuple(ex)).encode() + b"\0")
     return h.hexdigest()[:16]
 
 

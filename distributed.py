@@ -45,6 +45,11 @@ def world() -> tuple:
     return 0, 1
 
 
+def planned_world() -> int:
+    """The number of processes torchrun starts (WORLD_SIZE), known before init(): 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main() -> bool:
     """Rank 0, also before init() (torchrun sets RANK in the environment)."""
     return world()[0] == 0 if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0")) == 0
@@ -53,7 +58,7 @@ def is_main() -> bool:
 def init(device: torch.device) -> torch.device:
     """Join torchrun's process group if WORLD_SIZE > 1; return this process's device
     (cuda:LOCAL_RANK on GPUs)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if planned_world() <= 1:
         return device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -28,11 +28,15 @@ import sys
 import time
 from typing import Optional
 
-import data
-from grader import LatexParseError, extract_boxed, grade, is_equiv, latex_to_sympy, normalize_answer, sympy_equal  # noqa: F401
+import torch
 
-# torch, models and rollout are imported inside the functions that run models, so that a plain
-# grading call does not pay for them.
+import common
+import data
+import distributed
+import losses
+import models
+import rollout
+from grader import LatexParseError, extract_boxed, grade, is_equiv, latex_to_sympy, normalize_answer, sympy_equal  # noqa: F401
 
 # -----------------------------------------------------------------------------
 # Collapse diagnostics (§2.5)
@@ -120,12 +124,6 @@ PRESETS = {
 }
 
 
-def _progress(label: str, done: int, total: int, t0: float, extra: str = "") -> None:
-    end = "\n" if done == total else ""
-    print(f"\r[{label}] {done}/{total} samples  {time.time() - t0:6.1f} s  {extra}",
-          end=end, file=sys.stderr, flush=True)
-
-
 def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature: float,
                      top_p: float = 1.0, top_k: int = 0, max_new_tokens: int,
                      batch_size: int = 32, seed: int = 0, progress: Optional[str] = None,
@@ -136,12 +134,10 @@ def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature
     Batch b of sample j is drawn with a generator seeded by (seed, j, b), so a call with the same
     prompts, seed and batch size gives the same responses. `grade_fn(j, i, ids)` is only used for
     the running accuracy printed by the progress line."""
-    import torch
-    import rollout
     device = next(model.parameters()).device
     eos = set(tokenizer.eos_token_ids)
-    out, t0, done, right = [], time.time(), 0, 0
-    total = k * len(prompts)
+    out, done, right = [], 0, 0
+    bar = common.progress(total=k * len(prompts), desc=progress or "", disable=not progress)
     for j in range(k):
         per_prompt = []
         for b, start in enumerate(range(0, len(prompts), batch_size)):
@@ -160,10 +156,11 @@ def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature
                 if grade_fn is not None:
                     right += bool(grade_fn(j, start + row, ids))
             done += len(prompts[start:start + batch_size])
-            if progress:
-                _progress(progress, done, total, t0,
-                          f"acc {right / done:.3f}" if grade_fn is not None else "")
+            bar.update(len(prompts[start:start + batch_size]))
+            if grade_fn is not None:
+                bar.set_postfix_str(f"acc {right / done:.3f}")
         out.append(per_prompt)
+    bar.close()
     return out
 
 
@@ -249,23 +246,39 @@ def write_jsonl(path: str, records: list) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: str = "student",
+                 pi: str = "none") -> tuple:
+    """A held-out evaluation inside a training run, with the run's settings (eval_k, eval_temperature,
+    eval_top_p, eval_max_new_tokens, seed): (summary, records), the records written to
+    OUT/eval/{name}.jsonl. Under torchrun each process samples every W-th problem with its own
+    noise and the records of all processes are summarised together."""
+    rank, world = distributed.world()
+    with distributed.full_weights(model):  # the sampler reads the weights directly
+        summary, records = evaluate(model, tokenizer, examples[rank::world], k=cfg["eval_k"],
+                                    temperature=cfg["eval_temperature"], top_p=cfg["eval_top_p"],
+                                    max_new_tokens=cfg["eval_max_new_tokens"], batch_size=max(cfg["micro_batch"], 16),
+                                    seed=cfg["seed"] + 1 + 7919 * rank, pi=pi, bench=who, progress=False)
+    if world > 1:
+        records = distributed.gather(records)
+        summary.update(summarize(records, cfg["eval_k"]))
+    if rank == 0:
+        write_jsonl(os.path.join(cfg["out"], "eval", f"{name}.jsonl"), records)
+    return summary, records
+
+
 def _ci(v: tuple) -> str:
     return f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
 def format_table(summaries: list) -> str:
     """A Markdown table of evaluation summaries, one row per benchmark."""
-    head = ("| bench | n | k | pass@1 (95% CI) | avg@k (95% CI) | pass@k | boxed | len mean | "
-            "len max | trunc | rep | hedge/1k | time s |")
-    rows = [head, "|" + "---|" * (head.count("|") - 1)]
-    for s in summaries:
-        avg = f"{s['acc/avg@k']:.3f} {_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–"
-        pk = f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–"
-        rows.append(f"| {s['bench']} | {s['n']} | {s['k']} | {s['acc/pass@1']:.3f} "
-                    f"{_ci(s['acc/pass@1_ci'])} | {avg} | {pk} | {s['boxed_frac']:.2f} | "
-                    f"{s['len/mean']:.1f} | {s['len/max']} | {s['len/truncated_frac']:.3f} | "
-                    f"{s['rep/ratio']:.3f} | {s['hedge/per_1k_words']:.1f} | {s['time_s']} |")
-    return "\n".join(rows)
+    rows = [[s["bench"], s["n"], s["k"], f"{s['acc/pass@1']:.3f} {_ci(s['acc/pass@1_ci'])}",
+             f"{s['acc/avg@k']:.3f} {_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–",
+             f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–", f"{s['boxed_frac']:.2f}", f"{s['len/mean']:.1f}",
+             s["len/max"], f"{s['len/truncated_frac']:.3f}", f"{s['rep/ratio']:.3f}", f"{s['hedge/per_1k_words']:.1f}",
+             s["time_s"]] for s in summaries]
+    return common.md_table(["bench", "n", "k", "pass@1 (95% CI)", "avg@k (95% CI)", "pass@k", "boxed", "len mean",
+                            "len max", "trunc", "rep", "hedge/1k", "time s"], rows)
 
 
 # -----------------------------------------------------------------------------
@@ -334,9 +347,6 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
     student's Top-k overlap with the teacher's (`topk/overlap`), the teacher's mass on the
     student's Top-k (`topk/teacher_mass`), the teacher's rank of the sampled token (`topk/teacher_rank`,
     k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`)."""
-    import torch
-    import losses
-    import rollout
     device = next(student.parameters()).device
     prompts = [data.context_ids(tokenizer, ex) for ex in examples]
     sums, n_tok = {}, 0
@@ -351,9 +361,7 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
             lt, _ = rollout.score(teacher, batch, responses)
             V = min(ls.shape[-1], lt.shape[-1])  # padded vocabulary rows map to no token
             ls, lt = ls[..., :V], lt[..., :V]
-            tokens = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)  # (b, T) the sampled ids
-            for i, r in enumerate(responses):
-                tokens[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            tokens = rollout.pad_right(responses, 0, mask.device)  # (b, T) the sampled ids
             logp_y = losses.student_logprobs_at(ls, tokens[..., None])[..., 0]
             logq_y = losses.teacher_logprobs_at(lt, tokens[..., None])[..., 0]
             st = losses.topk_stats(ls, lt, k, tokens=tokens)
@@ -370,24 +378,18 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
 
 def format_fit_table(fits: dict) -> str:
     """One row per teacher: {name: teacher_fit(...)}."""
-    out = ["| teacher | KL(p‖q) per token | sampled-token estimate | Top-k overlap | teacher mass on student Top-k "
-           "| teacher rank of sampled token | tokens |", "|---|---|---|---|---|---|---|"]
-    for name, f in fits.items():
-        out.append(f"| {name} | {f['kl/full']:.4f} | {f['kl/reverse_est']:.4f} | {f['topk/overlap']:.3f} | "
-                   f"{f['topk/teacher_mass']:.3f} | {f['topk/teacher_rank']:.2f} | {f['tokens']} |")
-    return "\n".join(out)
+    rows = [[name, f"{f['kl/full']:.4f}", f"{f['kl/reverse_est']:.4f}", f"{f['topk/overlap']:.3f}",
+             f"{f['topk/teacher_mass']:.3f}", f"{f['topk/teacher_rank']:.2f}", f["tokens"]] for name, f in fits.items()]
+    return common.md_table(["teacher", "KL(p‖q) per token", "sampled-token estimate", "Top-k overlap",
+                            "teacher mass on student Top-k", "teacher rank of sampled token", "tokens"], rows)
 
 
 def format_probe_table(rows: list) -> str:
-    out = ["| who | f | accuracy (95% CI) | acc. where student right | acc. where student wrong |",
-           "|---|---|---|---|---|"]
-    for r in rows:
-        f = "–" if r["f"] is None else f"{r['f']:.2f}"
-        sr = r.get("acc_student_right")
-        sw = r.get("acc_student_wrong")
-        out.append(f"| {r['who']} | {f} | {r['acc']:.3f} {_ci(r['ci'])} | "
-                   f"{'–' if sr is None else f'{sr:.3f}'} | {'–' if sw is None else f'{sw:.3f}'} |")
-    return "\n".join(out)
+    opt = lambda x: "–" if x is None else f"{x:.3f}"
+    cells = [[r["who"], "–" if r["f"] is None else f"{r['f']:.2f}", f"{r['acc']:.3f} {_ci(r['ci'])}",
+              opt(r.get("acc_student_right")), opt(r.get("acc_student_wrong"))] for r in rows]
+    return common.md_table(["who", "f", "accuracy (95% CI)", "acc. where student right", "acc. where student wrong"],
+                           cells)
 
 
 # -----------------------------------------------------------------------------
@@ -499,8 +501,6 @@ def main(argv=None) -> None:
     benches = [b.strip() for b in args.bench.split(",") if b.strip()]
     if args.data_path and len(benches) != 1:
         raise SystemExit("--data-path reads one benchmark; pass a single --bench with it")
-    import torch
-    import models
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = models.load(args.model, device=args.device, dtype=args.dtype)

@@ -4,14 +4,15 @@
     python plot.py runs/plain20 runs/sg20 --out collapse.png --title "Top-20: plain vs sg"
 
 Each run folder holds the metrics.jsonl that train_opd.py / train_opsd.py write. Panels follow
-PAPER.md §2.5's collapse monitors: held-out accuracy, mean response length, truncation rate,
+docs/paper.md §2.5's collapse monitors: held-out accuracy, mean response length, truncation rate,
 3-gram repetition ratio, student mass on its own Top-K, student/teacher Top-K overlap, and the
 full reverse KL on the training batch. Training-step curves are smoothed with a centred moving
 average of --smooth steps (raw values are in the JSONL).
 """
 import argparse
-import json
 import os
+
+import common
 
 PANELS = [  # (metric key in metrics.jsonl, title)
     ("eval", "held-out accuracy (pass@1)"),
@@ -23,20 +24,6 @@ PANELS = [  # (metric key in metrics.jsonl, title)
     ("kl/full", "reverse KL on the batch"),
     ("hedge/per_1k_words", "hedging words per 1k"),
 ]
-
-
-def read_run(folder: str) -> tuple:
-    steps, evals = [], []
-    path = os.path.join(folder, "metrics.jsonl")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: pass a run folder written by train_opd.py or train_opsd.py")
-    for line in open(path):
-        rec = json.loads(line)
-        if "eval" in rec and "student" in rec["eval"]:
-            evals.append((rec["step"], rec["eval"]["student"]["acc/pass@1"]))
-        if "loss" in rec:
-            steps.append(rec)
-    return steps, evals
 
 
 def smooth(xs: list, w: int) -> list:
@@ -52,7 +39,7 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
     for folder in folders:
-        steps, evals = read_run(folder)
+        steps, evals = common.read_log(folder)
         label = os.path.basename(os.path.normpath(folder))
         for ax, (key, name) in zip(axes.flat, PANELS):
             if key == "eval":
@@ -79,20 +66,17 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
 
 def table(folders: list, last: int = 10) -> str:
     """One Markdown row per run: final held-out accuracy, and the training monitors averaged over
-    the last `last` steps (the collapse signature of PAPER.md §2.5)."""
+    the last `last` steps (the collapse signature of docs/paper.md §2.5)."""
     keys = [("len/mean", "len"), ("len/truncated_frac", "trunc"), ("rep/ratio", "rep"),
             ("topk/student_mass", "student Top-K mass"), ("topk/overlap", "overlap"), ("kl/full", "KL")]
-    lines = ["| run | steps | acc start | acc end | " + " | ".join(name for _, name in keys) + " |",
-             "|---|---|---|---|" + "---|" * len(keys)]
+    rows = []
     for folder in folders:
-        steps, evals = read_run(folder)
+        steps, evals = common.read_log(folder)
         tail = steps[-last:]
-        vals = [sum(r[k] for r in tail) / max(len(tail), 1) for k, _ in keys]
-        acc0 = f"{evals[0][1]:.3f}" if evals else "-"
-        acc1 = f"{evals[-1][1]:.3f}" if evals else "-"
-        lines.append(f"| {os.path.basename(os.path.normpath(folder))} | {steps[-1]['step'] if steps else 0} | {acc0} | "
-                     f"{acc1} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    return "\n".join(lines)
+        acc = lambda i: f"{evals[i][1]:.3f}" if evals else "-"
+        rows.append([os.path.basename(os.path.normpath(folder)), steps[-1]["step"] if steps else 0, acc(0), acc(-1),
+                     *(f"{sum(r[k] for r in tail) / max(len(tail), 1):.3f}" for k, _ in keys)])
+    return common.md_table(["run", "steps", "acc start", "acc end", *(name for _, name in keys)], rows)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ What this file is
     seeds), PNG plots and one verdict per claim. The verdict rules are written out next to each
     claim (`claims`), so a reader can check them against the numbers.
 
-    The experiments (PAPER.md sections):
+    The experiments (docs/paper.md sections):
       Mechanism 1 (§4)  the prefix probe: tiny/teacher alone vs continuing tiny/student's prefixes
       Mechanism 2 (§3.9, §4) and Fix 1 (§3.4, §3.5)  OPD with {topk_plain, topk_sg,
                         topk_renorm_intersect_sg} × K ∈ {1, 5, 20} at lr 2e-4 (make collapse)
@@ -33,7 +33,8 @@ What it simplifies
     * One thread per run and `--jobs` runs at once: on the 2-core reference machine two runs share
       the machine, so wall times of single runs are longer than alone.
     * Fix 1 in the recipe is the tail-bucket Top-20 (`make opd`'s loss, §3.6): in the tiny world
-      sg Top-20 leaks its free tail mass at the learning rates that train in minutes (README).
+      sg Top-20 leaks its free tail mass at the learning rates that train in minutes (RESULTS.md,
+      Mechanism 2).
 """
 import argparse
 import concurrent.futures
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import time
 
+import common
 import plot
 
 # -----------------------------------------------------------------------------
@@ -86,8 +88,8 @@ OPD_VARIANTS = {
 def plan(scale: dict) -> list:
     n = ["--eval-n", str(scale["eval_n"])]
     # Fix 2's control teacher, one for all seeds (like tiny/teacher): the tiny teacher's recipe
-    # (`train_sft.py --preset tiny-teacher`) with a schedule of mid_steps steps instead of 3,000.
-    runs = [Run("teacher-mid", ["train_sft.py", "--preset", "tiny-teacher", "--steps", str(scale["mid_steps"])],
+    # (`tiny_world.py --model teacher`) with a schedule of mid_steps steps instead of 3,000.
+    runs = [Run("teacher-mid", ["tiny_world.py", "--model", "teacher", "--steps", str(scale["mid_steps"])],
                 cost=scale["mid_steps"] / 150)]
     for s in scale["seeds"]:
         seed = ["--seed", str(s)]
@@ -137,7 +139,7 @@ def command(run: Run, root: str) -> list:
     folder = os.path.join(root, run.name)
     argv = [a.replace("{root}", root) for a in run.argv]
     cmd = [sys.executable] + argv + ["--out", folder, "--threads", "1"]
-    if os.path.exists(os.path.join(folder, "ckpt", "train_state.pt")) or os.path.exists(os.path.join(folder, "ckpt.pt")):
+    if os.path.exists(os.path.join(folder, "ckpt", "train_state.pt")):
         cmd.append("--resume")
     elif os.path.exists(folder):
         shutil.rmtree(folder)  # an unfinished run without a checkpoint starts over
@@ -187,13 +189,12 @@ def execute(runs: list, root: str, jobs: int) -> None:
 # Reading the runs: means and standard deviations over seeds
 
 def load(root: str, name: str, file: str = "summary.json") -> dict:
-    with open(os.path.join(root, name, file)) as f:
-        return json.load(f)
+    return common.read_json(os.path.join(root, name), file)
 
 
 def tail_mean(root: str, name: str, key: str, last: int = 10) -> float:
-    """The mean of a training monitor over the last `last` steps (plot.read_run)."""
-    steps, _ = plot.read_run(os.path.join(root, name))
+    """The mean of a training monitor over the last `last` steps of a run's metrics.jsonl."""
+    steps, _ = common.read_log(os.path.join(root, name))
     vals = [r[key] for r in steps[-last:]]
     return sum(vals) / len(vals)
 
@@ -213,14 +214,14 @@ def verdict(all_seeds: bool, some_seeds: bool) -> str:
 
 
 def collapsed(root: str, name: str) -> bool:
-    """The collapse signature of PAPER.md §2.5 over the last 10 steps: the student's mass has left
+    """The collapse signature of docs/paper.md §2.5 over the last 10 steps: the student's mass has left
     its own Top-K (below 0.9) or responses stop terminating (over 10 % truncated)."""
     return tail_mean(root, name, "topk/student_mass") < 0.9 or tail_mean(root, name, "len/truncated_frac") > 0.1
 
 
 def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):
     """First step at which the mean of `key` over the last w steps falls below `below`; None if never."""
-    steps, _ = plot.read_run(os.path.join(root, name))
+    steps, _ = common.read_log(os.path.join(root, name))
     vals = [r[key] for r in steps]
     for i, r in enumerate(steps):
         window = vals[max(0, i - w + 1): i + 1]
@@ -261,22 +262,23 @@ def acc(e: dict) -> float:
 def mechanism1(R: Report) -> None:
     """The prefix probe: tiny/teacher alone and after the student's prefixes (fit/big-s*)."""
     probes = [load(R.root, n, "probe_summary.json")["probe"] for n in R.names("fit/big-s{s}")]
-    rows = ["| who | cut f | accuracy | accuracy where the student was right | ... where it was wrong |",
-            "|---|---|---|---|---|"]
+    rows = []
     for i, r0 in enumerate(probes[0]):
         cells = []
         for key in ("acc", "acc_student_right", "acc_student_wrong"):
             vals = [p[i][key] for p in probes if p[i].get(key) is not None]
             cells.append(fmt(vals) if vals else "–")
-        rows.append(f"| {r0['who']} | {'–' if r0['f'] is None else format(r0['f'], '.2f')} | " + " | ".join(cells) + " |")
+        rows.append([r0["who"], "–" if r0["f"] is None else format(r0["f"], ".2f"), *cells])
+    table = common.md_table(["who", "cut f", "accuracy", "accuracy where the student was right",
+                             "... where it was wrong"], rows)
     alone, half = [p[1] for p in probes], [next(r for r in p if r["f"] == 0.5) for p in probes]
     drop = [a["acc"] > h["acc"] for a, h in zip(alone, half)]
     # on the problems the student got right, the prefix holds no error to inherit: a drop there is a mismatch
     drop_right = [a["acc_student_right"] > h["acc_student_right"] for a, h in zip(alone, half)]
-    R.body += ["## Mechanism 1: the teacher on the student's prefixes (PAPER.md §4)", "",
+    R.body += ["## Mechanism 1: the teacher on the student's prefixes (docs/paper.md §4)", "",
                f"`eval_math.py --model tiny/student --probe-teacher tiny/teacher --seed S`: {R.scale['probe_n']} held-out "
                f"problems at T = 1; the teacher continues the student's response cut at fraction f of its tokens. "
-               f"Mean ± std over {R.N} seed(s).", "", *rows, ""]
+               f"Mean ± std over {R.N} seed(s).", "", table, ""]
     R.claim("Mechanism 1: a teacher continuing the student's prefixes does worse than alone",
             "GPQA-Diamond, Qwen3-14B teacher: 62.1 % alone, 46.0 % after student prefixes",
             f"teacher alone {fmt([a['acc'] for a in alone])}, after half of the student's response "
@@ -299,21 +301,21 @@ def mechanism2(R: Report) -> None:
     """OPD with plain / sg / renormalised Top-K at each K (collapse/*)."""
     keys = [("len/mean", "len"), ("len/truncated_frac", "trunc"), ("topk/student_mass", "student Top-K mass"),
             ("topk/overlap", "overlap"), ("kl/full", "reverse KL")]
-    rows = ["| loss | K | acc start | acc end | " + " | ".join(n for _, n in keys) + " | collapsed |",
-            "|---|---|---|---|" + "---|" * len(keys) + "---|"]
+    rows = []
     runs = {(l, k): R.names(f"collapse/{l}-k{k}-s{{s}}") for l in COLLAPSE_LOSSES for k in R.scale["collapse_ks"]}
     n_collapsed = {lk: sum(collapsed(R.root, n) for n in names) for lk, names in runs.items()}
     for (loss, k), names in runs.items():
         sums = [load(R.root, n) for n in names]
         cells = [fmt([acc(s["student_before"]) for s in sums]), fmt([acc(s["student_after"]) for s in sums])]
         cells += [fmt([tail_mean(R.root, n, key) for n in names]) for key, _ in keys]
-        rows.append(f"| {loss} | {k} | " + " | ".join(cells) + f" | {n_collapsed[loss, k]}/{R.N} |")
+        rows.append([loss, k, *cells, f"{n_collapsed[loss, k]}/{R.N}"])
+    table = common.md_table(["loss", "K", "acc start", "acc end", *(n for _, n in keys), "collapsed"], rows)
     steps = R.scale["collapse_steps"]
-    R.body += ["## Mechanism 2 and Fix 1: biased and unbiased Top-K losses (PAPER.md §3.3–3.5, §3.9)", "",
+    R.body += ["## Mechanism 2 and Fix 1: biased and unbiased Top-K losses (docs/paper.md §3.3–3.5, §3.9)", "",
                f"`train_opd.py --loss L --k K --lr 2e-4 --batch-size 32 --steps {steps} --seed S`: tiny/student "
                f"← tiny/teacher; accuracy on {R.scale['eval_n']} held-out problems at T = 1; monitors averaged over the "
                f"last 10 steps; mean ± std over {R.N} seed(s). A run has collapsed when the student's mass on its own "
-               "Top-K is below 0.9 or more than 10 % of its responses are truncated.", "", *rows, "",
+               "Top-K is below 0.9 or more than 10 % of its responses are truncated.", "", table, "",
                R.figure([n[0] for n in runs.values()], "report_collapse.png",
                         f"Mechanism 2: Top-K losses at lr 2e-4 (seed {R.seeds[0]})"), ""]
     K = max(R.scale["collapse_ks"])
@@ -345,24 +347,25 @@ def mechanism2(R: Report) -> None:
 
 def mechanism3(R: Report) -> None:
     """OPSD with a shared rule, the answer, the solution and no PI (opsd/*), Mechanism 3 measured."""
-    rows = ["| preset | PI | teacher with PI: acc / bare answers / len | student before | student after | "
-            "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z |", "|---|---|---|---|---|---|"]
+    rows = []
     cell = lambda es: " / ".join([fmt([acc(e) for e in es]), fmt([e["format/boxed_only"] for e in es], 2),
                                   fmt([e["len/mean"] for e in es], 1)])
     S = {p: R.summaries(f"opsd/{p}-s{{s}}") for p in OPSD_PRESETS}
     for p, sums in S.items():
         m3 = [s["mechanism3"]["after"] for s in sums if s.get("mechanism3")]
         m3c = " / ".join(fmt([m[k] for m in m3]) for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")) if m3 else "–"
-        pi = json.load(open(os.path.join(R.root, f"opsd/{p}-s{R.seeds[0]}", "config.json")))["pi"]
-        rows.append(f"| {p} | {pi} | {cell([s['teacher'] for s in sums])} | {cell([s['student_before'] for s in sums])} | "
-                    f"{cell([s['student_after'] for s in sums])} | {m3c} |")
-    R.body += ["## Mechanism 3: self-distillation with privileged information (PAPER.md §4, §5)", "",
+        pi = load(R.root, f"opsd/{p}-s{R.seeds[0]}", "config.json")["pi"]
+        rows.append([p, pi, cell([s["teacher"] for s in sums]), cell([s["student_before"] for s in sums]),
+                     cell([s["student_after"] for s in sums]), m3c])
+    table = common.md_table(["preset", "PI", "teacher with PI: acc / bare answers / len", "student before",
+                             "student after", "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z"], rows)
+    R.body += ["## Mechanism 3: self-distillation with privileged information (docs/paper.md §4, §5)", "",
                f"`train_opsd.py --preset P --steps {R.scale['opsd_steps']} --seed S`: the teacher is tiny/teacher's own "
                "frozen weights after the privileged context, the student tiny/teacher without it. Cells: accuracy / "
                f"fraction of bare `\\boxed{{N}}` answers / mean length on {R.scale['eval_n']} held-out problems at "
                f"T = 1; the last column measures the trained student at every position of its own responses against "
                f"the teachers of 8 PI values (train_opsd.measure_aggregation). Mean ± std over {R.N} seed(s).", "",
-               *rows, "", R.figure([f"opsd/{p}-s{R.seeds[0]}" for p in OPSD_PRESETS], "report_opsd.png",
+               table, "", R.figure([f"opsd/{p}-s{R.seeds[0]}" for p in OPSD_PRESETS], "report_opsd.png",
                                    f"OPSD in the tiny world (seed {R.seeds[0]})"), ""]
     rule, answer, full, none = (S[p] for p in OPSD_PRESETS)
     inside = [abs(s["student_after"]["len/mean"] - s["teacher"]["len/mean"]) <= 2 and
@@ -404,7 +407,7 @@ def mechanism3(R: Report) -> None:
             f"shared rule: −log Z {fmt([m['irreducible/-logZ'] for m in m_rule])}",
             "reproduced if in every seed KL(p‖g) < KL(p‖q own), −log Z > 0.05 for the answer and ≈ 0 for the rule",
             verdict(all(ok), any(ok)))
-    first = [next(r["loss"] for r in plot.read_run(os.path.join(R.root, n))[0]) for n in R.names("opsd/tiny-none-s{s}")]
+    first = [common.read_log(os.path.join(R.root, n))[0][0]["loss"] for n in R.names("opsd/tiny-none-s{s}")]
     ctrl = [abs(f) < 1e-3 and abs(acc(s["student_after"]) - acc(s["student_before"])) <= 0.03 for f, s in zip(first, none)]
     R.claim("Control: OPSD without PI has nothing to distil", "(our control)",
             f"loss at step 1 {fmt(first, 5)}; accuracy {fmt([acc(s['student_before']) for s in none])} → "
@@ -425,24 +428,26 @@ def fixes(R: Report) -> None:
     kl = {t: fmt([p["fit"]["kl/full"] for p in fit[t]]) for t in fit}
     grpo = R.summaries("grpo/s{s}")
     teacher_acc = {t: [acc(s["teacher"]) for s in V[f"raw-{t}-tail"]] for t in ("big", "mid", "grpo")}
-    rows = ["| teacher | accuracy | KL(p‖q) on student samples | Top-20 overlap | teacher rank of sampled token | "
-            "teacher after half the student's response | student after OPD from it |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for t, label in (("big", "tiny/teacher (bigger, SFT)"),
                      ("mid", f"tiny/teacher's recipe stopped at {R.scale['mid_steps']} steps (bigger, SFT)"),
                      ("grpo", "tiny/student + GRPO (RLVR-adapted)")):
         f = [p["fit"] for p in fit[t]]
         half = [next(r for r in p["probe"] if r["f"] == 0.5)["acc"] for p in fit[t]]
-        rows.append(f"| {label} | {fmt(teacher_acc[t])} | {fmt([x['kl/full'] for x in f])} | "
-                    f"{fmt([x['topk/overlap'] for x in f])} | {fmt([x['topk/teacher_rank'] for x in f], 2)} | "
-                    f"{fmt(half)} | {fmt([acc(s['student_after']) for s in V[f'raw-{t}-tail']])} |")
-    R.body += ["## Fix 2: an RLVR-adapted teacher (PAPER.md §4)", "",
+        rows.append([label, fmt(teacher_acc[t]), fmt([x["kl/full"] for x in f]), fmt([x["topk/overlap"] for x in f]),
+                     fmt([x["topk/teacher_rank"] for x in f], 2), fmt(half),
+                     fmt([acc(s["student_after"]) for s in V[f"raw-{t}-tail"]])])
+    table = common.md_table(["teacher", "accuracy", "KL(p‖q) on student samples", "Top-20 overlap",
+                             "teacher rank of sampled token", "teacher after half the student's response",
+                             "student after OPD from it"], rows)
+    R.body += ["## Fix 2: an RLVR-adapted teacher (docs/paper.md §4)", "",
                f"`train_grpo.py --steps {R.scale['grpo_steps']} --seed S` lifts a copy of tiny/student with the grader's "
                f"reward: {fmt([acc(s['student_before']) for s in grpo])} → {fmt([acc(s['student_after']) for s in grpo])} "
                "in its own evaluation (the accuracy column below is the OPD run's evaluation of the same model, with "
                "other sampling noise). Each teacher is measured on the student's own samples (`eval_math.py "
                "--probe-teacher`), then used as OPD teachers of tiny/student (the runs below). The middle row is "
-               f"the control for the paper's comparison at similar accuracy: `train_sft.py --preset tiny-teacher --steps "
-               f"{R.scale['mid_steps']}` (one model for all seeds). Mean ± std over {R.N} seed(s).", "", *rows, ""]
+               f"the control for the paper's comparison at similar accuracy: `tiny_world.py --model teacher --steps "
+               f"{R.scale['mid_steps']}` (one model for all seeds). Mean ± std over {R.N} seed(s).", "", table, ""]
     closer = [g["fit"]["kl/full"] < b["fit"]["kl/full"] for g, b in zip(fit["grpo"], fit["big"])]
     R.claim("Fix 2: a GRPO-lifted copy of the student is closer to it than a bigger off-the-shelf teacher",
             "a 1.7B lifted by GRPO is closer in distribution to the 1.7B student than Qwen3-8B",
@@ -474,23 +479,24 @@ def fixes(R: Report) -> None:
                    f"{R.scale['grpo_steps']} GRPO steps on a 0.4 M-parameter model; the control row compares at "
                    "similar accuracy instead.", ""]
 
-    rows = ["| run | student | teacher | loss | acc before | acc after | gain | len | trunc | student Top-K mass | "
-            "reverse KL | collapsed |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for v, (student, teacher, loss) in OPD_VARIANTS.items():
         names, sums = R.names(f"opd/{v}-s{{s}}"), V[v]
         tails = [fmt([tail_mean(R.root, n, k) for n in names]) for k in ("len/mean", "len/truncated_frac",
                                                                          "topk/student_mass", "kl/full")]
-        rows.append(f"| {v} | {student} | {teacher} | {loss} | {fmt([acc(s['student_before']) for s in sums])} | "
-                    f"{fmt([acc(s['student_after']) for s in sums])} | "
-                    f"{fmt([acc(s['student_after']) - acc(s['student_before']) for s in sums])} | " + " | ".join(tails) +
-                    f" | {sum(collapsed(R.root, n) for n in names)}/{R.N} |")
-    R.body += ["## Fix 3 and the recipe: SFT → RLVR teacher → unbiased Top-K (PAPER.md §4)", "",
+        rows.append([v, student, teacher, loss, fmt([acc(s["student_before"]) for s in sums]),
+                     fmt([acc(s["student_after"]) for s in sums]),
+                     fmt([acc(s["student_after"]) - acc(s["student_before"]) for s in sums]), *tails,
+                     f"{sum(collapsed(R.root, n) for n in names)}/{R.N}"])
+    table = common.md_table(["run", "student", "teacher", "loss", "acc before", "acc after", "gain", "len", "trunc",
+                             "student Top-K mass", "reverse KL", "collapsed"], rows)
+    R.body += ["## Fix 3 and the recipe: SFT → RLVR teacher → unbiased Top-K (docs/paper.md §4)", "",
                f"`train_opd.py --loss L --steps {R.scale['opd_steps']} --batch-size {R.scale['opd_batch']} --seed S "
                f"[--student S] [--teacher T]`: the `make opd` settings otherwise (lr 3e-4, K = 20). student: raw = tiny/student, sft = tiny/student after SFT on "
                f"{R.scale['sft_n']} of tiny/teacher's graded traces (`train_sft.py --preset sft-student`); teacher: big = "
                "tiny/teacher, grpo = the GRPO-lifted student above, mid = the early-stopped control teacher; loss: plain = `topk_plain` (biased), tail = "
-               "`topk_tail` (unbiased; Fix 1 in this world, see README). Mean ± std over "
-               f"{R.N} seed(s).", "", *rows, "",
+               "`topk_tail` (unbiased; Fix 1 in this world, see Mechanism 2 above). Mean ± std over "
+               f"{R.N} seed(s).", "", table, "",
                R.figure([f"opd/{v}-s{R.seeds[0]}" for v in OPD_VARIANTS], "report_opd.png",
                         f"OPD variants (seed {R.seeds[0]})"), ""]
     R.claim("Fix 3: SFT on filtered teacher traces first, then OPD, ends higher than OPD alone",
@@ -527,9 +533,8 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
              f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, {counts['not reproduced']} not "
              f"reproduced{f', {n} not tested' if (n := counts['not tested']) else ''}** (verdicts follow the rule in each "
              "row, computed from the numbers).", "",
-             "| claim | the paper (PAPER.md) | this code, tiny world | verdict rule | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {paper} | {shows} | {rule} | **{result}** |" for name, paper, shows, rule, result in R.claims]
-    lines += ["", *R.body]
+             common.md_table(["claim", "the paper (docs/paper.md)", "this code, tiny world", "verdict rule", "verdict"],
+                             [[*c[:4], f"**{c[4]}**"] for c in R.claims]), "", *R.body]
     text = "\n".join(lines) + "\n"
     with open(out_md, "w") as f:
         f.write(text)

@@ -297,6 +297,17 @@ def left_pad(prompts, pad_token_id, device):
     return ids.to(device), mask.to(device)
 
 
+def pad_right(rows, pad_value, device=None, dtype=torch.long):
+    """list of id lists (or 1-D tensors) -> (B, T) right-padded with pad_value, T the longest
+    row (at least 1): the layout of `score`'s response positions."""
+    T = max(max((len(r) for r in rows), default=0), 1)
+    out = torch.full((len(rows), T), pad_value, dtype=dtype)
+    for b, r in enumerate(rows):
+        if len(r):
+            out[b, :len(r)] = torch.as_tensor(r, dtype=dtype)
+    return out.to(device)
+
+
 @torch.no_grad()
 def generate(
     model,

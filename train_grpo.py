@@ -14,14 +14,14 @@ What this file is
          their number (DAPO), so long and short responses weigh by their tokens;
       6. `--minibatches M` optimizer steps per rollout batch (M = 1: strictly on-policy, ρ = 1, as
          the paper's 16 prompts / global batch 16; M > 1 reuses the rollout and the clip acts).
-    The loop around the step (data stream, evaluation, checkpoints, exact `--resume`, monitors) is
-    train_opd.run, shared with OPD and OPSD; what differs is the `Verifier` below.
+    `grpo_step` is that step; `main` the loop around it (held-out evaluation, checkpoints that
+    `--resume` continues exactly), with the plumbing of common.py.
 
-Paper
+Paper (docs/paper.md)
     §4 Fix 2 and §2.4 ("GRPO teacher" column): 8 samples per prompt, 16 prompts, lr 1e-6, clip
     0.2 / 0.28, KL 0, 8,192 tokens, T = 1.0, top-p 1.0, DAPO-Math-17k, up to 1000 rollouts
     (`--preset paper`). The tiny world (`--preset tiny`, the default) lifts tiny/student on the
-    synthetic task; `make fix2` and `make recipe` use it as an OPD teacher.
+    synthetic task; `make recipe` and the report use it as an OPD teacher.
 
 Commands
     python train_grpo.py --out runs/grpo                       # the tiny world, CPU, minutes
@@ -37,57 +37,61 @@ What it simplifies
       batch with advantage 0 and count in the token normalisation); no entropy bonus, no KL.
     * The reward is the grader's 0/1 only; no format or length shaping.
 """
-import os
 import time
 
 import torch
-import torch.nn.functional as F
 
+import common
+import data
+import distributed
 import eval_math
 import losses
 import rollout
 import train_opd
 
 # -----------------------------------------------------------------------------
-# Config: train_opd.py's flags (no teacher, no distillation loss), these presets, the GRPO flags
+# Config: presets, the GRPO flags, the shared rollout / optimisation / run flags
 
+_NO_TEACHER = ("teacher", "loss", "k", "beta", "chunk_size", "length_gate")  # distillation-only keys of OPD's presets
 PRESETS = {
-    # The tiny world: lift tiny/student on the synthetic task with its own samples (PAPER.md §4, Fix 2).
-    # 32 prompts x 8 samples, two updates per rollout batch at lr 2e-4 for 400 steps: tiny/student's sampled
-    # accuracy 0.41 -> about 0.5 (README). 16 prompts were too noisy to learn from; lr >= 3e-4 unlearned.
-    "tiny": dict(train_opd.PRESETS["tiny"], student="tiny/student", group_size=8, batch_size=32, micro_batch=128,
-                 steps=400, lr=2e-4, minibatches=2, clip_low=0.2, clip_high=0.28, adv_eps=1e-6,
-                 eval_every=100, ckpt_every=50),
+    # The tiny world: lift tiny/student on the synthetic task with its own samples (§4, Fix 2). 32 prompts x 8
+    # samples, two updates per rollout batch at lr 2e-4 for 400 steps (docs/tiny_world.md says how it was chosen).
+    "tiny": dict({k: v for k, v in train_opd.PRESETS["tiny"].items() if k not in _NO_TEACHER}, student="tiny/student",
+                 group_size=8, batch_size=32, micro_batch=128, steps=400, lr=2e-4, minibatches=2, clip_low=0.2,
+                 clip_high=0.28, adv_eps=1e-6, eval_every=100, ckpt_every=50),
     # §2.4 "GRPO teacher (RLVR adaptation)": 8 samples x 16 prompts, lr 1e-6, clip 0.2/0.28, no KL, 8,192
     # tokens, T = 1.0, top-p 1.0; the rest of the optimiser as the paper's OPD runs (cosine, 10 % warm-up,
     # wd 0.1, betas 0.9/0.98), an assumption: the launch script sets only the learning rate.
-    "paper": dict(train_opd.PRESETS["paper"], group_size=8, batch_size=16, micro_batch=1, max_new_tokens=8192,
-                  top_p=1.0, lr=1e-6, minibatches=1, clip_low=0.2, clip_high=0.28, adv_eps=1e-6, rollout_batch=16),
+    "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k not in _NO_TEACHER}, group_size=8,
+                  batch_size=16, micro_batch=1, max_new_tokens=8192, top_p=1.0, lr=1e-6, minibatches=1, clip_low=0.2,
+                  clip_high=0.28, adv_eps=1e-6, rollout_batch=16),
 }
-for _p in PRESETS.values():  # the distillation-only keys of train_opd's presets do not apply here
-    for _key in ("teacher", "loss", "k", "chunk_size"):
-        _p.pop(_key, None)
 
 
-def build_parser():
-    ap = train_opd.build_parser(PRESETS, __doc__, teacher_flag=False, loss_flags=False)
-    g = ap.add_argument_group("GRPO (PAPER.md §4 Fix 2, §2.4)")
-    g.add_argument("--group-size", type=int, help="G: samples per prompt (paper: 8); --batch-size counts prompts")
-    g.add_argument("--minibatches", type=int,
-                   help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly on-policy)")
-    g.add_argument("--clip-low", type=float, help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
-    g.add_argument("--clip-high", type=float, help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)")
-    g.add_argument("--adv-eps", type=float, help="eps in A = (R − mean) / (std + eps)")
-    return ap
-
-
-def resolve_config(argv=None) -> dict:
-    cfg = train_opd.resolve_config(argv, parser=build_parser(), presets=PRESETS)
+def parse_config(argv=None) -> dict:
+    def flags(ap):
+        g = ap.add_argument_group("model and data")
+        g.add_argument("--student", help="the policy to lift: hub id or local folder (tiny: tiny/student)")
+        common.add_data_flags(g)
+        g = ap.add_argument_group("GRPO (docs/paper.md §4 Fix 2, §2.4)")
+        g.add_argument("--group-size", type=int, help="G: samples per prompt (paper: 8); --batch-size counts prompts")
+        g.add_argument("--minibatches", type=int,
+                       help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly on-policy)")
+        g.add_argument("--clip-low", type=float, help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
+        g.add_argument("--clip-high", type=float, help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)")
+        common.add_rollout_flags(ap)
+        common.add_optim_flags(ap)
+        common.add_eval_flags(ap)
+        common.add_run_flags(ap, out="runs/grpo")
+    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
     n = cfg["batch_size"]
     if cfg["group_size"] < 2:
         raise ValueError(f"--group-size must be at least 2 (advantages are relative to the group), got {cfg['group_size']}")
     if not 1 <= cfg["minibatches"] <= n or n % cfg["minibatches"]:
         raise ValueError(f"--minibatches must divide --batch-size ({n} prompts), got {cfg['minibatches']}")
+    if distributed.planned_world() > 1:
+        raise SystemExit("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
+                         "split over torchrun's processes (train_opd.py and train_opsd.py are); run it with python")
     return cfg
 
 
@@ -107,7 +111,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
 def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: bool):
     """log π(y_t) of every response token after its prompt (B, T), the mask (B, T) and the logits."""
     device = next(model.parameters()).device
-    tokens = train_opd.pad_right(responses, pad_id, device)  # (B, T)
+    tokens = rollout.pad_right(responses, pad_id, device)  # (B, T)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         logits, mask = rollout.score(model, prompts, responses)  # (B, T, V)
     return losses.student_logprobs_at(logits, tokens[..., None])[..., 0], mask, logits
@@ -115,71 +119,52 @@ def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: boo
 
 def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator) -> dict:
     """Rollout of G samples per prompt → rewards → advantages → M clipped-surrogate updates."""
-    G, timer = cfg["group_size"], {}
+    G, times = cfg["group_size"], {}
     # 1. G responses per prompt from the current policy (the KV-cache sampler, no gradients).
-    t0 = time.perf_counter()
-    student.eval()
-    rows = [p for p in prompts for _ in range(G)]  # (B·G) contexts, groups consecutive
-    responses, sampler_logp, truncated = train_opd.sample_rows(student, tok, rows, cfg, generator)
-    timer["time/rollout_s"] = time.perf_counter() - t0
+    with common.timed(times, "rollout"):
+        student.eval()
+        rows = [p for p in prompts for _ in range(G)]  # (B·G) contexts, groups consecutive
+        responses, sampler_logp, truncated = common.sample_batch(student, tok, rows, cfg, generator)
 
     # 2-3. The verifiable reward and the group-relative advantage of every response.
-    t0 = time.perf_counter()
-    texts = [tok.decode(r) for r in responses]
-    rewards = torch.tensor([float(eval_math.grade(t, ex.answer)) for t, ex in zip(texts, (e for e in examples for _ in range(G)))])
-    adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
-    timer["time/reward_s"] = time.perf_counter() - t0
+    with common.timed(times, "reward"):
+        texts = [tok.decode(r) for r in responses]
+        golds = [ex.answer for ex in examples for _ in range(G)]
+        rewards = torch.tensor([float(eval_math.grade(t, gold)) for t, gold in zip(texts, golds)])
+        adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
     # π_old: the policy that sampled, as the training forward computes it (before any update).
-    t0 = time.perf_counter()
-    mb, old_logp, mismatch = cfg["micro_batch"], [], 0.0
-    with torch.no_grad():
-        for s in range(0, len(rows), mb):
-            lp, mask, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], tok.pad_token_id, cfg["amp"])
-            for j, ids in enumerate(responses[s:s + mb]):
-                old_logp.append(lp[j, :len(ids)])
-                if ids:
-                    mismatch = max(mismatch, float((sampler_logp[s + j].to(lp.device) - lp[j, :len(ids)]).abs().max()))
-    timer["time/old_logp_s"] = time.perf_counter() - t0
+    with common.timed(times, "old_logp"):
+        old_logp, mismatch = old_logprobs(student, rows, responses, sampler_logp, tok.pad_token_id, cfg)
 
     # 4-6. M optimizer steps, each on whole groups; token-level normalisation within each.
-    t0 = time.perf_counter()
-    student.train()
-    per_update = len(rows) // cfg["minibatches"]
-    sums = {"loss": 0.0, "ppo/clip_frac": 0.0, "ppo/ratio_max": 0.0, "entropy": 0.0}
-    grad_norms, n_tok_all = [], 0
-    for u in range(cfg["minibatches"]):
-        idx = list(range(u * per_update, (u + 1) * per_update))
-        n_tok = max(sum(len(responses[i]) for i in idx), 1)
-        optimizer.zero_grad(set_to_none=True)
-        for s in range(0, len(idx), mb):
-            part = [i for i in idx[s:s + mb] if responses[i]]
-            if not part:
-                continue
-            lp, mask, logits = policy_logprobs(student, [rows[i] for i in part], [responses[i] for i in part],
-                                               tok.pad_token_id, cfg["amp"])  # (b, T) with gradient
-            old = torch.stack([F.pad(old_logp[i], (0, lp.shape[1] - len(old_logp[i]))) for i in part])  # (b, T)
-            A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
-            per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
-            loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite GRPO loss {loss.item()} at rows {part[:4]}...")
-            loss.backward()
-            with torch.no_grad():
-                ratio = torch.exp(lp - old)[mask]
-                lo, hi = 1 - cfg["clip_low"], 1 + cfg["clip_high"]
-                clipped = ((ratio < lo) & (A[mask] < 0)) | ((ratio > hi) & (A[mask] > 0))  # where the gradient is cut
-                sums["loss"] += loss.item()
-                sums["ppo/clip_frac"] += float(clipped.sum())
-                sums["ppo/ratio_max"] = max(sums["ppo/ratio_max"], float(ratio.max()))
-                for j in range(len(part)):  # one row at a time: (T, V) float32 at most
-                    logp_all = torch.log_softmax(logits[j][mask[j]].float(), -1)  # (T_j, V)
-                    sums["entropy"] += float(-(logp_all.exp() * logp_all).sum())
-        grad_norms.append(train_opd.clip_grad_norm(student, cfg["grad_clip"]))
-        optimizer.step()
-        scheduler.step()
-        n_tok_all += n_tok
-    timer["time/student_s"] = time.perf_counter() - t0
+    with common.timed(times, "student"):
+        student.train()
+        per_update, mb = len(rows) // cfg["minibatches"], cfg["micro_batch"]
+        sums = {"loss": 0.0, "ppo/clip_frac": 0.0, "ppo/ratio_max": 0.0, "entropy": 0.0}
+        grad_norms, n_tok_all = [], 0
+        for u in range(cfg["minibatches"]):
+            idx = list(range(u * per_update, (u + 1) * per_update))
+            n_tok = max(sum(len(responses[i]) for i in idx), 1)
+            optimizer.zero_grad(set_to_none=True)
+            for s in range(0, len(idx), mb):
+                part = [i for i in idx[s:s + mb] if responses[i]]
+                if not part:
+                    continue
+                lp, mask, logits = policy_logprobs(student, [rows[i] for i in part], [responses[i] for i in part],
+                                                   tok.pad_token_id, cfg["amp"])  # (b, T) with gradient
+                old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)  # (b, T)
+                A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
+                per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
+                loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite GRPO loss {loss.item()} at rows {part[:4]}...")
+                loss.backward()
+                add_ppo_monitors(sums, loss, lp, old, A, mask, logits, cfg)
+            grad_norms.append(common.clip_grad_norm(student, cfg["grad_clip"]))
+            optimizer.step()
+            scheduler.step()
+            n_tok_all += n_tok
 
     groups = rewards.view(-1, G)
     out = {"loss": sums["loss"] / cfg["minibatches"], "reward/mean": float(rewards.mean()),
@@ -188,33 +173,76 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
            "ppo/clip_frac": sums["ppo/clip_frac"] / max(n_tok_all, 1), "ppo/ratio_max": sums["ppo/ratio_max"],
            "entropy": sums["entropy"] / max(n_tok_all, 1)}
     out.update(eval_math.response_stats(responses, texts, truncated))
-    out.update(timer)
+    out.update(times)
     n_resp = sum(len(r) for r in responses)
     out.update({"logp/rollout_vs_train_max_abs": mismatch, "grad_norm": max(grad_norms), "lr": scheduler.get_last_lr()[0],
-                "tokens": n_resp, "tokens_per_s": n_resp / max(sum(timer.values()), 1e-9)})
+                "tokens": n_resp, "tokens_per_s": n_resp / max(sum(times.values()), 1e-9)})
     return out
 
 
-class Verifier(train_opd.Teacher):
-    """GRPO's signal: no model grades the tokens (model None, so train_opd.run evaluates no
-    teacher); the strict grader rewards whole responses."""
+@torch.no_grad()
+def old_logprobs(student, rows: list, responses: list, sampler_logp: list, pad_id: int, cfg: dict) -> tuple:
+    """log π_old(y_t) of every response (a list of (T_i,) tensors) from the training forward, and the
+    largest gap to the sampler's own log-probs (the rollout-vs-train mismatch monitor)."""
+    mb, old_logp, mismatch = cfg["micro_batch"], [], 0.0
+    for s in range(0, len(rows), mb):
+        lp, _, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], pad_id, cfg["amp"])
+        for j, ids in enumerate(responses[s:s + mb]):
+            old_logp.append(lp[j, :len(ids)])
+            if ids:
+                mismatch = max(mismatch, float((sampler_logp[s + j].to(lp.device) - lp[j, :len(ids)]).abs().max()))
+    return old_logp, mismatch
 
-    def __init__(self, cfg: dict, student, tok, device):
-        self.model = None
 
-    def step(self, student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator) -> dict:
-        return grpo_step(student, tok, examples, prompts, cfg, optimizer, scheduler, generator)
+@torch.no_grad()
+def add_ppo_monitors(sums: dict, loss, lp, old, A, mask, logits, cfg: dict) -> None:
+    """The loss, where the clip cuts the gradient, the largest ratio and the policy's entropy (summed
+    over tokens) of one micro-batch."""
+    ratio = torch.exp(lp - old)[mask]
+    lo, hi = 1 - cfg["clip_low"], 1 + cfg["clip_high"]
+    clipped = ((ratio < lo) & (A[mask] < 0)) | ((ratio > hi) & (A[mask] > 0))  # where the gradient is cut
+    sums["loss"] += loss.item()
+    sums["ppo/clip_frac"] += float(clipped.sum())
+    sums["ppo/ratio_max"] = max(sums["ppo/ratio_max"], float(ratio.max()))
+    for j in range(len(lp)):  # one row at a time: (T, V) float32 at most
+        logp_all = torch.log_softmax(logits[j][mask[j]].float(), -1)  # (T_j, V)
+        sums["entropy"] += float(-(logp_all.exp() * logp_all).sum())
 
 
 # -----------------------------------------------------------------------------
-# Plumbing: the run is train_opd.run's (data, evaluation, checkpoints, exact resume)
+# The run: the policy, the prompts, evaluation at step 0, the GRPO steps, the final evaluation
 
 def main(argv=None) -> dict:
-    cfg = resolve_config(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
-                         "split over torchrun's processes (train_opd.py and train_opsd.py are); run it with python")
-    return train_opd.run(cfg, Verifier, name="GRPO")
+    cfg = parse_config(argv)
+    device = common.start_run(cfg)
+    student, tok = common.load_student(cfg, device)
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
+    common.check_prompt_lengths(student, [data.context_ids(tok, ex) for ex in train[:1000]], cfg["max_new_tokens"],
+                                "training")
+    # the schedule counts optimizer steps: --minibatches of them per rollout batch
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
+    start = common.resume(cfg, optimizer, scheduler, stream)
+    evaluate = lambda name: eval_math.evaluate_run(student, tok, held_out, cfg, name)[0]
+    if start == 0:
+        ev = evaluate("step0")
+        common.log(cfg, {"step": 0, "eval": {"student": ev}})
+        common.say(f"step 0: student acc {ev['acc/pass@1']:.3f}")
+
+    ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
+    t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="GRPO")
+    for step in range(start, cfg["steps"]):
+        batch = next(stream)
+        m = grpo_step(student, tok, batch, [data.context_ids(tok, ex) for ex in batch], cfg, optimizer, scheduler,
+                      common.step_generator(cfg, step, device))
+        if common.eval_due(cfg, step + 1):
+            m["eval"] = {"student": evaluate(f"step{step + 1}")}
+        if common.end_step(cfg, step + 1, m, bar, ckpt):
+            return {"stopped_at": step + 1}
+    bar.close()
+    summary = common.end_run(cfg, evaluate(f"step{cfg['steps']}"), time.time() - t_run, ckpt, "grpo")
+    print(common.summary_table(summary, cfg, "GRPO"))
+    return summary
 
 
 if __name__ == "__main__":

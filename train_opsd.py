@@ -1,11 +1,11 @@
 """On-policy self-distillation (OPSD): the model teaches itself, reading privileged information.
 
 What this file is
-    OPSD (PAPER.md §5) is OPD where the teacher is the student's own weights and the only thing
+    OPSD (docs/paper.md §5) is OPD where the teacher is the student's own weights and the only thing
     that makes it a better teacher is its context: the student's prompt plus privileged
-    information (PI) the student never sees, then the student's own response tokens. Everything
-    else is train_opd.py's loop, reused as is (train_opd.run and train_opd.opd_step): this file
-    only says who the teacher is (`SelfTeacher`) and which context it reads.
+    information (PI) the student never sees, then the student's own response tokens. The step is
+    train_opd.opd_step, called with the self-teacher and its contexts; this file owns the loop
+    around it, who the teacher is (`self_teacher`) and which context it reads (`teacher_contexts`).
 
     The paper's verdict (§4 Mechanism 3, §5): OPSD works when the PI is a rule shared by every
     prompt (a system prompt) and fails when it is specific to one instance (its answer, its
@@ -20,6 +20,7 @@ Commands
     python train_opsd.py --preset tiny-answer --out runs/x   # per-instance answer hint (fails)
     python train_opsd.py --preset tiny-none --out runs/y     # control: no PI, the loss is ~0
     python train_opsd.py --preset paper --student Qwen/Qwen3-1.7B    # §5 math setting on a GPU
+    python train_opsd.py --table runs/opsd/*                 # one table of finished runs
 
 Teacher modes (`--teacher-mode`)
     frozen  the student's initial weights, frozen (the paper's default); reloaded from --student
@@ -35,12 +36,13 @@ What it simplifies
 """
 import copy
 import dataclasses
-import json
 import os
 import random
+import time
 
 import torch
 
+import common
 import data
 import distributed
 import eval_math
@@ -50,10 +52,10 @@ import rollout
 import train_opd
 
 # -----------------------------------------------------------------------------
-# Config: train_opd.py's flags and loop, these presets, and three OPSD flags
+# Config: the OPD flags without --teacher, these presets, the OPSD flags
 
-_TINY = dict(train_opd.PRESETS["tiny"], student="tiny/teacher", teacher=None, steps=100, eval_every=25,
-             eval_n=300, ckpt_every=25, teacher_mode="frozen", ema_decay=0.99, measure_n=64)
+_TINY = dict({k: v for k, v in train_opd.PRESETS["tiny"].items() if k != "teacher"}, student="tiny/teacher",
+             steps=100, eval_every=25, eval_n=300, ckpt_every=25, teacher_mode="frozen", ema_decay=0.99, measure_n=64)
 PRESETS = {
     # Shared PI (§5 "works"): the tiny world's rule "Answer with the final result only." as the
     # teacher's system prompt; full-vocabulary reverse KL as in the paper's conciseness and safety runs.
@@ -67,38 +69,66 @@ PRESETS = {
     "tiny-none": dict(_TINY, pi="none", loss="topk_tail", k=50),
     # §5 math: Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts problems with their
     # reference answers as PI; the rest as the paper's OPD preset (§2.4).
-    "paper": dict(train_opd.PRESETS["paper"], student="Qwen/Qwen3-1.7B", teacher=None, data="openthoughts",
+    "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k != "teacher"}, data="openthoughts",
                   pi="answer_only", loss="topk_tail", k=50, teacher_mode="frozen", ema_decay=0.99, measure_n=0),
 }
 TEACHER_MODES = ("frozen", "live", "ema")
 
 
-def build_parser():
-    ap = train_opd.build_parser(PRESETS, __doc__, teacher_flag=False)
-    g = ap.add_argument_group("self-distillation (PAPER.md §5)")
-    g.add_argument("--pi", choices=data.PI_MODES, help="the teacher's privileged context (data.context_messages)")
-    g.add_argument("--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema")
-    g.add_argument("--ema-decay", type=float, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
-    g.add_argument("--table", nargs="+", metavar="RUN",
-                   help="print the Markdown table of finished OPSD runs (their summary.json) and exit")
-    g.add_argument("--measure-n", type=int,
-                   help="Mechanism 3: held-out problems on which to measure the student against the "
-                        "PI-conditioned teachers before and after training (0 = off)")
-    return ap
-
-
-def resolve_config(argv=None) -> dict:
-    cfg = train_opd.resolve_config(argv, parser=build_parser(), presets=PRESETS)
+def parse_config(argv=None) -> dict:
+    def flags(ap):
+        g = ap.add_argument_group("model and data")
+        g.add_argument("--student", help="the student, and the teacher's initial weights: hub id or local folder")
+        common.add_data_flags(g)
+        train_opd.add_loss_flags(ap)
+        g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
+        g.add_argument("--pi", choices=data.PI_MODES, help="the teacher's privileged context (data.context_messages)")
+        g.add_argument("--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema")
+        g.add_argument("--ema-decay", type=float, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
+        g.add_argument("--measure-n", type=int,
+                       help="Mechanism 3: held-out problems on which to measure the student against the "
+                            "PI-conditioned teachers before and after training (0 = off)")
+        g.add_argument("--table", nargs="+", metavar="RUN",
+                       help="print the Markdown table of finished OPSD runs (their summary.json) and exit")
+        common.add_rollout_flags(ap)
+        common.add_optim_flags(ap)
+        common.add_eval_flags(ap)
+        common.add_run_flags(ap, out="runs/opsd")
+    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
     if not 0.0 <= cfg["ema_decay"] < 1.0:
         raise ValueError(f"--ema-decay must be in [0, 1), got {cfg['ema_decay']}")
     if cfg["measure_n"] and cfg["pi"] == "full":
         raise ValueError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
                          "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
-    return cfg
+    return train_opd.check_config(cfg)
 
 
 # -----------------------------------------------------------------------------
 # The algorithm: the teacher is the student's own weights after a privileged context
+
+def self_teacher(cfg: dict, student, device):
+    """The OPSD teacher: the student's initial weights (frozen; reloaded from --student, also on
+    --resume), the student itself (live), or a copy that follows it (ema)."""
+    if cfg["teacher_mode"] == "live":
+        return student
+    teacher = models.load(cfg["student"], device=device)[0] if cfg["teacher_mode"] == "frozen" else copy.deepcopy(student)
+    return teacher.requires_grad_(False).eval()
+
+
+@torch.no_grad()
+def ema_update(teacher, student, decay: float) -> None:
+    """θ_T ← d·θ_T + (1 − d)·θ_S, parameter by parameter (after every optimizer step)."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(decay).add_(s.detach().to(t.dtype), alpha=1.0 - decay)
+
+
+def teacher_contexts(tok, examples: list, student_prompts: list, pi: str) -> list:
+    """The teacher's context of each example: the student's prompt with the privileged information
+    `pi` (data.context_ids), checked to end where the student's does."""
+    contexts = [data.context_ids(tok, ex, pi) for ex in examples]
+    check_alignment(tok, student_prompts, contexts)
+    return contexts
+
 
 def assistant_boundary(tok) -> list:
     """The ids every context ends with: the chat template after the user's text (for Qwen3 in
@@ -116,7 +146,7 @@ def check_alignment(tok, student_contexts: list, teacher_contexts: list) -> None
     opd_step appends one list of response ids to both contexts, so the response tokens are the same
     by construction; what can differ is where the response starts. A teacher context rendered with
     another template (thinking mode: no empty <think> block; a different generation prompt) makes
-    every teacher log-prob answer a different question (OPSD issues #10/#16/#18 of PEERS.md)."""
+    every teacher log-prob answer a different question (a bug reported against other OPSD code)."""
     boundary = assistant_boundary(tok)
     n = len(boundary)
     for i, (s, t) in enumerate(zip(student_contexts, teacher_contexts)):
@@ -127,43 +157,6 @@ def check_alignment(tok, student_contexts: list, teacher_contexts: list) -> None
                 f"{tok.decode(boundary, skip_special=False)!r}.\n  student context ends {show(s)}\n  teacher context ends "
                 f"{show(t)}\nThe response tokens would follow different boundaries; build both contexts "
                 f"with the same template (data.context_ids / tokenizer.chat_prompt).")
-
-
-class SelfTeacher(train_opd.Teacher):
-    """The OPSD teacher: the student's weights (frozen initial / live / EMA) after the PI context."""
-
-    def __init__(self, cfg: dict, student, tok, device):
-        self.mode, self.pi, self.decay = cfg["teacher_mode"], cfg["pi"], cfg["ema_decay"]
-        self.eval_pi = self.pi
-        if self.mode == "frozen":  # the initial checkpoint, also after --resume
-            self.model, _ = models.load(cfg["student"], device=device)
-        elif self.mode == "live":
-            self.model = student
-        else:
-            self.model = copy.deepcopy(student)
-        if self.mode != "live":
-            self.model.requires_grad_(False).eval()
-
-    def contexts(self, tok, examples: list, student_prompts: list) -> list:
-        ctx = [data.context_ids(tok, ex, self.pi) for ex in examples]
-        check_alignment(tok, student_prompts, ctx)
-        return ctx
-
-    @torch.no_grad()
-    def after_step(self, student) -> None:
-        if self.mode == "ema":
-            for t, s in zip(self.model.parameters(), student.parameters()):
-                t.mul_(self.decay).add_(s.detach().to(t.dtype), alpha=1.0 - self.decay)
-
-    def eval_extra(self, records: list) -> dict:
-        return {"format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
-
-    def state_dict(self) -> dict:
-        return {"ema": self.model.state_dict()} if self.mode == "ema" else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.mode == "ema":
-            self.model.load_state_dict(state["ema"])
 
 
 # -----------------------------------------------------------------------------
@@ -224,20 +217,62 @@ def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int =
 
 
 # -----------------------------------------------------------------------------
-# Plumbing: the run, then the measurement
+# The run: train_opd's loop with the self-teacher, and Mechanism 3 measured before and after
 
 def main(argv=None) -> dict:
-    cfg = resolve_config(argv)
+    cfg = parse_config(argv)
     if cfg["table"]:
         print(table(cfg["table"]))
         return {}
-    m = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
-    before = measure(cfg, cfg["student"]) if m else None  # the initial weights, also on --resume
-    summary = train_opd.run(cfg, SelfTeacher, name="OPSD")
-    if m and "stopped_at" not in summary:
-        after = measure(cfg, os.path.join(cfg["out"], "ckpt"))
-        summary["mechanism3"] = {"before": before, "after": after}
-        json.dump(summary, open(os.path.join(cfg["out"], "summary.json"), "w"), indent=2)
+    device = common.start_run(cfg)
+    mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
+    before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
+    student, tok = common.load_student(cfg, device)
+    teacher = self_teacher(cfg, student, device)
+    if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, a separate teacher for inference
+        distributed.shard(student)
+        if teacher is not student:
+            distributed.shard(teacher)
+
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
+    sample = [data.context_ids(tok, ex) for ex in train[:1000]]
+    common.check_prompt_lengths(student, sample, cfg["max_new_tokens"], "training")
+    common.check_prompt_lengths(teacher, teacher_contexts(tok, train[:1000], sample, cfg["pi"]), cfg["max_new_tokens"],
+                                "teacher")
+
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"])
+    others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
+    start = common.resume(cfg, optimizer, scheduler, stream, others)
+
+    def evaluate(model, name, who="student", pi="none"):  # and how often the answer is a bare \boxed{} (the rule)
+        summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi)
+        return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
+    if start == 0:
+        evals = {"teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]), "student": evaluate(student, "step0")}
+        common.log(cfg, {"step": 0, "eval": evals})
+        common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
+
+    ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream, others=others)
+    t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="OPSD")
+    for step in range(start, cfg["steps"]):
+        batch = common.my_rows(next(stream))
+        prompts = [data.context_ids(tok, ex) for ex in batch]
+        m = train_opd.opd_step(student, teacher, tok, prompts, teacher_contexts(tok, batch, prompts, cfg["pi"]), cfg,
+                               optimizer, scheduler, common.step_generator(cfg, step, device))
+        if cfg["teacher_mode"] == "ema":
+            ema_update(teacher, student, cfg["ema_decay"])
+        if common.eval_due(cfg, step + 1):
+            m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
+        if common.end_step(cfg, step + 1, m, bar, ckpt):
+            return {"stopped_at": step + 1}
+    bar.close()
+    summary = common.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opsd")
+    if distributed.is_main():
+        print(common.summary_table(summary, cfg, "OPSD"))
+    if mech3:
+        summary["mechanism3"] = {"before": before, "after": measure(cfg, common.ckpt_dir(cfg))}
+        common.write_summary(cfg, summary)
         print(format_mechanism3(summary["mechanism3"], cfg))
     return summary
 
@@ -255,41 +290,28 @@ def measure(cfg: dict, student_path: str) -> dict:
 
 
 def format_mechanism3(mech: dict, cfg: dict) -> str:
-    rows = [f"Mechanism 3 (pi={cfg['pi']}, {mech['after']['pi_values']} PI values per problem, "
-            f"{mech['after']['problems']} held-out problems, per response token)",
-            "| student | KL(p‖q own PI) | KL(p‖geometric mean) | irreducible −log Z | mean over PI of KL(p‖q_i) |",
-            "|---|---|---|---|---|"]
-    for name in ("before", "after"):
-        e = mech.get(name)
-        if e:
-            rows.append(f"| {name} | {e['kl/own_pi']:.4f} | {e['kl/geo_mean']:.4f} | {e['irreducible/-logZ']:.4f} | "
-                        f"{e['kl/pi_mean']:.4f} |")
-    return "\n".join(rows)
+    rows = [[name, *(f"{e[k]:.4f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ", "kl/pi_mean"))]
+            for name, e in mech.items() if e]
+    return (f"Mechanism 3 (pi={cfg['pi']}, {mech['after']['pi_values']} PI values per problem, "
+            f"{mech['after']['problems']} held-out problems, per response token)\n"
+            + common.md_table(["student", "KL(p‖q own PI)", "KL(p‖geometric mean)", "irreducible −log Z",
+                               "mean over PI of KL(p‖q_i)"], rows))
 
 
 def table(folders: list) -> str:
     """One Markdown row per finished run: the PI, the seed, the teacher with the PI, the student
     before and after (accuracy with 95% CI, bare-`\\boxed{}` rate, mean length), and where the
     trained student sits among the PI-conditioned teachers (Mechanism 3)."""
-    lines = ["| run | PI | loss | seed | steps | teacher with PI: acc / boxed-only / len | student before | "
-             "student after | after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z |", "|---|---|---|---|---|---|---|---|---|"]
-
-    def cell(e):
-        lo, hi = e["acc/pass@1_ci"]
-        return f"{e['acc/pass@1']:.3f} [{lo:.2f}, {hi:.2f}] / {e['format/boxed_only']:.2f} / {e['len/mean']:.1f}"
+    cell = lambda e: f"{common.acc_ci(e, 2)} / {e['format/boxed_only']:.2f} / {e['len/mean']:.1f}"
+    rows = []
     for folder in folders:
-        path = os.path.join(folder, "summary.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} not found: --table takes finished train_opsd.py run folders")
-        s = json.load(open(path))
-        c = json.load(open(os.path.join(folder, "config.json")))
+        s, c = common.read_json(folder), common.read_json(folder, "config.json")
         mech = (s.get("mechanism3") or {}).get("after")
-        m3 = (f"{mech['kl/own_pi']:.3f} / {mech['kl/geo_mean']:.3f} / {mech['irreducible/-logZ']:.3f}"
-              if mech else "-")
-        lines.append(f"| {os.path.basename(os.path.normpath(folder))} | {c['pi']} | {c['loss']} | {c['seed']} | "
-                     f"{s['steps']} | {cell(s['teacher'])} | {cell(s['student_before'])} | "
-                     f"{cell(s['student_after'])} | {m3} |")
-    return "\n".join(lines)
+        m3 = " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")) if mech else "-"
+        rows.append([os.path.basename(os.path.normpath(folder)), c["pi"], c["loss"], c["seed"], s["steps"],
+                     cell(s["teacher"]), cell(s["student_before"]), cell(s["student_after"]), m3])
+    return common.md_table(["run", "PI", "loss", "seed", "steps", "teacher with PI: acc / boxed-only / len",
+                            "student before", "student after", "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z"], rows)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Where the seconds of one OPD step go: rollout, teacher scoring, student forward/backward, optimizer.
 
     make bench-step                                  # tiny world, CPU, about a minute
-    python bench_step.py --steps 10 --batch-size 64 --threads 2
-    python bench_step.py --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo --max-new-tokens 4096
+    python bench/bench_step.py --steps 10 --batch-size 64 --threads 2
+    python bench/bench_step.py --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo --max-new-tokens 4096
 
 Runs `--warmup` + `--steps` real OPD steps (train_opd.opd_step: the same code as training, with its
 own per-phase timers) from the given models on synthetic or dataset prompts, and prints the mean
@@ -11,11 +11,16 @@ second. The timers are opd_step's wall clocks around each phase; on CUDA a phase
 without a host sync may leave kernels to the next one (the step total is exact).
 """
 import argparse
+import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
 import torch
 
+import common
 import data
 import models
 import train_opd
@@ -47,11 +52,11 @@ def main(argv=None) -> dict:
     teacher.requires_grad_(False)
     examples = (data.synthetic_examples(args.batch_size * (args.steps + args.warmup), split="train")
                 if args.data == "synthetic" else data.load_examples(args.data))
-    cfg = dict(train_opd.PRESETS["tiny"], loss=args.loss, k=20, beta=0.5, length_gate=0,
-               micro_batch=args.micro_batch or args.batch_size, max_new_tokens=args.max_new_tokens,
+    cfg = dict(train_opd.PRESETS["tiny"], loss=args.loss, micro_batch=args.micro_batch or args.batch_size,
+               max_new_tokens=args.max_new_tokens,
                chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=False)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-6, betas=(0.9, 0.98))
-    sched = train_opd.cosine_schedule(opt, args.steps + args.warmup, 0.0)
+    sched = common.cosine_schedule(opt, args.steps + args.warmup, 0.0)
     rows = []
     t_all = time.perf_counter()
     for step in range(args.warmup + args.steps):

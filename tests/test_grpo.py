@@ -1,4 +1,4 @@
-"""Tests of train_grpo.py (GRPO, PAPER.md §4 Fix 2) on tiny random models (CPU, seconds).
+"""Tests of train_grpo.py (GRPO, docs/paper.md §4 Fix 2) on tiny random models (CPU, seconds).
 
 Advantages are zero-mean per group and zero when a group's rewards are equal, the clipped
 objective with clip-higher matches its formula and its gradient on a hand-made batch, one step
@@ -11,13 +11,13 @@ import statistics
 import pytest
 import torch
 
+import common
 import data
 import eval_math
 import losses
 import models
 import rollout
 import train_grpo
-import train_opd
 from test_opd import kill_run_at_step_3, same_final_weights, tiny_pair
 
 
@@ -55,7 +55,7 @@ def test_clipped_surrogate_matches_its_formula_with_clip_higher():
 
 
 def small_cfg(path, **kw):
-    cfg = train_grpo.resolve_config(["--student", path])
+    cfg = train_grpo.parse_config(["--student", path])
     cfg.update(steps=3, batch_size=4, group_size=4, micro_batch=8, max_new_tokens=10, eval_n=4,
                eval_max_new_tokens=10, eval_every=0, ckpt_every=2, lr=1e-3, minibatches=1, threads=1)
     cfg.update(kw)
@@ -70,7 +70,7 @@ def by_byte_parity(text, gold):
 def sequence_logp(model, prompts, responses):
     with torch.no_grad():
         logits, mask = rollout.score(model, prompts, responses)
-    tokens = train_opd.pad_right(responses, 0, logits.device)
+    tokens = rollout.pad_right(responses, 0, logits.device)
     lp = losses.student_logprobs_at(logits, tokens[..., None])[..., 0]
     return (lp * mask).sum(1)  # (B,) log π(response | prompt)
 
@@ -84,7 +84,7 @@ def test_one_step_raises_the_logprob_of_rewarded_samples(tmp_path, monkeypatch):
     examples = data.synthetic_examples(cfg["batch_size"], split="train")
     prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-    sched = train_opd.cosine_schedule(opt, 10, 0.0)
+    sched = common.cosine_schedule(opt, 10, 0.0)
     rows = [p for p in prompts for _ in range(cfg["group_size"])]
     # the responses the step will sample: same generator seed, same sampler
     ro = rollout.generate(student, rows, cfg["max_new_tokens"], eos_token_ids=tok.eos_token_ids,
@@ -113,7 +113,7 @@ def test_second_minibatch_is_off_policy_and_the_clip_acts(tmp_path, monkeypatch)
     examples = data.synthetic_examples(cfg["batch_size"], split="train")
     prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"])
-    sched = train_opd.cosine_schedule(opt, 10, 0.0)
+    sched = common.cosine_schedule(opt, 10, 0.0)
     m = train_grpo.grpo_step(student, tok, examples, prompts, cfg, opt, sched, torch.Generator().manual_seed(7))
     assert m["ppo/ratio_max"] > 1.28 and m["ppo/clip_frac"] > 0  # the second update sees a moved policy
     assert sched.last_epoch == 2  # two optimizer steps for one rollout batch
@@ -149,8 +149,8 @@ def test_paper_preset_and_config_errors(tmp_path):
         (8, 1e-6, 0.2, 0.28, 1.0, 1)
     assert "loss" not in cfg and "teacher" not in cfg and summary["student_after"]["n"] == 2
     with pytest.raises(SystemExit):  # distillation flags do not exist here
-        train_grpo.resolve_config(["--loss", "topk_sg"])
+        train_grpo.parse_config(["--loss", "topk_sg"])
     with pytest.raises(ValueError, match="group-size"):
-        train_grpo.resolve_config(["--group-size", "1"])
+        train_grpo.parse_config(["--group-size", "1"])
     with pytest.raises(ValueError, match="minibatches"):
-        train_grpo.resolve_config(["--batch-size", "16", "--minibatches", "3"])
+        train_grpo.parse_config(["--batch-size", "16", "--minibatches", "3"])

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+import common
 import data
 import models
 import train_opd
@@ -24,7 +25,7 @@ def saved_model(tmp_path, seed=2):
 
 
 def small_cfg(path, **kw):
-    cfg = train_opsd.resolve_config(["--student", path])
+    cfg = train_opsd.parse_config(["--student", path])
     cfg.update(steps=3, batch_size=6, micro_batch=6, max_new_tokens=10, eval_n=4, eval_max_new_tokens=10,
                eval_every=0, ckpt_every=2, lr=3e-3, threads=1, measure_n=0)
     cfg.update(kw)
@@ -34,18 +35,20 @@ def small_cfg(path, **kw):
 def step_setup(cfg):
     tok = models.tiny_tokenizer()
     student, _ = models.load(cfg["student"], dtype=torch.float32)
-    side = train_opsd.SelfTeacher(cfg, student, tok, torch.device("cpu"))
+    teacher = train_opsd.self_teacher(cfg, student, torch.device("cpu"))
     examples = data.synthetic_examples(cfg["batch_size"], split="train", hard_frac=0.5)
     prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-    sched = train_opd.cosine_schedule(opt, 10, 0.0)
-    return tok, student, side, examples, prompts, opt, sched
+    sched = common.cosine_schedule(opt, 10, 0.0)
+    return tok, student, teacher, examples, prompts, opt, sched
 
 
-def do_step(cfg, tok, student, side, examples, prompts, opt, sched, seed=0):
-    m = train_opd.opd_step(student, side.model, tok, prompts, side.contexts(tok, examples, prompts), cfg, opt,
-                           sched, torch.Generator().manual_seed(seed))
-    side.after_step(student)
+def do_step(cfg, tok, student, teacher, examples, prompts, opt, sched, seed=0):
+    """One OPSD step as train_opsd.main takes it: opd_step with the self-teacher's contexts, then the EMA update."""
+    contexts = train_opsd.teacher_contexts(tok, examples, prompts, cfg["pi"])
+    m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, opt, sched, torch.Generator().manual_seed(seed))
+    if cfg["teacher_mode"] == "ema":
+        train_opsd.ema_update(teacher, student, cfg["ema_decay"])
     return m
 
 
@@ -55,28 +58,28 @@ def params(model):
 
 def test_frozen_teacher_never_changes_while_the_student_does(tmp_path):
     cfg = small_cfg(saved_model(tmp_path), pi="answer_only", loss="topk_tail", k=50)
-    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
-    t0, s0 = params(side.model), params(student)
-    assert side.model is not student
+    tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
+    t0, s0 = params(teacher), params(student)
+    assert teacher is not student
     for i in range(2):
-        m = do_step(cfg, tok, student, side, examples, prompts, opt, sched, seed=i)
+        m = do_step(cfg, tok, student, teacher, examples, prompts, opt, sched, seed=i)
         assert m["loss"] > 1e-4  # the hint changes the teacher's context, so there is something to learn
-    assert all(torch.equal(v, t0[k]) for k, v in side.model.state_dict().items())
+    assert all(torch.equal(v, t0[k]) for k, v in teacher.state_dict().items())
     assert any(not torch.equal(v, s0[k]) for k, v in student.state_dict().items())
 
 
 def test_none_control_gives_zero_loss_at_step_0(tmp_path):
     cfg = small_cfg(saved_model(tmp_path), pi="none", loss="topk_tail", k=50)
-    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
-    m = do_step(cfg, tok, student, side, examples, prompts, opt, sched)
+    tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
+    m = do_step(cfg, tok, student, teacher, examples, prompts, opt, sched)
     assert abs(m["loss"]) < 1e-6 and m["kl/full"] < 1e-6
 
 
 def test_live_teacher_is_the_student(tmp_path):
     cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="live")
-    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
-    assert side.model is student
-    ctx = side.contexts(tok, examples, prompts)
+    tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
+    assert teacher is student
+    ctx = train_opsd.teacher_contexts(tok, examples, prompts, cfg["pi"])
     assert all(c[:len(data.context_ids(tok, ex, "system_prompt"))] == c for c, ex in zip(ctx, examples))
     assert all(len(c) > len(p) for c, p in zip(ctx, prompts))  # the rule is there
 
@@ -84,15 +87,15 @@ def test_live_teacher_is_the_student(tmp_path):
 def test_ema_teacher_follows_its_update_rule(tmp_path):
     d = 0.9
     cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="ema", ema_decay=d)
-    tok, student, side, examples, prompts, opt, sched = step_setup(cfg)
-    t0 = params(side.model)
+    tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
+    t0 = params(teacher)
     assert all(torch.equal(v, t0[k]) for k, v in student.state_dict().items())  # starts as the student
-    do_step(cfg, tok, student, side, examples, prompts, opt, sched)
+    do_step(cfg, tok, student, teacher, examples, prompts, opt, sched)
     s1 = params(student)
-    for k, v in side.model.state_dict().items():
+    for k, v in teacher.state_dict().items():
         torch.testing.assert_close(v, d * t0[k] + (1 - d) * s1[k], rtol=1e-6, atol=1e-7)  # float32 rounding
-    assert any(not torch.equal(v, t0[k]) for k, v in side.model.state_dict().items())
-    assert not any(p.requires_grad for p in side.model.parameters())
+    assert any(not torch.equal(v, t0[k]) for k, v in teacher.state_dict().items())
+    assert not any(p.requires_grad for p in teacher.parameters())
 
 
 def test_alignment_check_catches_a_mismatched_template():
@@ -152,24 +155,24 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     kill_run_at_step_3(monkeypatch, lambda: train_opsd.main(args + ["--out", str(tmp_path / "b")]))
     train_opsd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     same_final_weights(tmp_path / "a", tmp_path / "b")
-    ta = torch.load(tmp_path / "a" / "ckpt" / "rank0.pt", weights_only=False)["teacher"]["ema"]
-    tb = torch.load(tmp_path / "b" / "ckpt" / "rank0.pt", weights_only=False)["teacher"]["ema"]
+    ta = torch.load(tmp_path / "a" / "ckpt" / "rank0.pt", weights_only=False)["ema_teacher"]
+    tb = torch.load(tmp_path / "b" / "ckpt" / "rank0.pt", weights_only=False)["ema_teacher"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
 def test_bad_flags_are_refused(tmp_path):
     with pytest.raises(SystemExit):
-        train_opsd.resolve_config(["--teacher", "x"])  # OPSD has no separate teacher
+        train_opsd.parse_config(["--teacher", "x"])  # OPSD has no separate teacher
     with pytest.raises(ValueError, match="ema-decay"):
-        train_opsd.resolve_config(["--ema-decay", "1.0"])
+        train_opsd.parse_config(["--ema-decay", "1.0"])
     with pytest.raises(ValueError, match="measure-n"):
-        train_opsd.resolve_config(["--preset", "tiny-full", "--measure-n", "4"])
+        train_opsd.parse_config(["--preset", "tiny-full", "--measure-n", "4"])
 
 
 def test_presets_reach_the_config_unless_a_flag_overrides_them():
-    cfg = train_opsd.resolve_config(["--preset", "tiny-answer"])
+    cfg = train_opsd.parse_config(["--preset", "tiny-answer"])
     assert (cfg["loss"], cfg["k"], cfg["hard_frac"], cfg["pi"]) == ("topk_tail", 50, 0.25, "answer_only")
-    assert train_opsd.resolve_config(["--preset", "tiny-rule"])["loss"] == "full_rkl"
-    assert train_opsd.resolve_config(["--preset", "tiny-answer", "--k", "7"])["k"] == 7
-    assert train_opd.resolve_config(["--preset", "paper"])["loss"] == "topk_sg"
-    assert train_opd.resolve_config([])["loss"] == "topk_tail"
+    assert train_opsd.parse_config(["--preset", "tiny-rule"])["loss"] == "full_rkl"
+    assert train_opsd.parse_config(["--preset", "tiny-answer", "--k", "7"])["k"] == 7
+    assert train_opd.parse_config(["--preset", "paper"])["loss"] == "topk_sg"
+    assert train_opd.parse_config([])["loss"] == "topk_tail"

@@ -18,18 +18,18 @@ import torch
 import models
 from test_opd import same_final_weights, tiny_pair
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the scripts run from the project's folder
 
 
 def launch(script, args, procs=2):
     """Run a training script under torchrun with `procs` CPU processes; the result of the run."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), script]
-    return subprocess.run(cmd + args, cwd=HERE, capture_output=True, text=True, timeout=600,
+    return subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
 def single(script, args):
-    return subprocess.run([sys.executable, script] + args, cwd=HERE, capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, script] + args, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
@@ -79,8 +79,8 @@ def test_two_process_opsd_with_an_ema_teacher_trains_like_one_process(tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two", ("loss", "kl/full", "len/mean", "grad_norm"))
     # the EMA teacher, sharded: each process saved its half, together the single process's teacher
-    ema_one = torch.load(tmp_path / "one" / "ckpt" / "rank0.pt", weights_only=False)["teacher"]["ema"]
-    halves = [torch.load(tmp_path / "two" / "ckpt" / f"rank{r}.pt", weights_only=False)["teacher"]["ema"] for r in (0, 1)]
+    ema_one = torch.load(tmp_path / "one" / "ckpt" / "rank0.pt", weights_only=False)["ema_teacher"]
+    halves = [torch.load(tmp_path / "two" / "ckpt" / f"rank{r}.pt", weights_only=False)["ema_teacher"] for r in (0, 1)]
     for k, v in ema_one.items():
         parts = [h[k].to_local() for h in halves]
         torch.testing.assert_close(torch.cat(parts)[:v.shape[0]], v, rtol=1e-5, atol=1e-6, msg=k)

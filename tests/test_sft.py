@@ -1,22 +1,25 @@
-"""Tests for train_sft.py and the tiny tokenizer it trains with.
+"""Tests for train_sft.py, tiny_world.py's training mix and the tiny tokenizer they train with.
 
-Command: `pytest -q test_sft.py` (CPU, offline, a few seconds on 2 cores).
+Command: `pytest -q tests/test_sft.py` (CPU, offline, a few seconds on 2 cores).
 
 What is checked, each against something built independently of the code under test:
   * a few SFT steps lower the NLL of the batch they train on;
-  * the loss covers the response (and its end-of-turn token) only: the label mask equals one
-    built from a hand-written ChatML string, and the batched, padded loss equals the sum of
-    per-example losses computed from unpadded forwards;
+  * the loss covers the response (and its end-of-turn token) only: an item's ids equal a
+    hand-written ChatML string, and the batched, padded loss equals the sum of per-example
+    losses computed from unpadded transformers forwards;
   * the trace filter (Fix 3) keeps correct traces and drops wrong, unboxed, truncated and
     repetitive ones;
   * the tiny tokenizer round-trips arbitrary UTF-8, and its chat prompt is what a Qwen3-style
     jinja chat template renders through transformers (non-thinking mode);
   * an interrupted run resumed from its checkpoint ends with the same weights, bit for bit, as
     the uninterrupted run;
-  * malformed and empty jsonl datasets fail with the file, line and field; every flag has help.
+  * malformed and empty jsonl datasets fail with the file, line and field; every flag has help;
+  * the tiny world's mix puts each kind of context where its fractions say.
 """
 
 import json
+import math
+import pathlib
 import random
 
 import pytest
@@ -24,9 +27,11 @@ import tokenizers
 import torch
 import transformers
 
+import common
 import data
 import eval_math
 import models
+import tiny_world
 import train_sft
 
 IM_START, IM_END, THINK, END_THINK = 257, 258, 259, 260
@@ -37,10 +42,12 @@ def tiny_model(seed=0):
                              num_attention_heads=2, num_key_value_heads=1, head_dim=16)
 
 
+MIX = dict(hint_frac=0.3, rule_frac=0.3, hard_hint_frac=0.75, repeat_1op=0)
+
+
 def mixed_items(tok, n=6):
     """A few items of every context kind (plain, hint, rule, hard)."""
-    cfg = train_sft.parse_config(["--hint-frac", "0.3", "--rule-frac", "0.3", "--hard-frac", "0.3"])
-    return train_sft.reference_items(cfg, tok, data.synthetic_examples(n, seed=5, hard_frac=0.3))
+    return train_sft.reference_items(tok, data.synthetic_examples(n, seed=5, hard_frac=0.3), MIX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,11 +58,11 @@ def mixed_items(tok, n=6):
 def test_a_few_sft_steps_lower_the_nll_of_the_batch():
     torch.manual_seed(0)
     tok, model = models.tiny_tokenizer(), tiny_model().train()
-    ids, attn, labels = train_sft.collate(mixed_items(tok, 8), tok.pad_token_id)
+    items = mixed_items(tok, 8)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(6):
-        loss, n = train_sft.nll_sum(model, ids, attn, labels)
+        loss, n = train_sft.nll_sum(model, items)
         (loss / n).backward()
         opt.step()
         opt.zero_grad()
@@ -63,21 +70,17 @@ def test_a_few_sft_steps_lower_the_nll_of_the_batch():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_label_mask_covers_exactly_the_response_and_end_of_turn():
+def test_an_item_is_the_chatml_prompt_then_the_response_and_end_of_turn():
     tok = models.tiny_tokenizer()
     ex = data.synthetic_examples(1, seed=2)[0]
     item = train_sft.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
     # independent construction: the ChatML text of Qwen3's non-thinking template, by hand
     prompt_text = (f"<|im_start|>user\n{ex.problem}<|im_end|>\n"
                    "<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    full_text = prompt_text + ex.solution + "<|im_end|>"
-    want = tok.enc.encode(full_text, allowed_special="all")
+    want = tok.enc.encode(prompt_text + ex.solution + "<|im_end|>", allowed_special="all")
     P = len(tok.enc.encode(prompt_text, allowed_special="all"))
-    ids, attn, labels = train_sft.collate([item], tok.pad_token_id)
-    assert ids[0].tolist() == want
-    assert (labels[0, :P] == -100).all()
-    assert labels[0, P:].tolist() == want[P:]
-    assert tok.decode(labels[0, P:].tolist(), skip_special=False) == ex.solution + "<|im_end|>"
+    assert item.prompt + item.response == want and len(item.prompt) == P
+    assert tok.decode(item.response, skip_special=False) == ex.solution + "<|im_end|>"
 
 
 def test_padded_batch_loss_equals_per_example_losses_without_padding():
@@ -85,8 +88,8 @@ def test_padded_batch_loss_equals_per_example_losses_without_padding():
     examples, of -log p(response token) from each example's own unpadded forward."""
     tok, model = models.tiny_tokenizer(), tiny_model(seed=3)
     items = mixed_items(tok, 6)
-    assert len({len(it.prompt) for it in items}) > 1  # ragged, so padding is exercised
-    loss, n = train_sft.nll_sum(model, *train_sft.collate(items, tok.pad_token_id))
+    assert len({len(it.prompt) for it in items}) > 1 and len({len(it.response) for it in items}) > 1  # ragged
+    loss, n = train_sft.nll_sum(model, items)
     want, count = 0.0, 0
     with torch.no_grad():
         for it in items:
@@ -101,16 +104,42 @@ def test_padded_batch_loss_equals_per_example_losses_without_padding():
 
 
 def test_gradient_ignores_the_prompt_targets():
-    """Changing what the prompt says after position 0 changes the context, but the loss must
-    not contain -log p(prompt token): compare with the response-only sum by hand."""
+    """The loss must not contain -log p(prompt token): its gradient equals that of the
+    response-only sum computed by hand from transformers' forward."""
     tok, model = models.tiny_tokenizer(), tiny_model(seed=4)
     it = mixed_items(tok, 1)[0]
-    ids, attn, labels = train_sft.collate([it], tok.pad_token_id)
-    logp = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)  # (L-1, V)
-    every_token = -logp.gather(-1, ids[0, 1:, None]).sum().item()
-    loss, n = train_sft.nll_sum(model, ids, attn, labels)
+    loss, n = train_sft.nll_sum(model, [it])
     assert n == len(it.response)
-    assert loss.item() < every_token - 1.0  # the prompt's ~150 tokens are not in it
+    g_ours = torch.autograd.grad(loss, model.model.embed_tokens.weight)[0]
+    seq = torch.tensor([it.prompt + it.response])
+    logp = model(input_ids=seq).logits[0, :-1].float().log_softmax(-1)  # (L-1, V): position t predicts t+1
+    P = len(it.prompt)
+    by_hand = -logp[P - 1:].gather(-1, seq[0, P:, None]).sum()
+    every_token = -logp.gather(-1, seq[0, 1:, None]).sum()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5) and loss.item() < every_token.item() - 1.0
+    g_hand = torch.autograd.grad(by_hand, model.model.embed_tokens.weight)[0]
+    torch.testing.assert_close(g_ours, g_hand, rtol=1e-4, atol=1e-6)
+
+
+def test_tiny_world_mix_draws_each_context_at_its_fraction():
+    """reference_items with the tiny world's mix: every kind appears, hard problems only with the
+    hint or plain, 1-operation problems repeated, and the fractions near the mix's over many."""
+    tok = models.tiny_tokenizer()
+    problems = data.synthetic_examples(3000, seed=6, hard_frac=0.2)
+    mix = dict(hint_frac=0.15, rule_frac=0.25, hard_hint_frac=0.75, repeat_1op=2)
+    items = train_sft.reference_items(tok, problems, mix)
+    kinds = [it.kind for it in items]
+    easy_1op = sum(ex.meta.get("ops") == 1 and not ex.meta.get("hard") for ex in problems)
+    assert len(items) == len(problems) + 2 * easy_1op
+    n_hard = sum(k.startswith("hard") for k in kinds)
+    assert abs(kinds.count("hard-hint") / n_hard - 0.75) < 0.05
+    ordinary = len(items) - n_hard
+    assert abs(kinds.count("rule") / ordinary - 0.25) < 0.03 and abs(kinds.count("hint") / ordinary - 0.15) < 0.03
+    rule = next(it for it in items if it.kind == "rule")
+    assert tok.decode(rule.prompt, skip_special=False).startswith("<|im_start|>system\n" + data.SYSTEM_RULE_SYNTHETIC)
+    assert train_sft.reference_items(tok, problems, mix) == items  # a fixed draw
+    plain = train_sft.reference_items(tok, problems[:50])
+    assert {it.kind for it in plain} <= {"plain", "hard-plain"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,45 +235,66 @@ def test_tiny_chat_prompt_matches_a_qwen3_style_template_rendered_by_transformer
 # ----------------------------------------------------------------------------------------------
 
 
-def small_run(out, *extra):
-    return train_sft.parse_config([
-        "--init", "scratch", "--layers", "1", "--width", "32", "--ffn", "64", "--heads", "1",
-        "--kv-heads", "1", "--n-train", "60", "--hint-frac", "0.3", "--rule-frac", "0.2",
-        "--steps", "7", "--batch-size", "8", "--micro-batch-size", "3", "--lr", "1e-2",
-        "--ckpt-every", "2", "--eval", "none", "--save-dtype", "float32", "--log-every", "100",
-        "--out", str(out), *extra])
+def small_run(out, **extra):
+    """A few SFT steps of a small scratch model on the tiny world's mix (tiny_world.train_model)."""
+    shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
+                 num_key_value_heads=1, head_dim=32)
+    cfg = dict(tiny_world.MODELS["student"], shape=shape, n_train=60, hint_frac=0.3, rule_frac=0.2, steps=7,
+               batch_size=8, micro_batch=3, lr=1e-2, ckpt_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
+               eval_max_new_tokens=6, threads=1, out=str(out))
+    cfg.update(extra)
+    return cfg
 
 
 def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
-    train_sft.train(small_run(tmp_path / "straight"))
-    train_sft.train(small_run(tmp_path / "cut", "--stop-at", "3"))  # "interrupted" after step 3
-    partial = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=False)
-    assert partial["state"]["step"] == 3
-    train_sft.train(small_run(tmp_path / "cut", "--resume"))
-    a = torch.load(tmp_path / "straight" / "ckpt.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=False)
-    assert a["state"]["stream"] == b["state"]["stream"] and a["state"]["step"] == b["state"]["step"] == 7
-    for name, w in a["model"].items():
-        assert torch.equal(w, b["model"][name]), name
+    tiny_world.train_model(small_run(tmp_path / "straight"))
+    tiny_world.train_model(small_run(tmp_path / "cut", stop_at=3))  # "interrupted" after step 3
+    assert torch.load(tmp_path / "cut" / "ckpt" / "train_state.pt", weights_only=False)["step"] == 3
+    tiny_world.train_model(small_run(tmp_path / "cut", resume=True))
+    a = torch.load(tmp_path / "straight" / "ckpt" / "train_state.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "ckpt" / "train_state.pt", weights_only=False)
+    assert a["stream"] == b["stream"] and a["step"] == b["step"] == 7
+    wa, _ = models.load(str(tmp_path / "straight" / "ckpt"))
+    wb, _ = models.load(str(tmp_path / "cut" / "ckpt"))
+    for (name, w), v in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(w, v), name
     # the weights moved (equality is not trivial), and the metrics are one line per step
-    init = models.build_tiny(0, num_hidden_layers=1, hidden_size=32, intermediate_size=64,
-                             num_attention_heads=1, num_key_value_heads=1, head_dim=32)
-    assert not torch.equal(init.state_dict()["model.embed_tokens.weight"], a["model"]["model.embed_tokens.weight"])
+    init = models.build_tiny(0, **small_run(tmp_path)["shape"])
+    assert not torch.equal(init.state_dict()["model.embed_tokens.weight"], wa.state_dict()["model.embed_tokens.weight"])
     lines = [json.loads(x) for x in open(tmp_path / "cut" / "metrics.jsonl")]
     straight = [json.loads(x) for x in open(tmp_path / "straight" / "metrics.jsonl")]
     assert [r["step"] for r in lines] == list(range(1, 8))
-    assert [r["loss/nll"] for r in lines] == [r["loss/nll"] for r in straight]
-    # the saved final model loads through models.load
+    assert [r["loss"] for r in lines] == [r["loss"] for r in straight]
+    # the saved final model loads through models.load, and the summary holds the tiny world's table
     model, tok = models.load(str(tmp_path / "cut" / "final"), device="cpu")
-    assert torch.equal(model.state_dict()["model.norm.weight"], a["model"]["model.norm.weight"])
+    assert torch.equal(model.state_dict()["model.norm.weight"], wa.state_dict()["model.norm.weight"])
+    summary = json.load(open(tmp_path / "cut" / "summary.json"))
+    assert summary["eval"]["hard_wrong_hint"]["n"] == 2 and summary["steps_done"] == 7
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    train_sft.train(small_run(tmp_path / "r", "--stop-at", "2"))
-    with pytest.raises(SystemExit, match="lr"):
-        train_sft.train(small_run(tmp_path / "r", "--resume", "--lr", "5e-3"))
-    with pytest.raises(SystemExit, match="--resume"):
-        train_sft.train(small_run(tmp_path / "r"))  # would overwrite the run
+    tiny_world.train_model(small_run(tmp_path / "r", stop_at=2))
+    with pytest.raises(ValueError, match="lr"):
+        tiny_world.train_model(small_run(tmp_path / "r", resume=True, lr=5e-3))
+    with pytest.raises(FileExistsError, match="--resume"):
+        tiny_world.train_model(small_run(tmp_path / "r"))  # would overwrite the run
+
+
+def test_sft_student_on_teacher_traces_end_to_end(tmp_path):
+    """train_sft.main with --source traces (the sft-student preset): the shipped teacher writes,
+    the filter keeps, the student trains on exactly the cached traces, and the before/after
+    evaluation is in the summary."""
+    tiny = pathlib.Path(__file__).resolve().parents[1] / "tiny"
+    args = ["--preset", "sft-student", "--student", str(tiny / "student"), "--teacher", str(tiny / "teacher"),
+            "--n-train", "12", "--eval-n", "4", "--threads", "1", "--out", str(tmp_path / "run")]
+    summary = train_sft.main(args)
+    traces = [json.loads(x) for x in open(tmp_path / "run" / "traces.jsonl")]
+    assert summary["data"]["items"] == len(traces) > 0
+    kept = summary["data"]["trace_filter"]
+    assert kept["kept"] == len(traces) and sum(kept.values()) == 12
+    assert all(eval_math.grade(t["response"], t["answer"]) for t in traces)
+    assert summary["steps"] == -(-2 * len(traces) // 32)  # --epochs 2 of the preset
+    assert set(summary["eval_before"]) == set(summary["eval"]) == {"greedy", "sampled"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,11 +303,18 @@ def test_resume_refuses_other_settings(tmp_path):
 
 
 def test_lr_schedule_warms_up_then_decays_to_min_lr():
-    cfg = train_sft.parse_config(["--steps", "100", "--lr", "1e-3", "--min-lr", "1e-5", "--warmup-frac", "0.1"])
-    lrs = [train_sft.lr_at(s, cfg) for s in range(100)]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    sched = common.cosine_schedule(opt, 100, 0.1, min_ratio=1e-5 / 1e-3)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(1e-5, abs=1e-6)
+    # the closed form of the cosine half-way through the decay: min + (max - min) / 2
+    assert lrs[55] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
 
 
 def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
@@ -283,12 +340,17 @@ def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
         train_sft.jsonl_items(str(empty), tok)
 
 
-def test_every_flag_has_help_and_ignored_flags_are_refused():
-    for action in train_sft.build_parser()._actions:
-        assert action.help, action.option_strings
-    with pytest.raises(SystemExit):
-        train_sft.parse_config(["--build-tiny", "--steps", "10"])
-    with pytest.raises(SystemExit):
-        train_sft.parse_config(["--init", "tiny/student", "--layers", "3"])
-    cfg = train_sft.parse_config(["--preset", "tiny-teacher", "--steps", "5"])
-    assert cfg.steps == 5 and cfg.layers == 4  # explicit flag beats preset, preset beats default
+def test_every_flag_has_help_and_contradictions_are_refused(capsys):
+    for script in (train_sft, tiny_world):
+        with pytest.raises(SystemExit):
+            script.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--max-rep" in text and "--force" in text
+    with pytest.raises(SystemExit, match="--teacher only writes traces"):
+        train_sft.parse_config(["--preset", "sft-student", "--source", "jsonl", "--data-path", "x.jsonl"])
+    with pytest.raises(SystemExit, match="needs --teacher"):
+        train_sft.parse_config(["--source", "traces"])
+    with pytest.raises(SystemExit, match="--model"):
+        tiny_world.main(["--steps", "10"])
+    cfg = train_sft.parse_config(["--preset", "paper-sft", "--lr", "1e-5"])
+    assert cfg["lr"] == 1e-5 and cfg["min_lr"] == 5e-7  # explicit flag beats preset, preset beats the base

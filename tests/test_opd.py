@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 
+import common
 import data
 import losses
 import models
@@ -29,7 +30,7 @@ def tiny_pair(tmp_path, **overrides):
 
 
 def small_cfg(**kw):
-    cfg = train_opd.resolve_config([])
+    cfg = train_opd.parse_config([])
     cfg.update(steps=4, batch_size=6, micro_batch=4, max_new_tokens=12, eval_n=6, eval_max_new_tokens=12,
                eval_every=0, ckpt_every=2, lr=3e-3, threads=1)
     cfg.update(kw)
@@ -42,7 +43,7 @@ def setup_step(cfg, same_weights=False):
     student = copy.deepcopy(teacher).requires_grad_(True) if same_weights else models.build_tiny(seed=2)
     prompts = [data.context_ids(tok, ex) for ex in data.synthetic_examples(cfg["batch_size"], split="train")]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-    sched = train_opd.cosine_schedule(opt, 10, 0.0)
+    sched = common.cosine_schedule(opt, 10, 0.0)
     return tok, teacher, student, prompts, opt, sched
 
 

@@ -1,11 +1,11 @@
-"""Peak memory and time of the chunked losses against the materialised ones (issue 10, part 1).
+"""Peak memory and time of the chunked losses against the materialised ones.
 
 At the paper's scale a float32 (N, V) logits tensor is 37 GiB for N = 64 × 4096 tokens and
 V = 151,936; the materialised losses keep several of them. `losses.chunked_loss` computes the same
 loss and gradient from hidden states and the LM head, `--chunk` tokens at a time.
 
     make bench-losses                                   # CPU, small hidden size (see below)
-    python bench_losses.py --device cuda --dtype bfloat16 --hidden 2048 --teacher-hidden 4096
+    python bench/bench_losses.py --device cuda --dtype bfloat16 --hidden 2048 --teacher-hidden 4096
 
 Each measurement (forward + backward of the student's hidden states and LM head, teacher logits
 under no_grad) runs in a fresh subprocess so that peak memory is its own: on CPU the growth of the
@@ -23,6 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
 
 def rss_bytes() -> int:

@@ -1,0 +1,505 @@
+"""Plumbing shared by every trainer, as plain functions: presets and flags, the run folder, the
+learning-rate schedule, sampling a batch, checkpoints that resume exactly, the metrics log,
+progress bars and Markdown tables.
+
+What this file is
+    train_opd.py, train_opsd.py, train_grpo.py, train_sft.py and tiny_world.py each own their
+    loop; they call these functions for everything that is not their algorithm. Nothing here knows
+    which algorithm runs: no trainer class, no hooks. A run folder (`--out`) holds
+
+        config.json     the resolved config (presets + flags), as the run started
+        metrics.jsonl   one JSON line per step (and one per evaluation)
+        eval/           per-problem records of every held-out evaluation
+        ckpt/           the latest checkpoint: the weights in transformers format, train_state.pt
+                        (step, schedule, data position, RNG) and rank{r}.pt (optimizer state)
+        summary.json    written last: a run that has it is finished
+
+    `--resume` continues from ckpt/ exactly: the same batches, the same sampling noise (seeded by
+    (seed, step)), the same optimizer state; the metrics after the checkpoint are dropped and
+    written again.
+
+What it simplifies
+    * A checkpoint keeps the full weights (float32 for training) and one optimizer shard per
+      process: resume with the same number of processes.
+    * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other difference is refused.
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+
+import torch
+import tqdm
+import transformers
+
+import data
+import distributed
+import models
+import rollout
+
+# -----------------------------------------------------------------------------
+# Config: a preset (a dict named after where its values come from), then the flags given on top
+
+def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> dict:
+    """The config of a run: `presets[--preset]`, then every flag given on the command line.
+
+    `add_flags(parser)` adds the script's flags; they default to None so that an absent flag
+    leaves the preset's value. The first preset is the default."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = next(iter(presets))
+    ap.add_argument("--preset", default=default, choices=list(presets), help=f"defaults for every flag (default: {default})")
+    add_flags(ap)
+    args = ap.parse_args(argv)
+    cfg = dict(presets[args.preset])
+    for key, val in vars(args).items():
+        if val is not None or key not in cfg:
+            cfg[key] = val
+    if "amp" in cfg and cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
+        cfg["amp"] = torch.cuda.is_available() and cfg["device"] in (None, "cuda")
+    return cfg
+
+
+def add_data_flags(g) -> None:
+    g.add_argument("--data", help="training prompts: synthetic, dapo, openthoughts, math500, or a .jsonl path")
+    g.add_argument("--data-path", help="read the dataset named by --data from this local file instead of the hub")
+    g.add_argument("--eval-data", help="held-out problems: synthetic, math500, aime24, aime25, or a .jsonl path")
+
+
+def add_rollout_flags(ap) -> None:
+    g = ap.add_argument_group("rollout")
+    g.add_argument("--batch-size", type=int, help="prompts per step (paper: 64)")
+    g.add_argument("--max-new-tokens", type=int, help="response length cap (paper: 4096)")
+    g.add_argument("--temperature", type=float, help="sampling temperature (paper: 1.0)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling (paper: 0.95)")
+    g.add_argument("--rollout-batch", type=int,
+                   help="rows sampled at a time (the KV cache holds this many rows; default: the whole batch); "
+                        "the sampling noise depends on the grouping, so changing it changes the draws")
+    g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
+
+
+def add_optim_flags(ap) -> None:
+    g = ap.add_argument_group("optimisation (AdamW, linear warm-up, cosine decay)")
+    g.add_argument("--steps", type=int, help="optimizer steps (OPD: one per rollout batch; paper: 1000)")
+    g.add_argument("--micro-batch", type=int, help="rows per forward/backward; gradients accumulate over the batch")
+    g.add_argument("--lr", type=float, help="peak learning rate (paper OPD: 2e-6)")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm at this value (0 = off)")
+
+
+def add_eval_flags(ap) -> None:
+    g = ap.add_argument_group("evaluation")
+    g.add_argument("--eval-every", type=int, help="evaluate the student every this many steps (0 = start and end only)")
+    g.add_argument("--eval-n", type=int, help="held-out problems per evaluation")
+    g.add_argument("--eval-max-new-tokens", type=int, help="evaluation length cap")
+
+
+def add_run_flags(ap, out: str) -> None:
+    g = ap.add_argument_group("run folder, checkpoints, hardware")
+    g.add_argument("--out", default=out, help=f"run folder: config.json, metrics.jsonl, eval/, ckpt/ (default: {out})")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, exactly")
+    g.add_argument("--stop-at", type=int, default=0,
+                   help="stop after this step with a checkpoint, to continue with --resume (a job with a time limit)")
+    g.add_argument("--ckpt-every", type=int, help="save a checkpoint every this many steps (0 = only at the end)")
+    g.add_argument("--seed", type=int, default=0, help="seeds data order, sampling and evaluation")
+    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+
+
+def loss_options(cfg: dict) -> dict:
+    """The options of losses.LOSSES[cfg["loss"]] that the config sets: k of the Top-K losses, beta of jsd."""
+    if cfg["loss"].startswith("topk"):
+        return {"k": cfg["k"]}
+    return {"beta": cfg["beta"]} if cfg["loss"] == "jsd" else {}
+
+
+# -----------------------------------------------------------------------------
+# The run folder
+
+RESUME_MAY_CHANGE = ("resume", "stop_at", "threads", "device")
+
+
+def ckpt_dir(cfg: dict) -> str:
+    return os.path.join(cfg["out"], "ckpt")
+
+
+def start_run(cfg: dict) -> torch.device:
+    """Threads, the device (and torchrun's process group), the run folder, the global seeds.
+
+    A fresh run refuses a folder that holds a checkpoint; `--resume` needs one and the same
+    config (only RESUME_MAY_CHANGE may differ). Writes config.json; returns this process's device."""
+    transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    device = distributed.init(torch.device(cfg["device"]) if cfg["device"] else models.default_device())
+    out, ckpt = cfg["out"], ckpt_dir(cfg)
+    if cfg["resume"]:
+        if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt}; start without --resume")
+        with open(os.path.join(out, "config.json")) as f:
+            saved = json.load(f)
+        changed = {k: (saved.get(k), v) for k, v in cfg.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v}
+        if changed:
+            raise ValueError(f"--resume with a different config than the run in {out}: {changed} (then, now); "
+                             f"resume with the same flags (only {', '.join(RESUME_MAY_CHANGE)} may change)")
+    elif os.path.exists(ckpt):
+        raise FileExistsError(f"{out} already holds a run with a checkpoint; pass --resume to continue it or "
+                              "choose another --out")
+    distributed.barrier()  # every process has checked the folder before rank 0 writes to it
+    if distributed.is_main():
+        os.makedirs(os.path.join(out, "eval"), exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+    world = distributed.world()[1]
+    say("config: " + json.dumps(cfg) + (f"; {world} processes" if world > 1 else ""))
+    random.seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    return device
+
+
+def load_examples(cfg: dict, which: str) -> list:
+    """The training problems (`which="train"`) or the first eval_n held-out ones (`"eval"`)."""
+    name = cfg["data"] if which == "train" else cfg["eval_data"]
+    if name == "synthetic":
+        n = 20_000 if which == "train" else cfg["eval_n"]
+        return data.load_examples("synthetic", n=n, split="train" if which == "train" else "eval",
+                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"])
+    examples = data.load_examples(name, path=cfg["data_path"] if which == "train" else None)
+    return examples if which == "train" else examples[: cfg["eval_n"]]
+
+
+def check_prompt_lengths(model, prompts: list, max_new_tokens: int, what: str) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    longest = max(len(p) for p in prompts)
+    if limit is not None and longest + max_new_tokens > limit:
+        raise ValueError(f"a {what} prompt has {longest} tokens; with {max_new_tokens} new tokens that exceeds the "
+                         f"model's context of {limit}; lower --max-new-tokens or filter long prompts")
+
+
+def my_rows(batch: list) -> list:
+    """This process's share of a batch (every process reads the same stream): all of it in one process."""
+    rank, world = distributed.world()
+    return batch[rank * len(batch) // world:(rank + 1) * len(batch) // world]
+
+
+def step_generator(cfg: dict, step: int, device) -> torch.Generator:
+    """The sampling noise of a training step, a function of (seed, step): a resumed run draws what
+    the uninterrupted one drew."""
+    return torch.Generator(device=device).manual_seed(cfg["seed"] * 1_000_003 + step)
+
+
+def load_student(cfg: dict, device) -> tuple:
+    """(student, tokenizer) for training: float32 weights (Adam updates of lr 2e-6 vanish when
+    rounded into bf16 weights; bf16 compute comes from autocast), from ckpt/ on --resume, with
+    gradient checkpointing when the config asks for it."""
+    student, tok = models.load(ckpt_dir(cfg) if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32)
+    if cfg.get("grad_checkpointing"):
+        enable = getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
+        enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
+        student.config.use_cache = False
+    return student, tok
+
+
+# -----------------------------------------------------------------------------
+# Optimisation: AdamW with a linear warm-up and a cosine decay
+
+def optimizer(model, cfg: dict, steps: int) -> tuple:
+    """AdamW over the model's parameters and its schedule over `steps` optimizer steps: linear
+    warm-up over warmup_frac of them, then a cosine from lr down to min_lr (default 0)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]),
+                            weight_decay=cfg["weight_decay"])
+    return opt, cosine_schedule(opt, steps, cfg["warmup_frac"], cfg.get("min_lr", 0.0) / cfg["lr"] if cfg["lr"] else 0.0)
+
+
+def cosine_schedule(optimizer, steps: int, warmup_frac: float, min_ratio: float = 0.0):
+    warmup = max(1, round(warmup_frac * steps)) if warmup_frac > 0 else 0
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        cos = 0.5 * (1.0 + math.cos(math.pi * min((step - warmup) / max(steps - warmup, 1), 1.0)))
+        return cos if min_ratio == 0 else min_ratio + (1.0 - min_ratio) * cos
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def clip_grad_norm(model, max_norm: float) -> float:
+    """Clip the gradient's global norm (over every shard under FSDP) at max_norm (0 = no clip); its norm."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
+# -----------------------------------------------------------------------------
+# Sampling a batch with the student: rollout.generate, --rollout-batch rows at a time
+
+def chunk_generator(generator: torch.Generator, chunk: int) -> torch.Generator:
+    """The sampling noise of rollout chunk `chunk` of a step (--rollout-batch rows each): chunk 0
+    draws from the step's generator, chunk c > 0 from one seeded by (the step's seed, c). The draws
+    of a chunk do not depend on which process samples it (distributed.py)."""
+    if chunk == 0:
+        return generator
+    return torch.Generator(device=generator.device).manual_seed(generator.initial_seed() + 1_000_033 * chunk)
+
+
+def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
+    """One response per prompt of this process, --rollout-batch rows at a time (the KV cache is
+    rollout_batch x (P + T)): per row its ids (EOS included), the sampler's log p(y_t) at T = 1,
+    and whether it was truncated."""
+    rank, world = distributed.world()
+    rb = cfg.get("rollout_batch") or len(prompts)
+    if world > 1 and len(prompts) % rb:  # else a process's chunks would not be whole chunks of the batch
+        raise ValueError(f"--rollout-batch {rb} must divide the {len(prompts)} rows of each process")
+    responses, logp, truncated = [], [], []
+    with distributed.full_weights(model):  # the sampler reads the weights directly
+        for c, start in enumerate(range(0, len(prompts), rb)):
+            gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)  # the chunk's index in the whole batch
+            ro = rollout.generate(model, prompts[start:start + rb], cfg["max_new_tokens"],
+                                  temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
+                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg.get("cuda_graph", False))
+            for row, ids in enumerate(ro.responses()):
+                responses.append(ids)
+                logp.append(ro.logp[row, :len(ids)])
+                truncated.append(bool(ro.truncated[row]))
+    return responses, logp, truncated
+
+
+@contextlib.contextmanager
+def timed(times: dict, phase: str):
+    """`with timed(times, "rollout"): ...` adds the block's wall-clock seconds to times["time/rollout_s"]."""
+    t0 = time.perf_counter()
+    yield
+    key = f"time/{phase}_s"
+    times[key] = times.get(key, 0.0) + time.perf_counter() - t0
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: written beside the previous one, swapped in when complete
+
+def save_checkpoint(cfg: dict, model, tok, optimizer, scheduler, stream, step: int, others: dict = None) -> None:
+    """ckpt/: the model's full weights in transformers format (loadable with models.load),
+    train_state.pt (step, schedule, data position, RNG) and rank{r}.pt per process (its optimizer
+    shard and the state dicts of `others`, models a resume needs too: an EMA teacher). A
+    collective under torchrun."""
+    rank, world = distributed.world()
+    path = ckpt_dir(cfg)
+    tmp, old = path + ".tmp", path + ".old"
+    full = distributed.full_state_dict(model) if world > 1 else None  # every process takes part
+    if rank == 0:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)  # a write that was killed half-way
+        models.save(model, tok, tmp, state_dict=full)
+        torch.save({"step": step, "scheduler": scheduler.state_dict(), "stream": stream.state_dict(),
+                    "python_random": random.getstate(), "torch_random": torch.random.get_rng_state(), "world": world},
+                   os.path.join(tmp, "train_state.pt"))
+    distributed.barrier()
+    torch.save({"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},
+               os.path.join(tmp, f"rank{rank}.pt"))
+    distributed.barrier()
+    if rank == 0:
+        if os.path.exists(old):
+            shutil.rmtree(old)  # a swap that was killed half-way
+        if os.path.exists(path):
+            os.rename(path, old)
+        os.rename(tmp, path)  # the previous checkpoint stays valid until the new one is complete
+        if os.path.exists(old):
+            shutil.rmtree(old)
+    distributed.barrier()
+
+
+def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
+    """The first step of the run: 0 for a fresh run; on --resume the checkpoint's step, with the
+    optimizer, schedule, RNG, prompt stream and `others` (as save_checkpoint) restored from ckpt/
+    (the model's weights come with models.load(ckpt/)). Opens the metrics log either way."""
+    start = 0
+    if cfg["resume"]:
+        rank, world = distributed.world()
+        path = ckpt_dir(cfg)
+        state = torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
+        if state["world"] != world:
+            raise ValueError(f"{path} was written by {state['world']} processes, this run has {world}: the "
+                             "optimizer is saved one shard per process; resume with the same number")
+        rank_state = torch.load(os.path.join(path, f"rank{rank}.pt"), weights_only=False)
+        optimizer.load_state_dict(rank_state["optimizer"])
+        for key, m in (others or {}).items():
+            m.load_state_dict(rank_state[key])
+        scheduler.load_state_dict(state["scheduler"])
+        stream.load_state_dict(state["stream"])
+        random.setstate(state["python_random"])
+        torch.random.set_rng_state(state["torch_random"])
+        start = state["step"]
+        say(f"resumed from {path} at step {start}")
+    open_log(cfg, start)
+    return start
+
+
+def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
+    """After training step `done`: log its record `m`, move the progress bar, save a checkpoint
+    when one is due (`ckpt`: save_checkpoint's model, tok, optimizer, scheduler, stream and
+    others). True when the run stops here (--stop-at)."""
+    log(cfg, {"step": done, **m})
+    bar.update()
+    bar.set_postfix_str(postfix(m, PROGRESS))
+    if "eval" in m:
+        say(f"step {done}: student acc {m['eval']['student']['acc/pass@1']:.3f}")
+    if checkpoint_due(cfg, done):
+        save_checkpoint(cfg, step=done, **ckpt)
+    if done == cfg["stop_at"] and done < cfg["steps"]:
+        bar.close()
+        say(f"stopped after step {done} (--stop-at); continue with --resume")
+        return True
+    return False
+
+
+def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, algorithm: str) -> dict:
+    """After the last step: log the final evaluation, save the last checkpoint, write summary.json
+    (the student before and after, and the teacher at step 0 when there is one); returns it."""
+    log(cfg, {"step": cfg["steps"], "eval": {"student": final}})
+    save_checkpoint(cfg, step=cfg["steps"], **ckpt)
+    summary = run_summary(cfg, final, wall_s, algorithm)
+    write_summary(cfg, summary)
+    return summary
+
+
+def checkpoint_due(cfg: dict, done: int) -> bool:
+    """Whether step `done` ends with a checkpoint: every ckpt_every steps and at --stop-at (the
+    final one is written by the run's end)."""
+    if done >= cfg["steps"]:
+        return False
+    return bool(cfg["ckpt_every"] and done % cfg["ckpt_every"] == 0) or done == cfg["stop_at"]
+
+
+def eval_due(cfg: dict, done: int) -> bool:
+    """Whether step `done` is followed by a held-out evaluation (the final one is the run's end)."""
+    return bool(cfg["eval_every"]) and done % cfg["eval_every"] == 0 and done < cfg["steps"]
+
+
+# -----------------------------------------------------------------------------
+# The metrics log (JSONL), progress bars, messages
+
+def metrics_path(cfg: dict) -> str:
+    return os.path.join(cfg["out"], "metrics.jsonl")
+
+
+def open_log(cfg: dict, start: int) -> None:
+    """metrics.jsonl for a run that starts at step `start`: a fresh run starts it empty; a resumed
+    one keeps the lines up to its checkpoint's step (a torn last line included) and rewrites the rest."""
+    path = metrics_path(cfg)
+    if not distributed.is_main():
+        return
+    kept = []
+    if start > 0 and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # the line a killed write left half-written
+                if rec["step"] > start:
+                    break
+                kept.append(line)
+    with open(path, "w") as f:
+        f.writelines(kept)
+
+
+def log(cfg: dict, record: dict) -> None:
+    """Append one record to metrics.jsonl (rank 0); top-level floats rounded to 6 decimals."""
+    if distributed.is_main():
+        rec = {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()}
+        with open(metrics_path(cfg), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def read_log(folder: str) -> tuple:
+    """(training-step records, [(step, held-out student accuracy)]) of a run folder's metrics.jsonl."""
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: pass a run folder written by one of the train_*.py scripts")
+    steps, evals = [], []
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "student" in rec.get("eval", {}):
+                evals.append((rec["step"], rec["eval"]["student"]["acc/pass@1"]))
+            if "loss" in rec:
+                steps.append(rec)
+    return steps, evals
+
+
+def say(*args, **kwargs) -> None:
+    """Print a message to stderr from rank 0, between the lines of any progress bar."""
+    if distributed.is_main():
+        tqdm.tqdm.write(" ".join(str(a) for a in args), file=sys.stderr, **kwargs)
+
+
+def progress(iterable=None, total=None, initial: int = 0, desc: str = "", disable: bool = False):
+    """A tqdm bar on stderr, shown only on a terminal and on rank 0 (logs and CI get no bar; the
+    per-step monitors are in metrics.jsonl)."""
+    return tqdm.tqdm(iterable, total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True,
+                     disable=disable or not (sys.stderr.isatty() and distributed.is_main()))
+
+
+PROGRESS = (("loss", "loss"), ("kl/full", "kl"), ("reward/mean", "reward"), ("len/mean", "len"),
+            ("len/truncated_frac", "trunc"), ("topk/overlap", "overlap"))  # a training bar's monitors, when logged
+
+
+def postfix(m: dict, keys: tuple = PROGRESS) -> str:
+    """A bar's postfix: the monitors `keys` ((metric, short name) pairs) present in `m`."""
+    return "  ".join(f"{name} {m[key]:.4g}" for key, name in keys if key in m)
+
+
+# -----------------------------------------------------------------------------
+# Markdown tables and summaries
+
+def md_table(header: list, rows: list) -> str:
+    """A Markdown table: one header row, then one row per list of cells (printed with str())."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def acc_ci(e: dict, digits: int = 3) -> str:
+    """pass@1 with its 95 % interval, e.g. `0.533 [0.477, 0.589]`."""
+    lo, hi = e["acc/pass@1_ci"]
+    return f"{e['acc/pass@1']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def summary_table(s: dict, cfg: dict, name: str) -> str:
+    """The before/after table a trainer prints at the end: teacher, student before and after."""
+    row = lambda who, e: [who, acc_ci(e), f"{e['len/mean']:.1f}", f"{e['len/truncated_frac']:.3f}", f"{e['rep/ratio']:.3f}"]
+    rows = [row(f"teacher (with PI: {cfg['pi']})" if cfg.get("pi") else "teacher", s["teacher"])] if "teacher" in s else []
+    rows += [row("student before", s["student_before"]), row(f"student after {name}", s["student_after"])]
+    how = f" with {cfg['loss']} (K={cfg['k']})" if "k" in cfg else ""
+    return (f"{name}{how}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
+            f"seed {cfg['seed']}, {s['wall_s']} s of training\n"
+            + md_table(["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"], rows))
+
+
+def write_summary(cfg: dict, summary: dict) -> None:
+    """summary.json, written last: the folder then holds a finished run (rank 0)."""
+    if distributed.is_main():
+        with open(os.path.join(cfg["out"], "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+def read_json(folder: str, name: str = "summary.json") -> dict:
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: pass a finished run folder")
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_summary(cfg: dict, final: dict, wall_s: float, algorithm: str = "") -> dict:
+    """summary.json of a run that evaluates at step 0 and at the end: the student before (and the
+    teacher, when there is one) from metrics.jsonl's step-0 record, the student after. Rank 0."""
+    if not distributed.is_main():
+        return {}
+    with open(metrics_path(cfg)) as f:
+        first = json.loads(f.readline())["eval"]
+    summary = {"student_before": first["student"], "student_after": final, "steps": cfg["steps"],
+               "loss": cfg.get("loss") or algorithm, "wall_s": round(wall_s, 1)}
+    if "teacher" in first:
+        summary["teacher"] = first["teacher"]
+    return summary
