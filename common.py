@@ -25,6 +25,8 @@ What it simplifies
 """
 import argparse
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -60,7 +62,7 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> dict:
         if val is not None or key not in cfg:
             cfg[key] = val
     if "amp" in cfg and cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
-        cfg["amp"] = torch.cuda.is_available() and cfg["device"] in (None, "cuda")
+        cfg["amp"] = torch.cuda.is_available()
     return cfg
 
 
@@ -94,7 +96,6 @@ def add_eval_flags(ap) -> None:
     g = ap.add_argument_group("evaluation")
     g.add_argument("--eval-every", type=int, help="evaluate the student every this many steps (0 = start and end only)")
     g.add_argument("--eval-n", type=int, help="held-out problems per evaluation")
-    g.add_argument("--eval-max-new-tokens", type=int, help="evaluation length cap")
 
 
 def add_run_flags(ap, out: str) -> None:
@@ -105,7 +106,6 @@ def add_run_flags(ap, out: str) -> None:
                    help="stop after this step with a checkpoint, to continue with --resume (a job with a time limit)")
     g.add_argument("--ckpt-every", type=int, help="save a checkpoint every this many steps (0 = only at the end)")
     g.add_argument("--seed", type=int, default=0, help="seeds data order, sampling and evaluation")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
 
 
@@ -119,7 +119,7 @@ def loss_options(cfg: dict) -> dict:
 # -----------------------------------------------------------------------------
 # The run folder
 
-RESUME_MAY_CHANGE = ("resume", "stop_at", "threads", "device")
+RESUME_MAY_CHANGE = ("resume", "stop_at", "threads")
 
 
 def ckpt_dir(cfg: dict) -> str:
@@ -127,14 +127,14 @@ def ckpt_dir(cfg: dict) -> str:
 
 
 def start_run(cfg: dict) -> torch.device:
-    """Threads, the device (and torchrun's process group), the run folder, the global seeds.
+    """Threads, the device (CUDA when present; under torchrun one per process), the run folder, the global seeds.
 
     A fresh run refuses a folder that holds a checkpoint; `--resume` needs one and the same
     config (only RESUME_MAY_CHANGE may differ). Writes config.json; returns this process's device."""
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    device = distributed.init(torch.device(cfg["device"]) if cfg["device"] else models.default_device())
+    device = distributed.init(models.default_device())  # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
     out, ckpt = cfg["out"], ckpt_dir(cfg)
     if cfg["resume"]:
         if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
@@ -201,6 +201,74 @@ def load_student(cfg: dict, device) -> tuple:
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
         student.config.use_cache = False
     return student, tok
+
+
+# -----------------------------------------------------------------------------
+# The prompt stream: deterministic shuffling, resumable iteration
+
+def epoch_order(n: int, seed: int, epoch: int) -> list:
+    """A permutation of range(n), a pure function of (seed, epoch): sorted by a hash, so it is
+    the same on every machine and Python version."""
+    def key(i):
+        return hashlib.sha256(f"{seed}:{epoch}:{i}".encode()).digest()
+    return sorted(range(n), key=key)
+
+
+def fingerprint(examples: list) -> str:
+    """A short hash of a list of dataclass items (Examples, SFT items): a stream's saved state
+    only resumes over the same items."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(repr(dataclasses.astuple(ex)).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+class PromptStream:
+    """Endless batches of examples, reshuffled every epoch (`shuffle=False`: file order).
+
+    The state is (seed, epoch, position), so a run that saves `state_dict()` with its checkpoint
+    and calls `load_state_dict` on resume sees exactly the batches it would have seen. A batch that
+    crosses an epoch boundary is completed from the next epoch's order."""
+
+    def __init__(self, examples: list, batch_size: int, seed: int = 0, shuffle: bool = True):
+        if not examples:
+            raise ValueError("PromptStream needs at least one example")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.examples, self.batch_size, self.seed, self.shuffle = examples, batch_size, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._fingerprint = fingerprint(examples)
+        self._order = self._make_order()
+
+    def _make_order(self) -> list:
+        n = len(self.examples)
+        return epoch_order(n, self.seed, self.epoch) if self.shuffle else list(range(n))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        batch = []
+        while len(batch) < self.batch_size:
+            if self.position == len(self.examples):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._make_order()
+            batch.append(self.examples[self._order[self.position]])
+            self.position += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
+                "shuffle": self.shuffle, "n": len(self.examples), "fingerprint": self._fingerprint}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["n"] != len(self.examples) or state["fingerprint"] != self._fingerprint:
+            raise ValueError(f"this stream state belongs to another dataset ({state['n']} examples, "
+                             f"fingerprint {state['fingerprint']}; here {len(self.examples)}, "
+                             f"{self._fingerprint}); resume with the same data and filters")
+        self.seed, self.shuffle = state["seed"], state["shuffle"]
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._make_order()
 
 
 # -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Where prompts come from: the paper's math datasets, the tiny world's synthetic task, the
 student prompt, and the OPSD teacher contexts (privileged-information modes).
 
-Paper sections (PAPER.md beside the design documents):
+Paper sections (docs/paper.md):
   §2.3  datasets: DAPO-Math-17k (OPD training), OpenThoughts-114k math rows with an extractable
         \\boxed{} answer (OPSD privileged information), MATH-500, AIME 2024, AIME 2025 (evaluation);
         the student prompt `{problem}\\n\\nPlease reason step by step, and put your final answer
@@ -16,28 +16,20 @@ solution). Loaders read the hub (through `datasets` when it is installed, otherw
     load_examples("math500", path="m500.jsonl")     # the same schema from a local file
     load_examples("my_problems.jsonl")              # any file with `problem` and `answer` fields
     load_examples("synthetic", n=200, split="eval") # the tiny world's task, no file at all
-
     python data.py --name synthetic --n 5           # print a few examples and their contexts
 
-The synthetic task (the tiny world, DESIGN.md §4): integer expressions over + - * with 1-3
-operations on single digits (no a*b*c chains), worked by rewriting the expression one operation at a time (multiplication first,
-then left to right) and ending in \\boxed{}. For example
-
-    What is 3+4*2-5?   ->   =3+8-5\\n=11-5\\n=6\\n\\boxed{6}
-
-The student's message is the bare problem (no §2.3 instruction) and the PI templates are one line
-(SYNTHETIC_ANSWER_ONLY_TEMPLATE, SYNTHETIC_FULL_TEMPLATE): with byte-level tokens every character
-costs a position, and short contexts buy the tiny world three times more training steps.
-
-Train and eval problems can never overlap: an expression's split is a hash of its text. Two
-kinds of privileged information change what a model should do:
+The synthetic task (the tiny world, docs/tiny_world.md): integer expressions over + - * with 1-3
+operations on single digits (no a*b*c chains), worked one operation at a time (multiplication
+first, then left to right) and ending in \\boxed{}: `What is 3+4*2-5?` -> `=3+8-5\\n=11-5\\n=6\\n\\boxed{6}`.
+The student's message is the bare problem and the PI templates are one line: with byte-level
+tokens every character costs a position. Train and eval problems never overlap (an expression's
+split is a hash of its text). Two kinds of privileged information change what a model should do:
   * a shared system rule (SYSTEM_RULE_SYNTHETIC, "answer with the final result only"), under which
     the target response is `\\boxed{6}` alone, and
-  * a per-instance hint (the `answer_only` context). The issue-6 trial showed a hint is ignored
-    when the worked steps always yield the answer, so a fraction `hard_frac` of problems are
-    products of two 2-digit numbers, written as one step (`=1081`): a tiny model cannot compute
-    them, so the hint is the only way to answer them (and a wrong hint, `Example.hint`, shows
-    whether a model reads it).
+  * a per-instance hint (the `answer_only` context). A hint is ignored when the worked steps always
+    yield the answer, so a fraction `hard_frac` of problems are products of two 2-digit numbers,
+    written as one step (`=1081`): a tiny model cannot compute them, so the hint is the only way
+    to answer them (and a wrong hint, `Example.hint`, shows whether a model reads it).
 
 Deliberate simplifications: OpenThoughts rows are kept only when their reference solution has
 exactly one distinct \\boxed{} answer (as the authors' filter does); records are held in memory
@@ -526,74 +518,6 @@ def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = 
                          f"or a path to a .jsonl/.json/.parquet file")
     examples = parse_records(records, parser, name)
     return examples[:limit] if limit is not None else examples
-
-
-# -----------------------------------------------------------------------------
-# Deterministic shuffling and resumable iteration
-
-def epoch_order(n: int, seed: int, epoch: int) -> list:
-    """A permutation of range(n), a pure function of (seed, epoch): sorted by a hash, so it is
-    the same on every machine and Python version."""
-    def key(i):
-        return hashlib.sha256(f"{seed}:{epoch}:{i}".encode()).digest()
-    return sorted(range(n), key=key)
-
-
-def fingerprint(examples: list) -> str:
-    """A short hash of a list of dataclass items (Examples, SFT items): a stream's saved state
-    only resumes over the same items."""
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(repr(dataclasses.astuple(ex)).encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-class PromptStream:
-    """Endless batches of examples, reshuffled every epoch (`shuffle=False`: file order).
-
-    The state is (seed, epoch, position), so a run that saves `state_dict()` with its checkpoint
-    and calls `load_state_dict` on resume sees exactly the batches it would have seen. A batch that
-    crosses an epoch boundary is completed from the next epoch's order."""
-
-    def __init__(self, examples: list, batch_size: int, seed: int = 0, shuffle: bool = True):
-        if not examples:
-            raise ValueError("PromptStream needs at least one example")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.examples, self.batch_size, self.seed, self.shuffle = examples, batch_size, seed, shuffle
-        self.epoch, self.position = 0, 0
-        self._fingerprint = fingerprint(examples)
-        self._order = self._make_order()
-
-    def _make_order(self) -> list:
-        n = len(self.examples)
-        return epoch_order(n, self.seed, self.epoch) if self.shuffle else list(range(n))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> list:
-        batch = []
-        while len(batch) < self.batch_size:
-            if self.position == len(self.examples):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order = self._make_order()
-            batch.append(self.examples[self._order[self.position]])
-            self.position += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
-                "shuffle": self.shuffle, "n": len(self.examples), "fingerprint": self._fingerprint}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["n"] != len(self.examples) or state["fingerprint"] != self._fingerprint:
-            raise ValueError(f"this stream state belongs to another dataset ({state['n']} examples, "
-                             f"fingerprint {state['fingerprint']}; here {len(self.examples)}, "
-                             f"{self._fingerprint}); resume with the same data and filters")
-        self.seed, self.shuffle = state["seed"], state["shuffle"]
-        self.epoch, self.position = state["epoch"], state["position"]
-        self._order = self._make_order()
 
 
 # -----------------------------------------------------------------------------

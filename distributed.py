@@ -21,7 +21,7 @@ What this file is
 Commands
     torchrun --nproc_per_node 8 train_opd.py --preset paper --student Qwen/Qwen3-1.7B \\
         --teacher Qwen/Qwen3-8B --data dapo --out runs/paper-8gpu
-    pytest -q test_distributed.py        # 2 CPU processes, gloo, against one process
+    pytest -q tests/test_distributed.py        # 2 CPU processes, gloo, against one process
 
 What it simplifies
     * One sharding unit per decoder layer plus the root (embeddings, final norm, LM head); no

@@ -1,7 +1,7 @@
 """Math evaluation for on-policy distillation: benchmark evaluation with the strict grader of
 grader.py, the collapse diagnostics, and the prefix probe of Mechanism 1.
 
-Paper sections (PAPER.md beside the design documents):
+Paper sections (docs/paper.md):
   §2.4  the in-training evaluation setting: temperature 0.6, top-p 0.95, one sample (`--preset paper`)
   §2.5  metrics: pass@1 under the strict boxed grader; response length; truncation; the 3-gram
         repetition ratio; the hedging-word rate ("wait", "maybe", "but", "alternatively")
@@ -12,8 +12,8 @@ Paper sections (PAPER.md beside the design documents):
     python eval_math.py --model PATH --bench synthetic --k 4          # the tiny world (T=1)
     python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
 
-The grader (extract_boxed, is_equiv, grade) lives in grader.py and is re-exported here, the
-names DESIGN.md §3 gives this file.
+The grader (extract_boxed, is_equiv, grade) lives in grader.py and is re-exported here, under
+the names docs/design.md ("Contracts") gives this file.
 
 Deliberate simplification: the evaluation's random stream depends on the batch size (same seed
 and batch size, same samples).
@@ -339,7 +339,7 @@ def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.
 def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, temperature: float = 1.0,
                 top_p: float = 1.0, max_new_tokens: int = 80, batch_size: int = 32, seed: int = 0) -> dict:
     """How close a teacher is to a student where OPD asks it: at every position of the student's
-    own sampled responses (PAPER.md §4 Fix 2: choose teachers by distribution closeness).
+    own sampled responses (§4 Fix 2: choose teachers by distribution closeness).
 
     The student writes one response per problem (EOS included, as OPD trains on it); the teacher
     reads the same prompt and response (rollout.score). Token means of: the exact reverse KL

@@ -1,10 +1,10 @@
 """The strict math grader: the last \\boxed{} of a response against the gold answer.
 
-Paper: PAPER.md §2.4 ("Grading"): extract the last `\\boxed{}` ("strict"), then compare after
-MATH-style normalisation or sympy equivalence. eval_math.py evaluates models with it; DESIGN.md §3
-names its public functions (`extract_boxed`, `is_equiv`, `grade`), which eval_math.py re-exports.
+Paper: docs/paper.md §2.4 ("Grading"): extract the last `\\boxed{}` ("strict"), then compare after
+MATH-style normalisation or sympy equivalence. eval_math.py evaluates models with it; its public
+functions (`extract_boxed`, `is_equiv`, `grade`) are a contract (docs/design.md), re-exported there.
 
-    pytest -q test_eval_math.py        # 205 hand-written (prediction, gold, verdict) cases and more
+    pytest -q tests/test_eval_math.py        # 205 hand-written (prediction, gold, verdict) cases and more
 
 The answer is the content of the LAST \\boxed{} (or \\fbox{}) of the response; no box, or an
 unbalanced last box, is wrong. `is_equiv` normalises both strings the way MATH graders do

@@ -1,7 +1,9 @@
 """Per-token distillation losses of "The Many Faces of On-Policy Distillation" (arXiv 2605.11182).
 
 Every loss here turns one student distribution p and one teacher distribution q per position
-into one number per position. Sections (§) refer to PAPER.md beside the design documents:
+into one number per position. Sections (§) refer to docs/paper.md of the reference implementation
+this file comes from (MIT licence, see LICENSE there); the docstrings below are written to stand
+alone when the file is copied into another trainer:
 
     sampled_rkl               §3.1   sampled-token reverse KL, policy-gradient form (+ PPO clip)
     clipped_surrogate         §3.1   PPO's clipped surrogate (also GRPO's, §4 Fix 2, clip-higher)
@@ -15,7 +17,7 @@ into one number per position. Sections (§) refer to PAPER.md beside the design 
     topk_tail                 §3.6   Top-K plus one tail cell: a proper KL on K+1 cells
     topk_fkl                  §3.7   forward KL on the teacher's Top-K, not renormalised
 
-The calling convention is the same for all of them (DESIGN.md §3):
+The calling convention is the same for all of them:
 
     per_token = fn(student_logits, teacher_logits, tokens, **options)
 
@@ -214,7 +216,7 @@ def jsd(student_logits, teacher_logits, tokens=None, beta: float = 0.5):
     The endpoints are defined exactly, not by the formula (which is 0 there):
         beta = 0 → full_fkl (forward KL(q‖p)),   beta = 1 → full_rkl (reverse KL(p‖q)).
     Near the endpoints the value shrinks like β (or 1 − β): JSD_β/β → KL(q‖p) as β → 0 and
-    JSD_β/(1 − β) → KL(p‖q) as β → 1 (PAPER.md §8 viii), so a β close to 0 or 1 silently scales the
+    JSD_β/(1 − β) → KL(p‖q) as β → 1 (§8 viii), so a β close to 0 or 1 silently scales the
     learning rate down (ms-swift #10078). Unbiased; fixed point p = q.
     """
     if not 0.0 <= beta <= 1.0:
@@ -365,7 +367,7 @@ LOSSES: Dict[str, Callable[..., torch.Tensor]] = {
 # Reduction and diagnostics
 
 def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Token-mean within each sequence, then mean over sequences (PAPER.md §2.4, "Loss reduction").
+    """Token-mean within each sequence, then mean over sequences (§2.4, "Loss reduction").
 
     `per_token` and `mask` are (B, T) (or (..., T)). Sequences with no valid token are left out of
     the outer mean; if no sequence has one, the result is 0 with a gradient path (zero gradient).
@@ -456,8 +458,7 @@ def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Te
     computation, and the detached per-token values (B, T) (0 where masked) for logging.
 
     Peak memory is about the head's gradient plus a few (chunk_size, V) float32 buffers; smaller
-    chunks save memory and cost launches (README, "Chunked losses": on an H100 with V = 151,936,
-    1024 tokens a chunk gave 1/6 of the materialised peak at N = 8192 in 1.02-1.04x its time).
+    chunks save memory and cost more kernel launches.
     Call backward once per forward (the gradients are computed in the forward pass).
     """
     if name not in LOSSES:
@@ -484,7 +485,7 @@ def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Te
 @torch.no_grad()
 def topk_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: int,
                tokens: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-    """Top-K collapse monitors per position (PAPER.md §2.5), each of shape (...):
+    """Top-K collapse monitors per position (§2.5), each of shape (...):
 
         student_mass  M_K = Σ_{v∈K_S} p(v)       the student's mass on its own Top-K
         teacher_mass  Q_K = Σ_{v∈K_S} q(v)       the teacher's mass on the student's Top-K
@@ -510,7 +511,7 @@ def topk_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: in
 
 
 # -----------------------------------------------------------------------------
-# Mechanism 3 (PAPER.md §4, §5): what a student without the privileged information can learn
+# Mechanism 3 (§4, §5): what a student without the privileged information can learn
 
 def geometric_mean_teacher(teacher_logits: torch.Tensor, weights: Optional[torch.Tensor] = None):
     """The best PI-free student for a set of PI-conditioned teachers, and the loss it cannot remove.
@@ -578,7 +579,7 @@ def _demo() -> None:
     torch.manual_seed(0)
     V, k = 64, 8
     teacher = 2.0 * torch.randn(V, dtype=torch.float64)
-    print(f"Mechanism 2 on a random distribution: V = {V}, K = {k} (PAPER.md §3.9)\n")
+    print(f"Mechanism 2 on a random distribution: V = {V}, K = {k} (§3.9)\n")
     print("gradient norm when the student already equals the teacher (p = q):")
     for name in LOSSES:
         opts = {"k": k} if name.startswith("topk") else {}

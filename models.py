@@ -10,12 +10,12 @@ What this file is
     token, so they must share one vocabulary).
 
 Paper
-    §2 (setting): the student is Qwen3-1.7B, the teacher Qwen3-8B (or a GRPO-adapted Qwen3-1.7B),
+    docs/paper.md §2.2 (models): the student is Qwen3-1.7B, the teacher Qwen3-8B (or a GRPO-adapted Qwen3-1.7B),
     both in the non-thinking chat format, i.e. `apply_chat_template(..., enable_thinking=False)`,
     which ends the generation prompt with an empty `<think>\\n\\n</think>\\n\\n` block.
 
 Command
-    Nothing to run here; `pytest -q test_models.py` checks it (CPU, seconds).
+    Nothing to run here; `pytest -q tests/test_models.py` checks it (CPU, seconds).
 
 The built-in tiny tokenizer (byte level, tiktoken)
     ids 0-255 are the bytes; then the special ids below. The chat format mirrors Qwen3's

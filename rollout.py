@@ -13,15 +13,15 @@ What this file is
     privileged information), and the student's training forward (with gradients).
 
 Paper
-    §2 / Algorithm 1: on-policy distillation samples y ~ p_student(.|x) and scores every token
+    docs/paper.md §2.1: on-policy distillation samples y ~ p_student(.|x) and scores every token
     of y under the teacher q(.|x') (x' = x for OPD, x + PI for OPSD). The sampled tokens'
     log-probs log p(y_t) enter every sampled-token loss (§3.1), and the student's top-K at each
     position defines the Top-K losses (§3.3-3.6). If rollouts are drawn with temperature / top-k
     / top-p, the sampling distribution is not p: `Rollout.logp_sampling` says what it was.
 
 Command
-    `pytest -q test_rollout.py` (checks against transformers, CPU, seconds);
-    `python bench_rollout.py` (tokens/s against transformers' generate).
+    `pytest -q tests/test_rollout.py` (checks against transformers, CPU, seconds);
+    `python bench/bench_rollout.py` (tokens/s against transformers' generate).
 
 Layout of a batch
     Prompts are left-padded to the longest one (P columns); every row writes its next token into
@@ -37,9 +37,8 @@ What it simplifies
     * Decode attention runs over the cache prefix `[:pos]` (a slice, cheapest without graphs);
       with `cuda_graph=True` it runs over the whole preallocated cache with a mask (static
       shapes, what graph capture needs). The graph holds the decoder and the output layer;
-      sampling runs outside it. It is captured once per `generate` call (a fraction of a second
-      for a 1.7B model, amortised over a long rollout; on an H100 it reproduced the eager path
-      bit for bit in fp32 and bf16).
+      sampling runs outside it. It is captured once per `generate` call and replayed for every
+      decode step.
 """
 
 from dataclasses import dataclass

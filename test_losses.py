@@ -1,8 +1,8 @@
-"""Gradient-level tests of losses.py (the "gradient-bias unit tests" of the design card).
+"""Gradient-level tests of losses.py (the gradient-bias tests: part of the tutorial).
 
 Every loss is checked against references that do not share code with losses.py: numpy formulas
 for the values, closed-form gradients in logit space, float64 central finite differences, and
-Monte-Carlo averages over sampled tokens. PAPER.md §8 properties (i)-(viii) each have a test.
+Monte-Carlo averages over sampled tokens. docs/paper.md §8 lists properties (i)-(viii); each has a test.
 Run: `make test` (or `.venv/bin/python -m pytest -q test_losses.py`).
 """
 import ast
@@ -80,7 +80,7 @@ def ref_value(name, z, t, y, k=K, beta=BETA):
 
 
 def ref_grad(name, z, t, y, k=K, beta=BETA):
-    """Closed-form gradient with respect to the student logits z (PAPER.md §3, derived by hand)."""
+    """Closed-form gradient with respect to the student logits z (docs/paper.md §3, derived by hand)."""
     p, q = np_softmax(z), np_softmax(t)
     V = len(z)
     r = np.log(p) - np.log(q)
@@ -239,7 +239,7 @@ def test_ppo_clipped_sampled_rkl_matches_its_formula_and_clips():
 
 
 # -----------------------------------------------------------------------------
-# PAPER.md §8 properties (i)-(viii)
+# docs/paper.md §8 properties (i)-(viii)
 
 def test_i_plain_minus_sg_gradient_is_grad_of_topk_mass():
     zs, zt, y = random_batch(seed=3)

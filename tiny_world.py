@@ -49,7 +49,7 @@ import train_sft
 _MIX = dict(n_train=30000, hint_frac=0.15, rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, repeat_1op=6)
 _SFT = dict(train_sft.PRESETS["reference"], source="reference", data="synthetic", student=None, epochs=None,
             batch_size=32, warmup_frac=0.05, ckpt_every=250, eval_before=False, seed=0, data_seed=0,
-            eval_hard_n=200, resume=False, stop_at=0, device=None, threads=0)
+            eval_hard_n=200, resume=False, stop_at=0, threads=0)
 MODELS = {
     # The teacher: deeper, trained longer.
     "teacher": dict(_SFT, **_MIX, shape=dict(num_hidden_layers=4, hidden_size=192, intermediate_size=576,

@@ -2,7 +2,7 @@
 
 What this file is
     Reinforcement learning from the grader alone, used to turn a copy of the student into a teacher
-    that is better at the task yet still close to the student's distribution (PAPER.md §4, Fix 2:
+    that is better at the task yet still close to the student's distribution (docs/paper.md §4, Fix 2:
     "choose teachers by distribution closeness, not benchmark score"). One step:
       1. G samples per prompt from the current policy (rollout.generate, the same sampler as OPD);
       2. reward R_i = 1 if the strict grader accepts response i, else 0 (eval_math.grade);
@@ -217,7 +217,7 @@ def main(argv=None) -> dict:
     device = common.start_run(cfg)
     student, tok = common.load_student(cfg, device)
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
+    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     common.check_prompt_lengths(student, [data.context_ids(tok, ex) for ex in train[:1000]], cfg["max_new_tokens"],
                                 "training")
     # the schedule counts optimizer steps: --minibatches of them per rollout batch

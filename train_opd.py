@@ -69,17 +69,16 @@ PRESETS = {
                   eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95, eval_max_new_tokens=8192,
                   ckpt_every=50),
 }
-# Keys that only a preset sets: length_gate (the paper code drops responses longer than this from the
+# Keys that only a preset sets: beta (of jsd: 0 forward KL, 1 reverse KL), length_gate (the paper code drops responses longer than this from the
 # loss; 0 = off, as it effectively is there), amp (None: the student's training forward in bf16 autocast
 # on CUDA, float32 on CPU), the Adam betas, warm-up, weight decay, evaluation sampling, hard_frac
-# (synthetic data: the fraction of 2-digit products).
+# (synthetic data: the fraction of 2-digit products), eval_max_new_tokens.
 
 
 def add_loss_flags(ap) -> None:
     g = ap.add_argument_group("loss (losses.py, docs/paper.md §3)")
     g.add_argument("--loss", choices=sorted(losses.LOSSES), help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)")
     g.add_argument("--k", type=int, help="K of the Top-K losses (paper and tiny: 20)")
-    g.add_argument("--beta", type=float, help="beta of jsd (0 forward KL, 1 reverse KL)")
     g.add_argument("--chunk-size", type=int,
                    help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)")
 
@@ -244,7 +243,7 @@ def main(argv=None) -> dict:
 
     # Data: a resumable prompt stream; held-out problems never seen in training.
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
+    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     sample = [data.context_ids(tok, ex) for ex in train[:1000]]
     common.check_prompt_lengths(student, sample, cfg["max_new_tokens"], "training")
     common.check_prompt_lengths(teacher, sample, cfg["max_new_tokens"], "teacher")

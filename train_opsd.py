@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
             distributed.shard(teacher)
 
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    stream = data.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
+    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     sample = [data.context_ids(tok, ex) for ex in train[:1000]]
     common.check_prompt_lengths(student, sample, cfg["max_new_tokens"], "training")
     common.check_prompt_lengths(teacher, teacher_contexts(tok, train[:1000], sample, cfg["pi"]), cfg["max_new_tokens"],
@@ -279,7 +279,7 @@ def main(argv=None) -> dict:
 
 def measure(cfg: dict, student_path: str) -> dict:
     """measure_aggregation on `measure_n` held-out problems (hard ones included when --hard-frac)."""
-    device = torch.device(cfg["device"]) if cfg["device"] else models.default_device()
+    device = models.default_device()
     student, tok = models.load(student_path, device=device, dtype=torch.float32)
     teacher, _ = models.load(cfg["student"], device=device, dtype=torch.float32)  # the initial weights
     examples = data.load_examples(cfg["eval_data"], n=cfg["measure_n"], split="eval", seed=cfg["seed"] + 7,

@@ -172,7 +172,7 @@ def keep_trace(ids, text, gold, finished, max_rep):
 
 def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
     """Sample the teacher on the problems (the student's context), filter, cache to traces.jsonl."""
-    teacher, t_tok = models.load(cfg["teacher"], device=cfg["device"])
+    teacher, t_tok = models.load(cfg["teacher"])
     models.check_compatible(tok, t_tok)
     prompts = [data.context_ids(tok, ex, "none") for ex in examples]
     with torch.no_grad():
@@ -283,7 +283,7 @@ def train(cfg: dict, model, tok, items: list) -> dict:
     the weights in save_dtype under OUT/final. Returns {"steps_done", "train_s"}."""
     device = next(model.parameters()).device
     optimizer, scheduler = common.optimizer(model, cfg, cfg["steps"])
-    stream = data.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
+    stream = common.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
     start = common.resume(cfg, optimizer, scheduler, stream)
     ckpt = dict(model=model, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")  # fp32 weights, bf16 compute

@@ -1,8 +1,8 @@
 """Tests of data.py: the student prompt, the loaders on small local files (malformed ones too),
-the synthetic task checked by an independent calculation, the PI contexts, and resumable
-iteration (CPU, about a second).
+the synthetic task checked by an independent calculation, the PI contexts; and common.py's
+resumable prompt stream (CPU, about a second).
 
-    .venv/bin/python -m pytest -q test_data.py
+    .venv/bin/python -m pytest -q tests/test_data.py
 """
 import json
 import os
@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+import common
 import data
 import models
 
@@ -316,11 +317,11 @@ def _examples(n):
 
 
 def test_epoch_order_is_a_fixed_permutation():
-    assert data.epoch_order(6, 0, 0) == data.epoch_order(6, 0, 0)
-    assert sorted(data.epoch_order(50, 3, 1)) == list(range(50))
-    assert data.epoch_order(50, 3, 1) != data.epoch_order(50, 3, 2) != data.epoch_order(50, 4, 1)
+    assert common.epoch_order(6, 0, 0) == common.epoch_order(6, 0, 0)
+    assert sorted(common.epoch_order(50, 3, 1)) == list(range(50))
+    assert common.epoch_order(50, 3, 1) != common.epoch_order(50, 3, 2) != common.epoch_order(50, 4, 1)
     # pinned: the order must not change between machines or Python versions
-    assert data.epoch_order(6, 0, 0) == PINNED_ORDER
+    assert common.epoch_order(6, 0, 0) == PINNED_ORDER
 
 
 PINNED_ORDER = [4, 1, 2, 3, 0, 5]
@@ -328,12 +329,12 @@ PINNED_ORDER = [4, 1, 2, 3, 0, 5]
 
 def test_resumed_stream_equals_uninterrupted():
     ex = _examples(10)
-    full = data.PromptStream(ex, batch_size=4, seed=7)
+    full = common.PromptStream(ex, batch_size=4, seed=7)
     uninterrupted = [[e.id for e in next(full)] for _ in range(9)]  # 36 prompts: 3.6 epochs
-    first = data.PromptStream(ex, batch_size=4, seed=7)
+    first = common.PromptStream(ex, batch_size=4, seed=7)
     head = [[e.id for e in next(first)] for _ in range(4)]
     state = json.loads(json.dumps(first.state_dict()))  # it survives a checkpoint file
-    resumed = data.PromptStream(ex, batch_size=4, seed=0)  # a wrong seed is overwritten by the state
+    resumed = common.PromptStream(ex, batch_size=4, seed=0)  # a wrong seed is overwritten by the state
     resumed.load_state_dict(state)
     tail = [[e.id for e in next(resumed)] for _ in range(5)]
     assert head + tail == uninterrupted
@@ -341,20 +342,20 @@ def test_resumed_stream_equals_uninterrupted():
 
 def test_stream_epochs_cover_every_example_once():
     ex = _examples(12)
-    s = data.PromptStream(ex, batch_size=4, seed=1)
+    s = common.PromptStream(ex, batch_size=4, seed=1)
     epoch0 = [e.id for _ in range(3) for e in next(s)]
     epoch1 = [e.id for _ in range(3) for e in next(s)]
     assert sorted(epoch0) == sorted(epoch1) == sorted(e.id for e in ex)
     assert epoch0 != epoch1  # reshuffled
-    plain = data.PromptStream(ex, batch_size=5, shuffle=False)
+    plain = common.PromptStream(ex, batch_size=5, shuffle=False)
     assert [e.id for e in next(plain)] == ["0", "1", "2", "3", "4"]
 
 
 def test_stream_refuses_another_datasets_state():
-    s = data.PromptStream(_examples(10), batch_size=2)
+    s = common.PromptStream(_examples(10), batch_size=2)
     next(s)
-    other = data.PromptStream(_examples(11), batch_size=2)
+    other = common.PromptStream(_examples(11), batch_size=2)
     with pytest.raises(ValueError, match="another dataset"):
         other.load_state_dict(s.state_dict())
     with pytest.raises(ValueError, match="at least one"):
-        data.PromptStream([], batch_size=2)
+        common.PromptStream([], batch_size=2)

@@ -51,7 +51,7 @@ def assert_same_training(one, two, keys):
 
 def small_args(s, t=None):
     args = ["--student", s, "--steps", "3", "--batch-size", "4", "--micro-batch", "2", "--max-new-tokens", "8",
-            "--eval-n", "4", "--eval-max-new-tokens", "8", "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1"]
+            "--eval-n", "4", "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1"]
     return args + (["--teacher", t] if t else [])
 
 

@@ -2,7 +2,7 @@
 sympy time limit, the collapse diagnostics, and the evaluation loop and prefix probe on tiny
 models (CPU, seconds).
 
-    .venv/bin/python -m pytest -q test_eval_math.py
+    .venv/bin/python -m pytest -q tests/test_eval_math.py
 """
 import json
 import math

@@ -123,7 +123,7 @@ def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeyp
     monkeypatch.setattr(eval_math, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
     args = ["--student", s, "--steps", "4", "--batch-size", "4", "--group-size", "3", "--micro-batch", "6",
-            "--minibatches", "2", "--max-new-tokens", "8", "--eval-n", "4", "--eval-max-new-tokens", "8",
+            "--minibatches", "2", "--max-new-tokens", "8", "--eval-n", "4",
             "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1"]
     full = train_grpo.main(args + ["--out", str(tmp_path / "a")])
     assert "teacher" not in full and full["loss"] == "grpo"
@@ -142,7 +142,7 @@ def test_paper_preset_and_config_errors(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     summary = train_grpo.main(["--preset", "paper", "--student", s, "--data", str(tmp_path / "train.jsonl"),
                                "--eval-data", str(tmp_path / "train.jsonl"), "--steps", "1", "--batch-size", "2",
-                               "--max-new-tokens", "6", "--eval-n", "2", "--eval-max-new-tokens", "6",
+                               "--max-new-tokens", "6", "--eval-n", "2",
                                "--threads", "1", "--out", str(tmp_path / "run")])
     cfg = json.load(open(tmp_path / "run" / "config.json"))
     assert (cfg["group_size"], cfg["lr"], cfg["clip_low"], cfg["clip_high"], cfg["top_p"], cfg["minibatches"]) == \

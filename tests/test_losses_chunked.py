@@ -1,10 +1,10 @@
-"""losses.chunked_loss (issue 10, paper scale): the loss from final hidden states and the output
+"""losses.chunked_loss (paper scale): the loss from final hidden states and the output
 layers, a chunk of tokens at a time, never making the (N, V) logits of the whole batch.
 
 Reference: the materialised loss of losses.LOSSES on hidden @ W.T, reduced by masked_mean. The
 chunked one must equal it in value, per-token values and gradients (float64, any chunk size, ragged
 masks, an all-masked row), in bf16 to bf16 rounding, and under an upstream scale; the teacher's
-tensors never receive a gradient. Run: `.venv/bin/python -m pytest -q test_losses_chunked.py`.
+tensors never receive a gradient. Run: `.venv/bin/python -m pytest -q tests/test_losses_chunked.py`.
 """
 import pytest
 import torch

@@ -1,11 +1,11 @@
-"""Mechanism 3 (PAPER.md §4, §5) in closed form: losses.geometric_mean_teacher.
+"""Mechanism 3 (docs/paper.md §4, §5) in closed form: losses.geometric_mean_teacher.
 
 A student that never sees the privileged information (PI) and is trained by reverse KL against
 PI-conditioned teachers q_i (weights w_i) can at best reach argmin_p Σ_i w_i KL(p‖q_i), which is the
 normalised geometric mean Π q_i^{w_i} / Z, with −log Z ≥ 0 left over (zero when the teachers
 agree, as with a shared rule). Forward KL would pick the mixture Σ w_i q_i instead. The reference is
 an independent argmin: free student logits descended by Adam in float64.
-Run: `.venv/bin/python -m pytest -q test_losses_mechanism3.py`.
+Run: `.venv/bin/python -m pytest -q tests/test_losses_mechanism3.py`.
 """
 import pytest
 import torch

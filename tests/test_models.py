@@ -1,6 +1,6 @@
 """Tests for models.py: the tiny tokenizer and chat format, checkpoints, student/teacher checks.
 
-Command: `pytest -q test_models.py` (CPU, about 3 s on one thread, offline).
+Command: `pytest -q tests/test_models.py` (CPU, about 3 s on one thread, offline).
 
 The independent references: UTF-8 bytes for the byte-level tokenizer, a literal ChatML string for
 the chat format, and a transformers tokenizer built here with the `tokenizers` library (byte-level

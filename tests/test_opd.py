@@ -155,7 +155,7 @@ def same_final_weights(run_a, run_b):
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     s, t = tiny_pair(tmp_path)
     args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
-            "--max-new-tokens", "10", "--eval-n", "4", "--eval-max-new-tokens", "10", "--ckpt-every", "2",
+            "--max-new-tokens", "10", "--eval-n", "4", "--ckpt-every", "2",
             "--lr", "3e-3", "--threads", "1"]
     train_opd.main(args + ["--out", str(tmp_path / "a")])
     kill_run_at_step_3(monkeypatch, lambda: train_opd.main(args + ["--out", str(tmp_path / "b")]))
@@ -194,7 +194,7 @@ def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
     summary = train_opd.main(["--preset", "paper", "--student", s, "--teacher", t,
                               "--data", str(tmp_path / "train.jsonl"), "--eval-data", str(tmp_path / "eval.jsonl"),
                               "--steps", "2", "--batch-size", "4", "--micro-batch", "2", "--max-new-tokens", "8",
-                              "--eval-n", "3", "--eval-max-new-tokens", "8", "--chunk-size", "4", "--threads", "1",
+                              "--eval-n", "3", "--chunk-size", "4", "--threads", "1",
                               "--out", str(tmp_path / "run")])
     cfg = json.load(open(tmp_path / "run" / "config.json"))
     assert cfg["top_p"] == 0.95 and cfg["grad_checkpointing"] and cfg["weight_decay"] == 0.1 and cfg["chunk_size"] == 4

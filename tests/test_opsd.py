@@ -144,7 +144,7 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     path = saved_model(tmp_path)
     args = ["--preset", "tiny-answer", "--student", path, "--teacher-mode", "ema", "--ema-decay", "0.5",
             "--steps", "4", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "3",
-            "--eval-max-new-tokens", "8", "--ckpt-every", "2", "--threads", "1", "--measure-n", "3"]
+            "--ckpt-every", "2", "--threads", "1", "--measure-n", "3"]
     full = train_opsd.main(args + ["--out", str(tmp_path / "a")])
     assert set(full["mechanism3"]) == {"before", "after"} and full["mechanism3"]["after"]["pi_values"] == 8
     assert json.load(open(tmp_path / "a" / "summary.json"))["mechanism3"] == full["mechanism3"]

@@ -1,6 +1,6 @@
 """Tests for rollout.py against transformers itself (its generate, its forward, its logits warpers).
 
-Command: `pytest -q test_rollout.py` (CPU, about 8 s; the tests run on one thread).
+Command: `pytest -q tests/test_rollout.py` (CPU, about 8 s; the tests run on one thread).
 
 Models are tiny RANDOM transformers models of the three supported architectures, with what
 default init would hide switched on: Llama with an MLP bias, grouped-query attention and
