@@ -155,9 +155,8 @@ def execute(runs: list, root: str, jobs: int) -> None:
     is_done = lambda r: os.path.exists(os.path.join(root, r.name, r.done))
     pending = sorted([r for r in runs if not is_done(r)], key=lambda r: -r.cost)
     finished = {r.name for r in runs if is_done(r)}
-    print(f"report: {len(runs)} runs, {len(finished)} already finished, {len(pending)} to run, {jobs} at a time",
-          file=sys.stderr)
-    t0 = time.time()
+    common.say(f"report: {len(runs)} runs, {len(finished)} already finished, {len(pending)} to run, {jobs} at a time")
+    t0, bar = time.time(), common.progress(total=len(runs), initial=len(finished), desc="report runs")
 
     def launch(r):
         cmd = command(r, root)
@@ -181,8 +180,9 @@ def execute(runs: list, root: str, jobs: int) -> None:
                 if rc != 0 or not is_done(r):
                     raise RuntimeError(f"run {r.name} failed (exit {rc}); its log: {os.path.join(root, r.name, 'log.txt')}")
                 finished.add(r.name)
-                print(f"[{time.time() - t0:6.0f} s] {r.name} done in {secs:.0f} s "
-                      f"({len(finished)}/{len(runs)})", file=sys.stderr, flush=True)
+                bar.update()
+                common.say(f"[{time.time() - t0:6.0f} s] {r.name} done in {secs:.0f} s ({len(finished)}/{len(runs)})")
+    bar.close()
 
 
 # -----------------------------------------------------------------------------
