@@ -29,7 +29,7 @@ tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their
 
 sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
 	rm -rf runs/sft-student
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student --threads $(THREADS)
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student --out runs/sft-student --threads $(THREADS)
 
 SEEDS ?= 0 1
 # make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:

@@ -1,9 +1,9 @@
 """Per-token distillation losses of "The Many Faces of On-Policy Distillation" (arXiv 2605.11182).
 
 Every loss here turns one student distribution p and one teacher distribution q per position
-into one number per position. Sections (§) refer to docs/paper.md of the reference implementation
-this file comes from (MIT licence, see LICENSE there); the docstrings below are written to stand
-alone when the file is copied into another trainer:
+into one number per position. Sections (§) refer to docs/paper.md of the `opd` repository this
+file comes from; the docstrings below are written to stand alone when the file is copied into
+another trainer:
 
     sampled_rkl               §3.1   sampled-token reverse KL, policy-gradient form (+ PPO clip)
     clipped_surrogate         §3.1   PPO's clipped surrogate (also GRPO's, §4 Fix 2, clip-higher)
@@ -33,6 +33,9 @@ Run `python losses.py` for a demonstration of Mechanism 2 (§3.9): the gradient 
 the student already equals the teacher, and where gradient descent settles with K held fixed.
 
 This file imports only torch, math and typing, so it can be copied alone into another trainer.
+License: MIT (the repository's LICENSE); keep this notice in a copy.
+Copyright (c) 2026 The opd contributors. SPDX-License-Identifier: MIT
+
 Deliberate simplifications and deviations from the paper's code:
   * The Top-K losses read the teacher's exact log-probs at the student's Top-K ids. The paper's
     code asks the teacher for its own Top-K and fills ids missing from it with the student's own

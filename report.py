@@ -516,7 +516,25 @@ def fixes(R: Report) -> None:
                    f"that teacher ({fmt(teacher_acc['grpo'])}) is barely ahead of it ({fmt([acc(s['student_before']) for s in V['sft-grpo-tail']])}).", ""]
 
 
-def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) -> str:
+HEADLINE = ("<!-- headline: written by make report (report.py) from RESULTS.md's runs -->", "<!-- /headline -->")
+
+
+def write_headline(readme: str, headline: str, claims: list) -> None:
+    """Replace the block between the HEADLINE markers of `readme` with the verdict counts and one
+    row per claim (claim, verdict): the README's results headline is generated, never copied."""
+    with open(readme) as f:
+        text = f.read()
+    start, end = text.find(HEADLINE[0]), text.find(HEADLINE[1])
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no results block to write: add the lines {HEADLINE[0]} and {HEADLINE[1]}")
+    table = common.md_table(["claim of the paper", "in the tiny world"], [[c[0], f"**{c[4]}**"] for c in claims])
+    block = f"{HEADLINE[0]}\n{headline}\n\n{table}\n"
+    with open(readme, "w") as f:
+        f.write(text[:start] + block + text[end:])
+
+
+def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None) -> str:
+    """RESULTS.md from the runs in `root`; with `readme`, also its results headline (write_headline)."""
     os.makedirs(figs, exist_ok=True)
     R = Report(root, scale, os.path.relpath(figs, os.path.dirname(os.path.abspath(out_md))), figs)
     for section in (mechanism1, mechanism2, mechanism3, fixes):
@@ -538,6 +556,13 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict) ->
     text = "\n".join(lines) + "\n"
     with open(out_md, "w") as f:
         f.write(text)
+    if readme:
+        headline = (f"**{counts['reproduced']} of {len(R.claims)} claims reproduced, {counts['partly']} partly, "
+                    f"{counts['not reproduced']} not**{f', {n} not tested' if (n := counts['not tested']) else ''} "
+                    f"({R.N} seeds, {meta['runs']} runs, {meta['wall']} on {meta['hardware']}; "
+                    f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has every number "
+                    "and the rule behind each verdict):")
+        write_headline(readme, headline, R.claims)
     return text
 
 
@@ -588,7 +613,9 @@ def main(argv=None) -> None:
     meta = {"command": "python report.py " + " ".join(sys.argv[1:] if argv is None else argv), "runs": len(runs),
             "quick": args.quick, "run_command": timing.get("command", "?"),
             "hardware": hardware(), "jobs": timing.get("jobs", args.jobs), "wall": f"{wall / 60:.0f} min"}
-    write_results(root, scale, out_md, figs, meta)
+    # the full report (RESULTS.md at the top level) also writes the README's headline
+    readme = "README.md" if not args.quick and args.out is None and os.path.exists("README.md") else None
+    write_results(root, scale, out_md, figs, meta, readme)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)
 
 

@@ -69,10 +69,11 @@ PRESETS = {
                   eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95, eval_max_new_tokens=8192,
                   ckpt_every=50),
 }
-# Keys that only a preset sets: beta (of jsd: 0 forward KL, 1 reverse KL), length_gate (the paper code drops responses longer than this from the
-# loss; 0 = off, as it effectively is there), amp (None: the student's training forward in bf16 autocast
-# on CUDA, float32 on CPU), the Adam betas, warm-up, weight decay, evaluation sampling, hard_frac
-# (synthetic data: the fraction of 2-digit products), eval_max_new_tokens.
+# Keys that only a preset sets (edit the preset to change them): beta (of jsd: 0 forward KL, 1 reverse
+# KL); length_gate (the paper code drops responses longer than this from the loss; 0 = off, as it
+# effectively is there); amp (None: the student's training forward in bf16 autocast on CUDA, float32
+# on CPU); the Adam betas, warm-up and weight decay; the evaluation's sampling and length cap;
+# hard_frac (synthetic data: the fraction of 2-digit products).
 
 
 def add_loss_flags(ap) -> None:

@@ -140,6 +140,20 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     m, s = statistics.mean(after["sft-grpo-tail"]), statistics.stdev(after["sft-grpo-tail"])
     assert f"recipe {m:.3f} ± {s:.3f}" in text
     assert os.path.exists(tmp_path / "figs" / "report_collapse.png") and "(figs/report_collapse.png)" in text
+    # the README's headline: the same verdicts, written between its markers, the rest kept
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{report.HEADLINE[0]}\nstale\n{report.HEADLINE[1]}\n\n## next\n")
+    report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+                         {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
+                          "wall": "0 min"}, readme=str(readme))
+    head = readme.read_text()
+    assert head.startswith("# title\n") and head.rstrip().endswith("## next") and "stale" not in head
+    rows = [line for line in head.splitlines() if line.startswith("| ") and line.endswith("** |")]
+    assert {r.split(" | ")[0][2:]: r.split(" | ")[1].strip("* |") for r in rows} == verdicts
+    n = sum(x == "reproduced" for x in verdicts.values())
+    assert f"**{n} of {len(verdicts)} claims reproduced" in head and "(R.md)" in head
+    with pytest.raises(ValueError, match="no results block"):
+        report.write_headline(str(tmp_path / "R.md"), "x", [])
 
 
 def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
