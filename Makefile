@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install test tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step clean
+.PHONY: help install install-trl test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -21,8 +21,17 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-test: install  ## run every test suite (CPU, offline, a few minutes on 2 cores)
+install-trl: $(VENV)/.installed-trl  ## also install TRL (requirements-trl.txt), for examples/trl_distillation.py and its test
+
+$(VENV)/.installed-trl: $(VENV)/.installed requirements-trl.txt
+	$(PY) -m pip install -q -r requirements-trl.txt
+	touch $@
+
+test: install install-trl  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
+
+trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny world: held-out reverse KL before/after (CPU)
+	$(PY) examples/trl_distillation.py
 
 tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains
 	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --threads $(THREADS) $(if $(FORCE),--force)

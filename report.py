@@ -5,36 +5,27 @@ What this file is
     A plan of runs (the project's own scripts, each a subprocess on one CPU thread), a runner that
     executes them `--jobs` at a time in dependency order and reuses finished runs (a killed report
     resumes: finished runs are kept, a run with a checkpoint continues with --resume), and a writer
-    that reads the runs' summaries and metrics and writes RESULTS.md with tables (mean ± std over
-    seeds), PNG plots and one verdict per claim. The verdict rules are written out next to each
-    claim (`claims`), so a reader can check them against the numbers.
+    that reads the runs' summaries and metrics and writes RESULTS.md (tables of mean ± std over
+    seeds, PNG plots, one verdict per claim with its rule written out) and the README's headline.
 
     The experiments (docs/paper.md sections):
-      Mechanism 1 (§4)  the prefix probe: tiny/teacher alone vs continuing tiny/student's prefixes
-      Mechanism 2 (§3.9, §4) and Fix 1 (§3.4, §3.5)  OPD with {topk_plain, topk_sg,
-                        topk_renorm_intersect_sg} × K ∈ {1, 5, 20} at lr 2e-4 (make collapse)
-      Mechanism 3 (§4, §5)  OPSD with a shared rule, the answer, the solution, no PI (make opsd-table),
-                        with the geometric-mean measurement
-      Fix 2 (§4)        GRPO lifts a copy of tiny/student (train_grpo.py); its fit to the student,
-                        the big SFT teacher's and that of a teacher of the big architecture whose SFT
-                        stops early, at about the GRPO teacher's accuracy (the paper's comparison is
-                        at similar accuracy); eval_math.teacher_fit, prefix probe; OPD from each
-      Fix 3 (§4)        OPD from the SFT-stabilised student vs from the raw student
-      Recipe (§4)       SFT student + RLVR teacher + unbiased Top-K loss vs raw student + the
-                        off-the-shelf teacher + plain Top-K
+      Mechanism 1 (§4)   the prefix probe: tiny/teacher alone vs continuing tiny/student's prefixes
+      Mechanism 2 (§3.9) and Fix 1 (§3.4, §3.5)  OPD with plain, sg and renormalised Top-K × K (make collapse)
+      Mechanism 3 (§5)   OPSD with a shared rule, the answer, the solution, no PI, and the geometric mean
+      Fix 2 (§4)         GRPO lifts a copy of tiny/student; its fit to the student against the big teacher's
+                         and an early-stopped big teacher's (about the GRPO teacher's accuracy); OPD from each
+      Fix 3, recipe (§4) OPD from the SFT student; SFT + RLVR teacher + unbiased Top-K against no fix
 
 Commands
-    make report                  # 3 seeds, full-length runs, writes RESULTS.md and results/report_*.png
-    make report-quick            # 1 seed, short runs (about 15 min on 2 cores): runs/report-quick/RESULTS.md
-    python report.py --jobs 2 --seeds 0 1 2 3
+    make report                  # 3 seeds, full-length runs: RESULTS.md, results/report_*.png, README headline
+    make report-quick            # 1 seed, short runs (about 10 min on 2 cores): runs/report-quick/RESULTS.md
     python report.py --write-only    # rewrite RESULTS.md from the finished runs
 
 What it simplifies
-    * One thread per run and `--jobs` runs at once: on the 2-core reference machine two runs share
-      the machine, so wall times of single runs are longer than alone.
+    * One thread per run and `--jobs` runs at once: two runs share a 2-core machine, so wall times
+      of single runs are longer than alone.
     * Fix 1 in the recipe is the tail-bucket Top-20 (`make opd`'s loss, §3.6): in the tiny world
-      sg Top-20 leaks its free tail mass at the learning rates that train in minutes (RESULTS.md,
-      Mechanism 2).
+      sg Top-20 leaks its free tail mass at the learning rates that train in minutes.
 """
 import argparse
 import concurrent.futures
@@ -194,19 +185,13 @@ def load(root: str, name: str, file: str = "summary.json") -> dict:
 
 def tail_mean(root: str, name: str, key: str, last: int = 10) -> float:
     """The mean of a training monitor over the last `last` steps of a run's metrics.jsonl."""
-    steps, _ = common.read_log(os.path.join(root, name))
-    vals = [r[key] for r in steps[-last:]]
-    return sum(vals) / len(vals)
-
-
-def mean_std(values: list) -> tuple:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.mean(r[key] for r in common.read_log(os.path.join(root, name))[0][-last:])
 
 
 def fmt(values: list, digits: int = 3) -> str:
     """mean ± sample std over seeds (the value alone for one seed)."""
-    m, s = mean_std(values)
-    return f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+    m = statistics.mean(values)
+    return f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def verdict(all_seeds: bool, some_seeds: bool) -> str:
@@ -221,13 +206,9 @@ def collapsed(root: str, name: str) -> bool:
 
 def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):
     """First step at which the mean of `key` over the last w steps falls below `below`; None if never."""
-    steps, _ = common.read_log(os.path.join(root, name))
+    steps = common.read_log(os.path.join(root, name))[0]
     vals = [r[key] for r in steps]
-    for i, r in enumerate(steps):
-        window = vals[max(0, i - w + 1): i + 1]
-        if sum(window) / len(window) < below:
-            return r["step"]
-    return None
+    return next((r["step"] for i, r in enumerate(steps) if statistics.mean(vals[max(0, i - w + 1): i + 1]) < below), None)
 
 
 # -----------------------------------------------------------------------------
@@ -241,22 +222,21 @@ class Report:
         self.seeds, self.N = scale["seeds"], len(scale["seeds"])
         self.claims, self.body = [], []
 
-    def names(self, pattern: str) -> list:
+    def names(self, pattern: str) -> list:  # one run name per seed
         return [pattern.format(s=s) for s in self.seeds]
 
     def summaries(self, pattern: str) -> list:
         return [load(self.root, n) for n in self.names(pattern)]
 
-    def claim(self, name: str, paper: str, shows: str, rule: str, result: str) -> None:
-        self.claims.append((name, paper, shows, rule, result))
+    def claim(self, *row) -> None:  # (name, the paper's words, what the runs show, the rule, the verdict)
+        self.claims.append(row)
 
     def figure(self, runs: list, file: str, title: str) -> str:
         plot.plot([os.path.join(self.root, n) for n in runs], os.path.join(self.figs, file), title)
         return f"![{title}]({self.figs_rel}/{file})"
 
 
-def acc(e: dict) -> float:
-    return e["acc/pass@1"]
+acc = lambda e: e["acc/pass@1"]  # held-out pass@1 of an evaluation summary
 
 
 def mechanism1(R: Report) -> None:
@@ -570,19 +550,16 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, re
 # Command line
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torch
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
     return f"{os.cpu_count()} × {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="one seed, shortened runs (make report-quick, ~15 min on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="one seed, shortened runs (make report-quick, ~10 min on 2 cores)")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; quick: 0)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
     ap.add_argument("--root", help="folder of the runs (default: runs/report, quick: runs/report-quick)")
