@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from typing import Optional
 

@@ -7,7 +7,6 @@ killed run resumed from its checkpoint must land exactly where the uninterrupted
 import copy
 import math
 import json
-import os
 
 import pytest
 import torch
