@@ -1,0 +1,23 @@
+"""One error path for users: an expected bad input ends in a short message and exit code 2.
+
+Code that finds a bad flag, file or value raises `UserError` (or a subclass, such as
+data.DataError) with a message that names the culprit (the flag and its value, the file and line)
+and says what to do. Every entry point runs its `main` through `run`, which prints that message
+as `<script>: error: <message>` on stderr, without a traceback, and exits with 2, as argparse
+does for an unknown flag. Any other exception is a bug and keeps its traceback.
+"""
+import os
+import sys
+
+
+class UserError(ValueError):
+    """An expected bad input (a ValueError, so code that catches ValueError still catches it)."""
+
+
+def run(main, argv=None):
+    """main(argv), with a UserError turned into its message and exit code 2."""
+    try:
+        return main(argv)
+    except UserError as e:
+        print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
