@@ -41,7 +41,9 @@ Deliberate simplifications and deviations from the paper's code:
     code asks the teacher for its own Top-K and fills ids missing from it with the student's own
     log-prob (r = 0 there); we do not need that approximation because we have the full logits.
   * `-inf` teacher logits (padded vocabulary rows, padded positions) are replaced by a large
-    finite log-prob (TEACHER_LOGQ_FLOOR) so that no NaN reaches a gradient.
+    finite log-prob (TEACHER_LOGQ_FLOOR) so that no NaN reaches a gradient. `-inf` student
+    logits (the same padded rows on the student's side) are entries of zero probability: every
+    term p(v)·(…) or q(v)·(…) with a zero weight is 0, with a zero gradient (`_xlogy_terms`).
 """
 import math
 from typing import Callable, Dict, Optional
@@ -95,8 +97,12 @@ def teacher_logprobs_at(teacher_logits: torch.Tensor, ids: torch.Tensor) -> torc
 
 
 def _xlogy_terms(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """w * r with the convention 0 * anything = 0 (and a zero, finite gradient there)."""
-    return torch.where(w > 0, w * r, torch.zeros_like(r))
+    """w * r with the convention 0 * anything = 0 (and a zero, finite gradient there).
+
+    r is masked BEFORE the product: where w = 0 it may be -inf - (-inf) = NaN (an entry padded
+    with -inf on both sides), and torch.where's backward would still form 0 * NaN for w."""
+    live = w > 0
+    return w * torch.where(live, r, torch.zeros_like(r))
 
 
 def _student_topk(student_logits: torch.Tensor, k: int, topk_ids: Optional[torch.Tensor]) -> torch.Tensor:
@@ -257,7 +263,7 @@ def topk_plain(student_logits, teacher_logits, tokens=None, k: int = 20,
     ids = _student_topk(student_logits, k, topk_ids)  # (..., K)
     logp_K = student_logprobs_at(student_logits, ids)  # (..., K)
     logq_K = teacher_logprobs_at(teacher_logits, ids)  # (..., K)
-    return (logp_K.exp() * (logp_K - logq_K)).sum(-1)  # gradient through the weight AND log p
+    return _xlogy_terms(logp_K.exp(), logp_K - logq_K).sum(-1)  # gradient through the weight AND log p
 
 
 def topk_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
@@ -277,7 +283,7 @@ def topk_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
     ids = _student_topk(student_logits, k, topk_ids)
     logp_K = student_logprobs_at(student_logits, ids)  # (..., K)
     logq_K = teacher_logprobs_at(teacher_logits, ids)  # (..., K)
-    return (logp_K.exp() * (logp_K.detach() - logq_K)).sum(-1)  # §3.4: sg on log p in the bracket
+    return _xlogy_terms(logp_K.exp(), logp_K.detach() - logq_K).sum(-1)  # §3.4: sg on log p in the bracket
 
 
 def topk_renorm_intersect_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
@@ -305,7 +311,7 @@ def topk_renorm_intersect_sg(student_logits, teacher_logits, tokens=None, k: int
     lse_q = torch.logsumexp(logq_K.masked_fill(~in_I, very_neg), -1, keepdim=True)
     logp_I = torch.where(in_I & any_I, logp_K - lse_p, torch.zeros_like(logp_K))  # log p̃ (0 off I)
     logq_I = torch.where(in_I & any_I, logq_K - lse_q, torch.zeros_like(logq_K))  # log q̃ (0 off I)
-    terms = logp_I.exp() * (logp_I.detach() - logq_I)  # §3.5: sg on log p̃ inside the bracket
+    terms = _xlogy_terms(logp_I.exp(), logp_I.detach() - logq_I)  # §3.5: sg on log p̃ inside the bracket
     return torch.where(in_I, terms, torch.zeros_like(terms)).sum(-1)
 
 
@@ -329,7 +335,7 @@ def topk_tail(student_logits, teacher_logits, tokens=None, k: int = 20,
     in_K = torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, ids, True)  # (..., V)
     tail_p = torch.where(in_K, torch.zeros_like(logp), logp.exp()).sum(-1).clamp_min(TAIL_EPS)  # 1 − M_K
     tail_q = torch.where(in_K, torch.zeros_like(logq), logq.exp()).sum(-1).clamp_min(TAIL_EPS)  # 1 − Q_K
-    head = (logp_K.exp() * (logp_K - logq_K)).sum(-1)
+    head = _xlogy_terms(logp_K.exp(), logp_K - logq_K).sum(-1)
     return head + tail_p * (tail_p.log() - tail_q.log())
 
 

@@ -393,6 +393,28 @@ def test_padded_vocab_rows_on_both_sides_equal_the_unpadded_loss():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("k", [K, 12])
+@pytest.mark.parametrize("name", ALL)
+def test_minus_inf_rows_on_both_sides_give_the_unpadded_value_and_gradient(name, k):
+    # Padded vocabulary entries (-inf in the student's AND the teacher's logits, as the module
+    # docstring tells users to pad): the value and the gradient on the real entries are those of
+    # the unpadded vocabulary, the padded entries get exactly zero gradient, nothing is NaN. With
+    # k = 12 the Top-K sets run into the padding (9 real entries).
+    zs, zt, y = random_batch(seed=14, V=9)
+    opts = {**options(name), **({"k": k} if name in TOPK else {})}
+    pad = torch.full(zs.shape[:-1] + (3,), float("-inf"), dtype=zs.dtype)
+    s_pad = torch.cat([zs, pad], -1).requires_grad_(True)
+    per_token = losses.LOSSES[name](s_pad, torch.cat([zt, pad], -1), y, **opts)
+    per_token.sum().backward()
+    assert torch.isfinite(per_token).all() and torch.isfinite(s_pad.grad).all()
+    assert s_pad.grad[..., 9:].abs().max() == 0
+    s = zs.clone().requires_grad_(True)
+    ref = losses.LOSSES[name](s, zt, y, **{**opts, **({"k": min(k, 9)} if name in TOPK else {})})
+    ref.sum().backward()
+    torch.testing.assert_close(per_token, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(s_pad.grad[..., :9], s.grad, rtol=1e-10, atol=1e-10)
+
+
 def test_empty_intersection_gives_zero_with_zero_finite_gradient():
     V = 12
     zs = torch.zeros(2, V, dtype=torch.float64)
