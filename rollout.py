@@ -92,7 +92,7 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     by the temperature, keep the top_k largest (ties with the k-th kept), then keep the smallest
     set of top tokens whose mass reaches top_p. temperature=0 is greedy (argmax; its distribution
     is a point mass, so logp_sampling = 0). The draw inverts the CDF with one uniform per row
-    (fp32 running sums; no host sync): at the Qwen vocabulary on CPU it costs about a third of
+    (float64 running sums; no host sync): at the Qwen vocabulary on CPU it costs about a third of
     torch.multinomial and of Gumbel-max (which needs a random number per vocabulary entry).
     """
     B, V = logits.shape
@@ -110,18 +110,21 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
             keep = (p.cumsum(-1) - p) < top_p  # keep a token while the mass above it is < top_p
         threshold = vals.masked_fill(~keep, float("inf")).amin(-1, keepdim=True)  # (B, 1) smallest kept value
         x = x.masked_fill(x < threshold, float("-inf"))
-    # Inverse-CDF draw: one uniform per row against the running sum of exp(x - max).
+    # Inverse-CDF draw: one uniform per row against the running sum of exp(x - max). The running
+    # sum is float64: in float32 an entry below ~6e-8 of the sum so far adds nothing (CUDA's
+    # cumsum accumulates in float32), so at a 151,936-token vocabulary the tail ids would be drawn
+    # below their rate and their width in the CDF lost.
     mx, top1 = x.max(-1, keepdim=True)  # (B, 1)
     e = (x - mx).exp()  # (B, V) unnormalised probabilities, 0 outside top-k / top-p
-    cdf = e.cumsum(-1)  # (B, V)
+    cdf = e.cumsum(-1, dtype=torch.float64)  # (B, V)
     total = cdf[:, -1:]  # (B, 1)
-    u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype) * total
+    u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype).double() * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total: some cdf entry exceeds u
     tokens = torch.searchsorted(cdf, u, right=True)  # (B, 1) the first index whose cdf exceeds u
     # A zero-probability id can only be hit if a parallel scan (CUDA) rounds two equal prefix
-    # sums apart, a ~1e-7 event; never return one.
+    # sums apart; never return one.
     tokens = torch.where(e.gather(-1, tokens) > 0, tokens, top1)
-    logp_sampling = (x.gather(-1, tokens) - mx - total.log()).squeeze(-1)  # log softmax(x)[token]
+    logp_sampling = (x.gather(-1, tokens) - mx - total.log().to(x.dtype)).squeeze(-1)  # log softmax(x)[token]
     tokens = tokens.squeeze(-1)
     return tokens, logp_sampling
 

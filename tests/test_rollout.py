@@ -9,6 +9,8 @@ norms and a head_dim different from hidden/heads. Biases and norm weights are ra
 init scale is large, so logits have wide gaps and a missing piece changes greedy tokens.
 """
 
+import math
+
 import pytest
 import torch
 import transformers
@@ -208,6 +210,24 @@ def test_sample_frequencies(temperature, top_k, top_p):
     counts = torch.bincount(tokens, minlength=len(logits))
     assert chi_square_pvalue(counts, probs) > 1e-4
     torch.testing.assert_close(logp_s, probs.log()[tokens], rtol=0, atol=1e-5)
+
+
+def test_draw_is_the_exact_inverse_cdf_at_the_qwen_vocabulary():
+    # Half the mass on one id, the other half spread over 151,935 tail ids (~3.3e-6 each). Each
+    # draw must be the id that inverts the exact CDF (numpy, float64) at the same uniform: a
+    # CDF kept in float32 (resolution ~6e-8 near 1) misplaces a few percent of the tail draws.
+    import numpy as np
+    V, n = 151_936, 256
+    logits = torch.zeros(n, V)
+    logits[:, 0] = math.log(V - 1)
+    gen = torch.Generator().manual_seed(5)
+    u = torch.rand(n, 1, generator=torch.Generator().manual_seed(5)).double().numpy()[:, 0]
+    tokens, _ = rollout.sample(logits, 1.0, 0, 1.0, gen)
+    e = np.exp(logits[0].double().numpy() - logits[0].max().item())
+    cdf = np.cumsum(e)
+    expected = np.searchsorted(cdf, u * cdf[-1], side="right")
+    assert (expected > 0).sum() > n // 4  # many draws land in the tail
+    assert tokens.tolist() == expected.tolist()
 
 
 def test_first_token_frequencies_of_generate():
