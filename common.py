@@ -26,6 +26,7 @@ What it simplifies
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -43,6 +44,7 @@ import data
 import distributed
 import models
 import rollout
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
@@ -63,7 +65,61 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> dict:
             cfg[key] = val
     if "amp" in cfg and cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
+    check_values(cfg, {a.dest: a.option_strings[0] for a in ap._actions if a.option_strings})
     return cfg
+
+
+# What each numeric setting must be, checked for every run before anything loads or is written.
+# (test, what the message asks for); a key a script does not have is skipped.
+_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+_PROB = (lambda v: 0 <= v <= 1, "in [0, 1]")
+_TOP_P = (lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")
+VALUE_RULES = {
+    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "micro_batch": _AT_LEAST_1, "max_new_tokens": _AT_LEAST_1,
+    "eval_n": _AT_LEAST_1, "eval_k": _AT_LEAST_1, "eval_max_new_tokens": _AT_LEAST_1, "k": _AT_LEAST_1,
+    "group_size": (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"),
+    "minibatches": _AT_LEAST_1, "updates_per_rollout": _AT_LEAST_1, "n_train": _AT_LEAST_1,
+    "trace_samples": _AT_LEAST_1, "trace_max_new_tokens": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1,
+    "temperature": (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"),
+    "eval_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"), "trace_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    "top_p": _TOP_P, "eval_top_p": _TOP_P, "trace_top_p": _TOP_P,
+    "lr": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"), "min_lr": _AT_LEAST_0,
+    "grad_clip": _AT_LEAST_0, "weight_decay": _AT_LEAST_0, "warmup_frac": _PROB,
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta": _PROB,
+    "eval_every": _AT_LEAST_0, "ckpt_every": _AT_LEAST_0, "stop_at": _AT_LEAST_0, "seed": _AT_LEAST_0,
+    "threads": _AT_LEAST_0, "rollout_batch": _AT_LEAST_0, "chunk_size": _AT_LEAST_0, "length_gate": _AT_LEAST_0,
+    "hard_frac": _PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": _AT_LEAST_0,
+    "clip_low": (lambda v: 0 < v < 1, "in (0, 1): the ratio is clipped below at 1 - clip_low"),
+    "clip_high": (lambda v: v > 0, "> 0: the ratio is clipped above at 1 + clip_high"),
+    "adv_eps": (lambda v: v > 0, "> 0"), "epochs": (lambda v: v > 0, "> 0"),
+    "max_rep": (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)"),
+}
+
+
+def flag_name(key: str, flags: dict) -> str:
+    """How the user sets `key`: its flag, or (for a key only a preset sets) the preset's key."""
+    return flags.get(key, f"the preset's {key!r}")
+
+
+def check_values(cfg: dict, flags: dict) -> None:
+    """Every value in VALUE_RULES' range, and the data flags consistent; a UserError naming the flag."""
+    for key, (ok, what) in VALUE_RULES.items():
+        v = cfg.get(key)
+        if v is None or isinstance(v, bool):
+            continue
+        if not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v)) or not ok(v):
+            raise UserError(f"{flag_name(key, flags)} {v}: must be {what}")
+    if "micro_batch" in cfg and "batch_size" in cfg and cfg["micro_batch"] > cfg["batch_size"] * cfg.get("group_size", 1):
+        raise UserError(f"--micro-batch {cfg['micro_batch']}: must be at most the rows of a batch "
+                        f"({cfg['batch_size'] * cfg.get('group_size', 1)})")
+    if cfg.get("stop_at") and "steps" in cfg and cfg["stop_at"] >= cfg["steps"]:
+        raise UserError(f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends there anyway)")
+    if cfg.get("data_path") and cfg.get("source") != "jsonl":
+        if cfg.get("data") not in data.DATASETS:
+            raise UserError(f"--data-path {cfg['data_path']}: it replaces the hub download of a named dataset "
+                            f"({', '.join(sorted(data.DATASETS))}), but --data is {cfg.get('data')!r}; pass "
+                            f"--data NAME with it, or give a local file as --data FILE")
 
 
 def add_data_flags(g) -> None:
@@ -129,35 +185,97 @@ def ckpt_dir(cfg: dict) -> str:
 def start_run(cfg: dict) -> torch.device:
     """Threads, the device (CUDA when present; under torchrun one per process), the run folder, the global seeds.
 
-    A fresh run refuses a folder that holds a checkpoint; `--resume` needs one and the same
-    config (only RESUME_MAY_CHANGE may differ). Writes config.json; returns this process's device."""
+    The folder is locked for the life of the process (a second run into it is refused) and a
+    checkpoint swap that a kill interrupted is completed first. A fresh run refuses a folder that
+    holds a checkpoint; `--resume` needs one, an unfinished run and the same config (only
+    RESUME_MAY_CHANGE may differ; paths are compared as paths). Writes config.json; returns
+    this process's device."""
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     device = distributed.init(models.default_device())  # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
     out, ckpt = cfg["out"], ckpt_dir(cfg)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
+    if cfg["resume"] and not os.path.isdir(out):
+        raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
+    if distributed.is_main():
+        os.makedirs(out, exist_ok=True)
+        lock_run(out)
+        recover_checkpoint(ckpt)
+    distributed.barrier()
     if cfg["resume"]:
         if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
-            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt}; start without --resume")
-        with open(os.path.join(out, "config.json")) as f:
-            saved = json.load(f)
-        changed = {k: (saved.get(k), v) for k, v in cfg.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v}
+            raise UserError(f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
+                            "again without --resume")
+        if os.path.exists(os.path.join(out, "summary.json")):
+            raise UserError(f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
+                            "from its ckpt/ with --student, or choose another --out")
+        saved = read_json(out, "config.json")
+        changed = {k: (saved.get(k), v) for k, v in cfg.items()
+                   if k not in RESUME_MAY_CHANGE and not same_setting(saved.get(k), v)}
         if changed:
-            raise ValueError(f"--resume with a different config than the run in {out}: {changed} (then, now); "
-                             f"resume with the same flags (only {', '.join(RESUME_MAY_CHANGE)} may change)")
+            flags = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise UserError(f"--resume with another config than the run in {out}: {flags}; resume with the run's "
+                            f"flags (only {', '.join(RESUME_MAY_CHANGE)} may change)")
     elif os.path.exists(ckpt):
-        raise FileExistsError(f"{out} already holds a run with a checkpoint; pass --resume to continue it or "
-                              "choose another --out")
+        raise UserError(f"--out {out} already holds a run with a checkpoint; pass --resume to continue it, or "
+                        "choose another --out")
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if distributed.is_main():
         os.makedirs(os.path.join(out, "eval"), exist_ok=True)
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
+        if not cfg["resume"]:
+            write_json(os.path.join(out, "config.json"), cfg)
     world = distributed.world()[1]
     say("config: " + json.dumps(cfg) + (f"; {world} processes" if world > 1 else ""))
     random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     return device
+
+
+def same_setting(a, b) -> bool:
+    """Whether a saved config value and a new one mean the same: equal, or two spellings of one
+    existing path (`tiny/student` and `./tiny/student/`)."""
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and (os.path.exists(a) or os.path.exists(b)):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return False
+
+
+_LOCKS = {}  # run folder (real path) -> the open lock file this process holds
+
+
+def lock_run(out: str) -> None:
+    """An exclusive lock on `out/.lock` for the life of this process: two runs never interleave in
+    one folder. The kernel drops it when the process ends, killed or not: no stale lock."""
+    key = os.path.realpath(out)
+    if key in _LOCKS:  # this process holds it already (a run started again in the same process)
+        return
+    f = open(os.path.join(out, ".lock"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise UserError(f"--out {out}: another live process is using this run folder; wait for it to end, or "
+                        "choose another --out") from None
+    _LOCKS[key] = f
+
+
+def unlock_run(out: str) -> None:
+    f = _LOCKS.pop(os.path.realpath(out), None)
+    if f is not None:
+        f.close()
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically: a temporary file beside it, then a rename (a kill leaves the old file or the new)."""
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def load_examples(cfg: dict, which: str) -> list:
@@ -171,12 +289,22 @@ def load_examples(cfg: dict, which: str) -> list:
     return examples if which == "train" else examples[: cfg["eval_n"]]
 
 
-def check_prompt_lengths(model, prompts: list, max_new_tokens: int, what: str) -> None:
-    limit = getattr(model.config, "max_position_embeddings", None)
-    longest = max(len(p) for p in prompts)
-    if limit is not None and longest + max_new_tokens > limit:
-        raise ValueError(f"a {what} prompt has {longest} tokens; with {max_new_tokens} new tokens that exceeds the "
-                         f"model's context of {limit}; lower --max-new-tokens or filter long prompts")
+def check_prompt_lengths(limit, prompts: list, max_new_tokens: int, what: str, examples: list = None) -> None:
+    """Every prompt (token ids) plus max_new_tokens within the context `limit` (None: no limit);
+    a UserError naming the longest offender (its example id and source, when `examples` are given)."""
+    if limit is None or not prompts:
+        return
+    over = [i for i, p in enumerate(prompts) if len(p) + max_new_tokens > limit]
+    if over:
+        worst = max(over, key=lambda i: len(prompts[i]))
+        ex = examples[worst] if examples is not None else None
+        where = ""
+        if ex is not None:
+            where = f" ({ex.where}, example {ex.id!r})" if getattr(ex, "where", "") else f" (example {ex.id!r})"
+        room = f" with {max_new_tokens} new tokens" if max_new_tokens else ""
+        raise UserError(f"{len(over)} of {len(prompts)} {what} do not fit the model's context of {limit} tokens{room}; "
+                        f"the longest has {len(prompts[worst])}{where}; lower the length cap, or filter long problems "
+                        "out of the data")
 
 
 def my_rows(batch: list) -> list:
@@ -219,7 +347,8 @@ def fingerprint(examples: list) -> str:
     only resumes over the same items."""
     h = hashlib.sha256()
     for ex in examples:
-        h.update(repr(dataclasses.astuple(ex)).encode() + b"\0")
+        fields = tuple(getattr(ex, f.name) for f in dataclasses.fields(ex) if f.metadata.get("identity", True))
+        h.update(repr(fields).encode() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -293,10 +422,29 @@ def cosine_schedule(optimizer, steps: int, warmup_frac: float, min_ratio: float 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class Diverged(UserError):
+    """A non-finite loss or gradient: the optimizer step is not taken and the run stops, its last
+    good checkpoint intact."""
+
+
+DIVERGED_HINT = ("the step was not taken and nothing was saved: ckpt/ holds the last good checkpoint; lower --lr "
+                 "(or --grad-clip) and start again, or --resume to retry from the checkpoint")
+
+
 def clip_grad_norm(model, max_norm: float) -> float:
-    """Clip the gradient's global norm (over every shard under FSDP) at max_norm (0 = no clip); its norm."""
+    """Clip the gradient's global norm (over every shard under FSDP) at max_norm (0 = no clip); its
+    norm. A NaN or infinite norm raises Diverged before any weight changes."""
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
-    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    if not math.isfinite(norm):
+        raise Diverged(f"non-finite gradient norm ({norm}); {DIVERGED_HINT}")
+    return norm
+
+
+def check_finite_loss(loss, what: str = "loss") -> None:
+    """Diverged for a NaN or infinite loss (before its backward pass)."""
+    if not torch.isfinite(loss):
+        raise Diverged(f"non-finite {what} ({loss.item()}); {DIVERGED_HINT}")
 
 
 # -----------------------------------------------------------------------------
@@ -349,31 +497,61 @@ def save_checkpoint(cfg: dict, model, tok, optimizer, scheduler, stream, step: i
     """ckpt/: the model's full weights in transformers format (loadable with models.load),
     train_state.pt (step, schedule, data position, RNG) and rank{r}.pt per process (its optimizer
     shard and the state dicts of `others`, models a resume needs too: an EMA teacher). A
-    collective under torchrun."""
+    collective under torchrun.
+
+    Written into ckpt.tmp/, train_state.pt last (its presence marks the folder complete), then
+    swapped in: ckpt → ckpt.old, ckpt.tmp → ckpt, ckpt.old removed. A kill at any point leaves a
+    state that recover_checkpoint completes. Weights that are not finite are never written."""
     rank, world = distributed.world()
     path = ckpt_dir(cfg)
-    tmp, old = path + ".tmp", path + ".old"
+    tmp = path + ".tmp"
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
+    if distributed.all_sum(len(bad)):
+        raise Diverged(f"step {step}: non-finite weights ({bad[:2]}...); the checkpoint was not written: ckpt/ holds "
+                       f"the last good one; lower --lr and start again, or --resume to retry")
     full = distributed.full_state_dict(model) if world > 1 else None  # every process takes part
     if rank == 0:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)  # a write that was killed half-way
         models.save(model, tok, tmp, state_dict=full)
-        torch.save({"step": step, "scheduler": scheduler.state_dict(), "stream": stream.state_dict(),
-                    "python_random": random.getstate(), "torch_random": torch.random.get_rng_state(), "world": world},
-                   os.path.join(tmp, "train_state.pt"))
     distributed.barrier()
     torch.save({"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},
                os.path.join(tmp, f"rank{rank}.pt"))
     distributed.barrier()
     if rank == 0:
-        if os.path.exists(old):
-            shutil.rmtree(old)  # a swap that was killed half-way
-        if os.path.exists(path):
-            os.rename(path, old)
-        os.rename(tmp, path)  # the previous checkpoint stays valid until the new one is complete
-        if os.path.exists(old):
-            shutil.rmtree(old)
+        state = {"step": step, "scheduler": scheduler.state_dict(), "stream": stream.state_dict(),
+                 "python_random": random.getstate(), "torch_random": torch.random.get_rng_state(), "world": world}
+        torch.save(state, os.path.join(tmp, "train_state.pt.part"))
+        os.replace(os.path.join(tmp, "train_state.pt.part"), os.path.join(tmp, "train_state.pt"))
+        recover_checkpoint(path)  # the swap
     distributed.barrier()
+
+
+def _complete(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "train_state.pt"))
+
+
+def recover_checkpoint(path: str) -> None:
+    """Bring ckpt/, ckpt.tmp/ and ckpt.old/ to one complete ckpt/ (or none), whatever step of
+    save_checkpoint's swap a kill interrupted: a complete ckpt.tmp/ is the newest checkpoint and
+    replaces ckpt/; an incomplete one is a write that was cut and is dropped; ckpt.old/ is kept
+    only while it is the sole complete checkpoint."""
+    tmp, old = path + ".tmp", path + ".old"
+    if os.path.isdir(tmp) and _complete(tmp):
+        if os.path.isdir(path):
+            if os.path.exists(old):
+                shutil.rmtree(old)
+            os.rename(path, old)
+        os.rename(tmp, path)
+    elif os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    if os.path.exists(old):
+        if not _complete(path) and _complete(old):
+            if os.path.exists(path):
+                shutil.rmtree(path)
+            os.rename(old, path)
+        else:
+            shutil.rmtree(old)
 
 
 def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
@@ -386,8 +564,11 @@ def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
         path = ckpt_dir(cfg)
         state = torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
         if state["world"] != world:
-            raise ValueError(f"{path} was written by {state['world']} processes, this run has {world}: the "
-                             "optimizer is saved one shard per process; resume with the same number")
+            raise UserError(f"{path} was written by {state['world']} processes, this run has {world}: the "
+                            "optimizer is saved one shard per process; resume with the same number")
+        if state["step"] > cfg["steps"]:
+            raise UserError(f"--steps {cfg['steps']}: the checkpoint in {path} is at step {state['step']}; resume "
+                            "with the run's --steps")
         rank_state = torch.load(os.path.join(path, f"rank{rank}.pt"), weights_only=False)
         optimizer.load_state_dict(rank_state["optimizer"])
         for key, m in (others or {}).items():
@@ -416,6 +597,7 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
     if done == cfg["stop_at"] and done < cfg["steps"]:
         bar.close()
         say(f"stopped after step {done} (--stop-at); continue with --resume")
+        unlock_run(cfg["out"])
         return True
     return False
 
@@ -427,6 +609,7 @@ def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, algorithm: str) -
     save_checkpoint(cfg, step=cfg["steps"], **ckpt)
     summary = run_summary(cfg, final, wall_s, algorithm)
     write_summary(cfg, summary)
+    unlock_run(cfg["out"])
     return summary
 
 
@@ -456,19 +639,25 @@ def open_log(cfg: dict, start: int) -> None:
     path = metrics_path(cfg)
     if not distributed.is_main():
         return
-    kept = []
+    kept, torn = [], 0
     if start > 0 and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
+        with open(path, "rb") as f:
+            for raw in f:
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # the line a killed write left half-written
-                if rec["step"] > start:
-                    break
-                kept.append(line)
-    with open(path, "w") as f:
+                    rec = json.loads(raw)
+                    if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                        raise ValueError
+                except ValueError:  # a line a killed write (or a full disk) left half-written
+                    torn += 1
+                    continue
+                if rec["step"] <= start:
+                    kept.append(json.dumps(rec) + "\n")
+    if torn:
+        say(f"{path}: dropped {torn} torn line(s)")
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
         f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def log(cfg: dict, record: dict) -> None:
@@ -483,7 +672,7 @@ def read_log(folder: str) -> tuple:
     """(training-step records, [(step, held-out student accuracy)]) of a run folder's metrics.jsonl."""
     path = os.path.join(folder, "metrics.jsonl")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: pass a run folder written by one of the train_*.py scripts")
+        raise UserError(f"{path} not found: pass a run folder written by one of the train_*.py scripts")
     steps, evals = [], []
     with open(path) as f:
         for line in f:
@@ -547,14 +736,13 @@ def summary_table(s: dict, cfg: dict, name: str) -> str:
 def write_summary(cfg: dict, summary: dict) -> None:
     """summary.json, written last: the folder then holds a finished run (rank 0)."""
     if distributed.is_main():
-        with open(os.path.join(cfg["out"], "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        write_json(os.path.join(cfg["out"], "summary.json"), summary)
 
 
 def read_json(folder: str, name: str = "summary.json") -> dict:
     path = os.path.join(folder, name)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: pass a finished run folder")
+        raise UserError(f"{path} not found: pass a finished run folder")
     with open(path) as f:
         return json.load(f)
 

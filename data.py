@@ -10,7 +10,8 @@ Paper sections (docs/paper.md):
 
 Every dataset becomes a list of `Example`s (bare problem, gold answer, optional reference
 solution). Loaders read the hub (through `datasets` when it is installed, otherwise through
-`huggingface_hub`) or a local .jsonl/.json file (.parquet too when `pyarrow` is installed):
+`huggingface_hub`; the hub's DAPO-Math-17k and OpenThoughts files are parquet, read with `pyarrow`)
+or a local .jsonl/.json/.parquet file:
 
     load_examples("math500")                        # hub: HuggingFaceH4/MATH-500, split test
     load_examples("math500", path="m500.jsonl")     # the same schema from a local file
@@ -32,8 +33,11 @@ split is a hash of its text). Two kinds of privileged information change what a 
     to answer them (and a wrong hint, `Example.hint`, shows whether a model reads it).
 
 Deliberate simplifications: OpenThoughts rows are kept only when their reference solution has
-exactly one distinct \\boxed{} answer (as the authors' filter does); records are held in memory
-(17k DAPO problems are a few MB); a .json file must hold a list of objects.
+exactly one distinct \\boxed{} answer (as the authors' filter does); DAPO-Math-17k repeats each
+problem ~100 times and the loader keeps the first copy only; the examples are held in memory
+(17.9k DAPO problems are a few MB; parquet files are read a batch of rows at a time); a .json
+file must hold a list of objects. A bad input raises DataError (an errors.UserError: exit code 2 and a
+message, no traceback) naming the file, line or row, and field.
 """
 import argparse
 import dataclasses
@@ -43,7 +47,10 @@ import json
 import os
 import random
 import re
+import sys
 from typing import Iterable, Iterator, Optional
+
+import errors
 
 # -----------------------------------------------------------------------------
 # Prompts (§2.3) and privileged-information contexts (§5)
@@ -106,6 +113,9 @@ class Example:
     source: str = ""
     hint: Optional[str] = None
     meta: dict = dataclasses.field(default_factory=dict)
+    # Where the record was read ("file:line", "file row N"), for error messages only: not part of
+    # the example's identity (equality, a stream's fingerprint), so a moved file resumes.
+    where: str = dataclasses.field(default="", compare=False, repr=False, metadata={"identity": False})
 
     @property
     def prompt(self) -> str:
@@ -267,8 +277,9 @@ def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: 
 # -----------------------------------------------------------------------------
 # Reading records: local files and the hub, with errors that name file, line and field
 
-class DataError(ValueError):
-    """A dataset problem, with where it is (`file:line`) and which field."""
+class DataError(errors.UserError):
+    """A dataset problem, with where it is (`file:line`) and which field. Entry points print its
+    message and exit with code 2 (errors.run)."""
 
 
 class _FieldError(Exception):
@@ -277,55 +288,130 @@ class _FieldError(Exception):
         self.field, self.problem = field, problem
 
 
-def read_records(path: str) -> Iterator[tuple]:
-    """(line, record) pairs of a .jsonl, .json (a list of objects) or .parquet file."""
+DATA_EXTENSIONS = (".jsonl", ".json", ".parquet")
+
+
+def _data_files(folder: str) -> list:
+    """The .jsonl/.json/.parquet files under a folder, sorted, without `dataset_info` and hidden
+    files."""
+    files = sorted(p for ext in DATA_EXTENSIONS
+                   for p in glob.glob(os.path.join(folder, "**", f"*{ext}"), recursive=True))
+    return [p for p in files if not os.path.basename(p).startswith(("dataset_info", "."))]
+
+
+def _check_data_file(path: str) -> None:
+    """A DataError unless `path` is an existing file (a folder gets the data files inside it)."""
+    if os.path.isdir(path):
+        # a hint only: two levels deep (a hub repository's data/ folder), not the whole tree
+        found = sorted(os.path.relpath(p, path) for ext in DATA_EXTENSIONS
+                       for pattern in (f"*{ext}", f"*/*{ext}")
+                       for p in glob.glob(os.path.join(path, pattern)))
+        if not found:
+            inside = "it holds no .jsonl/.json/.parquet file at its top two levels"
+        else:
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            inside = f"data files in it: {', '.join(found[:3])}{more}"
+        raise DataError(f"{path}: is a folder, not a data file; pass one .jsonl/.json/.parquet "
+                        f"file ({inside})")
     if not os.path.exists(path):
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file or folder")
+
+
+def _not_utf8(path: str, error: UnicodeDecodeError) -> DataError:
+    """The DataError for a text file that is not UTF-8, naming its first such line."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return DataError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} "
+                                 f"at byte {e.start + 1} of the line); save the file as UTF-8")
+    return DataError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8")
+
+
+def record_where(path: str, line: int) -> str:
+    """How an error names record `line` of a file: `file:line`, or `file row N` for parquet."""
+    return f"{path} row {line}" if path.endswith(".parquet") else f"{path}:{line}"
+
+
+def read_records(path: str) -> Iterator[tuple]:
+    """(line, record) pairs of a .jsonl, .json (a list of objects) or .parquet file; for parquet
+    `line` is the row number (from 1). An empty file yields nothing. A file that cannot be read
+    (missing, a folder, not UTF-8, not JSON, a damaged parquet file) raises DataError naming it."""
+    _check_data_file(path)
     if path.endswith(".parquet"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or "
-                            f"convert the file to jsonl") from None
-        for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield i, rec
+        yield from _parquet_records(path)
         return
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path, e) from None
+        if not text.strip():
+            return
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(data, list):
-            raise DataError(f"{path}: a .json dataset must be a list of objects; use .jsonl "
-                            f"for one object per line")
+            held = (f"an object (keys: {', '.join(data) or 'none'})" if isinstance(data, dict)
+                    else "a string" if isinstance(data, str) else f"the value {json.dumps(data)}")
+            raise DataError(f"{path}: a .json dataset must be a list of objects, and this one "
+                            f"holds {held}; use .jsonl for one object per line")
         for i, rec in enumerate(data, start=1):
             if not isinstance(rec, dict):
                 raise DataError(f"{path}: item {i} is a {type(rec).__name__}, not an object")
             yield i, rec
         return
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
-                                f"each line must hold one JSON object") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{i}: a line holds a {type(rec).__name__}, "
-                                f"not a JSON object")
-            yield i, rec
+    # A decode error surfaces while the file is read, not on a line of text, so _not_utf8 reads
+    # the file again as bytes to name the line.
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
+                                    f"each line must hold one JSON object") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"{path}:{i}: a line holds a {type(rec).__name__}, "
+                                    f"not a JSON object")
+                yield i, rec
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+
+
+def _parquet_records(path: str) -> Iterator[tuple]:
+    """(row, record) pairs of a parquet file, read a batch of rows at a time: the hub's
+    DAPO-Math-17k file has far more rows than problems, too many to hold as Python objects at once."""
+    try:
+        import pyarrow
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or "
+                        f"convert the file to jsonl") from None
+    if os.path.getsize(path) == 0:
+        return
+    try:
+        with pq.ParquetFile(path) as pf:
+            row = 0
+            for batch in pf.iter_batches(batch_size=4096):
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
+    except (pyarrow.ArrowException, OSError) as e:  # a damaged file is either, depending on where
+        raise DataError(f"{path}: not a readable parquet file ({str(e).strip()}); it may be "
+                        f"truncated or damaged: download or write it again") from None
 
 
 def hub_data_files(local_dir: str, split: str, config: Optional[str] = None) -> list:
     """The data files of one split inside a downloaded dataset repository (used when `datasets`
     is not installed): files under the config's folder if there is one, whose name mentions the
     split; a repository with a single data file uses it for every split."""
-    files = sorted(p for ext in ("jsonl", "json", "parquet")
-                   for p in glob.glob(os.path.join(local_dir, "**", f"*.{ext}"), recursive=True))
-    files = [p for p in files if not os.path.basename(p).startswith(("dataset_info", "."))]
+    files = _data_files(local_dir)
     rel = {p: os.path.relpath(p, local_dir).replace(os.sep, "/") for p in files}
     if config:
         in_config = [p for p in files if rel[p].split("/")[0] == config]
@@ -340,13 +426,20 @@ def hub_data_files(local_dir: str, split: str, config: Optional[str] = None) -> 
 
 
 def _hub_records(repo: str, config: Optional[str], split: str) -> Iterator[tuple]:
-    """(where, record) pairs of a hub dataset."""
+    """(where, record) pairs of a hub dataset. A failed download (no network, no such
+    repository) is a DataError that points at --data-path."""
+    def failed(e):
+        return DataError(f"could not load {repo} from the hub ({type(e).__name__}: {e}); without "
+                         f"internet access pass a local copy in the hub schema with --data-path")
     try:
         import datasets
     except ImportError:
         datasets = None
     if datasets is not None:
-        ds = datasets.load_dataset(repo, config, split=split)
+        try:
+            ds = datasets.load_dataset(repo, config, split=split)
+        except OSError as e:  # ConnectionError, and FileNotFoundError for an unknown repository
+            raise failed(e) from None
         for i, rec in enumerate(ds):
             yield f"hub:{repo}[{split}] row {i}", rec
         return
@@ -356,18 +449,27 @@ def _hub_records(repo: str, config: Optional[str], split: str) -> Iterator[tuple
         raise DataError(f"loading {repo} from the hub needs `datasets` or `huggingface_hub` "
                         f"(pip install datasets), or pass a local file with --data-path") from None
     patterns = [f"{config}/*"] if config else ["*.jsonl", "*.json", "*.parquet"]
-    local = snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=patterns)
+    try:
+        local = snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=patterns)
+    except OSError as e:  # the hub's errors, offline mode's included, are OSErrors
+        raise failed(e) from None
     for path in hub_data_files(local, split, config):
         for line, rec in read_records(path):
-            yield f"{path}:{line}", rec
+            yield record_where(path, line), rec
 
 
 # -----------------------------------------------------------------------------
 # Record parsers: one per dataset schema. They return an Example, or None to filter a record out
 # (OpenThoughts' non-math rows), and raise _FieldError for a malformed record.
 
+def _present(rec: dict) -> str:
+    """What a record does hold, for the error about a field it lacks."""
+    return f"fields present: {', '.join(map(str, rec)) or 'none'}"
+
+
 def _text(rec: dict, *names: str, required: bool = True) -> str:
-    """The first present field of `names` as a non-empty string (numbers are converted)."""
+    """The first present field of `names` as a non-empty string (numbers are converted). A null
+    (a parquet column's missing value) counts as absent."""
     for name in names:
         if name in rec and rec[name] is not None:
             v = rec[name]
@@ -378,7 +480,10 @@ def _text(rec: dict, *names: str, required: bool = True) -> str:
                 raise _FieldError(name, "is empty")
             return v
     if required:
-        raise _FieldError(" or ".join(names), "missing")
+        nulls = [name for name in names if name in rec]
+        if nulls:
+            raise _FieldError(nulls[0], "is empty (null)")
+        raise _FieldError(" or ".join(names), f"missing ({_present(rec)})")
     return ""
 
 
@@ -398,7 +503,9 @@ def boxed_answers(text: str) -> list:
 def parse_dapo(rec: dict, index: int) -> Example:
     """BytedTsinghua-SIA/DAPO-Math-17k: `prompt` = [{"role": "user", "content": ...}] with the
     "Answer:" instruction, `reward_model` = {"ground_truth": ...}. A plain {"problem", "answer"}
-    record is accepted too."""
+    record is accepted too. load_examples drops the hub's repeated copies of a problem."""
+    if "prompt" not in rec and "problem" not in rec:
+        raise _FieldError("prompt", f"missing, and no `problem` either ({_present(rec)})")
     if "prompt" in rec:
         prompt = rec["prompt"]
         if isinstance(prompt, list):
@@ -418,6 +525,8 @@ def parse_dapo(rec: dict, index: int) -> Example:
             answer = _text(reward, "ground_truth")
         elif reward is not None:
             raise _FieldError("reward_model", f"expected an object, got {type(reward).__name__}")
+        elif rec.get("answer") is None:
+            raise _FieldError("reward_model", f"missing, and no `answer` either ({_present(rec)})")
         else:
             answer = _text(rec, "answer")
     else:
@@ -454,8 +563,12 @@ def parse_eval(rec: dict, index: int) -> Example:
     if not answer:
         boxes = boxed_answers(solution)
         if not boxes:
-            raise _FieldError("answer", "missing, and no `solution` with a \\boxed{} answer")
+            state = "is empty" if "answer" in rec or "Answer" in rec else "missing"  # "" or null
+            raise _FieldError("answer", f"{state}, and no `solution` with a \\boxed{{}} answer "
+                                        f"({_present(rec)})")
         answer = boxes[-1]
+    if not answer:  # an empty \boxed{} is no answer to grade against
+        raise _FieldError("answer", "is empty (the \\boxed{} it comes from is empty)")
     rid = rec.get("unique_id", rec.get("id", rec.get("ID", index)))
     return Example(id=str(rid), problem=problem, answer=answer, solution=solution,
                    source=str(rec.get("source", "")))
@@ -471,25 +584,54 @@ DATASETS = {
 }
 
 
-def parse_records(records: Iterable[tuple], parser, name: str) -> list:
+def parse_records(records: Iterable[tuple], parser, name: str, origin: Optional[str] = None,
+                  dedupe: bool = False) -> list:
     """Examples from (where, record) pairs; a malformed record raises DataError naming where and
-    the field; an empty result raises DataError too."""
-    out, seen = [], 0
+    the field; an empty result raises DataError too, naming `origin` (the file or hub repository
+    read) when given. With `dedupe`, only the first example of each (problem, answer) is kept and
+    the number of copies dropped is printed on stderr."""
+    out, seen, kept, dropped = [], 0, set(), 0
     for i, (where, rec) in enumerate(records):
         seen += 1
         try:
             ex = parser(rec, i)
+            if ex is not None:
+                ex.where = str(where)
         except _FieldError as e:
             raise DataError(f"{where}: field '{e.field}' {e.problem}; fix or remove this record "
                             f"({name} records need the fields documented in "
                             f"data.{parser.__name__})") from None
-        if ex is not None:
-            ex.source = ex.source or name
-            out.append(ex)
+        if ex is None:
+            continue
+        if dedupe:
+            key = (ex.problem, ex.answer)
+            if key in kept:
+                dropped += 1
+                continue
+            kept.add(key)
+        ex.source = ex.source or name
+        out.append(ex)
+    what = f"dataset {name!r}" + (f" ({origin})" if origin else "")
     if not out:
-        detail = f"all {seen} records were filtered out" if seen else "it has no records"
-        raise DataError(f"dataset {name!r} is empty: {detail}")
+        detail = (f"all {seen} records were filtered out (data.{parser.__name__} says which it "
+                  f"keeps)" if seen else "it has no records, so no examples; pass a file with at "
+                                         "least one record")
+        raise DataError(f"{what} is empty: {detail}")
+    if dropped:
+        print(f"data: {what}: dropped {dropped:,} repeated copies of a problem among {seen:,} "
+              f"records, kept the first of each: {len(out):,} problems", file=sys.stderr)
     return out
+
+
+def _file_records(path: str) -> Iterator[tuple]:
+    """(where, record) pairs of a local file."""
+    return ((record_where(path, line), rec) for line, rec in read_records(path))
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether a dataset name that is neither known nor an existing file was meant as a path."""
+    return ("/" in name or os.sep in name or name.startswith((".", "~"))
+            or bool(os.path.splitext(name)[1]))
 
 
 def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = None,
@@ -498,32 +640,43 @@ def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = 
 
     `name` may itself be a .jsonl/.json/.parquet path (read with `parse_eval`). `path` reads a
     named dataset from a local file in its hub schema instead of the hub. `limit` keeps the first
-    records. `synthetic_kwargs` go to `synthetic_examples` (`n` defaults to 500, split 'eval')."""
+    examples. `synthetic_kwargs` go to `synthetic_examples` (`n` defaults to 500, split 'eval').
+
+    `dapo` keeps only the first record of each (problem, answer) and prints on stderr how many
+    it dropped: the hub's DAPO-Math-17k repeats each of its problems many times, which would make
+    an "epoch" many passes over the same problems. Other datasets are
+    returned as read. A bad input (unknown name, missing file, unreadable or malformed records,
+    no examples) raises DataError naming the file, line and field."""
     if name == "synthetic":
         if path is not None:
-            raise ValueError("the synthetic task is generated, not read: drop the path")
+            raise DataError(f"the synthetic task is generated, not read: drop the path {path}")
         kw = {"n": 500, "split": "eval", **synthetic_kwargs}
         return synthetic_examples(**kw)[:limit]
     if synthetic_kwargs:
         raise ValueError(f"options {sorted(synthetic_kwargs)} only apply to the synthetic task")
+    known = f"{', '.join(DATASETS)}, synthetic"
     if name in DATASETS:
         repo, config, split, parser = DATASETS[name]
-        records = ((f"{path}:{line}", rec) for line, rec in read_records(path)) if path \
-            else _hub_records(repo, config, split)
-    elif name.endswith((".jsonl", ".json", ".parquet")) or os.path.exists(name):
-        parser = parse_eval
-        records = ((f"{name}:{line}", rec) for line, rec in read_records(name))
+        if path:
+            records, origin = _file_records(path), path
+        else:
+            records, origin = _hub_records(repo, config, split), f"hub: {repo}"
+    elif name.endswith(DATA_EXTENSIONS) or os.path.exists(name):
+        parser, records, origin = parse_eval, _file_records(name), None
+    elif _looks_like_path(name):
+        raise DataError(f"{name}: no such file or folder (a dataset is a local "
+                        f".jsonl/.json/.parquet file or one of {known})")
     else:
-        raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, synthetic, "
-                         f"or a path to a .jsonl/.json/.parquet file")
-    examples = parse_records(records, parser, name)
+        raise DataError(f"unknown dataset {name!r}: use one of {known}, or a path to a "
+                        f".jsonl/.json/.parquet file (a name ending so is read as a file)")
+    examples = parse_records(records, parser, name, origin, dedupe=name == "dapo")
     return examples[:limit] if limit is not None else examples
 
 
 # -----------------------------------------------------------------------------
 # A look at the data from the command line
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Print a few examples of a dataset and the student "
                                              "and teacher contexts built from them.")
     ap.add_argument("--name", default="synthetic",
@@ -534,7 +687,7 @@ def main() -> None:
     ap.add_argument("--pi", default="none", choices=PI_MODES, help="teacher context to show")
     ap.add_argument("--hard-frac", type=float, default=0.0,
                     help="synthetic only: fraction of hard (2-digit product) problems")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     kw = {"n": args.n, "hard_frac": args.hard_frac} if args.name == "synthetic" else {}
     for ex in load_examples(args.name, path=args.path, limit=args.n, **kw):
         print(f"--- {ex.id}  answer={ex.answer!r}")
@@ -545,4 +698,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

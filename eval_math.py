@@ -31,10 +31,12 @@ import torch
 
 import common
 import data
+import errors
 import distributed
 import losses
 import models
 import rollout
+from errors import UserError
 from grader import LatexParseError, extract_boxed, grade, is_equiv, latex_to_sympy, normalize_answer, sympy_equal  # noqa: F401
 
 # -----------------------------------------------------------------------------
@@ -493,26 +495,73 @@ def load_bench(args, bench: str) -> list:
     return examples
 
 
+def check_args(args) -> list:
+    """The benchmarks to run, after every flag is checked (a UserError naming the flag)."""
+    for flag, v, ok, what in (("--limit", args.limit, lambda v: v >= 1, "an integer >= 1"),
+                              ("--k", args.k, lambda v: v >= 1, "an integer >= 1"),
+                              ("--temperature", args.temperature, lambda v: v >= 0, ">= 0 (0 = greedy)"),
+                              ("--top-p", args.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),
+                              ("--top-k", args.top_k, lambda v: v >= 0, ">= 0 (0 = off)"),
+                              ("--max-new-tokens", args.max_new_tokens, lambda v: v >= 1, "an integer >= 1"),
+                              ("--batch-size", args.batch_size, lambda v: v >= 1, "an integer >= 1"),
+                              ("--synthetic-n", args.synthetic_n, lambda v: v >= 1, "an integer >= 1"),
+                              ("--hard-frac", args.hard_frac, lambda v: 0 <= v <= 1, "in [0, 1]"),
+                              ("--max-ops", args.max_ops, lambda v: v >= 1, "an integer >= 1"),
+                              ("--max-operand", args.max_operand, lambda v: v >= 1, "an integer >= 1"),
+                              ("--threads", args.threads, lambda v: v >= 0, ">= 0")):
+        if v is not None and not ok(v):
+            raise UserError(f"{flag} {v}: must be {what}")
+    if args.dtype is not None and not isinstance(getattr(torch, args.dtype, None), torch.dtype):
+        raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
+    if args.wrong_hint and args.pi != "answer_only":
+        raise UserError("--wrong-hint changes the hint of --pi answer_only; add --pi answer_only")
+    benches = [b.strip() for b in args.bench.split(",") if b.strip()]
+    if not benches:
+        raise UserError(f"--bench {args.bench!r}: names no benchmark; pass e.g. --bench math500")
+    if args.data_path and len(benches) != 1:
+        raise UserError("--data-path reads one benchmark; pass a single --bench with it")
+    try:
+        fractions = [float(x) for x in args.probe_fractions.split(",")]
+    except ValueError:
+        raise UserError(f"--probe-fractions {args.probe_fractions!r}: comma-separated numbers in [0, 1)") from None
+    if not all(0 <= f < 1 for f in fractions):
+        raise UserError(f"--probe-fractions {args.probe_fractions}: every cut point must lie in [0, 1)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out}: a file, not a folder; choose another --out")
+    written = [f for f in ("summary.json", "probe_summary.json") if os.path.exists(os.path.join(args.out, f))]
+    if written:
+        raise UserError(f"--out {args.out} already holds an evaluation ({written[0]}); choose another --out, or "
+                        "delete that folder to evaluate again")
+    return benches
+
+
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    if args.wrong_hint and args.pi != "answer_only":
-        raise SystemExit("--wrong-hint changes the hint of --pi answer_only; add --pi answer_only")
-    benches = [b.strip() for b in args.bench.split(",") if b.strip()]
-    if args.data_path and len(benches) != 1:
-        raise SystemExit("--data-path reads one benchmark; pass a single --bench with it")
+    benches = check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = models.load(args.model, device=args.device, dtype=args.dtype)
-    model.eval()
-    os.makedirs(args.out, exist_ok=True)
+    # The benchmarks and the model's context before the weights load: a bad file ends here.
+    loaded = {bench: load_bench(args, bench) for bench in (benches[:1] if args.probe_teacher else benches)}
+    tokenizer, context = models.load_tokenizer(args.model)
+    for bench, examples in loaded.items():
+        common.check_prompt_lengths(context, [data.context_ids(tokenizer, ex, args.pi, rule=args.rule)
+                                              for ex in examples], resolve_settings(args, bench)["max_new_tokens"],
+                                    f"prompts of {bench}", examples)
     if args.probe_teacher:
-        teacher, t_tok = models.load(args.probe_teacher, device=args.device, dtype=args.dtype)
+        models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])  # the probe cuts token ids
+    os.makedirs(args.out, exist_ok=True)
+    common.lock_run(args.out)
+    model, tokenizer = models.load(args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
+    model.eval()
+    if args.probe_teacher:
+        teacher, t_tok = models.load(args.probe_teacher, device=args.device,
+                                     dtype=getattr(torch, args.dtype) if args.dtype else None)
         teacher.eval()
         models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
         fractions = [float(x) for x in args.probe_fractions.split(",")]
         bench = benches[0]
         s = resolve_settings(args, bench)
-        examples = load_bench(args, bench)
+        examples = loaded[bench]
         with torch.no_grad():
             rows, _ = prefix_probe(model, teacher, tokenizer, examples, fractions,
                                    temperature=s["temperature"], top_p=s["top_p"],
@@ -535,7 +584,7 @@ def main(argv=None) -> None:
     summaries = []
     for bench in benches:
         s = resolve_settings(args, bench)
-        examples = load_bench(args, bench)
+        examples = loaded[bench]
         name = os.path.splitext(os.path.basename(bench))[0]
         with torch.no_grad():
             summary, _ = evaluate(model, tokenizer, examples, k=s["k"],
@@ -554,4 +603,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

@@ -40,9 +40,12 @@ What it simplifies
 import json
 import os
 
+import safetensors
 import tiktoken
 import torch
 import transformers
+
+from errors import UserError
 
 # ----------------------------------------------------------------------------------------------
 # Devices and dtypes
@@ -236,34 +239,103 @@ def build_tiny(seed: int = 0, **overrides) -> transformers.Qwen3ForCausalLM:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_source(name_or_path: str) -> str:
+    """"local" for a model folder, "hub" for what can only be a hub id; a UserError for a path
+    that holds no model, before anything loads (a mistyped folder would otherwise be tried on
+    the hub, with a misleading "repo id" error or half a minute of network retries)."""
+    s = str(name_or_path)
+    if os.path.exists(s):
+        if not os.path.isdir(s):
+            raise UserError(f"{s}: a file, not a model folder; pass the folder that holds config.json")
+        if not os.path.isfile(os.path.join(s, "config.json")):
+            raise UserError(f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
+                            "written by save_pretrained (a run's ckpt/ or final/), or a hub id")
+        for f in sorted(os.listdir(s)):  # the weights' headers (cheap): a truncated download ends here, not later
+            if f.endswith(".safetensors"):
+                _library_call(s, "weights", _read_header, os.path.join(s, f))
+        return "local"
+    first = s.split("/")[0]
+    if s.startswith((".", "/", "~")) or s.endswith("/") or s.count("/") > 1 or (s.count("/") == 1 and os.path.isdir(first)):
+        raise UserError(f"{s}: no such folder; pass an existing model folder, or a hub id such as Qwen/Qwen3-1.7B")
+    return "hub"
+
+
+def _read_header(path: str) -> None:
+    with safetensors.safe_open(path, "pt") as f:
+        f.keys()
+
+
+def _library_call(name: str, what: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs), with any failure of transformers / safetensors / the hub on a user's
+    model turned into a UserError that names the model (truncated weights, no network, ...)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- a library failing on the user's files or hub id
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        files = sorted(f for f in os.listdir(name) if f.endswith((".safetensors", ".bin", ".json"))) \
+            if os.path.isdir(str(name)) else []
+        among = f" from {', '.join(files)}" if files else ""
+        raise UserError(f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); check those files "
+                        "(a truncated or corrupt download?) or the hub id and the network") from e
+
+
+def load_tokenizer(name_or_path: str) -> tuple:
+    """(Tokenizer, context length or None) of a model folder or hub id without its weights: enough
+    to check every prompt against the context before the weights load."""
+    kind = check_source(name_or_path)
+    config = _library_call(name_or_path, "config", transformers.AutoConfig.from_pretrained, name_or_path)
+    if kind == "local" and os.path.isfile(os.path.join(str(name_or_path), TINY_MARKER)):
+        tok = _tiny_from_marker(os.path.join(str(name_or_path), TINY_MARKER))
+    else:
+        try:
+            gen = transformers.GenerationConfig.from_pretrained(name_or_path)
+        except OSError:  # no generation_config.json: the model config's EOS
+            gen = transformers.GenerationConfig.from_model_config(config)
+        tok = _hf_tokenizer_of(name_or_path, gen.eos_token_id)
+    return tok, getattr(config, "max_position_embeddings", None)
+
+
+def _tiny_from_marker(marker: str) -> "Tokenizer":
+    with open(marker) as f:
+        saved = json.load(f)
+    if {int(k): v for k, v in saved["special_tokens"].items()} != TINY_SPECIALS:
+        raise UserError(f"{marker} lists special tokens {saved['special_tokens']}, but this models.py builds "
+                        f"{TINY_SPECIALS}; the checkpoint was made by another version of the tiny tokenizer")
+    return tiny_tokenizer()
+
+
+def _hf_tokenizer_of(name_or_path: str, gen_eos) -> "Tokenizer":
+    gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+    hf = _library_call(name_or_path, "tokenizer", transformers.AutoTokenizer.from_pretrained, name_or_path)
+    return hf_tokenizer(hf, gen_eos)
+
+
 def load(name_or_path: str, device=None, dtype=None):
     """(model, Tokenizer) from a hub id or a local folder in transformers format.
 
     A folder written by `save()` for a tiny model carries `tiny_tokenizer.json` and gets the
     built-in tokenizer; everything else goes through AutoTokenizer/AutoModelForCausalLM, the
     path a hub id takes. Device and dtype default to the hardware (bf16 on CUDA, fp32 on CPU).
-    The model comes back in eval mode.
+    The model comes back in eval mode. A checkpoint that lacks a weight of its architecture is
+    refused (transformers would fill it with random values and say so only in a log line).
     """
+    kind = check_source(name_or_path)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else default_dtype(device)
     marker = os.path.join(str(name_or_path), TINY_MARKER)
-    model = transformers.AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    model, info = _library_call(name_or_path, "weights", transformers.AutoModelForCausalLM.from_pretrained,
+                                name_or_path, dtype=dtype, output_loading_info=True)
+    broken = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
+    if broken:
+        raise UserError(f"{name_or_path}: the checkpoint lacks {len(broken)} weight(s) of its architecture or has them "
+                        f"in another shape (first: {broken[0]}); it is incomplete or belongs to another config")
     model = model.to(device).eval()
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            saved = json.load(f)
-        tok = tiny_tokenizer()
-        if {int(k): v for k, v in saved["special_tokens"].items()} != TINY_SPECIALS:
-            raise ValueError(
-                f"{marker} lists special tokens {saved['special_tokens']}, but this models.py builds "
-                f"{TINY_SPECIALS}; the checkpoint was made by another version of the tiny tokenizer"
-            )
+    if kind == "local" and os.path.isfile(marker):
+        tok = _tiny_from_marker(marker)
     else:
-        gen_eos = model.generation_config.eos_token_id
-        gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
-        tok = hf_tokenizer(transformers.AutoTokenizer.from_pretrained(name_or_path), gen_eos)
+        tok = _hf_tokenizer_of(name_or_path, model.generation_config.eos_token_id)
     if model.config.vocab_size < tok.vocab_size:
-        raise ValueError(
+        raise UserError(
             f"{name_or_path}: the model has {model.config.vocab_size} embedding rows but its tokenizer "
             f"{tok.vocab_size} ids; the checkpoint's tokenizer does not belong to these weights"
         )
@@ -309,37 +381,37 @@ def check_compatible(student, teacher) -> str:
     rows_t, tok_t = _split(teacher)
     if tok_s.is_tiny != tok_t.is_tiny:
         kinds = ["the built-in tiny tokenizer" if t.is_tiny else f"transformers tokenizer {t.name!r}" for t in (tok_s, tok_t)]
-        raise ValueError(f"student uses {kinds[0]} and teacher {kinds[1]}; OPD needs one vocabulary")
+        raise UserError(f"student uses {kinds[0]} and teacher {kinds[1]}; OPD needs one vocabulary")
     table_s, table_t = tok_s.id_to_token(), tok_t.id_to_token()
     n = min(len(table_s), len(table_t))
     differ = [i for i in range(n) if table_s[i] != table_t[i]]
     if differ:
         i = differ[0]
-        raise ValueError(
+        raise UserError(
             f"teacher and student tokenizers differ at {len(differ):,} of {n:,} ids "
             f"(first: {i} {table_s[i]!r} in the student vs {table_t[i]!r} in the teacher); OPD needs one vocabulary"
         )
     if len(table_s) != len(table_t):
         longer, who = (table_s, "student") if len(table_s) > len(table_t) else (table_t, "teacher")
-        raise ValueError(
+        raise UserError(
             f"student tokenizer has {len(table_s):,} ids, teacher {len(table_t):,}; the {who} has extra ids "
             f"from {n} on (first: {n} {longer[n]!r}); OPD needs one vocabulary"
         )
     if tok_s.special_ids() != tok_t.special_ids():
         only = sorted(tok_s.special_ids() ^ tok_t.special_ids())
-        raise ValueError(
+        raise UserError(
             f"the tokenizers mark different special tokens (first differing id: {only[0]} {table_s[only[0]]!r}); "
             "OPD needs one vocabulary"
         )
     if set(tok_s.eos_token_ids) != set(tok_t.eos_token_ids):
-        raise ValueError(
+        raise UserError(
             f"student EOS ids {tok_s.eos_token_ids} differ from the teacher's {tok_t.eos_token_ids}; "
             "the teacher would score the end of a response differently from how the student ends it"
         )
     report = f"one vocabulary: {n:,} ids with identical tokens, special tokens and EOS ids {tok_s.eos_token_ids}"
     for rows, who in ((rows_s, "student"), (rows_t, "teacher")):
         if rows is not None and rows < n:
-            raise ValueError(f"the {who} model's output layer has {rows:,} rows for {n:,} token ids; the checkpoint is broken")
+            raise UserError(f"the {who} model's output layer has {rows:,} rows for {n:,} token ids; the checkpoint is broken")
     if rows_s is not None and rows_t is not None and (rows_s != n or rows_t != n):
         report += (
             f"; output layers have {rows_s:,} (student) and {rows_t:,} (teacher) rows: rows from id {n:,} on map "

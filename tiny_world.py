@@ -39,9 +39,11 @@ import torch
 
 import common
 import data
+import errors
 import eval_math
 import models
 import train_sft
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # The two models: shape, data mix and SFT recipe (train_sft's config keys)
@@ -180,10 +182,14 @@ def main(argv=None) -> None:
     ap.add_argument("--resume", action="store_true", help="with --model: continue the run in --out from its checkpoint")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     args = ap.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps {args.steps}: must be an integer >= 1")
+    if args.threads < 0:
+        raise UserError(f"--threads {args.threads}: must be >= 0")
     if args.model is None and (args.steps or args.out or args.resume):
-        raise SystemExit("--steps, --out and --resume train one model: add --model teacher or --model student")
+        raise UserError("--steps, --out and --resume train one model: add --model teacher or --model student")
     if args.model and args.force:
-        raise SystemExit("--force rebuilds the whole world; with --model, start in a new --out instead")
+        raise UserError("--force rebuilds the whole world; with --model, start in a new --out instead")
     if args.model is None:
         build(args.force, args.dir, args.threads)
         return
@@ -196,4 +202,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

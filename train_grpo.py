@@ -44,10 +44,13 @@ import torch
 import common
 import data
 import distributed
+import errors
 import eval_math
 import losses
+import models
 import rollout
 import train_opd
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: presets, the GRPO flags, the shared rollout / optimisation / run flags
@@ -85,12 +88,10 @@ def parse_config(argv=None) -> dict:
         common.add_run_flags(ap, out="runs/grpo")
     cfg = common.parse_config(PRESETS, flags, argv, __doc__)
     n = cfg["batch_size"]
-    if cfg["group_size"] < 2:
-        raise ValueError(f"--group-size must be at least 2 (advantages are relative to the group), got {cfg['group_size']}")
-    if not 1 <= cfg["minibatches"] <= n or n % cfg["minibatches"]:
-        raise ValueError(f"--minibatches must divide --batch-size ({n} prompts), got {cfg['minibatches']}")
+    if n % cfg["minibatches"]:
+        raise UserError(f"--minibatches {cfg['minibatches']}: must divide --batch-size ({n} prompts)")
     if distributed.planned_world() > 1:
-        raise SystemExit("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
+        raise UserError("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
                          "split over torchrun's processes (train_opd.py and train_opsd.py are); run it with python")
     return cfg
 
@@ -157,8 +158,7 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
                 loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite GRPO loss {loss.item()} at rows {part[:4]}...")
+                common.check_finite_loss(loss)
                 loss.backward()
                 add_ppo_monitors(sums, loss, lp, old, A, mask, logits, cfg)
             grad_norms.append(common.clip_grad_norm(student, cfg["grad_clip"]))
@@ -214,12 +214,15 @@ def add_ppo_monitors(sums: dict, loss, lp, old, A, mask, logits, cfg: dict) -> N
 
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    tok, context = models.load_tokenizer(cfg["student"])  # every prompt checked before the weights load
+    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"],
+                                "training prompts", train)
+    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
+                                "held-out prompts", held_out)
     device = common.start_run(cfg)
     student, tok = common.load_student(cfg, device)
-    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
-    common.check_prompt_lengths(student, [data.context_ids(tok, ex) for ex in train[:1000]], cfg["max_new_tokens"],
-                                "training")
     # the schedule counts optimizer steps: --minibatches of them per rollout batch
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
     start = common.resume(cfg, optimizer, scheduler, stream)
@@ -246,4 +249,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

@@ -36,11 +36,13 @@ import torch
 
 import common
 import data
+import errors
 import distributed
 import eval_math
 import losses
 import models
 import rollout
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: presets named after where they come from, then the command line on top
@@ -50,7 +52,7 @@ PRESETS = {
     # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
     # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS.md, Mechanism 2).
     "tiny": dict(student="tiny/student", teacher="tiny/teacher", data="synthetic", data_path=None, eval_data="synthetic",
-                 hard_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0,
+                 hard_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0, minibatches=1,
                  steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
                  lr=3e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
                  grad_checkpointing=False, amp=None,
@@ -62,7 +64,7 @@ PRESETS = {
     # evaluation affordable). For one 80 GB GPU: micro-batches of 4, gradient checkpointing, the chunked
     # loss and 16 rows sampled at a time (docs/paper_scale.md has the memory plan).
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", data="dapo", data_path=None, eval_data="math500",
-                  hard_frac=0.0, loss="topk_sg", k=20, beta=0.5, chunk_size=1024, length_gate=0,
+                  hard_frac=0.0, loss="topk_sg", k=20, beta=0.5, chunk_size=1024, length_gate=0, minibatches=1,
                   steps=1000, batch_size=64, micro_batch=4, max_new_tokens=4096, temperature=1.0, top_p=0.95,
                   rollout_batch=16, lr=2e-6, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98, grad_clip=1.0,
                   grad_checkpointing=True, amp=None,
@@ -82,6 +84,9 @@ def add_loss_flags(ap) -> None:
     g.add_argument("--k", type=int, help="K of the Top-K losses (paper and tiny: 20)")
     g.add_argument("--chunk-size", type=int,
                    help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)")
+    g.add_argument("--minibatches", type=int,
+                   help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: OPD; "
+                        "the paper's OPSD math runs: 2)")
 
 
 def parse_config(argv=None) -> dict:
@@ -103,12 +108,24 @@ def check_config(cfg: dict) -> dict:
     """What OPD and OPSD need of a config, checked before any model loads."""
     world = distributed.planned_world()
     if cfg["batch_size"] % world:
-        raise ValueError(f"--batch-size {cfg['batch_size']} must be a multiple of the {world} processes")
+        raise UserError(f"--batch-size {cfg['batch_size']} must be a multiple of the {world} processes")
+    if cfg["batch_size"] % (world * cfg["minibatches"]):
+        raise UserError(f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of --batch-size "
+                        f"{cfg['batch_size']} must split into this many equal parts")
+    if cfg["loss"].startswith("topk") and cfg["k"] < 1:
+        raise UserError(f"--k {cfg['k']}: the Top-K losses need K >= 1")
     if world > 1 and cfg["chunk_size"]:
-        raise ValueError("--chunk-size reads the LM head outside the model's forward, which FSDP does not gather; "
+        raise UserError("--chunk-size reads the LM head outside the model's forward, which FSDP does not gather; "
                          "under torchrun use --chunk-size 0 (each process holds only its share of the batch's logits) "
                          "and a smaller --micro-batch")
     return cfg
+
+
+def check_k(cfg: dict, tok) -> None:
+    """K of a Top-K loss within the vocabulary (known once the tokenizer is read)."""
+    if cfg["loss"].startswith("topk") and cfg["k"] > tok.vocab_size:
+        raise UserError(f"--k {cfg['k']}: larger than the vocabulary ({tok.vocab_size} ids); the Top-K set needs "
+                        f"K <= {tok.vocab_size}")
 
 
 # -----------------------------------------------------------------------------
@@ -124,62 +141,72 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
     with common.timed(times, "rollout"):
         student.eval()
         responses, rollout_logp, truncated = common.sample_batch(student, tok, student_prompts, cfg, generator)
-    keep, n_keep = kept_rows(responses, cfg)
+    keep = kept_rows(responses, cfg)
     loss_fn, opts = losses.LOSSES[cfg["loss"]], common.loss_options(cfg)
     chunked = cfg["chunk_size"] > 0  # paper scale: never make (b, T, V) logits for the loss
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"])  # fp32 weights, bf16 compute
 
     student.train()
-    optimizer.zero_grad(set_to_none=True)
     sums = new_monitor_sums()
-    for start in range(0, len(responses), cfg["micro_batch"]):
-        rows = list(range(start, min(start + cfg["micro_batch"], len(responses))))
-        resp = [responses[i] for i in rows]
-        tokens = rollout.pad_right(resp, tok.pad_token_id, device)  # (b, T) the sampled ids y_t
-        # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt).
-        with common.timed(times, "teacher"), torch.no_grad():
-            out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked)
-        mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T) gated rows out
-        # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
-        with common.timed(times, "student"):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"]):  # fp32 weights, bf16 compute
-                out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, return_hidden=chunked)
-            if chunked:  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
-                V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
-                heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]
-                mb_loss, _ = losses.chunked_loss(cfg["loss"], out_s, heads[0], out_t, heads[1], tokens, mask,
-                                                 chunk_size=cfg["chunk_size"], **opts)
+    # --minibatches M: the batch's rows in M parts, one optimizer step each (1 = strictly on-policy;
+    # the paper's OPSD math runs sample 128 prompts and take 2 steps of 64).
+    n, M = len(responses), cfg["minibatches"]
+    for part in range(M):
+        part_rows = range(part * n // M, (part + 1) * n // M)
+        n_keep = global_kept([keep[i] for i in part_rows])
+        optimizer.zero_grad(set_to_none=True)
+        for start in range(part_rows.start, part_rows.stop, cfg["micro_batch"]):
+            rows = list(range(start, min(start + cfg["micro_batch"], part_rows.stop)))
+            resp = [responses[i] for i in rows]
+            tokens = rollout.pad_right(resp, tok.pad_token_id, device)  # (b, T) the sampled ids y_t
+            # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt),
+            #    in the student's precision (an OPSD teacher with the student's weights computes what it would).
+            with common.timed(times, "teacher"), torch.no_grad(), amp:
+                out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked)
+            mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T) gated rows out
+            # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
+            with common.timed(times, "student"):
+                with amp:
+                    out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, return_hidden=chunked)
+                if chunked:  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
+                    V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
+                    heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]
+                    mb_loss, _ = losses.chunked_loss(cfg["loss"], out_s, heads[0], out_t, heads[1], tokens, mask,
+                                                     chunk_size=cfg["chunk_size"], **opts)
+                else:
+                    V = min(out_s.shape[-1], out_t.shape[-1])  # padded embedding rows (Qwen2.5) map to no token
+                    out_s, out_t = out_s[..., :V], out_t[..., :V]  # (b, T, V) logits
+                    mb_loss = losses.masked_mean(loss_fn(out_s, out_t, tokens, **opts), mask)  # (b, T) -> scalar
+                # masked_mean over the part = Σ over its micro-batches of (their mean) · (their kept rows / its kept rows)
+                loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
+                common.check_finite_loss(loss)
+                loss.backward()
+            sums["loss"] += loss.item() / M
+            if chunked:  # the monitors on the first row only: (1, T, V) logits
+                logits_s, logits_t = out_s[:1].detach() @ heads[0].T, out_t[:1] @ heads[1].T
+                add_monitors(sums, logits_s, logits_t, tokens[:1], mask[:1], rollout_logp[rows[0]:rows[0] + 1], cfg["k"])
             else:
-                V = min(out_s.shape[-1], out_t.shape[-1])  # padded embedding rows (Qwen2.5) map to no token
-                out_s, out_t = out_s[..., :V], out_t[..., :V]  # (b, T, V) logits
-                mb_loss = losses.masked_mean(loss_fn(out_s, out_t, tokens, **opts), mask)  # (b, T) -> scalar
-            # masked_mean over the whole batch = Σ over micro-batches of (its mean) · (its kept rows / all kept rows)
-            loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at rows {rows[:4]}...; check the teacher's "
-                                         "logits and the learning rate (the last good checkpoint is in ckpt/)")
-            loss.backward()
-        sums["loss"] += loss.item()
-        if chunked:  # the monitors on the first row only: (1, T, V) logits
-            logits_s, logits_t = out_s[:1].detach() @ heads[0].T, out_t[:1] @ heads[1].T
-            add_monitors(sums, logits_s, logits_t, tokens[:1], mask[:1], rollout_logp[rows[0]:rows[0] + 1], cfg["k"])
-        else:
-            add_monitors(sums, out_s.detach(), out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg["k"])
+                add_monitors(sums, out_s.detach(), out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg["k"])
 
-    # 4. One optimizer step per rollout batch: strictly on-policy.
-    with common.timed(times, "optim"):
-        grad_norm = common.clip_grad_norm(student, cfg["grad_clip"])
-        optimizer.step()
-        scheduler.step()
+        # 4. The optimizer step of this part (one per rollout batch by default: strictly on-policy).
+        with common.timed(times, "optim"):
+            grad_norm = common.clip_grad_norm(student, cfg["grad_clip"])
+            optimizer.step()
+            scheduler.step()
     return batch_monitors(sums, tok, responses, truncated, keep, times, grad_norm, scheduler)
 
 
-def kept_rows(responses: list, cfg: dict) -> tuple:
+def kept_rows(responses: list, cfg: dict) -> list:
     """Which rows enter the loss: all, minus empty ones and those over the length gate (masked out,
-    so that every process runs the same forwards); and the kept rows per process over all
-    processes (the global masked_mean divides by it; FSDP averages the processes' gradients)."""
-    keep = [len(r) > 0 and (cfg["length_gate"] <= 0 or len(r) <= cfg["length_gate"]) for r in responses]
+    so that every process runs the same forwards)."""
+    return [len(r) > 0 and (cfg["length_gate"] <= 0 or len(r) <= cfg["length_gate"]) for r in responses]
+
+
+def global_kept(keep: list) -> float:
+    """The kept rows per process over all processes: the global masked_mean divides by it (FSDP
+    averages the processes' gradients)."""
     world = distributed.world()[1]
-    return keep, max(distributed.all_sum(sum(keep)) / world, 1 / world)
+    return max(distributed.all_sum(sum(keep)) / world, 1 / world)
 
 
 # -----------------------------------------------------------------------------
@@ -231,6 +258,19 @@ def batch_monitors(sums: dict, tok, responses: list, truncated: list, keep: list
 
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
+    # Everything a user can get wrong is checked before the folder is written and the weights load:
+    # the data, the two vocabularies, every prompt against both contexts.
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    tok, context = models.load_tokenizer(cfg["student"])
+    tok_t, context_t = models.load_tokenizer(cfg["teacher"])
+    models.check_compatible(tok, tok_t)
+    check_k(cfg, tok)
+    prompts = [data.context_ids(tok, ex) for ex in train]
+    for limit, who in ((context, "student"), (context_t, "teacher")):
+        common.check_prompt_lengths(limit, prompts, cfg["max_new_tokens"], f"training prompts ({who})", train)
+    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
+                                "held-out prompts", held_out)
+
     device = common.start_run(cfg)
     # The student trains in float32 (common.load_student); the teacher is frozen, bf16 on CUDA, and
     # must share the student's vocabulary.
@@ -241,15 +281,9 @@ def main(argv=None) -> dict:
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, the teacher for inference
         distributed.shard(student)
         distributed.shard(teacher)
+    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])  # resumable; held-out never trained on
 
-    # Data: a resumable prompt stream; held-out problems never seen in training.
-    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
-    sample = [data.context_ids(tok, ex) for ex in train[:1000]]
-    common.check_prompt_lengths(student, sample, cfg["max_new_tokens"], "training")
-    common.check_prompt_lengths(teacher, sample, cfg["max_new_tokens"], "teacher")
-
-    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"])
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
     start = common.resume(cfg, optimizer, scheduler, stream)
     evaluate = lambda model, name, who="student": eval_math.evaluate_run(model, tok, held_out, cfg, name, who)[0]
     if start == 0:
@@ -276,4 +310,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

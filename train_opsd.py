@@ -45,11 +45,13 @@ import torch
 import common
 import data
 import distributed
+import errors
 import eval_math
 import losses
 import models
 import rollout
 import train_opd
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: the OPD flags without --teacher, these presets, the OPSD flags
@@ -67,10 +69,12 @@ PRESETS = {
     "tiny-full": dict(_TINY, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
     # The control: the teacher reads exactly the student's context, so it is the student (loss ~0).
     "tiny-none": dict(_TINY, pi="none", loss="topk_tail", k=50),
-    # §5 math: Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts problems with their
-    # reference answers as PI; the rest as the paper's OPD preset (§2.4).
+    # §5 and §2.4 "OPSD math": Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts problems
+    # with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64 on it, T = 1.0,
+    # top-p 1.0, 300 rollouts (the OpenThoughts runs); the rest as the paper's OPD preset.
     "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k != "teacher"}, data="openthoughts",
-                  pi="answer_only", loss="topk_tail", k=50, teacher_mode="frozen", ema_decay=0.99, measure_n=0),
+                  pi="answer_only", loss="topk_tail", k=50, batch_size=128, minibatches=2, top_p=1.0, steps=300,
+                  teacher_mode="frozen", ema_decay=0.99, measure_n=0),
 }
 TEACHER_MODES = ("frozen", "live", "ema")
 
@@ -95,10 +99,8 @@ def parse_config(argv=None) -> dict:
         common.add_eval_flags(ap)
         common.add_run_flags(ap, out="runs/opsd")
     cfg = common.parse_config(PRESETS, flags, argv, __doc__)
-    if not 0.0 <= cfg["ema_decay"] < 1.0:
-        raise ValueError(f"--ema-decay must be in [0, 1), got {cfg['ema_decay']}")
     if cfg["measure_n"] and cfg["pi"] == "full":
-        raise ValueError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
+        raise UserError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
                          "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
     return train_opd.check_config(cfg)
 
@@ -108,10 +110,14 @@ def parse_config(argv=None) -> dict:
 
 def self_teacher(cfg: dict, student, device):
     """The OPSD teacher: the student's initial weights (frozen; reloaded from --student, also on
-    --resume), the student itself (live), or a copy that follows it (ema)."""
+    --resume), the student itself (live), or a copy that follows it (ema). Its weights have the
+    student's dtype (float32) and opd_step runs it under the student's autocast: the teacher
+    differs from the student only by its context and its weights, never by its precision (with
+    --pi none the loss is then exactly 0 at step 0)."""
     if cfg["teacher_mode"] == "live":
         return student
-    teacher = models.load(cfg["student"], device=device)[0] if cfg["teacher_mode"] == "frozen" else copy.deepcopy(student)
+    frozen = cfg["teacher_mode"] == "frozen"
+    teacher = models.load(cfg["student"], device=device, dtype=torch.float32)[0] if frozen else copy.deepcopy(student)
     return teacher.requires_grad_(False).eval()
 
 
@@ -224,6 +230,18 @@ def main(argv=None) -> dict:
     if cfg["table"]:
         print(table(cfg["table"]))
         return {}
+    # The data, the tokenizer and every context (the student's and the teacher's, PI included)
+    # against the model's context, before the folder is written and the weights load.
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    tok, context = models.load_tokenizer(cfg["student"])
+    train_opd.check_k(cfg, tok)
+    prompts = [data.context_ids(tok, ex) for ex in train]
+    common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
+    common.check_prompt_lengths(context, teacher_contexts(tok, train, prompts, cfg["pi"]), cfg["max_new_tokens"],
+                                "teacher contexts (with PI)", train)
+    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
+                                "held-out prompts", held_out)
+
     device = common.start_run(cfg)
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
@@ -233,15 +251,9 @@ def main(argv=None) -> dict:
         distributed.shard(student)
         if teacher is not student:
             distributed.shard(teacher)
-
-    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
-    sample = [data.context_ids(tok, ex) for ex in train[:1000]]
-    common.check_prompt_lengths(student, sample, cfg["max_new_tokens"], "training")
-    common.check_prompt_lengths(teacher, teacher_contexts(tok, train[:1000], sample, cfg["pi"]), cfg["max_new_tokens"],
-                                "teacher")
 
-    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"])
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
     others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
     start = common.resume(cfg, optimizer, scheduler, stream, others)
 
@@ -315,4 +327,4 @@ def table(folders: list) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

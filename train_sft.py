@@ -45,9 +45,11 @@ import torch
 
 import common
 import data
+import errors
 import eval_math
 import models
 import rollout
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: presets named after their purpose, then the flags given on top
@@ -110,14 +112,12 @@ def parse_config(argv=None) -> dict:
 
 def check_config(cfg: dict) -> None:
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
-        raise SystemExit("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
+        raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
     if cfg["source"] == "traces" and not cfg["teacher"]:
-        raise SystemExit("--source traces needs --teacher (a path or hub id)")
+        raise UserError("--source traces needs --teacher (a path or hub id)")
     if cfg["source"] != "traces" and cfg["teacher"]:
-        raise SystemExit(f"--teacher only writes traces for --source traces (here {cfg['source']}); the sft-student and "
-                         "paper-sft presets set one: use --preset reference with another source")
-    if not 1 <= cfg["micro_batch"] <= cfg["batch_size"]:
-        raise SystemExit("--micro-batch must lie in 1..--batch-size")
+        raise UserError(f"--teacher only writes traces for --source traces (here {cfg['source']}); the sft-student and "
+                        "paper-sft presets set one: use --preset reference with another source")
 
 
 # -----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def jsonl_items(path: str, tok) -> list:
         system = rec.get("system")
         if system is not None and not isinstance(system, str):
             raise data.DataError(f"{path}:{line}: field 'system' must be text when present")
-        items.append(make_item(tok, f"{os.path.basename(path)}:{line}",
+        items.append(make_item(tok, f"{path}:{line}",
                                tok.chat_prompt(rec["prompt"], system=system), rec["response"], "jsonl"))
     if not items:
         raise data.DataError(f"{path}: no prompt/response pairs (the file is empty); SFT needs at least one line")
@@ -298,6 +298,7 @@ def train(cfg: dict, model, tok, items: list) -> dict:
         for i in range(0, len(batch), cfg["micro_batch"]):
             with amp:
                 loss_sum, _ = nll_sum(model, batch[i:i + cfg["micro_batch"]])
+            common.check_finite_loss(loss_sum)
             (loss_sum / n_tokens).backward()  # the mean over the batch's supervised tokens
             total += loss_sum.item()
         grad_norm = common.clip_grad_norm(model, cfg["grad_clip"])
@@ -367,9 +368,25 @@ def before_after_table(before: dict, after: dict) -> str:
 
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
+    # The data and every sequence against the context, before the folder is written and the
+    # weights load (teacher traces are written in the run, by a teacher checked here).
+    tok, context = models.load_tokenizer(cfg["student"])
+    if cfg["source"] == "traces":
+        models.check_compatible(tok, models.load_tokenizer(cfg["teacher"])[0])
+        problems = load_problems(cfg)
+        common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in problems],
+                                    cfg["trace_max_new_tokens"], "trace prompts", problems)
+    else:
+        items, data_stats = build_items(cfg, tok)
+        common.check_prompt_lengths(context, [it.prompt + it.response for it in items], 0, "SFT sequences (prompt + response)",
+                                    items)
+    evals = held_out(cfg)
+    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in evals], cfg["eval_max_new_tokens"],
+                                "held-out prompts", evals)
     device = common.start_run(cfg)
     model, tok = common.load_student(cfg, device)
-    items, data_stats = build_items(cfg, tok)
+    if cfg["source"] == "traces":
+        items, data_stats = build_items(cfg, tok)
     if cfg["epochs"] is not None:
         cfg["steps"] = max(1, math.ceil(cfg["epochs"] * len(items) / cfg["batch_size"]))
     common.say(f"{cfg['out']}: {sum(p.numel() for p in model.parameters()):,} parameters, {len(items):,} items "
@@ -391,4 +408,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

@@ -1,17 +1,21 @@
-"""Tests of data.py: the student prompt, the loaders on small local files (malformed ones too),
-the synthetic task checked by an independent calculation, the PI contexts; and common.py's
-resumable prompt stream (CPU, about a second).
+"""Tests of data.py: the student prompt, the loaders on small local files in every hub schema
+(jsonl and parquet), DAPO's repeated problems dropped, every bad input a DataError naming the
+file and the culprit, the synthetic task checked by an independent calculation and pinned, the
+PI contexts; and common.py's resumable prompt stream (CPU, a few seconds).
 
     .venv/bin/python -m pytest -q tests/test_data.py
 """
+import hashlib
 import json
 import os
 import re
+import sys
 
 import pytest
 
 import common
 import data
+import errors
 import models
 
 DAPO_PROMPT = ("Solve the following math problem step by step. The last line of your response "
@@ -156,6 +160,199 @@ def test_parquet_needs_pyarrow_or_reads(tmp_path):
     assert data.load_examples(path)[0].answer == "1"
 
 
+# The hub's schemas, as parquet: DAPO-Math-17k's and OpenThoughts' hub files are parquet, read
+# with pyarrow (a requirement) when `datasets` is not installed.
+HUB_ROWS = {
+    "dapo": ([dict(dapo_record(0), extra_info={"index": "9a9b-0"}),
+              dict(dapo_record(1, "What is $2^5$?", "32"), extra_info={"index": "9a9b-1"})],
+             [("Find the number of positive divisors of $12$.", "6"), ("What is $2^5$?", "32")]),
+    "openthoughts": ([{"problem": "Find $x$ if $2x=1$.", "deepseek_reasoning": "...",
+                       "deepseek_solution": "x = 1/2", "ground_truth_solution": "So $\\boxed{\\frac{1}{2}}$.",
+                       "domain": "math", "source": "olympiads", "test_cases": None, "starter_code": None},
+                      {"problem": "Write a sort.", "deepseek_reasoning": "...", "deepseek_solution": "...",
+                       "ground_truth_solution": None, "domain": "code", "source": "apps",
+                       "test_cases": "{}", "starter_code": ""}],
+                     [("Find $x$ if $2x=1$.", "\\frac{1}{2}")]),
+    "math500": ([{"problem": "Compute $1+1$.", "solution": "It is $\\boxed{2}$.", "answer": "2",
+                  "subject": "Algebra", "level": 1, "unique_id": "test/algebra/1.json"}],
+                [("Compute $1+1$.", "2")]),
+    "aime24": ([{"id": 60, "problem": "Aya walks...", "solution": "\\boxed{204}", "url": "u"}],
+               [("Aya walks...", "204")]),
+    "aime25": ([{"problem": "Find x.", "answer": "70", "id": "0"}], [("Find x.", "70")]),
+}
+
+
+def write_parquet(path, rows):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", sorted(HUB_ROWS))
+def test_hub_schemas_read_from_parquet(tmp_path, name):
+    rows, expected = HUB_ROWS[name]
+    path = write_parquet(tmp_path / f"{name}.parquet", rows)
+    ex = data.load_examples(name, path=path)
+    assert [(e.problem, e.answer) for e in ex] == expected
+    if name == "dapo":
+        assert [e.id for e in ex] == ["9a9b-0", "9a9b-1"] and ex[0].source == "dapo"
+        assert "Answer:" not in ex[0].prompt
+
+
+def test_hub_parquet_without_datasets(tmp_path, monkeypatch):
+    # the hub path of an install without `datasets`: huggingface_hub downloads the repository
+    # (here a stand-in folder in its layout) and pyarrow reads its parquet file
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    repo = tmp_path / "snapshot"
+    (repo / "data").mkdir(parents=True)
+    write_parquet(repo / "data" / "dapo-math-17k.parquet", HUB_ROWS["dapo"][0])
+    calls = []
+
+    def fake_download(**kw):
+        calls.append(kw)
+        return str(repo)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` fails
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    ex = data.load_examples("dapo")
+    assert [(e.problem, e.answer) for e in ex] == HUB_ROWS["dapo"][1]
+    assert calls[0]["repo_id"] == "BytedTsinghua-SIA/DAPO-Math-17k" and "*.parquet" in calls[0]["allow_patterns"]
+
+    def offline(**kw):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("outgoing traffic has been disabled")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(data.DataError, match=r"could not load BytedTsinghua-SIA/DAPO-Math-17k from "
+                                             r"the hub .*--data-path"):
+        data.load_examples("dapo")
+
+
+def test_dapo_drops_repeated_problems(tmp_path, capsys):
+    # the hub's DAPO-Math-17k holds ~100 copies of each problem, each with its own index
+    problems = [("Find the number of positive divisors of $12$.", "6"), ("What is $2^5$?", "32"),
+                ("What is $3^2$?", "9")]
+    rows = [dict(dapo_record(0, p, a), extra_info={"index": f"copy{c}-{k}"})
+            for c in range(4) for k, (p, a) in enumerate(problems)]
+    rows.append(dict(dapo_record(0, "What is $3^2$?", "3"), extra_info={"index": "other-answer"}))
+    for path in (write_parquet(tmp_path / "dapo.parquet", rows), write_jsonl(tmp_path / "dapo.jsonl", rows)):
+        ex = data.load_examples("dapo", path=path)
+        assert [(e.problem, e.answer) for e in ex] == problems + [("What is $3^2$?", "3")]
+        assert [e.id for e in ex] == ["copy0-0", "copy0-1", "copy0-2", "other-answer"]  # the first copy
+        err = capsys.readouterr().err
+        assert "dropped 9 repeated copies" in err and "13 records" in err and "4 problems" in err
+        assert len(data.load_examples("dapo", path=path, limit=2)) == 2  # limit counts distinct problems
+        capsys.readouterr()
+    # other datasets are returned as read, repeats and all, and say nothing
+    same = write_jsonl(tmp_path / "same.jsonl", [{"problem": "a", "answer": "1"}] * 3)
+    assert len(data.load_examples("math500", path=same)) == 3 and len(data.load_examples(same)) == 3
+    assert capsys.readouterr().err == ""
+
+
+def write_bad_inputs(d):
+    """The files of BAD_INPUTS, in folder d."""
+    good = [{"problem": "a", "answer": "1"}, {"problem": "b", "answer": "2"}]
+
+    def raw(name, payload):
+        (d / name).write_bytes(payload)
+    # 600 good lines first, so the bad byte lies beyond the first block the reader decodes
+    lines = b"".join(json.dumps(good[i % 2]).encode() + b"\n" for i in range(600))
+    raw("latin1.jsonl", lines + b'{"problem": "caf\xe9", "answer": "1"}\n')
+    raw("latin1.json", b'[{"problem": "a", "answer": "1"},\n {"problem": "caf\xe9", "answer": "1"}]')
+    (d / "folder").mkdir()
+    (d / "hubcopy" / "data").mkdir(parents=True)
+    raw("hubcopy/data/dapo-math-17k.parquet", b"")
+    raw("empty.jsonl", b"")
+    raw("blank.jsonl", b"\n  \n")
+    raw("empty.json", b"")
+    raw("emptylist.json", b"[]")
+    raw("empty.parquet", b"")
+    blob = open(write_parquet(d / "full.parquet", good), "rb").read()
+    raw("truncated.parquet", blob[: len(blob) // 2])
+    raw("garbage.parquet", b"PAR1" + b"\x00" * 64 + b"PAR1")
+    raw("notparquet.parquet", b'{"problem": "a", "answer": "1"}\n')
+    write_parquet(d / "nocolumn.parquet", [{"question_text": "a", "answer": "1"}])
+    write_parquet(d / "noanswer.parquet", [{"problem": "a", "hint": "1"}])
+    write_parquet(d / "dapo_cols.parquet", [{"question": "q", "ground_truth": "1"}])
+    write_parquet(d / "dapo_noreward.parquet", [{"prompt": [{"role": "user", "content": "q"}]}])
+    write_jsonl(d / "nocolumn.jsonl", [{"question_text": "a", "answer": "1"}])
+    raw("object.json", json.dumps({"data": good}).encode())
+    raw("scalar.json", b"3")
+    write_jsonl(d / "emptyanswer.jsonl", [good[0], {"problem": "b", "answer": "  "}])
+    write_jsonl(d / "nullanswer.jsonl", [{"problem": "b", "answer": None}])
+    write_jsonl(d / "emptybox.jsonl", [{"problem": "b", "solution": "so \\boxed{}"}])
+    write_parquet(d / "nullanswer.parquet", [good[0], {"problem": "b", "answer": None}])
+    write_jsonl(d / "dapo_emptytruth.jsonl", [dapo_record(0, answer="")])
+
+
+# case: (dataset name, path, what the message must say besides the file); "@" is the folder
+# write_bad_inputs wrote to
+BAD_INPUTS = {
+    "non-UTF-8 jsonl": ("@latin1.jsonl", None, ["latin1.jsonl:601", "not UTF-8", "save the file as UTF-8"]),
+    "non-UTF-8 json": ("@latin1.json", None, ["latin1.json:2", "not UTF-8"]),
+    "folder as the dataset": ("@folder", None, ["is a folder", "no .jsonl/.json/.parquet"]),
+    "folder as the path": ("dapo", "@hubcopy", ["is a folder", "data/dapo-math-17k.parquet"]),
+    "missing file": ("@missing.jsonl", None, ["no such file or folder"]),
+    "missing file as the path": ("dapo", "@missing.parquet", ["no such file or folder"]),
+    "missing folder": ("@nosuchdir", None, ["no such file or folder"]),
+    "missing relative folder": ("runs/nosuchdir", None, ["runs/nosuchdir: no such file or folder"]),
+    "hub repository name": ("openai/gsm8k", None, ["openai/gsm8k: no such file or folder", "math500"]),
+    "empty jsonl": ("@empty.jsonl", None, ["is empty", "no records"]),
+    "blank jsonl as the path": ("dapo", "@blank.jsonl", ["'dapo'", "is empty", "no records"]),
+    "empty json": ("@empty.json", None, ["is empty", "no records"]),
+    "empty json list": ("@emptylist.json", None, ["is empty", "no records"]),
+    "empty parquet": ("math500", "@empty.parquet", ["is empty", "no records"]),
+    "truncated parquet": ("@truncated.parquet", None, ["not a readable parquet file", "write it again"]),
+    "garbage parquet": ("@garbage.parquet", None, ["not a readable parquet file"]),
+    "jsonl named .parquet": ("@notparquet.parquet", None, ["not a readable parquet file"]),
+    "parquet without the problem column": ("@nocolumn.parquet", None, [
+        "nocolumn.parquet row 1", "'problem or question or Problem' missing",
+        "fields present: question_text, answer"]),
+    "parquet without the answer column": ("@noanswer.parquet", None, [
+        "noanswer.parquet row 1", "'answer' missing", "fields present: problem, hint"]),
+    "dapo parquet in another schema": ("dapo", "@dapo_cols.parquet", [
+        "row 1", "'prompt' missing", "fields present: question, ground_truth", "data.parse_dapo"]),
+    "dapo parquet without reward_model": ("dapo", "@dapo_noreward.parquet", [
+        "row 1", "'reward_model' missing", "fields present: prompt"]),
+    "jsonl without the problem field": ("@nocolumn.jsonl", None, [
+        "nocolumn.jsonl:1", "'problem or question or Problem' missing",
+        "fields present: question_text, answer"]),
+    "json object, not a list": ("@object.json", None, ["must be a list", "holds an object (keys: data)"]),
+    "json number, not a list": ("@scalar.json", None, ["must be a list", "holds the value 3"]),
+    "empty answer": ("@emptyanswer.jsonl", None, ["emptyanswer.jsonl:2", "'answer' is empty"]),
+    "null answer": ("@nullanswer.jsonl", None, ["nullanswer.jsonl:1", "'answer' is empty"]),
+    "empty boxed answer": ("@emptybox.jsonl", None, ["emptybox.jsonl:1", "'answer' is empty"]),
+    "null answer in parquet": ("@nullanswer.parquet", None, ["nullanswer.parquet row 2", "'answer' is empty"]),
+    "empty dapo ground truth": ("dapo", "@dapo_emptytruth.jsonl", [
+        "dapo_emptytruth.jsonl:1", "'ground_truth' is empty"]),
+    "unknown dataset name": ("gsm8k", None, [
+        "unknown dataset 'gsm8k'", "dapo, openthoughts, math500, aime24, aime25, synthetic",
+        ".jsonl/.json/.parquet"]),
+    "synthetic with a path": ("synthetic", "@x.jsonl", ["generated, not read"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_inputs_name_the_file_and_the_culprit(tmp_path, case):
+    pytest.importorskip("pyarrow")
+    write_bad_inputs(tmp_path)
+    name, path, culprits = (x.replace("@", f"{tmp_path}{os.sep}") if isinstance(x, str) else x
+                            for x in BAD_INPUTS[case])
+    with pytest.raises(data.DataError) as info:
+        data.load_examples(name, path=path)
+    msg = str(info.value)
+    assert os.path.basename(path or name) in msg  # the file, or the name that is not one
+    for culprit in culprits:
+        assert culprit in msg, culprit
+    assert isinstance(info.value, errors.UserError) and "\n" not in msg
+
+
+def test_data_errors_exit_with_code_2_and_no_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        errors.run(data.main, ["--name", str(tmp_path / "missing.jsonl")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "missing.jsonl: no such file or folder" in err and "Traceback" not in err
+
+
 def test_hub_data_files_picks_the_split_and_config(tmp_path):
     def touch(rel):
         p = tmp_path / rel
@@ -200,6 +397,14 @@ def test_synthetic_answers_recomputed_independently():
         for line in lines[:-1]:  # every rewriting step keeps the value
             assert line.startswith("=") and _eval_expr(line[1:]) == value
         assert len(lines) - 1 == e.meta["ops"]  # one line per operation
+
+
+def test_synthetic_examples_are_pinned():
+    # the tiny world's results depend on these exact problems: a change to the generator shows here
+    for kw, digest in ((dict(n=300, split="train", seed=0, hard_frac=0.2), "dc2c57a394d3b014"),
+                       (dict(n=100, split="eval", seed=1), "0d658d4b42787415")):
+        text = "\n".join(f"{e.id}|{e.problem}|{e.answer}|{e.solution}" for e in data.synthetic_examples(**kw))
+        assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, kw
 
 
 def test_synthetic_difficulty_knobs():

@@ -405,7 +405,7 @@ def test_wrong_hint_is_never_equivalent_to_the_gold():
     for e in E.load_bench(args, "synthetic"):
         (msg,) = data.context_messages(e, "answer_only")
         assert msg["content"].endswith(f"The answer is {int(e.answer) + 1}.")
-    with pytest.raises(SystemExit, match="answer_only"):
+    with pytest.raises(E.UserError, match="answer_only"):
         E.main(["--model", "x", "--wrong-hint"])
 
 

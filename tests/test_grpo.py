@@ -137,7 +137,7 @@ def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeyp
 
 
 def test_paper_preset_and_config_errors(tmp_path):
-    s, _ = tiny_pair(tmp_path)
+    s, _ = tiny_pair(tmp_path, max_position_embeddings=16384)  # the paper preset evaluates with 8,192 new tokens
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     summary = train_grpo.main(["--preset", "paper", "--student", s, "--data", str(tmp_path / "train.jsonl"),

@@ -13,6 +13,7 @@ import torch
 
 import common
 import data
+import errors
 import losses
 import models
 import rollout
@@ -158,15 +159,17 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
             "--lr", "3e-3", "--threads", "1"]
     train_opd.main(args + ["--out", str(tmp_path / "a")])
     kill_run_at_step_3(monkeypatch, lambda: train_opd.main(args + ["--out", str(tmp_path / "b")]))
-    with pytest.raises(FileExistsError):  # a second fresh start would mix two runs
+    with pytest.raises(errors.UserError, match="--resume"):  # a second fresh start would mix two runs
         train_opd.main(args + ["--out", str(tmp_path / "b")])
+    with pytest.raises(errors.UserError, match="another config.*--lr was 0.003, now 0.001"):
+        train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume", "--lr", "1e-3"])
     train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     ra, rb = same_final_weights(tmp_path / "a", tmp_path / "b")
     assert [r["step"] for r in rb] == [1, 2, 3, 4]
     for x, y in zip(ra, rb):
         assert x["loss"] == y["loss"] and x["len/mean"] == y["len/mean"]
-    with pytest.raises(ValueError, match="different config"):
-        train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume", "--lr", "1e-3"])
+    with pytest.raises(errors.UserError, match="finished"):
+        train_opd.main(args + ["--out", str(tmp_path / "b"), "--resume"])
 
 
 def test_clear_errors(tmp_path):
@@ -179,14 +182,14 @@ def test_clear_errors(tmp_path):
     s2, t2 = tiny_pair(tmp_path / "short", max_position_embeddings=64)
     with pytest.raises(ValueError, match="context"):
         train_opd.main(["--student", s2, "--teacher", t2, "--out", str(tmp_path / "c"), "--threads", "1"])
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(errors.UserError, match="no run folder"):
         train_opd.main(base + ["--out", str(tmp_path / "none"), "--resume"])
 
 
 def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
     """The paper's setting end to end (top-p 0.95, warm-up, weight decay, gradient checkpointing,
     chunked loss, local jsonl data) with tiny checkpoints standing in for the hub's."""
-    s, t = tiny_pair(tmp_path)
+    s, t = tiny_pair(tmp_path, max_position_embeddings=16384)  # the paper preset evaluates with 8,192 new tokens
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))

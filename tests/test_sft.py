@@ -29,6 +29,7 @@ import transformers
 
 import common
 import data
+import errors
 import eval_math
 import models
 import tiny_world
@@ -276,7 +277,7 @@ def test_resume_refuses_other_settings(tmp_path):
     tiny_world.train_model(small_run(tmp_path / "r", stop_at=2))
     with pytest.raises(ValueError, match="lr"):
         tiny_world.train_model(small_run(tmp_path / "r", resume=True, lr=5e-3))
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(errors.UserError, match="--resume"):
         tiny_world.train_model(small_run(tmp_path / "r"))  # would overwrite the run
 
 
@@ -346,11 +347,11 @@ def test_every_flag_has_help_and_contradictions_are_refused(capsys):
             script.main(["--help"])
     text = capsys.readouterr().out
     assert "--max-rep" in text and "--force" in text
-    with pytest.raises(SystemExit, match="--teacher only writes traces"):
+    with pytest.raises(errors.UserError, match="--teacher only writes traces"):
         train_sft.parse_config(["--preset", "sft-student", "--source", "jsonl", "--data-path", "x.jsonl"])
-    with pytest.raises(SystemExit, match="needs --teacher"):
+    with pytest.raises(errors.UserError, match="needs --teacher"):
         train_sft.parse_config(["--source", "traces"])
-    with pytest.raises(SystemExit, match="--model"):
+    with pytest.raises(errors.UserError, match="--model"):
         tiny_world.main(["--steps", "10"])
     cfg = train_sft.parse_config(["--preset", "paper-sft", "--lr", "1e-5"])
     assert cfg["lr"] == 1e-5 and cfg["min_lr"] == 5e-7  # explicit flag beats preset, preset beats the base
