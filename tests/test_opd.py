@@ -100,6 +100,30 @@ def test_micro_batches_give_the_full_batch_gradient():
     assert grads[0].abs().max() > 0
 
 
+def test_minibatches_take_one_optimizer_step_per_part_of_the_rollout():
+    # --minibatches 2: one rollout of 6 rows, then an optimizer step on rows 0-2 and one on rows 3-5.
+    # The reference takes the same two steps by hand: the rows' masked-mean loss, backward, step.
+    # (SGD at a constant rate: Adam would turn float-rounding differences of near-zero gradients into whole steps.)
+    cfg = small_cfg(minibatches=2, micro_batch=2, loss="full_rkl", grad_clip=0.0)
+    tok, teacher, student, prompts, _, _ = setup_step(cfg)
+    reference = copy.deepcopy(student)
+    opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.5) for m in (student, reference))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    responses, _, _ = common.sample_batch(student, tok, prompts, cfg, torch.Generator().manual_seed(5))
+    train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5))
+    for rows in (range(0, 3), range(3, 6)):
+        p, r = [prompts[i] for i in rows], [responses[i] for i in rows]
+        ls, mask = rollout.score(reference, p, r)
+        with torch.no_grad():
+            lt, _ = rollout.score(teacher, p, r)
+        ref_opt.zero_grad()
+        losses.masked_mean(losses.full_rkl(ls, lt), mask).backward()
+        ref_opt.step()
+    assert sched.last_epoch == 2
+    for a, b in zip(student.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("loss", ["topk_sg", "full_rkl"])
 def test_chunked_loss_path_gives_the_same_gradient(loss):
     grads = []

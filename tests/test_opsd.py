@@ -75,6 +75,25 @@ def test_none_control_gives_zero_loss_at_step_0(tmp_path):
     assert abs(m["loss"]) < 1e-6 and m["kl/full"] < 1e-6
 
 
+def test_none_control_is_exactly_zero_under_bf16_autocast(tmp_path):
+    # As on a GPU: the student trains in float32 weights under bf16 autocast. The self-teacher
+    # has the student's dtype and runs under the same autocast, so it computes what the student
+    # computes and the control's loss is 0 (a bf16 teacher, or one outside autocast, is not).
+    cfg = small_cfg(saved_model(tmp_path), pi="none", loss="full_rkl", amp=True)
+    tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
+    assert next(teacher.parameters()).dtype == torch.float32
+    m = do_step(cfg, tok, student, teacher, examples, prompts, opt, sched)
+    assert m["loss"] == 0.0 and m["kl/full"] == 0.0
+
+
+def test_paper_preset_is_the_papers_math_opsd():
+    cfg = train_opsd.parse_config(["--preset", "paper"])
+    assert (cfg["data"], cfg["pi"], cfg["loss"], cfg["k"], cfg["teacher_mode"]) == \
+        ("openthoughts", "answer_only", "topk_tail", 50, "frozen")
+    assert (cfg["batch_size"], cfg["minibatches"], cfg["steps"], cfg["top_p"], cfg["temperature"], cfg["lr"]) == \
+        (128, 2, 300, 1.0, 1.0, 2e-6)
+
+
 def test_live_teacher_is_the_student(tmp_path):
     cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="live")
     tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
@@ -163,7 +182,7 @@ def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
 def test_bad_flags_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         train_opsd.parse_config(["--teacher", "x"])  # OPSD has no separate teacher
-    with pytest.raises(ValueError, match="ema-decay"):
+    with pytest.raises(ValueError, match="--ema-decay 1.0: must be in"):
         train_opsd.parse_config(["--ema-decay", "1.0"])
     with pytest.raises(ValueError, match="measure-n"):
         train_opsd.parse_config(["--preset", "tiny-full", "--measure-n", "4"])
