@@ -13,6 +13,7 @@ import argparse
 import os
 
 import common
+import errors
 
 PANELS = [  # (metric key in metrics.jsonl, title)
     ("eval", "held-out accuracy (pass@1)"),
@@ -79,18 +80,20 @@ def table(folders: list, last: int = 10) -> str:
     return common.md_table(["run", "steps", "acc start", "acc end", *(name for _, name in keys)], rows)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Plot training curves of one or more runs into one PNG.")
     ap.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl")
     ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
     ap.add_argument("--table", action="store_true", help="also print a Markdown table of the runs' final values")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.smooth < 1:
+        raise errors.UserError(f"--smooth {args.smooth}: must be an integer >= 1 (1 = raw)")
     if args.table:
         print(table(args.runs))
     print(plot(args.runs, args.out or os.path.join(args.runs[0], "curves.png"), args.title, args.smooth))
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)

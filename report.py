@@ -40,6 +40,7 @@ import sys
 import time
 
 import common
+import errors
 import plot
 
 # -----------------------------------------------------------------------------
@@ -597,4 +598,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.run(main)
