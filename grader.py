@@ -3,21 +3,28 @@
 Paper: docs/paper.md §2.4 ("Grading"): extract the last `\\boxed{}` ("strict"), then compare after
 MATH-style normalisation or sympy equivalence. eval_math.py evaluates models with it; its public
 functions (`extract_boxed`, `is_equiv`, `grade`) are a contract (docs/design.md), re-exported there.
+docs/grader.md lists the answer forms it accepts, what it refuses on purpose, and its agreement.
 
-    pytest -q tests/test_eval_math.py        # 205 hand-written (prediction, gold, verdict) cases and more
+    pytest -q tests/test_eval_math.py tests/test_grader_suite.py
 
-The answer is the content of the LAST \\boxed{} (or \\fbox{}) of the response; no box, or an
-unbalanced last box, is wrong. `is_equiv` normalises both strings the way MATH graders do
-(\\dfrac, spacing, \\left/\\right, \\text{} and units, degrees, percent, dollars, trailing zeros,
-thousands separators, `x=` prefixes, choice letters), compares intervals and tuples element by
-element (bracket types must agree), bare comma lists and sets as multisets, plain numbers exactly
-as fractions, and everything else with sympy after a small hand-written LaTeX -> sympy conversion
-(\\frac, \\sqrt, ^, \\cdot, \\pi, implicit multiplication, a few functions), in a worker process
-killed after a time limit. Model output is parsed, never `eval`'d.
+The answer is the content of the LAST \\boxed{} (or \\fbox{}); no box, or an unbalanced last box,
+is wrong. `is_equiv` normalises both strings the way MATH graders do (\\dfrac/\\cfrac, spacing,
+\\left/\\right, \\text{} and units, degrees, percent, dollars, trailing zeros, thousands separators,
+`x=` and `(p,q)=` prefixes, choice letters, base subscripts), then compares structure: one-variable
+inequalities as intervals, unions, sets and bare lists as multisets (`a \\pm b` is `a+b, a-b`),
+matrices cell by cell, intervals and tuples element by element (bracket types must agree),
+equations side by side; plain numbers exactly as fractions; the rest with sympy after a small
+hand-written LaTeX -> sympy parser (\\frac, \\sqrt, ^, \\pi, e, i, implicit multiplication, a few
+functions) in a worker process killed after a time limit. Model output is parsed, never `eval`'d.
+
+Guarantees: `is_equiv` and `grade` never raise (what the rules cannot handle is "not equal") and
+spend about `timeout` seconds at most in sympy per call; answers over _MAX_LEN characters get only
+linear-time string rules (a 100,000-digit number is compared digit by digit, never int()'d).
 
 Deliberate simplifications: percentages are not converted (50\\% equals 50, not 0.5); decimals
-must be exact (0.333 is not 1/3); `2\\frac{1}{2}` alone is a mixed number (5/2); a unit word must
-be separated from its number by a space to be dropped ("5 cm", not "5cm", which could be algebra).
+must be exact (0.333 is not 1/3); degrees are not radians (30^\\circ is not \\pi/6); `2\\frac{1}{2}`
+alone is a mixed number (5/2); a unit word needs a space before it ("5 cm", not "5cm", which could
+be algebra); a base subscript may be left out (the question names the base), the digits may not.
 This file imports only the standard library (and sympy, in the worker).
 """
 import json
@@ -27,8 +34,13 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from fractions import Fraction
 from typing import Optional
+
+# Answers longer than this (MATH answers are under 200 characters) get only the linear-time
+# string rules: no structure, no sympy, no int() of long digit strings.
+_MAX_LEN = 1000
 
 # -----------------------------------------------------------------------------
 # Extracting the final answer
@@ -40,7 +52,7 @@ def extract_boxed(text: str) -> Optional[str]:
     """The content of the last \\boxed{...} or \\fbox{...} (nested braces kept), the token after
     `\\boxed ` in the brace-less form (`\\boxed 5`), or None: no box, or the last box unbalanced
     (a response truncated inside its answer has no answer)."""
-    if not text:
+    if not text or not isinstance(text, str):
         return None
     matches = list(_BOX_RE.finditer(text))
     if not matches:
@@ -68,17 +80,29 @@ _UNIT_WORDS = (r"(?:square\s+units?|sq\.?\s+units?|units?|cm|centimeters?|mm|mil
                r"cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
                r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|liters?|litres?|ml|"
                r"percent|people|students|ways|times|points)")
-_TEXT_CMD = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|boldsymbol|operatorname)"
+_TEXT_CMD = (r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|textup|mbox|hbox|mathrm|"
+             r"mathbf|mathit|mathsf|boldsymbol|operatorname)")
+_TEXT_GROUP = rf"{_TEXT_CMD}\s*\{{([^{{}}]*)\}}"
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# relations and signs become single characters before spaces are removed, so that `\le x` cannot
+# fuse into an unknown command `\lex`
+_SYMBOLS = [(r"\\leq?slant|\\leq?(?![a-zA-Z])|<=", "≤"), (r"\\geq?slant|\\geq?(?![a-zA-Z])|>=", "≥"),
+            (r"\\lt(?![a-zA-Z])", "<"), (r"\\gt(?![a-zA-Z])", ">"), (r"\\neq?(?![a-zA-Z])", "≠"),
+            (r"\\pm(?![a-zA-Z])", "±"), (r"\\mp(?![a-zA-Z])", "∓"), (r"\\cup(?![a-zA-Z])", "∪"),
+            (r"\\in(?![a-zA-Z])", "∈"), (r"\\varnothing|\\emptyset|\\\{\s*\\\}", "∅"),
+            (r"\\mathbb\s*\{?\s*R\s*\}?", "(-\\infty,\\infty)")]
+_RELATIONS = "<>≤≥≠"
 
 
-def _unwrap(s: str, pairs) -> str:
-    changed = True
-    while changed:
-        changed = False
+def _unwrap(s: str, pairs, rounds: int = 8) -> str:
+    for _ in range(rounds):
         s = s.strip()
         for a, b in pairs:
             if len(s) >= len(a) + len(b) and s.startswith(a) and s.endswith(b):
-                s, changed = s[len(a):len(s) - len(b)], True
+                s = s[len(a):len(s) - len(b)]
+                break
+        else:
+            return s
     return s
 
 
@@ -126,10 +150,60 @@ def _strip_zeros(m: re.Match) -> str:
     return t.rstrip("0").rstrip(".") if "." in t else t
 
 
+def _repeating(m: re.Match) -> str:
+    """A repeating decimal `a.b\\overline{c}` as the exact fraction it denotes."""
+    whole, head, rep = m.group(1) or "0", m.group(2), m.group(3)
+    v = int(whole) + Fraction(int(head or "0"), 10 ** len(head)) \
+        + Fraction(int(rep), 10 ** len(head) * (10 ** len(rep) - 1))
+    return f"\\frac{{{v.numerator}}}{{{v.denominator}}}" if v.denominator != 1 else str(v.numerator)
+
+
+def _canonical_number(s: str) -> str:
+    """`+007.50` -> `7.5`, `-0` -> `0`; other strings unchanged. String work only: safe on numbers
+    of any length (int() refuses strings over 4,300 digits)."""
+    m = re.fullmatch(r"([+-]?)(\d*)(?:\.(\d*))?", s)
+    if not m or not (m.group(2) or m.group(3)):
+        return s
+    whole, frac = m.group(2).lstrip("0") or "0", (m.group(3) or "").rstrip("0")
+    body = f"{whole}.{frac}" if frac else whole
+    return body if m.group(1) != "-" or body == "0" else "-" + body
+
+
+def _normalize_long(s: str) -> str:
+    """Linear-time rules only, for answers longer than _MAX_LEN: delimiters, a box, spacing,
+    thousands separators, and the canonical form of a plain number."""
+    s = _unwrap(s, _DELIMS)
+    if _BOX_RE.match(s):
+        s = extract_boxed(s) or ""
+    s = re.sub(r"(?<!\\)\\[,;:! ]|\s+", "", s.replace("{,}", ",")).rstrip(".")
+    if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+        s = s.replace(",", "")
+    return _canonical_number(s)
+
+
+def _drop_trailing_text(s: str) -> str:
+    r"""`10\text{ cm}^2` -> `10`, `3\pi\text{ square units}` -> `3\pi`: a trailing \text{} word
+    after some math is a unit or a label. Not when it is the whole answer (`\text{Evelyn}`) or
+    follows another \text{} (`\text{Sunday}\text{ and }\text{Monday}`)."""
+    for _ in range(3):
+        m = re.search(rf"{_TEXT_GROUP}(?:\s*\^\s*\{{?[23]\}}?)?\s*$", s)
+        if not m or not re.match(r"\s*[a-zA-Z]", m.group(1)):
+            return s
+        head = s[:m.start()].rstrip()
+        if not head or re.search(rf"{_TEXT_GROUP}$", head) or not re.search(r"[\w})\]]$", head):
+            return s
+        s = head
+    return s
+
+
 def normalize_answer(s: str) -> str:
     """A canonical string for an answer, MATH style (see the file docstring for the rules)."""
-    s = str(s).strip().replace("\n", " ")
-    s = _unwrap(s, (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")))
+    s = str(s)
+    if len(s) > _MAX_LEN:
+        return _normalize_long(s)
+    # one space for any run of whitespace: every later pattern sees runs of length one
+    s = re.sub(r"\s+", " ", s).strip()
+    s = _unwrap(s, _DELIMS)
     boxed = extract_boxed(s) if _BOX_RE.match(s) else None
     if boxed is not None:
         s = boxed
@@ -137,66 +211,60 @@ def normalize_answer(s: str) -> str:
     s = re.sub(r"\\(?:displaystyle|textstyle)", "", s)
     # \left( -> (, \right] -> ], \bigl( -> (
     s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|bigg|Bigg)(?![a-zA-Z])\.?", "", s)
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
-    # degrees
-    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
-    # percent and money
-    s = s.replace("\\%", "").replace("%", "").replace("\\$", "")
+    s = re.sub(r"\\[dtc]frac", r"\\frac", s)
+    s = re.sub(r"(?<!\\)\\[,;: ]|\\q?quad(?![a-zA-Z])|~", " ", s).replace("\\!", "")
+    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)  # degrees
+    s = s.replace("\\%", "").replace("%", "").replace("\\$", "")  # percent and money
     s = re.sub(r"^\$", "", s)
     s = s.replace("{,}", ",")  # 1{,}000
-    # units: a trailing \text{...} after a number, or a bare unit word after a space
+    for pattern, symbol in _SYMBOLS:
+        s = re.sub(pattern, lambda m, t=symbol: t, s)
+    # units: a trailing \text{...} after some math, or a bare unit word after a space
+    s = _drop_trailing_text(s)
+    for _ in range(2):  # \text{Monday} -> Monday, \text{ and } -> " and ", \text{\textbf{A}} -> A
+        s = re.sub(_TEXT_GROUP, r"\1", s)
     for _ in range(3):
-        s = re.sub(rf"(?<=[\d}}])\s*{_TEXT_CMD}\{{\s*[a-zA-Z][^{{}}]*\}}(\^\{{?[23]\}}?)?\s*$", "", s)
         s = re.sub(rf"(?<=[\d}}])\s+{_UNIT_WORDS}(\^\{{?[23]\}}?)?\s*$", "", s)
-    # "1 and 2" -> "1,2"
-    s = re.sub(rf"{_TEXT_CMD}\{{\s*and\s*\}}|\s+and\s+", ",", s)
-    s = re.sub(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}", r"\1", s)  # \text{Monday} -> Monday
-    # spacing
-    s = re.sub(r"(?<!\\)\\[,;:! ]|\\q?quad(?![a-zA-Z])|~", "", s)
+    # "1 and 2", "x=1 or x=2" -> "1,2"
+    s = re.sub(r"\s+(?:and|or)\s+", ",", s)
     s = re.sub(r"\s+", "", s)
     s = s.replace(",,", ",").strip(",")
-    # x= / \theta= / x\in prefixes, only when a single relation is present
-    if s.count("=") == 1:
-        m = re.match(r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)=", s)
-        if m:
-            s = s[m.end():]
-    s = re.sub(r"^[a-zA-Z]\\in(?![a-zA-Z])", "", s)
+    s = re.sub(r"^[a-zA-Z]∈", "", s)  # x \in [1,2]
+    # 52_{8} -> 52_8: a base subscript (after \text{} is gone: 52_{\text{8}})
+    s = re.sub(r"(?<![a-zA-Z\\])([0-9A-Z]+)_\{(\d+)\}", r"\1_\2", s)
+    s = re.sub(r"\\log_(\d)", r"\\log_{\1}", s)  # `\log_2 8` has lost its space: `\log_28`
     s = _fix_brace_args(s, "\\frac", 2)
     s = _fix_brace_args(s, "\\sqrt", 1)
     s = re.sub(r"\\(?:cdot|times)(?![a-zA-Z])", "*", s)
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # thousands separators
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):  # thousands separators
         s = s.replace(",", "")
+    s = re.sub(r"(\d*)\.(\d*)\\overline\{(\d+)\}", _repeating, s)  # 0.1\overline{6} -> \frac{1}{6}
     s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
-    s = re.sub(r"\d+\.\d*", _strip_zeros, s)  # 2.50 -> 2.5, 5.0 -> 5
+    s = re.sub(r"(?<![\d.])\d+\.\d*", _strip_zeros, s)  # 2.50 -> 2.5, 5.0 -> 5 (one try per run)
     m = re.fullmatch(r"(-?)(\d+)/(\d+)", s)
     if m:
         s = f"{m.group(1)}\\frac{{{m.group(2)}}}{{{m.group(3)}}}"
     m = re.fullmatch(r"\(?([A-E])\)?", s)  # choice letters: (A), A)
     if m:
         s = m.group(1)
-    return s
+    return _canonical_number(s)
 
 
 # -----------------------------------------------------------------------------
 # Equivalence
 
-def _split_top(s: str, sep: str = ",") -> list:
-    """Split at `sep` outside (), [], {}."""
-    parts, depth, cur = [], 0, []
-    i = 0
-    while i < len(s):
-        c = s[i]
+def _split_top(s: str, seps: str = ",") -> list:
+    """Split at any character of `seps` outside (), [], {}; the separators are dropped."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
         if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
-        if depth == 0 and s.startswith(sep, i):
-            parts.append("".join(cur))
-            cur, i = [], i + len(sep)
-            continue
-        cur.append(c)
-        i += 1
-    parts.append("".join(cur))
+        elif depth == 0 and c in seps:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
     return parts
 
 
@@ -214,100 +282,246 @@ def _one_group(s: str, open_chars: str, close_chars: str) -> bool:
 
 def _as_fraction(s: str) -> Optional[Fraction]:
     """Plain numbers as exact fractions: 3, -2.5, \\frac{1}{2}, -\\frac{3}{4}, 2\\frac{1}{2}."""
-    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+    if re.fullmatch(r"[+-]?\d+(\.\d+)?", s):
         return Fraction(s)
-    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", s)
+    m = re.fullmatch(r"([+-]?)\\frac\{(\d+)\}\{(\d+)\}", s)
     if m and int(m.group(3)) != 0:
-        return Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
-    m = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # mixed number
+        return Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) == "-" else 1)
+    m = re.fullmatch(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # mixed number
     if m and int(m.group(4)) != 0:
         v = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
-        return -v if m.group(1) else v
+        return -v if m.group(1) == "-" else v
     return None
 
 
-def _multiset_equiv(xs: list, ys: list, timeout: float) -> bool:
+def _items(s: str) -> list:
+    """The elements of a comma list, `a \\pm b` standing for the two elements a+b and a-b (every
+    ± of an element takes the same sign, every ∓ the other)."""
+    out = []
+    for x in _split_top(s):
+        if "±" in x or "∓" in x:
+            out += [x.replace("±", "+").replace("∓", "-"), x.replace("±", "-").replace("∓", "+")]
+        else:
+            out.append(x)
+    return out
+
+
+def _multiset_equiv(xs: list, ys: list, budget: list) -> bool:
     if len(xs) != len(ys):
         return False
-    left = list(ys)
-    for x in xs:
+    left, rest = list(ys), []
+    for x in xs:  # identical strings first: no sympy call for the common case
+        if x in left:
+            left.remove(x)
+        else:
+            rest.append(x)
+    for x in rest:  # then greedily (equivalence is transitive, so greedy pairing is enough)
         for j, y in enumerate(left):
-            if _equiv_norm(x, y, timeout):
+            if _equiv_norm(x, y, budget):
                 del left[j]
                 break
         else:
             return False
-    return True
+    return not left
+
+
+_MATRIX_RE = re.compile(r"[(\[]?\\begin\{([pbBvV]?matrix|smallmatrix|array)\}"
+                        r"(?:(?<=\{array\})\{[^{}]*\})?(.*)\\end\{\1\}[)\]]?")
 
 
 def _matrix_cells(s: str) -> Optional[list]:
-    m = re.fullmatch(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", s)
+    """Rows of cells of a matrix environment (pmatrix, bmatrix, array, ...), or None."""
+    m = _MATRIX_RE.fullmatch(s)
     if not m:
         return None
-    return [row.split("&") for row in m.group(2).split("\\\\") if row]
+    rows = [row.replace("\\hline", "") for row in m.group(2).split("\\\\")]
+    return [row.split("&") for row in rows if row]
 
 
-def _equiv_norm(a: str, b: str, timeout: float) -> bool:
-    """Equivalence of two normalised answers."""
+_VAR = r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?"
+_NAME = rf"(?:{_VAR}(?:\({_VAR}\))?|\\[a-zA-Z]+)"  # x, x_1, f(x), \theta
+
+
+def _drop_names(s: str) -> str:
+    """`x=5` -> `5`, `f(x)=x^2` -> `x^2`, `(p,q)=(3,2)` -> `(3,2)`, `x=1,x=2` -> `1,2`: the answer
+    without the name of the unknown (used only when the other answer names nothing)."""
+    sides = _split_top(s, "=")
+    if len(sides) == 2 and (re.fullmatch(_NAME, sides[0])
+                            or re.fullmatch(rf"\({_NAME}(?:,{_NAME})+\)", sides[0])):
+        return sides[1]
+    items = _split_top(s)
+    heads = [re.match(rf"({_NAME})=", x) for x in items]
+    if len(items) > 1 and all(heads) and len({h.group(1) for h in heads}) == 1 \
+            and all(x.count("=") == 1 for x in items):
+        return ",".join(x[h.end():] for x, h in zip(items, heads))
+    return s
+
+
+def _chain(s: str):
+    """`1<x≤5` -> (["1", "x", "5"], ["<", "≤"]), written with < and ≤ (a chain written with > and
+    ≥ is read from the right); None when s has no relation or mixes directions."""
+    parts, ops, depth, start = [], [], 0, 0
+    for i, c in enumerate(s):
+        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+        if depth == 0 and c in _RELATIONS:
+            parts.append(s[start:i])
+            ops.append(c)
+            start = i + 1
+    parts.append(s[start:])
+    if not ops or not all(parts):
+        return None
+    if all(op in ">≥" for op in ops):
+        parts, ops = parts[::-1], [{">": "<", "≥": "≤"}[op] for op in ops[::-1]]
+    elif not all(op in "<≤" for op in ops) and ops != ["≠"]:
+        return None
+    return parts, ops
+
+
+def _is_constant(s: str) -> bool:
+    return bool(s) and not re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", s))
+
+
+def _as_interval(s: str) -> Optional[str]:
+    """A one-variable inequality as the interval it describes: `x≤3` -> `(-\\infty,3]`,
+    `-1<x≤2` -> `(-1,2]`, `x≠2` -> `(-\\infty,2)∪(2,\\infty)`; None for anything else."""
+    parts, ops = _chain(s) or ([], [])
+    var = [bool(re.fullmatch(_VAR, p)) for p in parts]
+    const = [_is_constant(p) for p in parts]
+    left, right, inf = {"<": "(", "≤": "["}, {"<": ")", "≤": "]"}, "\\infty"
+    if len(parts) == 3 and var[1] and const[0] and const[2]:
+        return f"{left[ops[0]]}{parts[0]},{parts[2]}{right[ops[1]]}"
+    if len(parts) != 2 or not any(var[i] and const[1 - i] for i in (0, 1)):
+        return None
+    v = parts[1] if var[0] and const[1] else parts[0]
+    if ops == ["≠"]:
+        return f"(-{inf},{v})∪({v},{inf})"
+    return f"(-{inf},{v}{right[ops[0]]}" if var[0] and const[1] else f"{left[ops[0]]}{v},{inf})"
+
+
+def _as_set(s: str) -> Optional[str]:
+    """Inequalities (a comma list of them: `x<-1,x>1`) as a union of intervals, or None."""
+    intervals = [_as_interval(x) for x in _split_top(s)] if any(c in s for c in _RELATIONS) else [None]
+    return "∪".join(intervals) if all(intervals) else None
+
+
+_BASE_RE = re.compile(r"([0-9A-Z]+)_(\d{1,2})")
+
+
+def _base_equiv(a: str, b: str) -> Optional[bool]:
+    """Numbers with a base subscript: `52_8` vs `42_{10}` by value; `1011_2` vs `1011` by digits
+    (the question names the base). None when neither side has a base."""
+    ma, mb = _BASE_RE.fullmatch(a), _BASE_RE.fullmatch(b)
+    if not ma and not mb:
+        return None
+    for m in (ma, mb):  # a base from 2 to 36, every digit below it
+        base = int(m.group(2)) if m else 10
+        if m and not (2 <= base <= 36 and all(int(d, 36) < base for d in m.group(1))):
+            return False
+    if ma and mb:
+        return int(ma.group(1), int(ma.group(2))) == int(mb.group(1), int(mb.group(2)))
+    m, other = (ma, b) if ma else (mb, a)
+    return bool(re.fullmatch(r"[0-9A-Z]+", other)) and m.group(1).lstrip("0") == other.lstrip("0")
+
+
+def _equiv_norm(a: str, b: str, budget: list) -> bool:
+    """Equivalence of two normalised answers; `budget` is [deadline] for the sympy work."""
+    if not a or not b:
+        return False  # an empty answer is never right
     if a == b:
         return True
-    if not a or not b:
+    if max(len(a), len(b)) > 2 * _MAX_LEN or time.monotonic() > budget[0]:
         return False
     if re.fullmatch(r"[a-zA-Z]{2,}", a) and re.fullmatch(r"[a-zA-Z]{2,}", b):
         if a.lower() == b.lower():
             return True
         if max(len(a), len(b)) >= 4:
             return False  # words ("Monday"); shorter letter strings may be products ("ab" = "ba")
-    # unions of intervals, in order
-    if "\\cup" in a or "\\cup" in b:
-        xs, ys = _split_top(a, "\\cup"), _split_top(b, "\\cup")
-        return len(xs) == len(ys) and all(_equiv_norm(x, y, timeout) for x, y in zip(xs, ys))
-    # sets \{1,2\}: unordered
-    set_a, set_b = _unwrap(a, (("\\{", "\\}"),)), _unwrap(b, (("\\{", "\\}"),))
-    if (set_a != a) or (set_b != b):
-        return (set_a != a) == (set_b != b) and _multiset_equiv(
-            _split_top(set_a), _split_top(set_b), timeout)
+    # one-variable inequalities are the intervals they describe: x≤5, 5≥x, (-\infty,5]
+    sa, sb = _as_set(a), _as_set(b)
+    if sa or sb:
+        return _equiv_norm(sa or a, sb or b, budget)
+    ca, cb = _chain(a), _chain(b)
+    if ca or cb:  # other relations (y>2x+1): same relations, sides equivalent
+        return (ca is not None and cb is not None and ca[1] == cb[1] and len(ca[0]) == len(cb[0])
+                and all(_equiv_norm(x, y, budget) for x, y in zip(ca[0], cb[0])))
+    # unions of intervals, in any order
+    if "∪" in a or "∪" in b:
+        return _multiset_equiv(_split_top(a, "∪"), _split_top(b, "∪"), budget)
+    # sets \{1,2\}: unordered; a set also equals the bare list of its elements
+    set_a, set_b = (s.startswith("\\{") and _one_group(s[1:], "{", "}") for s in (a, b))
+    if set_a or set_b:
+        xa, xb = (s[2:-2] if is_set else s for s, is_set in ((a, set_a), (b, set_b)))
+        bracketed = any(_one_group(s, "([", ")]") or _matrix_cells(s) is not None
+                        for s, is_set in ((a, set_a), (b, set_b)) if not is_set)
+        return not bracketed and _multiset_equiv(_items(xa), _items(xb), budget)
     # matrices, cell by cell
     ma, mb = _matrix_cells(a), _matrix_cells(b)
     if ma is not None or mb is not None:
         return (ma is not None and mb is not None and len(ma) == len(mb)
-                and all(len(r) == len(s) and all(_equiv_norm(x, y, timeout) for x, y in zip(r, s))
+                and all(len(r) == len(s) and all(_equiv_norm(x, y, budget) for x, y in zip(r, s))
                         for r, s in zip(ma, mb)))
     # intervals and tuples: same brackets, element by element
     ga, gb = _one_group(a, "([", ")]"), _one_group(b, "([", ")]")
     xa, xb = _split_top(a[1:-1]) if ga else None, _split_top(b[1:-1]) if gb else None
     if ga and gb and (len(xa) > 1 or len(xb) > 1):
         return (a[0] == b[0] and a[-1] == b[-1] and len(xa) == len(xb)
-                and all(_equiv_norm(x, y, timeout) for x, y in zip(xa, xb)))
+                and all(_equiv_norm(x, y, budget) for x, y in zip(xa, xb)))
     if (ga and len(xa) > 1) or (gb and len(xb) > 1):
         return False  # a tuple against a non-tuple
-    # bare comma lists (several solutions): unordered
-    la, lb = _split_top(a), _split_top(b)
+    # bare comma lists (several solutions) and ± pairs: unordered
+    la, lb = _items(a), _items(b)
     if len(la) > 1 or len(lb) > 1:
-        return _multiset_equiv(la, lb, timeout)
-    # equations: both sides
+        return _multiset_equiv(la, lb, budget)
+    # equations: side by side, or the same difference of sides up to sign (2x-y=1 vs y=2x-1)
     if a.count("=") == 1 and b.count("=") == 1:
         (a1, a2), (b1, b2) = a.split("="), b.split("=")
-        return _equiv_norm(a1, b1, timeout) and _equiv_norm(a2, b2, timeout)
+        if _equiv_norm(a1, b1, budget) and _equiv_norm(a2, b2, budget):
+            return True
+        da = f"{a1}-({a2})"
+        return _sympy_within(da, f"{b1}-({b2})", budget) or _sympy_within(da, f"{b2}-({b1})", budget)
+    base = _base_equiv(a, b)
+    if base is not None:
+        return base
     fa, fb = _as_fraction(a), _as_fraction(b)
     if fa is not None and fb is not None:
         return fa == fb
     if re.fullmatch(r"[A-E]", a) or re.fullmatch(r"[A-E]", b):
         return False  # a choice letter is only equal to the same letter
-    return sympy_equal(a, b, timeout)
+    return _sympy_within(a, b, budget)
+
+
+def _sympy_within(a: str, b: str, budget: list) -> bool:
+    """sympy_equal with what is left of the budget. Time spent waiting for another thread's
+    comparison or for the worker to start is not this comparison's: it moves the deadline."""
+    left = budget[0] - time.monotonic()
+    if left <= 0:
+        return False
+    ok, waited = _worker_equal(a, b, left)
+    budget[0] += waited
+    return ok
 
 
 def is_equiv(pred: Optional[str], gold: Optional[str], timeout: float = 5.0) -> bool:
     """Whether a predicted answer equals the gold one, after MATH normalisation, structural
-    comparison, and sympy equivalence bounded by `timeout` seconds."""
+    comparison, and sympy equivalence bounded by `timeout` seconds in all. Never raises."""
     if pred is None or gold is None:
         return False
-    return _equiv_norm(normalize_answer(pred), normalize_answer(gold), timeout)
+    try:
+        a, b = normalize_answer(pred), normalize_answer(gold)
+        if ("=" in a) != ("=" in b):  # x=5 against 5: drop the name
+            a, b = _drop_names(a), _drop_names(b)
+        return _equiv_norm(a, b, [time.monotonic() + timeout])
+    except Exception:  # noqa: BLE001 -- an answer the rules cannot handle is not a correct one
+        return False
 
 
 def grade(response: str, gold: str, timeout: float = 5.0) -> bool:
     """The strict grader of §2.4: the last boxed answer of the response, compared with the gold."""
-    return is_equiv(extract_boxed(response), gold, timeout)
+    try:
+        answer = extract_boxed(response)
+    except Exception:  # noqa: BLE001
+        return False
+    return is_equiv(answer, gold, timeout)
 
 
 # -----------------------------------------------------------------------------
@@ -324,6 +538,7 @@ _FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "arcsin"
 _COMMANDS = {"cdot", "times", "ast", "div", "frac", "sqrt", "binom", "pi", "infty"} | _FUNCS | _GREEK
 _TOKEN_RE = re.compile(r"(\d+\.?\d*|\.\d+)|\\([a-zA-Z]+)|([a-zA-Z])|([+\-*/^(){}\[\]!_])|(\S)")
 _MAX_EXPONENT = 2000
+_MAX_BITS = 100_000  # an exact power above this many bits (2^{100000} has 30,103 digits) is refused
 
 
 def _lex(s: str) -> list:
@@ -423,8 +638,11 @@ class _Parser:
                 exp = -self.postfix()
             else:
                 exp = self.postfix()
-            if exp.is_Number and abs(exp) > _MAX_EXPONENT and base.is_Number and abs(base) != 1:
-                raise LatexParseError("exponent too large")
+            if exp.is_Number and base.is_Rational and abs(base) != 1 and abs(exp) > 1:
+                # the size of an exact power, before sympy tries to build it
+                bits = max(abs(base.p), base.q).bit_length()
+                if abs(exp) > _MAX_EXPONENT or float(abs(exp)) * bits > _MAX_BITS:
+                    raise LatexParseError("exponent too large")
             return base ** exp
         return base
 
@@ -432,8 +650,8 @@ class _Parser:
         v = self.atom()
         while self.peek() == ("op", "!"):
             self.take()
-            if v.is_Integer and v > 1000:
-                raise LatexParseError("factorial too large")
+            if not v.is_Integer or v > 1000:
+                raise LatexParseError("factorial of a non-integer or too large")
             v = self.sp.factorial(v)
         return v
 
@@ -464,6 +682,8 @@ class _Parser:
                     self.take("op", "}")
                     sub = ("", "".join(parts))
                 name = f"{name}_{sub[1]}"
+            if name in ("e", "i"):  # Euler's number and the imaginary unit, as in MATH answers
+                return sp.E if name == "e" else sp.I
             return sp.Symbol(name)
         if kind == "op" and val in "({":
             v = self.expr()
@@ -479,6 +699,8 @@ class _Parser:
                 return num / self.group()
             if val == "binom":
                 n = self.group()
+                if n.is_Number and abs(n) > 10000:
+                    raise LatexParseError("binomial too large")
                 return sp.binomial(n, self.group())
             if val == "sqrt":
                 if self.peek() == ("op", "["):
@@ -489,15 +711,22 @@ class _Parser:
                 return sp.sqrt(self.group())
             fn = {"ln": sp.log, "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan}.get(val)
             fn = fn or getattr(sp, val)
-            exp = None
+            exp = base = None
+            if val == "log" and self.peek() == ("op", "_"):  # \log_2 8, \log_{10} x
+                self.take()
+                base = self.group()
             if self.peek() == ("op", "^"):  # \sin^2 x = (\sin x)^2
                 self.take()
                 exp = self.postfix()
             if self.peek() in (("op", "("), ("op", "{")):  # \sin(x)^2: the ^2 is the caller's
                 arg = self.atom()
-            else:
+            else:  # \cos 2x = \cos(2x), \sin 2\pi t: numbers, letters and \pi; \sin x\cos x stops
                 arg = self.power()
-            v = fn(arg)
+                while self.peek()[0] in ("num", "sym") or self.peek() == ("cmd", "pi"):
+                    arg = arg * self.power()
+            if exp == -1 and val in ("sin", "cos", "tan"):  # \cos^{-1} x is arccos x, not sec x
+                fn, exp = {"sin": sp.asin, "cos": sp.acos, "tan": sp.atan}[val], None
+            v = fn(arg) if base is None else sp.log(arg, base)
             return v if exp is None else v ** exp
         raise LatexParseError(f"unexpected {val!r}")
 
@@ -507,7 +736,10 @@ def latex_to_sympy(s: str):
     import sympy
     if len(s) > 400:
         raise LatexParseError("answer too long to compare symbolically")
-    return _Parser(_lex(s), sympy).parse()
+    try:
+        return _Parser(_lex(s), sympy).parse()
+    except RecursionError:
+        raise LatexParseError("answer nested too deeply") from None
 
 
 def _sympy_equal_now(a: str, b: str) -> bool:
@@ -524,10 +756,11 @@ def _sympy_equal_now(a: str, b: str) -> bool:
     d = sympy.simplify(x - y)
     if d == 0:
         return True
-    if d.free_symbols:
-        return False
-    v = complex(sympy.N(d, 30))
-    return abs(v) <= 1e-9 * max(1.0, abs(complex(sympy.N(y, 30))))
+    if d.free_symbols or d.is_Rational:
+        return False  # an exact nonzero difference: 3^{20} is not 3486784400, however close
+    # a constant that simplify could not reduce (nested radicals): zero to 40 significant digits
+    v = complex(sympy.N(d, 50))
+    return abs(v) <= 1e-40 * max(1.0, abs(complex(sympy.N(y, 50))))
 
 
 # The sympy worker: a fresh Python process (it imports only this file and sympy) that lives across
@@ -538,6 +771,14 @@ _worker_lock = threading.Lock()
 
 
 def _worker_stdio() -> None:
+    try:  # a comparison that would exhaust memory fails (MemoryError: "not equal") instead
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > 4 << 30:
+            resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+    import sympy  # noqa: F401 -- before "ready": the import is start-up time, not a comparison's
     print("ready", flush=True)
     for line in sys.stdin:
         try:
@@ -565,23 +806,32 @@ def _start_worker():
     return proc
 
 
-def sympy_equal(a: str, b: str, timeout: float = 5.0) -> bool:
-    """`_sympy_equal_now` in the worker process; False if it takes longer than `timeout` s."""
+def _worker_equal(a: str, b: str, timeout: float):
+    """(`_sympy_equal_now` in the worker process, False past `timeout` s; the seconds spent
+    waiting for the lock and for a worker to start, which the timeout does not cover)."""
     global _worker
+    t0 = time.monotonic()
     with _worker_lock:
         if _worker is None or _worker.poll() is not None:
             _worker = _start_worker()
+        waited = time.monotonic() - t0
+        line = None
         try:
             _worker.stdin.write(json.dumps([a, b]) + "\n")
             _worker.stdin.flush()
             line = _read_line(_worker, timeout)
         except (BrokenPipeError, OSError):
-            line = ""
-        if line:
-            return line.strip() == "1"
-        _worker.kill()  # timed out (None) or died (""): a fresh worker serves the next call
-        _worker.wait()
-        _worker = None
-        return False
+            pass
+        finally:  # timed out (None), died (""), or interrupted: the worker may still owe an
+            if not line:  # answer, so a fresh one serves the next call
+                _worker.kill()
+                _worker.wait()
+                _worker = None
+        return bool(line) and line.strip() == "1", waited
+
+
+def sympy_equal(a: str, b: str, timeout: float = 5.0) -> bool:
+    """`_sympy_equal_now` in the worker process; False if it takes longer than `timeout` s."""
+    return _worker_equal(a, b, timeout)[0]
 
 
