@@ -31,13 +31,14 @@ import torch
 
 import common
 import data
-import errors
 import distributed
+import errors
 import losses
 import models
 import rollout
 from errors import UserError
-from grader import LatexParseError, extract_boxed, grade, is_equiv, latex_to_sympy, normalize_answer, sympy_equal  # noqa: F401
+from grader import extract_boxed, grade, is_equiv, normalize_answer  # noqa: F401
+from latex_sympy import LatexParseError, latex_to_sympy, sympy_equal  # noqa: F401
 
 # -----------------------------------------------------------------------------
 # Collapse diagnostics (§2.5)
