@@ -36,6 +36,7 @@ import errors
 import losses
 import models
 import rollout
+import run_folder
 from errors import UserError
 from grader import extract_boxed, grade, is_equiv, normalize_answer  # noqa: F401
 from latex_sympy import LatexParseError, latex_to_sympy, sympy_equal  # noqa: F401
@@ -551,7 +552,7 @@ def main(argv=None) -> None:
     if args.probe_teacher:
         models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])  # the probe cuts token ids
     os.makedirs(args.out, exist_ok=True)
-    common.lock_run(args.out)
+    run_folder.lock_run(args.out)
     model, tokenizer = models.load(args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     model.eval()
     if args.probe_teacher:

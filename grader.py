@@ -33,7 +33,7 @@ import time
 from fractions import Fraction
 from typing import Optional
 
-from latex_sympy import sympy_equal, sympy_equal_timed
+from latex_sympy import sympy_equal_timed
 
 # Answers longer than this (MATH answers are under 200 characters) get only the linear-time
 # string rules: no structure, no sympy, no int() of long digit strings.

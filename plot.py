@@ -14,6 +14,7 @@ import os
 
 import common
 import errors
+import run_folder
 
 PANELS = [  # (metric key in metrics.jsonl, title)
     ("eval", "held-out accuracy (pass@1)"),
@@ -40,7 +41,7 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
     for folder in folders:
-        steps, evals = common.read_log(folder)
+        steps, evals = run_folder.read_log(folder)
         label = os.path.basename(os.path.normpath(folder))
         for ax, (key, name) in zip(axes.flat, PANELS):
             if key == "eval":
@@ -72,7 +73,7 @@ def table(folders: list, last: int = 10) -> str:
             ("topk/student_mass", "student Top-K mass"), ("topk/overlap", "overlap"), ("kl/full", "KL")]
     rows = []
     for folder in folders:
-        steps, evals = common.read_log(folder)
+        steps, evals = run_folder.read_log(folder)
         tail = steps[-last:]
         acc = lambda i: f"{evals[i][1]:.3f}" if evals else "-"
         rows.append([os.path.basename(os.path.normpath(folder)), steps[-1]["step"] if steps else 0, acc(0), acc(-1),

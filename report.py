@@ -42,6 +42,7 @@ import time
 import common
 import errors
 import plot
+import run_folder
 
 # -----------------------------------------------------------------------------
 # The plan: every run of the report, its folder, and what it needs first
@@ -181,12 +182,12 @@ def execute(runs: list, root: str, jobs: int) -> None:
 # Reading the runs: means and standard deviations over seeds
 
 def load(root: str, name: str, file: str = "summary.json") -> dict:
-    return common.read_json(os.path.join(root, name), file)
+    return run_folder.read_json(os.path.join(root, name), file)
 
 
 def tail_mean(root: str, name: str, key: str, last: int = 10) -> float:
     """The mean of a training monitor over the last `last` steps of a run's metrics.jsonl."""
-    return statistics.mean(r[key] for r in common.read_log(os.path.join(root, name))[0][-last:])
+    return statistics.mean(r[key] for r in run_folder.read_log(os.path.join(root, name))[0][-last:])
 
 
 def fmt(values: list, digits: int = 3) -> str:
@@ -207,7 +208,7 @@ def collapsed(root: str, name: str) -> bool:
 
 def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):
     """First step at which the mean of `key` over the last w steps falls below `below`; None if never."""
-    steps = common.read_log(os.path.join(root, name))[0]
+    steps = run_folder.read_log(os.path.join(root, name))[0]
     vals = [r[key] for r in steps]
     return next((r["step"] for i, r in enumerate(steps) if statistics.mean(vals[max(0, i - w + 1): i + 1]) < below), None)
 
@@ -388,7 +389,7 @@ def mechanism3(R: Report) -> None:
             f"shared rule: −log Z {fmt([m['irreducible/-logZ'] for m in m_rule])}",
             "reproduced if in every seed KL(p‖g) < KL(p‖q own), −log Z > 0.05 for the answer and ≈ 0 for the rule",
             verdict(all(ok), any(ok)))
-    first = [common.read_log(os.path.join(R.root, n))[0][0]["loss"] for n in R.names("opsd/tiny-none-s{s}")]
+    first = [run_folder.read_log(os.path.join(R.root, n))[0][0]["loss"] for n in R.names("opsd/tiny-none-s{s}")]
     ctrl = [abs(f) < 1e-3 and abs(acc(s["student_after"]) - acc(s["student_before"])) <= 0.03 for f, s in zip(first, none)]
     R.claim("Control: OPSD without PI has nothing to distil", "(our control)",
             f"loss at step 1 {fmt(first, 5)}; accuracy {fmt([acc(s['student_before']) for s in none])} → "

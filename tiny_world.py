@@ -42,6 +42,7 @@ import data
 import errors
 import eval_math
 import models
+import run_folder
 import train_sft
 from errors import UserError
 
@@ -75,9 +76,9 @@ def mixed_items(cfg: dict, tok) -> list:
 def train_model(cfg: dict) -> dict:
     """Train one model of MODELS from scratch (or from its checkpoint on --resume) into cfg["out"],
     evaluate it as saved, write summary.json; returns the summary."""
-    device = common.start_run(cfg)
+    device = run_folder.start_run(cfg)
     if cfg["resume"]:
-        model, tok = models.load(common.ckpt_dir(cfg), device=device, dtype=torch.float32)
+        model, tok = models.load(run_folder.ckpt_dir(cfg), device=device, dtype=torch.float32)
     else:
         model, tok = models.build_tiny(0, **cfg["shape"]).to(device=device, dtype=torch.float32), models.tiny_tokenizer()
     items = mixed_items(cfg, tok)
@@ -87,7 +88,7 @@ def train_model(cfg: dict) -> dict:
     saved, _ = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
     summary = {"params": sum(p.numel() for p in saved.parameters()), "items": len(items), **done,
                "eval": evaluate_tiny(saved, tok, cfg)}
-    common.write_summary(cfg, summary)
+    run_folder.write_summary(cfg, summary)
     return summary
 
 
@@ -156,7 +157,7 @@ def build(force: bool = False, folder: str = "tiny", threads: int = 0) -> str:
                 json.dump(summary, f, indent=1)
         elif os.path.exists(info):
             common.say(f"reusing {dest} (FORCE=1 / --force retrains it)")
-            summary = common.read_json(dest, "sft_run.json")
+            summary = run_folder.read_json(dest, "sft_run.json")
         else:  # a checkpoint without its record: measure it now
             common.say(f"reusing {dest}; it has no sft_run.json, evaluating it")
             model, tok = models.load(dest, dtype=torch.float32)

@@ -49,6 +49,7 @@ import eval_math
 import losses
 import models
 import rollout
+import run_folder
 import train_opd
 from errors import UserError
 
@@ -220,16 +221,16 @@ def main(argv=None) -> dict:
                                 "training prompts", train)
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
                                 "held-out prompts", held_out)
-    device = common.start_run(cfg)
-    student, tok = common.load_student(cfg, device)
+    device = run_folder.start_run(cfg)
+    student, tok = run_folder.load_student(cfg, device)
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     # the schedule counts optimizer steps: --minibatches of them per rollout batch
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
-    start = common.resume(cfg, optimizer, scheduler, stream)
+    start = run_folder.resume(cfg, optimizer, scheduler, stream)
     evaluate = lambda name: eval_math.evaluate_run(student, tok, held_out, cfg, name)[0]
     if start == 0:
         ev = evaluate("step0")
-        common.log(cfg, {"step": 0, "eval": {"student": ev}})
+        run_folder.log(cfg, {"step": 0, "eval": {"student": ev}})
         common.say(f"step 0: student acc {ev['acc/pass@1']:.3f}")
 
     ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
@@ -238,12 +239,12 @@ def main(argv=None) -> dict:
         batch = next(stream)
         m = grpo_step(student, tok, batch, [data.context_ids(tok, ex) for ex in batch], cfg, optimizer, scheduler,
                       common.step_generator(cfg, step, device))
-        if common.eval_due(cfg, step + 1):
+        if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(f"step{step + 1}")}
-        if common.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"stopped_at": step + 1}
     bar.close()
-    summary = common.end_run(cfg, evaluate(f"step{cfg['steps']}"), time.time() - t_run, ckpt, "grpo")
+    summary = run_folder.end_run(cfg, evaluate(f"step{cfg['steps']}"), time.time() - t_run, ckpt, "grpo")
     print(common.summary_table(summary, cfg, "GRPO"))
     return summary
 

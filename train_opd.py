@@ -42,6 +42,7 @@ import eval_math
 import losses
 import models
 import rollout
+import run_folder
 from errors import UserError
 
 # -----------------------------------------------------------------------------
@@ -271,10 +272,10 @@ def main(argv=None) -> dict:
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
                                 "held-out prompts", held_out)
 
-    device = common.start_run(cfg)
-    # The student trains in float32 (common.load_student); the teacher is frozen, bf16 on CUDA, and
+    device = run_folder.start_run(cfg)
+    # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA, and
     # must share the student's vocabulary.
-    student, tok = common.load_student(cfg, device)
+    student, tok = run_folder.load_student(cfg, device)
     teacher, tok_t = models.load(cfg["teacher"], device=device)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
@@ -284,11 +285,11 @@ def main(argv=None) -> dict:
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])  # resumable; held-out never trained on
 
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
-    start = common.resume(cfg, optimizer, scheduler, stream)
+    start = run_folder.resume(cfg, optimizer, scheduler, stream)
     evaluate = lambda model, name, who="student": eval_math.evaluate_run(model, tok, held_out, cfg, name, who)[0]
     if start == 0:
         evals = {"teacher": evaluate(teacher, "teacher", "teacher"), "student": evaluate(student, "step0")}
-        common.log(cfg, {"step": 0, "eval": evals})
+        run_folder.log(cfg, {"step": 0, "eval": evals})
         common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
     ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
@@ -298,12 +299,12 @@ def main(argv=None) -> dict:
         prompts = [data.context_ids(tok, ex) for ex in batch]
         m = opd_step(student, teacher, tok, prompts, prompts, cfg, optimizer, scheduler,
                      common.step_generator(cfg, step, device))
-        if common.eval_due(cfg, step + 1):
+        if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
-        if common.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"stopped_at": step + 1}
     bar.close()
-    summary = common.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opd")
+    summary = run_folder.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opd")
     if distributed.is_main():
         print(common.summary_table(summary, cfg, "OPD"))
     return summary

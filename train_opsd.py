@@ -50,6 +50,7 @@ import eval_math
 import losses
 import models
 import rollout
+import run_folder
 import train_opd
 from errors import UserError
 
@@ -242,10 +243,10 @@ def main(argv=None) -> dict:
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
                                 "held-out prompts", held_out)
 
-    device = common.start_run(cfg)
+    device = run_folder.start_run(cfg)
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
-    student, tok = common.load_student(cfg, device)
+    student, tok = run_folder.load_student(cfg, device)
     teacher = self_teacher(cfg, student, device)
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, a separate teacher for inference
         distributed.shard(student)
@@ -255,14 +256,14 @@ def main(argv=None) -> dict:
 
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
     others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
-    start = common.resume(cfg, optimizer, scheduler, stream, others)
+    start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
 
     def evaluate(model, name, who="student", pi="none"):  # and how often the answer is a bare \boxed{} (the rule)
         summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi)
         return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
     if start == 0:
         evals = {"teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]), "student": evaluate(student, "step0")}
-        common.log(cfg, {"step": 0, "eval": evals})
+        run_folder.log(cfg, {"step": 0, "eval": evals})
         common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
     ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream, others=others)
@@ -274,17 +275,17 @@ def main(argv=None) -> dict:
                                optimizer, scheduler, common.step_generator(cfg, step, device))
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
-        if common.eval_due(cfg, step + 1):
+        if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
-        if common.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"stopped_at": step + 1}
     bar.close()
-    summary = common.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opsd")
+    summary = run_folder.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opsd")
     if distributed.is_main():
         print(common.summary_table(summary, cfg, "OPSD"))
     if mech3:
-        summary["mechanism3"] = {"before": before, "after": measure(cfg, common.ckpt_dir(cfg))}
-        common.write_summary(cfg, summary)
+        summary["mechanism3"] = {"before": before, "after": measure(cfg, run_folder.ckpt_dir(cfg))}
+        run_folder.write_summary(cfg, summary)
         print(format_mechanism3(summary["mechanism3"], cfg))
     return summary
 
@@ -317,7 +318,7 @@ def table(folders: list) -> str:
     cell = lambda e: f"{common.acc_ci(e, 2)} / {e['format/boxed_only']:.2f} / {e['len/mean']:.1f}"
     rows = []
     for folder in folders:
-        s, c = common.read_json(folder), common.read_json(folder, "config.json")
+        s, c = run_folder.read_json(folder), run_folder.read_json(folder, "config.json")
         mech = (s.get("mechanism3") or {}).get("after")
         m3 = " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")) if mech else "-"
         rows.append([os.path.basename(os.path.normpath(folder)), c["pi"], c["loss"], c["seed"], s["steps"],

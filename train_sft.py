@@ -49,6 +49,7 @@ import errors
 import eval_math
 import models
 import rollout
+import run_folder
 from errors import UserError
 
 # -----------------------------------------------------------------------------
@@ -278,13 +279,13 @@ def build_items(cfg: dict, tok) -> tuple:
 # The training loop
 
 def train(cfg: dict, model, tok, items: list) -> dict:
-    """SFT of `model` on `items` in the run folder of `cfg` (started with common.start_run): the
+    """SFT of `model` on `items` in the run folder of `cfg` (started with run_folder.start_run): the
     schedule spans cfg["steps"]; a checkpoint every ckpt_every steps and at --stop-at; at the end
     the weights in save_dtype under OUT/final. Returns {"steps_done", "train_s"}."""
     device = next(model.parameters()).device
     optimizer, scheduler = common.optimizer(model, cfg, cfg["steps"])
     stream = common.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
-    start = common.resume(cfg, optimizer, scheduler, stream)
+    start = run_folder.resume(cfg, optimizer, scheduler, stream)
     ckpt = dict(model=model, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")  # fp32 weights, bf16 compute
     model.train()
@@ -307,10 +308,10 @@ def train(cfg: dict, model, tok, items: list) -> dict:
         optimizer.zero_grad(set_to_none=True)
         m = {"loss": total / n_tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
              "tokens/supervised": n_tokens, "epoch": stream.epoch, "time/step_s": time.perf_counter() - t0}
-        if common.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"steps_done": step + 1, "train_s": round(time.time() - t_run, 1)}
     bar.close()
-    common.save_checkpoint(cfg, step=cfg["steps"], **ckpt)
+    run_folder.save_checkpoint(cfg, step=cfg["steps"], **ckpt)
     model.eval()
     models.save(model.to(getattr(torch, cfg["save_dtype"])), tok, os.path.join(cfg["out"], "final"))
     model.float()
@@ -383,8 +384,8 @@ def main(argv=None) -> dict:
     evals = held_out(cfg)
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in evals], cfg["eval_max_new_tokens"],
                                 "held-out prompts", evals)
-    device = common.start_run(cfg)
-    model, tok = common.load_student(cfg, device)
+    device = run_folder.start_run(cfg)
+    model, tok = run_folder.load_student(cfg, device)
     if cfg["source"] == "traces":
         items, data_stats = build_items(cfg, tok)
     if cfg["epochs"] is not None:
@@ -401,7 +402,7 @@ def main(argv=None) -> dict:
     saved, saved_tok = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
     summary = {"params": sum(p.numel() for p in model.parameters()), "data": data_stats, "steps": cfg["steps"],
                **done, "eval_before": before, "eval": evaluate_model(saved, saved_tok, cfg)}  # the model as saved
-    common.write_summary(cfg, summary)
+    run_folder.write_summary(cfg, summary)
     if before:
         print(before_after_table(before, summary["eval"]))
     return summary

@@ -1,6 +1,6 @@
 """A checkpoint survives a kill at any point of its write and swap.
 
-common.save_checkpoint writes ckpt.tmp/, then swaps it in (ckpt → ckpt.old, ckpt.tmp → ckpt,
+run_folder.save_checkpoint writes ckpt.tmp/, then swaps it in (ckpt → ckpt.old, ckpt.tmp → ckpt,
 ckpt.old removed). Here the process "dies" before each file-system operation of a save in turn
 (and half-way through removing a folder); the next start's recover_checkpoint must leave exactly
 one complete ckpt/, at the old step or the new one, that loads, and the next save must work.
@@ -14,6 +14,7 @@ import torch
 import common
 import data
 import models
+import run_folder
 
 
 class Killed(BaseException):
@@ -67,29 +68,29 @@ def count_ops(monkeypatch, kill_at):
 
 
 def checkpoint_step(cfg):
-    state = torch.load(os.path.join(common.ckpt_dir(cfg), "train_state.pt"), weights_only=False)
+    state = torch.load(os.path.join(run_folder.ckpt_dir(cfg), "train_state.pt"), weights_only=False)
     return state["step"]
 
 
 def test_a_kill_at_every_point_of_a_save_leaves_one_loadable_checkpoint(tmp_path, monkeypatch):
     cfg, ckpt = setup(tmp_path)
-    common.save_checkpoint(cfg, step=1, **ckpt)
+    run_folder.save_checkpoint(cfg, step=1, **ckpt)
     with monkeypatch.context() as m:
         total = count_ops(m, kill_at=0)
-        common.save_checkpoint(cfg, step=2, **ckpt)
+        run_folder.save_checkpoint(cfg, step=2, **ckpt)
     n_ops = total["n"]
     assert n_ops >= 6  # model files, optimizer, train state, its rename, the two swaps, the removal
     for kill_at in range(1, n_ops + 1):
         run = tmp_path / f"k{kill_at}"
         cfg, ckpt = setup(run)
-        common.save_checkpoint(cfg, step=1, **ckpt)
+        run_folder.save_checkpoint(cfg, step=1, **ckpt)
         train_one_step(ckpt["model"], ckpt["optimizer"])
         with monkeypatch.context() as m:
             count_ops(m, kill_at)
             with pytest.raises(Killed):
-                common.save_checkpoint(cfg, step=2, **ckpt)
-        common.recover_checkpoint(common.ckpt_dir(cfg))  # what the next start does first
-        path = common.ckpt_dir(cfg)
+                run_folder.save_checkpoint(cfg, step=2, **ckpt)
+        run_folder.recover_checkpoint(run_folder.ckpt_dir(cfg))  # what the next start does first
+        path = run_folder.ckpt_dir(cfg)
         assert sorted(os.listdir(cfg["out"])) == ["ckpt"], (kill_at, os.listdir(cfg["out"]))
         assert checkpoint_step(cfg) in (1, 2)
         loaded, _ = models.load(path, dtype=torch.float32)
@@ -97,28 +98,28 @@ def test_a_kill_at_every_point_of_a_save_leaves_one_loadable_checkpoint(tmp_path
         if checkpoint_step(cfg) == 2:  # the new checkpoint holds the trained weights
             assert all(torch.equal(saved[n], p.detach()) for n, p in ckpt["model"].named_parameters())
         torch.load(os.path.join(path, "rank0.pt"), weights_only=False)["optimizer"]
-        common.save_checkpoint(cfg, step=3, **ckpt)  # and the run can go on saving
+        run_folder.save_checkpoint(cfg, step=3, **ckpt)  # and the run can go on saving
         assert checkpoint_step(cfg) == 3 and sorted(os.listdir(cfg["out"])) == ["ckpt"]
 
 
 def test_recovery_of_each_leftover_state(tmp_path):
     cfg, ckpt = setup(tmp_path)
-    path = common.ckpt_dir(cfg)
-    common.save_checkpoint(cfg, step=1, **ckpt)
+    path = run_folder.ckpt_dir(cfg)
+    run_folder.save_checkpoint(cfg, step=1, **ckpt)
     # (a) ckpt/ missing, a complete ckpt.old/ alone: it becomes ckpt/
     os.rename(path, path + ".old")
-    common.recover_checkpoint(path)
+    run_folder.recover_checkpoint(path)
     assert checkpoint_step(cfg) == 1 and not os.path.exists(path + ".old")
     # (b) a complete ckpt.tmp/ beside ckpt/: the newer one wins
-    common.save_checkpoint(cfg, step=2, **ckpt)
+    run_folder.save_checkpoint(cfg, step=2, **ckpt)
     shutil.copytree(path, path + ".tmp")
     state = torch.load(os.path.join(path + ".tmp", "train_state.pt"), weights_only=False)
     state["step"] = 5
     torch.save(state, os.path.join(path + ".tmp", "train_state.pt"))
-    common.recover_checkpoint(path)
+    run_folder.recover_checkpoint(path)
     assert checkpoint_step(cfg) == 5 and sorted(os.listdir(cfg["out"])) == ["ckpt"]
     # (c) an incomplete ckpt.tmp/ (no train_state.pt) is a cut write: dropped
     shutil.copytree(path, path + ".tmp")
     os.remove(os.path.join(path + ".tmp", "train_state.pt"))
-    common.recover_checkpoint(path)
+    run_folder.recover_checkpoint(path)
     assert checkpoint_step(cfg) == 5 and sorted(os.listdir(cfg["out"])) == ["ckpt"]

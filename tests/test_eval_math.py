@@ -14,7 +14,6 @@ import torch
 
 import data
 import eval_math as E
-import grader
 import latex_sympy
 import models
 import rollout
