@@ -41,9 +41,8 @@ Deliberate simplifications and deviations from the paper's code:
     code asks the teacher for its own Top-K and fills ids missing from it with the student's own
     log-prob (r = 0 there); we do not need that approximation because we have the full logits.
   * `-inf` teacher logits (padded vocabulary rows, padded positions) are replaced by a large
-    finite log-prob (TEACHER_LOGQ_FLOOR) so that no NaN reaches a gradient. `-inf` student
-    logits (the same padded rows on the student's side) are entries of zero probability: every
-    term p(v)·(…) or q(v)·(…) with a zero weight is 0, with a zero gradient (`_xlogy_terms`).
+    finite log-prob (TEACHER_LOGQ_FLOOR) so that no NaN reaches a gradient; on the student's side
+    a zero-probability term is 0 with a zero gradient (`_xlogy_terms`).
 """
 import math
 from typing import Callable, Dict, Optional
@@ -97,12 +96,9 @@ def teacher_logprobs_at(teacher_logits: torch.Tensor, ids: torch.Tensor) -> torc
 
 
 def _xlogy_terms(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """w * r with the convention 0 * anything = 0 (and a zero, finite gradient there).
-
-    r is masked BEFORE the product: where w = 0 it may be -inf - (-inf) = NaN (an entry padded
-    with -inf on both sides), and torch.where's backward would still form 0 * NaN for w."""
-    live = w > 0
-    return w * torch.where(live, r, torch.zeros_like(r))
+    """w * r with 0 * anything = 0 and a zero, finite gradient there. r is masked BEFORE the product:
+    at an entry padded with -inf on both sides r = NaN, and a masked product's backward is 0 * NaN."""
+    return w * torch.where(w > 0, r, torch.zeros_like(r))
 
 
 def _student_topk(student_logits: torch.Tensor, k: int, topk_ids: Optional[torch.Tensor]) -> torch.Tensor:
