@@ -132,6 +132,12 @@ def write_json(path: str, obj) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
+def student_source(cfg: dict) -> str:
+    """Where the student's weights come from: ckpt/ on --resume (when it is there), else --student."""
+    ckpt = ckpt_dir(cfg)
+    return ckpt if cfg["resume"] and os.path.isfile(os.path.join(ckpt, "config.json")) else cfg["student"]
+
+
 def load_student(cfg: dict, device) -> tuple:
     """(student, tokenizer) for training: float32 weights (Adam updates of lr 2e-6 vanish when
     rounded into bf16 weights; bf16 compute comes from autocast), from ckpt/ on --resume, with

@@ -216,7 +216,7 @@ def add_ppo_monitors(sums: dict, loss, lp, old, A, mask, logits, cfg: dict) -> N
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(cfg["student"])  # every prompt checked before the weights load
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))  # every prompt checked before the weights load
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"],
                                 "training prompts", train)
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],

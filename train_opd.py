@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
     # Everything a user can get wrong is checked before the folder is written and the weights load:
     # the data, the two vocabularies, every prompt against both contexts.
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(cfg["student"])
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
     tok_t, context_t = models.load_tokenizer(cfg["teacher"])
     models.check_compatible(tok, tok_t)
     check_k(cfg, tok)

@@ -234,7 +234,7 @@ def main(argv=None) -> dict:
     # The data, the tokenizer and every context (the student's and the teacher's, PI included)
     # against the model's context, before the folder is written and the weights load.
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(cfg["student"])
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
     train_opd.check_k(cfg, tok)
     prompts = [data.context_ids(tok, ex) for ex in train]
     common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)

@@ -371,7 +371,7 @@ def main(argv=None) -> dict:
     cfg = parse_config(argv)
     # The data and every sequence against the context, before the folder is written and the
     # weights load (teacher traces are written in the run, by a teacher checked here).
-    tok, context = models.load_tokenizer(cfg["student"])
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
     if cfg["source"] == "traces":
         models.check_compatible(tok, models.load_tokenizer(cfg["teacher"])[0])
         problems = load_problems(cfg)
