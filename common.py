@@ -24,6 +24,7 @@ import distributed
 import rollout
 from errors import UserError
 
+
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
 
@@ -57,7 +58,7 @@ VALUE_RULES = {
     "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "micro_batch": _AT_LEAST_1, "max_new_tokens": _AT_LEAST_1,
     "eval_n": _AT_LEAST_1, "eval_k": _AT_LEAST_1, "eval_max_new_tokens": _AT_LEAST_1, "k": _AT_LEAST_1,
     "group_size": (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"),
-    "minibatches": _AT_LEAST_1, "updates_per_rollout": _AT_LEAST_1, "n_train": _AT_LEAST_1,
+    "minibatches": _AT_LEAST_1, "n_train": _AT_LEAST_1,
     "trace_samples": _AT_LEAST_1, "trace_max_new_tokens": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1,
     "temperature": (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"),
     "eval_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"), "trace_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
@@ -120,7 +121,8 @@ def add_rollout_flags(ap) -> None:
 
 def add_optim_flags(ap) -> None:
     g = ap.add_argument_group("optimisation (AdamW, linear warm-up, cosine decay)")
-    g.add_argument("--steps", type=int, help="optimizer steps (OPD: one per rollout batch; paper: 1000)")
+    g.add_argument("--steps", type=int, help="training steps: rollout batches (OPD, OPSD, GRPO; each one optimizer "
+                                              "step, or --minibatches of them) or batches (SFT); paper: 1000")
     g.add_argument("--micro-batch", type=int, help="rows per forward/backward; gradients accumulate over the batch")
     g.add_argument("--lr", type=float, help="peak learning rate (paper OPD: 2e-6)")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm at this value (0 = off)")
@@ -152,7 +154,6 @@ def loss_options(cfg: dict) -> dict:
 
 # -----------------------------------------------------------------------------
 # A run's data: the examples, their lengths against the context, this process's rows, the step's noise
-
 
 def load_examples(cfg: dict, which: str) -> list:
     """The training problems (`which="train"`) or the first eval_n held-out ones (`"eval"`)."""
@@ -356,7 +357,6 @@ def timed(times: dict, phase: str):
 
 # -----------------------------------------------------------------------------
 # Messages and progress bars
-
 
 def say(*args, **kwargs) -> None:
     """Print a message to stderr from rank 0, between the lines of any progress bar."""

@@ -4,7 +4,8 @@ Code that finds a bad flag, file or value raises `UserError` (or a subclass, suc
 data.DataError) with a message that names the culprit (the flag and its value, the file and line)
 and says what to do. Every entry point runs its `main` through `run`, which prints that message
 as `<script>: error: <message>` on stderr, without a traceback, and exits with 2, as argparse
-does for an unknown flag. Any other exception is a bug and keeps its traceback.
+does for an unknown flag. Ctrl-C ends with one line and exit code 130. Any other exception is a
+bug and keeps its traceback.
 """
 import os
 import sys
@@ -16,8 +17,12 @@ class UserError(ValueError):
 
 def run(main, argv=None):
     """main(argv), with a UserError turned into its message and exit code 2."""
+    prog = os.path.basename(sys.argv[0]) or "python"
     try:
         return main(argv)
     except UserError as e:
-        print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C: not a bug, and nothing a traceback would explain
+        print(f"{prog}: interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
+        raise SystemExit(130) from None

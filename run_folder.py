@@ -34,13 +34,16 @@ import distributed
 import models
 from errors import UserError
 
+
 # -----------------------------------------------------------------------------
 # Starting a run: the folder's lock, an interrupted swap completed, the resume checks
 
 RESUME_MAY_CHANGE = ("resume", "stop_at", "threads")
 
+
 def ckpt_dir(cfg: dict) -> str:
     return os.path.join(cfg["out"], "ckpt")
+
 
 def start_run(cfg: dict) -> torch.device:
     """Threads, the device (CUDA when present; under torchrun one per process), the run folder, the global seeds.
@@ -92,6 +95,7 @@ def start_run(cfg: dict) -> torch.device:
     torch.manual_seed(cfg["seed"])
     return device
 
+
 def same_setting(a, b) -> bool:
     """Whether a saved config value and a new one mean the same: equal, or two spellings of one
     existing path (`tiny/student` and `./tiny/student/`)."""
@@ -101,7 +105,9 @@ def same_setting(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
     return False
 
+
 _LOCKS = {}  # run folder (real path) -> the open lock file this process holds
+
 
 def lock_run(out: str) -> None:
     """An exclusive lock on `out/.lock` for the life of this process: two runs never interleave in
@@ -118,10 +124,12 @@ def lock_run(out: str) -> None:
                         "choose another --out") from None
     _LOCKS[key] = f
 
+
 def unlock_run(out: str) -> None:
     f = _LOCKS.pop(os.path.realpath(out), None)
     if f is not None:
         f.close()
+
 
 def write_json(path: str, obj) -> None:
     """Write JSON atomically: a temporary file beside it, then a rename (a kill leaves the old file or the new)."""
@@ -131,6 +139,7 @@ def write_json(path: str, obj) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
 
 def student_source(cfg: dict) -> str:
     """Where the student's weights come from: ckpt/ on --resume (when it is there), else --student."""
@@ -148,6 +157,7 @@ def load_student(cfg: dict, device) -> tuple:
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
         student.config.use_cache = False
     return student, tok
+
 
 # -----------------------------------------------------------------------------
 # Checkpoints: written beside the previous one, swapped in when complete
@@ -185,8 +195,10 @@ def save_checkpoint(cfg: dict, model, tok, optimizer, scheduler, stream, step: i
         recover_checkpoint(path)  # the swap
     distributed.barrier()
 
+
 def _complete(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "train_state.pt"))
+
 
 def recover_checkpoint(path: str) -> None:
     """Bring ckpt/, ckpt.tmp/ and ckpt.old/ to one complete ckpt/ (or none), whatever step of
@@ -209,6 +221,7 @@ def recover_checkpoint(path: str) -> None:
             os.rename(old, path)
         else:
             shutil.rmtree(old)
+
 
 def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
     """The first step of the run: 0 for a fresh run; on --resume the checkpoint's step, with the
@@ -238,6 +251,7 @@ def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
     open_log(cfg, start)
     return start
 
+
 def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
     """After training step `done`: log its record `m`, move the progress bar, save a checkpoint
     when one is due (`ckpt`: save_checkpoint's model, tok, optimizer, scheduler, stream and
@@ -256,6 +270,7 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
         return True
     return False
 
+
 def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, algorithm: str) -> dict:
     """After the last step: log the final evaluation, save the last checkpoint, write summary.json
     (the student before and after, and the teacher at step 0 when there is one); returns it."""
@@ -266,6 +281,7 @@ def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, algorithm: str) -
     unlock_run(cfg["out"])
     return summary
 
+
 def checkpoint_due(cfg: dict, done: int) -> bool:
     """Whether step `done` ends with a checkpoint: every ckpt_every steps and at --stop-at (the
     final one is written by the run's end)."""
@@ -273,15 +289,18 @@ def checkpoint_due(cfg: dict, done: int) -> bool:
         return False
     return bool(cfg["ckpt_every"] and done % cfg["ckpt_every"] == 0) or done == cfg["stop_at"]
 
+
 def eval_due(cfg: dict, done: int) -> bool:
     """Whether step `done` is followed by a held-out evaluation (the final one is the run's end)."""
     return bool(cfg["eval_every"]) and done % cfg["eval_every"] == 0 and done < cfg["steps"]
+
 
 # -----------------------------------------------------------------------------
 # The metrics log (JSONL)
 
 def metrics_path(cfg: dict) -> str:
     return os.path.join(cfg["out"], "metrics.jsonl")
+
 
 def open_log(cfg: dict, start: int) -> None:
     """metrics.jsonl for a run that starts at step `start`: a fresh run starts it empty; a resumed
@@ -309,12 +328,14 @@ def open_log(cfg: dict, start: int) -> None:
         f.writelines(kept)
     os.replace(tmp, path)
 
+
 def log(cfg: dict, record: dict) -> None:
     """Append one record to metrics.jsonl (rank 0); top-level floats rounded to 6 decimals."""
     if distributed.is_main():
         rec = {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()}
         with open(metrics_path(cfg), "a") as f:
             f.write(json.dumps(rec) + "\n")
+
 
 def read_log(folder: str) -> tuple:
     """(training-step records, [(step, held-out student accuracy)]) of a run folder's metrics.jsonl."""
@@ -331,6 +352,7 @@ def read_log(folder: str) -> tuple:
                 steps.append(rec)
     return steps, evals
 
+
 # -----------------------------------------------------------------------------
 # Summaries
 
@@ -339,12 +361,14 @@ def write_summary(cfg: dict, summary: dict) -> None:
     if distributed.is_main():
         write_json(os.path.join(cfg["out"], "summary.json"), summary)
 
+
 def read_json(folder: str, name: str = "summary.json") -> dict:
     path = os.path.join(folder, name)
     if not os.path.exists(path):
         raise UserError(f"{path} not found: pass a finished run folder")
     with open(path) as f:
         return json.load(f)
+
 
 def run_summary(cfg: dict, final: dict, wall_s: float, algorithm: str = "") -> dict:
     """summary.json of a run that evaluates at step 0 and at the end: the student before (and the

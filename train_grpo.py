@@ -15,7 +15,7 @@ What this file is
       6. `--minibatches M` optimizer steps per rollout batch (M = 1: strictly on-policy, ρ = 1, as
          the paper's 16 prompts / global batch 16; M > 1 reuses the rollout and the clip acts).
     `grpo_step` is that step; `main` the loop around it (held-out evaluation, checkpoints that
-    `--resume` continues exactly), with the plumbing of common.py.
+    `--resume` continues exactly), with the plumbing of common.py and run_folder.py.
 
 Paper (docs/paper.md)
     §4 Fix 2 and §2.4 ("GRPO teacher" column): 8 samples per prompt, 16 prompts, lr 1e-6, clip

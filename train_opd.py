@@ -5,10 +5,11 @@ What this file is
     each with its own KV-cache sampler (rollout.generate) → the teacher scores the same response
     tokens after its own context, under no_grad (rollout.score) → the student re-reads prompt +
     response with gradients → losses.LOSSES[--loss] per token → losses.masked_mean → one
-    optimizer step per rollout batch (strictly on-policy). `opd_step` is that step; `main` is the
-    loop around it: held-out evaluation every --eval-every steps, a checkpoint every --ckpt-every
-    that `--resume` continues exactly (same prompts, same sampling noise). The plumbing (config,
-    run folder, checkpoints, logs) is in common.py; docs/design.md draws the step as data flows.
+    optimizer step per rollout batch (strictly on-policy; --minibatches M splits the batch into M
+    steps). `opd_step` is that step; `main` is the loop around it: held-out evaluation every
+    --eval-every steps, a checkpoint every --ckpt-every that `--resume` continues exactly (same
+    prompts, same sampling noise). The plumbing is in common.py (config, data, sampling) and
+    run_folder.py (checkpoints, logs); docs/design.md draws the step as data flows.
 
 Paper (docs/paper.md)
     §2.1 OPD; §2.4 the hyperparameters (`--preset paper`); §3 the losses (the paper preset's
@@ -134,8 +135,9 @@ def check_k(cfg: dict, tok) -> None:
 
 def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: list, cfg: dict,
              optimizer, scheduler, generator) -> dict:
-    """Rollout → teacher scoring → student forward/backward → one optimizer step; returns the
-    step's monitors. Under torchrun the prompts are this process's rows of the batch."""
+    """Rollout → teacher scoring → student forward/backward → one optimizer step (or one per
+    --minibatches part of the batch); returns the step's monitors. Under torchrun the prompts are
+    this process's rows of the batch."""
     device = next(student.parameters()).device
     times = {}
     # 1. The student writes one response per prompt: its own sampler, no gradients.
