@@ -131,6 +131,8 @@ class Item:
     prompt: list  # chat prompt ids, ending with the assistant header
     response: list  # response ids, ending with the end-of-turn id
     kind: str  # plain / hint / rule / hard-hint / hard-plain / trace / jsonl
+    # "file:line" of a jsonl item, for error messages only (not part of the item's identity)
+    where: str = dataclasses.field(default="", compare=False, metadata={"identity": False})
 
 
 def end_of_turn_id(tok) -> int:
@@ -243,8 +245,9 @@ def jsonl_items(path: str, tok) -> list:
         system = rec.get("system")
         if system is not None and not isinstance(system, str):
             raise data.DataError(f"{path}:{line}: field 'system' must be text when present")
-        items.append(make_item(tok, f"{path}:{line}",
+        items.append(make_item(tok, f"{os.path.basename(path)}:{line}",
                                tok.chat_prompt(rec["prompt"], system=system), rec["response"], "jsonl"))
+        items[-1].where = f"{path}:{line}"
     if not items:
         raise data.DataError(f"{path}: no prompt/response pairs (the file is empty); SFT needs at least one line")
     return items
