@@ -44,31 +44,32 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> dict:
             cfg[key] = val
     if "amp" in cfg and cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
-    check_values(cfg, {a.dest: a.option_strings[0] for a in ap._actions if a.option_strings})
+    check_values(cfg, flags_of(ap))
     return cfg
 
 
 # What each numeric setting must be, checked for every run before anything loads or is written.
 # (test, what the message asks for); a key a script does not have is skipped.
-_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
-_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
-_PROB = (lambda v: 0 <= v <= 1, "in [0, 1]")
-_TOP_P = (lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")
+AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+PROB = (lambda v: 0 <= v <= 1, "in [0, 1]")
+TOP_P = (lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")
+TEMPERATURE_OR_GREEDY = (lambda v: v >= 0, ">= 0 (0 = greedy)")
 VALUE_RULES = {
-    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "micro_batch": _AT_LEAST_1, "max_new_tokens": _AT_LEAST_1,
-    "eval_n": _AT_LEAST_1, "eval_k": _AT_LEAST_1, "eval_max_new_tokens": _AT_LEAST_1, "k": _AT_LEAST_1,
+    "steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "micro_batch": AT_LEAST_1, "max_new_tokens": AT_LEAST_1,
+    "eval_n": AT_LEAST_1, "eval_k": AT_LEAST_1, "eval_max_new_tokens": AT_LEAST_1, "k": AT_LEAST_1,
     "group_size": (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"),
-    "minibatches": _AT_LEAST_1, "n_train": _AT_LEAST_1,
-    "trace_samples": _AT_LEAST_1, "trace_max_new_tokens": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1,
+    "minibatches": AT_LEAST_1, "n_train": AT_LEAST_1,
+    "trace_samples": AT_LEAST_1, "trace_max_new_tokens": AT_LEAST_1, "eval_batch_size": AT_LEAST_1,
     "temperature": (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"),
-    "eval_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"), "trace_temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
-    "top_p": _TOP_P, "eval_top_p": _TOP_P, "trace_top_p": _TOP_P,
-    "lr": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"), "min_lr": _AT_LEAST_0,
-    "grad_clip": _AT_LEAST_0, "weight_decay": _AT_LEAST_0, "warmup_frac": _PROB,
-    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta": _PROB,
-    "eval_every": _AT_LEAST_0, "ckpt_every": _AT_LEAST_0, "stop_at": _AT_LEAST_0, "seed": _AT_LEAST_0,
-    "threads": _AT_LEAST_0, "rollout_batch": _AT_LEAST_0, "chunk_size": _AT_LEAST_0, "length_gate": _AT_LEAST_0,
-    "hard_frac": _PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": _AT_LEAST_0,
+    "eval_temperature": TEMPERATURE_OR_GREEDY, "trace_temperature": TEMPERATURE_OR_GREEDY,
+    "top_p": TOP_P, "eval_top_p": TOP_P, "trace_top_p": TOP_P,
+    "lr": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"), "min_lr": AT_LEAST_0,
+    "grad_clip": AT_LEAST_0, "weight_decay": AT_LEAST_0, "warmup_frac": PROB,
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta": PROB,
+    "eval_every": AT_LEAST_0, "ckpt_every": AT_LEAST_0, "stop_at": AT_LEAST_0, "seed": AT_LEAST_0,
+    "threads": AT_LEAST_0, "rollout_batch": AT_LEAST_0, "chunk_size": AT_LEAST_0, "length_gate": AT_LEAST_0,
+    "hard_frac": PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": AT_LEAST_0,
     "clip_low": (lambda v: 0 < v < 1, "in (0, 1): the ratio is clipped below at 1 - clip_low"),
     "clip_high": (lambda v: v > 0, "> 0: the ratio is clipped above at 1 + clip_high"),
     "adv_eps": (lambda v: v > 0, "> 0"), "epochs": (lambda v: v > 0, "> 0"),
@@ -81,14 +82,25 @@ def flag_name(key: str, flags: dict) -> str:
     return flags.get(key, f"the preset's {key!r}")
 
 
-def check_values(cfg: dict, flags: dict) -> None:
-    """Every value in VALUE_RULES' range, and the data flags consistent; a UserError naming the flag."""
-    for key, (ok, what) in VALUE_RULES.items():
-        v = cfg.get(key)
+def check_ranges(values: dict, flags: dict, rules: dict = None) -> None:
+    """Every value of `values` that `rules` (default VALUE_RULES) names within its range; a
+    UserError naming the flag otherwise. `flags` maps keys to their flags (flag_name)."""
+    for key, (ok, what) in (VALUE_RULES if rules is None else rules).items():
+        v = values.get(key)
         if v is None or isinstance(v, bool):
             continue
         if not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v)) or not ok(v):
             raise UserError(f"{flag_name(key, flags)} {v}: must be {what}")
+
+
+def flags_of(parser) -> dict:
+    """key -> the flag that sets it, for a parser's options."""
+    return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+
+
+def check_values(cfg: dict, flags: dict) -> None:
+    """Every value in VALUE_RULES' range, and the data flags consistent; a UserError naming the flag."""
+    check_ranges(cfg, flags)
     if "micro_batch" in cfg and "batch_size" in cfg and cfg["micro_batch"] > cfg["batch_size"] * cfg.get("group_size", 1):
         raise UserError(f"--micro-batch {cfg['micro_batch']}: must be at most the rows of a batch "
                         f"({cfg['batch_size'] * cfg.get('group_size', 1)})")
@@ -182,6 +194,12 @@ def check_prompt_lengths(limit, prompts: list, max_new_tokens: int, what: str, e
         raise UserError(f"{len(over)} of {len(prompts)} {what} do not fit the model's context of {limit} tokens{room}; "
                         f"the longest has {len(prompts[worst])}{where}; lower the length cap, or filter long problems "
                         "out of the data")
+
+
+def check_held_out(limit, tok, examples: list, cfg: dict) -> None:
+    """The held-out prompts, with the evaluation's length cap, within the context `limit`."""
+    check_prompt_lengths(limit, [data.context_ids(tok, ex) for ex in examples], cfg["eval_max_new_tokens"],
+                         "held-out prompts", examples)
 
 
 def my_rows(batch: list) -> list:

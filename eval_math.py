@@ -497,22 +497,16 @@ def load_bench(args, bench: str) -> list:
     return examples
 
 
-def check_args(args) -> list:
+# The ranges of the numeric flags, in common.py's terms.
+EVAL_RULES = {**dict.fromkeys(("limit", "k", "max_new_tokens", "batch_size", "synthetic_n", "max_ops", "max_operand"),
+                              common.AT_LEAST_1),
+              "top_k": common.AT_LEAST_0, "threads": common.AT_LEAST_0, "hard_frac": common.PROB,
+              "temperature": common.TEMPERATURE_OR_GREEDY, "top_p": common.TOP_P}
+
+
+def check_args(args, flags: dict) -> list:
     """The benchmarks to run, after every flag is checked (a UserError naming the flag)."""
-    for flag, v, ok, what in (("--limit", args.limit, lambda v: v >= 1, "an integer >= 1"),
-                              ("--k", args.k, lambda v: v >= 1, "an integer >= 1"),
-                              ("--temperature", args.temperature, lambda v: v >= 0, ">= 0 (0 = greedy)"),
-                              ("--top-p", args.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),
-                              ("--top-k", args.top_k, lambda v: v >= 0, ">= 0 (0 = off)"),
-                              ("--max-new-tokens", args.max_new_tokens, lambda v: v >= 1, "an integer >= 1"),
-                              ("--batch-size", args.batch_size, lambda v: v >= 1, "an integer >= 1"),
-                              ("--synthetic-n", args.synthetic_n, lambda v: v >= 1, "an integer >= 1"),
-                              ("--hard-frac", args.hard_frac, lambda v: 0 <= v <= 1, "in [0, 1]"),
-                              ("--max-ops", args.max_ops, lambda v: v >= 1, "an integer >= 1"),
-                              ("--max-operand", args.max_operand, lambda v: v >= 1, "an integer >= 1"),
-                              ("--threads", args.threads, lambda v: v >= 0, ">= 0")):
-        if v is not None and not ok(v):
-            raise UserError(f"{flag} {v}: must be {what}")
+    common.check_ranges(vars(args), flags, EVAL_RULES)
     if args.dtype is not None and not isinstance(getattr(torch, args.dtype, None), torch.dtype):
         raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
     if args.wrong_hint and args.pi != "answer_only":
@@ -538,8 +532,9 @@ def check_args(args) -> list:
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
-    benches = check_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    benches = check_args(args, common.flags_of(parser))
     if args.threads:
         torch.set_num_threads(args.threads)
     # The benchmarks and the model's context before the weights load: a bad file ends here.

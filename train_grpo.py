@@ -219,8 +219,7 @@ def main(argv=None) -> dict:
     tok, context = models.load_tokenizer(run_folder.student_source(cfg))  # every prompt checked before the weights load
     common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"],
                                 "training prompts", train)
-    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
-                                "held-out prompts", held_out)
+    common.check_held_out(context, tok, held_out, cfg)
     device = run_folder.start_run(cfg)
     student, tok = run_folder.load_student(cfg, device)
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])

@@ -271,8 +271,7 @@ def main(argv=None) -> dict:
     prompts = [data.context_ids(tok, ex) for ex in train]
     for limit, who in ((context, "student"), (context_t, "teacher")):
         common.check_prompt_lengths(limit, prompts, cfg["max_new_tokens"], f"training prompts ({who})", train)
-    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
-                                "held-out prompts", held_out)
+    common.check_held_out(context, tok, held_out, cfg)
 
     device = run_folder.start_run(cfg)
     # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA, and

@@ -240,8 +240,7 @@ def main(argv=None) -> dict:
     common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
     common.check_prompt_lengths(context, teacher_contexts(tok, train, prompts, cfg["pi"]), cfg["max_new_tokens"],
                                 "teacher contexts (with PI)", train)
-    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in held_out], cfg["eval_max_new_tokens"],
-                                "held-out prompts", held_out)
+    common.check_held_out(context, tok, held_out, cfg)
 
     device = run_folder.start_run(cfg)
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures

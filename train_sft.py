@@ -385,8 +385,7 @@ def main(argv=None) -> dict:
         common.check_prompt_lengths(context, [it.prompt + it.response for it in items], 0, "SFT sequences (prompt + response)",
                                     items)
     evals = held_out(cfg)
-    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in evals], cfg["eval_max_new_tokens"],
-                                "held-out prompts", evals)
+    common.check_held_out(context, tok, evals, cfg)
     device = run_folder.start_run(cfg)
     model, tok = run_folder.load_student(cfg, device)
     if cfg["source"] == "traces":

@@ -1,16 +1,13 @@
-"""Bad inputs and faults across the entry points: every expected one ends in exit code 2 and a short
-message that names the culprit, before anything is lost.
+"""Bad inputs across the entry points: every expected one ends in exit code 2 and a short message
+that names the culprit, before anything is written (faults during a run: tests/test_lost_runs.py).
 
 The contract (errors.py): a bad flag, file or folder raises errors.UserError; errors.run prints it
 as `<script>: error: <message>` on stderr (one or two lines: the flag as written and its value, or
 the path and line, and what to do) and exits with 2, without a traceback. Flags are checked before
 any model loads and before the run folder (--out) is made, so a refused run leaves no --out behind.
-A fault in a run (a non-finite gradient, a torn metrics line, a checkpoint missing a tensor, a
-second run into the same folder) never costs a finished step.
 
     CASES            one row per bad input: script, argv, the files its setup writes, the culprits
     test_bad_input   runs each row in-process through errors.run(module.main, argv)
-    test_* below     the scenarios of the lost-data class, on real tiny runs (2-4 steps)
     test_cli_*       a few rows through a real `python script.py ...` subprocess
 
 The section between the CASES markers is plain Python without pytest, so that the same table
@@ -18,10 +15,7 @@ can be run row by row as subprocesses against any checkout of the project.
 
     .venv/bin/python -m pytest -q tests/test_bad_inputs.py
 """
-import builtins
-import fcntl
 import importlib
-import io
 import json
 import os
 import pathlib
@@ -30,7 +24,6 @@ import sys
 import time
 
 import pytest
-import torch
 import transformers
 
 import errors
@@ -406,174 +399,6 @@ def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
         assert not os.path.exists(P["out"]), f"the refused run left its --out folder behind: {os.listdir(P['out'])}"
     if case.max_s:
         assert elapsed < case.max_s, f"refused after {elapsed:.1f} s (should be under {case.max_s} s)"
-
-
-# -----------------------------------------------------------------------------
-# Scenarios: faults during or between real tiny runs lose nothing
-
-import train_opd  # noqa: E402  (after the table, which names modules by string)
-import eval_math  # noqa: E402
-
-RUN = ["--student", "{student}", "--teacher", "{teacher}", "--data", "{train}", "--eval-data", "{eval}",
-       "--steps", "4", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "4",
-       "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1", "--out", "{out}"]
-
-
-def run_args(shared, tmp_path, *more):
-    P = case_placeholders(shared, tmp_path)
-    return [a.format(**P) for a in RUN] + list(more), tmp_path / "out"
-
-
-def refused(main, argv, capsys) -> str:
-    """Run main through errors.run; assert exit 2 without a traceback; return the error message."""
-    with pytest.raises(SystemExit) as exit_:
-        errors.run(main, argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2, f"exit code {exit_.value.code!r}; stderr:\n{err[-2000:]}"
-    assert "Traceback" not in err
-    message = error_message(err)
-    assert message and len(message.splitlines()) <= 2, err[-2000:]
-    return message
-
-
-def ckpt_step(out) -> int:
-    return torch.load(out / "ckpt" / "train_state.pt", weights_only=False)["step"]
-
-
-def training_steps(out) -> list:
-    return [json.loads(line)["step"] for line in open(out / "metrics.jsonl") if '"loss"' in line]
-
-
-def folder_snapshot(out) -> dict:
-    """Every file of the run folder and its bytes (the lock file aside)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"}
-
-
-def test_non_finite_gradient_stops_with_the_last_good_checkpoint(shared, tmp_path, capsys):
-    argv, out = run_args(shared, tmp_path, "--lr", "1e20", "--ckpt-every", "1")
-    message = refused(train_opd.main, argv, capsys)
-    assert "non-finite" in message
-    assert (out / "ckpt").is_dir(), "no checkpoint left: the steps before the fault are lost"
-    model, _ = models.load(str(out / "ckpt"), device="cpu", dtype=torch.float32)
-    for name, p in model.named_parameters():
-        assert torch.isfinite(p).all(), f"the checkpoint holds non-finite weights in {name}"
-    assert not (out / "summary.json").exists()
-
-
-def test_resume_with_fewer_steps_than_the_checkpoint_is_refused(shared, tmp_path, capsys):
-    argv, out = run_args(shared, tmp_path)
-    train_opd.main(argv + ["--stop-at", "3"])
-    before = folder_snapshot(out)
-    message = refused(train_opd.main, argv + ["--resume", "--steps", "2"], capsys)
-    assert "--steps" in message and "2" in message
-    assert folder_snapshot(out) == before, "the refused resume changed the run folder"
-    train_opd.main(argv + ["--resume"])  # the run still continues to its end
-    assert training_steps(out) == [1, 2, 3, 4] and (out / "summary.json").exists()
-
-
-def test_a_run_folder_held_by_another_run_is_refused(shared, tmp_path, capsys):
-    argv, out = run_args(shared, tmp_path)
-    train_opd.main(argv + ["--stop-at", "2"])
-    before = folder_snapshot(out)
-    other = open(out / ".lock", "w")  # the other, live run
-    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
-        message = refused(train_opd.main, argv + ["--resume"], capsys)
-        assert str(out) in message
-        assert folder_snapshot(out) == before, "the refused run wrote into a folder another run holds"
-        # a fresh run into an (otherwise empty) folder that another run holds
-        held = tmp_path / "held"
-        held.mkdir()
-        other2 = open(held / ".lock", "w")
-        fcntl.flock(other2, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        message = refused(train_opd.main, without(argv, "--out") + ["--out", str(held)], capsys)
-        assert str(held) in message
-        assert sorted(p.name for p in held.iterdir()) == [".lock"]
-        other2.close()
-    finally:
-        other.close()
-    # the lock file the other run leaves behind blocks nothing once that run is gone
-    train_opd.main(argv + ["--resume"])
-    assert training_steps(out) == [1, 2, 3, 4]
-
-
-def test_a_torn_last_metrics_line_is_dropped_on_resume(shared, tmp_path):
-    argv, out = run_args(shared, tmp_path)
-    train_opd.main(argv + ["--stop-at", "2"])
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write('{"step": 3, "loss": 0.25, "kl/fu')  # a write killed half-way
-    train_opd.main(argv + ["--resume"])
-    records = [json.loads(line) for line in open(out / "metrics.jsonl")]  # every line is valid JSON
-    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
-    assert [r["step"] for r in records if "eval" in r] == [0, 4]
-
-
-def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
-    out = tmp_path / "ev"
-    argv = ["--model", shared["student"], "--bench", "synthetic", "--synthetic-n", "4", "--max-new-tokens", "8",
-            "--batch-size", "4", "--threads", "1", "--quiet", "--out", str(out)]
-    eval_math.main(argv)
-    before = folder_snapshot(out)
-    assert "summary.json" in before
-    message = refused(eval_math.main, argv + ["--seed", "1"], capsys)
-    assert str(out) in message
-    assert folder_snapshot(out) == before, "the second evaluation overwrote the first"
-
-
-def test_a_checkpoint_missing_a_tensor_is_refused_on_resume(shared, tmp_path, capsys):
-    from safetensors.torch import load_file, save_file
-    argv, out = run_args(shared, tmp_path)
-    train_opd.main(argv + ["--stop-at", "2"])
-    path = out / "ckpt" / "model.safetensors"
-    tensors = load_file(str(path))
-    del tensors["model.norm.weight"]
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    before = folder_snapshot(out)
-    message = refused(train_opd.main, argv + ["--resume"], capsys)
-    assert "model.norm.weight" in message
-    assert folder_snapshot(out) == before
-
-
-def test_config_json_is_written_atomically(shared, tmp_path, monkeypatch):
-    """A crash (disk full) while config.json is written must leave the old one or the new one, never
-    half of it: else the folder is stuck (--resume cannot read it, a fresh run refuses the checkpoint)."""
-    argv, out = run_args(shared, tmp_path)
-    train_opd.main(argv + ["--stop-at", "2"])
-    target = os.path.abspath(out / "config.json")
-    real_open = builtins.open
-
-    class DiskFull(io.StringIO):
-        def __init__(self, f):
-            super().__init__()
-            self.f = f
-
-        def write(self, s):
-            self.f.write(s[: len(s) // 2])
-            self.f.flush()
-            raise OSError(28, "No space left on device (simulated)")
-
-        def close(self):
-            self.f.close()
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    def crashing_open(file, mode="r", *a, **kw):
-        f = real_open(file, mode, *a, **kw)
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == target and ("w" in mode or "a" in mode):
-            return DiskFull(f)
-        return f
-
-    monkeypatch.setattr(builtins, "open", crashing_open)
-    monkeypatch.setattr(io, "open", crashing_open)
-    try:
-        train_opd.main(argv + ["--resume", "--stop-at", "3"])
-    except BaseException:
-        pass  # the crash itself is the environment's; what matters is the folder it leaves
-    monkeypatch.undo()
-    json.load(open(out / "config.json"))  # whole, not torn
-    train_opd.main(argv + ["--resume"])
-    assert training_steps(out) == [1, 2, 3, 4]
 
 
 # -----------------------------------------------------------------------------
