@@ -129,6 +129,10 @@ def add_rollout_flags(ap) -> None:
                    help="rows sampled at a time (the KV cache holds this many rows; default: the whole batch); "
                         "the sampling noise depends on the grouping, so changing it changes the draws")
     g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
+    g.add_argument("--forward", choices=("auto", "ours", "transformers"),
+                   help="the forward that scores responses with and without gradients (rollout.score): ours, the "
+                        "sampler's written-out decoder; transformers, the model's own; auto (default): ours where "
+                        "it applies (not under FSDP or activation checkpointing)")
 
 
 def add_optim_flags(ap) -> None:

@@ -3,14 +3,16 @@
 What this file is
     `generate()` samples one response per prompt for a batch of prompts of different lengths,
     with a preallocated KV cache and a decoder forward written out over the weights of a
-    transformers Llama / Qwen2 / Qwen3 model (no copies: what the optimizer changes, the sampler
-    sees). It returns a `Rollout`: ids, masks, each sampled token's log-prob under the model
-    (T=1) and under the distribution actually sampled from, EOS/truncation flags and, if asked,
-    the student's top-K. `sample()` is the pure sampling function (temperature, top-k, top-p).
-    `score()` runs any model's own transformers forward over context + response and returns the
-    logits that predict each response token, aligned token for token with the responses: the
-    teacher in OPD (context = the student prompt), the teacher in OPSD (context = prompt +
-    privileged information), and the student's training forward (with gradients).
+    transformers Llama / Qwen2 / Qwen3 model (read at every call: what the optimizer changes, the
+    sampler sees; on CPU q/k/v and gate/up are fused into one product each). It returns a
+    `Rollout`: ids, masks, each sampled token's log-prob under the model (T=1) and under the
+    distribution actually sampled from, EOS/truncation flags and, if asked, the student's top-K.
+    `sample()` is the pure sampling function (temperature, top-k, top-p).
+    `score()` runs the same written-out decoder (or the model's own transformers forward) over
+    context + response and returns the logits that predict each response token, aligned token
+    for token with the responses: the teacher in OPD (context = the student prompt), the teacher
+    in OPSD (context = prompt + privileged information), and the student's training forward
+    (with gradients).
 
 Paper
     docs/paper.md §2.1: on-policy distillation samples y ~ p_student(.|x) and scores every token
@@ -34,11 +36,11 @@ What it simplifies
     * Full attention only: sliding-window layers and dynamic / longrope rotary scalings raise an
       error (their numerics would silently differ from the model's own forward).
     * One response per prompt; repeat a prompt in the list to draw several.
-    * Decode attention runs over the cache prefix `[:pos]` (a slice, cheapest without graphs);
-      with `cuda_graph=True` it runs over the whole preallocated cache with a mask (static
-      shapes, what graph capture needs). The graph holds the decoder and the output layer;
-      sampling runs outside it. It is captured once per `generate` call and replayed for every
-      decode step.
+    * Decode attention runs over the cache prefix `[:pos]` (a slice, cheapest without graphs) as
+      two batched matrix products against keys stored transposed; with `cuda_graph=True` it runs
+      over the whole preallocated cache with a mask (static shapes, what graph capture needs).
+      The graph holds the decoder and the output layer; sampling runs outside it. It is captured
+      once per `generate` call and replayed for every decode step.
 """
 
 from dataclasses import dataclass
@@ -152,19 +154,92 @@ def check_supported(model) -> None:
 
 
 class KVCache:
-    """Preallocated keys and values for every layer, with one position counter for the batch."""
+    """Preallocated keys and values for every layer, with one position counter for the batch.
+
+    Keys are stored transposed, (D, slot) per head: a one-token query's attention scores are then
+    one batched matrix product against a row-major slice of the cache."""
 
     def __init__(self, n_layers, batch, n_kv_heads, max_len, head_dim, dtype, device):
-        self.k = torch.zeros(n_layers, batch, n_kv_heads, max_len, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)  # (L, B, H_kv, S_max, D)
+        kw = dict(dtype=dtype, device=device)
+        self.kt = torch.zeros(n_layers, batch, n_kv_heads, head_dim, max_len, **kw)  # (L, B, H_kv, D, S_max)
+        self.v = torch.zeros(n_layers, batch, n_kv_heads, max_len, head_dim, **kw)  # (L, B, H_kv, S_max, D)
         self.pos = 0  # slots [0, pos) are written; every row writes its next token at slot pos
 
 
-def _rms_norm(x, norm):
-    """transformers' RMSNorm: normalise in fp32, cast back, then scale by the weight."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * h.to(x.dtype)
+def _rms_norm(x, weight, eps):
+    """transformers' RMSNorm: normalise in fp32, cast back, then scale by the weight (one fused
+    kernel when the model is fp32, where both orders are the same arithmetic)."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)
+    return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(x.dtype)
+
+
+@dataclass
+class _Layer:
+    """One decoder layer's weights as the written-out forward reads them. `qkv` and `gate_up` are
+    lists of (weight, bias) whose outputs are concatenated: one fused pair each (two matrix products
+    instead of five) or the model's own three and two. q/k norms are one (H + H_kv, D) scale."""
+    ln1: torch.Tensor
+    ln2: torch.Tensor
+    eps: float
+    qkv: list
+    qk_norm: torch.Tensor | None  # (H + H_kv, D) the q-norm weight on query heads, the k-norm weight on key heads
+    qk_eps: float
+    o_w: torch.Tensor
+    o_b: torch.Tensor | None
+    gate_up: list
+    down_w: torch.Tensor
+    down_b: torch.Tensor | None
+    act: object
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scaling: float
+
+
+def _pairs(modules, fuse: bool) -> list:
+    """[(weight, bias)] of linear modules whose outputs are concatenated: one concatenated pair
+    (a copy) with fuse, else the modules' own tensors."""
+    if not fuse:
+        return [(m.weight, m.bias) for m in modules]
+    bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
+    return [(torch.cat([m.weight for m in modules]), bias)]
+
+
+def _linear_cat(h, pairs):
+    if len(pairs) == 1:
+        return F.linear(h, *pairs[0])
+    return torch.cat([F.linear(h, w, b) for w, b in pairs], dim=-1)
+
+
+def layer_weights(model, fuse=None) -> list:
+    """The `_Layer` of every decoder layer of a transformers Llama / Qwen2 / Qwen3 model.
+
+    fuse (default: on CPU) concatenates q/k/v and gate/up into one matrix each: fewer, larger
+    products, which is what sets the time of small models on a CPU. The fused matrices are copies,
+    so read them again after an optimizer step (under autograd the concatenation passes the
+    gradients back to the weights); on a GPU, where they would cost about 3/4 of the decoder's
+    weight memory again, the model's own tensors are read."""
+    if fuse is None:
+        fuse = model.model.embed_tokens.weight.device.type == "cpu"
+    out = []
+    for layer in model.model.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        D = a.head_dim
+        H, H_kv = a.q_proj.weight.shape[0] // D, a.k_proj.weight.shape[0] // D
+        qk_norm = None
+        if hasattr(a, "q_norm"):  # Qwen3: RMSNorm over each head's vector, before rotary
+            qk_norm = torch.cat([a.q_norm.weight.expand(H, D), a.k_norm.weight.expand(H_kv, D)])
+        out.append(_Layer(
+            ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
+            eps=layer.input_layernorm.variance_epsilon,
+            qkv=_pairs((a.q_proj, a.k_proj, a.v_proj), fuse),
+            qk_norm=qk_norm, qk_eps=a.q_norm.variance_epsilon if qk_norm is not None else 0.0,
+            o_w=a.o_proj.weight, o_b=a.o_proj.bias,
+            gate_up=_pairs((mlp.gate_proj, mlp.up_proj), fuse),
+            down_w=mlp.down_proj.weight, down_b=mlp.down_proj.bias, act=mlp.act_fn,
+            heads=H, kv_heads=H_kv, head_dim=D, scaling=a.scaling))
+    return out
 
 
 def rope_tables(model, n_positions, dtype, device):
@@ -183,54 +258,84 @@ def rope_tables(model, n_positions, dtype, device):
 
 
 def _rope(x, cos, sin_signed):
-    # x (B, H, S, D); cos/sin (B, 1, S, D). Same products as transformers' x*cos + rotate_half(x)*sin.
+    # x (..., heads, D); cos/sin broadcast over the heads axis. transformers' x*cos + rotate_half(x)*sin.
     return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin_signed
 
 
-def _decoder(model, ids, cos, sin, cache, slot, kv_len, mask):
-    """Run the decoder on `ids` (B, S), writing their keys/values into cache slots [slot, slot+S).
+def _decoder(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
+    """Run the decoder on `ids` (B, S) -> final-normed hidden states (B, S - out_from, d) of the
+    columns [out_from, S), in the model dtype.
 
-    cos/sin (B, S, D) per-row rotary tables; mask (B, 1, S, kv_len) bool, True = may attend;
-    attention reads cache slots [0, kv_len). `slot` is an int, or a (1,) long tensor under CUDA
-    graphs (S = 1 then). Returns the final-normed hidden states (B, S, d) in the model dtype.
+    layers: `layer_weights(model)`. cos/sin (B, S, D) per-row rotary tables. With a cache, the
+    keys/values of `ids` go into cache slots [slot, slot+S) and attention reads slots [0, kv_len);
+    `slot` is an int, or a (1,) long tensor under CUDA graphs (S = 1 then). Without one
+    (cache=None: scoring, gradients allowed) attention reads the S positions themselves.
+    mask (B, 1, S, kv_len) bool, True = may attend, or for a one-token step (S = 1) an additive
+    float bias (B, 1, kv_len): 0 where the key may be read, -inf where not.
+    out_from: the last layer computes its keys and values for every column, but its queries,
+    attention, output projection and MLP only for the columns whose hidden states are returned
+    (scoring needs the response positions, prefill the last one, a non-final prefill chunk none:
+    out_from = S). The other columns' last-layer outputs feed nothing.
     """
     m = model.model
     B, S = ids.shape
-    cos, sin = cos[:, None], sin[:, None]  # (B, 1, S, D)
+    cos, sin = cos[:, :, None], sin[:, :, None]  # (B, S, 1, D): broadcast over heads
     x = F.embedding(ids, m.embed_tokens.weight)  # (B, S, d)
-    for i, layer in enumerate(m.layers):
-        attn = layer.self_attn
-        D = attn.head_dim
-        h = _rms_norm(x, layer.input_layernorm)
-        q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(B, S, -1, D)  # (B, S, H, D)
-        k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(B, S, -1, D)  # (B, S, H_kv, D)
-        v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(B, S, -1, D)
-        if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm over each head's vector, before rotary
-            q, k = _rms_norm(q, attn.q_norm), _rms_norm(k, attn.k_norm)
-        q = _rope(q.transpose(1, 2), cos, sin)  # (B, H, S, D)
-        k = _rope(k.transpose(1, 2), cos, sin)  # (B, H_kv, S, D)
-        v = v.transpose(1, 2)
-        if isinstance(slot, int):
-            cache.k[i, :, :, slot : slot + S] = k
-            cache.v[i, :, :, slot : slot + S] = v
-        else:
-            cache.k[i].index_copy_(2, slot, k)
-            cache.v[i].index_copy_(2, slot, v)
-        K, V = cache.k[i, :, :, :kv_len], cache.v[i, :, :, :kv_len]  # (B, H_kv, kv_len, D)
-        H, H_kv = q.shape[1], K.shape[1]
+    for i, w in enumerate(layers):
+        H, H_kv, D = w.heads, w.kv_heads, w.head_dim
         G = H // H_kv
-        # GQA: query heads j*G .. j*G+G-1 share KV head j (transformers' repeat_kv). Rather than
-        # copying K/V G times, fold those G heads into the query-length axis of KV head j.
-        q = q.reshape(B, H_kv, G * S, D)  # rows (g, s)
-        qmask = mask if G == 1 else mask[:, :, None].expand(B, 1, G, S, kv_len).reshape(B, 1, G * S, kv_len)
-        o = F.scaled_dot_product_attention(q, K, V, attn_mask=qmask, scale=attn.scaling)  # (B, H_kv, G*S, D)
-        o = o.reshape(B, H, S, D).transpose(1, 2).reshape(B, S, H * D)
-        x = x + F.linear(o, attn.o_proj.weight, attn.o_proj.bias)
-        h = _rms_norm(x, layer.post_attention_layernorm)
-        mlp = layer.mlp
-        gate = mlp.act_fn(F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias))
-        x = x + F.linear(gate * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight, mlp.down_proj.bias)
-    return _rms_norm(x, m.norm)  # (B, S, d)
+        h = _rms_norm(x, w.ln1, w.eps)
+        qkv = _linear_cat(h, w.qkv).view(B, S, H + 2 * H_kv, D)  # (B, S, heads, D)
+        qk, v = qkv[:, :, : H + H_kv], qkv[:, :, H + H_kv :]
+        if w.qk_norm is not None:
+            qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
+        qk = _rope(qk, cos, sin)  # queries and keys rotated together
+        q, k = qk[:, :, :H], qk[:, :, H:]  # (B, S, H, D), (B, S, H_kv, D)
+        Sq = S
+        if out_from and i == len(layers) - 1:  # queries only where outputs are returned
+            Sq, q, x, mask = S - out_from, q[:, out_from:], x[:, out_from:], mask[:, :, out_from:]
+        if S == 1 and cache is not None:  # decode: one batched product per side against the cache
+            _write(cache, i, slot, k.permute(0, 2, 3, 1), v.transpose(1, 2))
+            kt, vv = cache.kt[i, ..., :kv_len], cache.v[i, :, :, :kv_len]  # (B, H_kv, D, n), (B, H_kv, n, D)
+            # GQA: query heads j*G .. j*G+G-1 read KV head j (transformers' repeat_kv), without copying K/V.
+            scores = torch.bmm(q.reshape(B * H_kv, G, D), kt.reshape(B * H_kv, D, kv_len))  # (B*H_kv, G, n)
+            scores = (scores.view(B, H, kv_len).float() * w.scaling + mask).softmax(-1).to(q.dtype)  # fp32 softmax
+            o = torch.bmm(scores.view(B * H_kv, G, kv_len), vv.reshape(B * H_kv, kv_len, D)).view(B, 1, H * D)
+        else:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, S, D)
+            if cache is not None:
+                _write(cache, i, slot, k.transpose(-1, -2), v)
+                k, v = cache.kt[i, ..., :kv_len].transpose(-1, -2), cache.v[i, :, :, :kv_len]  # (B, H_kv, n, D)
+            if Sq == 0:  # a non-final prefill chunk: its keys and values are all that is needed
+                return x
+            # GQA without copies: fold each KV head's G query heads into the query-length axis.
+            q = q.reshape(B, H_kv, G * Sq, D)  # rows (g, s)
+            qmask = mask if G == 1 else mask[:, :, None].expand(B, 1, G, Sq, kv_len).reshape(B, 1, G * Sq, kv_len)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=qmask, scale=w.scaling)  # (B, H_kv, G*Sq, D)
+            o = o.reshape(B, H, Sq, D).transpose(1, 2).reshape(B, Sq, H * D)
+        x = x + F.linear(o, w.o_w, w.o_b)
+        h = _rms_norm(x, w.ln2, w.eps)
+        gate, up = _linear_cat(h, w.gate_up).chunk(2, dim=-1)
+        x = x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
+    return _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (B, S, d)
+
+
+def _rms_norm_heads(x, weight, eps):
+    """RMSNorm over each head's vector with a per-head scale (B, S, heads, D) x (heads, D)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), None, eps) * weight
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
+
+
+def _write(cache, i, slot, kt, v):
+    """Keys kt (B, H_kv, D, S) and values v (B, H_kv, S, D) into layer i's cache slots from `slot`."""
+    if isinstance(slot, int):
+        S = v.shape[2]
+        cache.kt[i, ..., slot : slot + S] = kt
+        cache.v[i, :, :, slot : slot + S] = v
+    else:  # a (1,) tensor: the CUDA-graph step
+        cache.kt[i].index_copy_(3, slot, kt)
+        cache.v[i].index_copy_(2, slot, v)
 
 
 def _lm_head(model, h):
@@ -241,15 +346,15 @@ def _lm_head(model, h):
 class _CudaGraphDecode:
     """The one-token decode step (decoder + output layer) captured as a CUDA graph.
 
-    Static buffers: the input token, the cache slot, each row's rotary position, and the key mask
-    over the whole cache (B, S_max). Replaying writes the new keys/values into the cache and
-    leaves the float32 logits in `self.logits`; sampling runs outside the graph.
+    Static buffers: the input token, the cache slot, each row's rotary position, and the additive
+    key mask over the whole cache (B, 1, S_max). Replaying writes the new keys/values into the
+    cache and leaves the float32 logits in `self.logits`; sampling runs outside the graph.
     """
 
-    def __init__(self, model, cache, key_mask, cos_table, sin_table):
-        B, S_max = key_mask.shape
-        dev = key_mask.device
-        self.model, self.cache, self.key_mask = model, cache, key_mask
+    def __init__(self, model, layers, cache, key_bias, cos_table, sin_table):
+        B, _, S_max = key_bias.shape
+        dev = key_bias.device
+        self.model, self.layers, self.cache, self.key_bias = model, layers, cache, key_bias
         self.cos_table, self.sin_table = cos_table, sin_table
         self.tok = torch.zeros(B, 1, dtype=torch.long, device=dev)  # (B, 1)
         self.slot = torch.zeros(1, dtype=torch.long, device=dev)  # the cache slot written this step
@@ -259,8 +364,8 @@ class _CudaGraphDecode:
     def _step(self):
         cos = self.cos_table[self.pos][:, None]  # (B, 1, D)
         sin = self.sin_table[self.pos][:, None]
-        mask = self.key_mask[:, None, None, :]  # (B, 1, 1, S_max)
-        h = _decoder(self.model, self.tok, cos, sin, self.cache, self.slot, self.key_mask.shape[1], mask)
+        h = _decoder(self.model, self.layers, self.tok, cos, sin, self.cache, self.slot, self.key_bias.shape[-1],
+                     self.key_bias)
         return _lm_head(self.model, h[:, -1])  # (B, V)
 
     def __call__(self, tok, slot, pos):
@@ -359,6 +464,7 @@ def generate(
     B, P = prompt_ids.shape
     S_max = P + max_new_tokens
     cache = KVCache(len(model.model.layers), B, n_kv, S_max, head_dim, dtype, device)
+    layers = layer_weights(model)  # read once: the weights do not change during a rollout
     cos_table, sin_table = rope_tables(model, S_max, dtype, device)  # (S_max, D)
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P) per-row rotary positions
     prompt_len = prompt_mask.sum(-1)  # (B,)
@@ -368,13 +474,17 @@ def generate(
     for s in range(0, P, step):  # columns [s, e) attend to the cache slots [0, e) written so far
         e = min(s + step, P)
         mask = (prompt_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
-        h = _decoder(model, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]], cache, s, e, mask)
+        last = e - s - 1 if e == P else e - s  # only the prompt's last column needs the last layer's output
+        h = _decoder(model, layers, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
+                     cache, s, e, mask, out_from=last)
     cache.pos = P
     logits = _lm_head(model, h[:, -1])  # (B, V) predicts the first response token
 
     # ---- decode: sample, record, feed the token back ----------------------------------------
-    key_mask = torch.zeros(B, S_max, dtype=torch.bool, device=device)  # (B, S_max) slots a query may see
-    key_mask[:, :P] = prompt_mask
+    # (B, 1, S_max) additive mask of the slots a query may read: 0 on real prompt tokens and on
+    # every response slot written so far, -inf on the left padding and the slots still empty
+    key_bias = torch.full((B, 1, S_max), float("-inf"), device=device)
+    key_bias[:, 0, :P].masked_fill_(prompt_mask, 0.0)
     eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=device)
     response = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     response_mask = torch.zeros(B, max_new_tokens, dtype=torch.bool, device=device)
@@ -383,7 +493,7 @@ def generate(
     topk_ids = torch.zeros(B, max_new_tokens, return_topk, dtype=torch.long, device=device) if return_topk else None
     topk_logp = torch.zeros(B, max_new_tokens, return_topk, device=device) if return_topk else None
     alive = torch.ones(B, dtype=torch.bool, device=device)  # no EOS yet
-    graph_step = _CudaGraphDecode(model, cache, key_mask, cos_table, sin_table) if cuda_graph else None
+    graph_step = _CudaGraphDecode(model, layers, cache, key_bias, cos_table, sin_table) if cuda_graph else None
     plain = temperature == 1.0 and top_k == 0 and top_p == 1.0
 
     for t in range(max_new_tokens):
@@ -402,13 +512,13 @@ def generate(
         if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and not bool(alive.any())):
             break
         slot = cache.pos  # every row writes its token t into this slot
-        key_mask[:, slot] = True
+        key_bias[:, :, slot] = 0.0
         pos = prompt_len + t  # (B,) the row's rotary position of token t
         if graph_step is not None:
             logits = graph_step(tok, slot, pos)
         else:
-            h = _decoder(model, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot, slot + 1,
-                         key_mask[:, None, None, : slot + 1])  # (B, 1, d)
+            h = _decoder(model, layers, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
+                         slot + 1, key_bias[:, :, : slot + 1])  # (B, 1, d)
             logits = _lm_head(model, h[:, -1])  # (B, V)
         cache.pos += 1
 
@@ -435,20 +545,24 @@ def generate(
 # ----------------------------------------------------------------------------------------------
 
 
-def score(model, contexts, responses, *, return_logits=True, return_hidden=False):
+def score(model, contexts, responses, *, return_logits=True, return_hidden=False, impl="auto"):
     """Logits (or log-probs) that `model` gives each response token after its own context.
 
     contexts, responses: lists of token-id lists (a context must be non-empty; a response may be).
     Returns (out, mask): mask (B, T) bool marks real response tokens (T = longest response); out is
     logits (B, T, V) in the model's dtype, row b position t being the logits that predict
     responses[b][t] (right-padded), or with return_logits=False the float32 log-probs (B, T) of
-    the response tokens (0 where masked). One call of the model's own transformers forward, with
-    contexts left-padded and responses right-padded (the rollout layout when contexts are the
-    student's prompts) and per-row position ids, so each row equals scoring that pair alone.
-    Gradients flow when grad mode is on (the student's training forward); wrap a teacher call in
-    torch.no_grad(). With return_hidden=True, out is instead the final-normed hidden states
-    (B, T, d) at the same positions, for losses.chunked_loss with the model's output layer
-    (`model.lm_head.weight`): no (B, T, V) logits are made.
+    the response tokens (0 where masked). Contexts are left-padded and responses right-padded (the
+    rollout layout when contexts are the student's prompts) with per-row positions, so each row
+    equals scoring that pair alone. Gradients flow when grad mode is on (the student's training
+    forward); wrap a teacher call in torch.no_grad(). With return_hidden=True, out is instead the
+    final-normed hidden states (B, T, d) at the same positions, for losses.chunked_loss with the
+    model's output layer (`model.lm_head.weight`): no (B, T, V) logits are made.
+
+    impl: "ours" runs the sampler's written-out decoder (`_decoder`: fused q/k/v and gate/up
+    products, fused norms; the same arithmetic as the model's forward up to float rounding);
+    "transformers" calls the model's own forward; "auto" (default) takes "ours" where it applies
+    (`writes_out`: not under FSDP, not with activation checkpointing) and "transformers" elsewhere.
     """
     if len(contexts) != len(responses) or not contexts:
         raise ValueError(f"score needs as many contexts as responses (got {len(contexts)} and {len(responses)}), at least one")
@@ -465,14 +579,51 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
         mask[b, P - len(c) : P + len(r)] = True
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P + T), as transformers' generate
-    if return_hidden:
-        hidden = model.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False)
-        return hidden.last_hidden_state[:, P - 1 : P + T - 1], mask[:, P:]  # (B, T, d): column P-1+t predicts token t
-    out = model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, logits_to_keep=T + 1, use_cache=False)
-    logits = out.logits[:, :-1]  # (B, T, V): column P-1+t predicts response token t
     resp_mask = mask[:, P:]  # (B, T)
+    if impl == "auto":
+        impl = "ours" if writes_out(model) else "transformers"
+    if impl == "ours":
+        hidden = _score_hidden(model, ids, mask, positions, P - 1)[:, :T]  # (B, T, d): column P-1+t predicts token t
+        if return_hidden:
+            return hidden, resp_mask
+        logits = F.linear(hidden, model.lm_head.weight, model.lm_head.bias)  # (B, T, V)
+    elif impl == "transformers":
+        if return_hidden:
+            out = model.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False)
+            return out.last_hidden_state[:, P - 1 : P + T - 1], resp_mask
+        out = model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, logits_to_keep=T + 1, use_cache=False)
+        logits = out.logits[:, :-1]  # (B, T, V): column P-1+t predicts response token t
+    else:
+        raise ValueError(f"impl must be 'auto', 'ours' or 'transformers'; got {impl!r}")
     if return_logits:
         return logits, resp_mask
     tokens = ids[:, P:]  # (B, T)
     logp = logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)  # (B, T)
     return logp.masked_fill(~resp_mask, 0.0), resp_mask
+
+
+def writes_out(model) -> bool:
+    """Whether `score` can run the written-out decoder on this model: a supported architecture
+    with its weights whole (not sharded by FSDP) and no activation checkpointing (which only the
+    model's own forward applies)."""
+    try:
+        check_supported(model)
+    except ValueError:
+        return False
+    checkpointing = (model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing")
+                     else getattr(model, "is_gradient_checkpointing", False))  # the name before transformers 5.x
+    return not type(model).__name__.startswith("FSDP") and not checkpointing
+
+
+def _score_hidden(model, ids, mask, positions, out_from):
+    """Final-normed hidden states (B, S - out_from, d) of the columns [out_from, S) of the padded
+    batch `ids` (B, S) through `_decoder`: causal attention among each row's real tokens (a pad
+    query reads only itself; its output is never used)."""
+    B, S = ids.shape
+    dtype = model.model.embed_tokens.weight.dtype
+    cos_table, sin_table = rope_tables(model, S, dtype, ids.device)
+    causal = torch.ones(S, S, dtype=torch.bool, device=ids.device).tril()
+    eye = torch.eye(S, dtype=torch.bool, device=ids.device)
+    attend = (mask[:, None, None, :] & causal) | eye  # (B, 1, S, S)
+    return _decoder(model, layer_weights(model), ids, cos_table[positions], sin_table[positions], None, 0, S, attend,
+                    out_from=out_from)

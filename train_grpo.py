@@ -110,12 +110,13 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
     return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred)).view(-1)  # (B·G,)
 
 
-def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: bool):
-    """log π(y_t) of every response token after its prompt (B, T), the mask (B, T) and the logits."""
+def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: bool, forward: str = "auto"):
+    """log π(y_t) of every response token after its prompt (B, T), the mask (B, T) and the logits;
+    `forward` is rollout.score's impl."""
     device = next(model.parameters()).device
     tokens = rollout.pad_right(responses, pad_id, device)  # (B, T)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        logits, mask = rollout.score(model, prompts, responses)  # (B, T, V)
+        logits, mask = rollout.score(model, prompts, responses, impl=forward)  # (B, T, V)
     return losses.student_logprobs_at(logits, tokens[..., None])[..., 0], mask, logits
 
 
@@ -154,7 +155,7 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
                 if not part:
                     continue
                 lp, mask, logits = policy_logprobs(student, [rows[i] for i in part], [responses[i] for i in part],
-                                                   tok.pad_token_id, cfg["amp"])  # (b, T) with gradient
+                                                   tok.pad_token_id, cfg["amp"], cfg["forward"])  # (b, T) with gradient
                 old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)  # (b, T)
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
@@ -187,7 +188,7 @@ def old_logprobs(student, rows: list, responses: list, sampler_logp: list, pad_i
     largest gap to the sampler's own log-probs (the rollout-vs-train mismatch monitor)."""
     mb, old_logp, mismatch = cfg["micro_batch"], [], 0.0
     for s in range(0, len(rows), mb):
-        lp, _, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], pad_id, cfg["amp"])
+        lp, _, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], pad_id, cfg["amp"], cfg["forward"])
         for j, ids in enumerate(responses[s:s + mb]):
             old_logp.append(lp[j, :len(ids)])
             if ids:

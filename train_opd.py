@@ -57,7 +57,7 @@ PRESETS = {
                  hard_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0, minibatches=1,
                  steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
                  lr=3e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-                 grad_checkpointing=False, amp=None,
+                 grad_checkpointing=False, amp=None, forward="auto",
                  eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0, eval_max_new_tokens=80,
                  ckpt_every=50),
     # §2.4, "OPD Top-K runs (Qwen3-1.7B)": Adam lr 2e-6, cosine, 10 % warm-up, wd 0.1, betas (0.9, 0.98),
@@ -69,7 +69,7 @@ PRESETS = {
                   hard_frac=0.0, loss="topk_sg", k=20, beta=0.5, chunk_size=1024, length_gate=0, minibatches=1,
                   steps=1000, batch_size=64, micro_batch=4, max_new_tokens=4096, temperature=1.0, top_p=0.95,
                   rollout_batch=16, lr=2e-6, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98, grad_clip=1.0,
-                  grad_checkpointing=True, amp=None,
+                  grad_checkpointing=True, amp=None, forward="auto",
                   eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95, eval_max_new_tokens=8192,
                   ckpt_every=50),
 }
@@ -165,12 +165,14 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
             # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt),
             #    in the student's precision (an OPSD teacher with the student's weights computes what it would).
             with common.timed(times, "teacher"), torch.no_grad(), amp:
-                out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked)
+                out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked,
+                                            impl=cfg["forward"])
             mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T) gated rows out
             # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
             with common.timed(times, "student"):
                 with amp:
-                    out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, return_hidden=chunked)
+                    out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, return_hidden=chunked,
+                                             impl=cfg["forward"])
                 if chunked:  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
                     V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
                     heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]

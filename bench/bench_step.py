@@ -1,7 +1,9 @@
 """Where the seconds of one OPD step go: rollout, teacher scoring, student forward/backward, optimizer.
 
-    make bench-step                                  # tiny world, CPU, about a minute
+    make bench-step                                  # tiny world, CPU, about two minutes
     python bench/bench_step.py --steps 10 --batch-size 64 --threads 2
+    python bench/bench_step.py --forward transformers    # score with the models' own forward instead
+    python bench/bench_step.py --baseline-rev REV --rounds 3    # this code against git revision REV
     python bench/bench_step.py --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo --max-new-tokens 4096
 
 Runs `--warmup` + `--steps` real OPD steps (train_opd.opd_step: the same code as training, with its
@@ -9,11 +11,20 @@ own per-phase timers) from the given models on synthetic or dataset prompts, and
 seconds of each phase over the measured steps, its share of the step, and generated tokens per
 second. The timers are opd_step's wall clocks around each phase; on CUDA a phase that ends
 without a host sync may leave kernels to the next one (the step total is exact).
+
+`--baseline-rev REV` measures two codes on one machine in one command: the files of git revision
+REV (extracted with `git archive` into a temporary folder) and the working tree, each running
+this benchmark with the same flags as a subprocess, alternating for `--rounds` rounds so that a
+neighbour loading the machine slows both alike; it prints each round's step time and the median
+ratio.
 """
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
@@ -43,7 +54,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    ap.add_argument("--forward", default="auto", choices=("auto", "ours", "transformers"),
+                    help="rollout.score's impl for the teacher and the student (default auto)")
+    ap.add_argument("--baseline-rev", default=None, help="also run git revision REV's benchmark, alternating")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --baseline-rev")
     args = ap.parse_args(argv)
+    if args.baseline_rev:
+        return against(args, argv if argv is not None else sys.argv[1:])
     transformers.utils.logging.disable_progress_bar()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +73,7 @@ def main(argv=None) -> dict:
                 if args.data == "synthetic" else data.load_examples(args.data))
     cfg = dict(train_opd.PRESETS["tiny"], loss=args.loss, micro_batch=args.micro_batch or args.batch_size,
                max_new_tokens=args.max_new_tokens,
-               chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=False)
+               chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=False, forward=args.forward)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-6, betas=(0.9, 0.98))
     sched = common.cosine_schedule(opt, args.steps + args.warmup, 0.0)
     rows = []
@@ -71,7 +88,8 @@ def main(argv=None) -> dict:
     wall = time.perf_counter() - t_all
     mean = {k: statistics.mean(r[k] for r in rows) for k in PHASES + ("tokens",)}
     total = sum(mean[k] for k in PHASES)
-    print(f"OPD step breakdown: {args.student} <- {args.teacher}, {args.loss}, {args.batch_size} prompts x up to "
+    print(f"OPD step breakdown: {args.student} <- {args.teacher}, {args.loss}, forward {args.forward}, "
+          f"{args.batch_size} prompts x up to "
           f"{args.max_new_tokens} tokens, {device.type}, {torch.get_num_threads()} threads; mean of {args.steps} steps "
           f"after {args.warmup} warm-up ({wall:.0f} s in all)")
     print("| phase | seconds | share |\n|---|---|---|")
@@ -80,6 +98,37 @@ def main(argv=None) -> dict:
     print(f"| step | {total:.3f} | 100 % |")
     print(f"generated tokens per step {mean['tokens']:.0f}; {mean['tokens'] / total:.0f} tokens/s through the whole step")
     return {"mean": mean, "total": total}
+
+
+def against(args, argv: list) -> dict:
+    """This benchmark at git revision `args.baseline_rev` and in the working tree, alternating."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flags, skip = [], False
+    for a in argv:  # the same flags minus the baseline's own
+        if skip:
+            skip = False
+        elif a in ("--baseline-rev", "--rounds"):
+            skip = True
+        elif not a.startswith(("--baseline-rev=", "--rounds=")):
+            flags.append(a)
+    times = {"baseline": [], "this": []}
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", here, "archive", args.baseline_rev], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+        for r in range(args.rounds):
+            for name, root in (("baseline", old), ("this", here)):
+                out = subprocess.run([sys.executable, os.path.join(root, "bench", "bench_step.py")] + flags, cwd=root,
+                                     capture_output=True, text=True, check=True).stdout
+                step = float(re.search(r"^\| step \| ([0-9.]+) \|", out, re.M).group(1))
+                times[name].append(step)
+                print(f"round {r + 1}, {name} ({args.baseline_rev if name == 'baseline' else 'working tree'}): "
+                      f"{step:.3f} s/step")
+                if r == args.rounds - 1:
+                    print(out)
+    ratio = statistics.median(t / b for t, b in zip(times["this"], times["baseline"]))
+    print(f"median over {args.rounds} rounds of (this / baseline) step time: {ratio:.2f} "
+          f"({1 / ratio:.2f}x as fast)")
+    return {"times": times, "ratio": ratio}
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def test_two_processes_train_like_one_process_with_half_batches(tmp_path):
     args = small_args(s, t) + ["--loss", "topk_tail", "--k", "20"]
     two = launch("train_opd.py", args + ["--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single("train_opd.py", args + ["--rollout-batch", "2", "--out", str(tmp_path / "one")])
+    # FSDP scores with the model's own forward (rollout.writes_out); the one process does the same
+    one = single("train_opd.py", args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two",
                          ("loss", "kl/full", "len/mean", "tokens", "topk/overlap", "grad_norm", "kept_frac"))
@@ -75,7 +76,7 @@ def test_two_process_opsd_with_an_ema_teacher_trains_like_one_process(tmp_path):
     args = small_args(s) + ["--preset", "tiny-answer", "--teacher-mode", "ema", "--ema-decay", "0.5", "--measure-n", "0"]
     two = launch("train_opsd.py", args + ["--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single("train_opsd.py", args + ["--rollout-batch", "2", "--out", str(tmp_path / "one")])
+    one = single("train_opsd.py", args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two", ("loss", "kl/full", "len/mean", "grad_norm"))
     # the EMA teacher, sharded: each process saved its half, together the single process's teacher

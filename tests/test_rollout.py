@@ -264,11 +264,12 @@ def test_same_seed_same_output():
 # ---- scoring under another context -----------------------------------------------------------
 
 
-def test_score_equals_each_pair_alone(model):
+@pytest.mark.parametrize("impl", ["ours", "transformers"])
+def test_score_equals_each_pair_alone(model, impl):
     contexts = [[3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1], [50], [60, 61, 62, 63, 64]]
     responses = [[10, 11, 12, 13], [], [20, 21, 22, 23, 24, 25, 26], [30]]
-    logits, mask = rollout.score(model, contexts, responses)
-    logp, mask2 = rollout.score(model, contexts, responses, return_logits=False)
+    logits, mask = rollout.score(model, contexts, responses, impl=impl)
+    logp, mask2 = rollout.score(model, contexts, responses, return_logits=False, impl=impl)
     T = max(map(len, responses))
     assert logits.shape == (4, T, V) and mask.shape == (4, T) and torch.equal(mask, mask2)
     for b, (c, r) in enumerate(zip(contexts, responses)):
@@ -292,6 +293,50 @@ def test_score_carries_gradients_and_matches_rollout_logp():
     (logp * mask).sum().backward()
     grad = model.model.layers[0].self_attn.q_proj.bias.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_score_gradients_equal_the_transformers_forward(model):
+    """The written-out forward (fused q/k/v and gate/up copies) passes every weight the gradient
+    the model's own forward gives it, hidden-state output included."""
+    contexts, responses = [[3, 4, 5], [9, 8, 7, 6, 5], [50]], [[10, 11, 12, 13], [20, 21], [30, 31, 32]]
+    w = torch.randn(3, 4, V, generator=torch.Generator().manual_seed(5))
+    grads = {}
+    for impl in ("ours", "transformers"):
+        model.zero_grad(set_to_none=True)
+        logits, mask = rollout.score(model, contexts, responses, impl=impl)
+        hidden, _ = rollout.score(model, contexts, responses, impl=impl, return_hidden=True)
+        ((logits * w).sum(-1)[mask].sum() + hidden[mask].pow(2).sum()).backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["ours"].keys() == grads["transformers"].keys() and len(grads["ours"]) == len(list(model.parameters()))
+    for n, g in grads["transformers"].items():
+        torch.testing.assert_close(grads["ours"][n], g, rtol=1e-4, atol=1e-4, msg=n)
+    model.zero_grad(set_to_none=True)
+
+
+def test_separate_weights_give_what_fused_weights_give(model, monkeypatch):
+    """The GPU layout (the model's own q/k/v and gate/up tensors, no fused copies) on CPU: the
+    sampler's greedy rollout and the scores equal the fused layout's."""
+    ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
+    logits, _ = rollout.score(model, PROMPTS, ro.responses(), impl="ours")
+    fused = rollout.layer_weights
+    monkeypatch.setattr(rollout, "layer_weights", lambda m: fused(m, fuse=False))
+    assert len(rollout.layer_weights(model)[0].qkv) == 3
+    ro2 = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
+    assert torch.equal(ro.response, ro2.response)
+    torch.testing.assert_close(ro2.logp, ro.logp, rtol=0, atol=1e-5)
+    logits2, _ = rollout.score(model, PROMPTS, ro.responses(), impl="ours")
+    torch.testing.assert_close(logits2, logits, rtol=0, atol=1e-5)
+
+
+def test_score_falls_back_to_the_model_forward_under_activation_checkpointing():
+    model = random_model("qwen3")
+    assert rollout.writes_out(model)
+    model.activation_checkpointing_enable()
+    assert not rollout.writes_out(model)  # the written-out forward would skip the checkpointing
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
+    assert not rollout.writes_out(gpt2)
+    with pytest.raises(ValueError, match="impl"):
+        rollout.score(model, [[1]], [[2]], impl="fast")
 
 
 # ---- errors ----------------------------------------------------------------------------------
