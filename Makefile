@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install install-trl test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step clean
+.PHONY: help install install-trl test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-cpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -131,6 +131,9 @@ bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s a
 
 bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_step.py --threads $(THREADS)
+
+bench-cpu: install  ## what sets the tiny world's CPU time: product rates, both scoring forwards, float32 vs bf16
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_cpu.py --threads $(THREADS)
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf __pycache__ .pytest_cache

@@ -148,6 +148,15 @@ def check_supported(model) -> None:
     layer_types = getattr(model.config, "layer_types", None) or []
     if any(t != "full_attention" for t in layer_types):
         raise ValueError(f"{name} has sliding-window layers ({sorted(set(layer_types))}); rollout.py supports full attention only")
+    # The written-out forward reads each projection's .weight and .bias: a LoRA adapter or a
+    # quantised layer put in a projection's place would be silently left out.
+    for i, layer in enumerate(model.model.layers):
+        for part in (layer.self_attn, layer.mlp):
+            for pname, proj in part.named_children():
+                if pname.endswith("_proj") and type(proj) is not torch.nn.Linear:
+                    raise ValueError(f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a torch.nn.Linear; "
+                                     "rollout.py reads plain linear weights only (merge adapters first, or use "
+                                     "transformers' generate and forward)")
     rope_type = model.model.rotary_emb.rope_type
     if rope_type not in STATIC_ROPE:
         raise ValueError(f"{name} uses rope_type {rope_type!r}; rollout.py supports {STATIC_ROPE} (fixed inverse frequencies)")
@@ -583,6 +592,10 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     if impl == "auto":
         impl = "ours" if writes_out(model) else "transformers"
     if impl == "ours":
+        if not writes_out(model):
+            check_supported(model)  # names what is unsupported, if that is the reason
+            raise ValueError("score(impl='ours') cannot run this model: it is sharded by FSDP or uses activation "
+                             "checkpointing, which only its own forward applies; use impl='auto' or 'transformers'")
         hidden = _score_hidden(model, ids, mask, positions, P - 1)[:, :T]  # (B, T, d): column P-1+t predicts token t
         if return_hidden:
             return hidden, resp_mask

@@ -21,10 +21,8 @@ Commands
     python bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --batch 64 --prompt-len 256 --new-tokens 3840 \
         --repeats 1 --cuda-graph --hf static-compile --peak-gbps 4800   # 64 x 4096 tokens, H200
 
-Shapes (all random init, nothing downloaded)
-    tiny        4 layers, d=256, 4 heads (2 KV, head_dim 64), MLP 768, vocab 261 (the tiny tokenizer's)
-    qwen-vocab  the same body with Qwen's 151,936-token vocabulary, untied output layer
-    qwen3-0.6b / qwen3-1.7b   Qwen3's published shapes (28 layers; d=1024 / 2048; 16 heads, 8 KV, head_dim 128)
+Shapes (all random init, nothing downloaded): bench/shapes.py (tiny, qwen-vocab, qwen3-0.6b,
+    qwen3-1.7b, qwen3-8b).
 
 What it simplifies
     The baseline is transformers' generate with its default dynamic cache (`--hf dynamic`), or with
@@ -49,6 +47,7 @@ import transformers
 
 import models
 import rollout
+from shapes import build
 
 # ---- config ----------------------------------------------------------------------------------
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -73,30 +72,10 @@ p.add_argument("--hf", default="dynamic", choices=["dynamic", "static-compile"],
                help="the transformers baseline: default dynamic cache, or static cache + its own torch.compile")
 args = p.parse_args()
 
-SHAPES = {
-    "tiny": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                 head_dim=64, vocab_size=261, tie_word_embeddings=True),
-    "qwen-vocab": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=64, vocab_size=151936, tie_word_embeddings=False),
-    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
-                       num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True),
-    "qwen3-1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
-                       num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True),
-}
-
-
 # ---- plumbing --------------------------------------------------------------------------------
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def build(shape, device, dtype):
-    config = models.tiny_config(**SHAPES[shape], max_position_embeddings=4096, rope_parameters={"rope_type": "default", "rope_theta": 1e6})
-    with torch.device(device):
-        torch.manual_seed(0)
-        model = transformers.Qwen3ForCausalLM(config).to(dtype).eval()
-    return model
 
 
 def prompts_for(batch, vocab, gen):

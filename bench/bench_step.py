@@ -5,12 +5,17 @@
     python bench/bench_step.py --forward transformers    # score with the models' own forward instead
     python bench/bench_step.py --baseline-rev REV --rounds 3    # this code against git revision REV
     python bench/bench_step.py --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo --max-new-tokens 4096
+    python bench/bench_step.py --student random:qwen3-1.7b --teacher random:qwen3-8b --max-new-tokens 4096 \
+        --micro-batch 4 --chunk-size 1024 --rollout-batch 64 --grad-checkpointing --cuda-graph --steps 1 --warmup 1
+                                                     # the paper's shapes, random weights, offline (bench/shapes.py)
 
 Runs `--warmup` + `--steps` real OPD steps (train_opd.opd_step: the same code as training, with its
 own per-phase timers) from the given models on synthetic or dataset prompts, and prints the mean
-seconds of each phase over the measured steps, its share of the step, and generated tokens per
-second. The timers are opd_step's wall clocks around each phase; on CUDA a phase that ends
-without a host sync may leave kernels to the next one (the step total is exact).
+seconds of each phase over the measured steps, its share of the step, generated tokens per
+second and, on CUDA, the peak memory. `random:SHAPE` builds a model of a bench/shapes.py shape
+with random weights and the tiny tokenizer: it rarely emits EOS, so every row runs to the cap.
+The timers are opd_step's wall clocks around each phase; on CUDA a phase that ends without a
+host sync may leave kernels to the next one (the step total is exact).
 
 `--baseline-rev REV` measures two codes on one machine in one command: the files of git revision
 REV (extracted with `git archive` into a temporary folder) and the working tree, each running
@@ -36,6 +41,7 @@ import common
 import data
 import models
 import train_opd
+from shapes import build
 
 PHASES = ("time/rollout_s", "time/teacher_s", "time/student_s", "time/optim_s")
 
@@ -50,6 +56,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--micro-batch", type=int, default=0, help="rows per forward/backward (0 = the whole batch)")
     ap.add_argument("--max-new-tokens", type=int, default=80, help="response cap")
     ap.add_argument("--chunk-size", type=int, default=0, help="losses.chunked_loss chunk (0 = full logits)")
+    ap.add_argument("--rollout-batch", type=int, default=0, help="rows sampled at a time (0 = the whole batch)")
+    ap.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing in the student")
+    ap.add_argument("--cuda-graph", action="store_true", help="the sampler's decode step as a CUDA graph")
     ap.add_argument("--steps", type=int, default=10, help="measured steps")
     ap.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
@@ -65,15 +74,24 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else models.default_device()
-    student, tok = models.load(args.student, device=device, dtype=torch.float32)
-    teacher, tok_t = models.load(args.teacher, device=device)
+    def load(name, dtype):
+        if name.startswith("random:"):
+            return build(name.removeprefix("random:"), device, dtype or models.default_dtype(device),
+                         max_positions=max(4096, 512 + args.max_new_tokens)), models.tiny_tokenizer()
+        return models.load(name, device=device, dtype=dtype)
+    student, tok = load(args.student, torch.float32)
+    teacher, tok_t = load(args.teacher, None)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
+    if args.grad_checkpointing:
+        student.activation_checkpointing_enable()
     examples = (data.synthetic_examples(args.batch_size * (args.steps + args.warmup), split="train")
                 if args.data == "synthetic" else data.load_examples(args.data))
     cfg = dict(train_opd.PRESETS["tiny"], loss=args.loss, micro_batch=args.micro_batch or args.batch_size,
-               max_new_tokens=args.max_new_tokens,
-               chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=False, forward=args.forward)
+               max_new_tokens=args.max_new_tokens, rollout_batch=args.rollout_batch,
+               chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=args.cuda_graph, forward=args.forward)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     opt = torch.optim.AdamW(student.parameters(), lr=1e-6, betas=(0.9, 0.98))
     sched = common.cosine_schedule(opt, args.steps + args.warmup, 0.0)
     rows = []
@@ -97,6 +115,8 @@ def main(argv=None) -> dict:
         print(f"| {k[5:-2]} | {mean[k]:.3f} | {100 * mean[k] / total:.0f} % |")
     print(f"| step | {total:.3f} | 100 % |")
     print(f"generated tokens per step {mean['tokens']:.0f}; {mean['tokens'] / total:.0f} tokens/s through the whole step")
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
     return {"mean": mean, "total": total}
 
 

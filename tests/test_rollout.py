@@ -333,10 +333,36 @@ def test_score_falls_back_to_the_model_forward_under_activation_checkpointing():
     assert rollout.writes_out(model)
     model.activation_checkpointing_enable()
     assert not rollout.writes_out(model)  # the written-out forward would skip the checkpointing
+    with pytest.raises(ValueError, match="activation checkpointing"):
+        rollout.score(model, [[1]], [[2]], impl="ours")
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
     assert not rollout.writes_out(gpt2)
     with pytest.raises(ValueError, match="impl"):
         rollout.score(model, [[1]], [[2]], impl="fast")
+
+
+class ScaledLinear(torch.nn.Linear):
+    """A projection that is not a plain linear layer (as a LoRA adapter or a quantised layer is)."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_a_projection_that_is_not_a_plain_linear_is_refused_or_left_to_the_model():
+    model = random_model("qwen3")
+    q = model.model.layers[1].self_attn.q_proj
+    swapped = ScaledLinear(q.in_features, q.out_features, bias=False)
+    swapped.load_state_dict(q.state_dict())
+    model.model.layers[1].self_attn.q_proj = swapped
+    with pytest.raises(ValueError, match="layer 1's q_proj is a ScaledLinear"):
+        rollout.generate(model, PROMPTS, 4, eos_token_ids=[1], pad_token_id=PAD)
+    assert not rollout.writes_out(model)
+    logits, _ = rollout.score(model, [[3, 4, 5]], [[6, 7]])  # auto: the model's own forward, adapter included
+    with torch.no_grad():
+        ref = model(torch.tensor([[3, 4, 5, 6, 7]])).logits[0, 2:4]
+    torch.testing.assert_close(logits[0], ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="ScaledLinear"):
+        rollout.score(model, [[3, 4, 5]], [[6, 7]], impl="ours")
 
 
 # ---- errors ----------------------------------------------------------------------------------
