@@ -2,9 +2,9 @@
 
 What this file is
     `generate()` samples one response per prompt for a batch of prompts of different lengths,
-    with a preallocated KV cache and a decoder forward written out over the weights of a
-    transformers Llama / Qwen2 / Qwen3 model (read at every call: what the optimizer changes, the
-    sampler sees; on CPU q/k/v and gate/up are fused into one product each). It returns a
+    with a preallocated KV cache and the decoder forward of decoder.py, written out over the
+    weights of a transformers Llama / Qwen2 / Qwen3 model (read at every call: what the optimizer
+    changes, the sampler sees). It returns a
     `Rollout`: ids, masks, each sampled token's log-prob under the model (T=1) and under the
     distribution actually sampled from, EOS/truncation flags and, if asked, the student's top-K.
     `sample()` is the pure sampling function (temperature, top-k, top-p).
@@ -33,12 +33,11 @@ Layout of a batch
     pad id, their output is discarded) until every row is done.
 
 What it simplifies
-    * Full attention only: sliding-window layers and dynamic / longrope rotary scalings raise an
-      error (their numerics would silently differ from the model's own forward).
+    * The models decoder.py writes out (full attention, fixed rotary frequencies; others raise).
     * One response per prompt; repeat a prompt in the list to draw several.
-    * Decode attention runs over the cache prefix `[:pos]` (a slice, cheapest without graphs) as
-      two batched matrix products against keys stored transposed; with `cuda_graph=True` it runs
-      over the whole preallocated cache with a mask (static shapes, what graph capture needs).
+    * Decode attention runs over the cache prefix `[:pos]` (a slice, cheapest without graphs);
+      with `cuda_graph=True` it runs over the whole preallocated cache with a mask (static
+      shapes, what graph capture needs).
       The graph holds the decoder and the output layer; sampling runs outside it. It is captured
       once per `generate` call and replayed for every decode step.
 """
@@ -48,8 +47,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
-STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # inverse frequencies fixed at init
+import decoder
 
 # ----------------------------------------------------------------------------------------------
 # The result of a rollout
@@ -136,222 +134,6 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
 # ----------------------------------------------------------------------------------------------
 
 
-def check_supported(model) -> None:
-    """Raise a clear error for a model whose forward `_decoder` does not reproduce."""
-    name = type(model).__name__.removeprefix("FSDP")  # FSDP2 subclasses the model: FSDPQwen3ForCausalLM
-    if name not in SUPPORTED:
-        raise ValueError(
-            f"rollout.generate writes out the decoder of {', '.join(SUPPORTED)}; got {name} "
-            f"(model_type {getattr(model.config, 'model_type', '?')!r}). Add its forward to rollout._decoder, "
-            "or sample with transformers' generate"
-        )
-    layer_types = getattr(model.config, "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types):
-        raise ValueError(f"{name} has sliding-window layers ({sorted(set(layer_types))}); rollout.py supports full attention only")
-    # The written-out forward reads each projection's .weight and .bias: a LoRA adapter or a
-    # quantised layer put in a projection's place would be silently left out.
-    for i, layer in enumerate(model.model.layers):
-        for part in (layer.self_attn, layer.mlp):
-            for pname, proj in part.named_children():
-                if pname.endswith("_proj") and type(proj) is not torch.nn.Linear:
-                    raise ValueError(f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a torch.nn.Linear; "
-                                     "rollout.py reads plain linear weights only (merge adapters first, or use "
-                                     "transformers' generate and forward)")
-    rope_type = model.model.rotary_emb.rope_type
-    if rope_type not in STATIC_ROPE:
-        raise ValueError(f"{name} uses rope_type {rope_type!r}; rollout.py supports {STATIC_ROPE} (fixed inverse frequencies)")
-
-
-class KVCache:
-    """Preallocated keys and values for every layer, with one position counter for the batch.
-
-    Keys are stored transposed, (D, slot) per head: a one-token query's attention scores are then
-    one batched matrix product against a row-major slice of the cache."""
-
-    def __init__(self, n_layers, batch, n_kv_heads, max_len, head_dim, dtype, device):
-        kw = dict(dtype=dtype, device=device)
-        self.kt = torch.zeros(n_layers, batch, n_kv_heads, head_dim, max_len, **kw)  # (L, B, H_kv, D, S_max)
-        self.v = torch.zeros(n_layers, batch, n_kv_heads, max_len, head_dim, **kw)  # (L, B, H_kv, S_max, D)
-        self.pos = 0  # slots [0, pos) are written; every row writes its next token at slot pos
-
-
-def _rms_norm(x, weight, eps):
-    """transformers' RMSNorm: normalise in fp32, cast back, then scale by the weight (one fused
-    kernel when the model is fp32, where both orders are the same arithmetic)."""
-    if x.dtype == torch.float32 and weight.dtype == torch.float32:
-        return F.rms_norm(x, weight.shape, weight, eps)
-    return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(x.dtype)
-
-
-@dataclass
-class _Layer:
-    """One decoder layer's weights as the written-out forward reads them. `qkv` and `gate_up` are
-    lists of (weight, bias) whose outputs are concatenated: one fused pair each (two matrix products
-    instead of five) or the model's own three and two. q/k norms are one (H + H_kv, D) scale."""
-    ln1: torch.Tensor
-    ln2: torch.Tensor
-    eps: float
-    qkv: list
-    qk_norm: torch.Tensor | None  # (H + H_kv, D) the q-norm weight on query heads, the k-norm weight on key heads
-    qk_eps: float
-    o_w: torch.Tensor
-    o_b: torch.Tensor | None
-    gate_up: list
-    down_w: torch.Tensor
-    down_b: torch.Tensor | None
-    act: object
-    heads: int
-    kv_heads: int
-    head_dim: int
-    scaling: float
-
-
-def _pairs(modules, fuse: bool) -> list:
-    """[(weight, bias)] of linear modules whose outputs are concatenated: one concatenated pair
-    (a copy) with fuse, else the modules' own tensors."""
-    if not fuse:
-        return [(m.weight, m.bias) for m in modules]
-    bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
-    return [(torch.cat([m.weight for m in modules]), bias)]
-
-
-def _linear_cat(h, pairs):
-    if len(pairs) == 1:
-        return F.linear(h, *pairs[0])
-    return torch.cat([F.linear(h, w, b) for w, b in pairs], dim=-1)
-
-
-def layer_weights(model, fuse=None) -> list:
-    """The `_Layer` of every decoder layer of a transformers Llama / Qwen2 / Qwen3 model.
-
-    fuse (default: on CPU) concatenates q/k/v and gate/up into one matrix each: fewer, larger
-    products, which is what sets the time of small models on a CPU. The fused matrices are copies,
-    so read them again after an optimizer step (under autograd the concatenation passes the
-    gradients back to the weights); on a GPU, where they would cost about 3/4 of the decoder's
-    weight memory again, the model's own tensors are read."""
-    if fuse is None:
-        fuse = model.model.embed_tokens.weight.device.type == "cpu"
-    out = []
-    for layer in model.model.layers:
-        a, mlp = layer.self_attn, layer.mlp
-        D = a.head_dim
-        H, H_kv = a.q_proj.weight.shape[0] // D, a.k_proj.weight.shape[0] // D
-        qk_norm = None
-        if hasattr(a, "q_norm"):  # Qwen3: RMSNorm over each head's vector, before rotary
-            qk_norm = torch.cat([a.q_norm.weight.expand(H, D), a.k_norm.weight.expand(H_kv, D)])
-        out.append(_Layer(
-            ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
-            eps=layer.input_layernorm.variance_epsilon,
-            qkv=_pairs((a.q_proj, a.k_proj, a.v_proj), fuse),
-            qk_norm=qk_norm, qk_eps=a.q_norm.variance_epsilon if qk_norm is not None else 0.0,
-            o_w=a.o_proj.weight, o_b=a.o_proj.bias,
-            gate_up=_pairs((mlp.gate_proj, mlp.up_proj), fuse),
-            down_w=mlp.down_proj.weight, down_b=mlp.down_proj.bias, act=mlp.act_fn,
-            heads=H, kv_heads=H_kv, head_dim=D, scaling=a.scaling))
-    return out
-
-
-def rope_tables(model, n_positions, dtype, device):
-    """cos and sin (n_positions, D) from the model's own rotary module (its inverse frequencies and
-    attention scaling, so Llama-3 / YaRN scalings come for free), computed as transformers does:
-    fp32 angles, scaled, cast to the model dtype. The sign of rotate_half is folded into `sin`."""
-    rot = model.model.rotary_emb
-    pos = torch.arange(n_positions, device=device, dtype=torch.float32)
-    freqs = pos[:, None] * rot.inv_freq.to(device=device, dtype=torch.float32)[None]  # (S, D/2)
-    emb = torch.cat([freqs, freqs], dim=-1)  # (S, D)
-    cos = (emb.cos() * rot.attention_scaling).to(dtype)
-    sin = (emb.sin() * rot.attention_scaling).to(dtype)
-    half = sin.shape[-1] // 2
-    sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # rotate_half(x)*sin == roll(x)*sin_signed
-    return cos, sin_signed
-
-
-def _rope(x, cos, sin_signed):
-    # x (..., heads, D); cos/sin broadcast over the heads axis. transformers' x*cos + rotate_half(x)*sin.
-    return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin_signed
-
-
-def _decoder(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
-    """Run the decoder on `ids` (B, S) -> final-normed hidden states (B, S - out_from, d) of the
-    columns [out_from, S), in the model dtype.
-
-    layers: `layer_weights(model)`. cos/sin (B, S, D) per-row rotary tables. With a cache, the
-    keys/values of `ids` go into cache slots [slot, slot+S) and attention reads slots [0, kv_len);
-    `slot` is an int, or a (1,) long tensor under CUDA graphs (S = 1 then). Without one
-    (cache=None: scoring, gradients allowed) attention reads the S positions themselves.
-    mask (B, 1, S, kv_len) bool, True = may attend, or for a one-token step (S = 1) an additive
-    float bias (B, 1, kv_len): 0 where the key may be read, -inf where not.
-    out_from: the last layer computes its keys and values for every column, but its queries,
-    attention, output projection and MLP only for the columns whose hidden states are returned
-    (scoring needs the response positions, prefill the last one, a non-final prefill chunk none:
-    out_from = S). The other columns' last-layer outputs feed nothing.
-    """
-    m = model.model
-    B, S = ids.shape
-    cos, sin = cos[:, :, None], sin[:, :, None]  # (B, S, 1, D): broadcast over heads
-    x = F.embedding(ids, m.embed_tokens.weight)  # (B, S, d)
-    for i, w in enumerate(layers):
-        H, H_kv, D = w.heads, w.kv_heads, w.head_dim
-        G = H // H_kv
-        h = _rms_norm(x, w.ln1, w.eps)
-        qkv = _linear_cat(h, w.qkv).view(B, S, H + 2 * H_kv, D)  # (B, S, heads, D)
-        qk, v = qkv[:, :, : H + H_kv], qkv[:, :, H + H_kv :]
-        if w.qk_norm is not None:
-            qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
-        qk = _rope(qk, cos, sin)  # queries and keys rotated together
-        q, k = qk[:, :, :H], qk[:, :, H:]  # (B, S, H, D), (B, S, H_kv, D)
-        Sq = S
-        if out_from and i == len(layers) - 1:  # queries only where outputs are returned
-            Sq, q, x, mask = S - out_from, q[:, out_from:], x[:, out_from:], mask[:, :, out_from:]
-        if S == 1 and cache is not None:  # decode: one batched product per side against the cache
-            _write(cache, i, slot, k.permute(0, 2, 3, 1), v.transpose(1, 2))
-            kt, vv = cache.kt[i, ..., :kv_len], cache.v[i, :, :, :kv_len]  # (B, H_kv, D, n), (B, H_kv, n, D)
-            # GQA: query heads j*G .. j*G+G-1 read KV head j (transformers' repeat_kv), without copying K/V.
-            scores = torch.bmm(q.reshape(B * H_kv, G, D), kt.reshape(B * H_kv, D, kv_len))  # (B*H_kv, G, n)
-            scores = (scores.view(B, H, kv_len).float() * w.scaling + mask).softmax(-1).to(q.dtype)  # fp32 softmax
-            o = torch.bmm(scores.view(B * H_kv, G, kv_len), vv.reshape(B * H_kv, kv_len, D)).view(B, 1, H * D)
-        else:
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, S, D)
-            if cache is not None:
-                _write(cache, i, slot, k.transpose(-1, -2), v)
-                k, v = cache.kt[i, ..., :kv_len].transpose(-1, -2), cache.v[i, :, :, :kv_len]  # (B, H_kv, n, D)
-            if Sq == 0:  # a non-final prefill chunk: its keys and values are all that is needed
-                return x
-            # GQA without copies: fold each KV head's G query heads into the query-length axis.
-            q = q.reshape(B, H_kv, G * Sq, D)  # rows (g, s)
-            qmask = mask if G == 1 else mask[:, :, None].expand(B, 1, G, Sq, kv_len).reshape(B, 1, G * Sq, kv_len)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=qmask, scale=w.scaling)  # (B, H_kv, G*Sq, D)
-            o = o.reshape(B, H, Sq, D).transpose(1, 2).reshape(B, Sq, H * D)
-        x = x + F.linear(o, w.o_w, w.o_b)
-        h = _rms_norm(x, w.ln2, w.eps)
-        gate, up = _linear_cat(h, w.gate_up).chunk(2, dim=-1)
-        x = x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
-    return _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (B, S, d)
-
-
-def _rms_norm_heads(x, weight, eps):
-    """RMSNorm over each head's vector with a per-head scale (B, S, heads, D) x (heads, D)."""
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), None, eps) * weight
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
-
-
-def _write(cache, i, slot, kt, v):
-    """Keys kt (B, H_kv, D, S) and values v (B, H_kv, S, D) into layer i's cache slots from `slot`."""
-    if isinstance(slot, int):
-        S = v.shape[2]
-        cache.kt[i, ..., slot : slot + S] = kt
-        cache.v[i, :, :, slot : slot + S] = v
-    else:  # a (1,) tensor: the CUDA-graph step
-        cache.kt[i].index_copy_(3, slot, kt)
-        cache.v[i].index_copy_(2, slot, v)
-
-
-def _lm_head(model, h):
-    head = model.lm_head
-    return F.linear(h, head.weight, head.bias).float()  # (B, V) float32
-
-
 class _CudaGraphDecode:
     """The one-token decode step (decoder + output layer) captured as a CUDA graph.
 
@@ -373,9 +155,9 @@ class _CudaGraphDecode:
     def _step(self):
         cos = self.cos_table[self.pos][:, None]  # (B, 1, D)
         sin = self.sin_table[self.pos][:, None]
-        h = _decoder(self.model, self.layers, self.tok, cos, sin, self.cache, self.slot, self.key_bias.shape[-1],
+        h = decoder.forward(self.model, self.layers, self.tok, cos, sin, self.cache, self.slot, self.key_bias.shape[-1],
                      self.key_bias)
-        return _lm_head(self.model, h[:, -1])  # (B, V)
+        return decoder.lm_head(self.model, h[:, -1])  # (B, V)
 
     def __call__(self, tok, slot, pos):
         self.tok.copy_(tok[:, None])
@@ -453,7 +235,7 @@ def generate(
     the same tokens and log-probs up to float rounding. The response has T = the longest
     response's length columns.
     """
-    check_supported(model)
+    decoder.check_supported(model)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not eos_token_ids:
@@ -472,9 +254,9 @@ def generate(
     prompt_ids, prompt_mask = left_pad(prompts, pad_token_id, device)  # (B, P)
     B, P = prompt_ids.shape
     S_max = P + max_new_tokens
-    cache = KVCache(len(model.model.layers), B, n_kv, S_max, head_dim, dtype, device)
-    layers = layer_weights(model)  # read once: the weights do not change during a rollout
-    cos_table, sin_table = rope_tables(model, S_max, dtype, device)  # (S_max, D)
+    cache = decoder.KVCache(len(model.model.layers), B, n_kv, S_max, head_dim, dtype, device)
+    layers = decoder.layer_weights(model)  # read once: the weights do not change during a rollout
+    cos_table, sin_table = decoder.rope_tables(model, S_max, dtype, device)  # (S_max, D)
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P) per-row rotary positions
     prompt_len = prompt_mask.sum(-1)  # (B,)
     causal = torch.ones(P, P, dtype=torch.bool, device=device).tril()  # (P, P)
@@ -484,10 +266,10 @@ def generate(
         e = min(s + step, P)
         mask = (prompt_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
         last = e - s - 1 if e == P else e - s  # only the prompt's last column needs the last layer's output
-        h = _decoder(model, layers, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
+        h = decoder.forward(model, layers, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
                      cache, s, e, mask, out_from=last)
     cache.pos = P
-    logits = _lm_head(model, h[:, -1])  # (B, V) predicts the first response token
+    logits = decoder.lm_head(model, h[:, -1])  # (B, V) predicts the first response token
 
     # ---- decode: sample, record, feed the token back ----------------------------------------
     # (B, 1, S_max) additive mask of the slots a query may read: 0 on real prompt tokens and on
@@ -526,9 +308,9 @@ def generate(
         if graph_step is not None:
             logits = graph_step(tok, slot, pos)
         else:
-            h = _decoder(model, layers, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
+            h = decoder.forward(model, layers, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
                          slot + 1, key_bias[:, :, : slot + 1])  # (B, 1, d)
-            logits = _lm_head(model, h[:, -1])  # (B, V)
+            logits = decoder.lm_head(model, h[:, -1])  # (B, V)
         cache.pos += 1
 
     lengths = response_mask.sum(-1)  # (B,)
@@ -590,13 +372,13 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P + T), as transformers' generate
     resp_mask = mask[:, P:]  # (B, T)
     if impl == "auto":
-        impl = "ours" if writes_out(model) else "transformers"
+        impl = "ours" if decoder.writes_out(model) else "transformers"
     if impl == "ours":
-        if not writes_out(model):
-            check_supported(model)  # names what is unsupported, if that is the reason
+        if not decoder.writes_out(model):
+            decoder.check_supported(model)  # names what is unsupported, if that is the reason
             raise ValueError("score(impl='ours') cannot run this model: it is sharded by FSDP or uses activation "
                              "checkpointing, which only its own forward applies; use impl='auto' or 'transformers'")
-        hidden = _score_hidden(model, ids, mask, positions, P - 1)[:, :T]  # (B, T, d): column P-1+t predicts token t
+        hidden = decoder.hidden_states(model, ids, mask, positions, P - 1)[:, :T]  # (B, T, d): column P-1+t predicts token t
         if return_hidden:
             return hidden, resp_mask
         logits = F.linear(hidden, model.lm_head.weight, model.lm_head.bias)  # (B, T, V)
@@ -613,30 +395,3 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     tokens = ids[:, P:]  # (B, T)
     logp = logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)  # (B, T)
     return logp.masked_fill(~resp_mask, 0.0), resp_mask
-
-
-def writes_out(model) -> bool:
-    """Whether `score` can run the written-out decoder on this model: a supported architecture
-    with its weights whole (not sharded by FSDP) and no activation checkpointing (which only the
-    model's own forward applies)."""
-    try:
-        check_supported(model)
-    except ValueError:
-        return False
-    checkpointing = (model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing")
-                     else getattr(model, "is_gradient_checkpointing", False))  # the name before transformers 5.x
-    return not type(model).__name__.startswith("FSDP") and not checkpointing
-
-
-def _score_hidden(model, ids, mask, positions, out_from):
-    """Final-normed hidden states (B, S - out_from, d) of the columns [out_from, S) of the padded
-    batch `ids` (B, S) through `_decoder`: causal attention among each row's real tokens (a pad
-    query reads only itself; its output is never used)."""
-    B, S = ids.shape
-    dtype = model.model.embed_tokens.weight.dtype
-    cos_table, sin_table = rope_tables(model, S, dtype, ids.device)
-    causal = torch.ones(S, S, dtype=torch.bool, device=ids.device).tril()
-    eye = torch.eye(S, dtype=torch.bool, device=ids.device)
-    attend = (mask[:, None, None, :] & causal) | eye  # (B, 1, S, S)
-    return _decoder(model, layer_weights(model), ids, cos_table[positions], sin_table[positions], None, 0, S, attend,
-                    out_from=out_from)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import transformers
 
 import data
+import decoder
 import models
 import rollout
 
@@ -119,7 +120,7 @@ def main(argv=None):
             ids[b, P - len(c):P + len(r)] = torch.tensor(c + r)
             mask[b, P - len(c):P + len(r)] = True
         pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        compiled = torch.compile(rollout._score_hidden, dynamic=True)
+        compiled = torch.compile(decoder.hidden_states, dynamic=True)
         print("\n| torch.compile(dynamic=True) of the written-out forward | compile s | eager s | compiled s |\n|---|---|---|---|")
         for who, model, grad in (("teacher scoring", teacher, False), ("student forward + backward", student, True)):
             def run(fn):
@@ -131,7 +132,7 @@ def main(argv=None):
             t = time.perf_counter()
             run(compiled)
             first = time.perf_counter() - t
-            print(f"| {who} | {first:.1f} | {clock(lambda: run(rollout._score_hidden), args.repeats):.3f} | "
+            print(f"| {who} | {first:.1f} | {clock(lambda: run(decoder.hidden_states), args.repeats):.3f} | "
                   f"{clock(lambda: run(compiled), args.repeats):.3f} |")
 
 

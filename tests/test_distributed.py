@@ -60,7 +60,7 @@ def test_two_processes_train_like_one_process_with_half_batches(tmp_path):
     args = small_args(s, t) + ["--loss", "topk_tail", "--k", "20"]
     two = launch("train_opd.py", args + ["--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
-    # FSDP scores with the model's own forward (rollout.writes_out); the one process does the same
+    # FSDP scores with the model's own forward (decoder.writes_out); the one process does the same
     one = single("train_opd.py", args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two",

@@ -16,6 +16,7 @@ import torch
 import transformers
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+import decoder
 import models
 import rollout
 
@@ -318,9 +319,9 @@ def test_separate_weights_give_what_fused_weights_give(model, monkeypatch):
     sampler's greedy rollout and the scores equal the fused layout's."""
     ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     logits, _ = rollout.score(model, PROMPTS, ro.responses(), impl="ours")
-    fused = rollout.layer_weights
-    monkeypatch.setattr(rollout, "layer_weights", lambda m: fused(m, fuse=False))
-    assert len(rollout.layer_weights(model)[0].qkv) == 3
+    fused = decoder.layer_weights
+    monkeypatch.setattr(decoder, "layer_weights", lambda m: fused(m, fuse=False))
+    assert len(decoder.layer_weights(model)[0].qkv) == 3
     ro2 = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     assert torch.equal(ro.response, ro2.response)
     torch.testing.assert_close(ro2.logp, ro.logp, rtol=0, atol=1e-5)
@@ -330,13 +331,13 @@ def test_separate_weights_give_what_fused_weights_give(model, monkeypatch):
 
 def test_score_falls_back_to_the_model_forward_under_activation_checkpointing():
     model = random_model("qwen3")
-    assert rollout.writes_out(model)
+    assert decoder.writes_out(model)
     model.activation_checkpointing_enable()
-    assert not rollout.writes_out(model)  # the written-out forward would skip the checkpointing
+    assert not decoder.writes_out(model)  # the written-out forward would skip the checkpointing
     with pytest.raises(ValueError, match="activation checkpointing"):
         rollout.score(model, [[1]], [[2]], impl="ours")
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
-    assert not rollout.writes_out(gpt2)
+    assert not decoder.writes_out(gpt2)
     with pytest.raises(ValueError, match="impl"):
         rollout.score(model, [[1]], [[2]], impl="fast")
 
@@ -356,7 +357,7 @@ def test_a_projection_that_is_not_a_plain_linear_is_refused_or_left_to_the_model
     model.model.layers[1].self_attn.q_proj = swapped
     with pytest.raises(ValueError, match="layer 1's q_proj is a ScaledLinear"):
         rollout.generate(model, PROMPTS, 4, eos_token_ids=[1], pad_token_id=PAD)
-    assert not rollout.writes_out(model)
+    assert not decoder.writes_out(model)
     logits, _ = rollout.score(model, [[3, 4, 5]], [[6, 7]])  # auto: the model's own forward, adapter included
     with torch.no_grad():
         ref = model(torch.tensor([[3, 4, 5, 6, 7]])).logits[0, 2:4]
@@ -393,3 +394,35 @@ def test_score_hidden_states_times_the_head_are_the_logits():
     hidden, mask_h = rollout.score(model, contexts, responses, return_hidden=True)
     assert torch.equal(mask, mask_h) and hidden.shape[:2] == logits.shape[:2]
     torch.testing.assert_close(hidden @ model.lm_head.weight.T, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_static_shape_decode_step_equals_the_sliced_one(model):
+    """The CUDA-graph step's arithmetic on CPU: the slot as a (1,) tensor written with index_copy_,
+    attention over the whole preallocated cache with an additive mask, against the plain step
+    over the cache prefix. (Graph capture itself needs a GPU.)"""
+    prompt_ids, prompt_mask = rollout.left_pad(PROMPTS, PAD, "cpu")
+    B, P = prompt_ids.shape
+    S_max, D = P + 4, model.model.layers[0].self_attn.head_dim
+    layers = decoder.layer_weights(model)
+    cos_t, sin_t = decoder.rope_tables(model, S_max, torch.float32, "cpu")
+    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+    mask = (prompt_mask[:, None, None, :] & torch.ones(P, P, dtype=torch.bool).tril()) | torch.eye(P, dtype=torch.bool)
+    caches = []
+    for _ in range(2):
+        cache = decoder.KVCache(len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32, "cpu")
+        with torch.no_grad():
+            decoder.forward(model, layers, prompt_ids, cos_t[positions], sin_t[positions], cache, 0, P, mask)
+        caches.append(cache)
+    tok = torch.tensor([[7], [8], [9], [10], [11]])
+    pos = prompt_mask.sum(-1)  # each row's next rotary position
+    bias = torch.full((B, 1, S_max), float("-inf"))
+    bias[:, 0, :P].masked_fill_(prompt_mask, 0.0)
+    bias[:, :, P] = 0.0
+    with torch.no_grad():
+        sliced = decoder.forward(model, layers, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[0], P, P + 1,
+                                  bias[:, :, : P + 1])
+        static = decoder.forward(model, layers, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[1],
+                                  torch.tensor([P]), S_max, bias)
+    torch.testing.assert_close(static, sliced, rtol=0, atol=1e-5)
+    torch.testing.assert_close(caches[1].kt[..., : P + 1], caches[0].kt[..., : P + 1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(caches[1].v[:, :, :, : P + 1], caches[0].v[:, :, :, : P + 1], rtol=0, atol=1e-5)
