@@ -3,7 +3,7 @@
 What this file is
     One function, `forward`, runs the decoder on a batch of token ids from the model's own weight
     tensors: with a preallocated KV cache (`KVCache`: the sampler's prefill and decode steps,
-    rollout.generate) or without one (`hidden_states`: scoring prompt + response, with gradients
+    rollout.generate); `response_hidden` scores contexts + responses (packed, with gradients
     when they are on; rollout.score). `layer_weights` reads each layer's weights once per call,
     fusing q/k/v and gate/up into one matrix product each on CPU. `check_supported` refuses a
     model whose forward this would not reproduce, and `writes_out` says whether scoring may use
@@ -176,8 +176,9 @@ def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0)
     keys/values of `ids` go into cache slots [slot, slot+S) and attention reads slots [0, kv_len);
     `slot` is an int, or a (1,) long tensor under CUDA graphs (S = 1 then). Without one
     (cache=None: scoring, gradients allowed) attention reads the S positions themselves.
-    mask (B, 1, S, kv_len) bool, True = may attend, or for a one-token step (S = 1) an additive
-    float bias (B, 1, kv_len): 0 where the key may be read, -inf where not.
+    mask (B, 1, S, kv_len) bool, True = may attend (scaled_dot_product_attention), or for a
+    one-token decode step (S = 1, with a cache) an additive float bias (B, 1, kv_len): 0 where the
+    key may be read, -inf where not (two batched products against the transposed keys).
     out_from: the last layer computes its keys and values for every column, but its queries,
     attention, output projection and MLP only for the columns whose hidden states are returned
     (scoring needs the response positions, prefill the last one, a non-final prefill chunk none:
@@ -190,17 +191,11 @@ def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0)
     for i, w in enumerate(layers):
         H, H_kv, D = w.heads, w.kv_heads, w.head_dim
         G = H // H_kv
-        h = _rms_norm(x, w.ln1, w.eps)
-        qkv = _linear_cat(h, w.qkv).view(B, S, H + 2 * H_kv, D)  # (B, S, heads, D)
-        qk, v = qkv[:, :, : H + H_kv], qkv[:, :, H + H_kv :]
-        if w.qk_norm is not None:
-            qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
-        qk = _rope(qk, cos, sin)  # queries and keys rotated together
-        q, k = qk[:, :, :H], qk[:, :, H:]  # (B, S, H, D), (B, S, H_kv, D)
+        q, k, v = _qkv(w, x, cos, sin)  # (B, S, H, D), (B, S, H_kv, D) x 2
         Sq = S
         if out_from and i == len(layers) - 1:  # queries only where outputs are returned
             Sq, q, x, mask = S - out_from, q[:, out_from:], x[:, out_from:], mask[:, :, out_from:]
-        if S == 1 and cache is not None:  # decode: one batched product per side against the cache
+        if mask.dtype != torch.bool:  # decode (S = 1, an additive bias): one batched product per side against the cache
             _write(cache, i, slot, k.permute(0, 2, 3, 1), v.transpose(1, 2))
             kt, vv = cache.kt[i, ..., :kv_len], cache.v[i, :, :, :kv_len]  # (B, H_kv, D, n), (B, H_kv, n, D)
             # GQA: query heads j*G .. j*G+G-1 read KV head j (transformers' repeat_kv), without copying K/V.
@@ -214,16 +209,42 @@ def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0)
                 k, v = cache.kt[i, ..., :kv_len].transpose(-1, -2), cache.v[i, :, :, :kv_len]  # (B, H_kv, n, D)
             if Sq == 0:  # a non-final prefill chunk: its keys and values are all that is needed
                 return x
-            # GQA without copies: fold each KV head's G query heads into the query-length axis.
-            q = q.reshape(B, H_kv, G * Sq, D)  # rows (g, s)
-            qmask = mask if G == 1 else mask[:, :, None].expand(B, 1, G, Sq, kv_len).reshape(B, 1, G * Sq, kv_len)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=qmask, scale=w.scaling)  # (B, H_kv, G*Sq, D)
-            o = o.reshape(B, H, Sq, D).transpose(1, 2).reshape(B, Sq, H * D)
-        x = x + F.linear(o, w.o_w, w.o_b)
-        h = _rms_norm(x, w.ln2, w.eps)
-        gate, up = _linear_cat(h, w.gate_up).chunk(2, dim=-1)
-        x = x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
+            o = _attend(w, q, k, v, mask).transpose(1, 2).reshape(B, Sq, H * D)
+        x = _out_and_mlp(w, x, o)
     return _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (B, S, d)
+
+
+def _qkv(w, x, cos, sin):
+    """A layer's queries, keys and values of hidden states x (..., d): input norm, one product for
+    q/k/v (or three), per-head q/k norms (Qwen3), rotary on queries and keys together. cos/sin
+    broadcast against (..., heads, D). Returns (..., H, D), (..., H_kv, D), (..., H_kv, D)."""
+    H, H_kv, D = w.heads, w.kv_heads, w.head_dim
+    qkv = _linear_cat(_rms_norm(x, w.ln1, w.eps), w.qkv).unflatten(-1, (H + 2 * H_kv, D))
+    qk, v = qkv[..., : H + H_kv, :], qkv[..., H + H_kv :, :]
+    if w.qk_norm is not None:
+        qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
+    qk = _rope(qk, cos, sin)
+    return qk[..., :H, :], qk[..., H:, :], v
+
+
+def _attend(w, q, k, v, mask):
+    """Scaled dot-product attention of q (B, H, Sq, D) over k, v (B, H_kv, n, D) under a boolean
+    mask (B, 1, Sq, n) -> (B, H, Sq, D). GQA without copying K/V: each KV head's G query heads
+    are folded into the query-length axis (rows (g, s)), as transformers' repeat_kv pairs them."""
+    B, H, Sq, D = q.shape
+    H_kv, n = k.shape[1], k.shape[2]
+    G = H // H_kv
+    qmask = mask if G == 1 else mask[:, :, None].expand(B, 1, G, Sq, n).reshape(B, 1, G * Sq, n)
+    o = F.scaled_dot_product_attention(q.reshape(B, H_kv, G * Sq, D), k, v, attn_mask=qmask, scale=w.scaling)
+    return o.reshape(B, H, Sq, D)
+
+
+def _out_and_mlp(w, x, o):
+    """The rest of a layer after attention: output projection and residual, post-attention norm,
+    gated MLP and residual. x (..., d) the layer's input, o (..., H*D) the attention output."""
+    x = x + F.linear(o, w.o_w, w.o_b)
+    gate, up = _linear_cat(_rms_norm(x, w.ln2, w.eps), w.gate_up).chunk(2, dim=-1)
+    return x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
 
 
 def _rms_norm_heads(x, weight, eps):
@@ -262,15 +283,89 @@ def writes_out(model) -> bool:
     return not type(model).__name__.startswith("FSDP") and not checkpointing
 
 
-def hidden_states(model, ids, mask, positions, out_from):
-    """Final-normed hidden states (B, S - out_from, d) of the columns [out_from, S) of the padded
-    batch `ids` (B, S) through `forward`: causal attention among each row's real tokens (a pad
-    query reads only itself; its output is never used)."""
-    B, S = ids.shape
-    dtype = model.model.embed_tokens.weight.dtype
-    cos_table, sin_table = rope_tables(model, S, dtype, ids.device)
-    causal = torch.ones(S, S, dtype=torch.bool, device=ids.device).tril()
-    eye = torch.eye(S, dtype=torch.bool, device=ids.device)
-    attend = (mask[:, None, None, :] & causal) | eye  # (B, 1, S, S)
-    return forward(model, layer_weights(model), ids, cos_table[positions], sin_table[positions], None, 0, S, attend,
-                    out_from=out_from)
+def shared_prefix(contexts) -> int:
+    """The number of leading tokens every context shares, less one so that each row keeps its own
+    last context token (the one that predicts its first response token); 0 for a single row."""
+    if len(contexts) < 2:
+        return 0
+    c, first = min(len(x) for x in contexts) - 1, contexts[0]
+    for x in contexts[1:]:
+        n = 0
+        while n < c and x[n] == first[n]:
+            n += 1
+        c = n
+    return c
+
+
+def response_hidden(model, contexts, responses):
+    """Final-normed hidden states (B, T, d) at the positions that predict each response token
+    (row b, column t predicts responses[b][t]; T = the longest response, zeros past a row's end),
+    and the (B, T) bool mask of real response tokens; gradients flow when grad mode is on.
+
+    Each row is context + response with positions 0, 1, ... and causal attention among its own
+    tokens, as if scored alone. The work is packed: the tokens that every context starts with
+    (`shared_prefix`: a chat template's opening, a shared system prompt or rule) go through the
+    model once and every row attends to their keys and values; norms, projections and MLPs run on
+    real tokens only, and attention alone sees a padded (B, U) layout of each row's own tokens;
+    the last layer computes queries, output projection and MLP for the returned positions only.
+    The result equals scoring the padded batch up to float rounding.
+    """
+    m = model.model
+    device, dtype = m.embed_tokens.weight.device, m.embed_tokens.weight.dtype
+    B, T = len(contexts), max(len(r) for r in responses)
+    c = shared_prefix(contexts)
+    tails = [list(x[c:]) + list(r) for x, r in zip(contexts, responses)]  # each row's own tokens
+    U = max(len(t) for t in tails)
+    lens = torch.tensor([len(t) for t in tails])
+    n_tail = int(lens.sum())
+    # Packed order: the c prefix tokens, then each row's tail. Index maps packed <-> padded (B, U):
+    real = torch.arange(U)[None, :] < lens[:, None]  # (B, U)
+    from_padded = real.flatten().nonzero().squeeze(1)  # the padded slot of each packed tail token
+    to_padded = torch.full((B * U,), n_tail, dtype=torch.long)  # pad slots read an appended zero row
+    to_padded[from_padded] = torch.arange(n_tail)
+    # The returned positions: row b's tail columns len(context_b) - c - 1, ... (one per response token).
+    first = torch.tensor([len(x) - c - 1 for x in contexts])  # (B,)
+    out_mask = torch.arange(T)[None, :] < torch.tensor([len(r) for r in responses])[:, None]  # (B, T)
+    q0 = int(first.min())  # the last layer's queries start at the earliest returned column
+    cols = (first[:, None] + torch.arange(T)[None, :])[out_mask]  # tail column of each returned token
+    rows = torch.arange(B)[:, None].expand(B, T)[out_mask]
+    out_packed = to_padded[rows * U + cols]  # its packed tail index
+    out_query = rows * (U - q0) + cols - q0  # its slot among the last layer's (B, U - q0) queries
+    from_padded, to_padded, out_packed, out_query = (t.to(device) for t in (from_padded, to_padded, out_packed, out_query))
+
+    ids = torch.tensor(list(contexts[0][:c]) + [t for tail in tails for t in tail], dtype=torch.long, device=device)
+    pos = torch.cat([torch.arange(c)] + [torch.arange(c, c + len(t)) for t in tails]).to(device)
+    cos_table, sin_table = rope_tables(model, c + U, dtype, device)
+    cos, sin = cos_table[pos][:, None], sin_table[pos][:, None]  # (N, 1, D): broadcast over heads
+    causal = torch.ones(U, U, dtype=torch.bool, device=device).tril()
+    tail_mask = torch.cat([torch.ones(B, U, c, dtype=torch.bool, device=device),  # every row reads the prefix
+                           causal & real.to(device)[:, None, :]], dim=-1)[:, None]  # (B, 1, U, c + U)
+    prefix_mask = torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, c, c)
+
+    def padded(t):  # packed tail rows (n_tail, heads, D) -> (B, heads, U, D), zeros at pads
+        t = torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, to_padded)
+        return t.unflatten(0, (B, U)).transpose(1, 2)
+
+    layers = layer_weights(model)
+    x = F.embedding(ids, m.embed_tokens.weight)  # (N, d), N = c + n_tail
+    for i, w in enumerate(layers):
+        H, D = w.heads, w.head_dim
+        q, k, v = _qkv(w, x, cos, sin)  # (N, H, D), (N, H_kv, D), (N, H_kv, D)
+        kp, vp = k[:c].transpose(0, 1)[None], v[:c].transpose(0, 1)[None]  # (1, H_kv, c, D)
+        kt = torch.cat([kp.expand(B, -1, -1, -1), padded(k[c:])], dim=2)  # (B, H_kv, c + U, D)
+        vt = torch.cat([vp.expand(B, -1, -1, -1), padded(v[c:])], dim=2)
+        if i == len(layers) - 1:  # the returned positions only: queries from column q0, then those tokens
+            o = _attend(w, padded(q[c:])[:, :, q0:], kt, vt, tail_mask[:, :, q0:])  # (B, H, U - q0, D)
+            o = o.transpose(1, 2).reshape(B * (U - q0), H * D).index_select(0, out_query)
+            x = _out_and_mlp(w, x[c:].index_select(0, out_packed), o)
+            break
+        o = _attend(w, padded(q[c:]), kt, vt, tail_mask).transpose(1, 2).reshape(B * U, H * D)
+        o = o.index_select(0, from_padded)  # (n_tail, H*D)
+        if c:
+            op = _attend(w, q[:c].transpose(0, 1)[None], kp, vp, prefix_mask)  # (1, H, c, D)
+            o = torch.cat([op[0].transpose(0, 1).reshape(c, H * D), o])
+        x = _out_and_mlp(w, x, o)
+    h = _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (returned tokens, d) in (row, t) order
+    slots = out_mask.flatten().nonzero().squeeze(1).to(device)
+    out = h.new_zeros(B * T, h.shape[-1]).index_copy(0, slots, h)
+    return out.view(B, T, h.shape[-1]), out_mask.to(device)

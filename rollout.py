@@ -65,7 +65,7 @@ class Rollout:
     finished: torch.Tensor  # (B,) bool, the row emitted an EOS
     truncated: torch.Tensor  # (B,) bool, the row hit max_new_tokens without an EOS
     lengths: torch.Tensor  # (B,) long, response tokens including the EOS
-    topk_ids: torch.Tensor | None = None  # (B, T, k) long, the model's top-k ids at each step (T=1)
+    topk_ids: torch.Tensor | None = None  # (B, T, k) long, the model's top-k ids at each step (T=1), 0 past the row's end
     topk_logp: torch.Tensor | None = None  # (B, T, k) float32, their log-probs under the model
 
     def responses(self) -> list[list[int]]:
@@ -84,7 +84,7 @@ class Rollout:
 # ----------------------------------------------------------------------------------------------
 
 
-def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
+def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
     """Draw one token per row from softmax(logits / temperature) restricted by top-k and top-p.
 
     logits (B, V) float32 -> (tokens (B,) long, logp_sampling (B,) float32), the log-prob of each
@@ -94,6 +94,7 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     is a point mass, so logp_sampling = 0). The draw inverts the CDF with one uniform per row
     (float64 running sums; no host sync), cheaper than torch.multinomial and than Gumbel-max
     (which needs a random number per vocabulary entry); `make bench-rollout` measures the sampler.
+    u (B, 1) float32 in [0, 1): the uniforms to use instead of drawing them from `generator`.
     """
     B, V = logits.shape
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
@@ -118,7 +119,9 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     e = (x - mx).exp()  # (B, V) unnormalised probabilities, 0 outside top-k / top-p
     cdf = e.cumsum(-1, dtype=torch.float64)  # (B, V)
     total = cdf[:, -1:]  # (B, 1)
-    u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype).double() * total
+    if u is None:
+        u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype)
+    u = u.double() * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total: some cdf entry exceeds u
     tokens = torch.searchsorted(cdf, u, right=True)  # (B, 1) the first index whose cdf exceeds u
     # A zero-probability id can only be hit if a parallel scan (CUDA) rounds two equal prefix
@@ -222,6 +225,7 @@ def generate(
     cuda_graph=False,
     check_every=None,
     prefill_chunk=0,
+    compact=None,
 ) -> Rollout:
     """Sample one response per prompt (a list of token-id lists of any lengths) -> Rollout.
 
@@ -232,8 +236,12 @@ def generate(
     `check_every`: look at the finished rows every this many steps (a host sync on CUDA);
     default 1 on CPU, 16 on CUDA. `prefill_chunk=N` runs the prompt through the model N columns at
     a time (attention scores and activations of N, not P, query positions; 0 = all at once), with
-    the same tokens and log-probs up to float rounding. The response has T = the longest
-    response's length columns.
+    the same tokens and log-probs up to float rounding. `compact` (default: on CPU without CUDA
+    graphs) drops finished rows from the decode batch, with their cache rows, once a quarter of
+    it has finished; every row's tokens are the same (its uniforms are drawn as if all rows were
+    decoded) and its log-probs too up to float rounding. The tokens every prompt starts with
+    (decoder.shared_prefix) are prefilled once. The response has T = the longest response's
+    length columns.
     """
     decoder.check_supported(model)
     if max_new_tokens < 1:
@@ -246,36 +254,54 @@ def generate(
         raise ValueError(f"cuda_graph=True needs the model on a CUDA device; it is on {device}")
     if check_every is None:
         check_every = 16 if device.type == "cuda" else 1
+    if compact is None:
+        compact = device.type == "cpu" and not cuda_graph
+    if compact and cuda_graph:
+        raise ValueError("compact=True changes the decode batch's shape, which a captured CUDA graph cannot follow; "
+                         "pass compact=False with cuda_graph=True")
     cfg = model.config
     n_kv = cfg.num_key_value_heads
     head_dim = model.model.layers[0].self_attn.head_dim  # Qwen2 has no config.head_dim; Qwen3's may differ from d/H
 
-    # ---- prefill: the left-padded prompt, all at once or prefill_chunk columns at a time -------
-    prompt_ids, prompt_mask = left_pad(prompts, pad_token_id, device)  # (B, P)
+    # ---- prefill --------------------------------------------------------------------------
+    # Cache slots: [0, c) the prompts' shared prefix (decoder.shared_prefix, run once and copied
+    # into every row), [c, P) the rest of each prompt left-padded, then one slot per decode step.
+    # The rest runs all at once or prefill_chunk columns at a time.
+    prompt_ids, prompt_mask = left_pad(prompts, pad_token_id, device)  # (B, P): the Rollout's record
     B, P = prompt_ids.shape
-    S_max = P + max_new_tokens
-    cache = decoder.KVCache(len(model.model.layers), B, n_kv, S_max, head_dim, dtype, device)
+    c = decoder.shared_prefix(prompts)
+    rest_ids, rest_mask = left_pad([p[c:] for p in prompts], pad_token_id, device)  # (B, R), R = P - c
+    R, S_max, n_layers = P - c, P + max_new_tokens, len(model.model.layers)
+    cache = decoder.KVCache(n_layers, B, n_kv, S_max, head_dim, dtype, device)
     layers = decoder.layer_weights(model)  # read once: the weights do not change during a rollout
     cos_table, sin_table = decoder.rope_tables(model, S_max, dtype, device)  # (S_max, D)
-    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P) per-row rotary positions
+    if c:
+        one = decoder.KVCache(n_layers, 1, n_kv, c, head_dim, dtype, device)
+        decoder.forward(model, layers, torch.tensor([prompts[0][:c]], device=device), cos_table[None, :c],
+                        sin_table[None, :c], one, 0, c, torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None],
+                        out_from=c)  # keys and values only
+        cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
+    positions = c + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, R) per-row rotary positions
     prompt_len = prompt_mask.sum(-1)  # (B,)
-    causal = torch.ones(P, P, dtype=torch.bool, device=device).tril()  # (P, P)
-    eye = torch.eye(P, dtype=torch.bool, device=device)
-    step = prefill_chunk if prefill_chunk > 0 else P
-    for s in range(0, P, step):  # columns [s, e) attend to the cache slots [0, e) written so far
-        e = min(s + step, P)
-        mask = (prompt_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
-        last = e - s - 1 if e == P else e - s  # only the prompt's last column needs the last layer's output
-        h = decoder.forward(model, layers, prompt_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
-                     cache, s, e, mask, out_from=last)
+    causal = torch.ones(R, R, dtype=torch.bool, device=device).tril()  # (R, R)
+    eye = torch.eye(R, dtype=torch.bool, device=device)
+    step = prefill_chunk if prefill_chunk > 0 else R
+    for s in range(0, R, step):  # columns [s, e) attend to the prefix and the slots [c, c + e) written so far
+        e = min(s + step, R)
+        mask = (rest_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
+        mask = torch.cat([mask.new_ones(B, 1, e - s, c), mask], dim=-1)  # (B, 1, e-s, c + e)
+        last = e - s - 1 if e == R else e - s  # only the prompt's last column needs the last layer's output
+        h = decoder.forward(model, layers, rest_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
+                            cache, c + s, c + e, mask, out_from=last)
     cache.pos = P
     logits = decoder.lm_head(model, h[:, -1])  # (B, V) predicts the first response token
 
     # ---- decode: sample, record, feed the token back ----------------------------------------
-    # (B, 1, S_max) additive mask of the slots a query may read: 0 on real prompt tokens and on
-    # every response slot written so far, -inf on the left padding and the slots still empty
+    # (B, 1, S_max) additive mask of the slots a query may read: 0 on the prompt's real tokens and
+    # on every response slot written so far, -inf on the padding and the slots still empty
     key_bias = torch.full((B, 1, S_max), float("-inf"), device=device)
-    key_bias[:, 0, :P].masked_fill_(prompt_mask, 0.0)
+    key_bias[:, 0, :c] = 0.0
+    key_bias[:, 0, c:P].masked_fill_(rest_mask, 0.0)
     eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=device)
     response = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     response_mask = torch.zeros(B, max_new_tokens, dtype=torch.bool, device=device)
@@ -283,39 +309,53 @@ def generate(
     logp_sampling = torch.zeros(B, max_new_tokens, device=device)
     topk_ids = torch.zeros(B, max_new_tokens, return_topk, dtype=torch.long, device=device) if return_topk else None
     topk_logp = torch.zeros(B, max_new_tokens, return_topk, device=device) if return_topk else None
-    alive = torch.ones(B, dtype=torch.bool, device=device)  # no EOS yet
+    alive = torch.ones(B, dtype=torch.bool, device=device)  # no EOS yet (of the rows still decoded)
     graph_step = _CudaGraphDecode(model, layers, cache, key_bias, cos_table, sin_table) if cuda_graph else None
     plain = temperature == 1.0 and top_k == 0 and top_p == 1.0
+    rows = slice(None)  # the batch rows still decoded: all, until `compact` drops finished ones
 
     for t in range(max_new_tokens):
-        tok, lp_s = sample(logits, temperature, top_k, top_p, generator)  # (B,), (B,)
-        lse = torch.logsumexp(logits, -1) if (return_topk or not plain) else None  # (B,)
+        # one uniform per row of the whole batch each step, whichever rows are still decoded: a
+        # row's draws do not depend on when the others finish
+        u = torch.rand((B, 1), generator=generator, device=device)[rows] if temperature > 0 else None
+        tok, lp_s = sample(logits, temperature, top_k, top_p, u=u)  # (b,), (b,)
+        lse = torch.logsumexp(logits, -1) if (return_topk or not plain) else None  # (b,)
         lp = lp_s if plain else logits.gather(-1, tok[:, None]).squeeze(-1) - lse  # log p(y_t), T=1
         tok = torch.where(alive, tok, pad_token_id)
-        response[:, t] = tok
-        response_mask[:, t] = alive
-        logp[:, t] = torch.where(alive, lp, 0.0)
-        logp_sampling[:, t] = torch.where(alive, lp_s, 0.0)
+        response[rows, t] = tok
+        response_mask[rows, t] = alive
+        logp[rows, t] = torch.where(alive, lp, 0.0)
+        logp_sampling[rows, t] = torch.where(alive, lp_s, 0.0)
         if return_topk:
-            vals, ids = logits.topk(return_topk, dim=-1)  # (B, k)
-            topk_ids[:, t], topk_logp[:, t] = ids, vals - lse[:, None]
+            vals, ids = logits.topk(return_topk, dim=-1)  # (b, k)
+            topk_ids[rows, t] = torch.where(alive[:, None], ids, 0)  # zeros past a row's end
+            topk_logp[rows, t] = torch.where(alive[:, None], vals - lse[:, None], 0.0)
         alive = alive & ~torch.isin(tok, eos)
-        if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and not bool(alive.any())):
+        if t == max_new_tokens - 1:
             break
+        if (t + 1) % check_every == 0:
+            n_alive = int(alive.sum())  # a host sync
+            if n_alive == 0:
+                break
+            if compact and n_alive <= 3 * len(alive) // 4:  # drop the finished rows from the decode batch
+                keep = alive.nonzero().squeeze(1)
+                rows = keep if isinstance(rows, slice) else rows[keep]
+                tok, alive, prompt_len, key_bias = tok[keep], alive[keep], prompt_len[keep], key_bias[keep]
+                cache.kt, cache.v = cache.kt[:, keep], cache.v[:, keep]
         slot = cache.pos  # every row writes its token t into this slot
         key_bias[:, :, slot] = 0.0
-        pos = prompt_len + t  # (B,) the row's rotary position of token t
+        pos = prompt_len + t  # (b,) the row's rotary position of token t
         if graph_step is not None:
             logits = graph_step(tok, slot, pos)
         else:
             h = decoder.forward(model, layers, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
-                         slot + 1, key_bias[:, :, : slot + 1])  # (B, 1, d)
-            logits = decoder.lm_head(model, h[:, -1])  # (B, V)
+                                slot + 1, key_bias[:, :, : slot + 1])  # (b, 1, d)
+            logits = decoder.lm_head(model, h[:, -1])  # (b, V)
         cache.pos += 1
 
     lengths = response_mask.sum(-1)  # (B,)
     T = max(int(lengths.max()), 1)  # one host sync, at the end
-    finished = ~alive
+    finished = (torch.isin(response, eos) & response_mask).any(-1)  # (B,) the row emitted an EOS
     return Rollout(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -343,34 +383,22 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     Returns (out, mask): mask (B, T) bool marks real response tokens (T = longest response); out is
     logits (B, T, V) in the model's dtype, row b position t being the logits that predict
     responses[b][t] (right-padded), or with return_logits=False the float32 log-probs (B, T) of
-    the response tokens (0 where masked). Contexts are left-padded and responses right-padded (the
-    rollout layout when contexts are the student's prompts) with per-row positions, so each row
-    equals scoring that pair alone. Gradients flow when grad mode is on (the student's training
+    the response tokens (0 where masked). Each row has positions 0, 1, ... and attends only to its
+    own tokens, so it equals scoring that pair alone. Gradients flow when grad mode is on (the student's training
     forward); wrap a teacher call in torch.no_grad(). With return_hidden=True, out is instead the
     final-normed hidden states (B, T, d) at the same positions, for losses.chunked_loss with the
     model's output layer (`model.lm_head.weight`): no (B, T, V) logits are made.
 
-    impl: "ours" runs the sampler's written-out decoder (`_decoder`: fused q/k/v and gate/up
-    products, fused norms; the same arithmetic as the model's forward up to float rounding);
-    "transformers" calls the model's own forward; "auto" (default) takes "ours" where it applies
+    impl: "ours" runs the sampler's written-out decoder (decoder.response_hidden: fused q/k/v and
+    gate/up products, fused norms, the contexts' shared prefix computed once, no work on padding;
+    the model's forward up to float rounding); "transformers" calls the model's own forward on the
+    padded batch (contexts left-padded, responses right-padded); "auto" (default) takes "ours" where it applies
     (`writes_out`: not under FSDP, not with activation checkpointing) and "transformers" elsewhere.
     """
     if len(contexts) != len(responses) or not contexts:
         raise ValueError(f"score needs as many contexts as responses (got {len(contexts)} and {len(responses)}), at least one")
     if any(len(c) == 0 for c in contexts):
         raise ValueError("every context needs at least one token (the last context token predicts the first response token)")
-    device = model.get_input_embeddings().weight.device
-    B = len(contexts)
-    P = max(len(c) for c in contexts)
-    T = max(len(r) for r in responses)
-    ids = torch.zeros(B, P + T, dtype=torch.long)  # pad id 0: masked, only needs to be a valid id
-    mask = torch.zeros(B, P + T, dtype=torch.bool)
-    for b, (c, r) in enumerate(zip(contexts, responses)):
-        ids[b, P - len(c) : P + len(r)] = torch.tensor(list(c) + list(r), dtype=torch.long)
-        mask[b, P - len(c) : P + len(r)] = True
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P + T), as transformers' generate
-    resp_mask = mask[:, P:]  # (B, T)
     if impl == "auto":
         impl = "ours" if decoder.writes_out(model) else "transformers"
     if impl == "ours":
@@ -378,11 +406,22 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
             decoder.check_supported(model)  # names what is unsupported, if that is the reason
             raise ValueError("score(impl='ours') cannot run this model: it is sharded by FSDP or uses activation "
                              "checkpointing, which only its own forward applies; use impl='auto' or 'transformers'")
-        hidden = decoder.hidden_states(model, ids, mask, positions, P - 1)[:, :T]  # (B, T, d): column P-1+t predicts token t
+        hidden, resp_mask = decoder.response_hidden(model, contexts, responses)  # (B, T, d): predicts token t
         if return_hidden:
             return hidden, resp_mask
         logits = F.linear(hidden, model.lm_head.weight, model.lm_head.bias)  # (B, T, V)
+        tokens = pad_right(responses, 0, logits.device)[:, : logits.shape[1]]  # (B, T)
     elif impl == "transformers":
+        device = model.get_input_embeddings().weight.device
+        B, P, T = len(contexts), max(len(c) for c in contexts), max(len(r) for r in responses)
+        ids = torch.zeros(B, P + T, dtype=torch.long)  # pad id 0: masked, only needs to be a valid id
+        mask = torch.zeros(B, P + T, dtype=torch.bool)
+        for b, (c, r) in enumerate(zip(contexts, responses)):
+            ids[b, P - len(c) : P + len(r)] = torch.tensor(list(c) + list(r), dtype=torch.long)
+            mask[b, P - len(c) : P + len(r)] = True
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P + T), as transformers' generate
+        resp_mask, tokens = mask[:, P:], ids[:, P:]  # (B, T)
         if return_hidden:
             out = model.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False)
             return out.last_hidden_state[:, P - 1 : P + T - 1], resp_mask
@@ -392,6 +431,5 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
         raise ValueError(f"impl must be 'auto', 'ours' or 'transformers'; got {impl!r}")
     if return_logits:
         return logits, resp_mask
-    tokens = ids[:, P:]  # (B, T)
     logp = logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)  # (B, T)
     return logp.masked_fill(~resp_mask, 0.0), resp_mask

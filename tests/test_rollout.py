@@ -69,10 +69,10 @@ def hf_greedy(model, prompt, eos, max_new=MAX_NEW):
     return out[0, len(prompt):].tolist()
 
 
-def pick_eos(model):
+def pick_eos(model, prompts=PROMPTS):
     """An EOS id that greedy decoding emits for the first prompt but not for some other prompt,
     so the batch holds both finished and truncated rows. Returns (eos, runs without EOS)."""
-    free = [hf_greedy(model, p, eos=[V + 7]) for p in PROMPTS]  # V+7: an id the model cannot emit
+    free = [hf_greedy(model, p, eos=[V + 7]) for p in prompts]  # V+7: an id the model cannot emit
     for tok in free[0][2:]:
         if any(tok not in f for f in free[1:]):
             return tok, free
@@ -131,6 +131,52 @@ def test_chunked_prefill_gives_the_same_rollout(model):
     greedy = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, prefill_chunk=4, **kw)
     for b, prompt in enumerate(PROMPTS):
         assert greedy.responses()[b] == hf_greedy(model, prompt, eos=[eos])[:len(greedy.responses()[b])]
+
+
+PREFIXED = [[7, 8, 9, 10, 11] + p for p in PROMPTS]  # every prompt opens with the same five tokens
+
+
+@pytest.mark.parametrize("prefill_chunk", [0, 1, 4])
+def test_prompts_with_a_shared_prefix_give_transformers_greedy(model, prefill_chunk):
+    """The tokens every prompt starts with are prefilled once and copied into each row's cache:
+    each row's greedy continuation is still transformers' for that prompt alone (chunks of one
+    column included), and its log-probs are score's."""
+    assert decoder.shared_prefix(PREFIXED) == 5
+    eos, _ = pick_eos(model, PREFIXED)
+    ro = rollout.generate(model, PREFIXED, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD,
+                          prefill_chunk=prefill_chunk)
+    for b, prompt in enumerate(PREFIXED):
+        assert ro.responses()[b] == hf_greedy(model, prompt, eos=[eos]), f"row {b}"
+    assert ro.prompt_ids.tolist() == rollout.left_pad(PREFIXED, PAD, "cpu")[0].tolist()  # the record stays left-padded
+    logp, _ = rollout.score(model, PREFIXED, ro.responses(), return_logits=False)
+    torch.testing.assert_close(logp, ro.logp, rtol=0, atol=1e-4)
+
+
+def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
+    """compact=True decodes only the rows still going once a quarter of the batch has finished;
+    every row gets the tokens (same uniforms), top-k and log-probs it gets with the whole batch."""
+    prompts = [[(7 * i + 3 * j) % 90 + 1 for j in range(1 + i % 6)] for i in range(16)]
+    kw = dict(pad_token_id=PAD, return_topk=3)
+    free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7], generator=torch.Generator().manual_seed(4), **kw)
+    eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()  # rows end at many steps
+    batch_sizes, forward = [], decoder.forward
+    def counting(model, layers, ids, *args, **kwargs):
+        batch_sizes.append(ids.shape[0])
+        return forward(model, layers, ids, *args, **kwargs)
+    monkeypatch.setattr(decoder, "forward", counting)
+    runs = {}
+    for compact in (True, False):
+        batch_sizes.clear()
+        runs[compact] = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=eos, compact=compact,
+                                         generator=torch.Generator().manual_seed(5), **kw)
+        runs[compact].batch_sizes = list(batch_sizes)
+    on, off = runs[True], runs[False]
+    assert min(on.batch_sizes) < 16 and set(off.batch_sizes) == {16}  # rows were dropped, and only with compact
+    assert 0 < int(off.finished.sum()) < 16
+    assert on.response.tolist() == off.response.tolist() and on.topk_ids.tolist() == off.topk_ids.tolist()
+    assert torch.equal(on.finished, off.finished) and torch.equal(on.lengths, off.lengths)
+    for name in ("logp", "logp_sampling", "topk_logp"):
+        torch.testing.assert_close(getattr(on, name), getattr(off, name), rtol=0, atol=1e-5)
 
 
 def hf_logits_per_row(model, ro):
@@ -283,6 +329,61 @@ def test_score_equals_each_pair_alone(model, impl):
         ref_lp = ref.float().log_softmax(-1).gather(-1, torch.tensor(r)[:, None]).squeeze(-1)
         torch.testing.assert_close(logp[b, : len(r)], ref_lp, rtol=0, atol=1e-4)
     assert (logp[~mask] == 0).all()
+
+
+SHARED = [7, 8, 9, 10, 11]  # a prefix every context starts with (a chat template's opening, a shared rule)
+PREFIX_CASES = {
+    "shared prefix, tails of several lengths": ([SHARED + [3, 4], SHARED + [9, 8, 7, 6, 5], SHARED + [50]],
+                                                [[10, 11, 12], [20], [30, 31, 32, 33, 34]]),
+    "a context that is the prefix plus one token": ([SHARED + [1], SHARED + [1, 2, 3], SHARED + [1, 2]],
+                                                   [[40, 41], [42, 43, 44], []]),
+    "identical contexts": ([SHARED + [6]] * 3, [[60], [61, 62], [63, 64, 65]]),
+    "contexts that are the prefix alone": ([SHARED, SHARED + [12, 13]], [[70, 71], [72]]),
+    "no response at all": ([SHARED + [2], SHARED + [3, 4]], [[], []]),
+}
+
+
+@pytest.mark.parametrize("case", PREFIX_CASES)
+def test_score_with_a_shared_prefix_equals_each_pair_alone(model, case):
+    """The packed forward computes the contexts' shared prefix once: every row still equals that
+    pair alone through the model's own forward, whatever the prefix leaves of each context."""
+    contexts, responses = PREFIX_CASES[case]
+    c = decoder.shared_prefix(contexts)
+    assert c == min(len(SHARED), min(map(len, contexts)) - 1)
+    logits, mask = rollout.score(model, contexts, responses, impl="ours")
+    T = max(map(len, responses))
+    assert logits.shape == (len(contexts), T, V)
+    for b, (x, r) in enumerate(zip(contexts, responses)):
+        assert mask[b].tolist() == [t < len(r) for t in range(T)]
+        if r:
+            with torch.no_grad():
+                ref = model(torch.tensor([x + r])).logits[0, len(x) - 1 : len(x) - 1 + len(r)]
+            torch.testing.assert_close(logits[b, : len(r)], ref, rtol=0, atol=1e-4)
+
+
+def test_shared_prefix_length():
+    assert decoder.shared_prefix([[1, 2, 3]]) == 0  # one row: nothing to share
+    assert decoder.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert decoder.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each row keeps its last context token
+    assert decoder.shared_prefix([[4, 2], [1, 2]]) == 0
+    assert decoder.shared_prefix([[1], [1, 2]]) == 0
+
+
+def test_score_gradients_with_a_shared_prefix_equal_the_transformers_forward(model):
+    """Every row's gradient flows back through the prefix it shares: the packed forward's weight
+    gradients equal the padded batch through the model's own forward."""
+    contexts, responses = PREFIX_CASES["shared prefix, tails of several lengths"]
+    w = torch.randn(len(contexts), 5, V, generator=torch.Generator().manual_seed(6))
+    grads = {}
+    for impl in ("ours", "transformers"):
+        model.zero_grad(set_to_none=True)
+        logits, mask = rollout.score(model, contexts, responses, impl=impl)
+        (logits * w).sum(-1)[mask].sum().backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["ours"].keys() == grads["transformers"].keys()
+    for n, g in grads["transformers"].items():  # float32 rounding relative to each tensor's scale
+        torch.testing.assert_close(grads["ours"][n], g, rtol=1e-4, atol=1e-5 * g.abs().max().item(), msg=n)
+    model.zero_grad(set_to_none=True)
 
 
 def test_score_carries_gradients_and_matches_rollout_logp():
