@@ -12,7 +12,9 @@
 Runs `--warmup` + `--steps` real OPD steps (train_opd.opd_step: the same code as training, with its
 own per-phase timers) from the given models on synthetic or dataset prompts, and prints the mean
 seconds of each phase over the measured steps, its share of the step, generated tokens per
-second and, on CUDA, the peak memory. `random:SHAPE` builds a model of a bench/shapes.py shape
+second and, on CUDA, the peak memory. Beside each phase it prints its product floor: the FLOPs of
+its weight products (`product_flops`, over the tokens the packed forward runs) at the GEMM rates
+measured in the same process, the time the phase would take if it were nothing else. `random:SHAPE` builds a model of a bench/shapes.py shape
 with random weights and the tiny tokenizer: it rarely emits EOS, so every row runs to the cap.
 The timers are opd_step's wall clocks around each phase; on CUDA a phase that ends without a
 host sync may leave kernels to the next one (the step total is exact).
@@ -39,6 +41,7 @@ import transformers
 
 import common
 import data
+import decoder
 import models
 import train_opd
 from shapes import build
@@ -102,22 +105,80 @@ def main(argv=None) -> dict:
         gen = torch.Generator(device=device).manual_seed(step)
         m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, gen)
         if step >= args.warmup:
+            c = decoder.shared_prefix(prompts)
+            m["prompt_tokens"] = c + sum(len(p) - c for p in prompts)  # what the packed forward runs
             rows.append(m)
     wall = time.perf_counter() - t_all
-    mean = {k: statistics.mean(r[k] for r in rows) for k in PHASES + ("tokens",)}
+    mean = {k: statistics.mean(r[k] for r in rows) for k in PHASES + ("tokens", "prompt_tokens")}
     total = sum(mean[k] for k in PHASES)
+    floor = product_floor(student, teacher, mean["prompt_tokens"], mean["tokens"], args.batch_size, device)
     print(f"OPD step breakdown: {args.student} <- {args.teacher}, {args.loss}, forward {args.forward}, "
           f"{args.batch_size} prompts x up to "
           f"{args.max_new_tokens} tokens, {device.type}, {torch.get_num_threads()} threads; mean of {args.steps} steps "
           f"after {args.warmup} warm-up ({wall:.0f} s in all)")
-    print("| phase | seconds | share |\n|---|---|---|")
+    print("| phase | seconds | share | product floor s | floor / seconds |\n|---|---|---|---|---|")
     for k in PHASES:
-        print(f"| {k[5:-2]} | {mean[k]:.3f} | {100 * mean[k] / total:.0f} % |")
-    print(f"| step | {total:.3f} | 100 % |")
+        f = floor.get(k[5:-2])
+        print(f"| {k[5:-2]} | {mean[k]:.3f} | {100 * mean[k] / total:.0f} % | " +
+              (f"{f:.3f} | {f / mean[k]:.2f} |" if f is not None else "– | – |"))
+    f = sum(floor[k] for k in ("rollout", "teacher", "student"))
+    print(f"| step | {total:.3f} | 100 % | {f:.3f} | {f / total:.2f} |")
+    print("product floor: the weight products of the decoder and the output layer alone (attention excluded) "
+          "over the packed tokens, at the GEMM rates measured here: %.0f GFLOP/s (teacher scoring), %.0f (student "
+          "scoring), %.0f (a decode step)" % tuple(r / 1e9 for r in floor["rates"]))
     print(f"generated tokens per step {mean['tokens']:.0f}; {mean['tokens'] / total:.0f} tokens/s through the whole step")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
     return {"mean": mean, "total": total}
+
+
+def product_flops(model, n_all: float, n_out: float) -> float:
+    """FLOPs of the weight products of one forward that runs every layer's q/k/v product on n_all
+    tokens, the output projection and MLP on all of them in every layer but the last, and in the
+    last layer those and the output layer on n_out: what decoder.response_hidden (then the head
+    on the returned positions) and the sampler's prefill compute."""
+    layers = model.model.layers
+    a, mlp = layers[0].self_attn, layers[0].mlp
+    qkv = sum(m.weight.numel() for m in (a.q_proj, a.k_proj, a.v_proj))
+    rest = sum(m.weight.numel() for m in (a.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+    return 2 * (len(layers) * n_all * qkv + (len(layers) - 1) * n_all * rest
+                + n_out * (rest + model.lm_head.weight.numel()))
+
+
+def gemm_rate(m: int, k: int, n: int, device, dtype) -> float:
+    """FLOP/s of an (m x k) . (k x n) product on this machine now (best of 10 after 3 warm-ups)."""
+    x, w = torch.randn(m, k, device=device, dtype=dtype), torch.randn(n, k, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(13):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:
+            best = min(best, time.perf_counter() - t)
+    return 2 * m * k * n / best
+
+
+def product_floor(student, teacher, prompt_tokens: float, gen_tokens: float, batch: int, device) -> dict:
+    """Seconds each phase would take if it were nothing but its weight products at this machine's
+    measured GEMM rate: a floor for the float32 step (attention, norms, the loss and every other
+    operation cost time on top). Rollout: prefill (the prompts' packed tokens, last column each)
+    plus one decode row per generated token; teacher: its forward over prompts + responses;
+    student: the same forward and its backward (twice the forward's products)."""
+    n_all = prompt_tokens + gen_tokens
+    dtype = student.lm_head.weight.dtype
+    d_t, f_t = teacher.config.hidden_size, teacher.config.intermediate_size
+    d_s, f_s = student.config.hidden_size, student.config.intermediate_size
+    rate_t = gemm_rate(int(n_all), d_t, 2 * f_t, device, dtype)  # the teacher's gate/up product over the batch
+    rate_s = gemm_rate(int(n_all), d_s, 2 * f_s, device, dtype)  # the student's
+    rate_decode = gemm_rate(batch, d_s, 2 * f_s, device, dtype)  # the student's, one decode step
+    return {"rollout": product_flops(student, prompt_tokens, batch) / rate_s
+                       + product_flops(student, gen_tokens, gen_tokens) / rate_decode,
+            "teacher": product_flops(teacher, n_all, gen_tokens) / rate_t,
+            "student": 3 * product_flops(student, n_all, gen_tokens) / rate_s,
+            "rates": (rate_t, rate_s, rate_decode)}
 
 
 def against(args, argv: list) -> dict:

@@ -156,6 +156,7 @@ def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
     """compact=True decodes only the rows still going once a quarter of the batch has finished;
     every row gets the tokens (same uniforms), top-k and log-probs it gets with the whole batch."""
     prompts = [[(7 * i + 3 * j) % 90 + 1 for j in range(1 + i % 6)] for i in range(16)]
+    assert decoder.shared_prefix(prompts) == 0  # every forward call below is the whole batch or its decoded rows
     kw = dict(pad_token_id=PAD, return_topk=3)
     free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7], generator=torch.Generator().manual_seed(4), **kw)
     eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()  # rows end at many steps
