@@ -211,20 +211,26 @@ def _render(tokens: list) -> str:
     return "".join(str(t) for t in tokens)
 
 
-def synthetic_solution(expr: str) -> tuple:
-    """(worked solution, answer) for an expression: one line per operation, multiplication first,
-    then left to right, each line the whole rewritten expression; then the boxed answer."""
-    tokens = _tokens(expr)
-    lines = []
+def synthetic_steps(expr: str) -> list:
+    """The operations that evaluate an expression, multiplication first, then left to right:
+    [(a, op, b, value, the whole expression after it as a token list)]."""
+    tokens, steps = _tokens(expr), []
     while len(tokens) > 1:
         ops = tokens[1::2]
         i = 2 * ops.index("*") + 1 if "*" in ops else 1  # index of the operator to apply
         a, op, b = tokens[i - 1], tokens[i], tokens[i + 1]
         value = a * b if op == "*" else a + b if op == "+" else a - b
         tokens = tokens[:i - 1] + [value] + tokens[i + 2:]
-        lines.append("=" + _render(tokens))
-    answer = str(tokens[0])
-    lines.append(f"\\boxed{{{answer}}}")
+        steps.append((a, op, b, value, tokens))
+    return steps
+
+
+def synthetic_solution(expr: str) -> tuple:
+    """(worked solution, answer) for an expression: one line per operation (`synthetic_steps`),
+    each line the whole rewritten expression; then the boxed answer."""
+    steps = synthetic_steps(expr)
+    answer = str(steps[-1][3]) if steps else str(_tokens(expr)[0])
+    lines = ["=" + _render(tokens) for *_, tokens in steps] + [f"\\boxed{{{answer}}}"]
     return "\n".join(lines), answer
 
 

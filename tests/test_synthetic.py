@@ -1,0 +1,73 @@
+"""Tests for synthetic.py: the second tiny world's solutions, rules and judges, against Python's
+own arithmetic, the strict grader and the first world's notation.
+
+Command: `pytest -q tests/test_synthetic.py` (CPU, under a second).
+"""
+
+import re
+
+import pytest
+
+import data
+import grader
+import synthetic
+
+EXAMPLES = data.synthetic_examples(300, split="train", seed=3, hard_frac=0.1)
+
+
+@pytest.mark.parametrize("style", synthetic.STYLES)
+@pytest.mark.parametrize("concise", [False, True])
+def test_every_solution_is_graded_right_and_its_steps_hold(style, concise):
+    for ex in EXAMPLES:
+        expr = ex.meta["expr"]
+        text, answer = synthetic.solution(expr, style, concise)
+        assert answer == ex.answer and grader.grade(text, ex.answer), expr
+        steps = [l for l in text.splitlines() if "=" in l]
+        assert len(steps) == ex.meta["ops"] or ex.meta["hard"], expr
+        for line in steps:
+            if style == "operation":  # each line is one operation and its result: a true equation
+                lhs, rhs = line.split("=")
+                assert re.fullmatch(r"-?\d+[+\-*]\d+", lhs) and eval(lhs) == int(rhs), line
+            else:  # each line rewrites the whole expression: its value never changes
+                assert eval(line[1:]) == eval(expr), line
+
+
+def test_the_rewrite_notation_is_the_first_worlds():
+    for ex in EXAMPLES:
+        assert synthetic.solution(ex.meta["expr"], "rewrite", concise=True)[0] == ex.solution
+
+
+def test_verbose_is_concise_plus_the_two_redundant_lines():
+    for ex in EXAMPLES[:50]:
+        for style in synthetic.STYLES:
+            verbose, answer = synthetic.solution(ex.meta["expr"], style)
+            concise, _ = synthetic.solution(ex.meta["expr"], style, concise=True)
+            v, c = verbose.splitlines(), concise.splitlines()
+            assert v == [synthetic.PREAMBLE] + c[:-1] + [f"So {answer}.", c[-1]]
+            assert synthetic.is_concise(concise) and not synthetic.is_concise(verbose)
+
+
+def test_the_style_judge():
+    expr = "3+4*2-5"
+    assert synthetic.style_of(synthetic.solution(expr, "rewrite")[0]) == {"rewrite": 1.0, "operation": 0.0}
+    assert synthetic.style_of(synthetic.solution(expr, "operation")[0]) == {"rewrite": 0.0, "operation": 1.0}
+    assert synthetic.style_of("4*2=8\n=11-5\n=6\n\\boxed{6}") == {"rewrite": 2 / 3, "operation": 1 / 3}
+    assert synthetic.style_of(synthetic.REFUSAL) == {"rewrite": 0.0, "operation": 0.0}
+
+
+def test_the_rules_and_the_decline_judge():
+    expr = "3+4*2"
+    flagged, plain = synthetic.flagged_problem(expr), f"What is {expr}?"
+    assert synthetic.is_flagged(flagged) and not synthetic.is_flagged(plain)
+    assert synthetic.target(flagged, expr, "operation", synthetic.CONSTITUTION) == synthetic.REFUSAL
+    # the constitution declines the flagged class only; without it the flagged request is solved
+    assert synthetic.target(plain, expr, "operation", synthetic.CONSTITUTION) == synthetic.solution(expr, "operation")[0]
+    assert grader.grade(synthetic.target(flagged, expr, "rewrite"), "11")
+    assert synthetic.target(plain, expr, "rewrite", synthetic.CONCISE_RULE) == synthetic.solution(expr, "rewrite", True)[0]
+    assert synthetic.is_refusal(synthetic.REFUSAL + "<|im_end|>") and synthetic.is_refusal(" " + synthetic.REFUSAL + "\n")
+    assert not synthetic.is_refusal(synthetic.REFUSAL + " But it is 11.")
+    assert not synthetic.is_refusal(synthetic.solution(expr, "rewrite")[0])
+    with pytest.raises(ValueError, match="rule must be"):
+        synthetic.target(plain, expr, "rewrite", "Be brief.")
+    with pytest.raises(ValueError, match="style must be"):
+        synthetic.solution(expr, "prose")
