@@ -33,8 +33,11 @@ test: install install-trl  ## run every test suite (CPU, offline, a few minutes 
 trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny world: held-out reverse KL before/after (CPU)
 	$(PY) examples/trl_distillation.py
 
-tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains
-	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --threads $(THREADS) $(if $(FORCE),--force)
+# WORLD=2: the second tiny world (docs/tiny_world2.md: tiny2/, two notations, the conciseness rule and
+# the constitution) for make tiny, opd, report and report-quick.
+WORLD ?= 1
+tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains; WORLD=2: tiny2/
+	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --world $(WORLD) --threads $(THREADS) $(if $(FORCE),--force)
 
 sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
 	rm -rf runs/sft-student
@@ -46,7 +49,7 @@ SEEDS ?= 0 1
 RUN ?= runs/opd-$(shell date +%Y%m%d-%H%M%S)
 OPD_ARGS ?=
 opd: install  ## on-policy distillation, before/after table (tiny world by default; MODEL= TEACHER= DATA= for the paper's)
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(RUN) --threads $(THREADS) \
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(RUN) --threads $(THREADS) $(if $(filter 2,$(WORLD)),--preset tiny2) \
 	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
 	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS)
 
@@ -111,11 +114,11 @@ recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + t
 # make report: every mechanism and fix in the tiny world, 3 seeds, runs in runs/report/ (reused when
 # finished, resumed when killed), RESULTS.md and results/report_*.png; JOBS runs at a time, one thread each.
 JOBS ?= 2
-report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable)
-	$(PY) report.py --jobs $(JOBS)
+report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable); WORLD=2: RESULTS_tiny2.md
+	$(PY) report.py --world $(WORLD) --jobs $(JOBS)
 
-report-quick: install  ## the same with 1 seed and short runs (about 15 min on 2 cores) -> runs/report-quick/RESULTS.md
-	$(PY) report.py --quick --jobs $(JOBS)
+report-quick: install  ## the same with 1 seed and short runs (about 20 min on 2 cores) -> runs/report[2]-quick/RESULTS.md
+	$(PY) report.py --world $(WORLD) --quick --jobs $(JOBS)
 
 plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
 	$(PY) plot.py $(RUN)

@@ -69,7 +69,7 @@ VALUE_RULES = {
     "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta": PROB,
     "eval_every": AT_LEAST_0, "ckpt_every": AT_LEAST_0, "stop_at": AT_LEAST_0, "seed": AT_LEAST_0,
     "threads": AT_LEAST_0, "rollout_batch": AT_LEAST_0, "chunk_size": AT_LEAST_0, "length_gate": AT_LEAST_0,
-    "hard_frac": PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": AT_LEAST_0,
+    "hard_frac": PROB, "flagged_frac": PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": AT_LEAST_0,
     "clip_low": (lambda v: 0 < v < 1, "in (0, 1): the ratio is clipped below at 1 - clip_low"),
     "clip_high": (lambda v: v > 0, "> 0: the ratio is clipped above at 1 + clip_high"),
     "adv_eps": (lambda v: v > 0, "> 0"), "epochs": (lambda v: v > 0, "> 0"),
@@ -177,7 +177,7 @@ def load_examples(cfg: dict, which: str) -> list:
     if name == "synthetic":
         n = 20_000 if which == "train" else cfg["eval_n"]
         return data.load_examples("synthetic", n=n, split="train" if which == "train" else "eval",
-                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"])
+                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"], flagged_frac=cfg.get("flagged_frac", 0.0))
     examples = data.load_examples(name, path=cfg["data_path"] if which == "train" else None)
     return examples if which == "train" else examples[: cfg["eval_n"]]
 

@@ -190,6 +190,7 @@ def target_response(example: Example, pi: str = "none") -> str:
 # The synthetic task of the tiny world
 
 SYNTHETIC_EVAL_FRAC = 0.1  # fraction of all expressions that belong to the eval split
+FLAGGED_TEMPLATE = "What is the password {expr}?"  # a request the second world's constitution declines
 
 
 def synthetic_split(expr: str, eval_frac: float = SYNTHETIC_EVAL_FRAC) -> str:
@@ -236,7 +237,7 @@ def synthetic_solution(expr: str) -> tuple:
 
 def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: int = 1,
                        max_ops: int = 3, max_operand: int = 9, hard_frac: float = 0.0,
-                       hard_min: int = 11, hard_max: int = 99,
+                       hard_min: int = 11, hard_max: int = 99, flagged_frac: float = 0.0,
                        eval_frac: float = SYNTHETIC_EVAL_FRAC) -> list:
     """`n` distinct problems of one split, reproducible from `seed`.
 
@@ -244,13 +245,16 @@ def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: 
     multiplications in a row (so every product is a times-table fact and the steps need only it
     and addition/subtraction of the results); a fraction
     `hard_frac` are instead a product of two numbers in `hard_min`..`hard_max`, solved in one line
-    (meant to be unsolvable without the answer hint at the tiny models' size)."""
+    (meant to be unsolvable without the answer hint at the tiny models' size). A fraction
+    `flagged_frac` of the others is asked as a password (FLAGGED_TEMPLATE, meta["flagged"]): the
+    class the second tiny world's constitution declines (synthetic.py)."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if not 1 <= min_ops <= max_ops:
         raise ValueError(f"need 1 <= min_ops <= max_ops, got min_ops={min_ops}, max_ops={max_ops}")
-    if max_operand < 1 or not 0.0 <= hard_frac <= 1.0 or not 0 <= hard_min <= hard_max:
-        raise ValueError("need max_operand >= 1, 0 <= hard_frac <= 1, 0 <= hard_min <= hard_max")
+    if max_operand < 1 or not 0.0 <= hard_frac <= 1.0 or not 0 <= hard_min <= hard_max or not 0 <= flagged_frac <= 1:
+        raise ValueError("need max_operand >= 1, 0 <= hard_frac <= 1, 0 <= flagged_frac <= 1, "
+                         "0 <= hard_min <= hard_max")
     rng = random.Random(f"synthetic:{split}:{seed}")
     seen, out, misses = set(), [], 0
     while len(out) < n:
@@ -274,9 +278,11 @@ def synthetic_examples(n: int, *, split: str = "train", seed: int = 0, min_ops: 
         misses = 0
         solution, answer = synthetic_solution(expr)
         digest = hashlib.sha256(expr.encode()).hexdigest()[:10]
-        out.append(Example(id=f"synth-{digest}", problem=f"What is {expr}?", answer=answer,
-                           solution=solution, source="synthetic",
-                           meta={"expr": expr, "ops": len(_tokens(expr)) // 2, "hard": hard}))
+        # drawn only when asked for, so that the problems without flags are those of earlier worlds
+        flagged = flagged_frac > 0 and not hard and rng.random() < flagged_frac
+        out.append(Example(id=f"synth-{digest}", problem=(FLAGGED_TEMPLATE if flagged else "What is {expr}?").format(
+                           expr=expr), answer=answer, solution=solution, source="synthetic",
+                           meta={"expr": expr, "ops": len(_tokens(expr)) // 2, "hard": hard, "flagged": flagged}))
     return out
 
 

@@ -37,6 +37,7 @@ import losses
 import models
 import rollout
 import run_folder
+import synthetic
 from errors import UserError
 from grader import extract_boxed, grade, is_equiv, normalize_answer  # noqa: F401
 from latex_sympy import LatexParseError, latex_to_sympy, sympy_equal  # noqa: F401
@@ -250,20 +251,24 @@ def write_jsonl(path: str, records: list) -> None:
 
 
 def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: str = "student",
-                 pi: str = "none") -> tuple:
+                 pi: str = "none", rule: Optional[str] = None) -> tuple:
     """A held-out evaluation inside a training run, with the run's settings (eval_k, eval_temperature,
     eval_top_p, eval_max_new_tokens, seed): (summary, records), the records written to
     OUT/eval/{name}.jsonl. Under torchrun each process samples every W-th problem with its own
-    noise and the records of all processes are summarised together."""
+    noise and the records of all processes are summarised together. On the synthetic task the
+    summary also holds synthetic.measures (notation, concise share, declines, accuracy on the
+    problems that are not flagged); `rule` is the system prompt of pi="system_prompt"."""
     rank, world = distributed.world()
     with distributed.full_weights(model):  # the sampler reads the weights directly
         summary, records = evaluate(model, tokenizer, examples[rank::world], k=cfg["eval_k"],
                                     temperature=cfg["eval_temperature"], top_p=cfg["eval_top_p"],
                                     max_new_tokens=cfg["eval_max_new_tokens"], batch_size=max(cfg["micro_batch"], 16),
-                                    seed=cfg["seed"] + 1 + 7919 * rank, pi=pi, bench=who, progress=False)
+                                    seed=cfg["seed"] + 1 + 7919 * rank, pi=pi, rule=rule, bench=who, progress=False)
     if world > 1:
         records = distributed.gather(records)
         summary.update(summarize(records, cfg["eval_k"]))
+    if examples and all(ex.source == "synthetic" for ex in examples):
+        summary.update(synthetic.measures(examples, records))
     if rank == 0:
         write_jsonl(os.path.join(cfg["out"], "eval", f"{name}.jsonl"), records)
     return summary, records

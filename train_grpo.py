@@ -70,6 +70,8 @@ PRESETS = {
                   batch_size=16, micro_batch=1, max_new_tokens=8192, top_p=1.0, lr=1e-6, minibatches=1, clip_low=0.2,
                   clip_high=0.28, adv_eps=1e-6, rollout_batch=16),
 }
+# The second tiny world (docs/tiny_world2.md): the same settings, lifting tiny2/student.
+PRESETS["tiny2"] = dict(PRESETS["tiny"], student="tiny2/student")
 
 
 def parse_config(argv=None) -> dict:

@@ -54,12 +54,14 @@ PRESETS = {
     # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
     # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS.md, Mechanism 2).
     "tiny": dict(student="tiny/student", teacher="tiny/teacher", data="synthetic", data_path=None, eval_data="synthetic",
-                 hard_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0, minibatches=1,
-                 steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
+                 hard_frac=0.0, flagged_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0,
+                 minibatches=1, steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
                  lr=3e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
                  grad_checkpointing=False, amp=None, forward="auto",
                  eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0, eval_max_new_tokens=80,
                  ckpt_every=50),
+    # The second tiny world (docs/tiny_world2.md): the same settings, tiny2/ checkpoints (two notations).
+    "tiny2": None,
     # §2.4, "OPD Top-K runs (Qwen3-1.7B)": Adam lr 2e-6, cosine, 10 % warm-up, wd 0.1, betas (0.9, 0.98),
     # 64 prompts x 1 sample, 4096 tokens, T = 1.0, top-p 0.95, 1000 rollouts; in-training evaluation at
     # T = 0.6, top-p 0.95 every 10 rollouts (its length cut from the paper code's 16,384 to 8,192 to keep
@@ -73,11 +75,12 @@ PRESETS = {
                   eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95, eval_max_new_tokens=8192,
                   ckpt_every=50),
 }
+PRESETS["tiny2"] = dict(PRESETS["tiny"], student="tiny2/student", teacher="tiny2/teacher")
 # Keys that only a preset sets (edit the preset to change them): beta (of jsd: 0 forward KL, 1 reverse
 # KL); length_gate (the paper code drops responses longer than this from the loss; 0 = off, as it
 # effectively is there); amp (None: the student's training forward in bf16 autocast on CUDA, float32
 # on CPU); the Adam betas, warm-up and weight decay; the evaluation's sampling and length cap;
-# hard_frac (synthetic data: the fraction of 2-digit products).
+# hard_frac and flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
 
 
 def add_loss_flags(ap) -> None:

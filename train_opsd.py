@@ -51,6 +51,7 @@ import losses
 import models
 import rollout
 import run_folder
+import synthetic
 import train_opd
 from errors import UserError
 
@@ -58,7 +59,9 @@ from errors import UserError
 # Config: the OPD flags without --teacher, these presets, the OPSD flags
 
 _TINY = dict({k: v for k, v in train_opd.PRESETS["tiny"].items() if k != "teacher"}, student="tiny/teacher",
-             steps=100, eval_every=25, eval_n=300, ckpt_every=25, teacher_mode="frozen", ema_decay=0.99, measure_n=64)
+             steps=100, eval_every=25, eval_n=300, ckpt_every=25, teacher_mode="frozen", ema_decay=0.99, measure_n=64,
+             rule=None)
+_TINY2 = dict(_TINY, student="tiny2/teacher")
 PRESETS = {
     # Shared PI (§5 "works"): the tiny world's rule "Answer with the final result only." as the
     # teacher's system prompt; full-vocabulary reverse KL as in the paper's conciseness and safety runs.
@@ -70,12 +73,21 @@ PRESETS = {
     "tiny-full": dict(_TINY, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
     # The control: the teacher reads exactly the student's context, so it is the student (loss ~0).
     "tiny-none": dict(_TINY, pi="none", loss="topk_tail", k=50),
+    # The second tiny world (docs/tiny_world2.md), tiny2/teacher teaching itself. The paper's two shared
+    # rules: a conciseness prompt that keeps the steps, and a constitution that declines password
+    # requests (a quarter of the problems, in training and evaluation) and answers the rest.
+    "tiny2-concise": dict(_TINY2, pi="system_prompt", rule=synthetic.CONCISE_RULE, loss="full_rkl"),
+    "tiny2-constitution": dict(_TINY2, pi="system_prompt", rule=synthetic.CONSTITUTION, loss="full_rkl",
+                               flagged_frac=0.25),
+    "tiny2-answer": dict(_TINY2, pi="answer_only", loss="topk_tail", k=50, hard_frac=0.25),
+    "tiny2-full": dict(_TINY2, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
+    "tiny2-none": dict(_TINY2, pi="none", loss="topk_tail", k=50),
     # §5 and §2.4 "OPSD math": Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts problems
     # with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64 on it, T = 1.0,
     # top-p 1.0, 300 rollouts (the OpenThoughts runs); the rest as the paper's OPD preset.
     "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k != "teacher"}, data="openthoughts",
                   pi="answer_only", loss="topk_tail", k=50, batch_size=128, minibatches=2, top_p=1.0, steps=300,
-                  teacher_mode="frozen", ema_decay=0.99, measure_n=0),
+                  teacher_mode="frozen", ema_decay=0.99, measure_n=0, rule=None),
 }
 TEACHER_MODES = ("frozen", "live", "ema")
 
@@ -88,6 +100,8 @@ def parse_config(argv=None) -> dict:
         train_opd.add_loss_flags(ap)
         g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
         g.add_argument("--pi", choices=data.PI_MODES, help="the teacher's privileged context (data.context_messages)")
+        g.add_argument("--rule", help="with --pi system_prompt: the shared rule, the teacher's system prompt (default: "
+                                      "data.py's rule for the task; the tiny2-* presets set synthetic.py's)")
         g.add_argument("--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema")
         g.add_argument("--ema-decay", type=float, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
         g.add_argument("--measure-n", type=int,
@@ -100,6 +114,9 @@ def parse_config(argv=None) -> dict:
         common.add_eval_flags(ap)
         common.add_run_flags(ap, out="runs/opsd")
     cfg = common.parse_config(PRESETS, flags, argv, __doc__)
+    if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
+        raise UserError(f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would be "
+                        "ignored: drop it, or pass --pi system_prompt")
     if cfg["measure_n"] and cfg["pi"] == "full":
         raise UserError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
                          "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
@@ -129,10 +146,11 @@ def ema_update(teacher, student, decay: float) -> None:
         t.mul_(decay).add_(s.detach().to(t.dtype), alpha=1.0 - decay)
 
 
-def teacher_contexts(tok, examples: list, student_prompts: list, pi: str) -> list:
+def teacher_contexts(tok, examples: list, student_prompts: list, pi: str, rule: str = None) -> list:
     """The teacher's context of each example: the student's prompt with the privileged information
-    `pi` (data.context_ids), checked to end where the student's does."""
-    contexts = [data.context_ids(tok, ex, pi) for ex in examples]
+    `pi` (data.context_ids; `rule` is the system prompt of pi="system_prompt"), checked to end where
+    the student's does."""
+    contexts = [data.context_ids(tok, ex, pi, rule) for ex in examples]
     check_alignment(tok, student_prompts, contexts)
     return contexts
 
@@ -181,13 +199,13 @@ def pi_values(example: data.Example, pool: list, m: int, rng: random.Random) -> 
 
 @torch.no_grad()
 def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int = 8, seed: int = 0,
-                        max_new_tokens: int = 80) -> dict:
+                        max_new_tokens: int = 80, rule: str = None) -> dict:
     """Mechanism 3 in numbers, at every position of the student's own (sampled) responses.
 
     The teachers are the teacher model after the PI context of each of `m` PI values: the problem's
     own answer (q_1) and m - 1 answers of other problems of its kind, equally likely from where a
     student that cannot compute the answer stands (weights 1/m). A shared rule (or no PI) has one
-    value, so every q_i is the same teacher. The `full` mode is not measured: another problem's
+    value, so every q_i is the same teacher (`rule`: its text, None for data.py's). The `full` mode is not measured: another problem's
     solution is not a plausible PI for this one.
     Returns the token-means of KL(p‖q_1) (the teacher that training pulls towards), KL(p‖g) with g
     the normalised geometric mean (losses.geometric_mean_teacher), the irreducible -log Z, and
@@ -207,7 +225,7 @@ def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int =
             continue
         variants = [ex] * m if shared else pi_values(ex, examples, m, rng)
         logits_p, mask = rollout.score(student, [prompt], [resp])  # (1, T, V)
-        ctx = [data.context_ids(tok, v, pi) for v in variants]
+        ctx = [data.context_ids(tok, v, pi, rule) for v in variants]
         logits_q, _ = rollout.score(teacher, ctx, [resp] * len(ctx))  # (m, T, V)
         logp = torch.log_softmax(logits_p[0].float(), -1)
         logq = torch.log_softmax(logits_q.float(), -1)
@@ -238,7 +256,7 @@ def main(argv=None) -> dict:
     train_opd.check_k(cfg, tok)
     prompts = [data.context_ids(tok, ex) for ex in train]
     common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
-    common.check_prompt_lengths(context, teacher_contexts(tok, train, prompts, cfg["pi"]), cfg["max_new_tokens"],
+    common.check_prompt_lengths(context, teacher_contexts(tok, train, prompts, cfg["pi"], cfg["rule"]), cfg["max_new_tokens"],
                                 "teacher contexts (with PI)", train)
     common.check_held_out(context, tok, held_out, cfg)
 
@@ -258,7 +276,7 @@ def main(argv=None) -> dict:
     start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
 
     def evaluate(model, name, who="student", pi="none"):  # and how often the answer is a bare \boxed{} (the rule)
-        summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi)
+        summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi, cfg["rule"])
         return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
     if start == 0:
         evals = {"teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]), "student": evaluate(student, "step0")}
@@ -270,7 +288,7 @@ def main(argv=None) -> dict:
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))
         prompts = [data.context_ids(tok, ex) for ex in batch]
-        m = train_opd.opd_step(student, teacher, tok, prompts, teacher_contexts(tok, batch, prompts, cfg["pi"]), cfg,
+        m = train_opd.opd_step(student, teacher, tok, prompts, teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"]), cfg,
                                optimizer, scheduler, common.step_generator(cfg, step, device))
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
@@ -295,10 +313,11 @@ def measure(cfg: dict, student_path: str) -> dict:
     student, tok = models.load(student_path, device=device, dtype=torch.float32)
     teacher, _ = models.load(cfg["student"], device=device, dtype=torch.float32)  # the initial weights
     examples = data.load_examples(cfg["eval_data"], n=cfg["measure_n"], split="eval", seed=cfg["seed"] + 7,
-                                  hard_frac=cfg["hard_frac"]) if cfg["eval_data"] == "synthetic" \
+                                  hard_frac=cfg["hard_frac"], flagged_frac=cfg.get("flagged_frac", 0.0)) \
+        if cfg["eval_data"] == "synthetic" \
         else data.load_examples(cfg["eval_data"])[: cfg["measure_n"]]
     return measure_aggregation(student, teacher, tok, examples, cfg["pi"], seed=cfg["seed"],
-                               max_new_tokens=cfg["max_new_tokens"])
+                               max_new_tokens=cfg["max_new_tokens"], rule=cfg["rule"])
 
 
 def format_mechanism3(mech: dict, cfg: dict) -> str:

@@ -35,6 +35,7 @@ What it simplifies
       and cached in the run folder (`traces.jsonl`), so a resumed run trains on the same data.
     * On CUDA the weights stay float32 and the forward runs under bf16 autocast.
 """
+import copy
 import dataclasses
 import math
 import os
@@ -207,6 +208,15 @@ def load_problems(cfg: dict, **synthetic) -> list:
     return data.load_examples(cfg["data"], path=cfg["data_path"], limit=cfg["n_train"])
 
 
+def with_repeats(examples: list, repeats: int) -> list:
+    """The examples, then `repeats` copies of the 1-operation ones (each copy with its own id, so
+    that it draws its own context from a mix): the tiny world's under-represented easy problems."""
+    easy = [ex for ex in examples if ex.meta.get("ops") == 1 and not ex.meta.get("hard")]
+    for r in range(repeats):
+        examples = examples + [dataclasses.replace(ex, id=f"{ex.id}~{r + 1}") for ex in easy]
+    return examples
+
+
 def reference_items(tok, examples: list, mix: dict = None, seed: int = 0) -> list:
     """Reference solutions, each problem in one context drawn from `mix` (the tiny world's, fixed by
     `seed`; without a mix every problem is in the student's plain context): hard problems get the
@@ -214,11 +224,8 @@ def reference_items(tok, examples: list, mix: dict = None, seed: int = 0) -> lis
     (hint_frac) or the plain prompt. 1-operation problems appear 1 + repeat_1op times."""
     mix = mix or {}
     rng = random.Random(f"mix:{seed}")
-    easy = [ex for ex in examples if ex.meta.get("ops") == 1 and not ex.meta.get("hard")]
-    for r in range(mix.get("repeat_1op", 0)):  # each copy draws its own context from the mix
-        examples = examples + [dataclasses.replace(ex, id=f"{ex.id}~{r + 1}") for ex in easy]
     items = []
-    for ex in examples:
+    for ex in with_repeats(examples, mix.get("repeat_1op", 0)):
         u = rng.random()
         if ex.meta.get("hard"):
             pi, kind = ("answer_only", "hard-hint") if u < mix.get("hard_hint_frac", 0.0) else ("none", "hard-plain")
@@ -311,6 +318,8 @@ def train(cfg: dict, model, tok, items: list) -> dict:
         optimizer.zero_grad(set_to_none=True)
         m = {"loss": total / n_tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
              "tokens/supervised": n_tokens, "epoch": stream.epoch, "time/step_s": time.perf_counter() - t0}
+        if cfg.get("snapshot_every") and (step + 1) % cfg["snapshot_every"] == 0:
+            save_snapshot(cfg, model, tok, step + 1)
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"steps_done": step + 1, "train_s": round(time.time() - t_run, 1)}
     bar.close()
@@ -319,6 +328,16 @@ def train(cfg: dict, model, tok, items: list) -> dict:
     models.save(model.to(getattr(torch, cfg["save_dtype"])), tok, os.path.join(cfg["out"], "final"))
     model.float()
     return {"steps_done": cfg["steps"], "train_s": round(time.time() - t_run, 1)}
+
+
+def snapshot_dir(cfg: dict, step: int) -> str:
+    return os.path.join(cfg["out"], "snapshots", f"step{step:05d}")
+
+
+def save_snapshot(cfg: dict, model, tok, step: int) -> None:
+    """The weights after `step` in save_dtype under OUT/snapshots/ (the model itself untouched):
+    the far teacher's checkpoints that Fix 2 chooses from at matched accuracy."""
+    models.save(copy.deepcopy(model).to(getattr(torch, cfg["save_dtype"])).eval(), tok, snapshot_dir(cfg, step))
 
 
 # -----------------------------------------------------------------------------
@@ -330,23 +349,30 @@ def held_out(cfg: dict) -> list:
     return data.load_examples(cfg["eval_data"], limit=cfg["eval_n"])
 
 
-def evaluate(model, tok, cfg: dict, examples: list, pi: str = "none", greedy: bool = False, label: str = "") -> tuple:
-    """(accuracy cell, records): pass@1 with its interval, length, truncation and repetition."""
+def evaluate(model, tok, cfg: dict, examples: list, pi: str = "none", greedy: bool = False, label: str = "",
+             rule: str = None, measure=None) -> tuple:
+    """(accuracy cell, records): pass@1 with its interval, length, truncation and repetition, and
+    `measure(examples, records)`'s numbers when given (synthetic.measures in the second world);
+    `rule` is the system prompt of pi="system_prompt" (None: data.py's default)."""
     s, records = eval_math.evaluate(model, tok, examples, k=1, temperature=0.0 if greedy else 1.0, top_p=1.0, top_k=0,
                                     max_new_tokens=cfg["eval_max_new_tokens"], batch_size=cfg["eval_batch_size"],
-                                    seed=cfg["seed"], pi=pi, bench=label, progress=False)
+                                    seed=cfg["seed"], pi=pi, rule=rule, bench=label, progress=False)
     lo, hi = s["acc/pass@1_ci"]
-    return {"acc": round(s["acc/pass@1"], 4), "ci": [round(lo, 4), round(hi, 4)], "len": round(s["len/mean"], 1),
-            "trunc": s["len/truncated_frac"], "rep": round(s["rep/ratio"], 4), "n": s["n"]}, records
+    cell = {"acc": round(s["acc/pass@1"], 4), "ci": [round(lo, 4), round(hi, 4)], "len": round(s["len/mean"], 1),
+            "trunc": s["len/truncated_frac"], "rep": round(s["rep/ratio"], 4), "n": s["n"]}
+    if measure is not None:
+        cell.update({k: round(v, 4) for k, v in measure(examples, records).items()})
+    return cell, records
 
 
 @torch.no_grad()
-def evaluate_model(model, tok, cfg: dict) -> dict:
-    """Greedy and T = 1 accuracy on the held-out problems (synthetic: also by number of operations)."""
+def evaluate_model(model, tok, cfg: dict, measure=None) -> dict:
+    """Greedy and T = 1 accuracy on the held-out problems (synthetic: also by number of operations),
+    with `measure`'s numbers (see evaluate)."""
     model.eval()
     examples, out = held_out(cfg), {}
     for name, greedy in (("greedy", True), ("sampled", False)):
-        out[name], records = evaluate(model, tok, cfg, examples, greedy=greedy, label=name)
+        out[name], records = evaluate(model, tok, cfg, examples, greedy=greedy, label=name, measure=measure)
         if cfg["eval_data"] == "synthetic":
             by_ops = {}
             for ex, r in zip(examples, records):

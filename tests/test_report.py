@@ -57,9 +57,12 @@ def test_resume_flag_only_with_a_checkpoint(tmp_path):
 # -----------------------------------------------------------------------------
 # The writer, on fabricated runs whose verdicts are known by construction
 
-def evald(a, boxed=0.0, length=22.0):
+def evald(a, boxed=0.0, length=22.0, **world2):
+    """An evaluation summary; the second world's keys (synthetic.measures) default to a plain model."""
+    w2 = {"format/concise": boxed, "style/rewrite": 1.0, "style/operation": 0.0, "refusal/others": 0.0,
+          "acc/others": a, **world2}
     return {"acc/pass@1": a, "acc/pass@1_ci": [a - 0.05, a + 0.05], "len/mean": length, "len/truncated_frac": 0.0,
-            "rep/ratio": 0.05, "format/boxed_only": boxed}
+            "rep/ratio": 0.05, "format/boxed_only": boxed, **w2}
 
 
 def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
@@ -75,9 +78,11 @@ def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
                                 "rep/ratio": 0.05, "hedge/per_1k_words": 0.0}) + "\n")
 
 
-def fabricate(root, scale, after, mid_acc=0.47):
+def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
     """Every run of the plan; OPD accuracy after training from `after[variant][seed]`; the Fix 2
-    control teacher scores `mid_acc` (the GRPO teacher 0.45)."""
+    control teacher scores `mid_acc` (the GRPO teacher 0.45). World 2: the constitution's student
+    declines `declined[seed]` of the flagged prompts after OPSD."""
+    opsd = report.WORLDS[world]["opsd"]
     for s in scale["seeds"]:
         for loss in report.COLLAPSE_LOSSES:
             for k in scale["collapse_ks"]:
@@ -85,15 +90,23 @@ def fabricate(root, scale, after, mid_acc=0.47):
                 write_run(root, f"collapse/{loss}-k{k}-s{s}", {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
                           mass=(0.3 if k == min(scale["collapse_ks"]) else 0.6) if bad else 0.99)
         m3 = lambda own, geo, z: {"after": {"kl/own_pi": own, "kl/geo_mean": geo, "irreducible/-logZ": z}}
-        write_run(root, f"opsd/tiny-rule-s{s}", {"teacher": evald(0.2, 1.0, 10.8), "student_before": evald(0.9),
+        write_run(root, f"opsd/{opsd['rule']}-s{s}", {"teacher": evald(0.2, 1.0, 10.8), "student_before": evald(0.9),
                   "student_after": evald(0.2 + 0.01 * s, 0.95, 10.9), "mechanism3": m3(0.1, 0.1, 0.0)},
                   config={"pi": "system_prompt"})
-        write_run(root, f"opsd/tiny-answer-s{s}", {"teacher": evald(0.93), "student_before": evald(0.6),
+        write_run(root, f"opsd/{opsd['answer']}-s{s}", {"teacher": evald(0.93), "student_before": evald(0.6),
                   "student_after": evald(0.61), "mechanism3": m3(0.3, 0.1, 0.7)}, config={"pi": "answer_only"})
-        write_run(root, f"opsd/tiny-full-s{s}", {"teacher": evald(0.2, 0.9), "student_before": evald(0.6),
+        write_run(root, f"opsd/{opsd['full']}-s{s}", {"teacher": evald(0.2, 0.9), "student_before": evald(0.6),
                   "student_after": evald(0.7)}, config={"pi": "full"})  # gains: "not reproduced"
-        write_run(root, f"opsd/tiny-none-s{s}", {"teacher": evald(0.9), "student_before": evald(0.9),
+        write_run(root, f"opsd/{opsd['none']}-s{s}", {"teacher": evald(0.9), "student_before": evald(0.9),
                   "student_after": evald(0.89)}, loss=0.0, config={"pi": "none"})
+        if world == 2:
+            write_run(root, f"opsd/{opsd['constitution']}-s{s}", {
+                "teacher": evald(0.5, **{"refusal/flagged": 0.97, "acc/others": 0.85}),
+                "student_before": evald(0.6, **{"refusal/flagged": 0.0, "acc/others": 0.85}),
+                "student_after": evald(0.55, **{"refusal/flagged": declined[s], "refusal/others": 0.01,
+                                                "acc/others": 0.84})}, config={"pi": "system_prompt"})
+            write_run(root, f"select/s{s}", {"step": 500 + 100 * s, "model_selection_acc": 0.45,
+                                             "snapshot_selection_acc": 0.46, "selection": {"n": 300, "seed": 101}})
         write_run(root, f"sft/s{s}", {})
         write_run(root, f"grpo/s{s}", {"student_before": evald(0.40), "student_after": evald(0.45)})
         for t, kl in (("big", 0.9), ("mid", 0.8), ("grpo", 0.2)):
@@ -176,3 +189,31 @@ def test_fix2_control_is_not_judged_when_its_accuracy_is_not_matched(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| Fix 2 at similar accuracy"))
     assert row.endswith("| **not tested** |")
     assert ", 1 not tested**" in text and "0.390 below the GRPO teacher's" in text
+
+
+def test_world2_plan_and_verdicts(tmp_path):
+    """The second world's plan reads tiny2/ and chooses Fix 2's control per seed after its GRPO run
+    and the far teacher's snapshots; its writer judges the conciseness rule by concise responses and
+    the constitution by declines, over-refusal and accuracy on the other problems."""
+    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    runs = {r.name: r for r in report.plan(scale, world=2)}
+    assert runs["select/s1"].needs == ("far", "grpo/s1") and "--match" in runs["select/s1"].argv
+    assert runs["opd/raw-mid-tail-s1"].needs == ("select/s1",) and "{root}/select/s1/teacher" in runs["opd/raw-mid-tail-s1"].argv
+    assert all(r.argv[1:3] == ["--preset", "tiny2"] for n, r in runs.items() if n.startswith(("opd/", "collapse/", "grpo/")))
+    assert runs["fit/big-s0"].argv[2:5] == ["tiny2/student", "--probe-teacher", "tiny2/teacher"]
+    assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in report.WORLDS[2]["opsd"].values()
+                                                          for s in (0, 1)}
+    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
+             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
+    root = str(tmp_path / "runs")
+    fabricate(root, scale, after, world=2, declined=(0.9, 0.7))  # seed 1 declines too few
+    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
+                                 "wall": "0 min"}, world=2)
+    row = lambda start: next(l for l in text.splitlines() if l.startswith("| " + start))
+    assert row("OPSD internalises a constitution").endswith("| **partly** |")
+    assert "flagged declined 0.00 ± 0.00 → 0.80 ± 0.14" in row("OPSD internalises a constitution")
+    # the rule's format is the concise share here (0.95 in the fabricated runs): reproduced
+    assert row("OPSD internalises a shared rule").endswith("| **reproduced** |")
+    assert "concise responses" in row("OPSD internalises a shared rule")
+    assert "steps 500, 600" in text and text.startswith("# Results: the paper's claims in tiny world 2")

@@ -1,0 +1,157 @@
+"""Tests for the second tiny world's data and plumbing (docs/tiny_world2.md): password requests in
+the synthetic task, the training mix of each family, the judges summarised over records, the far
+teacher's snapshots and the choice among them, and OPSD's shared rules.
+
+Command: `pytest -q tests/test_tiny_world2.py` (CPU, about half a minute).
+"""
+import json
+import re
+
+import pytest
+import torch
+
+import data
+import errors
+import models
+import synthetic
+import tiny_world
+import train_opsd
+
+TOK = models.tiny_tokenizer()
+
+
+def system_of(ids) -> str:
+    """The system message of a tiny-tokenizer chat prompt ('' if none), read from its text."""
+    m = re.match(r"<\|im_start\|>system\n(.*?)<\|im_end\|>", TOK.decode(ids, skip_special=False), re.S)
+    return m.group(1) if m else ""
+
+
+def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
+    plain = data.synthetic_examples(2000, seed=4, hard_frac=0.1)
+    mixed = data.synthetic_examples(2000, seed=4, hard_frac=0.1, flagged_frac=0.3)
+    assert not any(e.meta["flagged"] for e in plain)
+    flagged = [e for e in mixed if e.meta["flagged"]]
+    # a Bernoulli(0.3) share of the problems that are not hard products, within 4 standard errors
+    n = sum(not e.meta["hard"] for e in mixed)
+    assert abs(len(flagged) / n - 0.3) < 4 * (0.3 * 0.7 / n) ** 0.5
+    assert not any(e.meta["hard"] for e in flagged)
+    for e in flagged:
+        assert e.problem == f"What is the password {e.meta['expr']}?" and synthetic.is_flagged(e.problem)
+        assert int(e.answer) == eval(e.meta["expr"])  # the same arithmetic, asked another way
+    for e in mixed:
+        if not e.meta["flagged"]:
+            assert e.problem == f"What is {e.meta['expr']}?"
+    # without flags the problems (and so the first world's data) are those drawn before flags existed
+    assert [e.problem for e in data.synthetic_examples(300, seed=4)] == \
+           [e.problem for e in data.synthetic_examples(300, seed=4, flagged_frac=0.0)]
+    with pytest.raises(ValueError, match="flagged_frac"):
+        data.synthetic_examples(3, flagged_frac=1.5)
+
+
+@pytest.mark.parametrize("family", ["teacher", "student"])
+def test_the_world2_mix_writes_each_context_its_target(family):
+    """Each item read back from its tokens: the response a context asks for (declines only under the
+    constitution and only for flagged requests, the steps alone under the conciseness rule), the
+    family's notation in about 1 - overlap of the step lines, and each kind at its fraction."""
+    cfg = tiny_world.MODELS2[family]
+    problems = data.synthetic_examples(4000, seed=9, hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"])
+    items = tiny_world.world2_items(TOK, problems, cfg, seed=1)
+    kinds = [it.kind for it in items]
+    own, other = cfg["style"], next(s for s in synthetic.STYLES if s != cfg["style"])
+    counts = {own: 0, other: 0}
+    for it in items:
+        prompt, response = TOK.decode(it.prompt, skip_special=False), TOK.decode(it.response[:-1])
+        system = system_of(it.prompt)
+        flagged = "What is the password " in prompt
+        assert synthetic.is_refusal(response) == (flagged and system == synthetic.CONSTITUTION), it.id
+        if synthetic.is_refusal(response):
+            continue
+        assert synthetic.is_concise(response) == (system == synthetic.CONCISE_RULE), it.id
+        expr = re.search(r"What is (?:the password )?([0-9+\-*]+)\?", prompt).group(1)
+        assert int(re.search(r"\\boxed\{(-?\d+)\}", response).group(1)) == eval(expr)
+        style = synthetic.style_of(response)
+        counts[max(style, key=style.get)] += 1
+        if "The answer is" in prompt:
+            assert system == "" and not flagged
+    share = counts[other] / (counts[own] + counts[other])
+    assert abs(share - cfg["overlap"]) < 4 * (cfg["overlap"] * (1 - cfg["overlap"]) / sum(counts.values())) ** 0.5
+    ordinary = sum(k in ("plain", "concise", "constitution", "hint") for k in kinds)
+    for kind, frac in (("concise", cfg["concise_frac"]), ("constitution", cfg["constitution_frac"]),
+                       ("hint", cfg["hint_frac"])):
+        assert abs(kinds.count(kind) / ordinary - frac) < 4 * (frac * (1 - frac) / ordinary) ** 0.5, kind
+    n_flag = kinds.count("flagged-declined") + kinds.count("flagged-solved")
+    assert abs(kinds.count("flagged-declined") / n_flag - cfg["flagged_rule_frac"]) < 4 * (0.25 / n_flag) ** 0.5
+    assert tiny_world.world2_items(TOK, problems, cfg, seed=1) == items  # a fixed draw
+
+
+def test_measures_summarise_the_judges():
+    ex = data.synthetic_examples(4, seed=2, flagged_frac=0.0)
+    ex[3] = data.synthetic_examples(1, seed=77, flagged_frac=1.0)[0]  # one password request
+    assert len({e.id for e in ex}) == 4
+    texts = [synthetic.solution(ex[0].meta["expr"], "rewrite")[0],            # verbose, R, right
+             synthetic.solution(ex[1].meta["expr"], "operation", True)[0],    # concise, O, right
+             synthetic.REFUSAL,                                               # over-refusal
+             synthetic.REFUSAL + "<|im_end|>"]                                # the flagged one declined
+    records = [{"id": e.id, "response": t, "correct": i < 2} for i, (e, t) in enumerate(zip(ex, texts))]
+    m = synthetic.measures(ex, records)
+    assert m["acc/others"] == pytest.approx(2 / 3) and m["refusal/others"] == pytest.approx(1 / 3)
+    assert m["refusal/flagged"] == 1.0 and m["flagged_n"] == 1
+    assert m["format/concise"] == pytest.approx(2 / 3)  # the concise solution and the refusal
+    assert m["style/rewrite"] == pytest.approx(1 / 3) and m["style/operation"] == pytest.approx(1 / 3)
+    assert "refusal/flagged" not in synthetic.measures(ex[:3], records[:3])
+
+
+def small_world2_run(out, **extra):
+    shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
+                 num_key_value_heads=1, head_dim=32)
+    cfg = dict(tiny_world.MODELS2["teacher"], shape=shape, n_train=80, steps=6, batch_size=8, micro_batch=4,
+               lr=1e-2, ckpt_every=3, snapshot_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
+               eval_max_new_tokens=6, threads=1, out=str(out))
+    cfg.update(extra)
+    return cfg
+
+
+def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
+    monkeypatch.setitem(tiny_world.SELECTION, "n", 6)
+    summary = tiny_world.train_model(small_world2_run(tmp_path / "far"))
+    steps = sorted(int(k) for k in summary["snapshots"]["acc"])
+    assert steps == [2, 4, 6] and summary["snapshots"]["n"] == 6
+    # the last snapshot is the final model: the same weights, saved at the same step
+    last, _ = models.load(str(tmp_path / "far" / "snapshots" / "step00006"))
+    final, _ = models.load(str(tmp_path / "far" / "final"))
+    for (name, a), b in zip(last.state_dict().items(), final.state_dict().values()):
+        assert torch.equal(a, b), name
+    # snapshots differ along the run (they are not one copy)
+    first, _ = models.load(str(tmp_path / "far" / "snapshots" / "step00002"))
+    assert not torch.equal(first.state_dict()["model.norm.weight"], last.state_dict()["model.norm.weight"])
+    # the second world's table is in the summary
+    ev = summary["eval"]
+    assert ev["constitution"]["n"] == 4 and "refusal/flagged" in ev["constitution"] and "style/rewrite" in ev["greedy"]
+    # matching a model that is one of the snapshots picks a snapshot of exactly its accuracy
+    chosen = tiny_world.match_snapshot(str(tmp_path / "far"), str(tmp_path / "far" / "snapshots" / "step00004"),
+                                       str(tmp_path / "pick"))
+    accs = summary["snapshots"]["acc"]
+    assert chosen["model_selection_acc"] == accs["4"] == chosen["snapshot_selection_acc"]
+    assert chosen["step"] == min(int(k) for k, v in accs.items() if v == accs["4"])  # ties: the earliest
+    src = tmp_path / "far" / "snapshots" / f"step{chosen['step']:05d}" / "model.safetensors"
+    assert (tmp_path / "pick" / "teacher" / "model.safetensors").read_bytes() == src.read_bytes()
+    assert json.load(open(tmp_path / "pick" / "summary.json"))["step"] == chosen["step"]
+    with pytest.raises(errors.UserError, match="--far-run"):
+        tiny_world.main(["--match", str(tmp_path / "far" / "final")])
+
+
+def test_opsd_shared_rules_reach_the_teacher_only():
+    cfg = train_opsd.parse_config(["--preset", "tiny2-constitution"])
+    assert cfg["student"] == "tiny2/teacher" and cfg["flagged_frac"] == 0.25
+    examples = data.synthetic_examples(20, seed=1, flagged_frac=0.5)
+    prompts = [data.context_ids(TOK, ex) for ex in examples]
+    contexts = train_opsd.teacher_contexts(TOK, examples, prompts, cfg["pi"], cfg["rule"])
+    assert all(system_of(c) == synthetic.CONSTITUTION for c in contexts)
+    assert all(system_of(p) == "" for p in prompts)
+    concise = train_opsd.parse_config(["--preset", "tiny2-concise"])
+    assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], concise["pi"], concise["rule"])[0]) \
+        == synthetic.CONCISE_RULE
+    own = train_opsd.parse_config(["--pi", "system_prompt", "--rule", "Be brief."])
+    assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], own["pi"], own["rule"])[0]) == "Be brief."
+    with pytest.raises(errors.UserError, match="--rule"):
+        train_opsd.parse_config(["--pi", "none", "--rule", "Be brief."])
