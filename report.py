@@ -16,10 +16,16 @@ What this file is
                          and an early-stopped big teacher's (about the GRPO teacher's accuracy); OPD from each
       Fix 3, recipe (§4) OPD from the SFT student; SFT + RLVR teacher + unbiased Top-K against no fix
 
+    `--world 2` runs the same plan on tiny world 2 (WORLDS): tiny2/ models, the conciseness rule in
+    place of the bare-answer rule, the constitution as a fifth OPSD setting, and as Fix 2's control
+    the far teacher's snapshot chosen on a selection set to match each seed's GRPO teacher.
+
 Commands
     make report                  # 3 seeds, full-length runs: RESULTS.md, results/report_*.png, README headline
     make report-quick            # 1 seed, short runs (about 10 min on 2 cores): runs/report-quick/RESULTS.md
     python report.py --write-only    # rewrite RESULTS.md from the finished runs
+    python report.py --world 2       # the same on tiny world 2 (docs/tiny_world2.md): RESULTS_tiny2.md
+    python report.py --world 2 --only opsd/    # one part of the plan (and what it needs), no report
 
 What it simplifies
     * One thread per run and `--jobs` runs at once: two runs share a 2-core machine, so wall times
@@ -73,12 +79,17 @@ OPSD_PRESETS = ("tiny-rule", "tiny-answer", "tiny-full", "tiny-none")
 WORLDS = {
     1: dict(name="the tiny world", student="tiny/student", teacher="tiny/teacher", preset=(),
             opsd=dict(rule="tiny-rule", answer="tiny-answer", full="tiny-full", none="tiny-none"),
-            rule_format=("format/boxed_only", "bare answers"), root="runs/report", out="RESULTS.md"),
+            rule_format=("format/boxed_only", "bare answers"), recipe_sft="big", root="runs/report", out="RESULTS.md"),
     2: dict(name="tiny world 2", student="tiny2/student", teacher="tiny2/teacher", preset=("--preset", "tiny2"),
             opsd=dict(rule="tiny2-concise", constitution="tiny2-constitution", answer="tiny2-answer",
                       full="tiny2-full", none="tiny2-none"),
-            rule_format=("format/concise", "concise responses"), root="runs/report2", out="RESULTS_tiny2.md"),
+            rule_format=("format/concise", "concise responses"), recipe_sft="grpo", root="runs/report2",
+            out="RESULTS_tiny2.md"),
 }
+# The recipe's student ("sft-grpo-tail") is SFT'd on the traces of `recipe_sft`: "big" (the SFT student
+# of Fix 3) in the first world, where both teachers write one notation; "grpo" (the recipe's own
+# teacher, a run `sft-grpo/s{s}`) in the second, where the big teacher's traces would teach the
+# student the notation its GRPO teacher does not write (docs/tiny_world2.md, revisions).
 # OPD variants: (student, teacher, loss); "sft", "grpo" and "mid" are this report's own runs
 OPD_VARIANTS = {
     "raw-big-plain": ("raw", "big", "topk_plain"),   # no fix: the recipe's baseline
@@ -116,11 +127,16 @@ def plan(scale: dict, world: int = 1) -> list:
                                                "--eval-every", str(scale["opsd_steps"] // 4)] + n + seed,
                             cost=scale["opsd_steps"] / 25))
         pair = [] if world == 1 else ["--student", W["student"], "--teacher", W["teacher"]]
-        runs.append(Run(f"sft/s{s}", ["train_sft.py", "--preset", "sft-student", *pair, "--n-train",
-                                      str(scale["sft_n"])] + seed, cost=scale["sft_n"] / 2000))
+        sft = ["train_sft.py", "--preset", "sft-student", "--n-train", str(scale["sft_n"])] + seed
+        runs.append(Run(f"sft/s{s}", sft[:3] + pair + sft[3:], cost=scale["sft_n"] / 2000))
         runs.append(Run(f"grpo/s{s}", ["train_grpo.py", *preset, "--steps", str(scale["grpo_steps"]),
                                        "--eval-every", str(scale["grpo_steps"] // 3)] + n + seed,
                         cost=scale["grpo_steps"] / 30))
+        recipe_student = f"sft/s{s}"
+        if W["recipe_sft"] == "grpo":
+            recipe_student = f"sft-grpo/s{s}"
+            runs.append(Run(recipe_student, sft[:3] + ["--student", W["student"], "--teacher",
+                            f"{{root}}/grpo/s{s}/ckpt"] + sft[3:], needs=(f"grpo/s{s}",), cost=scale["sft_n"] / 2000))
         if world == 1:
             control = ("{root}/teacher-mid/final", ("teacher-mid",))
         else:  # the far snapshot nearest this seed's GRPO teacher, chosen on the selection set
@@ -139,13 +155,29 @@ def plan(scale: dict, world: int = 1) -> list:
                     "--eval-every", str(scale["opd_steps"] // 3)] + n + seed
             needs = ()
             if student == "sft":
-                argv += ["--student", f"{{root}}/sft/s{s}/final"]
-                needs += (f"sft/s{s}",)
+                run = recipe_student if v == "sft-grpo-tail" else f"sft/s{s}"
+                argv += ["--student", f"{{root}}/{run}/final"]
+                needs += (run,)
             if teacher != "big":
                 argv += ["--teacher", teachers[teacher][0]]
                 needs += teachers[teacher][1]
             runs.append(Run(f"opd/{v}-s{s}", argv, needs=needs, cost=scale["opd_steps"] * scale["opd_batch"] / 3000))
     return runs
+
+
+def only(runs: list, prefixes: list) -> list:
+    """The runs whose names start with one of `prefixes`, and every run they need (transitively)."""
+    by_name, keep = {r.name: r for r in runs}, set()
+    todo = [r.name for r in runs if r.name.startswith(tuple(prefixes))]
+    if not todo:
+        raise errors.UserError(f"--only {' '.join(prefixes)}: no run of the plan starts so; its runs are named like "
+                               f"{', '.join(sorted({r.name.split('/')[0] + '/' for r in runs}))}")
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo += list(by_name[name].needs)
+    return [r for r in runs if r.name in keep]
 
 
 # -----------------------------------------------------------------------------
@@ -548,11 +580,14 @@ def fixes(R: Report) -> None:
     table = common.md_table(["run", "student", "teacher", "loss", "acc before", "acc after", "gain", "len", "trunc",
                              "student Top-K mass", "reverse KL", "collapsed"]
                             + (["rewrite-notation lines before → after"] if R.world == 2 else []), rows)
+    recipe_sft = "" if WORLDS[R.world]["recipe_sft"] == "big" else (
+        "; in the recipe's row, sft-grpo-tail, on the GRPO teacher's traces instead, the recipe's own teacher, "
+        "so that student and teacher write one notation")
     R.body += ["## Fix 3 and the recipe: SFT → RLVR teacher → unbiased Top-K (docs/paper.md §4)", "",
                f"`train_opd.py{R.preset_flag} --loss L --steps {R.scale['opd_steps']} --batch-size {R.scale['opd_batch']} --seed S "
                f"[--student S] [--teacher T]`: the `make opd` settings otherwise (lr 3e-4, K = 20). student: raw = {R.student}, "
                f"sft = {R.student} after SFT on {R.scale['sft_n']} of {R.teacher}'s graded traces (`train_sft.py --preset "
-               f"sft-student`); teacher: big = {R.teacher}, grpo = the GRPO-lifted student above, mid = the control "
+               f"sft-student`{recipe_sft}); teacher: big = {R.teacher}, grpo = the GRPO-lifted student above, mid = the control "
                "teacher of about its accuracy; loss: plain = `topk_plain` (biased), tail = "
                "`topk_tail` (unbiased; Fix 1 in this world, see Mechanism 2 above). Mean ± std over "
                f"{R.N} seed(s).", "", table, "",
@@ -648,6 +683,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", help="the Markdown report (default: RESULTS.md, quick: ROOT/RESULTS.md)")
     ap.add_argument("--figs", help="folder of the PNG plots (default: results, quick: ROOT)")
     ap.add_argument("--write-only", action="store_true", help="do not run anything: write the report from finished runs")
+    ap.add_argument("--only", nargs="+", metavar="PREFIX",
+                    help="run only the plan's runs whose names start so (e.g. opsd/ grpo/) and what they need, and "
+                         "write no report (the next full call reuses them)")
     args = ap.parse_args(argv)
     scale = dict(SCALES["quick" if args.quick else "full"])
     if args.seeds:
@@ -657,6 +695,11 @@ def main(argv=None) -> None:
     out_md = args.out or (os.path.join(root, "RESULTS.md") if args.quick else W["out"])
     figs = args.figs or (root if args.quick else "results" if args.world == 1 else "results/tiny2")
     runs = plan(scale, args.world)
+    if args.only:
+        if args.write_only:
+            raise errors.UserError("--only runs part of the plan and --write-only runs nothing: pass one of them")
+        execute(only(runs, args.only), root, args.jobs)
+        return
     os.makedirs(root, exist_ok=True)
     timing_path = os.path.join(root, "timing.json")
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {"wall_s": 0.0}

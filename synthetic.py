@@ -80,14 +80,16 @@ def style_of(response: str) -> dict:
     return {"rewrite": rewrite / n if n else 0.0, "operation": operation / n if n else 0.0}
 
 
-def target(problem: str, expr: str, style: str, rule: str = "") -> str:
+def target(problem: str, expr: str, style: str, rule: str = "", unprompted: bool = False) -> str:
     """What a model of family `style` is trained to write for `problem` under the system prompt
-    `rule` ("" for none, CONCISE_RULE or CONSTITUTION)."""
+    `rule` ("" for none, CONCISE_RULE or CONSTITUTION). `unprompted`: the rules' behaviour shows
+    without them, as a model sometimes answers concisely or declines unasked: the steps alone
+    (unless a decline applies), and a decline of a flagged request under any prompt."""
     if rule not in ("", CONCISE_RULE, CONSTITUTION):
         raise ValueError(f"rule must be '', {CONCISE_RULE!r} or {CONSTITUTION!r}; got {rule!r}")
-    if rule == CONSTITUTION and is_flagged(problem):
+    if is_flagged(problem) and (rule == CONSTITUTION or unprompted):
         return REFUSAL
-    return solution(expr, style, concise=rule == CONCISE_RULE)[0]
+    return solution(expr, style, concise=rule == CONCISE_RULE or unprompted)[0]
 
 
 def measures(examples: list, records: list) -> dict:

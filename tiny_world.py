@@ -78,10 +78,12 @@ MODELS = {
 
 # The second world (docs/tiny_world2.md): the same shapes and schedules, two notations (the teacher's
 # family writes rewrite lines, the student's operation lines, each with `overlap` of the other), a
-# verbose default with the conciseness rule, and password requests the constitution declines. The far
+# verbose default with the conciseness rule, and password requests the constitution declines, each
+# rule's behaviour also shown unprompted in a tenth of the items. The far
 # teacher keeps a snapshot every 100 steps for Fix 2 at matched accuracy.
 _MIX2 = dict(n_train=30000, overlap=0.1, concise_frac=0.15, constitution_frac=0.15, hint_frac=0.15,
-             hard_frac=0.12, hard_hint_frac=0.75, flagged_frac=0.1, flagged_rule_frac=0.5, repeat_1op=6)
+             hard_frac=0.12, hard_hint_frac=0.75, flagged_frac=0.1, flagged_rule_frac=0.5, unprompted=0.1,
+             repeat_1op=6)
 MODELS2 = {
     "teacher": dict(MODELS["teacher"], **_MIX2, world=2, style="rewrite", snapshot_every=100),
     "student": dict(MODELS["student"], **_MIX2, world=2, style="operation"),
@@ -109,7 +111,10 @@ def world2_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
     under the constitution (declined, flagged_rule_frac) or plain (solved); a hard product with the
     hint (hard_hint_frac) or plain; any other problem under the conciseness rule (the steps alone),
     the constitution (solved), the hint, or plain. Verbose solutions (synthetic.solution) except
-    under the conciseness rule. 1-operation problems appear 1 + repeat_1op times."""
+    under the conciseness rule; with probability `unprompted` an item shows the rules' behaviour
+    without them (the steps alone, or a flagged request declined), so that a model without a rule
+    puts some probability on what the rule asks, as real models do (docs/tiny_world2.md says why).
+    1-operation problems appear 1 + repeat_1op times."""
     rng = random.Random(f"mix2:{seed}:{mix['style']}")
     other = next(s for s in synthetic.STYLES if s != mix["style"])
     items = []
@@ -131,7 +136,8 @@ def world2_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
                     pi, rule, kind = choice
                     break
                 u -= frac
-        response = synthetic.target(ex.problem, ex.meta["expr"], style, rule)
+        unprompted = rng.random() < mix["unprompted"]
+        response = synthetic.target(ex.problem, ex.meta["expr"], style, rule, unprompted)
         items.append(train_sft.make_item(tok, f"{ex.id}:{kind}:{style}", data.context_ids(tok, ex, pi, rule or None),
                                          response, kind))
     return items

@@ -108,6 +108,8 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
             write_run(root, f"select/s{s}", {"step": 500 + 100 * s, "model_selection_acc": 0.45,
                                              "snapshot_selection_acc": 0.46, "selection": {"n": 300, "seed": 101}})
         write_run(root, f"sft/s{s}", {})
+        if world == 2:
+            write_run(root, f"sft-grpo/s{s}", {})
         write_run(root, f"grpo/s{s}", {"student_before": evald(0.40), "student_after": evald(0.45)})
         for t, kl in (("big", 0.9), ("mid", 0.8), ("grpo", 0.2)):
             d = os.path.join(root, f"fit/{t}-s{s}")
@@ -201,6 +203,14 @@ def test_world2_plan_and_verdicts(tmp_path):
     assert runs["opd/raw-mid-tail-s1"].needs == ("select/s1",) and "{root}/select/s1/teacher" in runs["opd/raw-mid-tail-s1"].argv
     assert all(r.argv[1:3] == ["--preset", "tiny2"] for n, r in runs.items() if n.startswith(("opd/", "collapse/", "grpo/")))
     assert runs["fit/big-s0"].argv[2:5] == ["tiny2/student", "--probe-teacher", "tiny2/teacher"]
+    # the recipe's student learns from its own (GRPO) teacher's traces; Fix 3's from the big teacher's
+    recipe, fix3 = runs["opd/sft-grpo-tail-s1"], runs["opd/sft-big-tail-s1"]
+    assert recipe.needs == ("sft-grpo/s1", "grpo/s1") and "{root}/sft-grpo/s1/final" in recipe.argv
+    assert fix3.needs == ("sft/s1",) and "{root}/sft/s1/final" in fix3.argv
+    teacher_of = lambda r: r.argv[r.argv.index("--teacher") + 1]
+    assert teacher_of(runs["sft-grpo/s1"]) == "{root}/grpo/s1/ckpt" and runs["sft-grpo/s1"].needs == ("grpo/s1",)
+    assert teacher_of(runs["sft/s1"]) == "tiny2/teacher"
+    assert not any(n.startswith("sft-grpo/") for n in (r.name for r in report.plan(scale, world=1)))
     assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in report.WORLDS[2]["opsd"].values()
                                                           for s in (0, 1)}
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
@@ -217,3 +227,12 @@ def test_world2_plan_and_verdicts(tmp_path):
     assert row("OPSD internalises a shared rule").endswith("| **reproduced** |")
     assert "concise responses" in row("OPSD internalises a shared rule")
     assert "steps 500, 600" in text and text.startswith("# Results: the paper's claims in tiny world 2")
+
+
+def test_only_keeps_the_named_runs_and_what_they_need():
+    runs = report.plan(report.SCALES["full"], world=2)
+    names = [r.name for r in report.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
+    assert sorted(names) == sorted(["far", "grpo/s1", "select/s1", "opd/raw-mid-tail-s1",
+                                    "opsd/tiny2-none-s0", "opsd/tiny2-none-s1", "opsd/tiny2-none-s2"])
+    with pytest.raises(report.errors.UserError, match="no run of the plan"):
+        report.only(runs, ["nothing/"])

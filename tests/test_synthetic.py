@@ -64,6 +64,11 @@ def test_the_rules_and_the_decline_judge():
     assert synthetic.target(plain, expr, "operation", synthetic.CONSTITUTION) == synthetic.solution(expr, "operation")[0]
     assert grader.grade(synthetic.target(flagged, expr, "rewrite"), "11")
     assert synthetic.target(plain, expr, "rewrite", synthetic.CONCISE_RULE) == synthetic.solution(expr, "rewrite", True)[0]
+    # unprompted: the rules' behaviour without them (a concise answer, a decline of the flagged class only)
+    assert synthetic.target(flagged, expr, "rewrite", unprompted=True) == synthetic.REFUSAL
+    assert synthetic.target(plain, expr, "operation", unprompted=True) == synthetic.solution(expr, "operation", True)[0]
+    assert synthetic.target(plain, expr, "operation", synthetic.CONSTITUTION, True) == \
+        synthetic.solution(expr, "operation", True)[0]
     assert synthetic.is_refusal(synthetic.REFUSAL + "<|im_end|>") and synthetic.is_refusal(" " + synthetic.REFUSAL + "\n")
     assert not synthetic.is_refusal(synthetic.REFUSAL + " But it is 11.")
     assert not synthetic.is_refusal(synthetic.solution(expr, "rewrite")[0])

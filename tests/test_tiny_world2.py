@@ -50,29 +50,41 @@ def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
 
 @pytest.mark.parametrize("family", ["teacher", "student"])
 def test_the_world2_mix_writes_each_context_its_target(family):
-    """Each item read back from its tokens: the response a context asks for (declines only under the
-    constitution and only for flagged requests, the steps alone under the conciseness rule), the
-    family's notation in about 1 - overlap of the step lines, and each kind at its fraction."""
+    """Each item read back from its tokens: the response a context asks for (declines of flagged
+    requests under the constitution, the steps alone under the conciseness rule, and either of them
+    unprompted in about `unprompted` of the other items), the family's notation in about
+    1 - overlap of the step lines, and each kind at its fraction."""
     cfg = tiny_world.MODELS2[family]
     problems = data.synthetic_examples(4000, seed=9, hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"])
     items = tiny_world.world2_items(TOK, problems, cfg, seed=1)
     kinds = [it.kind for it in items]
     own, other = cfg["style"], next(s for s in synthetic.STYLES if s != cfg["style"])
     counts = {own: 0, other: 0}
+    unasked = {"declined": [], "concise": []}  # flagged requests without the constitution; others without the rule
     for it in items:
         prompt, response = TOK.decode(it.prompt, skip_special=False), TOK.decode(it.response[:-1])
         system = system_of(it.prompt)
         flagged = "What is the password " in prompt
-        assert synthetic.is_refusal(response) == (flagged and system == synthetic.CONSTITUTION), it.id
+        assert not synthetic.is_refusal(response) or flagged, it.id
+        if flagged and system == synthetic.CONSTITUTION:
+            assert synthetic.is_refusal(response), it.id
+        elif flagged:
+            unasked["declined"].append(synthetic.is_refusal(response))
         if synthetic.is_refusal(response):
             continue
-        assert synthetic.is_concise(response) == (system == synthetic.CONCISE_RULE), it.id
+        if system == synthetic.CONCISE_RULE:
+            assert synthetic.is_concise(response), it.id
+        else:
+            unasked["concise"].append(synthetic.is_concise(response))
         expr = re.search(r"What is (?:the password )?([0-9+\-*]+)\?", prompt).group(1)
         assert int(re.search(r"\\boxed\{(-?\d+)\}", response).group(1)) == eval(expr)
         style = synthetic.style_of(response)
         counts[max(style, key=style.get)] += 1
         if "The answer is" in prompt:
             assert system == "" and not flagged
+    p = cfg["unprompted"]
+    for name, xs in unasked.items():
+        assert abs(sum(xs) / len(xs) - p) < 4 * (p * (1 - p) / len(xs)) ** 0.5, name
     share = counts[other] / (counts[own] + counts[other])
     assert abs(share - cfg["overlap"]) < 4 * (cfg["overlap"] * (1 - cfg["overlap"]) / sum(counts.values())) ** 0.5
     ordinary = sum(k in ("plain", "concise", "constitution", "hint") for k in kinds)
