@@ -129,6 +129,10 @@ def add_rollout_flags(ap) -> None:
                    help="rows sampled at a time (the KV cache holds this many rows; default: the whole batch); "
                         "the sampling noise depends on the grouping, so changing it changes the draws")
     g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
+    g.add_argument("--rollout-dtype", choices=sorted(SAMPLING_DTYPES),
+                   help="the precision the student samples in, from a copy of its weights made for each rollout (the "
+                        "training weights stay float32); default: bfloat16 where the training forward runs in bf16 "
+                        "autocast (CUDA), else the weights' own. The rollout-vs-train log-prob monitor shows its price")
     g.add_argument("--forward", choices=("auto", "ours", "transformers"),
                    help="the forward that scores responses with and without gradients (rollout.score): ours, the "
                         "sampler's written-out decoder; transformers, the model's own; auto (default): ours where "
@@ -346,10 +350,23 @@ def chunk_generator(generator: torch.Generator, chunk: int) -> torch.Generator:
     return torch.Generator(device=generator.device).manual_seed(generator.initial_seed() + 1_000_033 * chunk)
 
 
+SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def sampling_dtype(cfg: dict, model) -> torch.dtype:
+    """The dtype the student samples in: --rollout-dtype, or by default bf16 when its training forward
+    runs under bf16 autocast (the sampler then computes what training computes, from half the bytes)
+    and the weights' own dtype otherwise."""
+    if cfg.get("rollout_dtype"):
+        return SAMPLING_DTYPES[cfg["rollout_dtype"]]
+    return torch.bfloat16 if cfg.get("amp") else next(model.parameters()).dtype
+
+
 def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
     """One response per prompt of this process, --rollout-batch rows at a time (the KV cache is
-    rollout_batch x (P + T)): per row its ids (EOS included), the sampler's log p(y_t) at T = 1,
-    and whether it was truncated."""
+    rollout_batch x (P + T)), in `sampling_dtype`: per row its ids (EOS included), the sampler's
+    log p(y_t) at T = 1, and whether it was truncated."""
+    dtype = sampling_dtype(cfg, model)
     rank, world = distributed.world()
     rb = cfg.get("rollout_batch") or len(prompts)
     if world > 1 and len(prompts) % rb:  # else a process's chunks would not be whole chunks of the batch
@@ -360,7 +377,8 @@ def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
             gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)  # the chunk's index in the whole batch
             ro = rollout.generate(model, prompts[start:start + rb], cfg["max_new_tokens"],
                                   temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
-                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg.get("cuda_graph", False))
+                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg.get("cuda_graph", False),
+                                  dtype=dtype)
             for row, ids in enumerate(ro.responses()):
                 responses.append(ids)
                 logp.append(ro.logp[row, :len(ids)])

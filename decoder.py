@@ -1,13 +1,14 @@
 """The decoder forward of a transformers Llama / Qwen2 / Qwen3 model, written out over its weights.
 
 What this file is
-    One function, `forward`, runs the decoder on a batch of token ids from the model's own weight
+    One function, `forward`, runs the decoder on a batch of token ids from the model's weight
     tensors: with a preallocated KV cache (`KVCache`: the sampler's prefill and decode steps,
     rollout.generate); `response_hidden` scores contexts + responses (packed, with gradients
-    when they are on; rollout.score). `layer_weights` reads each layer's weights once per call,
-    fusing q/k/v and gate/up into one matrix product each on CPU. `check_supported` refuses a
-    model whose forward this would not reproduce, and `writes_out` says whether scoring may use
-    it (not under FSDP, not with activation checkpointing).
+    when they are on; rollout.score). `weights` reads the model's weights once per call
+    (`Weights`), fusing q/k/v and gate/up into one matrix product each on CPU, and casts them when
+    the sampler runs in another precision than the model (a bf16 copy of float32 master weights).
+    `check_supported` refuses a model whose forward this would not reproduce, and `writes_out`
+    says whether scoring may use it (not under FSDP, not with activation checkpointing).
 
 Paper
     docs/paper.md §2.1: the student samples y ~ p(.|x) and every token of y is scored under the
@@ -24,6 +25,7 @@ What it simplifies
       transposed; longer inputs use torch's scaled_dot_product_attention with a boolean mask.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +150,44 @@ def layer_weights(model, fuse=None) -> list:
     return out
 
 
+@dataclass
+class Weights:
+    """Every tensor the written-out forward reads, in the precision it computes in: the model's own
+    tensors (or fused copies of them on CPU), or copies cast to another dtype (`weights(dtype=...)`)."""
+    embed: torch.Tensor
+    layers: list  # of _Layer
+    norm: torch.Tensor
+    norm_eps: float
+    head_w: torch.Tensor
+    head_b: torch.Tensor | None
+    dtype: torch.dtype
+
+
+def weights(model, fuse=None, dtype=None) -> Weights:
+    """The `Weights` of a transformers Llama / Qwen2 / Qwen3 model, read once per rollout or scoring call.
+
+    dtype (default: the model's): compute in this precision from copies of the weights cast to it,
+    e.g. a bf16 sampler for a model whose float32 master weights Adam updates. The copies are made
+    per call, so they follow every optimizer step; the model's own tensors are left untouched. With
+    the model's dtype the tensors are the model's (gradients reach them)."""
+    m = model.model
+    own = m.embed_tokens.weight.dtype
+    dtype = dtype or own
+    cast = (lambda t: t) if dtype == own else (lambda t: None if t is None else t.detach().to(dtype))
+    layers = layer_weights(model, fuse)
+    for w in layers if dtype != own else ():  # every tensor of the layer, and the (weight, bias) lists
+        for f in dataclasses.fields(w):
+            v = getattr(w, f.name)
+            if isinstance(v, torch.Tensor):
+                setattr(w, f.name, cast(v))
+            elif isinstance(v, list):
+                setattr(w, f.name, [(cast(a), cast(b)) for a, b in v])
+    embed, head = cast(m.embed_tokens.weight), model.lm_head
+    head_w = embed if head.weight is m.embed_tokens.weight else cast(head.weight)  # tied embeddings: one copy
+    return Weights(embed=embed, layers=layers, norm=cast(m.norm.weight), norm_eps=m.norm.variance_epsilon,
+                   head_w=head_w, head_b=cast(head.bias), dtype=dtype)
+
+
 def rope_tables(model, n_positions, dtype, device):
     """cos and sin (n_positions, D) from the model's own rotary module (its inverse frequencies and
     attention scaling, so Llama-3 / YaRN scalings come for free), computed as transformers does:
@@ -168,11 +208,11 @@ def _rope(x, cos, sin_signed):
     return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin_signed
 
 
-def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
+def forward(W, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
     """Run the decoder on `ids` (B, S) -> final-normed hidden states (B, S - out_from, d) of the
-    columns [out_from, S), in the model dtype.
+    columns [out_from, S), in W's dtype.
 
-    layers: `layer_weights(model)`. cos/sin (B, S, D) per-row rotary tables. With a cache, the
+    W: `weights(model)`. cos/sin (B, S, D) per-row rotary tables. With a cache, the
     keys/values of `ids` go into cache slots [slot, slot+S) and attention reads slots [0, kv_len);
     `slot` is an int, or a (1,) long tensor under CUDA graphs (S = 1 then). Without one
     (cache=None: scoring, gradients allowed) attention reads the S positions themselves.
@@ -184,10 +224,10 @@ def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0)
     (scoring needs the response positions, prefill the last one, a non-final prefill chunk none:
     out_from = S). The other columns' last-layer outputs feed nothing.
     """
-    m = model.model
+    layers = W.layers
     B, S = ids.shape
     cos, sin = cos[:, :, None], sin[:, :, None]  # (B, S, 1, D): broadcast over heads
-    x = F.embedding(ids, m.embed_tokens.weight)  # (B, S, d)
+    x = F.embedding(ids, W.embed)  # (B, S, d)
     for i, w in enumerate(layers):
         H, H_kv, D = w.heads, w.kv_heads, w.head_dim
         G = H // H_kv
@@ -211,7 +251,7 @@ def forward(model, layers, ids, cos, sin, cache, slot, kv_len, mask, out_from=0)
                 return x
             o = _attend(w, q, k, v, mask).transpose(1, 2).reshape(B, Sq, H * D)
         x = _out_and_mlp(w, x, o)
-    return _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (B, S, d)
+    return _rms_norm(x, W.norm, W.norm_eps)  # (B, S, d)
 
 
 def _qkv(w, x, cos, sin):
@@ -265,9 +305,8 @@ def _write(cache, i, slot, kt, v):
         cache.v[i].index_copy_(2, slot, v)
 
 
-def lm_head(model, h):
-    head = model.lm_head
-    return F.linear(h, head.weight, head.bias).float()  # (B, V) float32
+def lm_head(W, h):
+    return F.linear(h, W.head_w, W.head_b).float()  # (B, V) float32
 
 
 def writes_out(model) -> bool:
@@ -346,8 +385,9 @@ def response_hidden(model, contexts, responses):
         t = torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, to_padded)
         return t.unflatten(0, (B, U)).transpose(1, 2)
 
-    layers = layer_weights(model)
-    x = F.embedding(ids, m.embed_tokens.weight)  # (N, d), N = c + n_tail
+    W = weights(model)
+    layers = W.layers
+    x = F.embedding(ids, W.embed)  # (N, d), N = c + n_tail
     for i, w in enumerate(layers):
         H, D = w.heads, w.head_dim
         q, k, v = _qkv(w, x, cos, sin)  # (N, H, D), (N, H_kv, D), (N, H_kv, D)
@@ -365,7 +405,7 @@ def response_hidden(model, contexts, responses):
             op = _attend(w, q[:c].transpose(0, 1)[None], kp, vp, prefix_mask)  # (1, H, c, D)
             o = torch.cat([op[0].transpose(0, 1).reshape(c, H * D), o])
         x = _out_and_mlp(w, x, o)
-    h = _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)  # (returned tokens, d) in (row, t) order
+    h = _rms_norm(x, W.norm, W.norm_eps)  # (returned tokens, d) in (row, t) order
     slots = out_mask.flatten().nonzero().squeeze(1).to(device)
     out = h.new_zeros(B * T, h.shape[-1]).index_copy(0, slots, h)
     return out.view(B, T, h.shape[-1]), out_mask.to(device)

@@ -145,10 +145,10 @@ class _CudaGraphDecode:
     cache and leaves the float32 logits in `self.logits`; sampling runs outside the graph.
     """
 
-    def __init__(self, model, layers, cache, key_bias, cos_table, sin_table):
+    def __init__(self, W, cache, key_bias, cos_table, sin_table):
         B, _, S_max = key_bias.shape
         dev = key_bias.device
-        self.model, self.layers, self.cache, self.key_bias = model, layers, cache, key_bias
+        self.W, self.cache, self.key_bias = W, cache, key_bias
         self.cos_table, self.sin_table = cos_table, sin_table
         self.tok = torch.zeros(B, 1, dtype=torch.long, device=dev)  # (B, 1)
         self.slot = torch.zeros(1, dtype=torch.long, device=dev)  # the cache slot written this step
@@ -158,9 +158,8 @@ class _CudaGraphDecode:
     def _step(self):
         cos = self.cos_table[self.pos][:, None]  # (B, 1, D)
         sin = self.sin_table[self.pos][:, None]
-        h = decoder.forward(self.model, self.layers, self.tok, cos, sin, self.cache, self.slot, self.key_bias.shape[-1],
-                     self.key_bias)
-        return decoder.lm_head(self.model, h[:, -1])  # (B, V)
+        h = decoder.forward(self.W, self.tok, cos, sin, self.cache, self.slot, self.key_bias.shape[-1], self.key_bias)
+        return decoder.lm_head(self.W, h[:, -1])  # (B, V)
 
     def __call__(self, tok, slot, pos):
         self.tok.copy_(tok[:, None])
@@ -226,6 +225,7 @@ def generate(
     check_every=None,
     prefill_chunk=0,
     compact=None,
+    dtype=None,
 ) -> Rollout:
     """Sample one response per prompt (a list of token-id lists of any lengths) -> Rollout.
 
@@ -240,8 +240,11 @@ def generate(
     graphs) drops finished rows from the decode batch, with their cache rows, once a quarter of
     it has finished; every row's tokens are the same (its uniforms are drawn as if all rows were
     decoded) and its log-probs too up to float rounding. The tokens every prompt starts with
-    (decoder.shared_prefix) are prefilled once. The response has T = the longest response's
-    length columns.
+    (decoder.shared_prefix) are prefilled once. `dtype` (default: the model's) is the precision
+    the sampler computes in, from copies of the weights cast to it for this call (decoder.weights):
+    torch.bfloat16 samples a float32-trained student from a bf16 copy, half the bytes per decode
+    step; the log-probs it returns are the bf16 model's. The response has T = the longest
+    response's length columns.
     """
     decoder.check_supported(model)
     if max_new_tokens < 1:
@@ -249,7 +252,9 @@ def generate(
     if not eos_token_ids:
         raise ValueError("eos_token_ids is empty; pass the tokenizer's eos_token_ids (e.g. Tokenizer.eos_token_ids)")
     emb = model.model.embed_tokens.weight
-    device, dtype = emb.device, emb.dtype
+    device, dtype = emb.device, dtype or emb.dtype
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype {dtype}: the sampler computes in a floating-point precision (torch.float32, torch.bfloat16)")
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs the model on a CUDA device; it is on {device}")
     if check_every is None:
@@ -273,11 +278,11 @@ def generate(
     rest_ids, rest_mask = left_pad([p[c:] for p in prompts], pad_token_id, device)  # (B, R), R = P - c
     R, S_max, n_layers = P - c, P + max_new_tokens, len(model.model.layers)
     cache = decoder.KVCache(n_layers, B, n_kv, S_max, head_dim, dtype, device)
-    layers = decoder.layer_weights(model)  # read once: the weights do not change during a rollout
+    W = decoder.weights(model, dtype=dtype)  # read once: the weights do not change during a rollout
     cos_table, sin_table = decoder.rope_tables(model, S_max, dtype, device)  # (S_max, D)
     if c:
         one = decoder.KVCache(n_layers, 1, n_kv, c, head_dim, dtype, device)
-        decoder.forward(model, layers, torch.tensor([prompts[0][:c]], device=device), cos_table[None, :c],
+        decoder.forward(W, torch.tensor([prompts[0][:c]], device=device), cos_table[None, :c],
                         sin_table[None, :c], one, 0, c, torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None],
                         out_from=c)  # keys and values only
         cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
@@ -291,10 +296,10 @@ def generate(
         mask = (rest_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
         mask = torch.cat([mask.new_ones(B, 1, e - s, c), mask], dim=-1)  # (B, 1, e-s, c + e)
         last = e - s - 1 if e == R else e - s  # only the prompt's last column needs the last layer's output
-        h = decoder.forward(model, layers, rest_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
+        h = decoder.forward(W, rest_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
                             cache, c + s, c + e, mask, out_from=last)
     cache.pos = P
-    logits = decoder.lm_head(model, h[:, -1])  # (B, V) predicts the first response token
+    logits = decoder.lm_head(W, h[:, -1])  # (B, V) predicts the first response token
 
     # ---- decode: sample, record, feed the token back ----------------------------------------
     # (B, 1, S_max) additive mask of the slots a query may read: 0 on the prompt's real tokens and
@@ -310,7 +315,7 @@ def generate(
     topk_ids = torch.zeros(B, max_new_tokens, return_topk, dtype=torch.long, device=device) if return_topk else None
     topk_logp = torch.zeros(B, max_new_tokens, return_topk, device=device) if return_topk else None
     alive = torch.ones(B, dtype=torch.bool, device=device)  # no EOS yet (of the rows still decoded)
-    graph_step = _CudaGraphDecode(model, layers, cache, key_bias, cos_table, sin_table) if cuda_graph else None
+    graph_step = _CudaGraphDecode(W, cache, key_bias, cos_table, sin_table) if cuda_graph else None
     plain = temperature == 1.0 and top_k == 0 and top_p == 1.0
     rows = slice(None)  # the batch rows still decoded: all, until `compact` drops finished ones
 
@@ -348,9 +353,9 @@ def generate(
         if graph_step is not None:
             logits = graph_step(tok, slot, pos)
         else:
-            h = decoder.forward(model, layers, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
+            h = decoder.forward(W, tok[:, None], cos_table[pos][:, None], sin_table[pos][:, None], cache, slot,
                                 slot + 1, key_bias[:, :, : slot + 1])  # (b, 1, d)
-            logits = decoder.lm_head(model, h[:, -1])  # (b, V)
+            logits = decoder.lm_head(W, h[:, -1])  # (b, V)
         cache.pos += 1
 
     lengths = response_mask.sum(-1)  # (B,)

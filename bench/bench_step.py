@@ -62,6 +62,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rollout-batch", type=int, default=0, help="rows sampled at a time (0 = the whole batch)")
     ap.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing in the student")
     ap.add_argument("--cuda-graph", action="store_true", help="the sampler's decode step as a CUDA graph")
+    ap.add_argument("--rollout-dtype", choices=sorted(common.SAMPLING_DTYPES),
+                    help="the precision the student samples in (default: bfloat16 on CUDA, float32 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="measured steps")
     ap.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
@@ -91,7 +93,7 @@ def main(argv=None) -> dict:
     examples = (data.synthetic_examples(args.batch_size * (args.steps + args.warmup), split="train")
                 if args.data == "synthetic" else data.load_examples(args.data))
     cfg = dict(train_opd.PRESETS["tiny"], loss=args.loss, micro_batch=args.micro_batch or args.batch_size,
-               max_new_tokens=args.max_new_tokens, rollout_batch=args.rollout_batch,
+               max_new_tokens=args.max_new_tokens, rollout_batch=args.rollout_batch, rollout_dtype=args.rollout_dtype,
                chunk_size=args.chunk_size, amp=device.type == "cuda", cuda_graph=args.cuda_graph, forward=args.forward)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -127,6 +129,9 @@ def main(argv=None) -> dict:
           "over the packed tokens, at the GEMM rates measured here: %.0f GFLOP/s (teacher scoring), %.0f (student "
           "scoring), %.0f (a decode step)" % tuple(r / 1e9 for r in floor["rates"]))
     print(f"generated tokens per step {mean['tokens']:.0f}; {mean['tokens'] / total:.0f} tokens/s through the whole step")
+    print(f"sampling in {str(common.sampling_dtype(cfg, student)).removeprefix('torch.')}, training weights "
+          f"{str(next(student.parameters()).dtype).removeprefix('torch.')}: largest |rollout - train log p| of a token "
+          f"{max(r['logp/rollout_vs_train_max_abs'] for r in rows):.2g}")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
     return {"mean": mean, "total": total}

@@ -36,7 +36,8 @@ run rollout_1p7b_64x4096 180 $PY bench/bench_rollout.py --device cuda --shapes q
 run rollout_1p7b_vs_static_compile 150 $PY bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --batch 64 \
     --prompt-len 256 --new-tokens 256 --repeats 1 --cuda-graph --hf static-compile --peak-gbps "$PEAK_GBPS"
 # 4. one paper step (the first: no warm-up step): random Qwen3-1.7B student <- random Qwen3-8B teacher,
-#    64 x 4,096 tokens, seconds per phase and peak memory
+#    64 x 4,096 tokens, seconds per phase and peak memory; the student samples from a bf16 copy of its
+#    float32 weights (the CUDA default) and the rollout-vs-train log-prob gap is printed
 run paper_step 300 $PY bench/bench_step.py --student random:qwen3-1.7b --teacher random:qwen3-8b --max-new-tokens 4096 \
     --micro-batch 4 --chunk-size 1024 --rollout-batch 64 --grad-checkpointing --cuda-graph --steps 1 --warmup 0
 echo "results in $OUT/"

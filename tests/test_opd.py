@@ -140,13 +140,34 @@ def test_chunked_loss_path_gives_the_same_gradient(loss):
 def test_bf16_autocast_forward_is_close_to_float32(chunk):
     grads = []
     for amp in (False, True):
-        cfg = small_cfg(amp=amp, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0)
+        cfg = small_cfg(amp=amp, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0, rollout_dtype="float32")
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
         m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5))
         grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
         assert all(p.dtype == torch.float32 for p in student.parameters())
     cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
     assert cos > 0.99 and not torch.equal(grads[0], grads[1])  # bf16 compute happened, and agrees
+
+
+def test_bf16_sampling_copy_trains_float32_weights_and_shows_its_price():
+    """--rollout-dtype bfloat16: the student samples from a bf16 copy of its weights (the default
+    under bf16 autocast), the float32 weights train, and the rollout-vs-train monitor reports the
+    log-prob gap that float32 sampling does not have."""
+    assert common.sampling_dtype(dict(amp=True, rollout_dtype=None), models.build_tiny()) == torch.bfloat16
+    assert common.sampling_dtype(dict(amp=False, rollout_dtype=None), models.build_tiny()) == torch.float32
+    assert common.sampling_dtype(dict(amp=True, rollout_dtype="float32"), models.build_tiny()) == torch.float32
+    gaps = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = small_cfg(rollout_dtype=dtype)
+        tok, teacher, student, prompts, opt, sched = setup_step(cfg)
+        before = [p.clone() for p in student.parameters()]
+        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0))
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+        assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), before))  # the float32 weights trained
+        gaps[dtype] = m["logp/rollout_vs_train_max_abs"]
+    assert gaps["float32"] < 1e-4 and 1e-3 < gaps["bfloat16"] < 0.5, gaps
+    with pytest.raises(SystemExit):
+        train_opd.parse_config(["--rollout-dtype", "float16"])
 
 
 def kill_run_at_step_3(monkeypatch, start_run, module=train_opd, step_name="opd_step"):

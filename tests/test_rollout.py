@@ -9,6 +9,7 @@ norms and a head_dim different from hidden/heads. Biases and norm weights are ra
 init scale is large, so logits have wide gaps and a missing piece changes greedy tokens.
 """
 
+import copy
 import math
 
 import pytest
@@ -161,9 +162,9 @@ def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
     free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7], generator=torch.Generator().manual_seed(4), **kw)
     eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()  # rows end at many steps
     batch_sizes, forward = [], decoder.forward
-    def counting(model, layers, ids, *args, **kwargs):
+    def counting(W, ids, *args, **kwargs):
         batch_sizes.append(ids.shape[0])
-        return forward(model, layers, ids, *args, **kwargs)
+        return forward(W, ids, *args, **kwargs)
     monkeypatch.setattr(decoder, "forward", counting)
     runs = {}
     for compact in (True, False):
@@ -213,6 +214,36 @@ def test_logp_and_topk_match_transformers_forward(model):
         assert ro.topk_ids[b, :n].tolist() == ref_top.indices.tolist()
         torch.testing.assert_close(ro.topk_logp[b, :n], ref_top.values, rtol=0, atol=1e-4)
     assert not ro.response_mask[:, 1:].logical_and(~ro.response_mask[:, :-1]).any()  # mask is a prefix
+
+
+def test_sampling_in_bf16_from_float32_weights_is_sampling_the_bf16_model(model):
+    """generate(dtype=torch.bfloat16) on a float32 model: the tokens, log-probs and top-k of the
+    same model converted to bf16, its log-probs close to transformers' forward of that bf16 model,
+    and the float32 weights untouched; after the weights change, the next call samples the new ones."""
+    kw = dict(eos_token_ids=[V + 7], pad_token_id=PAD, return_topk=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(2):
+        bf16 = copy.deepcopy(model)
+        for p in bf16.parameters():  # the weights in bf16 (the rotary frequencies stay float32, as at load time)
+            p.data = p.data.to(torch.bfloat16)
+        ro = rollout.generate(model, PROMPTS, MAX_NEW, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(3), **kw)
+        ref = rollout.generate(bf16, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
+        assert torch.equal(ro.response, ref.response) and torch.equal(ro.logp, ref.logp)
+        assert torch.equal(ro.topk_logp, ref.topk_logp)
+        for b, logits in enumerate(hf_logits_per_row(bf16, ro)):
+            n = logits.shape[0]
+            hf_logp = logits.log_softmax(-1).gather(-1, ro.response[b, :n, None]).squeeze(-1)
+            torch.testing.assert_close(ro.logp[b, :n], hf_logp, rtol=0.05, atol=0.05)  # bf16 rounding, another op order
+        fp32 = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
+        assert not torch.equal(fp32.logp, ro.logp)  # the bf16 copy computed, not the float32 weights
+        for k, v in model.state_dict().items():
+            assert v.dtype == torch.float32 and torch.equal(v, before[k]), k
+        with torch.no_grad():  # an "optimizer step": the next rollout must sample the changed weights
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="floating-point"):
+        rollout.generate(model, PROMPTS, 2, dtype=torch.int8, **kw)
 
 
 # ---- sampling statistics ---------------------------------------------------------------------
@@ -422,7 +453,7 @@ def test_separate_weights_give_what_fused_weights_give(model, monkeypatch):
     ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     logits, _ = rollout.score(model, PROMPTS, ro.responses(), impl="ours")
     fused = decoder.layer_weights
-    monkeypatch.setattr(decoder, "layer_weights", lambda m: fused(m, fuse=False))
+    monkeypatch.setattr(decoder, "layer_weights", lambda m, fuse=None: fused(m, fuse=False))
     assert len(decoder.layer_weights(model)[0].qkv) == 3
     ro2 = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     assert torch.equal(ro.response, ro2.response)
@@ -505,7 +536,8 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     prompt_ids, prompt_mask = rollout.left_pad(PROMPTS, PAD, "cpu")
     B, P = prompt_ids.shape
     S_max, D = P + 4, model.model.layers[0].self_attn.head_dim
-    layers = decoder.layer_weights(model)
+    W = decoder.weights(model)
+    layers = W.layers
     cos_t, sin_t = decoder.rope_tables(model, S_max, torch.float32, "cpu")
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
     mask = (prompt_mask[:, None, None, :] & torch.ones(P, P, dtype=torch.bool).tril()) | torch.eye(P, dtype=torch.bool)
@@ -513,7 +545,7 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     for _ in range(2):
         cache = decoder.KVCache(len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32, "cpu")
         with torch.no_grad():
-            decoder.forward(model, layers, prompt_ids, cos_t[positions], sin_t[positions], cache, 0, P, mask)
+            decoder.forward(W, prompt_ids, cos_t[positions], sin_t[positions], cache, 0, P, mask)
         caches.append(cache)
     tok = torch.tensor([[7], [8], [9], [10], [11]])
     pos = prompt_mask.sum(-1)  # each row's next rotary position
@@ -521,9 +553,9 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     bias[:, 0, :P].masked_fill_(prompt_mask, 0.0)
     bias[:, :, P] = 0.0
     with torch.no_grad():
-        sliced = decoder.forward(model, layers, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[0], P, P + 1,
+        sliced = decoder.forward(W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[0], P, P + 1,
                                   bias[:, :, : P + 1])
-        static = decoder.forward(model, layers, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[1],
+        static = decoder.forward(W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[1],
                                   torch.tensor([P]), S_max, bias)
     torch.testing.assert_close(static, sliced, rtol=0, atol=1e-5)
     torch.testing.assert_close(caches[1].kt[..., : P + 1], caches[0].kt[..., : P + 1], rtol=0, atol=1e-5)
