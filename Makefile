@@ -34,10 +34,11 @@ trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny wo
 	$(PY) examples/trl_distillation.py
 
 # WORLD=2: the second tiny world (docs/tiny_world2.md: tiny2/, two notations, the conciseness rule and
-# the constitution) for make tiny, opd, report and report-quick.
-WORLD ?= 1
+# the constitution) for make tiny and opd, whose default is the first (tiny/); make report and
+# report-quick run on the second by default, WORLD=1 on the first.
+WORLD ?=
 tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains; WORLD=2: tiny2/
-	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --world $(WORLD) --threads $(THREADS) $(if $(FORCE),--force)
+	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --world $(or $(WORLD),1) --threads $(THREADS) $(if $(FORCE),--force)
 
 sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
 	rm -rf runs/sft-student
@@ -111,14 +112,15 @@ recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + t
 	  --loss topk_plain --out runs/recipe/no-fix --threads $(THREADS); }
 	$(PY) plot.py runs/recipe/no-fix runs/recipe/recipe --out runs/recipe/curves.png --table
 
-# make report: every mechanism and fix in the tiny world, 3 seeds, runs in runs/report/ (reused when
-# finished, resumed when killed), RESULTS.md and results/report_*.png; JOBS runs at a time, one thread each.
+# make report: every mechanism and fix in tiny world 2, 3 seeds, runs in runs/report2/ (reused when
+# finished, resumed when killed), RESULTS.md, results/tiny2/ and the README's headline; WORLD=1: the
+# first world (runs/report/, RESULTS_tiny1.md). JOBS runs at a time, one thread each.
 JOBS ?= 2
-report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable); WORLD=2: RESULTS_tiny2.md
-	$(PY) report.py --world $(WORLD) --jobs $(JOBS)
+report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable); WORLD=1: RESULTS_tiny1.md
+	$(PY) report.py --world $(or $(WORLD),2) --jobs $(JOBS)
 
 report-quick: install  ## the same with 1 seed and short runs (about 20 min on 2 cores) -> runs/report[2]-quick/RESULTS.md
-	$(PY) report.py --world $(WORLD) --quick --jobs $(JOBS)
+	$(PY) report.py --world $(or $(WORLD),2) --quick --jobs $(JOBS)
 
 plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
 	$(PY) plot.py $(RUN)

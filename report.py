@@ -16,16 +16,18 @@ What this file is
                          and an early-stopped big teacher's (about the GRPO teacher's accuracy); OPD from each
       Fix 3, recipe (§4) OPD from the SFT student; SFT + RLVR teacher + unbiased Top-K against no fix
 
-    `--world 2` runs the same plan on tiny world 2 (WORLDS): tiny2/ models, the conciseness rule in
-    place of the bare-answer rule, the constitution as a fifth OPSD setting, and as Fix 2's control
-    the far teacher's snapshot chosen on a selection set to match each seed's GRPO teacher.
+    The report runs on tiny world 2 (`--world 2`, the default; WORLDS): tiny2/ models in two
+    notations, the conciseness rule, the constitution as a fifth OPSD setting, and as Fix 2's
+    control the far teacher's snapshot chosen on a selection set to match each seed's GRPO teacher.
+    `--world 1` runs the same plan on the first tiny world (one notation, the bare-answer rule, a
+    shorter teacher schedule as the control); RESULTS.md shows its verdict beside each claim.
 
 Commands
-    make report                  # 3 seeds, full-length runs: RESULTS.md, results/report_*.png, README headline
-    make report-quick            # 1 seed, short runs (about 10 min on 2 cores): runs/report-quick/RESULTS.md
+    make report                  # tiny world 2, 3 seeds, full-length runs: RESULTS.md, results/tiny2/, README headline
+    make report-quick            # 1 seed, short runs: runs/report2-quick/RESULTS.md
+    make report WORLD=1          # the first tiny world: RESULTS_tiny1.md, results/report_*.png
     python report.py --write-only    # rewrite RESULTS.md from the finished runs
-    python report.py --world 2       # the same on tiny world 2 (docs/tiny_world2.md): RESULTS_tiny2.md
-    python report.py --world 2 --only opsd/    # one part of the plan (and what it needs), no report
+    python report.py --only opsd/    # one part of the plan (and what it needs), no report
 
 What it simplifies
     * One thread per run and `--jobs` runs at once: two runs share a 2-core machine, so wall times
@@ -79,13 +81,16 @@ OPSD_PRESETS = ("tiny-rule", "tiny-answer", "tiny-full", "tiny-none")
 WORLDS = {
     1: dict(name="the tiny world", student="tiny/student", teacher="tiny/teacher", preset=(),
             opsd=dict(rule="tiny-rule", answer="tiny-answer", full="tiny-full", none="tiny-none"),
-            rule_format=("format/boxed_only", "bare answers"), recipe_sft="big", root="runs/report", out="RESULTS.md"),
+            rule_format=("format/boxed_only", "bare answers"), recipe_sft="big", root="runs/report",
+            out="RESULTS_tiny1.md", figs="results"),
     2: dict(name="tiny world 2", student="tiny2/student", teacher="tiny2/teacher", preset=("--preset", "tiny2"),
             opsd=dict(rule="tiny2-concise", constitution="tiny2-constitution", answer="tiny2-answer",
                       full="tiny2-full", none="tiny2-none"),
             rule_format=("format/concise", "concise responses"), recipe_sft="grpo", root="runs/report2",
-            out="RESULTS_tiny2.md"),
+            out="RESULTS.md", figs="results/tiny2", beside=1),
 }
+DEFAULT_WORLD = 2  # its full report is RESULTS.md and writes the README's headline
+# beside: the world whose report (its `out`) gives a second verdict column, read from that file's claims table
 # The recipe's student ("sft-grpo-tail") is SFT'd on the traces of `recipe_sft`: "big" (the SFT student
 # of Fix 3) in the first world, where both teachers write one notation; "grpo" (the recipe's own
 # teacher, a run `sft-grpo/s{s}`) in the second, where the big teacher's traces would teach the
@@ -627,14 +632,37 @@ def write_headline(readme: str, headline: str, claims: list) -> None:
         f.write(text[:start] + block + text[end:])
 
 
+def verdicts_in(md: str) -> dict:
+    """{claim: verdict} from the claims table of a report written by `write_results` (the fifth
+    cell of its rows, in bold); {} when the file does not exist."""
+    if not os.path.exists(md):
+        return {}
+    out = {}
+    for line in open(md):
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| ") and len(cells) >= 5 and cells[4].startswith("**") and cells[4].endswith("**"):
+            out.setdefault(cells[0], cells[4].strip("*"))
+    return out
+
+
 def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None, world: int = 1) -> str:
     """RESULTS.md from the runs in `root` of `world`'s plan; with `readme`, also its results headline
-    (write_headline)."""
+    (write_headline). A world with `beside` adds that world's verdict of each claim, read from its
+    report, as a last column (the claims that world shows and this one does not are named there)."""
     os.makedirs(figs, exist_ok=True)
     R = Report(root, scale, os.path.relpath(figs, os.path.dirname(os.path.abspath(out_md))), figs, world)
     for section in (mechanism1, mechanism2, mechanism3, fixes):
         section(R)
     counts = {v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced", "not tested")}
+    other = R.W.get("beside")
+    other_md = WORLDS[other]["out"] if other else None
+    other_v = verdicts_in(os.path.join(os.path.dirname(os.path.abspath(out_md)), other_md)) if other else {}
+    other_col = ([f"{WORLDS[other]['name']} ([{other_md}]({other_md}))"] if other_v else [])
+    rows = [[*c[:4], f"**{c[4]}**"] + ([other_v.get(c[0], "–")] if other_v else []) for c in R.claims]
+    gained = [c[0] for c in R.claims if c[4] != "reproduced" and other_v.get(c[0]) == "reproduced"]
+    beside = ([f"The last column is each claim's verdict in {WORLDS[other]['name']} ({other_md}, `make report "
+               f"WORLD={other}`). {len(gained)} claim(s) that this world does not reproduce are reproduced there: "
+               f"{'; '.join(gained) if gained else 'none'}.", ""] if other_v else [])
     quick = ["**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in minutes; "
              "its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""] \
         if meta.get("quick") else []
@@ -646,8 +674,8 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, re
              f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, {counts['not reproduced']} not "
              f"reproduced{f', {n} not tested' if (n := counts['not tested']) else ''}** (verdicts follow the rule in each "
              "row, computed from the numbers).", "",
-             common.md_table(["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}", "verdict rule", "verdict"],
-                             [[*c[:4], f"**{c[4]}**"] for c in R.claims]), "", *R.body]
+             common.md_table(["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}", "verdict rule", "verdict"]
+                             + other_col, rows), "", *beside, *R.body]
     text = "\n".join(lines) + "\n"
     with open(out_md, "w") as f:
         f.write(text)
@@ -656,7 +684,8 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, re
                     f"{counts['not reproduced']} not**{f', {n} not tested' if (n := counts['not tested']) else ''} "
                     f"({R.N} seeds, {meta['runs']} runs, {meta['wall']} on {meta['hardware']}; "
                     f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has every number "
-                    "and the rule behind each verdict):")
+                    "and the rule behind each verdict" + (f"; {len(gained)} of the others are reproduced in "
+                                                          f"{WORLDS[other]['name']}" if gained else "") + "):")
         write_headline(readme, headline, R.claims)
     return text
 
@@ -674,13 +703,13 @@ def hardware() -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=int, choices=sorted(WORLDS), default=1,
-                    help="1: the tiny world (tiny/, RESULTS.md); 2: tiny world 2 (tiny2/, RESULTS_tiny2.md)")
+    ap.add_argument("--world", type=int, choices=sorted(WORLDS), default=DEFAULT_WORLD,
+                    help="2 (default): tiny world 2 (tiny2/, RESULTS.md); 1: the first tiny world (tiny/, RESULTS_tiny1.md)")
     ap.add_argument("--quick", action="store_true", help="one seed, shortened runs (make report-quick, ~10 min on 2 cores)")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; quick: 0)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
-    ap.add_argument("--root", help="folder of the runs (default: runs/report, quick: runs/report-quick)")
-    ap.add_argument("--out", help="the Markdown report (default: RESULTS.md, quick: ROOT/RESULTS.md)")
+    ap.add_argument("--root", help="folder of the runs (default: runs/report2, world 1 runs/report; quick: ...-quick)")
+    ap.add_argument("--out", help="the Markdown report (default: the world's, RESULTS.md for world 2; quick: ROOT/RESULTS.md)")
     ap.add_argument("--figs", help="folder of the PNG plots (default: results, quick: ROOT)")
     ap.add_argument("--write-only", action="store_true", help="do not run anything: write the report from finished runs")
     ap.add_argument("--only", nargs="+", metavar="PREFIX",
@@ -693,7 +722,7 @@ def main(argv=None) -> None:
     W = WORLDS[args.world]
     root = args.root or (W["root"] + "-quick" if args.quick else W["root"])
     out_md = args.out or (os.path.join(root, "RESULTS.md") if args.quick else W["out"])
-    figs = args.figs or (root if args.quick else "results" if args.world == 1 else "results/tiny2")
+    figs = args.figs or (root if args.quick else W["figs"])
     runs = plan(scale, args.world)
     if args.only:
         if args.write_only:
@@ -717,7 +746,8 @@ def main(argv=None) -> None:
             "quick": args.quick, "run_command": timing.get("command", "?"),
             "hardware": hardware(), "jobs": timing.get("jobs", args.jobs), "wall": f"{wall / 60:.0f} min"}
     # the full report (RESULTS.md at the top level) also writes the README's headline
-    readme = "README.md" if args.world == 1 and not args.quick and args.out is None and os.path.exists("README.md") else None
+    readme = ("README.md" if args.world == DEFAULT_WORLD and not args.quick and args.out is None
+              and os.path.exists("README.md") else None)
     write_results(root, scale, out_md, figs, meta, readme, args.world)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)
 

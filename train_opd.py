@@ -52,7 +52,7 @@ from errors import UserError
 PRESETS = {
     # The tiny world (docs/tiny_world.md): shipped checkpoints, synthetic arithmetic, CPU in minutes.
     # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
-    # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS.md, Mechanism 2).
+    # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS_tiny1.md, Mechanism 2).
     "tiny": dict(student="tiny/student", teacher="tiny/teacher", data="synthetic", data_path=None, eval_data="synthetic",
                  hard_frac=0.0, flagged_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0,
                  minibatches=1, steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,

@@ -229,6 +229,36 @@ def test_world2_plan_and_verdicts(tmp_path):
     assert "steps 500, 600" in text and text.startswith("# Results: the paper's claims in tiny world 2")
 
 
+def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path):
+    """RESULTS.md (world 2) carries RESULTS_tiny1.md's verdict of every claim as a last column, and
+    names the claims only the first world reproduces, in the text and in the README's headline."""
+    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.6],
+             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
+    meta = {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"}
+    fabricate(str(tmp_path / "r1"), scale, after)  # Fix 3: 0.6 > 0.5 and 0.6 > 0.52, reproduced
+    one = report.write_results(str(tmp_path / "r1"), scale, str(tmp_path / "RESULTS_tiny1.md"), str(tmp_path / "f1"), meta)
+    assert report.verdicts_in(str(tmp_path / "nothing.md")) == {}
+    v1 = report.verdicts_in(str(tmp_path / "RESULTS_tiny1.md"))
+    assert v1[next(c for c in v1 if c.startswith("Fix 3"))] == "reproduced" and len(v1) == one.count("** |")
+    fabricate(str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2)  # partly here
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.HEADLINE[0]}\n{report.HEADLINE[1]}\n")
+    text = report.write_results(str(tmp_path / "r2"), scale, str(tmp_path / "RESULTS.md"), str(tmp_path / "f2"), meta,
+                                readme=str(readme), world=2)
+    header = next(l for l in text.splitlines() if l.startswith("| claim |"))
+    assert header.endswith("| the tiny world ([RESULTS_tiny1.md](RESULTS_tiny1.md)) |")
+    fix3 = next(l for l in text.splitlines() if l.startswith("| Fix 3"))
+    assert fix3.endswith("| **partly** | reproduced |")
+    constitution = next(l for l in text.splitlines() if l.startswith("| OPSD internalises a constitution"))
+    assert constitution.endswith("| – |")  # a claim the first world does not have
+    gained = [c for c in v1 if v1[c] == "reproduced" and f"| {c} |" in text
+              and not next(l for l in text.splitlines() if l.startswith(f"| {c} |")).count("| **reproduced** |")]
+    assert gained and f"{len(gained)} claim(s) that this world does not reproduce are reproduced there" in text
+    assert all(c in text.split("are reproduced there: ")[1].split("\n")[0] for c in gained)
+    assert f"{len(gained)} of the others are reproduced in the tiny world" in readme.read_text()
+
+
 def test_only_keeps_the_named_runs_and_what_they_need():
     runs = report.plan(report.SCALES["full"], world=2)
     names = [r.name for r in report.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
