@@ -4,6 +4,7 @@
     python bench/bench_step.py --steps 10 --batch-size 64 --threads 2
     python bench/bench_step.py --forward transformers    # score with the models' own forward instead
     python bench/bench_step.py --baseline-rev REV --rounds 3    # this code against git revision REV
+    python bench/bench_step.py --algo grpo --threads 1    # a tiny-world GRPO step (train_grpo's preset) instead
     python bench/bench_step.py --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo --max-new-tokens 4096
     python bench/bench_step.py --student random:qwen3-1.7b --teacher random:qwen3-8b --max-new-tokens 4096 \
         --micro-batch 4 --chunk-size 1024 --rollout-batch 64 --grad-checkpointing --cuda-graph --steps 1 --warmup 1
@@ -11,7 +12,8 @@
 
 Runs `--warmup` + `--steps` real OPD steps (train_opd.opd_step: the same code as training, with its
 own per-phase timers) from the given models on synthetic or dataset prompts, and prints the mean
-seconds of each phase over the measured steps, its share of the step, generated tokens per
+seconds of each phase over the measured steps (`--algo grpo`: train_grpo.grpo_step from the student
+alone, its tiny preset's 8 samples per prompt and 2 updates per batch), its share of the step, generated tokens per
 second and, on CUDA, the peak memory. Beside each phase it prints its product floor: the FLOPs of
 its weight products (`product_flops`, over the tokens the packed forward runs) at the GEMM rates
 measured in the same process, the time the phase would take if it were nothing else. `random:SHAPE` builds a model of a bench/shapes.py shape
@@ -43,10 +45,12 @@ import common
 import data
 import decoder
 import models
+import train_grpo
 import train_opd
 from shapes import build
 
 PHASES = ("time/rollout_s", "time/teacher_s", "time/student_s", "time/optim_s")
+GRPO_PHASES = ("time/rollout_s", "time/reward_s", "time/old_logp_s", "time/student_s")
 
 
 def main(argv=None) -> dict:
@@ -55,7 +59,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--teacher", default="tiny/teacher", help="teacher: hub id or folder (default tiny/teacher)")
     ap.add_argument("--data", default="synthetic", help="prompt source: synthetic, dapo, ... or a .jsonl path")
     ap.add_argument("--loss", default="topk_tail", help="the per-token loss (losses.LOSSES)")
-    ap.add_argument("--batch-size", type=int, default=64, help="prompts per step")
+    ap.add_argument("--algo", choices=("opd", "grpo"), default="opd",
+                    help="the step timed: train_opd.opd_step (default) or train_grpo.grpo_step (no teacher)")
+    ap.add_argument("--batch-size", type=int, default=None, help="prompts per step (default 64; grpo: 32, x 8 samples)")
     ap.add_argument("--micro-batch", type=int, default=0, help="rows per forward/backward (0 = the whole batch)")
     ap.add_argument("--max-new-tokens", type=int, default=80, help="response cap")
     ap.add_argument("--chunk-size", type=int, default=0, help="losses.chunked_loss chunk (0 = full logits)")
@@ -85,6 +91,9 @@ def main(argv=None) -> dict:
                          max_positions=max(4096, 512 + args.max_new_tokens)), models.tiny_tokenizer()
         return models.load(name, device=device, dtype=dtype)
     student, tok = load(args.student, torch.float32)
+    if args.algo == "grpo":
+        return grpo(args, student, tok, device)
+    args.batch_size = args.batch_size or 64
     teacher, tok_t = load(args.teacher, None)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
@@ -134,6 +143,36 @@ def main(argv=None) -> dict:
           f"{max(r['logp/rollout_vs_train_max_abs'] for r in rows):.2g}")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
+    return {"mean": mean, "total": total}
+
+
+def grpo(args, student, tok, device) -> dict:
+    """The seconds of each phase of train_grpo.grpo_step with its tiny preset (8 samples per prompt,
+    2 updates per rollout batch at lr 2e-4, so the second one is off-policy as in training)."""
+    cfg = dict(train_grpo.PRESETS["tiny"], max_new_tokens=args.max_new_tokens, rollout_batch=args.rollout_batch,
+               rollout_dtype=args.rollout_dtype, amp=device.type == "cuda", cuda_graph=args.cuda_graph, forward=args.forward)
+    n = args.batch_size = args.batch_size or cfg["batch_size"]
+    cfg["micro_batch"] = args.micro_batch or cfg["micro_batch"]
+    examples = data.synthetic_examples(n * (args.steps + args.warmup), split="train")
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98))
+    sched = common.cosine_schedule(opt, (args.steps + args.warmup) * cfg["minibatches"], 0.0)
+    rows, t_all = [], time.perf_counter()
+    for step in range(args.warmup + args.steps):
+        batch = examples[step * n:(step + 1) * n]
+        m = train_grpo.grpo_step(student, tok, batch, [data.context_ids(tok, ex) for ex in batch], cfg, opt, sched,
+                                 torch.Generator(device=device).manual_seed(step))
+        if step >= args.warmup:
+            rows.append(m)
+    mean = {k: statistics.mean(r[k] for r in rows) for k in GRPO_PHASES + ("tokens",)}
+    total = sum(mean[k] for k in GRPO_PHASES)
+    print(f"GRPO step breakdown: {args.student}, {n} prompts x {cfg['group_size']} samples x up to "
+          f"{args.max_new_tokens} tokens, {cfg['minibatches']} updates, {device.type}, {torch.get_num_threads()} threads; "
+          f"mean of {args.steps} steps after {args.warmup} warm-up ({time.perf_counter() - t_all:.0f} s in all)")
+    print("| phase | seconds | share |\n|---|---|---|")
+    for k in GRPO_PHASES:
+        print(f"| {k[5:-2]} | {mean[k]:.3f} | {100 * mean[k] / total:.0f} % |")
+    print(f"| step | {total:.3f} | 100 % |")
+    print(f"generated tokens per step {mean['tokens']:.0f}; {mean['tokens'] / total:.0f} tokens/s through the whole step")
     return {"mean": mean, "total": total}
 
 
