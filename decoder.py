@@ -336,75 +336,119 @@ def shared_prefix(contexts) -> int:
     return c
 
 
+class _Packing:
+    """Ragged rows of the given lengths, packed end to end (the projections' layout), and their
+    padded (n, L) layout (attention's), with the index maps between the two."""
+
+    def __init__(self, lens: list, device):
+        self.n, self.L = len(lens), max(lens)
+        self.real = torch.arange(self.L)[None, :] < torch.tensor(lens)[:, None]  # (n, L)
+        self.total = sum(lens)
+        from_padded = self.real.flatten().nonzero().squeeze(1)  # the padded slot of each packed token
+        to_padded = torch.full((self.n * self.L,), self.total, dtype=torch.long)  # pad slots read an appended zero row
+        to_padded[from_padded] = torch.arange(self.total)
+        self.from_padded, self.to_padded = from_padded.to(device), to_padded.to(device)
+
+    def pad(self, t):
+        """Packed rows (total, heads, D) -> (n, heads, L, D), zeros at pads."""
+        t = torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, self.to_padded)
+        return t.unflatten(0, (self.n, self.L)).transpose(1, 2)
+
+    def unpad(self, o):
+        """Attention outputs (n, heads, L, D) -> the packed rows' (total, heads * D)."""
+        return o.transpose(1, 2).reshape(self.n * self.L, -1).index_select(0, self.from_padded)
+
+
 def response_hidden(model, contexts, responses):
     """Final-normed hidden states (B, T, d) at the positions that predict each response token
     (row b, column t predicts responses[b][t]; T = the longest response, zeros past a row's end),
     and the (B, T) bool mask of real response tokens; gradients flow when grad mode is on.
 
     Each row is context + response with positions 0, 1, ... and causal attention among its own
-    tokens, as if scored alone. The work is packed: the tokens that every context starts with
-    (`shared_prefix`: a chat template's opening, a shared system prompt or rule) go through the
-    model once and every row attends to their keys and values; norms, projections and MLPs run on
-    real tokens only, and attention alone sees a padded (B, U) layout of each row's own tokens;
-    the last layer computes queries, output projection and MLP for the returned positions only.
-    The result equals scoring the padded batch up to float rounding.
+    tokens, as if scored alone. The work is packed in up to three levels, each token run once
+    where rows share it: the tokens every context starts with (`shared_prefix`: a chat template's
+    opening, a shared system prompt or rule); when contexts repeat (GRPO's G samples of each
+    prompt), the rest of each distinct context but its last token, once per distinct context;
+    then each row's own tokens (the rest of its context and its response). Each level attends to
+    the keys and values of the levels above it and, causally, to its own. Norms, projections and
+    MLPs run on real tokens only, and attention alone sees a padded layout of each level; the last
+    layer computes queries, output projection and MLP for the returned positions only. The result
+    equals scoring the padded batch up to float rounding.
     """
     m = model.model
     device, dtype = m.embed_tokens.weight.device, m.embed_tokens.weight.dtype
     B, T = len(contexts), max(len(r) for r in responses)
     c = shared_prefix(contexts)
-    tails = [list(x[c:]) + list(r) for x, r in zip(contexts, responses)]  # each row's own tokens
-    U = max(len(t) for t in tails)
-    lens = torch.tensor([len(t) for t in tails])
-    n_tail = int(lens.sum())
-    # Packed order: the c prefix tokens, then each row's tail. Index maps packed <-> padded (B, U):
-    real = torch.arange(U)[None, :] < lens[:, None]  # (B, U)
-    from_padded = real.flatten().nonzero().squeeze(1)  # the padded slot of each packed tail token
-    to_padded = torch.full((B * U,), n_tail, dtype=torch.long)  # pad slots read an appended zero row
-    to_padded[from_padded] = torch.arange(n_tail)
-    # The returned positions: row b's tail columns len(context_b) - c - 1, ... (one per response token).
-    first = torch.tensor([len(x) - c - 1 for x in contexts])  # (B,)
+    distinct = {}  # each distinct context -> its index, in order of first appearance
+    group = [distinct.setdefault(tuple(x), len(distinct)) for x in contexts]  # (B,) the row's context
+    mids = [list(x[c:-1]) for x in distinct] if len(distinct) < B else []  # the middle level, if contexts repeat
+    if not any(mids):
+        mids = []
+    if mids:
+        tails = [[x[-1]] + list(r) for x, r in zip(contexts, responses)]  # the last context token and the response
+        starts = [c + len(mids[g]) for g in group]  # the position of each row's first own token
+    else:
+        tails = [list(x[c:]) + list(r) for x, r in zip(contexts, responses)]
+        starts = [c] * B
+    R = _Packing([len(t) for t in tails], device)  # the rows' own tokens, (B, U) padded
+    U = R.L
+    # The returned positions: row b's own columns len(context_b) - start_b - 1, ... (one per response token).
+    first = torch.tensor([len(x) - s - 1 for x, s in zip(contexts, starts)])  # (B,)
     out_mask = torch.arange(T)[None, :] < torch.tensor([len(r) for r in responses])[:, None]  # (B, T)
     q0 = int(first.min())  # the last layer's queries start at the earliest returned column
-    cols = (first[:, None] + torch.arange(T)[None, :])[out_mask]  # tail column of each returned token
+    cols = (first[:, None] + torch.arange(T)[None, :])[out_mask]  # own column of each returned token
     rows = torch.arange(B)[:, None].expand(B, T)[out_mask]
-    out_packed = to_padded[rows * U + cols]  # its packed tail index
-    out_query = rows * (U - q0) + cols - q0  # its slot among the last layer's (B, U - q0) queries
-    from_padded, to_padded, out_packed, out_query = (t.to(device) for t in (from_padded, to_padded, out_packed, out_query))
+    out_packed = R.to_padded[(rows * U + cols).to(device)]  # its index among the packed own tokens
+    out_query = (rows * (U - q0) + cols - q0).to(device)  # its slot among the last layer's (B, U - q0) queries
 
-    ids = torch.tensor(list(contexts[0][:c]) + [t for tail in tails for t in tail], dtype=torch.long, device=device)
-    pos = torch.cat([torch.arange(c)] + [torch.arange(c, c + len(t)) for t in tails]).to(device)
-    cos_table, sin_table = rope_tables(model, c + U, dtype, device)
+    ids = torch.tensor(list(contexts[0][:c]) + [t for mid in mids for t in mid] + [t for tail in tails for t in tail],
+                       dtype=torch.long, device=device)
+    pos = torch.cat([torch.arange(c)] + [torch.arange(c, c + len(t)) for t in mids]
+                    + [torch.arange(s, s + len(t)) for s, t in zip(starts, tails)]).to(device)
+    cos_table, sin_table = rope_tables(model, max(s + len(t) for s, t in zip(starts, tails)), dtype, device)
     cos, sin = cos_table[pos][:, None], sin_table[pos][:, None]  # (N, 1, D): broadcast over heads
-    causal = torch.ones(U, U, dtype=torch.bool, device=device).tril()
-    tail_mask = torch.cat([torch.ones(B, U, c, dtype=torch.bool, device=device),  # every row reads the prefix
-                           causal & real.to(device)[:, None, :]], dim=-1)[:, None]  # (B, 1, U, c + U)
-    prefix_mask = torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, c, c)
-
-    def padded(t):  # packed tail rows (n_tail, heads, D) -> (B, heads, U, D), zeros at pads
-        t = torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, to_padded)
-        return t.unflatten(0, (B, U)).transpose(1, 2)
+    ones = lambda *shape: torch.ones(*shape, dtype=torch.bool, device=device)
+    prefix_mask = ones(c, c).tril()[None, None]  # (1, 1, c, c)
+    own = ones(U, U).tril() & R.real.to(device)[:, None, :]  # (B, U, U) causal among a row's real tokens
+    if mids:
+        M = _Packing([len(t) for t in mids], device)  # the distinct contexts' middles, (n_g, Pm) padded
+        row_group = torch.tensor(group, device=device)
+        real_mid = M.real.to(device)
+        # a middle's pad queries also read their own (zero) key, so no query row reads nothing
+        mid_mask = torch.cat([ones(M.n, M.L, c), (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)],
+                             dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
+        tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own], dim=-1)[:, None]
+    else:
+        tail_mask = torch.cat([ones(B, U, c), own], dim=-1)[:, None]  # (B, 1, U, c + U): every row reads the prefix
+    a, b = c, c + (M.total if mids else 0)  # packed order: [0, a) the prefix, [a, b) the middles, [b, N) own tokens
 
     W = weights(model)
     layers = W.layers
-    x = F.embedding(ids, W.embed)  # (N, d), N = c + n_tail
+    x = F.embedding(ids, W.embed)  # (N, d)
     for i, w in enumerate(layers):
         H, D = w.heads, w.head_dim
         q, k, v = _qkv(w, x, cos, sin)  # (N, H, D), (N, H_kv, D), (N, H_kv, D)
         kp, vp = k[:c].transpose(0, 1)[None], v[:c].transpose(0, 1)[None]  # (1, H_kv, c, D)
-        kt = torch.cat([kp.expand(B, -1, -1, -1), padded(k[c:])], dim=2)  # (B, H_kv, c + U, D)
-        vt = torch.cat([vp.expand(B, -1, -1, -1), padded(v[c:])], dim=2)
+        above_k, above_v = [kp.expand(B, -1, -1, -1)], [vp.expand(B, -1, -1, -1)]  # what the rows' own tokens read
+        if mids:
+            km, vm = M.pad(k[a:b]), M.pad(v[a:b])  # (n_g, H_kv, Pm, D)
+            above_k.append(km.index_select(0, row_group))
+            above_v.append(vm.index_select(0, row_group))
+        kt = torch.cat(above_k + [R.pad(k[b:])], dim=2)  # (B, H_kv, c [+ Pm] + U, D)
+        vt = torch.cat(above_v + [R.pad(v[b:])], dim=2)
         if i == len(layers) - 1:  # the returned positions only: queries from column q0, then those tokens
-            o = _attend(w, padded(q[c:])[:, :, q0:], kt, vt, tail_mask[:, :, q0:])  # (B, H, U - q0, D)
+            o = _attend(w, R.pad(q[b:])[:, :, q0:], kt, vt, tail_mask[:, :, q0:])  # (B, H, U - q0, D)
             o = o.transpose(1, 2).reshape(B * (U - q0), H * D).index_select(0, out_query)
-            x = _out_and_mlp(w, x[c:].index_select(0, out_packed), o)
+            x = _out_and_mlp(w, x[b:].index_select(0, out_packed), o)
             break
-        o = _attend(w, padded(q[c:]), kt, vt, tail_mask).transpose(1, 2).reshape(B * U, H * D)
-        o = o.index_select(0, from_padded)  # (n_tail, H*D)
+        o = [R.unpad(_attend(w, R.pad(q[b:]), kt, vt, tail_mask))]  # (n_own, H*D)
+        if mids:
+            km, vm = torch.cat([kp.expand(M.n, -1, -1, -1), km], dim=2), torch.cat([vp.expand(M.n, -1, -1, -1), vm], dim=2)
+            o.insert(0, M.unpad(_attend(w, M.pad(q[a:b]), km, vm, mid_mask)))
         if c:
             op = _attend(w, q[:c].transpose(0, 1)[None], kp, vp, prefix_mask)  # (1, H, c, D)
-            o = torch.cat([op[0].transpose(0, 1).reshape(c, H * D), o])
-        x = _out_and_mlp(w, x, o)
+            o.insert(0, op[0].transpose(0, 1).reshape(c, H * D))
+        x = _out_and_mlp(w, x, o[0] if len(o) == 1 else torch.cat(o))
     h = _rms_norm(x, W.norm, W.norm_eps)  # (returned tokens, d) in (row, t) order
     slots = out_mask.flatten().nonzero().squeeze(1).to(device)
     out = h.new_zeros(B * T, h.shape[-1]).index_copy(0, slots, h)

@@ -240,7 +240,8 @@ def generate(
     graphs) drops finished rows from the decode batch, with their cache rows, once a quarter of
     it has finished; every row's tokens are the same (its uniforms are drawn as if all rows were
     decoded) and its log-probs too up to float rounding. The tokens every prompt starts with
-    (decoder.shared_prefix) are prefilled once. `dtype` (default: the model's) is the precision
+    (decoder.shared_prefix) are prefilled once, and so is each prompt that repeats (G samples of a
+    prompt): its rows start from copies of its cache. `dtype` (default: the model's) is the precision
     the sampler computes in, from copies of the weights cast to it for this call (decoder.weights):
     torch.bfloat16 samples a float32-trained student from a bf16 copy, half the bytes per decode
     step; the log-probs it returns are the bf16 model's. The response has T = the longest
@@ -272,12 +273,16 @@ def generate(
     # Cache slots: [0, c) the prompts' shared prefix (decoder.shared_prefix, run once and copied
     # into every row), [c, P) the rest of each prompt left-padded, then one slot per decode step.
     # The rest runs all at once or prefill_chunk columns at a time.
+    # A prompt that repeats (GRPO's G samples of each) is prefilled once; its cache rows are then copied.
     prompt_ids, prompt_mask = left_pad(prompts, pad_token_id, device)  # (B, P): the Rollout's record
     B, P = prompt_ids.shape
+    distinct = {}  # each distinct prompt -> its prefill row
+    inverse = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]  # (B,) the row's prefill row
+    prompts = [list(p) for p in distinct]
     c = decoder.shared_prefix(prompts)
-    rest_ids, rest_mask = left_pad([p[c:] for p in prompts], pad_token_id, device)  # (B, R), R = P - c
+    rest_ids, rest_mask = left_pad([p[c:] for p in prompts], pad_token_id, device)  # (B_distinct, R), R = P - c
     R, S_max, n_layers = P - c, P + max_new_tokens, len(model.model.layers)
-    cache = decoder.KVCache(n_layers, B, n_kv, S_max, head_dim, dtype, device)
+    cache = decoder.KVCache(n_layers, len(prompts), n_kv, S_max, head_dim, dtype, device)
     W = decoder.weights(model, dtype=dtype)  # read once: the weights do not change during a rollout
     cos_table, sin_table = decoder.rope_tables(model, S_max, dtype, device)  # (S_max, D)
     if c:
@@ -286,19 +291,22 @@ def generate(
                         sin_table[None, :c], one, 0, c, torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None],
                         out_from=c)  # keys and values only
         cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
-    positions = c + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, R) per-row rotary positions
+    positions = c + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B_distinct, R) per-row rotary positions
     prompt_len = prompt_mask.sum(-1)  # (B,)
     causal = torch.ones(R, R, dtype=torch.bool, device=device).tril()  # (R, R)
     eye = torch.eye(R, dtype=torch.bool, device=device)
     step = prefill_chunk if prefill_chunk > 0 else R
     for s in range(0, R, step):  # columns [s, e) attend to the prefix and the slots [c, c + e) written so far
         e = min(s + step, R)
-        mask = (rest_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B, 1, e-s, e); pad queries see themselves
-        mask = torch.cat([mask.new_ones(B, 1, e - s, c), mask], dim=-1)  # (B, 1, e-s, c + e)
+        mask = (rest_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B_distinct, 1, e-s, e); pad queries see themselves
+        mask = torch.cat([mask.new_ones(len(prompts), 1, e - s, c), mask], dim=-1)  # (B_distinct, 1, e-s, c + e)
         last = e - s - 1 if e == R else e - s  # only the prompt's last column needs the last layer's output
         h = decoder.forward(W, rest_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
                             cache, c + s, c + e, mask, out_from=last)
     cache.pos = P
+    if len(prompts) < B:  # every row from its prompt's prefill
+        inverse = torch.tensor(inverse, device=device)
+        cache.kt, cache.v, h, rest_mask = cache.kt[:, inverse], cache.v[:, inverse], h[inverse], rest_mask[inverse]
     logits = decoder.lm_head(W, h[:, -1])  # (B, V) predicts the first response token
 
     # ---- decode: sample, record, feed the token back ----------------------------------------
@@ -395,7 +403,8 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     model's output layer (`model.lm_head.weight`): no (B, T, V) logits are made.
 
     impl: "ours" runs the sampler's written-out decoder (decoder.response_hidden: fused q/k/v and
-    gate/up products, fused norms, the contexts' shared prefix computed once, no work on padding;
+    gate/up products, fused norms, the contexts' shared prefix computed once and each repeated
+    context once, no work on padding;
     the model's forward up to float rounding); "transformers" calls the model's own forward on the
     padded batch (contexts left-padded, responses right-padded); "auto" (default) takes "ours" where it applies
     (`writes_out`: not under FSDP, not with activation checkpointing) and "transformers" elsewhere.

@@ -30,9 +30,11 @@ Commands
     python train_grpo.py --out runs/grpo --resume              # a killed run continues exactly
 
 What it simplifies
-    * π_old is recomputed by the training forward (no gradient) before the first update of each
-      rollout batch, so ρ = 1 exactly at the first step; the sampler's own log-probs are only
-      compared with it (`logp/rollout_vs_train_max_abs`).
+    * π_old is the training forward's, not the sampler's: the first update's rows take it from
+      their own forward with gradients (detached; the policy has not moved yet, so ρ = 1 exactly
+      and no extra pass runs: with --minibatches 1 the step runs one forward per row, not two);
+      the later updates' rows are scored without gradients before the first update. The sampler's
+      own log-probs are only compared with it (`logp/rollout_vs_train_max_abs`).
     * No dynamic sampling (DAPO drops groups whose rewards are all equal; here they stay in the
       batch with advantage 0 and count in the token normalisation); no entropy bonus, no KL.
     * The reward is the grader's 0/1 only; no format or length shaping.
@@ -135,17 +137,22 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
     with common.timed(times, "reward"):
         texts = [tok.decode(r) for r in responses]
         golds = [ex.answer for ex in examples for _ in range(G)]
-        rewards = torch.tensor([float(eval_math.grade(t, gold)) for t, gold in zip(texts, golds)])
+        graded = {pair: float(eval_math.grade(*pair)) for pair in set(zip(texts, golds))}  # a repeated answer once
+        rewards = torch.tensor([graded[pair] for pair in zip(texts, golds)])
         adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
-    # π_old: the policy that sampled, as the training forward computes it (before any update).
+    # π_old: the policy that sampled, as the training forward computes it. The rows of updates 2..M
+    # are scored now, before any update; the first update's rows below, by their own forward.
+    per_update, mb = len(rows) // cfg["minibatches"], cfg["micro_batch"]
     with common.timed(times, "old_logp"):
-        old_logp, mismatch = old_logprobs(student, rows, responses, sampler_logp, tok.pad_token_id, cfg)
+        later = slice(per_update, None)
+        old_logp, mismatch = old_logprobs(student, rows[later], responses[later], sampler_logp[later],
+                                          tok.pad_token_id, cfg)
+        old_logp = [None] * per_update + old_logp
 
     # 4-6. M optimizer steps, each on whole groups; token-level normalisation within each.
     with common.timed(times, "student"):
         student.train()
-        per_update, mb = len(rows) // cfg["minibatches"], cfg["micro_batch"]
         sums = {"loss": 0.0, "ppo/clip_frac": 0.0, "ppo/ratio_max": 0.0, "entropy": 0.0}
         grad_norms, n_tok_all = [], 0
         for u in range(cfg["minibatches"]):
@@ -158,7 +165,11 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
                     continue
                 lp, mask, logits = policy_logprobs(student, [rows[i] for i in part], [responses[i] for i in part],
                                                    tok.pad_token_id, cfg["amp"], cfg["forward"])  # (b, T) with gradient
-                old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)  # (b, T)
+                if u == 0:  # the policy has not moved: π_old is this forward's own, ρ = 1 exactly
+                    old = lp.detach()
+                    mismatch = max(mismatch, logp_gap(lp, [sampler_logp[i] for i in part]))
+                else:
+                    old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)  # (b, T)
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
                 loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
@@ -191,11 +202,17 @@ def old_logprobs(student, rows: list, responses: list, sampler_logp: list, pad_i
     mb, old_logp, mismatch = cfg["micro_batch"], [], 0.0
     for s in range(0, len(rows), mb):
         lp, _, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], pad_id, cfg["amp"], cfg["forward"])
-        for j, ids in enumerate(responses[s:s + mb]):
-            old_logp.append(lp[j, :len(ids)])
-            if ids:
-                mismatch = max(mismatch, float((sampler_logp[s + j].to(lp.device) - lp[j, :len(ids)]).abs().max()))
+        old_logp += [lp[j, :len(ids)] for j, ids in enumerate(responses[s:s + mb])]
+        mismatch = max(mismatch, logp_gap(lp, sampler_logp[s:s + mb]))
     return old_logp, mismatch
+
+
+@torch.no_grad()
+def logp_gap(lp, sampler_logp: list) -> float:
+    """The largest |sampler log p − training log p| over the tokens of these rows: lp (b, T) from
+    the training forward, sampler_logp the rows' (T_i,) log-probs from the sampler."""
+    gaps = [float((s.to(lp.device) - lp[j, :len(s)]).abs().max()) for j, s in enumerate(sampler_logp) if len(s)]
+    return max(gaps, default=0.0)
 
 
 @torch.no_grad()

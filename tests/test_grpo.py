@@ -119,6 +119,42 @@ def test_second_minibatch_is_off_policy_and_the_clip_acts(tmp_path, monkeypatch)
     assert sched.last_epoch == 2  # two optimizer steps for one rollout batch
 
 
+def test_first_update_is_the_on_policy_gradient_and_later_updates_see_the_policy_that_sampled(tmp_path, monkeypatch):
+    # π_old of the first update's rows comes from their own forward (no separate pass): its gradient
+    # must be the closed form at ρ = 1, −Σ_i A_i Σ_t ∇log π(y_i,t) / n_tok; with lr 0 the policy
+    # never moves, so the later update's ρ, against π_old scored before any update, must be 1.
+    monkeypatch.setattr(eval_math, "grade", by_byte_parity)
+    s, _ = tiny_pair(tmp_path)
+    cfg = small_cfg(s, batch_size=6, group_size=6, micro_batch=36, minibatches=2, grad_clip=0.0)  # the raw gradient
+    tok = models.tiny_tokenizer()
+    student, _ = models.load(s, dtype=torch.float32)
+    params = [p for p in student.parameters() if p.requires_grad]
+    examples = data.synthetic_examples(cfg["batch_size"], split="train")
+    prompts = [data.context_ids(tok, ex) for ex in examples]
+    rows = [p for p in prompts for _ in range(cfg["group_size"])]
+    responses, _, _ = common.sample_batch(student, tok, rows, cfg, torch.Generator().manual_seed(7))
+    reward = torch.tensor([float(by_byte_parity(tok.decode(r), "")) for r in responses])
+    adv = train_grpo.group_advantages(reward, cfg["group_size"])
+    half = len(rows) // 2
+    assert adv[:half].abs().sum() > 0  # the first update has something to learn
+    logits, mask = rollout.score(student, rows[:half], responses[:half])
+    tokens = rollout.pad_right(responses[:half], 0, logits.device)
+    lp = losses.student_logprobs_at(logits, tokens[..., None])[..., 0]
+    n_tok = sum(len(r) for r in responses[:half])
+    want = torch.autograd.grad(-(adv[:half, None] * lp * mask).sum() / n_tok, params)
+
+    grads = []
+    opt = torch.optim.SGD(params, lr=0.0)
+    opt.register_step_pre_hook(lambda o, a, k: grads.append([p.grad.clone() for p in params]))
+    sched = common.cosine_schedule(opt, 10, 0.0)
+    m = train_grpo.grpo_step(student, tok, examples, prompts, cfg, opt, sched, torch.Generator().manual_seed(7))
+    assert len(grads) == 2
+    for g, w in zip(grads[0], want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+    assert m["ppo/ratio_max"] == pytest.approx(1.0, abs=1e-5) and m["ppo/clip_frac"] == 0.0
+    assert 0 < m["logp/rollout_vs_train_max_abs"] < 1e-4  # the monitor covers both updates' rows
+
+
 def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeypatch):
     monkeypatch.setattr(eval_math, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)

@@ -153,6 +153,23 @@ def test_prompts_with_a_shared_prefix_give_transformers_greedy(model, prefill_ch
     torch.testing.assert_close(logp, ro.logp, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("prompts", [PROMPTS, PREFIXED], ids=["no shared prefix", "shared prefix"])
+def test_repeated_prompts_are_prefilled_once_and_each_row_is_its_prompts(model, prompts):
+    """G samples of each prompt (GRPO's rows, here not even consecutive): each distinct prompt is
+    prefilled once and its cache copied into its rows; greedy rows are still transformers' for
+    their prompt alone, and sampled rows' log-probs are score's for their prompt."""
+    rows = [prompts[i] for i in (0, 1, 0, 2, 1, 0, 3, 2)]
+    eos, _ = pick_eos(model, prompts)
+    greedy = rollout.generate(model, rows, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD)
+    for b, prompt in enumerate(rows):
+        assert greedy.responses()[b] == hf_greedy(model, prompt, eos=[eos]), f"row {b}"
+    sampled = rollout.generate(model, rows, MAX_NEW, eos_token_ids=[eos], pad_token_id=PAD,
+                               generator=torch.Generator().manual_seed(4))
+    assert len({tuple(r) for r in sampled.responses()}) > len(prompts)  # copies of a prompt drew apart
+    logp, _ = rollout.score(model, rows, sampled.responses(), return_logits=False)
+    torch.testing.assert_close(logp, sampled.logp, rtol=0, atol=1e-4)
+
+
 def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
     """compact=True decodes only the rows still going once a quarter of the batch has finished;
     every row gets the tokens (same uniforms), top-k and log-probs it gets with the whole batch."""
@@ -372,6 +389,11 @@ PREFIX_CASES = {
     "identical contexts": ([SHARED + [6]] * 3, [[60], [61, 62], [63, 64, 65]]),
     "contexts that are the prefix alone": ([SHARED, SHARED + [12, 13]], [[70, 71], [72]]),
     "no response at all": ([SHARED + [2], SHARED + [3, 4]], [[], []]),
+    # contexts that repeat (GRPO's G samples of a prompt): their middles run once per distinct context
+    "repeated contexts after the prefix": ([SHARED + [3, 4, 5]] * 3 + [SHARED + [9, 8]] * 2 + [SHARED + [1]],
+                                           [[10, 11], [12], [13, 14, 15], [], [16, 17], [18, 19]]),
+    "repeated contexts, no shared prefix": ([[3, 4, 5]] * 2 + [[9, 8, 7, 6]] * 2 + [[4]],
+                                            [[20, 21, 22], [23], [24, 25], [26], [27, 28]]),
 }
 
 
@@ -381,7 +403,7 @@ def test_score_with_a_shared_prefix_equals_each_pair_alone(model, case):
     pair alone through the model's own forward, whatever the prefix leaves of each context."""
     contexts, responses = PREFIX_CASES[case]
     c = decoder.shared_prefix(contexts)
-    assert c == min(len(SHARED), min(map(len, contexts)) - 1)
+    assert c == (min(len(SHARED), min(map(len, contexts)) - 1) if all(x[:5] == SHARED for x in contexts) else 0)
     logits, mask = rollout.score(model, contexts, responses, impl="ours")
     T = max(map(len, responses))
     assert logits.shape == (len(contexts), T, V)
@@ -401,11 +423,13 @@ def test_shared_prefix_length():
     assert decoder.shared_prefix([[1], [1, 2]]) == 0
 
 
-def test_score_gradients_with_a_shared_prefix_equal_the_transformers_forward(model):
-    """Every row's gradient flows back through the prefix it shares: the packed forward's weight
-    gradients equal the padded batch through the model's own forward."""
-    contexts, responses = PREFIX_CASES["shared prefix, tails of several lengths"]
-    w = torch.randn(len(contexts), 5, V, generator=torch.Generator().manual_seed(6))
+@pytest.mark.parametrize("case", ["shared prefix, tails of several lengths", "repeated contexts after the prefix",
+                                  "repeated contexts, no shared prefix"])
+def test_score_gradients_with_a_shared_prefix_equal_the_transformers_forward(model, case):
+    """Every row's gradient flows back through the prefix (and the repeated context) it shares: the
+    packed forward's weight gradients equal the padded batch through the model's own forward."""
+    contexts, responses = PREFIX_CASES[case]
+    w = torch.randn(len(contexts), max(map(len, responses)), V, generator=torch.Generator().manual_seed(6))
     grads = {}
     for impl in ("ours", "transformers"):
         model.zero_grad(set_to_none=True)
