@@ -381,8 +381,8 @@ def response_hidden(model, contexts, responses):
     c = shared_prefix(contexts)
     distinct = {}  # each distinct context -> its index, in order of first appearance
     group = [distinct.setdefault(tuple(x), len(distinct)) for x in contexts]  # (B,) the row's context
-    mids = [list(x[c:-1]) for x in distinct] if len(distinct) < B else []  # the middle level, if contexts repeat
-    if not any(mids):
+    mids = [list(x[c:-1]) for x in distinct]  # the middle level: each distinct context's tokens after the prefix
+    if len(distinct) == B or not any(mids):  # no context repeats, or none has a token to share beyond the prefix
         mids = []
     if mids:
         tails = [[x[-1]] + list(r) for x, r in zip(contexts, responses)]  # the last context token and the response
@@ -415,9 +415,10 @@ def response_hidden(model, contexts, responses):
         row_group = torch.tensor(group, device=device)
         real_mid = M.real.to(device)
         # a middle's pad queries also read their own (zero) key, so no query row reads nothing
-        mid_mask = torch.cat([ones(M.n, M.L, c), (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)],
-                             dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
-        tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own], dim=-1)[:, None]
+        own_mid = (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)
+        mid_mask = torch.cat([ones(M.n, M.L, c), own_mid], dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
+        tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own],
+                              dim=-1)[:, None]  # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
     else:
         tail_mask = torch.cat([ones(B, U, c), own], dim=-1)[:, None]  # (B, 1, U, c + U): every row reads the prefix
     a, b = c, c + (M.total if mids else 0)  # packed order: [0, a) the prefix, [a, b) the middles, [b, N) own tokens
@@ -443,7 +444,8 @@ def response_hidden(model, contexts, responses):
             break
         o = [R.unpad(_attend(w, R.pad(q[b:]), kt, vt, tail_mask))]  # (n_own, H*D)
         if mids:
-            km, vm = torch.cat([kp.expand(M.n, -1, -1, -1), km], dim=2), torch.cat([vp.expand(M.n, -1, -1, -1), vm], dim=2)
+            km = torch.cat([kp.expand(M.n, -1, -1, -1), km], dim=2)  # (n_g, H_kv, c + Pm, D): prefix and own
+            vm = torch.cat([vp.expand(M.n, -1, -1, -1), vm], dim=2)
             o.insert(0, M.unpad(_attend(w, M.pad(q[a:b]), km, vm, mid_mask)))
         if c:
             op = _attend(w, q[:c].transpose(0, 1)[None], kp, vp, prefix_mask)  # (1, H, c, D)

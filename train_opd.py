@@ -99,6 +99,10 @@ def parse_config(argv=None) -> dict:
         g = ap.add_argument_group("models and data")
         g.add_argument("--student", help="student: hub id or local folder (tiny: tiny/student)")
         g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
+        g.add_argument("--teacher-dtype", choices=sorted(common.SAMPLING_DTYPES),
+                       help="the precision the frozen teacher is stored and scores in (default: bfloat16 on CUDA, "
+                            "float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores faster, "
+                            "at the price of the teacher's log-probs' rounding (make bench-cpu prints both)")
         common.add_data_flags(g)
         add_loss_flags(ap)
         common.add_rollout_flags(ap)
@@ -279,10 +283,11 @@ def main(argv=None) -> dict:
     common.check_held_out(context, tok, held_out, cfg)
 
     device = run_folder.start_run(cfg)
-    # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA, and
-    # must share the student's vocabulary.
+    # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA unless
+    # --teacher-dtype says otherwise, and must share the student's vocabulary.
     student, tok = run_folder.load_student(cfg, device)
-    teacher, tok_t = models.load(cfg["teacher"], device=device)
+    teacher, tok_t = models.load(cfg["teacher"], device=device,
+                                 dtype=common.SAMPLING_DTYPES[cfg["teacher_dtype"]] if cfg.get("teacher_dtype") else None)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, the teacher for inference

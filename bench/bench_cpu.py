@@ -9,13 +9,16 @@ What it measures, on one tiny-world batch (64 synthetic prompts, tiny/student's 
     2. the teacher's scoring (no_grad) and the student's forward + backward through
        `rollout.score` with impl "ours" (the written-out decoder) and "transformers" (the model's
        own forward), in float32 and under bfloat16 autocast; the configurations alternate and the
-       median of `--repeats` calls is printed, so a busy neighbour slows every one alike;
+       median of `--repeats` calls is printed, so a busy neighbour slows every one alike; and the
+       teacher with its weights stored in bf16 (no casts per call), with its log-probs' distance
+       from the float32 teacher's (what the speed costs in numbers);
     3. with --compile, `torch.compile(dynamic=True)` of the written-out scoring forward: seconds to
        compile and the time per call after.
 The teacher's matrix products per batch are counted from its shapes, so the float32 rate of (1)
 turns them into a floor for (2).
 """
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -91,21 +94,38 @@ def main(argv=None):
         logits.float().logsumexp(-1)[mask].sum().backward()
         student.zero_grad(set_to_none=True)
 
+    teacher_bf16 = copy.deepcopy(teacher).to(torch.bfloat16)  # a frozen teacher may be stored in bf16: no casts per call
+
+    def teacher_bf16_call():
+        with torch.no_grad():
+            return rollout.score(teacher_bf16, prompts, responses, return_logits=False)
+
     configs = [(impl, amp) for impl in ("transformers", "ours") for amp in (False, True)]
     times = {(who, c): [] for who in ("teacher", "student") for c in configs}
+    times["bf16"] = []
     for c in configs:  # warm-up
         teacher_call(*c), student_call(*c)
+    teacher_bf16_call()
     for _ in range(args.repeats):  # alternate the configurations
         for c in configs:
             for who, fn in (("teacher", teacher_call), ("student", student_call)):
                 t = time.perf_counter()
                 fn(*c)
                 times[(who, c)].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        teacher_bf16_call()
+        times["bf16"].append(time.perf_counter() - t)
     print("\n| forward | teacher scoring s | student forward + backward s |\n|---|---|---|")
     for c in configs:
         name = f"{c[0]}, {'bf16 autocast' if c[1] else 'float32'}"
         print(f"| {name} | {statistics.median(times[('teacher', c)]):.3f} | "
               f"{statistics.median(times[('student', c)]):.3f} |")
+    print(f"| ours, the teacher's weights stored in bf16 | {statistics.median(times['bf16']):.3f} | – |")
+    with torch.no_grad():
+        ref, mask = rollout.score(teacher, prompts, responses, return_logits=False)
+    gap = (teacher_bf16_call()[0] - ref)[mask].abs()
+    print(f"the bf16 teacher's log q(y_t) against the float32 teacher's over the {int(mask.sum())} response tokens: "
+          f"mean |difference| {gap.mean():.3g}, largest {gap.max():.3g}")
     macs = matmul_macs(teacher, 64 * columns)
     print(f"\nthe teacher's decoder products for 64 x {columns} positions: {2 * macs / 1e9:.1f} GFLOP, "
           f"{2 * macs / 1e9 / rate['f32']:.3f} s at the float32 rate above (the last layer's prompt columns, "
@@ -120,19 +140,26 @@ def main(argv=None):
             ids[b, P - len(c):P + len(r)] = torch.tensor(c + r)
             mask[b, P - len(c):P + len(r)] = True
         pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        compiled = torch.compile(decoder.hidden_states, dynamic=True)
+        causal = torch.ones(S, S, dtype=torch.bool).tril()
+        attn = ((mask[:, None, :] & causal) | torch.eye(S, dtype=torch.bool))[:, None]  # (B, 1, S, S); pads see themselves
+
+        def hidden_states(model, ids, mask, pos, out_from):  # the written-out forward on the padded batch
+            cos, sin = decoder.rope_tables(model, S, torch.float32, "cpu")
+            return decoder.forward(decoder.weights(model), ids, cos[pos], sin[pos], None, 0, S, attn, out_from)
+
+        compiled = torch.compile(hidden_states, dynamic=True)
         print("\n| torch.compile(dynamic=True) of the written-out forward | compile s | eager s | compiled s |\n|---|---|---|---|")
         for who, model, grad in (("teacher scoring", teacher, False), ("student forward + backward", student, True)):
             def run(fn):
                 with torch.set_grad_enabled(grad):
-                    h = fn(model, ids, mask, pos, P - 1)
+                    h = fn(model, ids, mask, pos, P - 1)  # (B, S - P + 1, d) from the prompt's last column
                     if grad:
                         (h @ model.lm_head.weight.T).logsumexp(-1).sum().backward()
                         model.zero_grad(set_to_none=True)
             t = time.perf_counter()
             run(compiled)
             first = time.perf_counter() - t
-            print(f"| {who} | {first:.1f} | {clock(lambda: run(decoder.hidden_states), args.repeats):.3f} | "
+            print(f"| {who} | {first:.1f} | {clock(lambda: run(hidden_states), args.repeats):.3f} | "
                   f"{clock(lambda: run(compiled), args.repeats):.3f} |")
 
 

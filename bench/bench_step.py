@@ -70,6 +70,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cuda-graph", action="store_true", help="the sampler's decode step as a CUDA graph")
     ap.add_argument("--rollout-dtype", choices=sorted(common.SAMPLING_DTYPES),
                     help="the precision the student samples in (default: bfloat16 on CUDA, float32 on CPU)")
+    ap.add_argument("--teacher-dtype", choices=sorted(common.SAMPLING_DTYPES),
+                    help="the precision the teacher is stored and scores in (default: bfloat16 on CUDA, float32 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="measured steps")
     ap.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
@@ -94,7 +96,7 @@ def main(argv=None) -> dict:
     if args.algo == "grpo":
         return grpo(args, student, tok, device)
     args.batch_size = args.batch_size or 64
-    teacher, tok_t = load(args.teacher, None)
+    teacher, tok_t = load(args.teacher, common.SAMPLING_DTYPES.get(args.teacher_dtype))
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
     if args.grad_checkpointing:

@@ -254,6 +254,20 @@ def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(w0.state_dict().values(), w1.state_dict().values()))
 
 
+@pytest.mark.parametrize("flag, dtype", [(None, torch.float32), ("bfloat16", torch.bfloat16)])
+def test_teacher_dtype_is_the_precision_the_teacher_scores_in(tmp_path, monkeypatch, flag, dtype):
+    s, t = tiny_pair(tmp_path)
+    seen, step = [], train_opd.opd_step
+    def recording_step(student, teacher, *args):
+        seen.append((next(student.parameters()).dtype, next(teacher.parameters()).dtype))
+        return step(student, teacher, *args)
+    monkeypatch.setattr(train_opd, "opd_step", recording_step)
+    train_opd.main(["--student", s, "--teacher", t, "--steps", "1", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "6",
+                    "--eval-n", "2", "--threads", "1", "--out", str(tmp_path / "run")]
+                   + (["--teacher-dtype", flag] if flag else []))
+    assert seen == [(torch.float32, dtype)]  # the student's training weights stay float32 either way
+
+
 def test_mismatched_tokenizers_are_refused_before_training(tmp_path):
     """A teacher whose tokenizer maps two byte ids the other way round (same size, same specials):
     every log-prob it gave would be for another token; the run must stop at load time."""
