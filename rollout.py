@@ -278,16 +278,16 @@ def generate(
     B, P = prompt_ids.shape
     distinct = {}  # each distinct prompt -> its prefill row
     inverse = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]  # (B,) the row's prefill row
-    prompts = [list(p) for p in distinct]
-    c = decoder.shared_prefix(prompts)
-    rest_ids, rest_mask = left_pad([p[c:] for p in prompts], pad_token_id, device)  # (B_distinct, R), R = P - c
+    unique = [list(p) for p in distinct]  # what the prefill runs: B_distinct rows
+    c = decoder.shared_prefix(unique)
+    rest_ids, rest_mask = left_pad([p[c:] for p in unique], pad_token_id, device)  # (B_distinct, R), R = P - c
     R, S_max, n_layers = P - c, P + max_new_tokens, len(model.model.layers)
-    cache = decoder.KVCache(n_layers, len(prompts), n_kv, S_max, head_dim, dtype, device)
+    cache = decoder.KVCache(n_layers, len(unique), n_kv, S_max, head_dim, dtype, device)
     W = decoder.weights(model, dtype=dtype)  # read once: the weights do not change during a rollout
     cos_table, sin_table = decoder.rope_tables(model, S_max, dtype, device)  # (S_max, D)
     if c:
         one = decoder.KVCache(n_layers, 1, n_kv, c, head_dim, dtype, device)
-        decoder.forward(W, torch.tensor([prompts[0][:c]], device=device), cos_table[None, :c],
+        decoder.forward(W, torch.tensor([unique[0][:c]], device=device), cos_table[None, :c],
                         sin_table[None, :c], one, 0, c, torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None],
                         out_from=c)  # keys and values only
         cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
@@ -299,12 +299,12 @@ def generate(
     for s in range(0, R, step):  # columns [s, e) attend to the prefix and the slots [c, c + e) written so far
         e = min(s + step, R)
         mask = (rest_mask[:, None, None, :e] & causal[s:e, :e]) | eye[s:e, :e]  # (B_distinct, 1, e-s, e); pad queries see themselves
-        mask = torch.cat([mask.new_ones(len(prompts), 1, e - s, c), mask], dim=-1)  # (B_distinct, 1, e-s, c + e)
+        mask = torch.cat([mask.new_ones(len(unique), 1, e - s, c), mask], dim=-1)  # (B_distinct, 1, e-s, c + e)
         last = e - s - 1 if e == R else e - s  # only the prompt's last column needs the last layer's output
         h = decoder.forward(W, rest_ids[:, s:e], cos_table[positions[:, s:e]], sin_table[positions[:, s:e]],
                             cache, c + s, c + e, mask, out_from=last)
     cache.pos = P
-    if len(prompts) < B:  # every row from its prompt's prefill
+    if len(unique) < B:  # every row from its prompt's prefill
         inverse = torch.tensor(inverse, device=device)
         cache.kt, cache.v, h, rest_mask = cache.kt[:, inverse], cache.v[:, inverse], h[inverse], rest_mask[inverse]
     logits = decoder.lm_head(W, h[:, -1])  # (B, V) predicts the first response token
