@@ -5,9 +5,8 @@ What this file is
     tensors: with a preallocated KV cache (`KVCache`: the sampler's prefill and decode steps,
     rollout.generate); `response_hidden` scores contexts + responses (packed, with gradients
     when they are on; rollout.score). `weights` reads the model's weights once per call
-    (`Weights`), fusing q/k/v and gate/up into one matrix product each and storing every matrix
-    (in, out) on CPU, and casts them when the sampler runs in another precision than the model
-    (a bf16 copy of float32 master weights).
+    (`Weights`), fusing q/k/v and gate/up into one matrix product each on CPU, and casts them when
+    the sampler runs in another precision than the model (a bf16 copy of float32 master weights).
     `check_supported` refuses a model whose forward this would not reproduce, and `writes_out`
     says whether scoring may use it (not under FSDP, not with activation checkpointing).
 
@@ -87,9 +86,7 @@ def _rms_norm(x, weight, eps):
 class _Layer:
     """One decoder layer's weights as the written-out forward reads them. `qkv` and `gate_up` are
     lists of (weight, bias) whose outputs are concatenated: one fused pair each (two matrix products
-    instead of five) or the model's own three and two. q/k norms are one (H + H_kv, D) scale.
-    With `kn` every matrix is stored (in, out), row-major, and a product is h @ w; without it, the
-    model's own (out, in) layout, F.linear."""
+    instead of five) or the model's own three and two. q/k norms are one (H + H_kv, D) scale."""
     ln1: torch.Tensor
     ln2: torch.Tensor
     eps: float
@@ -102,7 +99,6 @@ class _Layer:
     down_w: torch.Tensor
     down_b: torch.Tensor | None
     act: object
-    kn: bool
     heads: int
     kv_heads: int
     head_dim: int
@@ -110,46 +106,28 @@ class _Layer:
 
 
 def _pairs(modules, fuse: bool) -> list:
-    """[(weight, bias)] of linear modules whose outputs are concatenated: with fuse one pair, the
-    weights concatenated and stored (in, out) (a copy), else the modules' own tensors."""
+    """[(weight, bias)] of linear modules whose outputs are concatenated: one concatenated pair
+    (a copy) with fuse, else the modules' own tensors."""
     if not fuse:
         return [(m.weight, m.bias) for m in modules]
     bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
-    return [(_kn(torch.cat([m.weight for m in modules])), bias)]
+    return [(torch.cat([m.weight for m in modules]), bias)]
 
 
-def _kn(weight):
-    """An (out, in) weight stored (in, out), row-major (a copy that passes gradients back)."""
-    return weight.t().contiguous()
-
-
-def _linear(h, w, b, kn: bool):
-    """h (..., in) times the weight w, plus the bias b when there is one; w is (in, out) with kn,
-    else (out, in). The bias is added inside the product (addmm), before its one rounding to a
-    low precision, as F.linear does."""
-    if not kn:
-        return F.linear(h, w, b)
-    if b is None:
-        return h @ w
-    return torch.addmm(b, h.reshape(-1, h.shape[-1]), w).view(*h.shape[:-1], w.shape[1])
-
-
-def _linear_cat(h, pairs, kn: bool):
+def _linear_cat(h, pairs):
     if len(pairs) == 1:
-        return _linear(h, *pairs[0], kn)
-    return torch.cat([_linear(h, w, b, kn) for w, b in pairs], dim=-1)
+        return F.linear(h, *pairs[0])
+    return torch.cat([F.linear(h, w, b) for w, b in pairs], dim=-1)
 
 
 def layer_weights(model, fuse=None) -> list:
     """The `_Layer` of every decoder layer of a transformers Llama / Qwen2 / Qwen3 model.
 
-    fuse (default: on CPU) concatenates q/k/v and gate/up into one matrix each (fewer, larger
-    products, which is what sets the time of small models on a CPU) and stores every matrix
-    (in, out): x @ w, a product CPU matrix kernels run faster than x @ wᵀ on the model's (out, in)
-    layout, most at one row (decode at batch 1) and at thousands of rows (scoring). The matrices
-    are copies, so read them again after an optimizer step (under autograd the copies pass the
-    gradients back to the weights); on a GPU, where they would double the decoder's weight memory,
-    the model's own tensors are read."""
+    fuse (default: on CPU) concatenates q/k/v and gate/up into one matrix each: fewer, larger
+    products, which is what sets the time of small models on a CPU. The fused matrices are copies,
+    so read them again after an optimizer step (under autograd the concatenation passes the
+    gradients back to the weights); on a GPU, where they would cost about 3/4 of the decoder's
+    weight memory again, the model's own tensors are read."""
     if fuse is None:
         fuse = model.model.embed_tokens.weight.device.type == "cpu"
     out = []
@@ -165,10 +143,10 @@ def layer_weights(model, fuse=None) -> list:
             eps=layer.input_layernorm.variance_epsilon,
             qkv=_pairs((a.q_proj, a.k_proj, a.v_proj), fuse),
             qk_norm=qk_norm, qk_eps=a.q_norm.variance_epsilon if qk_norm is not None else 0.0,
-            o_w=_kn(a.o_proj.weight) if fuse else a.o_proj.weight, o_b=a.o_proj.bias,
+            o_w=a.o_proj.weight, o_b=a.o_proj.bias,
             gate_up=_pairs((mlp.gate_proj, mlp.up_proj), fuse),
-            down_w=_kn(mlp.down_proj.weight) if fuse else mlp.down_proj.weight, down_b=mlp.down_proj.bias,
-            act=mlp.act_fn, kn=fuse, heads=H, kv_heads=H_kv, head_dim=D, scaling=a.scaling))
+            down_w=mlp.down_proj.weight, down_b=mlp.down_proj.bias, act=mlp.act_fn,
+            heads=H, kv_heads=H_kv, head_dim=D, scaling=a.scaling))
     return out
 
 
@@ -281,7 +259,7 @@ def _qkv(w, x, cos, sin):
     q/k/v (or three), per-head q/k norms (Qwen3), rotary on queries and keys together. cos/sin
     broadcast against (..., heads, D). Returns (..., H, D), (..., H_kv, D), (..., H_kv, D)."""
     H, H_kv, D = w.heads, w.kv_heads, w.head_dim
-    qkv = _linear_cat(_rms_norm(x, w.ln1, w.eps), w.qkv, w.kn).unflatten(-1, (H + 2 * H_kv, D))
+    qkv = _linear_cat(_rms_norm(x, w.ln1, w.eps), w.qkv).unflatten(-1, (H + 2 * H_kv, D))
     qk, v = qkv[..., : H + H_kv, :], qkv[..., H + H_kv :, :]
     if w.qk_norm is not None:
         qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
@@ -304,9 +282,9 @@ def _attend(w, q, k, v, mask):
 def _out_and_mlp(w, x, o):
     """The rest of a layer after attention: output projection and residual, post-attention norm,
     gated MLP and residual. x (..., d) the layer's input, o (..., H*D) the attention output."""
-    x = x + _linear(o, w.o_w, w.o_b, w.kn)
-    gate, up = _linear_cat(_rms_norm(x, w.ln2, w.eps), w.gate_up, w.kn).chunk(2, dim=-1)
-    return x + _linear(w.act(gate) * up, w.down_w, w.down_b, w.kn)
+    x = x + F.linear(o, w.o_w, w.o_b)
+    gate, up = _linear_cat(_rms_norm(x, w.ln2, w.eps), w.gate_up).chunk(2, dim=-1)
+    return x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
 
 
 def _rms_norm_heads(x, weight, eps):

@@ -4,20 +4,16 @@
     python bench/bench_cpu.py --threads 2 --compile    # also torch.compile the written-out forward (minutes)
 
 What it measures, on one tiny-world batch (64 synthetic prompts, tiny/student's own responses):
-    1. the rate of a matrix product at the teacher's scoring shape and at decode-step shapes
-       (batch 32 and 1), in GFLOP/s: float32 with the weight in the model's (out, in) layout
-       (F.linear) and stored (in, out) (x @ w, the written-out decoder's CPU layout), and bfloat16
-       (casts included);
+    1. the rate of a float32 and a bfloat16 matrix product at the teacher's scoring shape and at
+       a decode-step shape, in GFLOP/s (casts to bfloat16 included);
     2. the teacher's scoring (no_grad) and the student's forward + backward through
        `rollout.score` with impl "ours" (the written-out decoder) and "transformers" (the model's
        own forward), in float32 and under bfloat16 autocast; the configurations alternate and the
        median of `--repeats` calls is printed, so a busy neighbour slows every one alike; and the
        teacher with its weights stored in bf16 (no casts per call), with its log-probs' distance
        from the float32 teacher's (what the speed costs in numbers);
-    3. with --compile, `torch.compile(dynamic=True)` of the written-out scoring forward, and
-       `torch.compile` of one decode step with static shapes (the whole cache read under a mask,
-       the CUDA-graph step's form) at batch 1 and 32: seconds to compile and the time per call
-       after, against the sampler's eager step.
+    3. with --compile, `torch.compile(dynamic=True)` of the written-out scoring forward: seconds to
+       compile and the time per call after.
 The teacher's matrix products per batch are counted from its shapes, so the float32 rate of (1)
 turns them into a floor for (2).
 """
@@ -50,16 +46,10 @@ def clock(fn, repeats):
     return statistics.median(times)
 
 
-def gemm_rate(m, k, n, dtype, repeats, kn=False):
-    """GFLOP/s of (m x k) . (k x n) with the weight (n, k) as a model stores it (F.linear), or with
-    kn stored (k, n) row-major (x @ w)."""
+def gemm_rate(m, k, n, dtype, repeats):
     x, w = torch.randn(m, k), torch.randn(n, k)
-    if kn:
-        x, w = x.to(dtype), w.t().contiguous().to(dtype)
-        s = clock(lambda: x @ w, repeats)
-    else:
-        s = clock(lambda: F.linear(x.to(dtype), w.to(dtype)), repeats)
-    return 2 * m * k * n / s / 1e9
+    s = clock(lambda: F.linear(x.to(dtype), w.to(dtype)), repeats)
+    return 2 * m * k * n / s / 1e9, s
 
 
 def matmul_macs(model, tokens: int) -> int:
@@ -86,15 +76,13 @@ def main(argv=None):
     print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; one batch: 64 prompts, "
           f"{sum(map(len, responses))} response tokens, padded to 64 x {columns} columns")
 
-    print("\n| product (m x k) . (k x n) | float32, weight (out, in) | float32, weight (in, out) | "
-          "bfloat16 (casts included) |\n|---|---|---|---|")
+    print("\n| product (m x k) . (k x n) | float32 GFLOP/s | bfloat16 GFLOP/s (casts included) |\n|---|---|---|")
     rate = {}
-    for m, k, n in ((64 * columns, 192, 576), (32, 256, 1536), (1, 256, 1536)):
-        f32 = gemm_rate(m, k, n, torch.float32, args.repeats * 3)
-        kn = gemm_rate(m, k, n, torch.float32, args.repeats * 3, kn=True)
-        b16 = gemm_rate(m, k, n, torch.bfloat16, args.repeats * 3)
-        rate.setdefault("f32", kn)  # the layout the written-out decoder reads on CPU
-        print(f"| ({m} x {k}) . ({k} x {n}) | {f32:.0f} | {kn:.0f} | {b16:.0f} |")
+    for m, k, n in ((64 * columns, 192, 576), (32, 256, 1536)):
+        f32, _ = gemm_rate(m, k, n, torch.float32, args.repeats * 3)
+        b16, _ = gemm_rate(m, k, n, torch.bfloat16, args.repeats * 3)
+        rate.setdefault("f32", f32)
+        print(f"| ({m} x {k}) . ({k} x {n}) | {f32:.0f} | {b16:.0f} |")
 
     def teacher_call(impl, amp):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
@@ -173,46 +161,6 @@ def main(argv=None):
             first = time.perf_counter() - t
             print(f"| {who} | {first:.1f} | {clock(lambda: run(hidden_states), args.repeats):.3f} | "
                   f"{clock(lambda: run(compiled), args.repeats):.3f} |")
-        decode_step_compiled(student, args.repeats)
-
-
-def decode_step_compiled(model, repeats, prompt=64, new=64):
-    """torch.compile of one decode step with static shapes against the sampler's eager step: the
-    compiled step reads the whole cache (prompt + new slots) under an additive mask, as the
-    CUDA-graph step does; the eager one reads the slots written so far (rollout.generate)."""
-    print("\n| torch.compile of a decode step (static shapes) | compile s | eager ms/step | compiled ms/step |"
-          "\n|---|---|---|---|")
-    cfg, S = model.config, prompt + new
-    W = decoder.weights(model)
-    cos, sin = decoder.rope_tables(model, S, torch.float32, "cpu")
-    for B in (1, 32):
-        cache = decoder.KVCache(cfg.num_hidden_layers, B, cfg.num_key_value_heads, S,
-                                model.model.layers[0].self_attn.head_dim, torch.float32, "cpu")
-        key_bias = torch.zeros(B, 1, S)
-        tok, pos = torch.zeros(B, 1, dtype=torch.long), torch.full((B,), prompt)
-        slot = torch.tensor([prompt])
-
-        def static_step(tok, slot, pos):
-            h = decoder.forward(W, tok, cos[pos][:, None], sin[pos][:, None], cache, slot, S, key_bias)
-            return decoder.lm_head(W, h[:, -1])
-
-        def eager_steps(fn, static):  # `new` steps from slot `prompt` on
-            for t in range(prompt, S):
-                if static:
-                    fn(tok, slot, pos)
-                else:
-                    h = decoder.forward(W, tok, cos[pos][:, None], sin[pos][:, None], cache, t, t + 1,
-                                        key_bias[:, :, : t + 1])
-                    decoder.lm_head(W, h[:, -1])
-
-        compiled = torch.compile(static_step, dynamic=False)
-        with torch.no_grad():
-            t = time.perf_counter()
-            compiled(tok, slot, pos)
-            first = time.perf_counter() - t
-            eager = clock(lambda: eager_steps(None, False), repeats) / new
-            comp = clock(lambda: eager_steps(compiled, True), repeats) / new
-        print(f"| batch {B} | {first:.1f} | {1e3 * eager:.2f} | {1e3 * comp:.2f} |")
 
 
 if __name__ == "__main__":
