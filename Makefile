@@ -38,7 +38,7 @@ trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny wo
 # report-quick run on the second by default, WORLD=1 on the first.
 WORLD ?=
 tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains; WORLD=2: tiny2/
-	OMP_NUM_THREADS=$(THREADS) $(PY) tiny_world.py --world $(or $(WORLD),1) --threads $(THREADS) $(if $(FORCE),--force)
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m tiny_world --world $(or $(WORLD),1) --threads $(THREADS) $(if $(FORCE),--force)
 
 sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
 	rm -rf runs/sft-student
@@ -62,7 +62,7 @@ sft-opd: install  ## Fix 3: OPD from the SFT-stabilised student vs from the raw 
 	for s in raw sft; do d=runs/sft-opd/$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
 	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --steps $(SFT_OPD_STEPS) --out $$d --threads $(THREADS) \
 	    $$(test $$s = sft && echo --student runs/sft-student/final) || exit 1; done
-	$(PY) plot.py runs/sft-opd/raw runs/sft-opd/sft --out runs/sft-opd/curves.png --table
+	$(PY) -m experiments.plot runs/sft-opd/raw runs/sft-opd/sft --out runs/sft-opd/curves.png --table
 
 # make collapse: Mechanism 2 in the tiny world. Each loss x K x seed is one OPD run at lr 2e-4
 # (fast enough for the bias to act within 150 steps); curves in one PNG and one table.
@@ -74,7 +74,7 @@ collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, 
 	  d=runs/collapse/$$l-k$$k-s$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
 	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --loss $$l --k $$k --seed $$s $(COLLAPSE_ARGS) \
 	    --out $$d --threads $(THREADS) || exit 1; done; done; done
-	$(PY) plot.py $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse/$(l)-k$(k)-s$(s)))) \
+	$(PY) -m experiments.plot $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse/$(l)-k$(k)-s$(s)))) \
 	  --out runs/collapse/collapse.png --title "Mechanism 2 in the tiny world: Top-K losses at lr 2e-4" --table
 
 # make opsd: self-distillation in the tiny world. PRESET=tiny-rule (shared rule: works, the default),
@@ -110,20 +110,20 @@ recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + t
 	  --student runs/sft-student/final --teacher runs/grpo/ckpt --loss topk_tail --out runs/recipe/recipe --threads $(THREADS); }
 	test -f runs/recipe/no-fix/summary.json || { rm -rf runs/recipe/no-fix; OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py \
 	  --loss topk_plain --out runs/recipe/no-fix --threads $(THREADS); }
-	$(PY) plot.py runs/recipe/no-fix runs/recipe/recipe --out runs/recipe/curves.png --table
+	$(PY) -m experiments.plot runs/recipe/no-fix runs/recipe/recipe --out runs/recipe/curves.png --table
 
 # make report: every mechanism and fix in tiny world 2, 3 seeds, runs in runs/report2/ (reused when
 # finished, resumed when killed), RESULTS.md, results/tiny2/ and the README's headline; WORLD=1: the
 # first world (runs/report/, RESULTS_tiny1.md). JOBS runs at a time, one thread each.
 JOBS ?= 2
 report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable); WORLD=1: RESULTS_tiny1.md
-	$(PY) report.py --world $(or $(WORLD),2) --jobs $(JOBS)
+	$(PY) -m experiments.report --world $(or $(WORLD),2) --jobs $(JOBS)
 
 report-quick: install  ## the same with 1 seed and short runs (about 20 min on 2 cores) -> runs/report[2]-quick/RESULTS.md
-	$(PY) report.py --world $(or $(WORLD),2) --quick --jobs $(JOBS)
+	$(PY) -m experiments.report --world $(or $(WORLD),2) --quick --jobs $(JOBS)
 
 plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
-	$(PY) plot.py $(RUN)
+	$(PY) -m experiments.plot $(RUN)
 
 losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
 	$(PY) losses.py

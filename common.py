@@ -4,9 +4,11 @@ messages, progress bars and Markdown tables. The run folder (checkpoints, resume
 summaries) is run_folder.py.
 
 What this file is
-    train_opd.py, train_opsd.py, train_grpo.py, train_sft.py and tiny_world.py each own their
+    train_opd.py, train_opsd.py, train_grpo.py, train_sft.py and tiny_world/build.py each own their
     loop; they call these functions for everything that is not their algorithm. Nothing here knows
-    which algorithm runs: no trainer class, no hooks.
+    which algorithm runs: no trainer class, no hooks, no trainer's keys. Each script writes out its
+    presets, declares its own flags with the checks below as their types, and passes in what it
+    shows (the monitors of its progress bar, the rows of its final table).
 """
 import argparse
 import contextlib
@@ -28,53 +30,71 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
 
-def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> dict:
-    """The config of a run: `presets[--preset]`, then every flag given on the command line.
+def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
+    """(config, typed) of a run: `presets[--preset]` with every flag given on the command line on
+    top, and the keys a flag set (typed, or a flag's own default such as --seed's 0).
 
-    `add_flags(parser)` adds the script's flags; they default to None so that an absent flag
-    leaves the preset's value. The first preset is the default."""
-    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = next(iter(presets))
-    ap.add_argument("--preset", default=default, choices=list(presets), help=f"defaults for every flag (default: {default})")
-    add_flags(ap)
-    args = ap.parse_args(argv)
+    `add_flags(parser)` adds the script's flags. Each flag checks its own value (a `type=` made by
+    `ranged`) and defaults to None, so that an absent flag leaves the preset's value and is not in
+    `typed`. The first preset is the default. Keys that only a preset sets are checked by the
+    script that owns the preset (check_ranges)."""
+    args = build_parser(presets, add_flags, doc).parse_args(argv)
     cfg = dict(presets[args.preset])
     for key, val in vars(args).items():
         if val is not None or key not in cfg:
             cfg[key] = val
-    if "amp" in cfg and cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
-        cfg["amp"] = torch.cuda.is_available()
-    check_values(cfg, flags_of(ap))
-    return cfg
+    if cfg["stop_at"] and cfg["stop_at"] >= cfg["steps"]:
+        raise UserError(f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends "
+                        "there anyway)")
+    return cfg, {key for key, val in vars(args).items() if val is not None}
 
 
-# What each numeric setting must be, checked for every run before anything loads or is written.
-# (test, what the message asks for); a key a script does not have is skipped.
+def build_parser(presets: dict, add_flags, doc: str = "") -> argparse.ArgumentParser:
+    """--preset (one of `presets`, the first by default) and the flags `add_flags(parser)` adds."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = next(iter(presets))
+    ap.add_argument("--preset", default=default, choices=list(presets),
+                    help=f"defaults for every flag (default: {default})")
+    add_flags(ap)
+    return ap
+
+
+# The range of a numeric setting: (test, what the message asks for). `ranged` makes a flag's
+# `type=` of one; check_ranges checks a dict of values against a table of them.
 AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
 AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+ABOVE_0 = (lambda v: v > 0, "> 0")
 PROB = (lambda v: 0 <= v <= 1, "in [0, 1]")
+BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 TOP_P = (lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")
 TEMPERATURE_OR_GREEDY = (lambda v: v >= 0, ">= 0 (0 = greedy)")
-VALUE_RULES = {
-    "steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "micro_batch": AT_LEAST_1, "max_new_tokens": AT_LEAST_1,
-    "eval_n": AT_LEAST_1, "eval_k": AT_LEAST_1, "eval_max_new_tokens": AT_LEAST_1, "k": AT_LEAST_1,
-    "group_size": (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"),
-    "minibatches": AT_LEAST_1, "n_train": AT_LEAST_1,
-    "trace_samples": AT_LEAST_1, "trace_max_new_tokens": AT_LEAST_1, "eval_batch_size": AT_LEAST_1,
-    "temperature": (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"),
-    "eval_temperature": TEMPERATURE_OR_GREEDY, "trace_temperature": TEMPERATURE_OR_GREEDY,
-    "top_p": TOP_P, "eval_top_p": TOP_P, "trace_top_p": TOP_P,
-    "lr": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"), "min_lr": AT_LEAST_0,
-    "grad_clip": AT_LEAST_0, "weight_decay": AT_LEAST_0, "warmup_frac": PROB,
-    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta": PROB,
-    "eval_every": AT_LEAST_0, "ckpt_every": AT_LEAST_0, "stop_at": AT_LEAST_0, "seed": AT_LEAST_0,
-    "threads": AT_LEAST_0, "rollout_batch": AT_LEAST_0, "chunk_size": AT_LEAST_0, "length_gate": AT_LEAST_0,
-    "hard_frac": PROB, "flagged_frac": PROB, "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"), "measure_n": AT_LEAST_0,
-    "clip_low": (lambda v: 0 < v < 1, "in (0, 1): the ratio is clipped below at 1 - clip_low"),
-    "clip_high": (lambda v: v > 0, "> 0: the ratio is clipped above at 1 + clip_high"),
-    "adv_eps": (lambda v: v > 0, "> 0"), "epochs": (lambda v: v > 0, "> 0"),
-    "max_rep": (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)"),
-}
+
+
+def ranged(convert, rule: tuple):
+    """An argparse `type=`: a flag's text through `convert` (int or float), refused unless `rule`
+    holds (a NaN never does). argparse names the flag: `argument --top-p: must be in (0, 1]
+    (1 = off), not 1.5`; text that is no number gets its `invalid float value: 'x'`."""
+    ok, what = rule
+
+    def parse(text: str):
+        value = convert(text)
+        if (isinstance(value, float) and math.isnan(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
+        return value
+    parse.__name__ = convert.__name__
+    return parse
+
+
+positive_int = ranged(int, AT_LEAST_1)
+nonneg_int = ranged(int, (lambda v: v >= 0, "an integer >= 0"))
+positive_float = ranged(float, ABOVE_0)
+nonneg_float = ranged(float, AT_LEAST_0)
+below_one = ranged(float, BELOW_1)
+top_p = ranged(float, TOP_P)
+temperature_or_greedy = ranged(float, TEMPERATURE_OR_GREEDY)
+sampling_temperature = ranged(float, (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"))
+learning_rate = ranged(float, (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"))
 
 
 def flag_name(key: str, flags: dict) -> str:
@@ -82,10 +102,10 @@ def flag_name(key: str, flags: dict) -> str:
     return flags.get(key, f"the preset's {key!r}")
 
 
-def check_ranges(values: dict, flags: dict, rules: dict = None) -> None:
-    """Every value of `values` that `rules` (default VALUE_RULES) names within its range; a
-    UserError naming the flag otherwise. `flags` maps keys to their flags (flag_name)."""
-    for key, (ok, what) in (VALUE_RULES if rules is None else rules).items():
+def check_ranges(values: dict, flags: dict, rules: dict) -> None:
+    """Every value of `values` that `rules` names within its range; a UserError naming the flag
+    otherwise. `flags` maps keys to their flags (flag_name)."""
+    for key, (ok, what) in rules.items():
         v = values.get(key)
         if v is None or isinstance(v, bool):
             continue
@@ -98,19 +118,24 @@ def flags_of(parser) -> dict:
     return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
 
 
-def check_values(cfg: dict, flags: dict) -> None:
-    """Every value in VALUE_RULES' range, and the data flags consistent; a UserError naming the flag."""
-    check_ranges(cfg, flags)
-    if "micro_batch" in cfg and "batch_size" in cfg and cfg["micro_batch"] > cfg["batch_size"] * cfg.get("group_size", 1):
-        raise UserError(f"--micro-batch {cfg['micro_batch']}: must be at most the rows of a batch "
-                        f"({cfg['batch_size'] * cfg.get('group_size', 1)})")
-    if cfg.get("stop_at") and "steps" in cfg and cfg["stop_at"] >= cfg["steps"]:
-        raise UserError(f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends there anyway)")
-    if cfg.get("data_path") and cfg.get("source") != "jsonl":
-        if cfg.get("data") not in data.DATASETS:
-            raise UserError(f"--data-path {cfg['data_path']}: it replaces the hub download of a named dataset "
-                            f"({', '.join(sorted(data.DATASETS))}), but --data is {cfg.get('data')!r}; pass "
-                            f"--data NAME with it, or give a local file as --data FILE")
+def fit_micro_batch(cfg: dict, typed: set, rows: int, batch: str) -> None:
+    """micro_batch (rows per forward/backward) at most the `rows` of a batch (`batch` says how they
+    are counted): the preset's value is lowered to them; a --micro-batch typed above them is refused."""
+    if cfg["micro_batch"] <= rows:
+        return
+    if "micro_batch" in typed:
+        raise UserError(f"--micro-batch {cfg['micro_batch']}: must be at most the {rows} rows of a batch "
+                        f"({batch})")
+    cfg["micro_batch"] = rows
+
+
+def check_data_path(cfg: dict) -> None:
+    """--data-path replaces the hub download of the dataset that --data names; a UserError when
+    --data names none."""
+    if cfg["data_path"] and cfg["data"] not in data.DATASETS:
+        raise UserError(f"--data-path {cfg['data_path']}: it replaces the hub download of a named dataset "
+                        f"({', '.join(sorted(data.DATASETS))}), but --data is {cfg['data']!r}; pass "
+                        f"--data NAME with it, or give a local file as --data FILE")
 
 
 def add_data_flags(g) -> None:
@@ -121,13 +146,14 @@ def add_data_flags(g) -> None:
 
 def add_rollout_flags(ap) -> None:
     g = ap.add_argument_group("rollout")
-    g.add_argument("--batch-size", type=int, help="prompts per step (paper: 64)")
-    g.add_argument("--max-new-tokens", type=int, help="response length cap (paper: 4096)")
-    g.add_argument("--temperature", type=float, help="sampling temperature (paper: 1.0)")
-    g.add_argument("--top-p", type=float, help="nucleus sampling (paper: 0.95)")
-    g.add_argument("--rollout-batch", type=int,
-                   help="rows sampled at a time (the KV cache holds this many rows; default: the whole batch); "
-                        "the sampling noise depends on the grouping, so changing it changes the draws")
+    g.add_argument("--batch-size", type=positive_int, help="prompts per step (paper: 64)")
+    g.add_argument("--max-new-tokens", type=positive_int, help="response length cap (paper: 4096)")
+    g.add_argument("--temperature", type=sampling_temperature, help="sampling temperature (paper: 1.0)")
+    g.add_argument("--top-p", type=top_p, help="nucleus sampling (paper: 0.95)")
+    g.add_argument("--rollout-batch", type=nonneg_int,
+                   help="rows sampled at a time (the KV cache holds this many rows; 0: the whole batch; "
+                        "under torchrun it divides each process's rows); the sampling noise depends on the "
+                        "grouping, so changing it changes the draws")
     g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
     g.add_argument("--rollout-dtype", choices=sorted(SAMPLING_DTYPES),
                    help="the precision the student samples in, from a copy of its weights made for each rollout (the "
@@ -141,28 +167,34 @@ def add_rollout_flags(ap) -> None:
 
 def add_optim_flags(ap) -> None:
     g = ap.add_argument_group("optimisation (AdamW, linear warm-up, cosine decay)")
-    g.add_argument("--steps", type=int, help="training steps: rollout batches (OPD, OPSD, GRPO; each one optimizer "
-                                              "step, or --minibatches of them) or batches (SFT); paper: 1000")
-    g.add_argument("--micro-batch", type=int, help="rows per forward/backward; gradients accumulate over the batch")
-    g.add_argument("--lr", type=float, help="peak learning rate (paper OPD: 2e-6)")
-    g.add_argument("--grad-clip", type=float, help="clip the gradient norm at this value (0 = off)")
+    g.add_argument("--steps", type=positive_int,
+                   help="training steps: rollout batches (OPD, OPSD, GRPO; each one optimizer step, or "
+                        "--minibatches of them) or batches (SFT); paper: 1000")
+    g.add_argument("--micro-batch", type=positive_int,
+                   help="rows per forward/backward, at most the rows of a batch (a preset's value is lowered "
+                        "to them); gradients accumulate over the batch")
+    g.add_argument("--lr", type=learning_rate, help="peak learning rate (paper OPD: 2e-6)")
+    g.add_argument("--grad-clip", type=nonneg_float, help="clip the gradient norm at this value (0 = off)")
 
 
 def add_eval_flags(ap) -> None:
     g = ap.add_argument_group("evaluation")
-    g.add_argument("--eval-every", type=int, help="evaluate the student every this many steps (0 = start and end only)")
-    g.add_argument("--eval-n", type=int, help="held-out problems per evaluation")
+    g.add_argument("--eval-every", type=nonneg_int,
+                   help="evaluate the student every this many steps (0 = start and end only)")
+    g.add_argument("--eval-n", type=positive_int, help="held-out problems per evaluation")
 
 
 def add_run_flags(ap, out: str) -> None:
     g = ap.add_argument_group("run folder, checkpoints, hardware")
     g.add_argument("--out", default=out, help=f"run folder: config.json, metrics.jsonl, eval/, ckpt/ (default: {out})")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, exactly")
-    g.add_argument("--stop-at", type=int, default=0,
-                   help="stop after this step with a checkpoint, to continue with --resume (a job with a time limit)")
-    g.add_argument("--ckpt-every", type=int, help="save a checkpoint every this many steps (0 = only at the end)")
-    g.add_argument("--seed", type=int, default=0, help="seeds data order, sampling and evaluation")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    g.add_argument("--stop-at", type=nonneg_int, default=0,
+                   help="stop after this step with a checkpoint, to continue with --resume (a job with a "
+                        "time limit)")
+    g.add_argument("--ckpt-every", type=nonneg_int,
+                   help="save a checkpoint every this many steps (0 = only at the end)")
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seeds data order, sampling and evaluation")
+    g.add_argument("--threads", type=nonneg_int, default=0, help="CPU threads (0 = torch's default)")
 
 
 def loss_options(cfg: dict) -> dict:
@@ -181,7 +213,8 @@ def load_examples(cfg: dict, which: str) -> list:
     if name == "synthetic":
         n = 20_000 if which == "train" else cfg["eval_n"]
         return data.load_examples("synthetic", n=n, split="train" if which == "train" else "eval",
-                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"], flagged_frac=cfg.get("flagged_frac", 0.0))
+                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"],
+                                  flagged_frac=cfg["flagged_frac"])
     examples = data.load_examples(name, path=cfg["data_path"] if which == "train" else None)
     return examples if which == "train" else examples[: cfg["eval_n"]]
 
@@ -296,10 +329,10 @@ class PromptStream:
 
 def optimizer(model, cfg: dict, steps: int) -> tuple:
     """AdamW over the model's parameters and its schedule over `steps` optimizer steps: linear
-    warm-up over warmup_frac of them, then a cosine from lr down to min_lr (default 0)."""
+    warm-up over warmup_frac of them, then a cosine from lr down to min_lr."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]),
                             weight_decay=cfg["weight_decay"])
-    return opt, cosine_schedule(opt, steps, cfg["warmup_frac"], cfg.get("min_lr", 0.0) / cfg["lr"] if cfg["lr"] else 0.0)
+    return opt, cosine_schedule(opt, steps, cfg["warmup_frac"], cfg["min_lr"] / cfg["lr"])
 
 
 def cosine_schedule(optimizer, steps: int, warmup_frac: float, min_ratio: float = 0.0):
@@ -357,9 +390,9 @@ def sampling_dtype(cfg: dict, model) -> torch.dtype:
     """The dtype the student samples in: --rollout-dtype, or by default bf16 when its training forward
     runs under bf16 autocast (the sampler then computes what training computes, from half the bytes)
     and the weights' own dtype otherwise."""
-    if cfg.get("rollout_dtype"):
+    if cfg["rollout_dtype"]:
         return SAMPLING_DTYPES[cfg["rollout_dtype"]]
-    return torch.bfloat16 if cfg.get("amp") else next(model.parameters()).dtype
+    return torch.bfloat16 if cfg["amp"] else next(model.parameters()).dtype
 
 
 def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
@@ -368,7 +401,7 @@ def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
     log p(y_t) at T = 1, and whether it was truncated."""
     dtype = sampling_dtype(cfg, model)
     rank, world = distributed.world()
-    rb = cfg.get("rollout_batch") or len(prompts)
+    rb = cfg["rollout_batch"] or len(prompts)
     if world > 1 and len(prompts) % rb:  # else a process's chunks would not be whole chunks of the batch
         raise ValueError(f"--rollout-batch {rb} must divide the {len(prompts)} rows of each process")
     responses, logp, truncated = [], [], []
@@ -377,7 +410,7 @@ def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
             gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)  # the chunk's index in the whole batch
             ro = rollout.generate(model, prompts[start:start + rb], cfg["max_new_tokens"],
                                   temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
-                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg.get("cuda_graph", False),
+                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg["cuda_graph"],
                                   dtype=dtype)
             for row, ids in enumerate(ro.responses()):
                 responses.append(ids)
@@ -411,11 +444,7 @@ def progress(iterable=None, total=None, initial: int = 0, desc: str = "", disabl
                      disable=disable or not (sys.stderr.isatty() and distributed.is_main()))
 
 
-PROGRESS = (("loss", "loss"), ("kl/full", "kl"), ("reward/mean", "reward"), ("len/mean", "len"),
-            ("len/truncated_frac", "trunc"), ("topk/overlap", "overlap"))  # a training bar's monitors, when logged
-
-
-def postfix(m: dict, keys: tuple = PROGRESS) -> str:
+def postfix(m: dict, keys: tuple) -> str:
     """A bar's postfix: the monitors `keys` ((metric, short name) pairs) present in `m`."""
     return "  ".join(f"{name} {m[key]:.4g}" for key, name in keys if key in m)
 
@@ -436,14 +465,14 @@ def acc_ci(e: dict, digits: int = 3) -> str:
     return f"{e['acc/pass@1']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def summary_table(s: dict, cfg: dict, name: str) -> str:
-    """The before/after table a trainer prints at the end: teacher, student before and after."""
-    row = lambda who, e: [who, acc_ci(e), f"{e['len/mean']:.1f}", f"{e['len/truncated_frac']:.3f}", f"{e['rep/ratio']:.3f}"]
-    rows = [row(f"teacher (with PI: {cfg['pi']})" if cfg.get("pi") else "teacher", s["teacher"])] if "teacher" in s else []
-    rows += [row("student before", s["student_before"]), row(f"student after {name}", s["student_after"])]
-    how = f" with {cfg['loss']} (K={cfg['k']})" if "k" in cfg else ""
-    return (f"{name}{how}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
+def summary_table(title: str, s: dict, cfg: dict, rows: list) -> str:
+    """The table a trainer prints at the end: `title` (what trained), the run's length, evaluation
+    and seed, then one row per (label, held-out evaluation) of `rows`."""
+    cells = lambda e: [acc_ci(e), f"{e['len/mean']:.1f}", f"{e['len/truncated_frac']:.3f}",
+                       f"{e['rep/ratio']:.3f}"]
+    return (f"{title}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
             f"seed {cfg['seed']}, {s['wall_s']} s of training\n"
-            + md_table(["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"], rows))
+            + md_table(["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"],
+                       [[who, *cells(e)] for who, e in rows]))
 
 

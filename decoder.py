@@ -2,13 +2,15 @@
 
 What this file is
     One function, `forward`, runs the decoder on a batch of token ids from the model's weight
-    tensors: with a preallocated KV cache (`KVCache`: the sampler's prefill and decode steps,
-    rollout.generate); `response_hidden` scores contexts + responses (packed, with gradients
-    when they are on; rollout.score). `weights` reads the model's weights once per call
+    tensors, with a preallocated KV cache (`KVCache`: the sampler's prefill and decode steps,
+    rollout.generate). Its pieces (`project_qkv`, `attend`, `out_and_mlp`, `rms_norm`) are also
+    what packed.py's scoring forward runs. `weights` reads the model's weights once per call
     (`Weights`), fusing q/k/v and gate/up into one matrix product each on CPU, and casts them when
     the sampler runs in another precision than the model (a bf16 copy of float32 master weights).
     `check_supported` refuses a model whose forward this would not reproduce, and `writes_out`
     says whether scoring may use it (not under FSDP, not with activation checkpointing).
+    `shared_prefix` counts the tokens every prompt starts with (the sampler and packed.py run them
+    once).
 
 Paper
     docs/paper.md §2.1: the student samples y ~ p(.|x) and every token of y is scored under the
@@ -46,19 +48,21 @@ def check_supported(model) -> None:
         )
     layer_types = getattr(model.config, "layer_types", None) or []
     if any(t != "full_attention" for t in layer_types):
-        raise ValueError(f"{name} has sliding-window layers ({sorted(set(layer_types))}); decoder.py supports full attention only")
+        raise ValueError(f"{name} has sliding-window layers ({sorted(set(layer_types))}); "
+                         "decoder.py supports full attention only")
     # The written-out forward reads each projection's .weight and .bias: a LoRA adapter or a
     # quantised layer put in a projection's place would be silently left out.
     for i, layer in enumerate(model.model.layers):
         for part in (layer.self_attn, layer.mlp):
             for pname, proj in part.named_children():
                 if pname.endswith("_proj") and type(proj) is not torch.nn.Linear:
-                    raise ValueError(f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a torch.nn.Linear; "
-                                     "decoder.py reads plain linear weights only (merge adapters first, or use "
-                                     "transformers' generate and forward)")
+                    raise ValueError(f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a "
+                                     "torch.nn.Linear; decoder.py reads plain linear weights only (merge "
+                                     "adapters first, or use transformers' generate and forward)")
     rope_type = model.model.rotary_emb.rope_type
     if rope_type not in STATIC_ROPE:
-        raise ValueError(f"{name} uses rope_type {rope_type!r}; decoder.py supports {STATIC_ROPE} (fixed inverse frequencies)")
+        raise ValueError(f"{name} uses rope_type {rope_type!r}; decoder.py supports {STATIC_ROPE} "
+                         "(fixed inverse frequencies)")
 
 
 class KVCache:
@@ -74,7 +78,7 @@ class KVCache:
         self.pos = 0  # slots [0, pos) are written; every row writes its next token at slot pos
 
 
-def _rms_norm(x, weight, eps):
+def rms_norm(x, weight, eps):
     """transformers' RMSNorm: normalise in fp32, cast back, then scale by the weight (one fused
     kernel when the model is fp32, where both orders are the same arithmetic)."""
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
@@ -91,7 +95,7 @@ class _Layer:
     ln2: torch.Tensor
     eps: float
     qkv: list
-    qk_norm: torch.Tensor | None  # (H + H_kv, D) the q-norm weight on query heads, the k-norm weight on key heads
+    qk_norm: torch.Tensor | None  # (H + H_kv, D): the q-norm weight on query heads, the k-norm on key heads
     qk_eps: float
     o_w: torch.Tensor
     o_b: torch.Tensor | None
@@ -199,7 +203,7 @@ def rope_tables(model, n_positions, dtype, device):
     cos = (emb.cos() * rot.attention_scaling).to(dtype)
     sin = (emb.sin() * rot.attention_scaling).to(dtype)
     half = sin.shape[-1] // 2
-    sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # rotate_half(x)*sin == roll(x)*sin_signed
+    sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # rotate_half(x)*sin = roll(x)*sin_signed
     return cos, sin_signed
 
 
@@ -215,14 +219,15 @@ def forward(W, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
     W: `weights(model)`. cos/sin (B, S, D) per-row rotary tables. With a cache, the
     keys/values of `ids` go into cache slots [slot, slot+S) and attention reads slots [0, kv_len);
     `slot` is an int, or a (1,) long tensor under CUDA graphs (S = 1 then). Without one
-    (cache=None: scoring, gradients allowed) attention reads the S positions themselves.
+    (cache=None: a padded batch run whole, gradients allowed) attention reads the S positions
+    themselves.
     mask (B, 1, S, kv_len) bool, True = may attend (scaled_dot_product_attention), or for a
     one-token decode step (S = 1, with a cache) an additive float bias (B, 1, kv_len): 0 where the
     key may be read, -inf where not (two batched products against the transposed keys).
     out_from: the last layer computes its keys and values for every column, but its queries,
     attention, output projection and MLP only for the columns whose hidden states are returned
-    (scoring needs the response positions, prefill the last one, a non-final prefill chunk none:
-    out_from = S). The other columns' last-layer outputs feed nothing.
+    (prefill needs the last one, the prompts' shared prefix none: out_from = S). The other
+    columns' last-layer outputs feed nothing.
     """
     layers = W.layers
     B, S = ids.shape
@@ -231,35 +236,37 @@ def forward(W, ids, cos, sin, cache, slot, kv_len, mask, out_from=0):
     for i, w in enumerate(layers):
         H, H_kv, D = w.heads, w.kv_heads, w.head_dim
         G = H // H_kv
-        q, k, v = _qkv(w, x, cos, sin)  # (B, S, H, D), (B, S, H_kv, D) x 2
+        q, k, v = project_qkv(w, x, cos, sin)  # (B, S, H, D), (B, S, H_kv, D) x 2
         Sq = S
         if out_from and i == len(layers) - 1:  # queries only where outputs are returned
             Sq, q, x, mask = S - out_from, q[:, out_from:], x[:, out_from:], mask[:, :, out_from:]
-        if mask.dtype != torch.bool:  # decode (S = 1, an additive bias): one batched product per side against the cache
+        if mask.dtype != torch.bool:  # decode (S = 1, an additive bias): one batched product per side
             _write(cache, i, slot, k.permute(0, 2, 3, 1), v.transpose(1, 2))
             kt, vv = cache.kt[i, ..., :kv_len], cache.v[i, :, :, :kv_len]  # (B, H_kv, D, n), (B, H_kv, n, D)
             # GQA: query heads j*G .. j*G+G-1 read KV head j (transformers' repeat_kv), without copying K/V.
             scores = torch.bmm(q.reshape(B * H_kv, G, D), kt.reshape(B * H_kv, D, kv_len))  # (B*H_kv, G, n)
-            scores = (scores.view(B, H, kv_len).float() * w.scaling + mask).softmax(-1).to(q.dtype)  # fp32 softmax
+            scores = scores.view(B, H, kv_len).float() * w.scaling + mask  # (B, H, n) float32
+            scores = scores.softmax(-1).to(q.dtype)  # fp32 softmax
             o = torch.bmm(scores.view(B * H_kv, G, kv_len), vv.reshape(B * H_kv, kv_len, D)).view(B, 1, H * D)
         else:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, S, D)
             if cache is not None:
                 _write(cache, i, slot, k.transpose(-1, -2), v)
-                k, v = cache.kt[i, ..., :kv_len].transpose(-1, -2), cache.v[i, :, :, :kv_len]  # (B, H_kv, n, D)
-            if Sq == 0:  # a non-final prefill chunk: its keys and values are all that is needed
+                # (B, H_kv, n, D) each: the keys and values of slots [0, kv_len)
+                k, v = cache.kt[i, ..., :kv_len].transpose(-1, -2), cache.v[i, :, :, :kv_len]
+            if Sq == 0:  # out_from = S (the shared prefix): its keys and values are all that is needed
                 return x
-            o = _attend(w, q, k, v, mask).transpose(1, 2).reshape(B, Sq, H * D)
-        x = _out_and_mlp(w, x, o)
-    return _rms_norm(x, W.norm, W.norm_eps)  # (B, S, d)
+            o = attend(w, q, k, v, mask).transpose(1, 2).reshape(B, Sq, H * D)
+        x = out_and_mlp(w, x, o)
+    return rms_norm(x, W.norm, W.norm_eps)  # (B, S, d)
 
 
-def _qkv(w, x, cos, sin):
+def project_qkv(w, x, cos, sin):
     """A layer's queries, keys and values of hidden states x (..., d): input norm, one product for
     q/k/v (or three), per-head q/k norms (Qwen3), rotary on queries and keys together. cos/sin
     broadcast against (..., heads, D). Returns (..., H, D), (..., H_kv, D), (..., H_kv, D)."""
     H, H_kv, D = w.heads, w.kv_heads, w.head_dim
-    qkv = _linear_cat(_rms_norm(x, w.ln1, w.eps), w.qkv).unflatten(-1, (H + 2 * H_kv, D))
+    qkv = _linear_cat(rms_norm(x, w.ln1, w.eps), w.qkv).unflatten(-1, (H + 2 * H_kv, D))
     qk, v = qkv[..., : H + H_kv, :], qkv[..., H + H_kv :, :]
     if w.qk_norm is not None:
         qk = _rms_norm_heads(qk, w.qk_norm, w.qk_eps)
@@ -267,7 +274,7 @@ def _qkv(w, x, cos, sin):
     return qk[..., :H, :], qk[..., H:, :], v
 
 
-def _attend(w, q, k, v, mask):
+def attend(w, q, k, v, mask):
     """Scaled dot-product attention of q (B, H, Sq, D) over k, v (B, H_kv, n, D) under a boolean
     mask (B, 1, Sq, n) -> (B, H, Sq, D). GQA without copying K/V: each KV head's G query heads
     are folded into the query-length axis (rows (g, s)), as transformers' repeat_kv pairs them."""
@@ -279,11 +286,11 @@ def _attend(w, q, k, v, mask):
     return o.reshape(B, H, Sq, D)
 
 
-def _out_and_mlp(w, x, o):
+def out_and_mlp(w, x, o):
     """The rest of a layer after attention: output projection and residual, post-attention norm,
     gated MLP and residual. x (..., d) the layer's input, o (..., H*D) the attention output."""
     x = x + F.linear(o, w.o_w, w.o_b)
-    gate, up = _linear_cat(_rms_norm(x, w.ln2, w.eps), w.gate_up).chunk(2, dim=-1)
+    gate, up = _linear_cat(rms_norm(x, w.ln2, w.eps), w.gate_up).chunk(2, dim=-1)
     return x + F.linear(w.act(gate) * up, w.down_w, w.down_b)
 
 
@@ -317,14 +324,17 @@ def writes_out(model) -> bool:
         check_supported(model)
     except ValueError:
         return False
-    checkpointing = (model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing")
-                     else getattr(model, "is_gradient_checkpointing", False))  # the name before transformers 5.x
+    if hasattr(model, "is_activation_checkpointing"):
+        checkpointing = model.is_activation_checkpointing
+    else:  # the name before transformers 5.x
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
     return not type(model).__name__.startswith("FSDP") and not checkpointing
 
 
 def shared_prefix(contexts) -> int:
     """The number of leading tokens every context shares, less one so that each row keeps its own
-    last context token (the one that predicts its first response token); 0 for a single row."""
+    last context token (the one that predicts its first response token); 0 for a single row. The
+    sampler's prefill (rollout.py) and packed.py's scoring forward run these tokens once."""
     if len(contexts) < 2:
         return 0
     c, first = min(len(x) for x in contexts) - 1, contexts[0]
@@ -335,123 +345,3 @@ def shared_prefix(contexts) -> int:
         c = n
     return c
 
-
-class _Packing:
-    """Ragged rows of the given lengths, packed end to end (the projections' layout), and their
-    padded (n, L) layout (attention's), with the index maps between the two."""
-
-    def __init__(self, lens: list, device):
-        self.n, self.L = len(lens), max(lens)
-        self.real = torch.arange(self.L)[None, :] < torch.tensor(lens)[:, None]  # (n, L)
-        self.total = sum(lens)
-        from_padded = self.real.flatten().nonzero().squeeze(1)  # the padded slot of each packed token
-        to_padded = torch.full((self.n * self.L,), self.total, dtype=torch.long)  # pad slots read an appended zero row
-        to_padded[from_padded] = torch.arange(self.total)
-        self.from_padded, self.to_padded = from_padded.to(device), to_padded.to(device)
-
-    def pad(self, t):
-        """Packed rows (total, heads, D) -> (n, heads, L, D), zeros at pads."""
-        t = torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, self.to_padded)
-        return t.unflatten(0, (self.n, self.L)).transpose(1, 2)
-
-    def unpad(self, o):
-        """Attention outputs (n, heads, L, D) -> the packed rows' (total, heads * D)."""
-        return o.transpose(1, 2).reshape(self.n * self.L, -1).index_select(0, self.from_padded)
-
-
-def response_hidden(model, contexts, responses):
-    """Final-normed hidden states (B, T, d) at the positions that predict each response token
-    (row b, column t predicts responses[b][t]; T = the longest response, zeros past a row's end),
-    and the (B, T) bool mask of real response tokens; gradients flow when grad mode is on.
-
-    Each row is context + response with positions 0, 1, ... and causal attention among its own
-    tokens, as if scored alone. The work is packed in up to three levels, each token run once
-    where rows share it: the tokens every context starts with (`shared_prefix`: a chat template's
-    opening, a shared system prompt or rule); when contexts repeat (GRPO's G samples of each
-    prompt), the rest of each distinct context but its last token, once per distinct context;
-    then each row's own tokens (the rest of its context and its response). Each level attends to
-    the keys and values of the levels above it and, causally, to its own. Norms, projections and
-    MLPs run on real tokens only, and attention alone sees a padded layout of each level; the last
-    layer computes queries, output projection and MLP for the returned positions only. The result
-    equals scoring the padded batch up to float rounding.
-    """
-    m = model.model
-    device, dtype = m.embed_tokens.weight.device, m.embed_tokens.weight.dtype
-    B, T = len(contexts), max(len(r) for r in responses)
-    c = shared_prefix(contexts)
-    distinct = {}  # each distinct context -> its index, in order of first appearance
-    group = [distinct.setdefault(tuple(x), len(distinct)) for x in contexts]  # (B,) the row's context
-    mids = [list(x[c:-1]) for x in distinct]  # the middle level: each distinct context's tokens after the prefix
-    if len(distinct) == B or not any(mids):  # no context repeats, or none has a token to share beyond the prefix
-        mids = []
-    if mids:
-        tails = [[x[-1]] + list(r) for x, r in zip(contexts, responses)]  # the last context token and the response
-        starts = [c + len(mids[g]) for g in group]  # the position of each row's first own token
-    else:
-        tails = [list(x[c:]) + list(r) for x, r in zip(contexts, responses)]
-        starts = [c] * B
-    R = _Packing([len(t) for t in tails], device)  # the rows' own tokens, (B, U) padded
-    U = R.L
-    # The returned positions: row b's own columns len(context_b) - start_b - 1, ... (one per response token).
-    first = torch.tensor([len(x) - s - 1 for x, s in zip(contexts, starts)])  # (B,)
-    out_mask = torch.arange(T)[None, :] < torch.tensor([len(r) for r in responses])[:, None]  # (B, T)
-    q0 = int(first.min())  # the last layer's queries start at the earliest returned column
-    cols = (first[:, None] + torch.arange(T)[None, :])[out_mask]  # own column of each returned token
-    rows = torch.arange(B)[:, None].expand(B, T)[out_mask]
-    out_packed = R.to_padded[(rows * U + cols).to(device)]  # its index among the packed own tokens
-    out_query = (rows * (U - q0) + cols - q0).to(device)  # its slot among the last layer's (B, U - q0) queries
-
-    ids = torch.tensor(list(contexts[0][:c]) + [t for mid in mids for t in mid] + [t for tail in tails for t in tail],
-                       dtype=torch.long, device=device)
-    pos = torch.cat([torch.arange(c)] + [torch.arange(c, c + len(t)) for t in mids]
-                    + [torch.arange(s, s + len(t)) for s, t in zip(starts, tails)]).to(device)
-    cos_table, sin_table = rope_tables(model, max(s + len(t) for s, t in zip(starts, tails)), dtype, device)
-    cos, sin = cos_table[pos][:, None], sin_table[pos][:, None]  # (N, 1, D): broadcast over heads
-    ones = lambda *shape: torch.ones(*shape, dtype=torch.bool, device=device)
-    prefix_mask = ones(c, c).tril()[None, None]  # (1, 1, c, c)
-    own = ones(U, U).tril() & R.real.to(device)[:, None, :]  # (B, U, U) causal among a row's real tokens
-    if mids:
-        M = _Packing([len(t) for t in mids], device)  # the distinct contexts' middles, (n_g, Pm) padded
-        row_group = torch.tensor(group, device=device)
-        real_mid = M.real.to(device)
-        # a middle's pad queries also read their own (zero) key, so no query row reads nothing
-        own_mid = (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)
-        mid_mask = torch.cat([ones(M.n, M.L, c), own_mid], dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
-        tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own],
-                              dim=-1)[:, None]  # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
-    else:
-        tail_mask = torch.cat([ones(B, U, c), own], dim=-1)[:, None]  # (B, 1, U, c + U): every row reads the prefix
-    a, b = c, c + (M.total if mids else 0)  # packed order: [0, a) the prefix, [a, b) the middles, [b, N) own tokens
-
-    W = weights(model)
-    layers = W.layers
-    x = F.embedding(ids, W.embed)  # (N, d)
-    for i, w in enumerate(layers):
-        H, D = w.heads, w.head_dim
-        q, k, v = _qkv(w, x, cos, sin)  # (N, H, D), (N, H_kv, D), (N, H_kv, D)
-        kp, vp = k[:c].transpose(0, 1)[None], v[:c].transpose(0, 1)[None]  # (1, H_kv, c, D)
-        above_k, above_v = [kp.expand(B, -1, -1, -1)], [vp.expand(B, -1, -1, -1)]  # what the rows' own tokens read
-        if mids:
-            km, vm = M.pad(k[a:b]), M.pad(v[a:b])  # (n_g, H_kv, Pm, D)
-            above_k.append(km.index_select(0, row_group))
-            above_v.append(vm.index_select(0, row_group))
-        kt = torch.cat(above_k + [R.pad(k[b:])], dim=2)  # (B, H_kv, c [+ Pm] + U, D)
-        vt = torch.cat(above_v + [R.pad(v[b:])], dim=2)
-        if i == len(layers) - 1:  # the returned positions only: queries from column q0, then those tokens
-            o = _attend(w, R.pad(q[b:])[:, :, q0:], kt, vt, tail_mask[:, :, q0:])  # (B, H, U - q0, D)
-            o = o.transpose(1, 2).reshape(B * (U - q0), H * D).index_select(0, out_query)
-            x = _out_and_mlp(w, x[b:].index_select(0, out_packed), o)
-            break
-        o = [R.unpad(_attend(w, R.pad(q[b:]), kt, vt, tail_mask))]  # (n_own, H*D)
-        if mids:
-            km = torch.cat([kp.expand(M.n, -1, -1, -1), km], dim=2)  # (n_g, H_kv, c + Pm, D): prefix and own
-            vm = torch.cat([vp.expand(M.n, -1, -1, -1), vm], dim=2)
-            o.insert(0, M.unpad(_attend(w, M.pad(q[a:b]), km, vm, mid_mask)))
-        if c:
-            op = _attend(w, q[:c].transpose(0, 1)[None], kp, vp, prefix_mask)  # (1, H, c, D)
-            o.insert(0, op[0].transpose(0, 1).reshape(c, H * D))
-        x = _out_and_mlp(w, x, o[0] if len(o) == 1 else torch.cat(o))
-    h = _rms_norm(x, W.norm, W.norm_eps)  # (returned tokens, d) in (row, t) order
-    slots = out_mask.flatten().nonzero().squeeze(1).to(device)
-    out = h.new_zeros(B * T, h.shape[-1]).index_copy(0, slots, h)
-    return out.view(B, T, h.shape[-1]), out_mask.to(device)

@@ -14,7 +14,7 @@ What this file is
     each batch (rows rank·B/W to (rank+1)·B/W); it samples, scores and back-propagates that slice;
     FSDP's reduce-scatter averages the gradients over the processes, and the loss of each process
     is scaled so that the average equals the single-process `masked_mean` over the whole batch.
-    With the sampling noise seeded per rollout chunk (train_opd.chunk_generator), W processes draw
+    With the sampling noise seeded per rollout chunk (common.chunk_generator), W processes draw
     exactly what one process draws with `--rollout-batch B/W`, and the update is the same up to
     float summation order (test_distributed.py).
 

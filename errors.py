@@ -1,7 +1,7 @@
 """One error path for users: an expected bad input ends in a short message and exit code 2.
 
 Code that finds a bad flag, file or value raises `UserError` (or a subclass, such as
-data.DataError) with a message that names the culprit (the flag and its value, the file and line)
+data_files.DataError) with a message that names the culprit (the flag and its value, the file and line)
 and says what to do. Every entry point runs its `main` through `run`, which prints that message
 as `<script>: error: <message>` on stderr, without a traceback, and exits with 2, as argparse
 does for an unknown flag. Ctrl-C ends with one line and exit code 130. Any other exception is a

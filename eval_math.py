@@ -1,25 +1,24 @@
 """Math evaluation for on-policy distillation: benchmark evaluation with the strict grader of
-grader.py, the collapse diagnostics, and the prefix probe of Mechanism 1.
+grader.py, and the collapse diagnostics.
 
 Paper sections (docs/paper.md):
   §2.4  the in-training evaluation setting: temperature 0.6, top-p 0.95, one sample (`--preset paper`)
   §2.5  metrics: pass@1 under the strict boxed grader; response length; truncation; the 3-gram
         repetition ratio; the hedging-word rate ("wait", "maybe", "but", "alternatively")
-  §4    Mechanism 1, the prefix probe: the teacher's accuracy alone against its accuracy when it
-        must continue the student's partial responses cut at fraction f
 
     python eval_math.py --model Qwen/Qwen3-1.7B --bench math500 --preset paper
     python eval_math.py --model PATH --bench synthetic --k 4          # the tiny world (T=1)
     python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
 
-The grader (extract_boxed, is_equiv, grade) lives in grader.py and is re-exported here, under
-the names docs/design.md ("Contracts") gives this file.
+`--probe-teacher` runs probes.py (the prefix probe of Mechanism 1 and the teacher's fit of Fix 2),
+which builds on this file's sampler. The grader (extract_boxed, is_equiv, grade) is grader.py's.
 
 Deliberate simplification: the evaluation's random stream depends on the batch size (same seed
 and batch size, same samples).
 """
 import argparse
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -33,14 +32,11 @@ import common
 import data
 import distributed
 import errors
-import losses
+import grader
 import models
 import rollout
-import run_folder
-import synthetic
 from errors import UserError
-from grader import extract_boxed, grade, is_equiv, normalize_answer  # noqa: F401
-from latex_sympy import LatexParseError, latex_to_sympy, sympy_equal  # noqa: F401
+from tiny_world import task
 
 # -----------------------------------------------------------------------------
 # Collapse diagnostics (§2.5)
@@ -191,7 +187,7 @@ def evaluate(model, tokenizer, examples: list, *, k: int = 1, temperature: float
 
     def grade_ids(j, i, ids):
         text = tokenizer.decode(ids, skip_special=True)
-        cache[(j, i)] = (text, grade(text, examples[i].answer))
+        cache[(j, i)] = (text, grader.grade(text, examples[i].answer))
         return cache[(j, i)][1]
 
     t0 = time.time()
@@ -206,7 +202,7 @@ def evaluate(model, tokenizer, examples: list, *, k: int = 1, temperature: float
             text, correct = cache[(j, i)]
             records.append({
                 "bench": bench, "id": examples[i].id, "sample": j, "gold": examples[i].answer,
-                "pred": extract_boxed(text), "correct": correct, "length": s["length"],
+                "pred": grader.extract_boxed(text), "correct": correct, "length": s["length"],
                 "finished": s["finished"], "truncated": s["truncated"],
                 "rep_ratio": round(repetition_ratio(s["ids"]), 4),
                 "hedge_per_1k": round(hedging_rate(text), 2), "response": text})
@@ -256,7 +252,7 @@ def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: st
     eval_top_p, eval_max_new_tokens, seed): (summary, records), the records written to
     OUT/eval/{name}.jsonl. Under torchrun each process samples every W-th problem with its own
     noise and the records of all processes are summarised together. On the synthetic task the
-    summary also holds synthetic.measures (notation, concise share, declines, accuracy on the
+    summary also holds tiny_world.task.measures (notation, concise share, declines, accuracy on the
     problems that are not flagged); `rule` is the system prompt of pi="system_prompt"."""
     rank, world = distributed.world()
     with distributed.full_weights(model):  # the sampler reads the weights directly
@@ -268,136 +264,26 @@ def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: st
         records = distributed.gather(records)
         summary.update(summarize(records, cfg["eval_k"]))
     if examples and all(ex.source == "synthetic" for ex in examples):
-        summary.update(synthetic.measures(examples, records))
+        summary.update(task.measures(examples, records))
     if rank == 0:
         write_jsonl(os.path.join(cfg["out"], "eval", f"{name}.jsonl"), records)
     return summary, records
 
 
-def _ci(v: tuple) -> str:
+def format_ci(v: tuple) -> str:
+    """An interval as text: `[lo, hi]`, three decimals."""
     return f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
 def format_table(summaries: list) -> str:
     """A Markdown table of evaluation summaries, one row per benchmark."""
-    rows = [[s["bench"], s["n"], s["k"], f"{s['acc/pass@1']:.3f} {_ci(s['acc/pass@1_ci'])}",
-             f"{s['acc/avg@k']:.3f} {_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–",
+    rows = [[s["bench"], s["n"], s["k"], f"{s['acc/pass@1']:.3f} {format_ci(s['acc/pass@1_ci'])}",
+             f"{s['acc/avg@k']:.3f} {format_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–",
              f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–", f"{s['boxed_frac']:.2f}", f"{s['len/mean']:.1f}",
              s["len/max"], f"{s['len/truncated_frac']:.3f}", f"{s['rep/ratio']:.3f}", f"{s['hedge/per_1k_words']:.1f}",
              s["time_s"]] for s in summaries]
     return common.md_table(["bench", "n", "k", "pass@1 (95% CI)", "avg@k (95% CI)", "pass@k", "boxed", "len mean",
                             "len max", "trunc", "rep", "hedge/1k", "time s"], rows)
-
-
-# -----------------------------------------------------------------------------
-# The prefix probe (Mechanism 1, §4)
-
-def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.25, 0.5, 0.75),
-                 *, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
-                 max_new_tokens: int = 16384, batch_size: int = 32, seed: int = 0,
-                 teacher_pi: str = "none", out_path: Optional[str] = None,
-                 progress: bool = True) -> tuple:
-    """The teacher's accuracy when it must continue the student's responses cut at fraction f.
-
-    The student writes one response per problem. For each f, the teacher's context (`teacher_pi`,
-    "none" = the student's prompt, as in OPD) is followed by the first floor(f * L) tokens of the
-    student's response (L without its EOS), and the teacher continues with up to
-    `max_new_tokens` new tokens; the prefix plus the continuation is graded. f = 0 is the
-    teacher alone, with the same prompts and seeds as `evaluate(teacher, ...)`. Student and
-    teacher must share the tokenizer (as OPD requires). Returns (rows, records): one row per f
-    with the accuracy overall and split by whether the student's own answer was right."""
-    for f in fractions:
-        if not 0.0 <= f <= 1.0:
-            raise ValueError(f"prefix fractions must lie in [0, 1], got {f}")
-    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-              batch_size=batch_size, seed=seed)
-    student_prompts = [data.context_ids(tokenizer, ex, "none") for ex in examples]
-    teacher_ctx = [data.context_ids(tokenizer, ex, teacher_pi) for ex in examples]
-    s_out = sample_responses(student, tokenizer, student_prompts, k=1,
-                             progress="probe: student" if progress else None, **kw)[0]
-    s_text = [tokenizer.decode(s["ids"], skip_special=True) for s in s_out]
-    s_right = [grade(t, ex.answer) for t, ex in zip(s_text, examples)]
-    rows = [{"who": "student alone", "f": None, "acc": sum(s_right) / len(examples),
-             "ci": wilson_ci(sum(s_right), len(examples)), "n": len(examples)}]
-    records = []
-    for f in fractions:
-        cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
-        prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(teacher_ctx, s_out, cut)]
-        t_out = sample_responses(teacher, tokenizer, prompts, k=1,
-                                 progress=f"probe: teacher f={f}" if progress else None, **kw)[0]
-        right = []
-        for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
-            text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
-            ok = grade(text, ex.answer)
-            right.append(ok)
-            records.append({"id": ex.id, "f": f, "prefix_tokens": c, "student_correct": s_right[i],
-                            "correct": ok, "truncated": t["truncated"], "response": text})
-        on_right = [r for r, s in zip(right, s_right) if s]
-        on_wrong = [r for r, s in zip(right, s_right) if not s]
-        rows.append({"who": "teacher alone" if f == 0 else "teacher after student prefix", "f": f,
-                     "acc": sum(right) / len(right), "ci": wilson_ci(sum(right), len(right)),
-                     "n": len(right),
-                     "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
-                     "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None})
-    if out_path:
-        write_jsonl(out_path, records)
-    return rows, records
-
-
-def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, temperature: float = 1.0,
-                top_p: float = 1.0, max_new_tokens: int = 80, batch_size: int = 32, seed: int = 0) -> dict:
-    """How close a teacher is to a student where OPD asks it: at every position of the student's
-    own sampled responses (§4 Fix 2: choose teachers by distribution closeness).
-
-    The student writes one response per problem (EOS included, as OPD trains on it); the teacher
-    reads the same prompt and response (rollout.score). Token means of: the exact reverse KL
-    KL(p‖q) (`kl/full`), its sampled-token estimate log p(y) − log q(y) (`kl/reverse_est`), the
-    student's Top-k overlap with the teacher's (`topk/overlap`), the teacher's mass on the
-    student's Top-k (`topk/teacher_mass`), the teacher's rank of the sampled token (`topk/teacher_rank`,
-    k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`)."""
-    device = next(student.parameters()).device
-    prompts = [data.context_ids(tokenizer, ex) for ex in examples]
-    sums, n_tok = {}, 0
-    for b, start in enumerate(range(0, len(prompts), batch_size)):
-        batch = prompts[start:start + batch_size]
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
-        with torch.no_grad():
-            responses = rollout.generate(student, batch, max_new_tokens, temperature=temperature, top_p=top_p,
-                                         eos_token_ids=tokenizer.eos_token_ids, pad_token_id=tokenizer.pad_token_id,
-                                         generator=gen).responses()
-            ls, mask = rollout.score(student, batch, responses)  # (b, T, V)
-            lt, _ = rollout.score(teacher, batch, responses)
-            V = min(ls.shape[-1], lt.shape[-1])  # padded vocabulary rows map to no token
-            ls, lt = ls[..., :V], lt[..., :V]
-            tokens = rollout.pad_right(responses, 0, mask.device)  # (b, T) the sampled ids
-            logp_y = losses.student_logprobs_at(ls, tokens[..., None])[..., 0]
-            logq_y = losses.teacher_logprobs_at(lt, tokens[..., None])[..., 0]
-            st = losses.topk_stats(ls, lt, k, tokens=tokens)
-            per_token = {"kl/full": losses.full_rkl(ls, lt), "kl/reverse_est": logp_y - logq_y,
-                         "topk/overlap": st["overlap"], "topk/teacher_mass": st["teacher_mass"],
-                         "topk/teacher_rank": st["teacher_rank"], "logq/sampled": logq_y}
-        for key, v in per_token.items():
-            sums[key] = sums.get(key, 0.0) + float(v.float()[mask].sum())
-        n_tok += int(mask.sum())
-    out = {key: v / max(n_tok, 1) for key, v in sums.items()}
-    out.update({"k": k, "problems": len(examples), "tokens": n_tok})
-    return out
-
-
-def format_fit_table(fits: dict) -> str:
-    """One row per teacher: {name: teacher_fit(...)}."""
-    rows = [[name, f"{f['kl/full']:.4f}", f"{f['kl/reverse_est']:.4f}", f"{f['topk/overlap']:.3f}",
-             f"{f['topk/teacher_mass']:.3f}", f"{f['topk/teacher_rank']:.2f}", f["tokens"]] for name, f in fits.items()]
-    return common.md_table(["teacher", "KL(p‖q) per token", "sampled-token estimate", "Top-k overlap",
-                            "teacher mass on student Top-k", "teacher rank of sampled token", "tokens"], rows)
-
-
-def format_probe_table(rows: list) -> str:
-    opt = lambda x: "–" if x is None else f"{x:.3f}"
-    cells = [[r["who"], "–" if r["f"] is None else f"{r['f']:.2f}", f"{r['acc']:.3f} {_ci(r['ci'])}",
-              opt(r.get("acc_student_right")), opt(r.get("acc_student_wrong"))] for r in rows]
-    return common.md_table(["who", "f", "accuracy (95% CI)", "acc. where student right", "acc. where student wrong"],
-                           cells)
 
 
 # -----------------------------------------------------------------------------
@@ -461,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("prefix probe (Mechanism 1)")
     g.add_argument("--probe-teacher", default=None,
                    help="run the prefix probe with this teacher (name or path), and measure its fit "
-                        "to the student (teacher_fit: reverse KL, Top-20 overlap on the student's "
+                        "to the student (probes.teacher_fit: reverse KL, Top-20 overlap on the student's "
                         "samples); --model is the student")
     g.add_argument("--probe-fractions", default="0,0.25,0.5,0.75",
                    help="comma-separated cut points f of the student's responses "
@@ -484,11 +370,6 @@ def resolve_settings(args, bench: str) -> dict:
     return s
 
 
-def wrong_answer(answer: str) -> str:
-    """An answer that is certainly wrong: the gold plus one."""
-    return str(int(answer) + 1) if re.fullmatch(r"-?\d+", answer) else f"{answer}+1"
-
-
 def load_bench(args, bench: str) -> list:
     if bench == "synthetic":
         examples = data.load_examples("synthetic", limit=args.limit, n=args.synthetic_n,
@@ -498,7 +379,7 @@ def load_bench(args, bench: str) -> list:
     else:
         examples = data.load_examples(bench, path=args.data_path, limit=args.limit)
     if args.wrong_hint:
-        examples = [dataclasses.replace(e, hint=wrong_answer(e.answer)) for e in examples]
+        examples = [dataclasses.replace(e, hint=task.wrong_answer(e.answer)) for e in examples]
     return examples
 
 
@@ -536,6 +417,26 @@ def check_args(args, flags: dict) -> list:
     return benches
 
 
+_LOCKS = {}  # --out folder (real path) -> the open lock file this process holds
+
+
+def lock_out(out: str) -> None:
+    """An exclusive lock on `out/.lock` for the life of this process, so that two evaluations (or
+    an evaluation and a training run, which locks the same file) never write into one folder at
+    once. The kernel drops it when the process ends, killed or not."""
+    key = os.path.realpath(out)
+    if key in _LOCKS:  # this process holds it already
+        return
+    f = open(os.path.join(out, ".lock"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise UserError(f"--out {out}: another live process is using this run folder; wait for it to end, or "
+                        "choose another --out") from None
+    _LOCKS[key] = f
+
+
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -552,10 +453,11 @@ def main(argv=None) -> None:
     if args.probe_teacher:
         models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])  # the probe cuts token ids
     os.makedirs(args.out, exist_ok=True)
-    run_folder.lock_run(args.out)
+    lock_out(args.out)
     model, tokenizer = models.load(args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     model.eval()
     if args.probe_teacher:
+        import probes  # probes.py builds on this file (its sampler), so it is imported only here
         teacher, t_tok = models.load(args.probe_teacher, device=args.device,
                                      dtype=getattr(torch, args.dtype) if args.dtype else None)
         teacher.eval()
@@ -565,23 +467,23 @@ def main(argv=None) -> None:
         s = resolve_settings(args, bench)
         examples = loaded[bench]
         with torch.no_grad():
-            rows, _ = prefix_probe(model, teacher, tokenizer, examples, fractions,
-                                   temperature=s["temperature"], top_p=s["top_p"],
-                                   top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
-                                   batch_size=args.batch_size, seed=args.seed,
-                                   out_path=os.path.join(args.out, "probe.jsonl"),
-                                   progress=not args.quiet)
+            rows, _ = probes.prefix_probe(model, teacher, tokenizer, examples, fractions,
+                                          temperature=s["temperature"], top_p=s["top_p"],
+                                          top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
+                                          batch_size=args.batch_size, seed=args.seed,
+                                          out_path=os.path.join(args.out, "probe.jsonl"),
+                                          progress=not args.quiet)
         # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
-        fit = teacher_fit(model, teacher, tokenizer, examples, k=20, max_new_tokens=s["max_new_tokens"],
-                          batch_size=args.batch_size, seed=args.seed)
+        fit = probes.teacher_fit(model, teacher, tokenizer, examples, k=20,
+                                 max_new_tokens=s["max_new_tokens"], batch_size=args.batch_size, seed=args.seed)
         with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
             json.dump({"student": args.model, "teacher": args.probe_teacher, "bench": bench,
                        "settings": s, "probe": rows, "fit": fit}, f, indent=2)
         print(f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
               f"preset {s['preset']}")
-        print(format_probe_table(rows))
+        print(probes.format_probe_table(rows))
         print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
-        print(format_fit_table({args.probe_teacher: fit}))
+        print(probes.format_fit_table({args.probe_teacher: fit}))
         return
     summaries = []
     for bench in benches:

@@ -147,12 +147,12 @@ def student_source(cfg: dict) -> str:
     return ckpt if cfg["resume"] and os.path.isfile(os.path.join(ckpt, "config.json")) else cfg["student"]
 
 
-def load_student(cfg: dict, device) -> tuple:
+def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
     """(student, tokenizer) for training: float32 weights (Adam updates of lr 2e-6 vanish when
     rounded into bf16 weights; bf16 compute comes from autocast), from ckpt/ on --resume, with
-    gradient checkpointing when the config asks for it."""
+    gradient checkpointing when asked for."""
     student, tok = models.load(ckpt_dir(cfg) if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32)
-    if cfg.get("grad_checkpointing"):
+    if grad_checkpointing:
         enable = getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
         student.config.use_cache = False
@@ -252,13 +252,13 @@ def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
     return start
 
 
-def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
-    """After training step `done`: log its record `m`, move the progress bar, save a checkpoint
-    when one is due (`ckpt`: save_checkpoint's model, tok, optimizer, scheduler, stream and
-    others). True when the run stops here (--stop-at)."""
+def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict, shown: tuple = (("loss", "loss"),)) -> bool:
+    """After training step `done`: log its record `m`, move the progress bar (its postfix: the
+    monitors `shown`, common.postfix), save a checkpoint when one is due (`ckpt`: save_checkpoint's
+    model, tok, optimizer, scheduler, stream and others). True when the run stops here (--stop-at)."""
     log(cfg, {"step": done, **m})
     bar.update()
-    bar.set_postfix_str(common.postfix(m, common.PROGRESS))
+    bar.set_postfix_str(common.postfix(m, shown))
     if "eval" in m:
         common.say(f"step {done}: student acc {m['eval']['student']['acc/pass@1']:.3f}")
     if checkpoint_due(cfg, done):
@@ -271,12 +271,13 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict) -> bool:
     return False
 
 
-def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, algorithm: str) -> dict:
+def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, loss: str) -> dict:
     """After the last step: log the final evaluation, save the last checkpoint, write summary.json
-    (the student before and after, and the teacher at step 0 when there is one); returns it."""
+    (the student before and after, and the teacher at step 0 when there is one; `loss` names what
+    trained); returns it."""
     log(cfg, {"step": cfg["steps"], "eval": {"student": final}})
     save_checkpoint(cfg, step=cfg["steps"], **ckpt)
-    summary = run_summary(cfg, final, wall_s, algorithm)
+    summary = run_summary(cfg, final, wall_s, loss)
     write_summary(cfg, summary)
     unlock_run(cfg["out"])
     return summary
@@ -370,15 +371,16 @@ def read_json(folder: str, name: str = "summary.json") -> dict:
         return json.load(f)
 
 
-def run_summary(cfg: dict, final: dict, wall_s: float, algorithm: str = "") -> dict:
+def run_summary(cfg: dict, final: dict, wall_s: float, loss: str) -> dict:
     """summary.json of a run that evaluates at step 0 and at the end: the student before (and the
-    teacher, when there is one) from metrics.jsonl's step-0 record, the student after. Rank 0."""
+    teacher, when there is one) from metrics.jsonl's step-0 record, the student after, and `loss`
+    (what trained: the distillation loss's name, or the algorithm's). Rank 0."""
     if not distributed.is_main():
         return {}
     with open(metrics_path(cfg)) as f:
         first = json.loads(f.readline())["eval"]
     summary = {"student_before": first["student"], "student_after": final, "steps": cfg["steps"],
-               "loss": cfg.get("loss") or algorithm, "wall_s": round(wall_s, 1)}
+               "loss": loss, "wall_s": round(wall_s, 1)}
     if "teacher" in first:
         summary["teacher"] = first["teacher"]
     return summary

@@ -5,7 +5,7 @@ What this file is
     that is better at the task yet still close to the student's distribution (docs/paper.md §4, Fix 2:
     "choose teachers by distribution closeness, not benchmark score"). One step:
       1. G samples per prompt from the current policy (rollout.generate, the same sampler as OPD);
-      2. reward R_i = 1 if the strict grader accepts response i, else 0 (eval_math.grade);
+      2. reward R_i = 1 if the strict grader accepts response i, else 0 (grader.grade);
       3. group-normalised advantages A_i = (R_i − mean_group R) / (std_group R + eps), one per
          response, the same at each of its tokens (group_advantages);
       4. the PPO clipped surrogate with clip-higher, −min(ρA, clip(ρ, 1 − 0.2, 1 + 0.28) A),
@@ -48,56 +48,99 @@ import data
 import distributed
 import errors
 import eval_math
+import grader
 import losses
 import models
 import rollout
 import run_folder
-import train_opd
 from errors import UserError
 
 # -----------------------------------------------------------------------------
 # Config: presets, the GRPO flags, the shared rollout / optimisation / run flags
 
-_NO_TEACHER = ("teacher", "loss", "k", "beta", "chunk_size", "length_gate")  # distillation-only keys of OPD's presets
+# The tiny world: lift tiny/student on the synthetic task with its own samples (§4, Fix 2). 32 prompts x 8
+# samples, two updates per rollout batch at lr 2e-4 for 400 steps (docs/tiny_world.md says how it was chosen).
+_TINY = dict(student="tiny/student",
+             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
+             group_size=8, minibatches=2, clip_low=0.2, clip_high=0.28, adv_eps=1e-6,
+             steps=400, batch_size=32, micro_batch=128,
+             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
+             lr=2e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
+             grad_checkpointing=False, amp=None, forward="auto",
+             eval_every=100, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
+             eval_max_new_tokens=80, ckpt_every=50)
 PRESETS = {
-    # The tiny world: lift tiny/student on the synthetic task with its own samples (§4, Fix 2). 32 prompts x 8
-    # samples, two updates per rollout batch at lr 2e-4 for 400 steps (docs/tiny_world.md says how it was chosen).
-    "tiny": dict({k: v for k, v in train_opd.PRESETS["tiny"].items() if k not in _NO_TEACHER}, student="tiny/student",
-                 group_size=8, batch_size=32, micro_batch=128, steps=400, lr=2e-4, minibatches=2, clip_low=0.2,
-                 clip_high=0.28, adv_eps=1e-6, eval_every=100, ckpt_every=50),
+    "tiny": _TINY,
+    # The second tiny world (docs/tiny_world2.md): the same settings, lifting tiny2/student.
+    "tiny2": dict(_TINY, student="tiny2/student"),
     # §2.4 "GRPO teacher (RLVR adaptation)": 8 samples x 16 prompts, lr 1e-6, clip 0.2/0.28, no KL, 8,192
     # tokens, T = 1.0, top-p 1.0; the rest of the optimiser as the paper's OPD runs (cosine, 10 % warm-up,
-    # wd 0.1, betas 0.9/0.98), an assumption: the launch script sets only the learning rate.
-    "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k not in _NO_TEACHER}, group_size=8,
-                  batch_size=16, micro_batch=1, max_new_tokens=8192, top_p=1.0, lr=1e-6, minibatches=1, clip_low=0.2,
-                  clip_high=0.28, adv_eps=1e-6, rollout_batch=16),
+    # wd 0.1, betas 0.9/0.98), an assumption: the launch script sets only the learning rate. Evaluation
+    # and memory plan as train_opd.py's paper preset, with one row per forward.
+    "paper": dict(student="Qwen/Qwen3-1.7B",
+                  data="dapo", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
+                  group_size=8, minibatches=1, clip_low=0.2, clip_high=0.28, adv_eps=1e-6,
+                  steps=1000, batch_size=16, micro_batch=1,
+                  max_new_tokens=8192, temperature=1.0, top_p=1.0, rollout_batch=16,
+                  lr=1e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
+                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
+                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
+                  eval_max_new_tokens=8192, ckpt_every=50),
 }
-# The second tiny world (docs/tiny_world2.md): the same settings, lifting tiny2/student.
-PRESETS["tiny2"] = dict(PRESETS["tiny"], student="tiny2/student")
+# Keys that only a preset sets, with their ranges: adv_eps (the advantages' std floor); amp (None:
+# bf16 autocast of the training forward on CUDA, float32 on CPU); the Adam betas, warm-up, weight
+# decay and the cosine's floor min_lr; the evaluation's sampling and length cap; hard_frac and
+# flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
+PRESET_RULES = {"adv_eps": common.ABOVE_0, "min_lr": common.AT_LEAST_0, "warmup_frac": common.PROB,
+                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
+                "eval_k": common.AT_LEAST_1, "eval_temperature": common.TEMPERATURE_OR_GREEDY,
+                "eval_top_p": common.TOP_P, "eval_max_new_tokens": common.AT_LEAST_1,
+                "hard_frac": common.PROB, "flagged_frac": common.PROB}
+PROGRESS = (("loss", "loss"), ("reward/mean", "reward"), ("len/mean", "len"),
+            ("len/truncated_frac", "trunc"))  # the progress bar's monitors
+
+# The ranges of GRPO's own flags, as argparse types (common.ranged).
+group_size_arg = common.ranged(int, (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"))
+clip_low_arg = common.ranged(float, (lambda v: 0 < v < 1, "in (0, 1) (ρ is clipped below at 1 − clip_low)"))
+clip_high_arg = common.ranged(float, (lambda v: v > 0, "> 0 (ρ is clipped above at 1 + clip_high)"))
+
+
+def add_flags(ap) -> None:
+    g = ap.add_argument_group("model and data")
+    g.add_argument("--student", help="the policy to lift: hub id or local folder (tiny: tiny/student)")
+    common.add_data_flags(g)
+    g = ap.add_argument_group("GRPO (docs/paper.md §4 Fix 2, §2.4)")
+    g.add_argument("--group-size", type=group_size_arg,
+                   help="G: samples per prompt (paper: 8); --batch-size counts prompts")
+    g.add_argument("--minibatches", type=common.positive_int,
+                   help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly "
+                        "on-policy)")
+    g.add_argument("--clip-low", type=clip_low_arg,
+                   help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
+    g.add_argument("--clip-high", type=clip_high_arg,
+                   help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)")
+    common.add_rollout_flags(ap)
+    common.add_optim_flags(ap)
+    common.add_eval_flags(ap)
+    common.add_run_flags(ap, out="runs/grpo")
 
 
 def parse_config(argv=None) -> dict:
-    def flags(ap):
-        g = ap.add_argument_group("model and data")
-        g.add_argument("--student", help="the policy to lift: hub id or local folder (tiny: tiny/student)")
-        common.add_data_flags(g)
-        g = ap.add_argument_group("GRPO (docs/paper.md §4 Fix 2, §2.4)")
-        g.add_argument("--group-size", type=int, help="G: samples per prompt (paper: 8); --batch-size counts prompts")
-        g.add_argument("--minibatches", type=int,
-                       help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly on-policy)")
-        g.add_argument("--clip-low", type=float, help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
-        g.add_argument("--clip-high", type=float, help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)")
-        common.add_rollout_flags(ap)
-        common.add_optim_flags(ap)
-        common.add_eval_flags(ap)
-        common.add_run_flags(ap, out="runs/grpo")
-    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
+    """The run's config: a preset with the flags given on top, checked before any model loads."""
+    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
+    common.check_ranges(cfg, {}, PRESET_RULES)
+    common.check_data_path(cfg)
+    if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
+        cfg["amp"] = torch.cuda.is_available()
     n = cfg["batch_size"]
     if n % cfg["minibatches"]:
         raise UserError(f"--minibatches {cfg['minibatches']}: must divide --batch-size ({n} prompts)")
+    common.fit_micro_batch(cfg, typed, n * cfg["group_size"],
+                           f"--batch-size {n} x --group-size {cfg['group_size']}")
     if distributed.planned_world() > 1:
-        raise UserError("train_grpo.py runs in one process: its token-level normalisation and minibatches are not "
-                         "split over torchrun's processes (train_opd.py and train_opsd.py are); run it with python")
+        raise UserError("train_grpo.py runs in one process: its token-level normalisation and "
+                        "minibatches are not split over torchrun's processes (train_opd.py and "
+                        "train_opsd.py are); run it with python")
     return cfg
 
 
@@ -137,7 +180,7 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
     with common.timed(times, "reward"):
         texts = [tok.decode(r) for r in responses]
         golds = [ex.answer for ex in examples for _ in range(G)]
-        graded = {pair: float(eval_math.grade(*pair)) for pair in set(zip(texts, golds))}  # a repeated answer once
+        graded = {pair: float(grader.grade(*pair)) for pair in set(zip(texts, golds))}  # a repeated answer once
         rewards = torch.tensor([graded[pair] for pair in zip(texts, golds)])
         adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
@@ -241,7 +284,7 @@ def main(argv=None) -> dict:
                                 "training prompts", train)
     common.check_held_out(context, tok, held_out, cfg)
     device = run_folder.start_run(cfg)
-    student, tok = run_folder.load_student(cfg, device)
+    student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     # the schedule counts optimizer steps: --minibatches of them per rollout batch
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
@@ -260,11 +303,12 @@ def main(argv=None) -> dict:
                       common.step_generator(cfg, step, device))
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(f"step{step + 1}")}
-        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt, PROGRESS):
             return {"stopped_at": step + 1}
     bar.close()
     summary = run_folder.end_run(cfg, evaluate(f"step{cfg['steps']}"), time.time() - t_run, ckpt, "grpo")
-    print(common.summary_table(summary, cfg, "GRPO"))
+    print(common.summary_table("GRPO", summary, cfg, [("student before", summary["student_before"]),
+                                                      ("student after GRPO", summary["student_after"])]))
     return summary
 
 

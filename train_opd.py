@@ -30,6 +30,8 @@ What it simplifies
     * The sampling temperature / top-p change which tokens are drawn; every loss is computed
       against the model's untempered distribution p (as the paper's code does).
     * No task-reward term: pure distillation, as in every Top-K run of the paper (§2.4).
+    * No length gate: every non-empty response enters the loss (the paper code's gate sits above
+      its rollout cap, so it is effectively off there too).
 """
 import time
 
@@ -37,8 +39,8 @@ import torch
 
 import common
 import data
-import errors
 import distributed
+import errors
 import eval_math
 import losses
 import models
@@ -49,85 +51,119 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Config: presets named after where they come from, then the command line on top
 
+# The tiny world (docs/tiny_world.md): shipped checkpoints, synthetic arithmetic, CPU in minutes.
+# The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
+# leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS_tiny1.md, Mechanism 2).
+_TINY = dict(student="tiny/student", teacher="tiny/teacher",
+             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
+             loss="topk_tail", k=20, beta=0.5, chunk_size=0, minibatches=1,
+             steps=300, batch_size=64, micro_batch=64,
+             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
+             lr=3e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
+             grad_checkpointing=False, amp=None, forward="auto",
+             eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
+             eval_max_new_tokens=80, ckpt_every=50)
 PRESETS = {
-    # The tiny world (docs/tiny_world.md): shipped checkpoints, synthetic arithmetic, CPU in minutes.
-    # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
-    # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS_tiny1.md, Mechanism 2).
-    "tiny": dict(student="tiny/student", teacher="tiny/teacher", data="synthetic", data_path=None, eval_data="synthetic",
-                 hard_frac=0.0, flagged_frac=0.0, loss="topk_tail", k=20, beta=0.5, chunk_size=0, length_gate=0,
-                 minibatches=1, steps=300, batch_size=64, micro_batch=64, max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
-                 lr=3e-4, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-                 grad_checkpointing=False, amp=None, forward="auto",
-                 eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0, eval_max_new_tokens=80,
-                 ckpt_every=50),
+    "tiny": _TINY,
     # The second tiny world (docs/tiny_world2.md): the same settings, tiny2/ checkpoints (two notations).
-    "tiny2": None,
+    "tiny2": dict(_TINY, student="tiny2/student", teacher="tiny2/teacher"),
     # §2.4, "OPD Top-K runs (Qwen3-1.7B)": Adam lr 2e-6, cosine, 10 % warm-up, wd 0.1, betas (0.9, 0.98),
     # 64 prompts x 1 sample, 4096 tokens, T = 1.0, top-p 0.95, 1000 rollouts; in-training evaluation at
     # T = 0.6, top-p 0.95 every 10 rollouts (its length cut from the paper code's 16,384 to 8,192 to keep
     # evaluation affordable). For one 80 GB GPU: micro-batches of 4, gradient checkpointing, the chunked
     # loss and 16 rows sampled at a time (docs/paper_scale.md has the memory plan).
-    "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", data="dapo", data_path=None, eval_data="math500",
-                  hard_frac=0.0, loss="topk_sg", k=20, beta=0.5, chunk_size=1024, length_gate=0, minibatches=1,
-                  steps=1000, batch_size=64, micro_batch=4, max_new_tokens=4096, temperature=1.0, top_p=0.95,
-                  rollout_batch=16, lr=2e-6, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98, grad_clip=1.0,
-                  grad_checkpointing=True, amp=None, forward="auto",
-                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95, eval_max_new_tokens=8192,
-                  ckpt_every=50),
+    "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B",
+                  data="dapo", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
+                  loss="topk_sg", k=20, beta=0.5, chunk_size=1024, minibatches=1,
+                  steps=1000, batch_size=64, micro_batch=4,
+                  max_new_tokens=4096, temperature=1.0, top_p=0.95, rollout_batch=16,
+                  lr=2e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
+                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
+                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
+                  eval_max_new_tokens=8192, ckpt_every=50),
 }
-PRESETS["tiny2"] = dict(PRESETS["tiny"], student="tiny2/student", teacher="tiny2/teacher")
-# Keys that only a preset sets (edit the preset to change them): beta (of jsd: 0 forward KL, 1 reverse
-# KL); length_gate (the paper code drops responses longer than this from the loss; 0 = off, as it
-# effectively is there); amp (None: the student's training forward in bf16 autocast on CUDA, float32
-# on CPU); the Adam betas, warm-up and weight decay; the evaluation's sampling and length cap;
-# hard_frac and flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
+# Keys that only a preset sets (edit the preset to change them), with their ranges: beta (of jsd: 0
+# forward KL, 1 reverse KL); amp (None: the student's training forward in bf16 autocast on CUDA,
+# float32 on CPU); the Adam betas, warm-up, weight decay and the cosine's floor min_lr; the
+# evaluation's sampling and length cap; hard_frac and flagged_frac (synthetic data: the fractions
+# of 2-digit products and of password requests). train_opsd.py's presets set the same keys.
+PRESET_RULES = {"beta": common.PROB, "min_lr": common.AT_LEAST_0, "warmup_frac": common.PROB,
+                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
+                "eval_k": common.AT_LEAST_1, "eval_temperature": common.TEMPERATURE_OR_GREEDY,
+                "eval_top_p": common.TOP_P, "eval_max_new_tokens": common.AT_LEAST_1,
+                "hard_frac": common.PROB, "flagged_frac": common.PROB}
+PROGRESS = (("loss", "loss"), ("kl/full", "kl"), ("len/mean", "len"), ("len/truncated_frac", "trunc"),
+            ("topk/overlap", "overlap"))  # the progress bar's monitors (train_opsd.py's too)
 
 
 def add_loss_flags(ap) -> None:
     g = ap.add_argument_group("loss (losses.py, docs/paper.md §3)")
-    g.add_argument("--loss", choices=sorted(losses.LOSSES), help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)")
-    g.add_argument("--k", type=int, help="K of the Top-K losses (paper and tiny: 20)")
-    g.add_argument("--chunk-size", type=int,
-                   help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)")
-    g.add_argument("--minibatches", type=int,
-                   help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: OPD; "
-                        "the paper's OPSD math runs: 2)")
+    g.add_argument("--loss", choices=sorted(losses.LOSSES),
+                   help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)")
+    g.add_argument("--k", type=common.positive_int, help="K of the Top-K losses (paper and tiny: 20)")
+    g.add_argument("--chunk-size", type=common.nonneg_int,
+                   help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time "
+                        "(paper scale)")
+    g.add_argument("--minibatches", type=common.positive_int,
+                   help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: "
+                        "OPD; the paper's OPSD math runs: 2)")
+
+
+def add_flags(ap) -> None:
+    g = ap.add_argument_group("models and data")
+    g.add_argument("--student", help="student: hub id or local folder (tiny: tiny/student)")
+    g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
+    g.add_argument("--teacher-dtype", choices=sorted(common.SAMPLING_DTYPES),
+                   help="the precision the frozen teacher is stored and scores in (default: bfloat16 on "
+                        "CUDA, float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores "
+                        "faster, at the price of the teacher's log-probs' rounding (make bench-cpu prints "
+                        "both)")
+    common.add_data_flags(g)
+    add_loss_flags(ap)
+    common.add_rollout_flags(ap)
+    common.add_optim_flags(ap)
+    common.add_eval_flags(ap)
+    common.add_run_flags(ap, out="runs/opd")
 
 
 def parse_config(argv=None) -> dict:
-    def flags(ap):
-        g = ap.add_argument_group("models and data")
-        g.add_argument("--student", help="student: hub id or local folder (tiny: tiny/student)")
-        g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
-        g.add_argument("--teacher-dtype", choices=sorted(common.SAMPLING_DTYPES),
-                       help="the precision the frozen teacher is stored and scores in (default: bfloat16 on CUDA, "
-                            "float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores faster, "
-                            "at the price of the teacher's log-probs' rounding (make bench-cpu prints both)")
-        common.add_data_flags(g)
-        add_loss_flags(ap)
-        common.add_rollout_flags(ap)
-        common.add_optim_flags(ap)
-        common.add_eval_flags(ap)
-        common.add_run_flags(ap, out="runs/opd")
-    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
-    return check_config(cfg)
+    """The run's config: a preset with the flags given on top, checked (check_config)."""
+    return check_config(*common.parse_config(PRESETS, add_flags, argv, __doc__))
 
 
-def check_config(cfg: dict) -> dict:
-    """What OPD and OPSD need of a config, checked before any model loads."""
+def check_config(cfg: dict, typed: set) -> dict:
+    """What OPD and OPSD need of a config, checked before any model loads, with the memory knobs
+    fitted to the batch (`typed`: the keys a flag set, common.parse_config)."""
+    common.check_ranges(cfg, {}, PRESET_RULES)
+    common.check_data_path(cfg)
+    if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
+        cfg["amp"] = torch.cuda.is_available()
     world = distributed.planned_world()
     if cfg["batch_size"] % world:
         raise UserError(f"--batch-size {cfg['batch_size']} must be a multiple of the {world} processes")
     if cfg["batch_size"] % (world * cfg["minibatches"]):
-        raise UserError(f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of --batch-size "
-                        f"{cfg['batch_size']} must split into this many equal parts")
-    if cfg["loss"].startswith("topk") and cfg["k"] < 1:
-        raise UserError(f"--k {cfg['k']}: the Top-K losses need K >= 1")
+        raise UserError(f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of "
+                        f"--batch-size {cfg['batch_size']} must split into this many equal parts")
+    common.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
+    fit_rollout_batch(cfg, typed, world)
     if world > 1 and cfg["chunk_size"]:
-        raise UserError("--chunk-size reads the LM head outside the model's forward, which FSDP does not gather; "
-                         "under torchrun use --chunk-size 0 (each process holds only its share of the batch's logits) "
-                         "and a smaller --micro-batch")
+        raise UserError("--chunk-size reads the LM head outside the model's forward, which FSDP does not "
+                        "gather; under torchrun use --chunk-size 0 (each process holds only its share of the "
+                        "batch's logits) and a smaller --micro-batch")
     return cfg
+
+
+def fit_rollout_batch(cfg: dict, typed: set, world: int) -> None:
+    """Under torchrun each process samples its rows of the batch --rollout-batch at a time, in whole
+    chunks: a preset's value that does not divide them is lowered to the largest that does; a
+    --rollout-batch typed that does not is refused."""
+    rows, rb = cfg["batch_size"] // world, cfg["rollout_batch"]
+    if world == 1 or not rb or rows % rb == 0:
+        return
+    if "rollout_batch" in typed:
+        raise UserError(f"--rollout-batch {rb}: must divide the {rows} rows of each process (--batch-size "
+                        f"{cfg['batch_size']} over {world} processes)")
+    cfg["rollout_batch"] = max(d for d in range(1, rb) if rows % d == 0)
 
 
 def check_k(cfg: dict, tok) -> None:
@@ -151,7 +187,8 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
     with common.timed(times, "rollout"):
         student.eval()
         responses, rollout_logp, truncated = common.sample_batch(student, tok, student_prompts, cfg, generator)
-    keep = kept_rows(responses, cfg)
+    # An empty response enters no loss: masked out, not dropped, so that every process runs the same forwards.
+    keep = [len(r) > 0 for r in responses]
     loss_fn, opts = losses.LOSSES[cfg["loss"]], common.loss_options(cfg)
     chunked = cfg["chunk_size"] > 0  # paper scale: never make (b, T, V) logits for the loss
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"])  # fp32 weights, bf16 compute
@@ -206,12 +243,6 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
             optimizer.step()
             scheduler.step()
     return batch_monitors(sums, tok, responses, truncated, keep, times, grad_norm, scheduler)
-
-
-def kept_rows(responses: list, cfg: dict) -> list:
-    """Which rows enter the loss: all, minus empty ones and those over the length gate (masked out,
-    so that every process runs the same forwards)."""
-    return [len(r) > 0 and (cfg["length_gate"] <= 0 or len(r) <= cfg["length_gate"]) for r in responses]
 
 
 def global_kept(keep: list) -> float:
@@ -285,9 +316,9 @@ def main(argv=None) -> dict:
     device = run_folder.start_run(cfg)
     # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA unless
     # --teacher-dtype says otherwise, and must share the student's vocabulary.
-    student, tok = run_folder.load_student(cfg, device)
-    teacher, tok_t = models.load(cfg["teacher"], device=device,
-                                 dtype=common.SAMPLING_DTYPES[cfg["teacher_dtype"]] if cfg.get("teacher_dtype") else None)
+    student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
+    teacher_dtype = common.SAMPLING_DTYPES[cfg["teacher_dtype"]] if cfg["teacher_dtype"] else None
+    teacher, tok_t = models.load(cfg["teacher"], device=device, dtype=teacher_dtype)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, the teacher for inference
@@ -312,12 +343,15 @@ def main(argv=None) -> dict:
                      common.step_generator(cfg, step, device))
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
-        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt, PROGRESS):
             return {"stopped_at": step + 1}
     bar.close()
-    summary = run_folder.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opd")
+    final = evaluate(student, f"step{cfg['steps']}")
+    summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
     if distributed.is_main():
-        print(common.summary_table(summary, cfg, "OPD"))
+        print(common.summary_table(f"OPD with {cfg['loss']} (K={cfg['k']})", summary, cfg, [
+            ("teacher", summary["teacher"]), ("student before", summary["student_before"]),
+            ("student after OPD", summary["student_after"])]))
     return summary
 
 

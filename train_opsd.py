@@ -51,16 +51,24 @@ import losses
 import models
 import rollout
 import run_folder
-import synthetic
 import train_opd
 from errors import UserError
+from tiny_world import task
 
 # -----------------------------------------------------------------------------
-# Config: the OPD flags without --teacher, these presets, the OPSD flags
+# Config: these presets, the OPD flags without --teacher, the OPSD flags
 
-_TINY = dict({k: v for k, v in train_opd.PRESETS["tiny"].items() if k != "teacher"}, student="tiny/teacher",
-             steps=100, eval_every=25, eval_n=300, ckpt_every=25, teacher_mode="frozen", ema_decay=0.99, measure_n=64,
-             rule=None)
+# The tiny world: tiny/teacher teaches itself, 100 steps of 64 prompts; the OPD settings otherwise.
+_TINY = dict(student="tiny/teacher",
+             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
+             loss="topk_tail", k=20, beta=0.5, chunk_size=0, minibatches=1,
+             steps=100, batch_size=64, micro_batch=64,
+             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
+             lr=3e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
+             grad_checkpointing=False, amp=None, forward="auto",
+             eval_every=25, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
+             eval_max_new_tokens=80, ckpt_every=25,
+             teacher_mode="frozen", ema_decay=0.99, measure_n=64, rule=None)
 _TINY2 = dict(_TINY, student="tiny2/teacher")
 PRESETS = {
     # Shared PI (§5 "works"): the tiny world's rule "Answer with the final result only." as the
@@ -76,51 +84,67 @@ PRESETS = {
     # The second tiny world (docs/tiny_world2.md), tiny2/teacher teaching itself. The paper's two shared
     # rules: a conciseness prompt that keeps the steps, and a constitution that declines password
     # requests (a quarter of the problems, in training and evaluation) and answers the rest.
-    "tiny2-concise": dict(_TINY2, pi="system_prompt", rule=synthetic.CONCISE_RULE, loss="full_rkl"),
-    "tiny2-constitution": dict(_TINY2, pi="system_prompt", rule=synthetic.CONSTITUTION, loss="full_rkl",
+    "tiny2-concise": dict(_TINY2, pi="system_prompt", rule=task.CONCISE_RULE, loss="full_rkl"),
+    "tiny2-constitution": dict(_TINY2, pi="system_prompt", rule=task.CONSTITUTION, loss="full_rkl",
                                flagged_frac=0.25),
     "tiny2-answer": dict(_TINY2, pi="answer_only", loss="topk_tail", k=50, hard_frac=0.25),
     "tiny2-full": dict(_TINY2, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
     "tiny2-none": dict(_TINY2, pi="none", loss="topk_tail", k=50),
-    # §5 and §2.4 "OPSD math": Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts problems
-    # with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64 on it, T = 1.0,
-    # top-p 1.0, 300 rollouts (the OpenThoughts runs); the rest as the paper's OPD preset.
-    "paper": dict({k: v for k, v in train_opd.PRESETS["paper"].items() if k != "teacher"}, data="openthoughts",
-                  pi="answer_only", loss="topk_tail", k=50, batch_size=128, minibatches=2, top_p=1.0, steps=300,
+    # §5 and §2.4 "OPSD math": Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts
+    # problems with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64
+    # on it, T = 1.0, top-p 1.0, 300 rollouts (the OpenThoughts runs). The rest as train_opd.py's paper
+    # preset: cosine, 10 % warm-up, wd 0.1, 4096 tokens, evaluation at T = 0.6, the one-GPU memory plan.
+    "paper": dict(student="Qwen/Qwen3-1.7B", pi="answer_only",
+                  data="openthoughts", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
+                  loss="topk_tail", k=50, beta=0.5, chunk_size=1024, minibatches=2,
+                  steps=300, batch_size=128, micro_batch=4,
+                  max_new_tokens=4096, temperature=1.0, top_p=1.0, rollout_batch=16,
+                  lr=2e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
+                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
+                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
+                  eval_max_new_tokens=8192, ckpt_every=50,
                   teacher_mode="frozen", ema_decay=0.99, measure_n=0, rule=None),
 }
+PRESET_RULES = train_opd.PRESET_RULES  # the keys only a preset sets: OPD's, checked by train_opd.check_config
 TEACHER_MODES = ("frozen", "live", "ema")
 
 
+def add_flags(ap) -> None:
+    g = ap.add_argument_group("model and data")
+    g.add_argument("--student", help="the student, and the teacher's initial weights: hub id or local folder")
+    common.add_data_flags(g)
+    train_opd.add_loss_flags(ap)
+    g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
+    g.add_argument("--pi", choices=data.PI_MODES,
+                   help="the teacher's privileged context (data.context_messages)")
+    g.add_argument("--rule", help="with --pi system_prompt: the shared rule, the teacher's system prompt "
+                                  "(default: data.py's rule for the task; the tiny2-* presets set "
+                                  "tiny_world/task.py's)")
+    g.add_argument("--teacher-mode", choices=TEACHER_MODES,
+                   help="frozen initial weights (default), live, or ema")
+    g.add_argument("--ema-decay", type=common.below_one,
+                   help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
+    g.add_argument("--measure-n", type=common.nonneg_int,
+                   help="Mechanism 3: held-out problems on which to measure the student against the "
+                        "PI-conditioned teachers before and after training (0 = off)")
+    g.add_argument("--table", nargs="+", metavar="RUN",
+                   help="print the Markdown table of finished OPSD runs (their summary.json) and exit")
+    common.add_rollout_flags(ap)
+    common.add_optim_flags(ap)
+    common.add_eval_flags(ap)
+    common.add_run_flags(ap, out="runs/opsd")
+
+
 def parse_config(argv=None) -> dict:
-    def flags(ap):
-        g = ap.add_argument_group("model and data")
-        g.add_argument("--student", help="the student, and the teacher's initial weights: hub id or local folder")
-        common.add_data_flags(g)
-        train_opd.add_loss_flags(ap)
-        g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
-        g.add_argument("--pi", choices=data.PI_MODES, help="the teacher's privileged context (data.context_messages)")
-        g.add_argument("--rule", help="with --pi system_prompt: the shared rule, the teacher's system prompt (default: "
-                                      "data.py's rule for the task; the tiny2-* presets set synthetic.py's)")
-        g.add_argument("--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema")
-        g.add_argument("--ema-decay", type=float, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
-        g.add_argument("--measure-n", type=int,
-                       help="Mechanism 3: held-out problems on which to measure the student against the "
-                            "PI-conditioned teachers before and after training (0 = off)")
-        g.add_argument("--table", nargs="+", metavar="RUN",
-                       help="print the Markdown table of finished OPSD runs (their summary.json) and exit")
-        common.add_rollout_flags(ap)
-        common.add_optim_flags(ap)
-        common.add_eval_flags(ap)
-        common.add_run_flags(ap, out="runs/opsd")
-    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
+    """The run's config: a preset with the flags given on top, checked (train_opd.check_config)."""
+    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
     if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
-        raise UserError(f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would be "
-                        "ignored: drop it, or pass --pi system_prompt")
+        raise UserError(f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "
+                        "be ignored: drop it, or pass --pi system_prompt")
     if cfg["measure_n"] and cfg["pi"] == "full":
         raise UserError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
-                         "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
-    return train_opd.check_config(cfg)
+                        "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
+    return train_opd.check_config(cfg, typed)
 
 
 # -----------------------------------------------------------------------------
@@ -263,7 +287,7 @@ def main(argv=None) -> dict:
     device = run_folder.start_run(cfg)
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
-    student, tok = run_folder.load_student(cfg, device)
+    student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     teacher = self_teacher(cfg, student, device)
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, a separate teacher for inference
         distributed.shard(student)
@@ -294,12 +318,15 @@ def main(argv=None) -> dict:
             ema_update(teacher, student, cfg["ema_decay"])
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
-        if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
+        if run_folder.end_step(cfg, step + 1, m, bar, ckpt, train_opd.PROGRESS):
             return {"stopped_at": step + 1}
     bar.close()
-    summary = run_folder.end_run(cfg, evaluate(student, f"step{cfg['steps']}"), time.time() - t_run, ckpt, "opsd")
+    final = evaluate(student, f"step{cfg['steps']}")
+    summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
     if distributed.is_main():
-        print(common.summary_table(summary, cfg, "OPSD"))
+        print(common.summary_table(f"OPSD with {cfg['loss']} (K={cfg['k']})", summary, cfg, [
+            (f"teacher (with PI: {cfg['pi']})", summary["teacher"]),
+            ("student before", summary["student_before"]), ("student after OPSD", summary["student_after"])]))
     if mech3:
         summary["mechanism3"] = {"before": before, "after": measure(cfg, run_folder.ckpt_dir(cfg))}
         run_folder.write_summary(cfg, summary)
@@ -313,7 +340,7 @@ def measure(cfg: dict, student_path: str) -> dict:
     student, tok = models.load(student_path, device=device, dtype=torch.float32)
     teacher, _ = models.load(cfg["student"], device=device, dtype=torch.float32)  # the initial weights
     examples = data.load_examples(cfg["eval_data"], n=cfg["measure_n"], split="eval", seed=cfg["seed"] + 7,
-                                  hard_frac=cfg["hard_frac"], flagged_frac=cfg.get("flagged_frac", 0.0)) \
+                                  hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"]) \
         if cfg["eval_data"] == "synthetic" \
         else data.load_examples(cfg["eval_data"])[: cfg["measure_n"]]
     return measure_aggregation(student, teacher, tok, examples, cfg["pi"], seed=cfg["seed"],

@@ -12,7 +12,7 @@ What this file is
     prompt (rollout.score, the forward every trainer uses); prompt tokens are never supervised.
     AdamW with linear warm-up and cosine decay to --min-lr; a checkpoint every --ckpt-every steps
     that `--resume` continues bit for bit; held-out greedy and T = 1 accuracy before and after.
-    tiny_world.py trains the tiny world's teacher and student with this loop.
+    tiny_world/build.py trains the tiny world's teacher and student with this loop.
 
 Paper (docs/paper.md)
     §4 Fix 3: SFT on teacher-generated traces, filtered for a correct boxed answer and no
@@ -35,19 +35,20 @@ What it simplifies
       and cached in the run folder (`traces.jsonl`), so a resumed run trains on the same data.
     * On CUDA the weights stay float32 and the forward runs under bf16 autocast.
 """
-import copy
 import dataclasses
 import math
 import os
-import random
 import time
+from typing import Callable, Optional
 
 import torch
 
 import common
 import data
+import data_files
 import errors
 import eval_math
+import grader
 import models
 import rollout
 import run_folder
@@ -56,70 +57,102 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Config: presets named after their purpose, then the flags given on top
 
-_BASE = dict(student="tiny/student", source="reference", data="synthetic", data_path=None, teacher=None,
-             n_train=3000, data_seed=0, trace_samples=1, trace_temperature=0.6, trace_top_p=0.95,
-             trace_max_new_tokens=80, max_rep=0.4, steps=200, epochs=None, batch_size=32, micro_batch=32,
-             lr=1e-3, min_lr=1e-4, warmup_frac=0.1, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-             eval_data="synthetic", eval_n=500, eval_max_new_tokens=80, eval_batch_size=100, eval_before=True,
-             ckpt_every=100, save_dtype="float16")
+# tiny/student on the synthetic task's own reference solutions (the plain `reference` source).
+_REFERENCE = dict(student="tiny/student", source="reference", data="synthetic", data_path=None, teacher=None,
+                  n_train=3000, data_seed=0,
+                  trace_samples=1, trace_temperature=0.6, trace_top_p=0.95, trace_max_new_tokens=80,
+                  max_rep=0.4,
+                  steps=200, epochs=None, batch_size=32, micro_batch=32,
+                  lr=1e-3, min_lr=1e-4, warmup_frac=0.1, weight_decay=0.0, beta1=0.9, beta2=0.98,
+                  grad_clip=1.0,
+                  eval_data="synthetic", eval_n=500, eval_max_new_tokens=80, eval_batch_size=100,
+                  eval_before=True, ckpt_every=100, save_dtype="float16")
 PRESETS = {
-    # tiny/student on the synthetic task's own reference solutions (the plain `reference` source).
-    "reference": dict(_BASE),
+    "reference": _REFERENCE,
     # Fix 3 in the tiny world: the shipped student, SFT on the shipped teacher's graded traces
     # (3,000 at T = 0.6, top-p 0.95; two epochs).
-    "sft-student": dict(_BASE, source="traces", teacher="tiny/teacher", epochs=2.0),
+    "sft-student": dict(_REFERENCE, source="traces", teacher="tiny/teacher", epochs=2.0),
     # §2.4 SFT column / §4 Fix 3 at the paper's scale (GPU, hub): Qwen2.5-Math-1.5B on validated
-    # Qwen2.5-Math-7B-Instruct traces of OpenThoughts math prompts.
-    "paper-sft": dict(_BASE, student="Qwen/Qwen2.5-Math-1.5B", source="traces", teacher="Qwen/Qwen2.5-Math-7B-Instruct",
-                      data="openthoughts", n_train=17000, trace_max_new_tokens=1024, epochs=3.0, batch_size=128,
-                      micro_batch=8, lr=5e-6, min_lr=5e-7, eval_data="math500", eval_max_new_tokens=3072,
-                      ckpt_every=50, save_dtype="bfloat16"),
+    # Qwen2.5-Math-7B-Instruct traces of OpenThoughts math prompts; lr 5e-6 -> 5e-7, cosine, 10 %
+    # warm-up, batch 128, 3 epochs.
+    "paper-sft": dict(student="Qwen/Qwen2.5-Math-1.5B", source="traces", data="openthoughts", data_path=None,
+                      teacher="Qwen/Qwen2.5-Math-7B-Instruct", n_train=17000, data_seed=0,
+                      trace_samples=1, trace_temperature=0.6, trace_top_p=0.95, trace_max_new_tokens=1024,
+                      max_rep=0.4,
+                      steps=200, epochs=3.0, batch_size=128, micro_batch=8,
+                      lr=5e-6, min_lr=5e-7, warmup_frac=0.1, weight_decay=0.0, beta1=0.9, beta2=0.98,
+                      grad_clip=1.0,
+                      eval_data="math500", eval_n=500, eval_max_new_tokens=3072, eval_batch_size=100,
+                      eval_before=True, ckpt_every=50, save_dtype="bfloat16"),
 }
+# Keys that only a preset sets, with their ranges: data_seed (the synthetic problems' seed),
+# trace_samples and trace_top_p (the teacher's traces), the Adam betas, warm-up and weight decay,
+# the evaluation's length cap and batch, eval_before (evaluate the initial weights too).
+PRESET_RULES = {"trace_samples": common.AT_LEAST_1, "trace_top_p": common.TOP_P, "warmup_frac": common.PROB,
+                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
+                "eval_max_new_tokens": common.AT_LEAST_1, "eval_batch_size": common.AT_LEAST_1}
 SOURCES = ("reference", "traces", "jsonl")
 
 
+def add_flags(ap) -> None:
+    g = ap.add_argument_group("model and data")
+    g.add_argument("--student", help="the model to fine-tune: hub id or local folder (default tiny/student)")
+    g.add_argument("--source", choices=SOURCES,
+                   help="reference: the dataset's reference solutions; traces: a teacher's graded, "
+                        "non-repetitive responses; jsonl: --data-path prompt/response pairs")
+    g.add_argument("--data", help="problems for reference/traces: synthetic, openthoughts, dapo, or a "
+                                  ".jsonl/.json/.parquet file with problem/answer[/solution]")
+    g.add_argument("--data-path", help="source jsonl: the prompt/response file; otherwise: read --data from "
+                                       "this local file instead of the hub")
+    g.add_argument("--n-train", type=common.positive_int,
+                   help="problems to use (synthetic: generated; others: the first N)")
+    g = ap.add_argument_group("teacher traces (docs/paper.md §4, Fix 3)")
+    g.add_argument("--teacher", help="the teacher that writes the traces of --source traces (path or hub id)")
+    g.add_argument("--trace-temperature", type=common.temperature_or_greedy,
+                   help="the teacher's sampling temperature; 0 = greedy")
+    g.add_argument("--trace-max-new-tokens", type=common.positive_int,
+                   help="trace length cap; truncated traces are dropped")
+    g.add_argument("--max-rep", type=common.ranged(float, (lambda v: 0 <= v <= 1,
+                                                           "in [0, 1] (a 3-gram repetition ratio)")),
+                   help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
+                        "reference solutions reach 0.27, a looping response 0.5+")
+    common.add_optim_flags(ap)
+    g = ap.add_argument_group("batches and schedule")
+    g.add_argument("--batch-size", type=common.positive_int, help="sequences per optimizer step")
+    g.add_argument("--epochs", type=common.positive_float,
+                   help="if set, steps = ceil(epochs x items / batch size)")
+    g.add_argument("--min-lr", type=common.nonneg_float, help="learning rate at the end of the cosine")
+    g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
+    g.add_argument("--eval-data",
+                   help="held-out problems: synthetic (the eval split) or any data.py name/file")
+    g.add_argument("--eval-n", type=common.positive_int, help="held-out problems")
+    g.add_argument("--save-dtype", choices=("float16", "bfloat16", "float32"),
+                   help="dtype of the saved final/ weights")
+    common.add_run_flags(ap, out="runs/sft")
+
+
 def parse_config(argv=None) -> dict:
-    def flags(ap):
-        g = ap.add_argument_group("model and data")
-        g.add_argument("--student", help="the model to fine-tune: hub id or local folder (default tiny/student)")
-        g.add_argument("--source", choices=SOURCES,
-                       help="reference: the dataset's reference solutions; traces: a teacher's graded, "
-                            "non-repetitive responses; jsonl: --data-path prompt/response pairs")
-        g.add_argument("--data", help="problems for reference/traces: synthetic, openthoughts, dapo, or a "
-                                      ".jsonl/.json/.parquet file with problem/answer[/solution]")
-        g.add_argument("--data-path", help="source jsonl: the prompt/response file; otherwise: read --data from "
-                                           "this local file instead of the hub")
-        g.add_argument("--n-train", type=int, help="problems to use (synthetic: generated; others: the first N)")
-        g = ap.add_argument_group("teacher traces (docs/paper.md §4, Fix 3)")
-        g.add_argument("--teacher", help="the teacher that writes the traces of --source traces (path or hub id)")
-        g.add_argument("--trace-temperature", type=float, help="the teacher's sampling temperature; 0 = greedy")
-        g.add_argument("--trace-max-new-tokens", type=int, help="trace length cap; truncated traces are dropped")
-        g.add_argument("--max-rep", type=float,
-                       help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
-                            "reference solutions reach 0.27, a looping response 0.5+")
-        common.add_optim_flags(ap)
-        g = ap.add_argument_group("batches and schedule")
-        g.add_argument("--batch-size", type=int, help="sequences per optimizer step")
-        g.add_argument("--epochs", type=float, help="if set, steps = ceil(epochs x items / batch size)")
-        g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
-        g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
-        g.add_argument("--eval-data", help="held-out problems: synthetic (the eval split) or any data.py name/file")
-        g.add_argument("--eval-n", type=int, help="held-out problems")
-        g.add_argument("--save-dtype", choices=("float16", "bfloat16", "float32"), help="dtype of the saved final/ weights")
-        common.add_run_flags(ap, out="runs/sft")
-    cfg = common.parse_config(PRESETS, flags, argv, __doc__)
-    check_config(cfg)
+    """The run's config: a preset with the flags given on top, checked (check_config)."""
+    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
+    check_config(cfg, typed)
     return cfg
 
 
-def check_config(cfg: dict) -> None:
+def check_config(cfg: dict, typed: set) -> None:
+    """What SFT needs of a config, checked before any model loads, with --micro-batch fitted to the
+    batch (`typed`: the keys a flag set, common.parse_config)."""
+    common.check_ranges(cfg, {}, PRESET_RULES)
+    if cfg["source"] != "jsonl":  # with --source jsonl, --data-path is the prompt/response file itself
+        common.check_data_path(cfg)
+    common.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
         raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
     if cfg["source"] == "traces" and not cfg["teacher"]:
         raise UserError("--source traces needs --teacher (a path or hub id)")
     if cfg["source"] != "traces" and cfg["teacher"]:
-        raise UserError(f"--teacher only writes traces for --source traces (here {cfg['source']}); the sft-student and "
-                        "paper-sft presets set one: use --preset reference with another source")
+        raise UserError(f"--teacher only writes traces for --source traces (here {cfg['source']}); the "
+                        "sft-student and paper-sft presets set one: use --preset reference with another "
+                        "source")
 
 
 # -----------------------------------------------------------------------------
@@ -167,8 +200,8 @@ def keep_trace(ids, text, gold, finished, max_rep):
     """(keep?, reason) for one teacher response (`ids` without the EOS)."""
     if not finished:
         return False, "truncated"
-    if not eval_math.grade(text, gold):
-        return False, "wrong" if eval_math.extract_boxed(text) is not None else "no_box"
+    if not grader.grade(text, gold):
+        return False, "wrong" if grader.extract_boxed(text) is not None else "no_box"
     if eval_math.repetition_ratio(ids) > max_rep:
         return False, "repetitive"
     return True, "kept"
@@ -204,59 +237,36 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
 
 def load_problems(cfg: dict, **synthetic) -> list:
     if cfg["data"] == "synthetic":
-        return data.synthetic_examples(cfg["n_train"], split="train", seed=cfg["data_seed"], **synthetic)
+        return data.load_examples("synthetic", n=cfg["n_train"], split="train", seed=cfg["data_seed"], **synthetic)
     return data.load_examples(cfg["data"], path=cfg["data_path"], limit=cfg["n_train"])
 
 
-def with_repeats(examples: list, repeats: int) -> list:
-    """The examples, then `repeats` copies of the 1-operation ones (each copy with its own id, so
-    that it draws its own context from a mix): the tiny world's under-represented easy problems."""
-    easy = [ex for ex in examples if ex.meta.get("ops") == 1 and not ex.meta.get("hard")]
-    for r in range(repeats):
-        examples = examples + [dataclasses.replace(ex, id=f"{ex.id}~{r + 1}") for ex in easy]
-    return examples
-
-
-def reference_items(tok, examples: list, mix: dict = None, seed: int = 0) -> list:
-    """Reference solutions, each problem in one context drawn from `mix` (the tiny world's, fixed by
-    `seed`; without a mix every problem is in the student's plain context): hard problems get the
-    hint (hard_hint_frac) or the plain prompt; ordinary ones the shared rule (rule_frac), the hint
-    (hint_frac) or the plain prompt. 1-operation problems appear 1 + repeat_1op times."""
-    mix = mix or {}
-    rng = random.Random(f"mix:{seed}")
-    items = []
-    for ex in with_repeats(examples, mix.get("repeat_1op", 0)):
-        u = rng.random()
-        if ex.meta.get("hard"):
-            pi, kind = ("answer_only", "hard-hint") if u < mix.get("hard_hint_frac", 0.0) else ("none", "hard-plain")
-        elif u < mix.get("rule_frac", 0.0):
-            pi, kind = "system_prompt", "rule"
-        elif u < mix.get("rule_frac", 0.0) + mix.get("hint_frac", 0.0):
-            pi, kind = "answer_only", "hint"
-        else:
-            pi, kind = "none", "plain"
-        items.append(make_item(tok, f"{ex.id}:{kind}", data.context_ids(tok, ex, pi), data.target_response(ex, pi), kind))
-    return items
+def reference_items(tok, examples: list) -> list:
+    """Each problem's reference solution in the student's plain context (the `reference` source;
+    the tiny world's mixes of contexts are tiny_world/mix.py's)."""
+    return [make_item(tok, f"{ex.id}:plain", data.context_ids(tok, ex, "none"), data.target_response(ex, "none"),
+                      "plain") for ex in examples]
 
 
 def jsonl_items(path: str, tok) -> list:
     """Items from a jsonl of {"prompt": str, "response": str[, "system": str]} lines."""
     items = []
-    for line, rec in data.read_records(path):
+    for line, rec in data_files.read_records(path):
         for field in ("prompt", "response"):
             v = rec.get(field)
             if not isinstance(v, str) or not v.strip():
                 got = "missing" if v is None else f"{type(v).__name__} {str(v)[:30]!r}"
-                raise data.DataError(f"{path}:{line}: field '{field}' must be non-empty text, got "
-                                     f"{got}; each line needs prompt and response strings")
+                raise data_files.DataError(f"{path}:{line}: field '{field}' must be non-empty text, got "
+                                           f"{got}; each line needs prompt and response strings")
         system = rec.get("system")
         if system is not None and not isinstance(system, str):
-            raise data.DataError(f"{path}:{line}: field 'system' must be text when present")
+            raise data_files.DataError(f"{path}:{line}: field 'system' must be text when present")
         items.append(make_item(tok, f"{os.path.basename(path)}:{line}",
                                tok.chat_prompt(rec["prompt"], system=system), rec["response"], "jsonl"))
         items[-1].where = f"{path}:{line}"
     if not items:
-        raise data.DataError(f"{path}: no prompt/response pairs (the file is empty); SFT needs at least one line")
+        raise data_files.DataError(f"{path}: no prompt/response pairs (the file is empty); SFT needs at least "
+                                   "one line")
     return items
 
 
@@ -270,12 +280,12 @@ def build_items(cfg: dict, tok) -> tuple:
     else:
         cached = os.path.join(cfg["out"], "traces.jsonl")
         if cfg["resume"] and os.path.exists(cached):
-            records = [rec for _, rec in data.read_records(cached)]
+            records = [rec for _, rec in data_files.read_records(cached)]
         else:
             records, stats = teacher_traces(cfg, tok, load_problems(cfg))
         if not records:
-            raise data.DataError(f"the teacher {cfg['teacher']} wrote no trace that passed the filter "
-                                 f"({stats}); check the teacher, or raise --trace-max-new-tokens")
+            raise data_files.DataError(f"the teacher {cfg['teacher']} wrote no trace that passed the filter "
+                                       f"({stats}); check the teacher, or raise --trace-max-new-tokens")
         items = [make_item(tok, r["id"], data.context_ids(tok, data.Example(
             "", r["problem"], r["answer"], source=r.get("source", "")), "none"), r["response"], "trace")
             for r in records]
@@ -288,10 +298,12 @@ def build_items(cfg: dict, tok) -> tuple:
 # -----------------------------------------------------------------------------
 # The training loop
 
-def train(cfg: dict, model, tok, items: list) -> dict:
+def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], None]] = None) -> dict:
     """SFT of `model` on `items` in the run folder of `cfg` (started with run_folder.start_run): the
     schedule spans cfg["steps"]; a checkpoint every ckpt_every steps and at --stop-at; at the end
-    the weights in save_dtype under OUT/final. Returns {"steps_done", "train_s"}."""
+    the weights in save_dtype under OUT/final. `on_step(steps_done)` runs after every optimizer
+    step, before the checkpoint (the tiny world's teacher snapshots). Returns {"steps_done",
+    "train_s"}."""
     device = next(model.parameters()).device
     optimizer, scheduler = common.optimizer(model, cfg, cfg["steps"])
     stream = common.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
@@ -318,8 +330,8 @@ def train(cfg: dict, model, tok, items: list) -> dict:
         optimizer.zero_grad(set_to_none=True)
         m = {"loss": total / n_tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
              "tokens/supervised": n_tokens, "epoch": stream.epoch, "time/step_s": time.perf_counter() - t0}
-        if cfg.get("snapshot_every") and (step + 1) % cfg["snapshot_every"] == 0:
-            save_snapshot(cfg, model, tok, step + 1)
+        if on_step is not None:
+            on_step(step + 1)
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"steps_done": step + 1, "train_s": round(time.time() - t_run, 1)}
     bar.close()
@@ -330,29 +342,19 @@ def train(cfg: dict, model, tok, items: list) -> dict:
     return {"steps_done": cfg["steps"], "train_s": round(time.time() - t_run, 1)}
 
 
-def snapshot_dir(cfg: dict, step: int) -> str:
-    return os.path.join(cfg["out"], "snapshots", f"step{step:05d}")
-
-
-def save_snapshot(cfg: dict, model, tok, step: int) -> None:
-    """The weights after `step` in save_dtype under OUT/snapshots/ (the model itself untouched):
-    the far teacher's checkpoints that Fix 2 chooses from at matched accuracy."""
-    models.save(copy.deepcopy(model).to(getattr(torch, cfg["save_dtype"])).eval(), tok, snapshot_dir(cfg, step))
-
-
 # -----------------------------------------------------------------------------
 # Evaluation: held-out greedy and sampled accuracy
 
 def held_out(cfg: dict) -> list:
     if cfg["eval_data"] == "synthetic":
-        return data.synthetic_examples(cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 1)
+        return data.load_examples("synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 1)
     return data.load_examples(cfg["eval_data"], limit=cfg["eval_n"])
 
 
 def evaluate(model, tok, cfg: dict, examples: list, pi: str = "none", greedy: bool = False, label: str = "",
              rule: str = None, measure=None) -> tuple:
     """(accuracy cell, records): pass@1 with its interval, length, truncation and repetition, and
-    `measure(examples, records)`'s numbers when given (synthetic.measures in the second world);
+    `measure(examples, records)`'s numbers when given (tiny_world.task.measures in the second world);
     `rule` is the system prompt of pi="system_prompt" (None: data.py's default)."""
     s, records = eval_math.evaluate(model, tok, examples, k=1, temperature=0.0 if greedy else 1.0, top_p=1.0, top_k=0,
                                     max_new_tokens=cfg["eval_max_new_tokens"], batch_size=cfg["eval_batch_size"],

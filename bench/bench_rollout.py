@@ -17,9 +17,10 @@ Why
 Commands
     python bench/bench_rollout.py                                  # CPU: tiny and qwen-vocab, batch 1 8 32 64
     python bench/bench_rollout.py --threads 2 --shapes tiny        # other thread count / one shape
-    python bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --new-tokens 256 --cuda-graph --peak-gbps 3350
-    python bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --batch 64 --prompt-len 256 --new-tokens 3840 \
-        --repeats 1 --cuda-graph --hf static-compile --peak-gbps 4800   # 64 x 4096 tokens, H200
+    python bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --new-tokens 256 --cuda-graph \
+        --peak-gbps 3350
+    python bench/bench_rollout.py --device cuda --shapes qwen3-1.7b --batch 64 --prompt-len 256 \
+        --new-tokens 3840 --repeats 1 --cuda-graph --hf static-compile --peak-gbps 4800   # 64 x 4096, H200
 
 Shapes (all random init, nothing downloaded): bench/shapes.py (tiny, qwen-vocab, qwen3-0.6b,
     qwen3-1.7b, qwen3-8b).
@@ -63,13 +64,17 @@ p.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
 p.add_argument("--top-p", type=float, default=1.0, help="top-p (1 = off)")
 # hardware
 p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: bf16 on CUDA, fp32 on CPU")
+p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+               help="default: bf16 on CUDA, fp32 on CPU")
 p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-p.add_argument("--cuda-graph", action="store_true", help="also time rollout.generate with the decode step as a CUDA graph")
-p.add_argument("--peak-gbps", type=float, default=None, help="the GPU's peak memory bandwidth, to print utilisation (H100 SXM: 3350)")
-p.add_argument("--skip-hf", action="store_true", help="time rollout.generate only (for shapes where transformers is too slow)")
+p.add_argument("--cuda-graph", action="store_true",
+               help="also time rollout.generate with the decode step as a CUDA graph")
+p.add_argument("--peak-gbps", type=float, default=None,
+               help="the GPU's peak memory bandwidth, to print utilisation (H100 SXM: 3350)")
+p.add_argument("--skip-hf", action="store_true",
+               help="time rollout.generate only (for shapes where transformers is too slow)")
 p.add_argument("--hf", default="dynamic", choices=["dynamic", "static-compile"],
-               help="the transformers baseline: default dynamic cache, or static cache + its own torch.compile")
+               help="the transformers baseline: default dynamic cache, or static cache + its torch.compile")
 args = p.parse_args()
 
 # ---- plumbing --------------------------------------------------------------------------------
@@ -88,8 +93,9 @@ def run_ours(model, prompts, eos, cuda_graph, device):
     gen = torch.Generator(device=device).manual_seed(0)
     sync(device)
     t0 = time.perf_counter()
-    ro = rollout.generate(model, prompts, args.new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          eos_token_ids=[eos], pad_token_id=0, generator=gen, cuda_graph=cuda_graph)
+    ro = rollout.generate(model, prompts, args.new_tokens, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, eos_token_ids=[eos], pad_token_id=0, generator=gen,
+                          cuda_graph=cuda_graph)
     sync(device)
     dt = time.perf_counter() - t0
     assert int(ro.lengths.sum()) == len(prompts) * args.new_tokens
@@ -107,7 +113,8 @@ def run_hf(model, prompts, eos, device):
         kw.update(cache_implementation="static", compile_config=compile_config)
     sync(device)
     t0 = time.perf_counter()
-    out = model.generate(ids, attention_mask=mask.long(), max_new_tokens=args.new_tokens, eos_token_id=eos, pad_token_id=0, **kw)
+    out = model.generate(ids, attention_mask=mask.long(), max_new_tokens=args.new_tokens, eos_token_id=eos,
+                         pad_token_id=0, **kw)
     sync(device)
     dt = time.perf_counter() - t0
     assert out.shape[1] == ids.shape[1] + args.new_tokens
@@ -118,11 +125,15 @@ def main():
     device = torch.device(args.device) if args.device else models.default_device()
     dtype = getattr(torch, args.dtype) if args.dtype else models.default_dtype(device)
     torch.set_num_threads(args.threads)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
-    print(f"device: {name}; dtype {dtype}; torch {torch.__version__}; transformers {transformers.__version__}")
-    print(f"transformers baseline: {'static cache + torch.compile' if args.hf == 'static-compile' else 'dynamic cache'}")
-    print(f"prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, T={args.temperature} top_k={args.top_k} "
-          f"top_p={args.top_p}; median of {args.repeats} interleaved runs after one warm-up; tokens/s = B*new/wall")
+    cpu = f"CPU, {torch.get_num_threads()} thread(s)"
+    name = torch.cuda.get_device_name() if device.type == "cuda" else cpu
+    print(f"device: {name}; dtype {dtype}; torch {torch.__version__}; "
+          f"transformers {transformers.__version__}")
+    baseline = "static cache + torch.compile" if args.hf == "static-compile" else "dynamic cache"
+    print(f"transformers baseline: {baseline}")
+    print(f"prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, T={args.temperature} "
+          f"top_k={args.top_k} top_p={args.top_p}; median of {args.repeats} interleaved runs after one "
+          "warm-up; tokens/s = B*new/wall")
     cols = ["shape", "params", "batch", "ours tok/s", "HF tok/s", "ratio"]
     if args.cuda_graph:
         cols += ["graph tok/s", "graph ratio"]
@@ -145,8 +156,10 @@ def main():
             times = {k: [] for k in sides}
             for k, f in sides.items():  # warm-up (and transformers' compilation with --hf static-compile)
                 f()
-            if args.hf == "static-compile" and "hf" in sides and not torch._dynamo.utils.counters["stats"]["unique_graphs"]:
-                raise RuntimeError("--hf static-compile: transformers' generate compiled nothing; the baseline would be eager")
+            compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+            if args.hf == "static-compile" and "hf" in sides and not compiled:
+                raise RuntimeError("--hf static-compile: transformers' generate compiled nothing; "
+                                   "the baseline would be eager")
             for _ in range(args.repeats):
                 for k, f in sides.items():
                     times[k].append(f())
@@ -158,7 +171,8 @@ def main():
             if device.type == "cuda":
                 # bytes read per decode step: every weight once + the mean KV cache (keys and values)
                 cfg = model.config
-                kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * dtype.itemsize
+                kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim
+                kv_per_token *= dtype.itemsize
                 mean_len = args.prompt_len + args.new_tokens / 2
                 step_bytes = n_params * dtype.itemsize + batch * mean_len * kv_per_token
                 best = max(tps.get("graph", 0), tps["ours"]) / batch  # decode steps per second

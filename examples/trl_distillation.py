@@ -289,8 +289,8 @@ def main(argv=None) -> dict:
 
     student, teacher = load_tiny_pair()
     tok = tiny_hf_tokenizer()
-    train = data.synthetic_examples(args.steps * args.batch_size, split="train", seed=args.seed)
-    heldout = data.synthetic_examples(args.eval_n, split="eval", seed=args.seed)
+    train = data.load_examples("synthetic", n=args.steps * args.batch_size, split="train", seed=args.seed)
+    heldout = data.load_examples("synthetic", n=args.eval_n, split="eval", seed=args.seed)
     heldout_ids = [tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
                                            enable_thinking=False, tokenize=True, return_dict=False)
                    for ex in heldout]

@@ -201,6 +201,7 @@ CASES = [
     flag("train_opd", OPD, "--max-new-tokens", "0"),
     flag("train_opd", OPD, "--batch-size", "0"),
     flag("train_opd", OPD, "--micro-batch", "0"),
+    flag("train_opd", OPD, "--micro-batch", "64", "4 rows"),  # above --batch-size 4: typed, so refused
     flag("train_opd", OPD, "--lr", "-1"),
     flag("train_opd", OPD, "--eval-n", "0"),
     flag("train_opd", OPD, "--steps", "0"),
@@ -258,6 +259,7 @@ CASES = [
     flag("train_grpo", GRPO, "--group-size", "1"),
     flag("train_grpo", GRPO, "--minibatches", "0"),
     flag("train_grpo", GRPO, "--batch-size", "0"),
+    flag("train_grpo", GRPO, "--micro-batch", "9", "8 rows"),  # 4 prompts x 2 samples
     flag("train_grpo", GRPO, "--temperature", "-1"),
     flag("train_grpo", GRPO, "--eval-every", "-1"),
     Case("train_grpo--data-path-without--data", "train_grpo", without(GRPO, "--data") + ["--data-path", "{train}"],
@@ -273,6 +275,7 @@ CASES = [
     flag("train_sft", SFT, "--steps", "0"),
     flag("train_sft", SFT, "--n-train", "0"),
     flag("train_sft", SFT, "--micro-batch", "0"),
+    flag("train_sft", SFT, "--micro-batch", "5", "4 rows"),
     flag("train_sft", SFT, "--grad-clip", "-1"),
     flag("train_sft", SFT + ["--preset", "sft-student", "--teacher", "{teacher}"], "--trace-temperature", "-1"),
     Case("train_sft--data-path-without--data", "train_sft", SFT + ["--data-path", "{train}"],
@@ -318,10 +321,10 @@ CASES = [
           ["{bad}", ("{bad}:3", "line 3"), "answer"], missing_field("problem")),
     files("eval_math-long-prompt-in-bench", "eval_math", EVAL + ["--model", "{short_student}", "--bench", "{bad}"],
           ["{bad}", ("{bad}:3", "line 3")], long_prompt_at(3, 4)),
-    # ---- tiny_world.py
-    Case("tiny_world--steps=-1", "tiny_world", ["--model", "student", "--steps", "-1", "--threads", "1", "--out", "{out}"],
+    # ---- python -m tiny_world (tiny_world/build.py)
+    Case("tiny_world--steps=-1", "tiny_world.build", ["--model", "student", "--steps", "-1", "--threads", "1", "--out", "{out}"],
          ["--steps", "-1"], None, "flags", None),
-    files("tiny_world--resume-without-checkpoint", "tiny_world",
+    files("tiny_world--resume-without-checkpoint", "tiny_world.build",
           ["--model", "student", "--resume", "--threads", "1", "--out", "{out}"], ["--resume", "{out}"]),
 ]
 
@@ -371,7 +374,8 @@ def forbid_model_loads(monkeypatch):
 def test_the_table_covers_every_entry_point():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c.script for c in CASES} == {"train_opd", "train_opsd", "train_grpo", "train_sft", "eval_math", "tiny_world"}
+    assert {c.script for c in CASES} == {"train_opd", "train_opsd", "train_grpo", "train_sft", "eval_math",
+                                         "tiny_world.build"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

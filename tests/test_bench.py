@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
 import decoder
+import packed
 from bench_step import product_flops
 from test_rollout import random_model
 
@@ -28,7 +29,7 @@ def test_product_flops_are_what_the_packed_forward_computes(arch):
     contexts = [[7, 8, 9, 3, 4], [7, 8, 9, 5], [7, 8, 9, 1, 2, 3, 4, 5, 6]]  # a shared prefix of 3 and padding
     responses = [[10, 11, 12], [20], [30, 31, 32, 33]]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        hidden, mask = decoder.response_hidden(model, contexts, responses)
+        hidden, mask = packed.response_hidden(model, contexts, responses)
         F.linear(hidden[mask], model.lm_head.weight)  # the output layer on the returned positions
     counted = sum(v for k, v in counter.get_flop_counts()["Global"].items() if "mm" in str(k))
     c = decoder.shared_prefix(contexts)

@@ -1,7 +1,7 @@
-"""Tests of data.py: the student prompt, the loaders on small local files in every hub schema
-(jsonl and parquet), DAPO's repeated problems dropped, every bad input a DataError naming the
-file and the culprit, the synthetic task checked by an independent calculation and pinned, the
-PI contexts; and common.py's resumable prompt stream (CPU, a few seconds).
+"""Tests of data.py and data_files.py: the student prompt, the loaders on small local files in every
+hub schema (jsonl and parquet), DAPO's repeated problems dropped, every bad input a DataError naming
+the file and the culprit, the synthetic task (tiny_world/task.py) checked by an independent
+calculation and pinned, the PI contexts; and common.py's resumable prompt stream (CPU, a few seconds).
 
     .venv/bin/python -m pytest -q tests/test_data.py
 """
@@ -15,8 +15,10 @@ import pytest
 
 import common
 import data
+import data_files
 import errors
 import models
+from tiny_world import task
 
 DAPO_PROMPT = ("Solve the following math problem step by step. The last line of your response "
                "should be of the form Answer: $Answer (without quotes) where $Answer is the answer "
@@ -49,9 +51,9 @@ def test_student_prompt_is_the_papers():
 
 
 def test_strip_dapo_instruction():
-    assert data.strip_dapo_instruction(DAPO_PROMPT) == "Find the number of positive divisors of $12$."
-    assert data.strip_dapo_instruction("  a bare problem \n") == "a bare problem"
-    stripped = data.strip_dapo_instruction(DAPO_PROMPT)
+    assert data_files.strip_dapo_instruction(DAPO_PROMPT) == "Find the number of positive divisors of $12$."
+    assert data_files.strip_dapo_instruction("  a bare problem \n") == "a bare problem"
+    stripped = data_files.strip_dapo_instruction(DAPO_PROMPT)
     assert "Answer:" not in stripped and "step by step" not in stripped
 
 
@@ -114,7 +116,7 @@ def test_load_plain_file_by_path_and_json_list(tmp_path):
 ])
 def test_malformed_records_name_file_line_and_field(tmp_path, records, raw, pattern):
     path = write_jsonl(tmp_path / "bad.jsonl", records, raw)
-    with pytest.raises(data.DataError, match=pattern):
+    with pytest.raises(data_files.DataError, match=pattern):
         data.load_examples(path)
 
 
@@ -122,24 +124,24 @@ def test_malformed_dapo_record_names_the_field(tmp_path):
     bad = dapo_record(1)
     del bad["reward_model"]["ground_truth"]
     path = write_jsonl(tmp_path / "d.jsonl", [dapo_record(0), bad])
-    with pytest.raises(data.DataError, match=r"d\.jsonl:2: field 'ground_truth' missing"):
+    with pytest.raises(data_files.DataError, match=r"d\.jsonl:2: field 'ground_truth' missing"):
         data.load_examples("dapo", path=path)
     bad = dapo_record(0)
     bad["prompt"] = [{"role": "system", "content": "x"}]
     path = write_jsonl(tmp_path / "e.jsonl", [bad])
-    with pytest.raises(data.DataError, match=r"e\.jsonl:1: field 'prompt' no user message"):
+    with pytest.raises(data_files.DataError, match=r"e\.jsonl:1: field 'prompt' no user message"):
         data.load_examples("dapo", path=path)
 
 
 def test_empty_datasets_are_errors(tmp_path):
     empty = write_jsonl(tmp_path / "empty.jsonl", [], ["", "  "])
-    with pytest.raises(data.DataError, match="is empty: it has no records"):
+    with pytest.raises(data_files.DataError, match="is empty: it has no records"):
         data.load_examples(empty)
     nomath = write_jsonl(tmp_path / "ot.jsonl", [{"problem": "p", "ground_truth_solution": "x",
                                                   "domain": "code"}])
-    with pytest.raises(data.DataError, match="all 1 records were filtered out"):
+    with pytest.raises(data_files.DataError, match="all 1 records were filtered out"):
         data.load_examples("openthoughts", path=nomath)
-    with pytest.raises(data.DataError, match="no such file"):
+    with pytest.raises(data_files.DataError, match="no such file"):
         data.load_examples("math500", path=str(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="unknown dataset"):
         data.load_examples("gsm8k")
@@ -152,7 +154,7 @@ def test_parquet_needs_pyarrow_or_reads(tmp_path):
     except ImportError:
         path = tmp_path / "x.parquet"
         path.write_bytes(b"PAR1")
-        with pytest.raises(data.DataError, match="pyarrow"):
+        with pytest.raises(data_files.DataError, match="pyarrow"):
             data.load_examples(str(path))
         return
     path = str(tmp_path / "x.parquet")
@@ -221,7 +223,7 @@ def test_hub_parquet_without_datasets(tmp_path, monkeypatch):
     def offline(**kw):
         raise huggingface_hub.errors.LocalEntryNotFoundError("outgoing traffic has been disabled")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(data.DataError, match=r"could not load BytedTsinghua-SIA/DAPO-Math-17k from "
+    with pytest.raises(data_files.DataError, match=r"could not load BytedTsinghua-SIA/DAPO-Math-17k from "
                                              r"the hub .*--data-path"):
         data.load_examples("dapo")
 
@@ -309,7 +311,7 @@ BAD_INPUTS = {
     "parquet without the answer column": ("@noanswer.parquet", None, [
         "noanswer.parquet row 1", "'answer' missing", "fields present: problem, hint"]),
     "dapo parquet in another schema": ("dapo", "@dapo_cols.parquet", [
-        "row 1", "'prompt' missing", "fields present: question, ground_truth", "data.parse_dapo"]),
+        "row 1", "'prompt' missing", "fields present: question, ground_truth", "data_files.parse_dapo"]),
     "dapo parquet without reward_model": ("dapo", "@dapo_noreward.parquet", [
         "row 1", "'reward_model' missing", "fields present: prompt"]),
     "jsonl without the problem field": ("@nocolumn.jsonl", None, [
@@ -336,7 +338,7 @@ def test_bad_inputs_name_the_file_and_the_culprit(tmp_path, case):
     write_bad_inputs(tmp_path)
     name, path, culprits = (x.replace("@", f"{tmp_path}{os.sep}") if isinstance(x, str) else x
                             for x in BAD_INPUTS[case])
-    with pytest.raises(data.DataError) as info:
+    with pytest.raises(data_files.DataError) as info:
         data.load_examples(name, path=path)
     msg = str(info.value)
     assert os.path.basename(path or name) in msg  # the file, or the name that is not one
@@ -360,22 +362,22 @@ def test_hub_data_files_picks_the_split_and_config(tmp_path):
         p.write_text("{}\n")
     touch("test.jsonl")
     touch("train.jsonl")
-    assert [os.path.basename(p) for p in data.hub_data_files(str(tmp_path), "test")] == ["test.jsonl"]
+    assert [os.path.basename(p) for p in data_files.hub_data_files(str(tmp_path), "test")] == ["test.jsonl"]
     other = tmp_path / "ot"
     for rel in ("metadata/train-00000-of-00002.parquet", "metadata/train-00001-of-00002.parquet",
                 "data/train-00000-of-00001.parquet"):
         p = other / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("")
-    files = data.hub_data_files(str(other), "train", "metadata")
+    files = data_files.hub_data_files(str(other), "train", "metadata")
     assert [os.path.relpath(p, other) for p in files] == [
         "metadata/train-00000-of-00002.parquet", "metadata/train-00001-of-00002.parquet"]
     single = tmp_path / "dapo"
     (single / "data").mkdir(parents=True)
     (single / "data" / "dapo-math-17k.parquet").write_text("")
-    assert len(data.hub_data_files(str(single), "train")) == 1
-    with pytest.raises(data.DataError, match="no data file for split 'validation'"):
-        data.hub_data_files(str(tmp_path), "validation")
+    assert len(data_files.hub_data_files(str(single), "train")) == 1
+    with pytest.raises(data_files.DataError, match="no data file for split 'validation'"):
+        data_files.hub_data_files(str(tmp_path), "validation")
 
 
 # -----------------------------------------------------------------------------
@@ -383,11 +385,11 @@ def test_hub_data_files_picks_the_split_and_config(tmp_path):
 
 def _eval_expr(expr):
     assert re.fullmatch(r"-?\d+([+\-*]\d+)*", expr), expr  # only digits and + - *: safe to eval
-    return eval(expr)  # Python's own precedence, independent of data.synthetic_solution
+    return eval(expr)  # Python's own precedence, independent of task.worked_solution
 
 
 def test_synthetic_answers_recomputed_independently():
-    ex = data.synthetic_examples(400, split="train", seed=1, hard_frac=0.2)
+    ex = data.load_examples("synthetic", n=400, split="train", seed=1, hard_frac=0.2)
     for e in ex:
         expr = re.fullmatch(r"What is (.+)\?", e.problem).group(1)
         value = _eval_expr(expr)
@@ -403,50 +405,51 @@ def test_synthetic_examples_are_pinned():
     # the tiny world's results depend on these exact problems: a change to the generator shows here
     for kw, digest in ((dict(n=300, split="train", seed=0, hard_frac=0.2), "dc2c57a394d3b014"),
                        (dict(n=100, split="eval", seed=1), "0d658d4b42787415")):
-        text = "\n".join(f"{e.id}|{e.problem}|{e.answer}|{e.solution}" for e in data.synthetic_examples(**kw))
+        examples = data.load_examples("synthetic", **kw)
+        text = "\n".join(f"{e.id}|{e.problem}|{e.answer}|{e.solution}" for e in examples)
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, kw
 
 
 def test_synthetic_difficulty_knobs():
-    ex = data.synthetic_examples(300, seed=2, min_ops=2, max_ops=4, max_operand=5)
+    ex = data.load_examples("synthetic", n=300, split="train", seed=2, min_ops=2, max_ops=4, max_operand=5)
     for e in ex:
         operands = [int(x) for x in re.findall(r"\d+", e.meta["expr"])]
         assert 2 <= len(operands) - 1 <= 4 and max(operands) <= 5
     ops = {e.meta["ops"] for e in ex}
     assert ops == {2, 3, 4}
-    hard = data.synthetic_examples(200, seed=2, hard_frac=1.0)
+    hard = data.load_examples("synthetic", n=200, split="train", seed=2, hard_frac=1.0)
     assert all(re.fullmatch(r"\d\d\*\d\d", e.meta["expr"]) and e.meta["hard"] for e in hard)
     assert all(e.solution == f"={e.answer}\n\\boxed{{{e.answer}}}" for e in hard)
-    some = data.synthetic_examples(1000, seed=2, hard_frac=0.3)
+    some = data.load_examples("synthetic", n=1000, split="train", seed=2, hard_frac=0.3)
     assert 0.2 < sum(e.meta["hard"] for e in some) / 1000 < 0.4
 
 
 def test_synthetic_solutions_are_short():
-    ex = data.synthetic_examples(1000, seed=0)
+    ex = data.load_examples("synthetic", n=1000, split="train", seed=0)
     assert max(len(e.solution.encode()) for e in ex) <= 40
     assert sum(len(e.solution) for e in ex) / len(ex) < 30
 
 
 def test_synthetic_splits_never_overlap_and_are_reproducible():
-    train = data.synthetic_examples(3000, split="train", seed=0)
-    evals = data.synthetic_examples(300, split="eval", seed=0)
-    evals_other_seed = data.synthetic_examples(300, split="eval", seed=9)
+    train = data.load_examples("synthetic", n=3000, split="train", seed=0)
+    evals = data.load_examples("synthetic", n=300, split="eval", seed=0)
+    evals_other_seed = data.load_examples("synthetic", n=300, split="eval", seed=9)
     train_exprs = {e.meta["expr"] for e in train}
     assert not train_exprs & {e.meta["expr"] for e in evals + evals_other_seed}
     assert len(train_exprs) == 3000  # distinct within a split
-    again = data.synthetic_examples(300, split="eval", seed=0)
+    again = data.load_examples("synthetic", n=300, split="eval", seed=0)
     assert [e.problem for e in again] == [e.problem for e in evals]
     assert [e.problem for e in evals_other_seed] != [e.problem for e in evals]
     # the split is a function of the expression alone
-    assert all(data.synthetic_split(e.meta["expr"]) == "eval" for e in evals)
-    assert all(data.synthetic_split(e.meta["expr"]) == "train" for e in train)
+    assert all(task.split_of(e.meta["expr"]) == "eval" for e in evals)
+    assert all(task.split_of(e.meta["expr"]) == "train" for e in train)
 
 
 def test_synthetic_too_small_a_space_is_an_error():
     with pytest.raises(ValueError, match="too small"):
-        data.synthetic_examples(500, split="eval", min_ops=1, max_ops=1, max_operand=3)
+        data.load_examples("synthetic", n=500, split="eval", min_ops=1, max_ops=1, max_operand=3)
     with pytest.raises(ValueError, match="split"):
-        data.synthetic_examples(5, split="test")
+        data.load_examples("synthetic", n=5, split="test")
 
 
 # -----------------------------------------------------------------------------
@@ -458,13 +461,13 @@ def tok():
 
 
 def test_context_none_is_the_students(tok):
-    e = data.synthetic_examples(1)[0]
+    e = data.load_examples("synthetic", n=1, split="train")[0]
     assert data.context_messages(e, "none") == [{"role": "user", "content": e.prompt}]
     assert data.context_ids(tok, e, "none") == tok.chat_prompt(e.prompt)
 
 
 def test_context_answer_only_full_and_system_prompt(tok):
-    e = data.synthetic_examples(1, seed=4)[0]
+    e = data.load_examples("synthetic", n=1, split="train", seed=4)[0]
     (msg,) = data.context_messages(e, "answer_only")
     # the tiny world's contexts are short: the bare problem, a one-line hint
     assert e.prompt == e.problem and msg["content"] == f"{e.problem}\nThe answer is {e.answer}."
@@ -493,7 +496,7 @@ def test_context_answer_only_full_and_system_prompt(tok):
 def test_every_context_ends_with_the_assistant_header(tok):
     # the student's response tokens must follow every context unchanged: all contexts end with the
     # same assistant header as the student's prompt, and the PI lies before it
-    e = data.synthetic_examples(1, seed=5)[0]
+    e = data.load_examples("synthetic", n=1, split="train", seed=5)[0]
     student = data.context_ids(tok, e, "none")
     header = tok.chat_prompt("")[-12:]
     assert student[-12:] == header
@@ -506,7 +509,7 @@ def test_every_context_ends_with_the_assistant_header(tok):
 
 
 def test_target_response():
-    e = data.synthetic_examples(1, seed=6)[0]
+    e = data.load_examples("synthetic", n=1, split="train", seed=6)[0]
     assert data.target_response(e) == e.solution
     assert data.target_response(e, "answer_only") == e.solution
     assert data.target_response(e, "system_prompt") == f"\\boxed{{{e.answer}}}"

@@ -1,6 +1,6 @@
-"""Tests of eval_math.py: the grader against a hand-written table, `extract_boxed` edge cases, the
-sympy time limit, the collapse diagnostics, and the evaluation loop and prefix probe on tiny
-models (CPU, seconds).
+"""Tests of eval_math.py, grader.py and probes.py: the grader against a hand-written table,
+`extract_boxed` edge cases, the sympy time limit, the collapse diagnostics, and the evaluation loop,
+the prefix probe and the teacher's fit on tiny models (CPU, seconds).
 
     .venv/bin/python -m pytest -q tests/test_eval_math.py
 """
@@ -14,9 +14,12 @@ import torch
 
 import data
 import eval_math as E
+import grader
 import latex_sympy
 import models
+import probes
 import rollout
+from tiny_world import task
 
 # -----------------------------------------------------------------------------
 # The grader table: (prediction, gold, verdict), every normalisation rule in both directions.
@@ -127,13 +130,13 @@ def test_grader_table_is_large_and_balanced():
 @pytest.mark.parametrize("pred,gold,verdict", GRADER_CASES,
                          ids=[f"{i}:{p!r}~{g!r}" for i, (p, g, _) in enumerate(GRADER_CASES)])
 def test_is_equiv_table(pred, gold, verdict):
-    assert E.is_equiv(pred, gold) is verdict
+    assert grader.is_equiv(pred, gold) is verdict
 
 
 def test_is_equiv_is_symmetric_on_the_table():
     for pred, gold, verdict in GRADER_CASES:
         if pred is not None and not pred.startswith("\\boxed") and not gold.startswith("\\boxed"):
-            assert E.is_equiv(gold, pred) is verdict, (gold, pred)
+            assert grader.is_equiv(gold, pred) is verdict, (gold, pred)
 
 
 # -----------------------------------------------------------------------------
@@ -158,25 +161,25 @@ def test_is_equiv_is_symmetric_on_the_table():
     ("\\boxedx{3}", None),                                            # another command
 ])
 def test_extract_boxed(text, expected):
-    assert E.extract_boxed(text) == expected
+    assert grader.extract_boxed(text) == expected
 
 
 def test_grade_uses_the_last_box_and_the_equivalence():
-    assert E.grade("=3+8\n=11\n\\boxed{11}", "11")
-    assert E.grade("I think \\boxed{7}, no wait: \\boxed{\\frac{22}{2}}", "11")
-    assert not E.grade("\\boxed{11} wait, \\boxed{12}", "11")
-    assert not E.grade("the answer is 11", "11")       # strict: no box, no credit
-    assert not E.grade("\\boxed{11", "11")
+    assert grader.grade("=3+8\n=11\n\\boxed{11}", "11")
+    assert grader.grade("I think \\boxed{7}, no wait: \\boxed{\\frac{22}{2}}", "11")
+    assert not grader.grade("\\boxed{11} wait, \\boxed{12}", "11")
+    assert not grader.grade("the answer is 11", "11")       # strict: no box, no credit
+    assert not grader.grade("\\boxed{11", "11")
 
 
 def test_sympy_time_limit_returns_false_and_recovers():
     # a trigonometric simplify() takes far more than 0.1 ms: it times out, the worker process is
     # killed and replaced, and the next call, with a normal limit, works again
-    assert E.sympy_equal("\\sin(2x)", "2\\sin(x)\\cos(x)", timeout=30.0)
+    assert latex_sympy.sympy_equal("\\sin(2x)", "2\\sin(x)\\cos(x)", timeout=30.0)
     pid = latex_sympy._worker.pid
-    assert E.sympy_equal("\\tan(2x)", "\\frac{2\\tan(x)}{1-\\tan(x)^2}", timeout=1e-4) is False
+    assert latex_sympy.sympy_equal("\\tan(2x)", "\\frac{2\\tan(x)}{1-\\tan(x)^2}", timeout=1e-4) is False
     assert latex_sympy._worker is None
-    assert E.sympy_equal("x^2-1", "(x-1)(x+1)", timeout=30.0)
+    assert latex_sympy.sympy_equal("x^2-1", "(x-1)(x+1)", timeout=30.0)
     assert latex_sympy._worker.pid != pid
 
 
@@ -186,7 +189,7 @@ def test_grading_from_several_threads_agrees_with_serial():
 
     def work(lo):
         for i in range(lo, len(cases), 4):
-            results[i] = E.is_equiv(cases[i][0], cases[i][1])
+            results[i] = grader.is_equiv(cases[i][0], cases[i][1])
 
     threads = [threading.Thread(target=work, args=(lo,)) for lo in range(4)]
     for t in threads:
@@ -266,7 +269,7 @@ def _scripted_generate(tok, examples, p_right=0.5):
 def test_evaluate_records_metrics_and_regrading(tmp_path, monkeypatch):
     import rollout
     tok = models.tiny_tokenizer()
-    examples = data.synthetic_examples(20, split="eval", seed=3)
+    examples = data.load_examples("synthetic", n=20, split="eval", seed=3)
     monkeypatch.setattr(rollout, "generate", _scripted_generate(tok, examples))
     model = torch.nn.Linear(1, 1)  # only its device is read
     out = tmp_path / "ev.jsonl"
@@ -279,7 +282,7 @@ def test_evaluate_records_metrics_and_regrading(tmp_path, monkeypatch):
         (ex.id, j) for ex in examples for j in range(3))
     # regrade the JSONL independently of the evaluation loop
     gold = {ex.id: ex.answer for ex in examples}
-    regraded = [E.grade(r["response"], gold[r["id"]]) for r in lines]
+    regraded = [grader.grade(r["response"], gold[r["id"]]) for r in lines]
     assert regraded == [r["correct"] for r in lines]
     assert 0 < sum(regraded) < len(regraded)  # the script makes both kinds
     per = {}
@@ -307,7 +310,7 @@ def tiny():
 
 def test_evaluate_is_reproducible_with_fixed_seeds(tiny):
     student, _, tok = tiny
-    ex = data.synthetic_examples(6, split="eval")
+    ex = data.load_examples("synthetic", n=6, split="eval")
     kw = dict(k=2, temperature=1.0, top_p=1.0, max_new_tokens=12, batch_size=4, progress=False)
     _, a = E.evaluate(student, tok, ex, seed=5, **kw)
     _, b = E.evaluate(student, tok, ex, seed=5, **kw)
@@ -322,9 +325,9 @@ def test_evaluate_is_reproducible_with_fixed_seeds(tiny):
 
 def test_prefix_probe_f0_is_the_teacher_alone(tiny):
     student, teacher, tok = tiny
-    ex = data.synthetic_examples(5, split="eval", seed=1)
+    ex = data.load_examples("synthetic", n=5, split="eval", seed=1)
     kw = dict(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=10, batch_size=5, seed=2)
-    rows, recs = E.prefix_probe(student, teacher, tok, ex, (0.0, 0.5, 1.0), progress=False, **kw)
+    rows, recs = probes.prefix_probe(student, teacher, tok, ex, (0.0, 0.5, 1.0), progress=False, **kw)
     _, alone = E.evaluate(teacher, tok, ex, k=1, progress=False, **kw)
     f0 = [r for r in recs if r["f"] == 0.0]
     assert [r["response"] for r in f0] == [r["response"] for r in alone]
@@ -338,15 +341,15 @@ def test_prefix_probe_f0_is_the_teacher_alone(tiny):
             assert r["prefix_tokens"] == cut
             assert r["response"].startswith(tok.decode(s["ids"][:cut]))
     assert len(rows) == 1 + 3 and rows[0]["who"] == "student alone"
-    assert "teacher alone" in E.format_probe_table(rows)
+    assert "teacher alone" in probes.format_probe_table(rows)
 
 
 def test_teacher_fit_against_transformers_forward_one_row_at_a_time(tiny):
     """teacher_fit's KL and overlap, recomputed from each (prompt + response) alone through the
     models' own transformers forward and plain float64 formulas; zero distance to itself."""
     student, teacher, tok = tiny
-    ex = data.synthetic_examples(5, split="eval", seed=3)
-    fit = E.teacher_fit(student, teacher, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
+    ex = data.load_examples("synthetic", n=5, split="eval", seed=3)
+    fit = probes.teacher_fit(student, teacher, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
     prompts = [data.context_ids(tok, e) for e in ex]
     kl, overlap, n = 0.0, 0.0, 0
     for b, start in enumerate(range(0, 5, 3)):  # the same draws: teacher_fit's generator per batch
@@ -365,14 +368,15 @@ def test_teacher_fit_against_transformers_forward_one_row_at_a_time(tiny):
             n += len(r)
     assert fit["tokens"] == n and fit["kl/full"] == pytest.approx(kl / n, rel=1e-4)
     assert fit["topk/overlap"] == pytest.approx(overlap / n, abs=1e-6)
-    itself = E.teacher_fit(student, student, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
+    itself = probes.teacher_fit(student, student, tok, ex, k=5, max_new_tokens=9, batch_size=3, seed=4)
     assert abs(itself["kl/full"]) < 1e-6 and itself["topk/overlap"] == 1.0 and itself["kl/reverse_est"] == 0.0
 
 
 def test_prefix_probe_rejects_fractions_outside_unit_interval(tiny):
     student, teacher, tok = tiny
+    ex = data.load_examples("synthetic", n=2, split="train")
     with pytest.raises(ValueError, match="fractions"):
-        E.prefix_probe(student, teacher, tok, data.synthetic_examples(2), (1.5,), progress=False)
+        probes.prefix_probe(student, teacher, tok, ex, (1.5,), progress=False)
 
 
 # -----------------------------------------------------------------------------
@@ -398,8 +402,8 @@ def test_presets_and_overrides():
 
 def test_wrong_hint_is_never_equivalent_to_the_gold():
     for gold in ("5", "-3", "\\frac{1}{2}", "x+1", "(1,2)"):
-        assert not E.is_equiv(E.wrong_answer(gold), gold)
-    assert E.wrong_answer("41") == "42"
+        assert not grader.is_equiv(task.wrong_answer(gold), gold)
+    assert task.wrong_answer("41") == "42"
     args = E.build_parser().parse_args(["--model", "x", "--pi", "answer_only", "--wrong-hint",
                                         "--synthetic-n", "5"])
     for e in E.load_bench(args, "synthetic"):

@@ -13,7 +13,8 @@ import torch
 
 import common
 import data
-import eval_math
+import errors
+import grader
 import losses
 import models
 import rollout
@@ -76,12 +77,12 @@ def sequence_logp(model, prompts, responses):
 
 
 def test_one_step_raises_the_logprob_of_rewarded_samples(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_math, "grade", by_byte_parity)
+    monkeypatch.setattr(grader, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
     cfg = small_cfg(s, batch_size=6, group_size=6, micro_batch=12)
     tok = models.tiny_tokenizer()
     student, _ = models.load(s, dtype=torch.float32)
-    examples = data.synthetic_examples(cfg["batch_size"], split="train")
+    examples = data.load_examples("synthetic", n=cfg["batch_size"], split="train")
     prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
     sched = common.cosine_schedule(opt, 10, 0.0)
@@ -105,12 +106,12 @@ def test_one_step_raises_the_logprob_of_rewarded_samples(tmp_path, monkeypatch):
 
 
 def test_second_minibatch_is_off_policy_and_the_clip_acts(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_math, "grade", by_byte_parity)
+    monkeypatch.setattr(grader, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
     cfg = small_cfg(s, batch_size=6, group_size=6, micro_batch=36, minibatches=2, lr=3e-2)
     tok = models.tiny_tokenizer()
     student, _ = models.load(s, dtype=torch.float32)
-    examples = data.synthetic_examples(cfg["batch_size"], split="train")
+    examples = data.load_examples("synthetic", n=cfg["batch_size"], split="train")
     prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"])
     sched = common.cosine_schedule(opt, 10, 0.0)
@@ -123,13 +124,13 @@ def test_first_update_is_the_on_policy_gradient_and_later_updates_see_the_policy
     # π_old of the first update's rows comes from their own forward (no separate pass): its gradient
     # must be the closed form at ρ = 1, −Σ_i A_i Σ_t ∇log π(y_i,t) / n_tok; with lr 0 the policy
     # never moves, so the later update's ρ, against π_old scored before any update, must be 1.
-    monkeypatch.setattr(eval_math, "grade", by_byte_parity)
+    monkeypatch.setattr(grader, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
     cfg = small_cfg(s, batch_size=6, group_size=6, micro_batch=36, minibatches=2, grad_clip=0.0)  # the raw gradient
     tok = models.tiny_tokenizer()
     student, _ = models.load(s, dtype=torch.float32)
     params = [p for p in student.parameters() if p.requires_grad]
-    examples = data.synthetic_examples(cfg["batch_size"], split="train")
+    examples = data.load_examples("synthetic", n=cfg["batch_size"], split="train")
     prompts = [data.context_ids(tok, ex) for ex in examples]
     rows = [p for p in prompts for _ in range(cfg["group_size"])]
     responses, _, _ = common.sample_batch(student, tok, rows, cfg, torch.Generator().manual_seed(7))
@@ -156,7 +157,7 @@ def test_first_update_is_the_on_policy_gradient_and_later_updates_see_the_policy
 
 
 def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_math, "grade", by_byte_parity)
+    monkeypatch.setattr(grader, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
     args = ["--student", s, "--steps", "4", "--batch-size", "4", "--group-size", "3", "--micro-batch", "6",
             "--minibatches", "2", "--max-new-tokens", "8", "--eval-n", "4",
@@ -172,7 +173,7 @@ def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeyp
     assert [r["lr"] for r in ra] == [r["lr"] for r in rb] and ra[-1]["lr"] == 0.0  # 8 updates, cosine to 0
 
 
-def test_paper_preset_and_config_errors(tmp_path):
+def test_paper_preset_and_config_errors(tmp_path, capsys):
     s, _ = tiny_pair(tmp_path, max_position_embeddings=16384)  # the paper preset evaluates with 8,192 new tokens
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
@@ -186,7 +187,18 @@ def test_paper_preset_and_config_errors(tmp_path):
     assert "loss" not in cfg and "teacher" not in cfg and summary["student_after"]["n"] == 2
     with pytest.raises(SystemExit):  # distillation flags do not exist here
         train_grpo.parse_config(["--loss", "topk_sg"])
-    with pytest.raises(ValueError, match="group-size"):
+    with pytest.raises(SystemExit):
         train_grpo.parse_config(["--group-size", "1"])
+    assert "argument --group-size: must be at least 2" in capsys.readouterr().err
     with pytest.raises(ValueError, match="minibatches"):
         train_grpo.parse_config(["--batch-size", "16", "--minibatches", "3"])
+
+
+def test_micro_batch_follows_the_rows_of_the_batch():
+    """A preset's micro-batch shrinks to a smaller batch's rows (prompts x samples); a --micro-batch
+    typed above them is refused by name."""
+    assert train_grpo.parse_config(["--batch-size", "2"])["micro_batch"] == 16  # 2 prompts x 8 samples
+    assert train_grpo.parse_config(["--batch-size", "2", "--group-size", "4"])["micro_batch"] == 8
+    assert train_grpo.parse_config([])["micro_batch"] == 128  # the tiny preset's, within 32 x 8 rows
+    with pytest.raises(errors.UserError, match=r"--micro-batch 200: .*16 rows .*--group-size 8"):
+        train_grpo.parse_config(["--batch-size", "2", "--micro-batch", "200"])

@@ -5,14 +5,15 @@ rollout's own log-probs again in the training forward, do nothing when teacher =
 killed run resumed from its checkpoint must land exactly where the uninterrupted run lands.
 """
 import copy
-import math
 import json
+import math
 
 import pytest
 import torch
 
 import common
 import data
+import data_files
 import errors
 import losses
 import models
@@ -41,7 +42,8 @@ def setup_step(cfg, same_weights=False):
     tok = models.tiny_tokenizer()
     teacher = models.build_tiny(seed=1).requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(True) if same_weights else models.build_tiny(seed=2)
-    prompts = [data.context_ids(tok, ex) for ex in data.synthetic_examples(cfg["batch_size"], split="train")]
+    examples = data.load_examples("synthetic", n=cfg["batch_size"], split="train")
+    prompts = [data.context_ids(tok, ex) for ex in examples]
     opt = torch.optim.AdamW(student.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.0)
     sched = common.cosine_schedule(opt, 10, 0.0)
     return tok, teacher, student, prompts, opt, sched
@@ -170,6 +172,47 @@ def test_bf16_sampling_copy_trains_float32_weights_and_shows_its_price():
         train_opd.parse_config(["--rollout-dtype", "float16"])
 
 
+
+def test_memory_knobs_follow_the_batch_the_user_asked_for(monkeypatch):
+    """A preset's --micro-batch shrinks to a smaller --batch-size; one typed above it is refused by
+    name. Under torchrun a preset's --rollout-batch shrinks until it divides each process's rows;
+    one typed that does not is refused."""
+    assert train_opd.parse_config(["--batch-size", "4"])["micro_batch"] == 4  # the tiny preset's 64, lowered
+    assert train_opd.parse_config(["--batch-size", "4", "--micro-batch", "2"])["micro_batch"] == 2
+    assert train_opd.parse_config(["--preset", "paper", "--batch-size", "8"])["micro_batch"] == 4  # within
+    with pytest.raises(errors.UserError, match=r"^--micro-batch 64: must be at most the 4 rows"):
+        train_opd.parse_config(["--batch-size", "4", "--micro-batch", "64"])
+    paper = ["--preset", "paper", "--chunk-size", "0"]
+    assert train_opd.parse_config(paper)["rollout_batch"] == 16  # one process: 16 rows at a time, as set
+    monkeypatch.setenv("WORLD_SIZE", "8")  # torchrun's 8 processes: 8 rows each
+    assert train_opd.parse_config(paper)["rollout_batch"] == 8
+    assert train_opd.parse_config(paper + ["--batch-size", "96"])["rollout_batch"] == 12
+    assert train_opd.parse_config(paper + ["--rollout-batch", "4"])["rollout_batch"] == 4
+    with pytest.raises(errors.UserError, match=r"^--rollout-batch 16: must divide the 8 rows of each"):
+        train_opd.parse_config(paper + ["--rollout-batch", "16"])
+
+
+PRESET_ONLY = {"amp", "grad_checkpointing", "data_seed", "eval_before"}  # keys only a preset sets, no range
+
+
+def test_every_preset_value_passes_its_flags_check():
+    """The presets are written out in full: every key a flag also sets holds a value that flag
+    accepts, and every key only a preset sets is within PRESET_RULES."""
+    import train_grpo
+    import train_opsd
+    import train_sft
+    for module in (train_opd, train_opsd, train_grpo, train_sft):
+        parser = common.build_parser(module.PRESETS, module.add_flags)
+        for name, preset in module.PRESETS.items():
+            for action in parser._actions:
+                value = preset.get(action.dest)
+                if callable(action.type) and value is not None:
+                    assert action.type(str(value)) == value, (module.__name__, name, action.dest)
+            common.check_ranges(preset, {}, module.PRESET_RULES)
+            flags = {a.dest for a in parser._actions}
+            assert not set(preset) - flags - set(module.PRESET_RULES) - PRESET_ONLY, (module.__name__, name)
+
+
 def kill_run_at_step_3(monkeypatch, start_run, module=train_opd, step_name="opd_step"):
     """Start a run whose third training step (module.step_name) raises KeyboardInterrupt (a kill
     mid-run), then restore the step."""
@@ -222,7 +265,7 @@ def test_clear_errors(tmp_path):
     base = ["--student", s, "--teacher", t, "--steps", "1", "--threads", "1", "--eval-n", "2"]
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(data.DataError):
+    with pytest.raises(data_files.DataError):
         train_opd.main(base + ["--data", str(empty), "--out", str(tmp_path / "e")])
     s2, t2 = tiny_pair(tmp_path / "short", max_position_embeddings=64)
     with pytest.raises(ValueError, match="context"):

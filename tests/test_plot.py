@@ -1,7 +1,7 @@
-"""plot.py: the run table reports what the metrics file holds; the moving average is centred."""
+"""experiments/plot.py: the run table reports what the metrics file holds; the moving average is centred."""
 import json
 
-import plot
+from experiments import plot
 
 
 def test_table_and_smoothing(tmp_path):

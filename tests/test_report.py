@@ -1,14 +1,14 @@
-"""Tests of report.py: the runner respects dependencies, reuses finished runs and reports a failed
-one; the writer's verdicts follow their rules on runs whose outcome is known by construction, and
-its means ± std agree with Python's statistics module."""
+"""Tests of experiments/report.py and experiments/results.py: the runner respects dependencies,
+reuses finished runs and reports a failed one; the writer's verdicts follow their rules on runs
+whose outcome is known by construction, and its means ± std agree with Python's statistics module."""
 import json
 import os
 import statistics
-import sys
 
 import pytest
 
-import report
+import errors
+from experiments import claims, report, results, settings
 
 # -----------------------------------------------------------------------------
 # The runner, on a stand-in script that records the order and writes the run's done file
@@ -58,7 +58,7 @@ def test_resume_flag_only_with_a_checkpoint(tmp_path):
 # The writer, on fabricated runs whose verdicts are known by construction
 
 def evald(a, boxed=0.0, length=22.0, **world2):
-    """An evaluation summary; the second world's keys (synthetic.measures) default to a plain model."""
+    """An evaluation summary; the second world's keys (tiny_world.task.measures) default to a plain model."""
     w2 = {"format/concise": boxed, "style/rewrite": 1.0, "style/operation": 0.0, "refusal/others": 0.0,
           "acc/others": a, **world2}
     return {"acc/pass@1": a, "acc/pass@1_ci": [a - 0.05, a + 0.05], "len/mean": length, "len/truncated_frac": 0.0,
@@ -82,9 +82,9 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
     """Every run of the plan; OPD accuracy after training from `after[variant][seed]`; the Fix 2
     control teacher scores `mid_acc` (the GRPO teacher 0.45). World 2: the constitution's student
     declines `declined[seed]` of the flagged prompts after OPSD."""
-    opsd = report.WORLDS[world]["opsd"]
+    opsd = settings.WORLDS[world]["opsd"]
     for s in scale["seeds"]:
-        for loss in report.COLLAPSE_LOSSES:
+        for loss in settings.COLLAPSE_LOSSES:
             for k in scale["collapse_ks"]:
                 bad = loss == "topk_plain"
                 write_run(root, f"collapse/{loss}-k{k}-s{s}", {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
@@ -120,18 +120,18 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
                       "acc_student_right": 1.0, "acc_student_wrong": 0.4}]  # lower overall, not after right prefixes
             json.dump({"probe": probe, "fit": {"kl/full": kl + 0.01 * s, "kl/reverse_est": kl, "topk/overlap": 0.5,
                        "topk/teacher_rank": 1.5, "tokens": 100}}, open(os.path.join(d, "probe_summary.json"), "w"))
-        for v in report.OPD_VARIANTS:
+        for v in settings.OPD_VARIANTS:
             write_run(root, f"opd/{v}-s{s}", {"teacher": evald({"grpo": 0.45, "mid": mid_acc}.get(v.split("-")[1], 0.9)),
                       "student_before": evald(0.4), "student_after": evald(after[v][s])})
 
 
 def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
-    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    scale = dict(settings.SCALES["quick"], seeds=(0, 1))
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
              "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
     root = str(tmp_path / "runs")
     fabricate(root, scale, after)
-    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
                                 {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
     verdicts = {}
     for line in text.splitlines():
@@ -157,8 +157,8 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert os.path.exists(tmp_path / "figs" / "report_collapse.png") and "(figs/report_collapse.png)" in text
     # the README's headline: the same verdicts, written between its markers, the rest kept
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{report.HEADLINE[0]}\nstale\n{report.HEADLINE[1]}\n\n## next\n")
-    report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+    readme.write_text(f"# title\n\n{results.HEADLINE[0]}\nstale\n{results.HEADLINE[1]}\n\n## next\n")
+    results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
                          {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
                           "wall": "0 min"}, readme=str(readme))
     head = readme.read_text()
@@ -168,25 +168,25 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     n = sum(x == "reproduced" for x in verdicts.values())
     assert f"**{n} of {len(verdicts)} claims reproduced" in head and "(R.md)" in head
     with pytest.raises(ValueError, match="no results block"):
-        report.write_headline(str(tmp_path / "R.md"), "x", [])
+        results.write_headline(str(tmp_path / "R.md"), "x", [])
 
 
 def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
     root = str(tmp_path)
     write_run(root, "a", {}, mass=0.5)   # leaves its Top-K at step 8: (4 × 0.99 + 0.5) / 5 < 0.9 there
     write_run(root, "b", {}, mass=0.95)  # never below 0.9
-    assert report.onset(root, "a") == 8
-    assert report.onset(root, "b") is None
-    assert report.collapsed(root, "a") and not report.collapsed(root, "b")
+    assert claims.onset(root, "a") == 8
+    assert claims.onset(root, "b") is None
+    assert claims.collapsed(root, "a") and not claims.collapsed(root, "b")
 
 
 def test_fix2_control_is_not_judged_when_its_accuracy_is_not_matched(tmp_path):
-    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    scale = dict(settings.SCALES["quick"], seeds=(0, 1))
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
              "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.10, 0.12]}
     root = str(tmp_path / "runs")
     fabricate(root, scale, after, mid_acc=0.06)  # GRPO wins every seed, but against a far weaker teacher
-    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
                                 {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
     row = next(line for line in text.splitlines() if line.startswith("| Fix 2 at similar accuracy"))
     assert row.endswith("| **not tested** |")
@@ -197,7 +197,7 @@ def test_world2_plan_and_verdicts(tmp_path):
     """The second world's plan reads tiny2/ and chooses Fix 2's control per seed after its GRPO run
     and the far teacher's snapshots; its writer judges the conciseness rule by concise responses and
     the constitution by declines, over-refusal and accuracy on the other problems."""
-    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    scale = dict(settings.SCALES["quick"], seeds=(0, 1))
     runs = {r.name: r for r in report.plan(scale, world=2)}
     assert runs["select/s1"].needs == ("far", "grpo/s1") and "--match" in runs["select/s1"].argv
     assert runs["opd/raw-mid-tail-s1"].needs == ("select/s1",) and "{root}/select/s1/teacher" in runs["opd/raw-mid-tail-s1"].argv
@@ -211,13 +211,13 @@ def test_world2_plan_and_verdicts(tmp_path):
     assert teacher_of(runs["sft-grpo/s1"]) == "{root}/grpo/s1/ckpt" and runs["sft-grpo/s1"].needs == ("grpo/s1",)
     assert teacher_of(runs["sft/s1"]) == "tiny2/teacher"
     assert not any(n.startswith("sft-grpo/") for n in (r.name for r in report.plan(scale, world=1)))
-    assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in report.WORLDS[2]["opsd"].values()
+    assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in settings.WORLDS[2]["opsd"].values()
                                                           for s in (0, 1)}
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
              "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
     root = str(tmp_path / "runs")
     fabricate(root, scale, after, world=2, declined=(0.9, 0.7))  # seed 1 declines too few
-    text = report.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
+    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
                                 {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
                                  "wall": "0 min"}, world=2)
     row = lambda start: next(l for l in text.splitlines() if l.startswith("| " + start))
@@ -232,19 +232,19 @@ def test_world2_plan_and_verdicts(tmp_path):
 def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path):
     """RESULTS.md (world 2) carries RESULTS_tiny1.md's verdict of every claim as a last column, and
     names the claims only the first world reproduces, in the text and in the README's headline."""
-    scale = dict(report.SCALES["quick"], seeds=(0, 1))
+    scale = dict(settings.SCALES["quick"], seeds=(0, 1))
     after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.6],
              "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
     meta = {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"}
     fabricate(str(tmp_path / "r1"), scale, after)  # Fix 3: 0.6 > 0.5 and 0.6 > 0.52, reproduced
-    one = report.write_results(str(tmp_path / "r1"), scale, str(tmp_path / "RESULTS_tiny1.md"), str(tmp_path / "f1"), meta)
-    assert report.verdicts_in(str(tmp_path / "nothing.md")) == {}
-    v1 = report.verdicts_in(str(tmp_path / "RESULTS_tiny1.md"))
+    one = results.write_results(str(tmp_path / "r1"), scale, str(tmp_path / "RESULTS_tiny1.md"), str(tmp_path / "f1"), meta)
+    assert results.verdicts_in(str(tmp_path / "nothing.md")) == {}
+    v1 = results.verdicts_in(str(tmp_path / "RESULTS_tiny1.md"))
     assert v1[next(c for c in v1 if c.startswith("Fix 3"))] == "reproduced" and len(v1) == one.count("** |")
     fabricate(str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2)  # partly here
     readme = tmp_path / "README.md"
-    readme.write_text(f"{report.HEADLINE[0]}\n{report.HEADLINE[1]}\n")
-    text = report.write_results(str(tmp_path / "r2"), scale, str(tmp_path / "RESULTS.md"), str(tmp_path / "f2"), meta,
+    readme.write_text(f"{results.HEADLINE[0]}\n{results.HEADLINE[1]}\n")
+    text = results.write_results(str(tmp_path / "r2"), scale, str(tmp_path / "RESULTS.md"), str(tmp_path / "f2"), meta,
                                 readme=str(readme), world=2)
     header = next(l for l in text.splitlines() if l.startswith("| claim |"))
     assert header.endswith("| the tiny world ([RESULTS_tiny1.md](RESULTS_tiny1.md)) |")
@@ -260,9 +260,9 @@ def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path
 
 
 def test_only_keeps_the_named_runs_and_what_they_need():
-    runs = report.plan(report.SCALES["full"], world=2)
+    runs = report.plan(settings.SCALES["full"], world=2)
     names = [r.name for r in report.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
     assert sorted(names) == sorted(["far", "grpo/s1", "select/s1", "opd/raw-mid-tail-s1",
                                     "opsd/tiny2-none-s0", "opsd/tiny2-none-s1", "opsd/tiny2-none-s2"])
-    with pytest.raises(report.errors.UserError, match="no run of the plan"):
+    with pytest.raises(errors.UserError, match="no run of the plan"):
         report.only(runs, ["nothing/"])

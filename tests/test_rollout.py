@@ -1,12 +1,15 @@
-"""Tests for rollout.py against transformers itself (its generate, its forward, its logits warpers).
+"""Tests for rollout.py, decoder.py and packed.py against transformers itself (its generate, its
+forward, its logits warpers).
 
 Command: `pytest -q tests/test_rollout.py` (CPU, about 8 s; the tests run on one thread).
 
 Models are tiny RANDOM transformers models of the three supported architectures, with what
 default init would hide switched on: Llama with an MLP bias, grouped-query attention and
-Llama-3 rotary scaling; Qwen2 with q/k/v biases, plain multi-head attention and tied embeddings; Qwen3 with q/k
-norms and a head_dim different from hidden/heads. Biases and norm weights are randomised and the
-init scale is large, so logits have wide gaps and a missing piece changes greedy tokens.
+Llama-3 rotary scaling; Qwen2 with q/k/v biases, plain multi-head attention and tied embeddings;
+Qwen3 with q/k norms and a head_dim different from hidden/heads. Biases and norm weights are
+randomised and the init scale is large, so logits have wide gaps and a missing piece changes
+greedy tokens. The packed scoring forward (packed.py, score's impl="ours") is checked against the
+model's own forward (impl="transformers"), values and gradients.
 """
 
 import copy
@@ -23,26 +26,29 @@ import rollout
 
 V = 101  # vocabulary of the test models
 ARCHS = ["llama", "qwen2", "qwen3"]
-PROMPTS = [[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [42], [17, 99, 23, 54, 8, 61, 2, 7]]
+PROMPTS = [[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [42],
+           [17, 99, 23, 54, 8, 61, 2, 7]]
 PAD = 0
 MAX_NEW = 12
 
 
 def random_model(arch, seed=0):
     """A tiny random model whose biases and norm weights are not at their defaults."""
-    common = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  max_position_embeddings=256, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    common = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=256, bos_token_id=None, eos_token_id=None,
+                  pad_token_id=None)
     if arch == "llama":
-        config = transformers.LlamaConfig(**common, num_key_value_heads=2, head_dim=16, mlp_bias=True, tie_word_embeddings=False,
-                                          rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
-                                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                           "original_max_position_embeddings": 16})
+        rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+        config = transformers.LlamaConfig(**common, num_key_value_heads=2, head_dim=16, mlp_bias=True,
+                                          tie_word_embeddings=False, rope_parameters=rope)
         cls = transformers.LlamaForCausalLM
     elif arch == "qwen2":
         config = transformers.Qwen2Config(**common, num_key_value_heads=4, tie_word_embeddings=True)
         cls = transformers.Qwen2ForCausalLM
     else:
-        config = transformers.Qwen3Config(**common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False)
+        config = transformers.Qwen3Config(**common, num_key_value_heads=2, head_dim=24,
+                                          tie_word_embeddings=False)
         cls = transformers.Qwen3ForCausalLM
     torch.manual_seed(seed)
     model = cls(config).eval()
@@ -77,7 +83,8 @@ def pick_eos(model, prompts=PROMPTS):
     for tok in free[0][2:]:
         if any(tok not in f for f in free[1:]):
             return tok, free
-    raise AssertionError("no EOS candidate gives both finished and truncated rows; change the prompts or seed")
+    raise AssertionError("no EOS candidate gives both finished and truncated rows; "
+                         "change the prompts or seed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,8 +98,7 @@ def test_greedy_matches_transformers_generate_with_flags(model):
         ref = hf_greedy(model, prompt, eos=[eos])
         n = int(ro.lengths[b])
         assert ro.response[b, :n].tolist() == ref, f"row {b}"
-        assert (ro.response[b, n:] == PAD).all()
-        assert ro.response_mask[b].tolist() == [t < n for t in range(ro.response.shape[1])]
+        assert (ro.response[b, n:] == PAD).all() and (ro.logp[b, n:] == 0).all()
         stopped = ref[-1] == eos
         assert bool(ro.finished[b]) == stopped and bool(ro.truncated[b]) == (not stopped)
         assert stopped or len(ref) == MAX_NEW
@@ -115,40 +121,26 @@ def test_early_exit_when_every_row_is_done(model):
 def test_left_padding_invariance(model):
     batch = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     for b, prompt in enumerate(PROMPTS):
-        alone = rollout.generate(model, [prompt], MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
+        alone = rollout.generate(model, [prompt], MAX_NEW, temperature=0, eos_token_ids=[V + 7],
+                                 pad_token_id=PAD)
         assert alone.response[0].tolist() == batch.response[b].tolist()
         torch.testing.assert_close(alone.logp[0], batch.logp[b], rtol=0, atol=1e-4)
-
-
-def test_chunked_prefill_gives_the_same_rollout(model):
-    """Prompt columns 3 at a time (chunks cut through padding and prompts of every length) against
-    the whole prompt at once, and greedy against transformers: same tokens, same log-probs."""
-    eos, _ = pick_eos(model)
-    kw = dict(eos_token_ids=[eos], pad_token_id=PAD)
-    whole = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
-    chunked = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), prefill_chunk=3, **kw)
-    assert chunked.response.tolist() == whole.response.tolist()
-    torch.testing.assert_close(chunked.logp, whole.logp, rtol=0, atol=1e-5)
-    greedy = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, prefill_chunk=4, **kw)
-    for b, prompt in enumerate(PROMPTS):
-        assert greedy.responses()[b] == hf_greedy(model, prompt, eos=[eos])[:len(greedy.responses()[b])]
 
 
 PREFIXED = [[7, 8, 9, 10, 11] + p for p in PROMPTS]  # every prompt opens with the same five tokens
 
 
-@pytest.mark.parametrize("prefill_chunk", [0, 1, 4])
-def test_prompts_with_a_shared_prefix_give_transformers_greedy(model, prefill_chunk):
+def test_prompts_with_a_shared_prefix_give_transformers_greedy(model):
     """The tokens every prompt starts with are prefilled once and copied into each row's cache:
-    each row's greedy continuation is still transformers' for that prompt alone (chunks of one
-    column included), and its log-probs are score's."""
+    each row's greedy continuation is still transformers' for that prompt alone, and its
+    log-probs are score's."""
     assert decoder.shared_prefix(PREFIXED) == 5
     eos, _ = pick_eos(model, PREFIXED)
-    ro = rollout.generate(model, PREFIXED, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD,
-                          prefill_chunk=prefill_chunk)
+    ro = rollout.generate(model, PREFIXED, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD)
     for b, prompt in enumerate(PREFIXED):
         assert ro.responses()[b] == hf_greedy(model, prompt, eos=[eos]), f"row {b}"
-    assert ro.prompt_ids.tolist() == rollout.left_pad(PREFIXED, PAD, "cpu")[0].tolist()  # the record stays left-padded
+    left_padded = rollout.left_pad(PREFIXED, PAD, "cpu")[0]
+    assert ro.prompt_ids.tolist() == left_padded.tolist()  # the record stays left-padded
     logp, _ = rollout.score(model, PREFIXED, ro.responses(), return_logits=False)
     torch.testing.assert_close(logp, ro.logp, rtol=0, atol=1e-4)
 
@@ -170,14 +162,19 @@ def test_repeated_prompts_are_prefilled_once_and_each_row_is_its_prompts(model, 
     torch.testing.assert_close(logp, sampled.logp, rtol=0, atol=1e-4)
 
 
-def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
+@pytest.mark.parametrize("check_every", [1, 4])
+def test_dropping_finished_rows_changes_no_row(model, monkeypatch, check_every):
     """compact=True decodes only the rows still going once a quarter of the batch has finished;
-    every row gets the tokens (same uniforms), top-k and log-probs it gets with the whole batch."""
+    every row gets the tokens (same uniforms) and log-probs it gets with the whole batch, whether
+    the finished rows are looked at every step (CPU) or every few (as on CUDA)."""
+    monkeypatch.setitem(rollout.CHECK_EVERY, "cpu", check_every)
     prompts = [[(7 * i + 3 * j) % 90 + 1 for j in range(1 + i % 6)] for i in range(16)]
-    assert decoder.shared_prefix(prompts) == 0  # every forward call below is the whole batch or its decoded rows
-    kw = dict(pad_token_id=PAD, return_topk=3)
-    free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7], generator=torch.Generator().manual_seed(4), **kw)
-    eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()  # rows end at many steps
+    assert decoder.shared_prefix(prompts) == 0  # every forward below is the whole batch or its decoded rows
+    kw = dict(pad_token_id=PAD)
+    free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7],
+                            generator=torch.Generator().manual_seed(4), **kw)
+    # the 8 most frequent ids as EOS: rows end at many steps
+    eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()
     batch_sizes, forward = [], decoder.forward
     def counting(W, ids, *args, **kwargs):
         batch_sizes.append(ids.shape[0])
@@ -190,16 +187,17 @@ def test_dropping_finished_rows_changes_no_row(model, monkeypatch):
                                          generator=torch.Generator().manual_seed(5), **kw)
         runs[compact].batch_sizes = list(batch_sizes)
     on, off = runs[True], runs[False]
-    assert min(on.batch_sizes) < 16 and set(off.batch_sizes) == {16}  # rows were dropped, and only with compact
+    assert min(on.batch_sizes) < 16 and set(off.batch_sizes) == {16}  # rows dropped, and only with compact
     assert 0 < int(off.finished.sum()) < 16
-    assert on.response.tolist() == off.response.tolist() and on.topk_ids.tolist() == off.topk_ids.tolist()
+    assert on.response.tolist() == off.response.tolist()
     assert torch.equal(on.finished, off.finished) and torch.equal(on.lengths, off.lengths)
-    for name in ("logp", "logp_sampling", "topk_logp"):
+    for name in ("logp", "logp_sampling"):
         torch.testing.assert_close(getattr(on, name), getattr(off, name), rtol=0, atol=1e-5)
 
 
 def hf_logits_per_row(model, ro):
-    """transformers' forward over each prompt + response alone -> list of (n_b, V) logits predicting the response."""
+    """transformers' forward over each prompt + response alone -> list of (n_b, V) logits that
+    predict the response."""
     out = []
     for prompt, resp in zip(PROMPTS, ro.responses()):
         ids = torch.tensor([prompt + resp])
@@ -209,12 +207,12 @@ def hf_logits_per_row(model, ro):
     return out
 
 
-def test_logp_and_topk_match_transformers_forward(model):
-    temperature, top_k, top_p, k = 0.8, 20, 0.9, 5
+def test_logp_matches_transformers_forward(model):
+    temperature, top_k, top_p = 0.8, 20, 0.9
     gen = torch.Generator().manual_seed(1)
     ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=temperature, top_k=top_k, top_p=top_p,
-                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen, return_topk=k)
-    assert ro.logp.dtype == torch.float32 and ro.topk_ids.shape == (len(PROMPTS), MAX_NEW, k)
+                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen)
+    assert ro.logp.dtype == torch.float32 and ro.logp_sampling.dtype == torch.float32
     for b, logits in enumerate(hf_logits_per_row(model, ro)):
         n = logits.shape[0]
         tokens = ro.response[b, :n]
@@ -222,35 +220,34 @@ def test_logp_and_topk_match_transformers_forward(model):
         torch.testing.assert_close(ro.logp[b, :n], ref_logp, rtol=0, atol=1e-4)
         # the warped distribution, built with transformers' own warpers in generate's order
         warped = logits
-        for warper in (TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p)):
+        warpers = (TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p))
+        for warper in warpers:
             warped = warper(None, warped)
         ref_logp_s = warped.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
         assert torch.isfinite(ref_logp_s).all()  # every sampled token lies inside the warped support
         torch.testing.assert_close(ro.logp_sampling[b, :n], ref_logp_s, rtol=0, atol=1e-4)
-        ref_top = logits.log_softmax(-1).topk(k, dim=-1)
-        assert ro.topk_ids[b, :n].tolist() == ref_top.indices.tolist()
-        torch.testing.assert_close(ro.topk_logp[b, :n], ref_top.values, rtol=0, atol=1e-4)
-    assert not ro.response_mask[:, 1:].logical_and(~ro.response_mask[:, :-1]).any()  # mask is a prefix
 
 
 def test_sampling_in_bf16_from_float32_weights_is_sampling_the_bf16_model(model):
-    """generate(dtype=torch.bfloat16) on a float32 model: the tokens, log-probs and top-k of the
-    same model converted to bf16, its log-probs close to transformers' forward of that bf16 model,
-    and the float32 weights untouched; after the weights change, the next call samples the new ones."""
-    kw = dict(eos_token_ids=[V + 7], pad_token_id=PAD, return_topk=3)
+    """generate(dtype=torch.bfloat16) on a float32 model: the tokens and log-probs of the same
+    model converted to bf16, its log-probs close to transformers' forward of that bf16 model, and
+    the float32 weights untouched; after the weights change, the next call samples the new ones."""
+    kw = dict(eos_token_ids=[V + 7], pad_token_id=PAD)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for _ in range(2):
         bf16 = copy.deepcopy(model)
-        for p in bf16.parameters():  # the weights in bf16 (the rotary frequencies stay float32, as at load time)
+        for p in bf16.parameters():  # the weights in bf16 (the rotary frequencies stay float32, as loaded)
             p.data = p.data.to(torch.bfloat16)
-        ro = rollout.generate(model, PROMPTS, MAX_NEW, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(3), **kw)
+        ro = rollout.generate(model, PROMPTS, MAX_NEW, dtype=torch.bfloat16,
+                              generator=torch.Generator().manual_seed(3), **kw)
         ref = rollout.generate(bf16, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
         assert torch.equal(ro.response, ref.response) and torch.equal(ro.logp, ref.logp)
-        assert torch.equal(ro.topk_logp, ref.topk_logp)
+        assert torch.equal(ro.logp_sampling, ref.logp_sampling)
         for b, logits in enumerate(hf_logits_per_row(bf16, ro)):
             n = logits.shape[0]
             hf_logp = logits.log_softmax(-1).gather(-1, ro.response[b, :n, None]).squeeze(-1)
-            torch.testing.assert_close(ro.logp[b, :n], hf_logp, rtol=0.05, atol=0.05)  # bf16 rounding, another op order
+            # bf16 rounding, in another order of operations
+            torch.testing.assert_close(ro.logp[b, :n], hf_logp, rtol=0.05, atol=0.05)
         fp32 = rollout.generate(model, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
         assert not torch.equal(fp32.logp, ro.logp)  # the bf16 copy computed, not the float32 weights
         for k, v in model.state_dict().items():
@@ -273,7 +270,7 @@ def chi_square_pvalue(counts, probs):
     n = counts.sum()
     expected = probs.double() * n
     support = probs > 0
-    assert counts[~support].sum() == 0, f"tokens outside the top-k/top-p support were drawn: {counts[~support]}"
+    assert counts[~support].sum() == 0, f"tokens outside the top-k/top-p support drawn: {counts[~support]}"
     big = support & (expected >= 5)
     obs = torch.cat([counts[big].double(), counts[support & ~big].double().sum()[None]])
     exp = torch.cat([expected[big], expected[support & ~big].sum()[None]])
@@ -296,7 +293,8 @@ def warped_probs(logits, temperature, top_k, top_p):
     return x.softmax(-1)[0]
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 6, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.85)])
+@pytest.mark.parametrize("temperature,top_k,top_p",
+                         [(1.0, 0, 1.0), (0.7, 6, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.85)])
 def test_sample_frequencies(temperature, top_k, top_p):
     logits = torch.tensor([2.0, 1.5, 1.1, 0.9, 0.3, 0.0, -0.4, -1.0, -1.7, -3.0])
     n = 40_000
@@ -333,8 +331,9 @@ def test_first_token_frequencies_of_generate():
         logits = model(torch.tensor([PROMPTS[0]])).logits[0, -1].float()
     temperature, top_p = 1.2, 0.9
     n = 3000
-    ro = rollout.generate(model, [PROMPTS[0]] * n, 1, temperature=temperature, top_p=top_p, eos_token_ids=[V + 7],
-                          pad_token_id=PAD, generator=torch.Generator().manual_seed(11))
+    gen = torch.Generator().manual_seed(11)
+    ro = rollout.generate(model, [PROMPTS[0]] * n, 1, temperature=temperature, top_p=top_p,
+                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen)
     probs = warped_probs(logits, temperature, 0, top_p)
     assert (probs > 0).sum() > 20  # the test has many categories to get wrong
     counts = torch.bincount(ro.response[:, 0], minlength=V)
@@ -403,7 +402,8 @@ def test_score_with_a_shared_prefix_equals_each_pair_alone(model, case):
     pair alone through the model's own forward, whatever the prefix leaves of each context."""
     contexts, responses = PREFIX_CASES[case]
     c = decoder.shared_prefix(contexts)
-    assert c == (min(len(SHARED), min(map(len, contexts)) - 1) if all(x[:5] == SHARED for x in contexts) else 0)
+    prefixed = all(x[:5] == SHARED for x in contexts)
+    assert c == (min(len(SHARED), min(map(len, contexts)) - 1) if prefixed else 0)
     logits, mask = rollout.score(model, contexts, responses, impl="ours")
     T = max(map(len, responses))
     assert logits.shape == (len(contexts), T, V)
@@ -423,8 +423,11 @@ def test_shared_prefix_length():
     assert decoder.shared_prefix([[1], [1, 2]]) == 0
 
 
-@pytest.mark.parametrize("case", ["shared prefix, tails of several lengths", "repeated contexts after the prefix",
-                                  "repeated contexts, no shared prefix"])
+GRADIENT_CASES = ["shared prefix, tails of several lengths", "repeated contexts after the prefix",
+                  "repeated contexts, no shared prefix"]
+
+
+@pytest.mark.parametrize("case", GRADIENT_CASES)
 def test_score_gradients_with_a_shared_prefix_equal_the_transformers_forward(model, case):
     """Every row's gradient flows back through the prefix (and the repeated context) it shares: the
     packed forward's weight gradients equal the padded batch through the model's own forward."""
@@ -465,7 +468,8 @@ def test_score_gradients_equal_the_transformers_forward(model):
         hidden, _ = rollout.score(model, contexts, responses, impl=impl, return_hidden=True)
         ((logits * w).sum(-1)[mask].sum() + hidden[mask].pow(2).sum()).backward()
         grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    assert grads["ours"].keys() == grads["transformers"].keys() and len(grads["ours"]) == len(list(model.parameters()))
+    assert grads["ours"].keys() == grads["transformers"].keys()
+    assert len(grads["ours"]) == len(list(model.parameters()))
     for n, g in grads["transformers"].items():
         torch.testing.assert_close(grads["ours"][n], g, rtol=1e-4, atol=1e-4, msg=n)
     model.zero_grad(set_to_none=True)
@@ -493,7 +497,8 @@ def test_score_falls_back_to_the_model_forward_under_activation_checkpointing():
     assert not decoder.writes_out(model)  # the written-out forward would skip the checkpointing
     with pytest.raises(ValueError, match="activation checkpointing"):
         rollout.score(model, [[1]], [[2]], impl="ours")
-    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
+    gpt2_config = transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)
+    gpt2 = transformers.GPT2LMHeadModel(gpt2_config).eval()
     assert not decoder.writes_out(gpt2)
     with pytest.raises(ValueError, match="impl"):
         rollout.score(model, [[1]], [[2]], impl="fast")
@@ -527,7 +532,8 @@ def test_a_projection_that_is_not_a_plain_linear_is_refused_or_left_to_the_model
 
 
 def test_unsupported_architecture_is_named():
-    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)).eval()
+    gpt2_config = transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2)
+    gpt2 = transformers.GPT2LMHeadModel(gpt2_config).eval()
     with pytest.raises(ValueError, match="GPT2LMHeadModel"):
         rollout.generate(gpt2, PROMPTS, 4, eos_token_ids=[1], pad_token_id=PAD)
 
@@ -564,10 +570,12 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     layers = W.layers
     cos_t, sin_t = decoder.rope_tables(model, S_max, torch.float32, "cpu")
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    mask = (prompt_mask[:, None, None, :] & torch.ones(P, P, dtype=torch.bool).tril()) | torch.eye(P, dtype=torch.bool)
+    causal, eye = torch.ones(P, P, dtype=torch.bool).tril(), torch.eye(P, dtype=torch.bool)
+    mask = (prompt_mask[:, None, None, :] & causal) | eye
     caches = []
     for _ in range(2):
-        cache = decoder.KVCache(len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32, "cpu")
+        cache = decoder.KVCache(len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32,
+                                "cpu")
         with torch.no_grad():
             decoder.forward(W, prompt_ids, cos_t[positions], sin_t[positions], cache, 0, P, mask)
         caches.append(cache)
@@ -583,4 +591,33 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
                                   torch.tensor([P]), S_max, bias)
     torch.testing.assert_close(static, sliced, rtol=0, atol=1e-5)
     torch.testing.assert_close(caches[1].kt[..., : P + 1], caches[0].kt[..., : P + 1], rtol=0, atol=1e-5)
-    torch.testing.assert_close(caches[1].v[:, :, :, : P + 1], caches[0].v[:, :, :, : P + 1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(caches[1].v[:, :, :, : P + 1], caches[0].v[:, :, :, : P + 1], rtol=0,
+                               atol=1e-5)
+
+
+class _Uncaptured(rollout._CudaGraphDecode):
+    """The CUDA-graph decode step without the capture: its static buffers and step, run eagerly."""
+
+    def __call__(self, tok, slot, pos):
+        self.tok.copy_(tok[:, None])
+        self.slot.fill_(slot)
+        self.pos.copy_(pos)
+        return self._step()
+
+
+def test_cuda_graph_step_gives_the_eager_steps_tokens(model):
+    """decode_step through _CudaGraphDecode's static buffers (the step the graph captures, here not
+    captured: capture needs a GPU) against the eager decode_step: the same greedy tokens, logits
+    equal up to float rounding."""
+    W = decoder.weights(model)
+    runs = []
+    for graph in (False, True):
+        s, logits = rollout.prefill(model, W, PREFIXED + [PREFIXED[1]], 6, PAD)  # a shared prefix, a repeat
+        if graph:
+            s.graph = _Uncaptured(s)
+        steps = [logits]
+        for t in range(5):
+            steps.append(rollout.decode_step(s, steps[-1].argmax(-1), t))
+        runs.append(torch.stack(steps))  # (6, B, V)
+    assert torch.equal(runs[0].argmax(-1), runs[1].argmax(-1))
+    torch.testing.assert_close(runs[1], runs[0], rtol=0, atol=1e-4)

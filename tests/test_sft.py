@@ -1,4 +1,5 @@
-"""Tests for train_sft.py, tiny_world.py's training mix and the tiny tokenizer they train with.
+"""Tests for train_sft.py, the tiny world's training mix (tiny_world/mix.py, build.py) and the tiny
+tokenizer they train with.
 
 Command: `pytest -q tests/test_sft.py` (CPU, offline, a few seconds on 2 cores).
 
@@ -29,11 +30,12 @@ import transformers
 
 import common
 import data
+import data_files
 import errors
-import eval_math
+import grader
 import models
-import tiny_world
 import train_sft
+from tiny_world import build, mix
 
 IM_START, IM_END, THINK, END_THINK = 257, 258, 259, 260
 
@@ -48,7 +50,8 @@ MIX = dict(hint_frac=0.3, rule_frac=0.3, hard_hint_frac=0.75, repeat_1op=0)
 
 def mixed_items(tok, n=6):
     """A few items of every context kind (plain, hint, rule, hard)."""
-    return train_sft.reference_items(tok, data.synthetic_examples(n, seed=5, hard_frac=0.3), MIX)
+    problems = data.load_examples("synthetic", n=n, split="train", seed=5, hard_frac=0.3)
+    return mix.world1_items(tok, problems, MIX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ def test_a_few_sft_steps_lower_the_nll_of_the_batch():
 
 def test_an_item_is_the_chatml_prompt_then_the_response_and_end_of_turn():
     tok = models.tiny_tokenizer()
-    ex = data.synthetic_examples(1, seed=2)[0]
+    ex = data.load_examples("synthetic", n=1, split="train", seed=2)[0]
     item = train_sft.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
     # independent construction: the ChatML text of Qwen3's non-thinking template, by hand
     prompt_text = (f"<|im_start|>user\n{ex.problem}<|im_end|>\n"
@@ -123,12 +126,12 @@ def test_gradient_ignores_the_prompt_targets():
 
 
 def test_tiny_world_mix_draws_each_context_at_its_fraction():
-    """reference_items with the tiny world's mix: every kind appears, hard problems only with the
+    """world1_items, the tiny world's mix: every kind appears, hard problems only with the
     hint or plain, 1-operation problems repeated, and the fractions near the mix's over many."""
     tok = models.tiny_tokenizer()
-    problems = data.synthetic_examples(3000, seed=6, hard_frac=0.2)
-    mix = dict(hint_frac=0.15, rule_frac=0.25, hard_hint_frac=0.75, repeat_1op=2)
-    items = train_sft.reference_items(tok, problems, mix)
+    problems = data.load_examples("synthetic", n=3000, split="train", seed=6, hard_frac=0.2)
+    shares = dict(hint_frac=0.15, rule_frac=0.25, hard_hint_frac=0.75, repeat_1op=2)
+    items = mix.world1_items(tok, problems, shares)
     kinds = [it.kind for it in items]
     easy_1op = sum(ex.meta.get("ops") == 1 and not ex.meta.get("hard") for ex in problems)
     assert len(items) == len(problems) + 2 * easy_1op
@@ -138,9 +141,9 @@ def test_tiny_world_mix_draws_each_context_at_its_fraction():
     assert abs(kinds.count("rule") / ordinary - 0.25) < 0.03 and abs(kinds.count("hint") / ordinary - 0.15) < 0.03
     rule = next(it for it in items if it.kind == "rule")
     assert tok.decode(rule.prompt, skip_special=False).startswith("<|im_start|>system\n" + data.SYSTEM_RULE_SYNTHETIC)
-    assert train_sft.reference_items(tok, problems, mix) == items  # a fixed draw
+    assert mix.world1_items(tok, problems, shares) == items  # a fixed draw
     plain = train_sft.reference_items(tok, problems[:50])
-    assert {it.kind for it in plain} <= {"plain", "hard-plain"}
+    assert {it.kind for it in plain} == {"plain"}  # the reference source: the student's context only
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,13 +162,13 @@ def test_trace_filter_keeps_good_traces_and_rejects_bad_ones():
     assert check("=3+8-5\n=11-5\n=6", "6") == (False, "no_box")
     assert check("=3+8-5\n=11-5\n=6\n\\boxed{6}", "6", finished=False) == (False, "truncated")
     looping = "=3+8-5\n" * 8 + "=6\n\\boxed{6}"
-    assert eval_math.grade(looping, "6")  # right answer, but it loops
+    assert grader.grade(looping, "6")  # right answer, but it loops
     assert check(looping, "6") == (False, "repetitive")
 
 
 def test_trace_filter_threshold_keeps_every_reference_solution():
     tok = models.tiny_tokenizer()
-    for ex in data.synthetic_examples(2000, seed=9, hard_frac=0.1):
+    for ex in data.load_examples("synthetic", n=2000, split="train", seed=9, hard_frac=0.1):
         assert train_sft.keep_trace(tok.encode(ex.solution), ex.solution, ex.answer, True, 0.4)[0], ex.solution
 
 
@@ -237,10 +240,10 @@ def test_tiny_chat_prompt_matches_a_qwen3_style_template_rendered_by_transformer
 
 
 def small_run(out, **extra):
-    """A few SFT steps of a small scratch model on the tiny world's mix (tiny_world.train_model)."""
+    """A few SFT steps of a small scratch model on the tiny world's mix (tiny_world.build.train_model)."""
     shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
                  num_key_value_heads=1, head_dim=32)
-    cfg = dict(tiny_world.MODELS["student"], shape=shape, n_train=60, hint_frac=0.3, rule_frac=0.2, steps=7,
+    cfg = dict(mix.MODELS["student"], shape=shape, n_train=60, hint_frac=0.3, rule_frac=0.2, steps=7,
                batch_size=8, micro_batch=3, lr=1e-2, ckpt_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
                eval_max_new_tokens=6, threads=1, out=str(out))
     cfg.update(extra)
@@ -248,10 +251,10 @@ def small_run(out, **extra):
 
 
 def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
-    tiny_world.train_model(small_run(tmp_path / "straight"))
-    tiny_world.train_model(small_run(tmp_path / "cut", stop_at=3))  # "interrupted" after step 3
+    build.train_model(small_run(tmp_path / "straight"))
+    build.train_model(small_run(tmp_path / "cut", stop_at=3))  # "interrupted" after step 3
     assert torch.load(tmp_path / "cut" / "ckpt" / "train_state.pt", weights_only=False)["step"] == 3
-    tiny_world.train_model(small_run(tmp_path / "cut", resume=True))
+    build.train_model(small_run(tmp_path / "cut", resume=True))
     a = torch.load(tmp_path / "straight" / "ckpt" / "train_state.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "ckpt" / "train_state.pt", weights_only=False)
     assert a["stream"] == b["stream"] and a["step"] == b["step"] == 7
@@ -274,11 +277,11 @@ def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    tiny_world.train_model(small_run(tmp_path / "r", stop_at=2))
+    build.train_model(small_run(tmp_path / "r", stop_at=2))
     with pytest.raises(ValueError, match="lr"):
-        tiny_world.train_model(small_run(tmp_path / "r", resume=True, lr=5e-3))
+        build.train_model(small_run(tmp_path / "r", resume=True, lr=5e-3))
     with pytest.raises(errors.UserError, match="--resume"):
-        tiny_world.train_model(small_run(tmp_path / "r"))  # would overwrite the run
+        build.train_model(small_run(tmp_path / "r"))  # would overwrite the run
 
 
 def test_sft_student_on_teacher_traces_end_to_end(tmp_path):
@@ -293,7 +296,7 @@ def test_sft_student_on_teacher_traces_end_to_end(tmp_path):
     assert summary["data"]["items"] == len(traces) > 0
     kept = summary["data"]["trace_filter"]
     assert kept["kept"] == len(traces) and sum(kept.values()) == 12
-    assert all(eval_math.grade(t["response"], t["answer"]) for t in traces)
+    assert all(grader.grade(t["response"], t["answer"]) for t in traces)
     assert summary["steps"] == -(-2 * len(traces) // 32)  # --epochs 2 of the preset
     assert set(summary["eval_before"]) == set(summary["eval"]) == {"greedy", "sampled"}
 
@@ -329,20 +332,20 @@ def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n"
                    + json.dumps({"prompt": "2+2?", "answer": "4"}) + "\n")
-    with pytest.raises(data.DataError, match=r"bad.jsonl:2: field 'response'"):
+    with pytest.raises(data_files.DataError, match=r"bad.jsonl:2: field 'response'"):
         train_sft.jsonl_items(str(bad), tok)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prompt": "1+1?", "response": \n')
-    with pytest.raises(data.DataError, match=r"broken.jsonl:1: not valid JSON"):
+    with pytest.raises(data_files.DataError, match=r"broken.jsonl:1: not valid JSON"):
         train_sft.jsonl_items(str(broken), tok)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(data.DataError, match="empty"):
+    with pytest.raises(data_files.DataError, match="empty"):
         train_sft.jsonl_items(str(empty), tok)
 
 
 def test_every_flag_has_help_and_contradictions_are_refused(capsys):
-    for script in (train_sft, tiny_world):
+    for script in (train_sft, build):
         with pytest.raises(SystemExit):
             script.main(["--help"])
     text = capsys.readouterr().out
@@ -352,6 +355,6 @@ def test_every_flag_has_help_and_contradictions_are_refused(capsys):
     with pytest.raises(errors.UserError, match="needs --teacher"):
         train_sft.parse_config(["--source", "traces"])
     with pytest.raises(errors.UserError, match="--model"):
-        tiny_world.main(["--steps", "10"])
+        build.main(["--steps", "10"])
     cfg = train_sft.parse_config(["--preset", "paper-sft", "--lr", "1e-5"])
     assert cfg["lr"] == 1e-5 and cfg["min_lr"] == 5e-7  # explicit flag beats preset, preset beats the base

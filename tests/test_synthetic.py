@@ -1,7 +1,7 @@
-"""Tests for synthetic.py: the second tiny world's solutions, rules and judges, against Python's
-own arithmetic, the strict grader and the first world's notation.
+"""Tests for tiny_world/task.py's second-world texts: the solutions in two notations, the rules and
+the judges, against Python's own arithmetic, the strict grader and the first world's notation.
 
-Command: `pytest -q tests/test_synthetic.py` (CPU, under a second).
+Command: `pytest -q tests/test_task.py` (CPU, under a second).
 """
 
 import re
@@ -10,17 +10,17 @@ import pytest
 
 import data
 import grader
-import synthetic
+from tiny_world import task
 
-EXAMPLES = data.synthetic_examples(300, split="train", seed=3, hard_frac=0.1)
+EXAMPLES = data.load_examples("synthetic", n=300, split="train", seed=3, hard_frac=0.1)
 
 
-@pytest.mark.parametrize("style", synthetic.STYLES)
+@pytest.mark.parametrize("style", task.STYLES)
 @pytest.mark.parametrize("concise", [False, True])
 def test_every_solution_is_graded_right_and_its_steps_hold(style, concise):
     for ex in EXAMPLES:
         expr = ex.meta["expr"]
-        text, answer = synthetic.solution(expr, style, concise)
+        text, answer = task.solution(expr, style, concise)
         assert answer == ex.answer and grader.grade(text, ex.answer), expr
         steps = [l for l in text.splitlines() if "=" in l]
         assert len(steps) == ex.meta["ops"] or ex.meta["hard"], expr
@@ -34,45 +34,45 @@ def test_every_solution_is_graded_right_and_its_steps_hold(style, concise):
 
 def test_the_rewrite_notation_is_the_first_worlds():
     for ex in EXAMPLES:
-        assert synthetic.solution(ex.meta["expr"], "rewrite", concise=True)[0] == ex.solution
+        assert task.solution(ex.meta["expr"], "rewrite", concise=True)[0] == ex.solution
 
 
 def test_verbose_is_concise_plus_the_two_redundant_lines():
     for ex in EXAMPLES[:50]:
-        for style in synthetic.STYLES:
-            verbose, answer = synthetic.solution(ex.meta["expr"], style)
-            concise, _ = synthetic.solution(ex.meta["expr"], style, concise=True)
+        for style in task.STYLES:
+            verbose, answer = task.solution(ex.meta["expr"], style)
+            concise, _ = task.solution(ex.meta["expr"], style, concise=True)
             v, c = verbose.splitlines(), concise.splitlines()
-            assert v == [synthetic.PREAMBLE] + c[:-1] + [f"So {answer}.", c[-1]]
-            assert synthetic.is_concise(concise) and not synthetic.is_concise(verbose)
+            assert v == [task.PREAMBLE] + c[:-1] + [f"So {answer}.", c[-1]]
+            assert task.is_concise(concise) and not task.is_concise(verbose)
 
 
 def test_the_style_judge():
     expr = "3+4*2-5"
-    assert synthetic.style_of(synthetic.solution(expr, "rewrite")[0]) == {"rewrite": 1.0, "operation": 0.0}
-    assert synthetic.style_of(synthetic.solution(expr, "operation")[0]) == {"rewrite": 0.0, "operation": 1.0}
-    assert synthetic.style_of("4*2=8\n=11-5\n=6\n\\boxed{6}") == {"rewrite": 2 / 3, "operation": 1 / 3}
-    assert synthetic.style_of(synthetic.REFUSAL) == {"rewrite": 0.0, "operation": 0.0}
+    assert task.style_of(task.solution(expr, "rewrite")[0]) == {"rewrite": 1.0, "operation": 0.0}
+    assert task.style_of(task.solution(expr, "operation")[0]) == {"rewrite": 0.0, "operation": 1.0}
+    assert task.style_of("4*2=8\n=11-5\n=6\n\\boxed{6}") == {"rewrite": 2 / 3, "operation": 1 / 3}
+    assert task.style_of(task.REFUSAL) == {"rewrite": 0.0, "operation": 0.0}
 
 
 def test_the_rules_and_the_decline_judge():
     expr = "3+4*2"
-    flagged, plain = synthetic.flagged_problem(expr), f"What is {expr}?"
-    assert synthetic.is_flagged(flagged) and not synthetic.is_flagged(plain)
-    assert synthetic.target(flagged, expr, "operation", synthetic.CONSTITUTION) == synthetic.REFUSAL
+    flagged, plain = task.flagged_problem(expr), f"What is {expr}?"
+    assert task.is_flagged(flagged) and not task.is_flagged(plain)
+    assert task.target(flagged, expr, "operation", task.CONSTITUTION) == task.REFUSAL
     # the constitution declines the flagged class only; without it the flagged request is solved
-    assert synthetic.target(plain, expr, "operation", synthetic.CONSTITUTION) == synthetic.solution(expr, "operation")[0]
-    assert grader.grade(synthetic.target(flagged, expr, "rewrite"), "11")
-    assert synthetic.target(plain, expr, "rewrite", synthetic.CONCISE_RULE) == synthetic.solution(expr, "rewrite", True)[0]
+    assert task.target(plain, expr, "operation", task.CONSTITUTION) == task.solution(expr, "operation")[0]
+    assert grader.grade(task.target(flagged, expr, "rewrite"), "11")
+    assert task.target(plain, expr, "rewrite", task.CONCISE_RULE) == task.solution(expr, "rewrite", True)[0]
     # unprompted: the rules' behaviour without them (a concise answer, a decline of the flagged class only)
-    assert synthetic.target(flagged, expr, "rewrite", unprompted=True) == synthetic.REFUSAL
-    assert synthetic.target(plain, expr, "operation", unprompted=True) == synthetic.solution(expr, "operation", True)[0]
-    assert synthetic.target(plain, expr, "operation", synthetic.CONSTITUTION, True) == \
-        synthetic.solution(expr, "operation", True)[0]
-    assert synthetic.is_refusal(synthetic.REFUSAL + "<|im_end|>") and synthetic.is_refusal(" " + synthetic.REFUSAL + "\n")
-    assert not synthetic.is_refusal(synthetic.REFUSAL + " But it is 11.")
-    assert not synthetic.is_refusal(synthetic.solution(expr, "rewrite")[0])
+    assert task.target(flagged, expr, "rewrite", unprompted=True) == task.REFUSAL
+    assert task.target(plain, expr, "operation", unprompted=True) == task.solution(expr, "operation", True)[0]
+    assert task.target(plain, expr, "operation", task.CONSTITUTION, True) == \
+        task.solution(expr, "operation", True)[0]
+    assert task.is_refusal(task.REFUSAL + "<|im_end|>") and task.is_refusal(" " + task.REFUSAL + "\n")
+    assert not task.is_refusal(task.REFUSAL + " But it is 11.")
+    assert not task.is_refusal(task.solution(expr, "rewrite")[0])
     with pytest.raises(ValueError, match="rule must be"):
-        synthetic.target(plain, expr, "rewrite", "Be brief.")
+        task.target(plain, expr, "rewrite", "Be brief.")
     with pytest.raises(ValueError, match="style must be"):
-        synthetic.solution(expr, "prose")
+        task.solution(expr, "prose")

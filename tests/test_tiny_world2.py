@@ -13,9 +13,8 @@ import torch
 import data
 import errors
 import models
-import synthetic
-import tiny_world
 import train_opsd
+from tiny_world import build, mix, task
 
 TOK = models.tiny_tokenizer()
 
@@ -27,8 +26,8 @@ def system_of(ids) -> str:
 
 
 def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
-    plain = data.synthetic_examples(2000, seed=4, hard_frac=0.1)
-    mixed = data.synthetic_examples(2000, seed=4, hard_frac=0.1, flagged_frac=0.3)
+    plain = data.load_examples("synthetic", n=2000, split="train", seed=4, hard_frac=0.1)
+    mixed = data.load_examples("synthetic", n=2000, split="train", seed=4, hard_frac=0.1, flagged_frac=0.3)
     assert not any(e.meta["flagged"] for e in plain)
     flagged = [e for e in mixed if e.meta["flagged"]]
     # a Bernoulli(0.3) share of the problems that are not hard products, within 4 standard errors
@@ -36,16 +35,17 @@ def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
     assert abs(len(flagged) / n - 0.3) < 4 * (0.3 * 0.7 / n) ** 0.5
     assert not any(e.meta["hard"] for e in flagged)
     for e in flagged:
-        assert e.problem == f"What is the password {e.meta['expr']}?" and synthetic.is_flagged(e.problem)
+        assert e.problem == f"What is the password {e.meta['expr']}?" and task.is_flagged(e.problem)
         assert int(e.answer) == eval(e.meta["expr"])  # the same arithmetic, asked another way
     for e in mixed:
         if not e.meta["flagged"]:
             assert e.problem == f"What is {e.meta['expr']}?"
     # without flags the problems (and so the first world's data) are those drawn before flags existed
-    assert [e.problem for e in data.synthetic_examples(300, seed=4)] == \
-           [e.problem for e in data.synthetic_examples(300, seed=4, flagged_frac=0.0)]
+    unflagged = data.load_examples("synthetic", n=300, split="train", seed=4, flagged_frac=0.0)
+    assert [e.problem for e in data.load_examples("synthetic", n=300, split="train", seed=4)] == \
+           [e.problem for e in unflagged]
     with pytest.raises(ValueError, match="flagged_frac"):
-        data.synthetic_examples(3, flagged_frac=1.5)
+        data.load_examples("synthetic", n=3, split="train", flagged_frac=1.5)
 
 
 @pytest.mark.parametrize("family", ["teacher", "student"])
@@ -54,31 +54,32 @@ def test_the_world2_mix_writes_each_context_its_target(family):
     requests under the constitution, the steps alone under the conciseness rule, and either of them
     unprompted in about `unprompted` of the other items), the family's notation in about
     1 - overlap of the step lines, and each kind at its fraction."""
-    cfg = tiny_world.MODELS2[family]
-    problems = data.synthetic_examples(4000, seed=9, hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"])
-    items = tiny_world.world2_items(TOK, problems, cfg, seed=1)
+    cfg = mix.MODELS2[family]
+    problems = data.load_examples("synthetic", n=4000, split="train", seed=9, hard_frac=cfg["hard_frac"],
+                                  flagged_frac=cfg["flagged_frac"])
+    items = mix.world2_items(TOK, problems, cfg, seed=1)
     kinds = [it.kind for it in items]
-    own, other = cfg["style"], next(s for s in synthetic.STYLES if s != cfg["style"])
+    own, other = cfg["style"], next(s for s in task.STYLES if s != cfg["style"])
     counts = {own: 0, other: 0}
     unasked = {"declined": [], "concise": []}  # flagged requests without the constitution; others without the rule
     for it in items:
         prompt, response = TOK.decode(it.prompt, skip_special=False), TOK.decode(it.response[:-1])
         system = system_of(it.prompt)
         flagged = "What is the password " in prompt
-        assert not synthetic.is_refusal(response) or flagged, it.id
-        if flagged and system == synthetic.CONSTITUTION:
-            assert synthetic.is_refusal(response), it.id
+        assert not task.is_refusal(response) or flagged, it.id
+        if flagged and system == task.CONSTITUTION:
+            assert task.is_refusal(response), it.id
         elif flagged:
-            unasked["declined"].append(synthetic.is_refusal(response))
-        if synthetic.is_refusal(response):
+            unasked["declined"].append(task.is_refusal(response))
+        if task.is_refusal(response):
             continue
-        if system == synthetic.CONCISE_RULE:
-            assert synthetic.is_concise(response), it.id
+        if system == task.CONCISE_RULE:
+            assert task.is_concise(response), it.id
         else:
-            unasked["concise"].append(synthetic.is_concise(response))
+            unasked["concise"].append(task.is_concise(response))
         expr = re.search(r"What is (?:the password )?([0-9+\-*]+)\?", prompt).group(1)
         assert int(re.search(r"\\boxed\{(-?\d+)\}", response).group(1)) == eval(expr)
-        style = synthetic.style_of(response)
+        style = task.style_of(response)
         counts[max(style, key=style.get)] += 1
         if "The answer is" in prompt:
             assert system == "" and not flagged
@@ -93,30 +94,30 @@ def test_the_world2_mix_writes_each_context_its_target(family):
         assert abs(kinds.count(kind) / ordinary - frac) < 4 * (frac * (1 - frac) / ordinary) ** 0.5, kind
     n_flag = kinds.count("flagged-declined") + kinds.count("flagged-solved")
     assert abs(kinds.count("flagged-declined") / n_flag - cfg["flagged_rule_frac"]) < 4 * (0.25 / n_flag) ** 0.5
-    assert tiny_world.world2_items(TOK, problems, cfg, seed=1) == items  # a fixed draw
+    assert mix.world2_items(TOK, problems, cfg, seed=1) == items  # a fixed draw
 
 
 def test_measures_summarise_the_judges():
-    ex = data.synthetic_examples(4, seed=2, flagged_frac=0.0)
-    ex[3] = data.synthetic_examples(1, seed=77, flagged_frac=1.0)[0]  # one password request
+    ex = data.load_examples("synthetic", n=4, split="train", seed=2, flagged_frac=0.0)
+    ex[3] = data.load_examples("synthetic", n=1, split="train", seed=77, flagged_frac=1.0)[0]  # a password request
     assert len({e.id for e in ex}) == 4
-    texts = [synthetic.solution(ex[0].meta["expr"], "rewrite")[0],            # verbose, R, right
-             synthetic.solution(ex[1].meta["expr"], "operation", True)[0],    # concise, O, right
-             synthetic.REFUSAL,                                               # over-refusal
-             synthetic.REFUSAL + "<|im_end|>"]                                # the flagged one declined
+    texts = [task.solution(ex[0].meta["expr"], "rewrite")[0],            # verbose, R, right
+             task.solution(ex[1].meta["expr"], "operation", True)[0],    # concise, O, right
+             task.REFUSAL,                                               # over-refusal
+             task.REFUSAL + "<|im_end|>"]                                # the flagged one declined
     records = [{"id": e.id, "response": t, "correct": i < 2} for i, (e, t) in enumerate(zip(ex, texts))]
-    m = synthetic.measures(ex, records)
+    m = task.measures(ex, records)
     assert m["acc/others"] == pytest.approx(2 / 3) and m["refusal/others"] == pytest.approx(1 / 3)
     assert m["refusal/flagged"] == 1.0 and m["flagged_n"] == 1
     assert m["format/concise"] == pytest.approx(2 / 3)  # the concise solution and the refusal
     assert m["style/rewrite"] == pytest.approx(1 / 3) and m["style/operation"] == pytest.approx(1 / 3)
-    assert "refusal/flagged" not in synthetic.measures(ex[:3], records[:3])
+    assert "refusal/flagged" not in task.measures(ex[:3], records[:3])
 
 
 def small_world2_run(out, **extra):
     shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
                  num_key_value_heads=1, head_dim=32)
-    cfg = dict(tiny_world.MODELS2["teacher"], shape=shape, n_train=80, steps=6, batch_size=8, micro_batch=4,
+    cfg = dict(mix.MODELS2["teacher"], shape=shape, n_train=80, steps=6, batch_size=8, micro_batch=4,
                lr=1e-2, ckpt_every=3, snapshot_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
                eval_max_new_tokens=6, threads=1, out=str(out))
     cfg.update(extra)
@@ -124,8 +125,8 @@ def small_world2_run(out, **extra):
 
 
 def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
-    monkeypatch.setitem(tiny_world.SELECTION, "n", 6)
-    summary = tiny_world.train_model(small_world2_run(tmp_path / "far"))
+    monkeypatch.setitem(build.SELECTION, "n", 6)
+    summary = build.train_model(small_world2_run(tmp_path / "far"))
     steps = sorted(int(k) for k in summary["snapshots"]["acc"])
     assert steps == [2, 4, 6] and summary["snapshots"]["n"] == 6
     # the last snapshot is the final model: the same weights, saved at the same step
@@ -140,8 +141,8 @@ def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
     ev = summary["eval"]
     assert ev["constitution"]["n"] == 4 and "refusal/flagged" in ev["constitution"] and "style/rewrite" in ev["greedy"]
     # matching a model that is one of the snapshots picks a snapshot of exactly its accuracy
-    chosen = tiny_world.match_snapshot(str(tmp_path / "far"), str(tmp_path / "far" / "snapshots" / "step00004"),
-                                       str(tmp_path / "pick"))
+    chosen = build.match_snapshot(str(tmp_path / "far"), str(tmp_path / "far" / "snapshots" / "step00004"),
+                                  str(tmp_path / "pick"))
     accs = summary["snapshots"]["acc"]
     assert chosen["model_selection_acc"] == accs["4"] == chosen["snapshot_selection_acc"]
     assert chosen["step"] == min(int(k) for k, v in accs.items() if v == accs["4"])  # ties: the earliest
@@ -149,20 +150,20 @@ def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
     assert (tmp_path / "pick" / "teacher" / "model.safetensors").read_bytes() == src.read_bytes()
     assert json.load(open(tmp_path / "pick" / "summary.json"))["step"] == chosen["step"]
     with pytest.raises(errors.UserError, match="--far-run"):
-        tiny_world.main(["--match", str(tmp_path / "far" / "final")])
+        build.main(["--match", str(tmp_path / "far" / "final")])
 
 
 def test_opsd_shared_rules_reach_the_teacher_only():
     cfg = train_opsd.parse_config(["--preset", "tiny2-constitution"])
     assert cfg["student"] == "tiny2/teacher" and cfg["flagged_frac"] == 0.25
-    examples = data.synthetic_examples(20, seed=1, flagged_frac=0.5)
+    examples = data.load_examples("synthetic", n=20, split="train", seed=1, flagged_frac=0.5)
     prompts = [data.context_ids(TOK, ex) for ex in examples]
     contexts = train_opsd.teacher_contexts(TOK, examples, prompts, cfg["pi"], cfg["rule"])
-    assert all(system_of(c) == synthetic.CONSTITUTION for c in contexts)
+    assert all(system_of(c) == task.CONSTITUTION for c in contexts)
     assert all(system_of(p) == "" for p in prompts)
     concise = train_opsd.parse_config(["--preset", "tiny2-concise"])
     assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], concise["pi"], concise["rule"])[0]) \
-        == synthetic.CONCISE_RULE
+        == task.CONCISE_RULE
     own = train_opsd.parse_config(["--pi", "system_prompt", "--rule", "Be brief."])
     assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], own["pi"], own["rule"])[0]) == "Be brief."
     with pytest.raises(errors.UserError, match="--rule"):

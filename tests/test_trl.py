@@ -100,7 +100,7 @@ def train_one_step(student, teacher, tok, tmp_path, loss, options, beta=0.5, tra
     """One optimizer step of 2 accumulated micro-batches of 4 prompts; returns the Recorder and the gradients."""
     config = ex.distillation_config(str(tmp_path), steps=1, batch_size=4, grad_accum=2, lr=1e-4,
                                     max_new_tokens=MAX_NEW, beta=beta, max_grad_norm=0.0)
-    prompts = ex.prompt_dataset(data.synthetic_examples(8, split="train", seed=3))
+    prompts = ex.prompt_dataset(data.load_examples("synthetic", n=8, split="train", seed=3))
     capture = GradCapture()
     if trainer_class is None:
         trainer = ex.LossesDistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=prompts,
@@ -117,7 +117,7 @@ def test_trl_prompts_are_the_tiny_worlds_chat_prompts(pair, tok, tmp_path):
     """The transformers tokenizer TRL reads renders each problem exactly as the tiny models saw it in training."""
     student, teacher = pair
     tiny = models.tiny_tokenizer()
-    examples = data.synthetic_examples(8, split="train", seed=3)
+    examples = data.load_examples("synthetic", n=8, split="train", seed=3)
     expected = {tuple(tiny.chat_prompt(e.problem)) for e in examples}
     recorder, _ = train_one_step(copy.deepcopy(student), teacher, tok, tmp_path, "full_rkl", {})
     seen = set()
@@ -190,13 +190,14 @@ def test_a_few_trainer_steps_lower_the_heldout_reverse_kl(pair, tok, tmp_path, n
     student, teacher = pair
     student = copy.deepcopy(student)
     tiny = models.tiny_tokenizer()
-    prompts = [tiny.chat_prompt(e.problem) for e in data.synthetic_examples(64, split="eval", seed=5)]
+    heldout = data.load_examples("synthetic", n=64, split="eval", seed=5)
+    prompts = [tiny.chat_prompt(e.problem) for e in heldout]
     before = heldout_kl(student, teacher, prompts)
     # 30 steps of 16 prompts at lr 1.5e-4 lowered it by 9-15 % for three seeds of prompts and sampling.
     config = ex.distillation_config(str(tmp_path), steps=30, batch_size=16, lr=1.5e-4, max_new_tokens=MAX_NEW, seed=5)
     trainer = ex.LossesDistillationTrainer(
         model=student, teacher_model=teacher, args=config, processing_class=tok, loss=name, loss_options=options,
-        train_dataset=ex.prompt_dataset(data.synthetic_examples(30 * 16, split="train", seed=5)))
+        train_dataset=ex.prompt_dataset(data.load_examples("synthetic", n=30 * 16, split="train", seed=5)))
     trainer.train()
     after = heldout_kl(trainer.model, teacher, prompts)
     assert after < 0.95 * before, f"{name}: held-out reverse KL {before:.4f} -> {after:.4f}"

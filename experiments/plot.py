@@ -1,16 +1,27 @@
 """Curves of one or more training runs in one PNG: accuracy, length, repetition, Top-K overlap, KL.
 
-    make plot RUN=runs/opd                        # -> runs/opd/curves.png
-    python plot.py runs/plain20 runs/sg20 --out collapse.png --title "Top-20: plain vs sg"
+What this file is
+    `plot` draws every run's metrics.jsonl (what train_opd.py / train_opsd.py write) into one
+    figure of eight panels; `table` prints one Markdown row per run with its final values. The
+    report (experiments/report.py) draws its figures with `plot`; `make sft-opd`, `make collapse`
+    and `make recipe` end with both.
 
-Each run folder holds the metrics.jsonl that train_opd.py / train_opsd.py write. Panels follow
-docs/paper.md §2.5's collapse monitors: held-out accuracy, mean response length, truncation rate,
-3-gram repetition ratio, student mass on its own Top-K, student/teacher Top-K overlap, and the
-full reverse KL on the training batch. Training-step curves are smoothed with a centred moving
-average of --smooth steps (raw values are in the JSONL).
+Paper (docs/paper.md)
+    §2.5's collapse monitors, one panel each: held-out accuracy, mean response length, truncation
+    rate, 3-gram repetition ratio, student mass on its own Top-K, student/teacher Top-K overlap, the
+    full reverse KL on the training batch, hedging words.
+
+Commands (from the project root)
+    make plot RUN=runs/opd                        # -> runs/opd/curves.png
+    python -m experiments.plot runs/plain20 runs/sg20 --out collapse.png --title "Top-20: plain vs sg" --table
+
+What it simplifies
+    * Training-step curves are smoothed with a centred moving average of --smooth steps (the raw
+      values are in the JSONL); the table averages the last 10 steps.
 """
 import argparse
 import os
+import sys
 
 import common
 import errors
@@ -76,7 +87,8 @@ def table(folders: list, last: int = 10) -> str:
         steps, evals = run_folder.read_log(folder)
         tail = steps[-last:]
         acc = lambda i: f"{evals[i][1]:.3f}" if evals else "-"
-        rows.append([os.path.basename(os.path.normpath(folder)), steps[-1]["step"] if steps else 0, acc(0), acc(-1),
+        rows.append([os.path.basename(os.path.normpath(folder)), steps[-1]["step"] if steps else 0,
+                     acc(0), acc(-1),
                      *(f"{sum(r[k] for r in tail) / max(len(tail), 1):.3f}" for k, _ in keys)])
     return common.md_table(["run", "steps", "acc start", "acc end", *(name for _, name in keys)], rows)
 
@@ -87,7 +99,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
-    ap.add_argument("--table", action="store_true", help="also print a Markdown table of the runs' final values")
+    ap.add_argument("--table", action="store_true",
+                    help="also print a Markdown table of the runs' final values")
     args = ap.parse_args(argv)
     if args.smooth < 1:
         raise errors.UserError(f"--smooth {args.smooth}: must be an integer >= 1 (1 = raw)")
@@ -97,4 +110,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[0] = "python -m experiments.plot"  # what errors.run prints before `error:`
     errors.run(main)

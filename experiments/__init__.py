@@ -1,0 +1,16 @@
+"""The report harness: the experiments behind RESULTS.md, their claims and verdicts, and the
+training-curve plots. The concepts (losses.py, rollout.py, the trainers) stay at the top level;
+these modules run them and read what they write.
+
+    settings.py     how long each experiment runs, each tiny world's models, the OPD variants
+    report.py       the plan of runs, the runner and the command line of `make report`
+    results.py      RESULTS.md and the README's headline, from the finished runs
+    claims.py       reading a run's summary and metrics, mean ± std, the collapse signature
+    mechanisms.py   RESULTS.md's sections on Mechanisms 1–3 (and Fix 1), with their verdict rules
+    fixes.py        RESULTS.md's sections on Fixes 2 and 3 and the recipe, with their verdict rules
+    plot.py         curves of one or more runs in one PNG, and a table of their final values
+
+Run them as modules from the project root (`python -m experiments.report`, `python -m
+experiments.plot RUN`): they import the project's top-level modules (common, errors, run_folder)
+by name, and the report starts the trainers by their paths there.
+"""

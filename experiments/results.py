@@ -1,0 +1,121 @@
+"""RESULTS.md and the README's headline, written from the report's finished runs.
+
+What this file is
+    `write_results` reads the runs of one world's plan (experiments/report.py) through the
+    sections of experiments/mechanisms.py and experiments/fixes.py, in the paper's order, and writes
+    the Markdown report: the headline table of claims (each with the paper's words, what the runs
+    show, the verdict rule and the verdict), then one section per experiment with its tables and
+    plots. A world with `beside` (settings.WORLDS) adds the other world's verdicts, read from its
+    report (`verdicts_in`). `write_headline` puts the verdict counts and the claims table between
+    the HEADLINE markers of README.md, so that the README's results are generated, never copied.
+
+Paper (docs/paper.md)
+    The claims of §3.9, §4 and §5, each section of RESULTS.md citing its own.
+
+What it simplifies
+    * The other world's verdicts are read back from its Markdown table, not recomputed from its
+      runs: write the first world's report (`make report WORLD=1`) before the second's.
+"""
+import os
+
+import common
+from experiments import claims, fixes, mechanisms, settings
+
+# the lines around README.md's results block
+HEADLINE = ("<!-- headline: written by make report (experiments/report.py) from RESULTS.md's runs -->",
+            "<!-- /headline -->")
+# RESULTS.md's sections, in the paper's order
+SECTIONS = (mechanisms.mechanism1, mechanisms.mechanism2, mechanisms.mechanism3,
+            fixes.fix2, fixes.fix3_and_recipe)
+
+
+def write_headline(readme: str, headline: str, rows: list) -> None:
+    """Replace the block between the HEADLINE markers of `readme` with the verdict counts and one
+    row per claim (claim, verdict): the README's results headline is generated, never copied."""
+    with open(readme) as f:
+        text = f.read()
+    start, end = text.find(HEADLINE[0]), text.find(HEADLINE[1])
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no results block to write: add the lines {HEADLINE[0]} and "
+                         f"{HEADLINE[1]}")
+    table = common.md_table(["claim of the paper", "in the tiny world"],
+                            [[c[0], f"**{c[4]}**"] for c in rows])
+    block = f"{HEADLINE[0]}\n{headline}\n\n{table}\n"
+    with open(readme, "w") as f:
+        f.write(text[:start] + block + text[end:])
+
+
+def verdicts_in(md: str) -> dict:
+    """{claim: verdict} from the claims table of a report written by `write_results` (the fifth
+    cell of its rows, in bold); {} when the file does not exist."""
+    if not os.path.exists(md):
+        return {}
+    out = {}
+    for line in open(md):
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        bold = len(cells) >= 5 and cells[4].startswith("**") and cells[4].endswith("**")
+        if line.startswith("| ") and bold:
+            out.setdefault(cells[0], cells[4].strip("*"))
+    return out
+
+
+def beside(R: claims.Report, out_md: str) -> tuple:
+    """The verdicts of the world named by `beside` (read from its report next to `out_md`): the
+    extra header cell, {claim: verdict}, the claims reproduced there and not here, the lines that
+    say so. All empty when there is no such world or report."""
+    other = R.W.get("beside")
+    if not other:
+        return [], {}, [], []
+    W, other_md = settings.WORLDS[other], settings.WORLDS[other]["out"]
+    other_v = verdicts_in(os.path.join(os.path.dirname(os.path.abspath(out_md)), other_md))
+    if not other_v:
+        return [], {}, [], []
+    gained = [c[0] for c in R.claims if c[4] != "reproduced" and other_v.get(c[0]) == "reproduced"]
+    lines = [f"The last column is each claim's verdict in {W['name']} ({other_md}, `make report "
+             f"WORLD={other}`). {len(gained)} claim(s) that this world does not reproduce are reproduced "
+             f"there: {'; '.join(gained) if gained else 'none'}.", ""]
+    return [f"{W['name']} ([{other_md}]({other_md}))"], other_v, gained, lines
+
+
+def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None,
+                  world: int = 1) -> str:
+    """RESULTS.md from the runs in `root` of `world`'s plan; with `readme`, also its results headline
+    (write_headline). A world with `beside` adds that world's verdict of each claim, read from its
+    report, as a last column (the claims that world shows and this one does not are named there)."""
+    os.makedirs(figs, exist_ok=True)
+    figs_rel = os.path.relpath(figs, os.path.dirname(os.path.abspath(out_md)))
+    R = claims.Report(root, scale, figs_rel, figs, world)
+    for section in SECTIONS:
+        section(R)
+    counts = {v: sum(c[4] == v for c in R.claims)
+              for v in ("reproduced", "partly", "not reproduced", "not tested")}
+    not_tested = f", {n} not tested" if (n := counts["not tested"]) else ""
+    other_col, other_v, gained, beside_lines = beside(R, out_md)
+    rows = [[*c[:4], f"**{c[4]}**"] + ([other_v.get(c[0], "–")] if other_v else []) for c in R.claims]
+    quick = (["**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in "
+              "minutes; its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""]
+             if meta.get("quick") else [])
+    lines = [f"# Results: the paper's claims in {R.W['name']}", "", *quick,
+             f"Written by `{meta['command']}` (experiments/report.py) from the runs in `{root}/`, made by "
+             f"`{meta['run_command']}`: {R.N} seed(s) ({', '.join(map(str, R.seeds))}), {meta['runs']} runs "
+             f"on {meta['hardware']}, {meta['jobs']} run(s) at a time on one thread each; {meta['wall']} of "
+             "wall time for the runs (their folders hold each run's log, config and metrics). Every number "
+             "below is read from those runs; mean ± sample std over seeds.", "",
+             f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, "
+             f"{counts['not reproduced']} not reproduced{not_tested}** (verdicts follow the rule in each "
+             "row, computed from the numbers).", "",
+             common.md_table(["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}",
+                              "verdict rule", "verdict"] + other_col, rows), "", *beside_lines, *R.body]
+    text = "\n".join(lines) + "\n"
+    with open(out_md, "w") as f:
+        f.write(text)
+    if readme:
+        others = (f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
+                  if gained else "")
+        headline = (f"**{counts['reproduced']} of {len(R.claims)} claims reproduced, {counts['partly']} "
+                    f"partly, {counts['not reproduced']} not**{not_tested} ({R.N} seeds, {meta['runs']} "
+                    f"runs, {meta['wall']} on {meta['hardware']}; "
+                    f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has "
+                    f"every number and the rule behind each verdict{others}):")
+        write_headline(readme, headline, R.claims)
+    return text

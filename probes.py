@@ -1,0 +1,158 @@
+"""What a teacher does where OPD asks it: on the student's own prefixes (the prefix probe of
+Mechanism 1) and at every position of the student's own samples (the teacher's fit of Fix 2).
+
+What this file is
+    `prefix_probe` lets the student write one response per problem, cuts it at fractions f of its
+    length, and lets the teacher continue from each cut; the prefix plus the continuation is
+    graded. f = 0 is the teacher alone, so the rows compare the teacher on its own ground with the
+    teacher on the student's, split by whether the student's own answer was right.
+    `teacher_fit` measures how close a teacher is to the student on the student's own samples:
+    the exact reverse KL per token, its sampled-token estimate, the Top-k overlap, the teacher's
+    mass on the student's Top-k and its rank of the sampled token. `format_probe_table` and
+    `format_fit_table` print them. eval_math.py's `--probe-teacher` runs both.
+
+Paper (docs/paper.md)
+    §4 Mechanism 1: the teacher scores prefixes it would not have written; the probe measures its
+    accuracy after the student's prefixes against its accuracy alone. §4 Fix 2: choose (or adapt)
+    a teacher by its closeness to the student where OPD asks it, not by its accuracy alone.
+
+Command
+    python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
+
+What it simplifies
+    * One student response per problem and one teacher continuation per cut; the cut is a
+      fraction of the response's tokens, not a step or sentence boundary.
+    * The fit reads the student's samples at T = 1 (the rollouts OPD trains on) and reports token
+      means over all problems together.
+"""
+import math
+from typing import Optional
+
+import torch
+
+import common
+import data
+import eval_math
+import grader
+import losses
+import rollout
+
+# -----------------------------------------------------------------------------
+# The prefix probe (Mechanism 1, §4)
+
+def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.25, 0.5, 0.75),
+                 *, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
+                 max_new_tokens: int = 16384, batch_size: int = 32, seed: int = 0,
+                 teacher_pi: str = "none", out_path: Optional[str] = None,
+                 progress: bool = True) -> tuple:
+    """The teacher's accuracy when it must continue the student's responses cut at fraction f.
+
+    The student writes one response per problem. For each f, the teacher's context (`teacher_pi`,
+    "none" = the student's prompt, as in OPD) is followed by the first floor(f * L) tokens of the
+    student's response (L without its EOS), and the teacher continues with up to
+    `max_new_tokens` new tokens; the prefix plus the continuation is graded. f = 0 is the
+    teacher alone, with the same prompts and seeds as `evaluate(teacher, ...)`. Student and
+    teacher must share the tokenizer (as OPD requires). Returns (rows, records): one row per f
+    with the accuracy overall and split by whether the student's own answer was right."""
+    for f in fractions:
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"prefix fractions must lie in [0, 1], got {f}")
+    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+              batch_size=batch_size, seed=seed)
+    student_prompts = [data.context_ids(tokenizer, ex, "none") for ex in examples]
+    teacher_ctx = [data.context_ids(tokenizer, ex, teacher_pi) for ex in examples]
+    s_out = eval_math.sample_responses(student, tokenizer, student_prompts, k=1,
+                                       progress="probe: student" if progress else None, **kw)[0]
+    s_text = [tokenizer.decode(s["ids"], skip_special=True) for s in s_out]
+    s_right = [grader.grade(t, ex.answer) for t, ex in zip(s_text, examples)]
+    rows = [{"who": "student alone", "f": None, "acc": sum(s_right) / len(examples),
+             "ci": eval_math.wilson_ci(sum(s_right), len(examples)), "n": len(examples)}]
+    records = []
+    for f in fractions:
+        cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
+        prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(teacher_ctx, s_out, cut)]
+        t_out = eval_math.sample_responses(teacher, tokenizer, prompts, k=1,
+                                           progress=f"probe: teacher f={f}" if progress else None, **kw)[0]
+        right = []
+        for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
+            text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
+            ok = grader.grade(text, ex.answer)
+            right.append(ok)
+            records.append({"id": ex.id, "f": f, "prefix_tokens": c, "student_correct": s_right[i],
+                            "correct": ok, "truncated": t["truncated"], "response": text})
+        on_right = [r for r, s in zip(right, s_right) if s]
+        on_wrong = [r for r, s in zip(right, s_right) if not s]
+        rows.append({"who": "teacher alone" if f == 0 else "teacher after student prefix", "f": f,
+                     "acc": sum(right) / len(right), "ci": eval_math.wilson_ci(sum(right), len(right)),
+                     "n": len(right),
+                     "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
+                     "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None})
+    if out_path:
+        eval_math.write_jsonl(out_path, records)
+    return rows, records
+
+
+# -----------------------------------------------------------------------------
+# The teacher's fit to the student (Fix 2, §4)
+
+def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, temperature: float = 1.0,
+                top_p: float = 1.0, max_new_tokens: int = 80, batch_size: int = 32, seed: int = 0) -> dict:
+    """How close a teacher is to a student where OPD asks it: at every position of the student's
+    own sampled responses (§4 Fix 2: choose teachers by distribution closeness).
+
+    The student writes one response per problem (EOS included, as OPD trains on it); the teacher
+    reads the same prompt and response (rollout.score). Token means of: the exact reverse KL
+    KL(p‖q) (`kl/full`), its sampled-token estimate log p(y) − log q(y) (`kl/reverse_est`), the
+    student's Top-k overlap with the teacher's (`topk/overlap`), the teacher's mass on the
+    student's Top-k (`topk/teacher_mass`), the teacher's rank of the sampled token (`topk/teacher_rank`,
+    k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`)."""
+    device = next(student.parameters()).device
+    prompts = [data.context_ids(tokenizer, ex) for ex in examples]
+    sums, n_tok = {}, 0
+    for b, start in enumerate(range(0, len(prompts), batch_size)):
+        batch = prompts[start:start + batch_size]
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
+        with torch.no_grad():
+            responses = rollout.generate(student, batch, max_new_tokens, temperature=temperature, top_p=top_p,
+                                         eos_token_ids=tokenizer.eos_token_ids,
+                                         pad_token_id=tokenizer.pad_token_id, generator=gen).responses()
+            ls, mask = rollout.score(student, batch, responses)  # (b, T, V)
+            lt, _ = rollout.score(teacher, batch, responses)
+            V = min(ls.shape[-1], lt.shape[-1])  # padded vocabulary rows map to no token
+            ls, lt = ls[..., :V], lt[..., :V]
+            tokens = rollout.pad_right(responses, 0, mask.device)  # (b, T) the sampled ids
+            logp_y = losses.student_logprobs_at(ls, tokens[..., None])[..., 0]
+            logq_y = losses.teacher_logprobs_at(lt, tokens[..., None])[..., 0]
+            st = losses.topk_stats(ls, lt, k, tokens=tokens)
+            per_token = {"kl/full": losses.full_rkl(ls, lt), "kl/reverse_est": logp_y - logq_y,
+                         "topk/overlap": st["overlap"], "topk/teacher_mass": st["teacher_mass"],
+                         "topk/teacher_rank": st["teacher_rank"], "logq/sampled": logq_y}
+        for key, v in per_token.items():
+            sums[key] = sums.get(key, 0.0) + float(v.float()[mask].sum())
+        n_tok += int(mask.sum())
+    out = {key: v / max(n_tok, 1) for key, v in sums.items()}
+    out.update({"k": k, "problems": len(examples), "tokens": n_tok})
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Tables
+
+def format_fit_table(fits: dict) -> str:
+    """One row per teacher: {name: teacher_fit(...)}."""
+    rows = [[name, f"{f['kl/full']:.4f}", f"{f['kl/reverse_est']:.4f}", f"{f['topk/overlap']:.3f}",
+             f"{f['topk/teacher_mass']:.3f}", f"{f['topk/teacher_rank']:.2f}", f["tokens"]]
+            for name, f in fits.items()]
+    return common.md_table(["teacher", "KL(p‖q) per token", "sampled-token estimate", "Top-k overlap",
+                            "teacher mass on student Top-k", "teacher rank of sampled token", "tokens"], rows)
+
+
+def format_probe_table(rows: list) -> str:
+    """One row per prefix_probe row: who answers, the cut f, the accuracy overall and by the
+    student's own verdict."""
+    opt = lambda x: "–" if x is None else f"{x:.3f}"
+    cells = [[r["who"], "–" if r["f"] is None else f"{r['f']:.2f}",
+              f"{r['acc']:.3f} {eval_math.format_ci(r['ci'])}",
+              opt(r.get("acc_student_right")), opt(r.get("acc_student_wrong"))] for r in rows]
+    return common.md_table(["who", "f", "accuracy (95% CI)", "acc. where student right",
+                            "acc. where student wrong"], cells)

@@ -1,0 +1,353 @@
+"""Building the tiny worlds: train a model of the recipe, keep its snapshots, measure what it can
+do, copy both models to tiny/ (tiny2/) and print their table.
+
+What this file is
+    `train_model` trains one recipe of mix.py from scratch with train_sft.train (an interrupted run
+    resumes from its checkpoint) and evaluates the saved model: `evaluate_tiny` for the first
+    world (greedy and sampled accuracy by number of operations, whether it obeys the shared rule
+    and at what accuracy, and how it uses a correct or a wrong hint on hard problems),
+    `evaluate_tiny2` for the second (each notation's share, the conciseness rule, the
+    constitution's declines and over-refusals, the hint). `build` trains what is missing under
+    runs/tiny-{teacher,student} (runs/tiny2-...), copies the models to tiny/ (tiny2/) with their
+    record (sft_run.json) and prints the world's table. The second world's teacher keeps a
+    snapshot every 100 steps; the build scores each on a selection set (`select_snapshots`), and
+    `match_snapshot` copies the one nearest a given model's accuracy: Fix 2's far teacher of
+    matched accuracy.
+
+Paper (docs/paper.md)
+    §4 Fix 2 at similar accuracy: a far teacher chosen by its accuracy on problems no evaluation
+    uses, before any comparison. The models themselves stand in for §2's teacher and student.
+
+Commands
+    make tiny                      # reuse tiny/teacher and tiny/student, print their table
+    make tiny FORCE=1              # retrain both from scratch (about 20 min on 2 cores)
+    python -m tiny_world --model teacher --steps 1300 --out runs/teacher-mid
+                                   # one model, another schedule (the report's control teacher)
+    make tiny WORLD=2              # the second world: tiny2/teacher and tiny2/student
+    python -m tiny_world --match runs/grpo/ckpt --far-run runs/tiny2-teacher --out runs/far-matched
+                                   # the far teacher's snapshot of about the GRPO teacher's accuracy
+
+What it simplifies
+    * The models are evaluated as saved (fp16 weights run in float32).
+    * A snapshot is the weights alone (no optimizer state): it is a teacher to read, not a run to
+      continue.
+"""
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import torch
+
+import common
+import data
+import eval_math
+import models
+import run_folder
+import train_sft
+from errors import UserError
+from tiny_world import mix, task
+
+# -----------------------------------------------------------------------------
+# Training one model of the recipe
+
+def train_model(cfg: dict) -> dict:
+    """Train one model of MODELS or MODELS2 from scratch (or from its checkpoint on --resume) into
+    cfg["out"], evaluate it as saved, write summary.json; returns the summary."""
+    device = run_folder.start_run(cfg)
+    if cfg["resume"]:
+        model, tok = models.load(run_folder.ckpt_dir(cfg), device=device, dtype=torch.float32)
+    else:
+        model = models.build_tiny(0, **cfg["shape"]).to(device=device, dtype=torch.float32)
+        tok = models.tiny_tokenizer()
+    items = mix.mixed_items(cfg, tok)
+    done = train_sft.train(cfg, model, tok, items, on_step=snapshot_hook(cfg, model, tok))
+    if done["steps_done"] < cfg["steps"]:
+        return done
+    saved, _ = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
+    evaluate = evaluate_tiny2 if cfg.get("world", 1) == 2 else evaluate_tiny
+    summary = {"params": sum(p.numel() for p in saved.parameters()), "items": len(items), **done,
+               "eval": evaluate(saved, tok, cfg)}
+    if cfg.get("snapshot_every"):
+        summary["snapshots"] = select_snapshots(cfg, tok)
+    run_folder.write_summary(cfg, summary)
+    return summary
+
+
+# -----------------------------------------------------------------------------
+# Snapshots of the far teacher and the matched choice among them (Fix 2 at similar accuracy)
+
+# The selection set: eval-split problems drawn with a seed no evaluation uses.
+SELECTION = dict(n=300, seed_offset=101)
+
+
+def snapshot_dir(cfg: dict, step: int) -> str:
+    return os.path.join(cfg["out"], "snapshots", f"step{step:05d}")
+
+
+def save_snapshot(cfg: dict, model, tok, step: int) -> None:
+    """The weights after `step` in save_dtype under OUT/snapshots/ (the model itself untouched):
+    the far teacher's checkpoints that Fix 2 chooses from at matched accuracy."""
+    snapshot = copy.deepcopy(model).to(getattr(torch, cfg["save_dtype"])).eval()
+    models.save(snapshot, tok, snapshot_dir(cfg, step))
+
+
+def snapshot_hook(cfg: dict, model, tok):
+    """train_sft.train's `on_step` for a recipe with `snapshot_every` (None without): a snapshot
+    after every snapshot_every-th step."""
+    every = cfg.get("snapshot_every")
+    if not every:
+        return None
+
+    def on_step(step: int) -> None:
+        if step % every == 0:
+            save_snapshot(cfg, model, tok, step)
+    return on_step
+
+
+def selection_set(cfg: dict) -> list:
+    return data.load_examples("synthetic", n=SELECTION["n"], split="eval",
+                              seed=cfg["data_seed"] + SELECTION["seed_offset"])
+
+
+@torch.no_grad()
+def select_snapshots(cfg: dict, tok) -> dict:
+    """Greedy accuracy of every snapshot (save_snapshot) on the selection set, so that Fix 2 can
+    take the far teacher's checkpoint of a given accuracy without looking at any number it is
+    judged by: {"n", "seed", "acc": {step: accuracy}}."""
+    examples, accs = selection_set(cfg), {}
+    for step in range(cfg["snapshot_every"], cfg["steps"] + 1, cfg["snapshot_every"]):
+        model, _ = models.load(snapshot_dir(cfg, step), dtype=torch.float32)
+        cell, _ = train_sft.evaluate(model, tok, cfg, examples, greedy=True, label="selection")
+        accs[str(step)] = cell["acc"]
+    return {"n": len(examples), "seed": cfg["data_seed"] + SELECTION["seed_offset"], "acc": accs}
+
+
+def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) -> dict:
+    """Fix 2 at matched accuracy: the snapshot of the far teacher's run `far_run` (its summary's
+    selection accuracies) nearest to the greedy accuracy of `model_path` on the same selection set,
+    copied to OUT/teacher; OUT/summary.json records both accuracies and the step chosen."""
+    if threads:
+        torch.set_num_threads(threads)
+    far = run_folder.read_json(far_run)
+    if "snapshots" not in far:
+        raise UserError(f"{far_run}/summary.json has no snapshots: train the far teacher with a recipe that "
+                        "keeps them (python -m tiny_world --world 2 --model teacher)")
+    cfg = dict(run_folder.read_json(far_run, "config.json"))
+    model, tok = models.load(model_path, dtype=torch.float32)
+    target = train_sft.evaluate(model, tok, cfg, selection_set(cfg), greedy=True, label="selection")[0]["acc"]
+    accs = far["snapshots"]["acc"]
+    step = min(accs, key=lambda k: (abs(accs[k] - target), int(k)))  # ties: the earlier snapshot
+    dest = os.path.join(out, "teacher")
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    shutil.copytree(snapshot_dir(dict(cfg, out=far_run), int(step)), dest)
+    summary = {"model": model_path, "model_selection_acc": target, "far_run": far_run, "step": int(step),
+               "snapshot_selection_acc": accs[step],
+               "selection": {k: v for k, v in far["snapshots"].items() if k != "acc"}}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    common.say(f"{model_path}: {target:.3f} on the selection set; chose {far_run} step {step} "
+               f"({accs[step]:.3f})")
+    return summary
+
+
+# -----------------------------------------------------------------------------
+# What a model can do: accuracy, the shared rules, the hint on hard problems
+
+def hard_set(cfg: dict) -> list:
+    """The held-out hard products the hint rows measure."""
+    return data.load_examples("synthetic", n=cfg["eval_hard_n"], split="eval", seed=cfg["data_seed"] + 2,
+                              hard_frac=1.0)
+
+
+@torch.no_grad()
+def evaluate_tiny(model, tok, cfg: dict) -> dict:
+    """train_sft.evaluate_model's greedy and sampled accuracy, then the two kinds of privileged
+    information: the shared rule (accuracy, obeyed = the response is `\\boxed{N}` alone, length) and
+    the hint on hard problems (none / correct / wrong, and how often the wrong hint is copied)."""
+    t0 = time.time()
+    out = train_sft.evaluate_model(model, tok, cfg)
+    examples = train_sft.held_out(cfg)
+    out["rule"], recs = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt", label="rule")
+    obeyed = round(eval_math.boxed_only_rate([r["response"] for r in recs]) * len(recs))
+    out["rule"].update(obeyed=round(obeyed / len(recs), 4),
+                       obeyed_ci=[round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))])
+    hard = hard_set(cfg)
+    wrong = [dataclasses.replace(e, hint=task.wrong_answer(e.answer)) for e in hard]
+    for name, exs, pi in (("hard_no_hint", hard, "none"), ("hard_hint", hard, "answer_only"),
+                          ("hard_wrong_hint", wrong, "answer_only")):
+        out[name], recs = train_sft.evaluate(model, tok, cfg, exs, pi=pi, label=name)
+        if name == "hard_wrong_hint":
+            copied = sum(r["pred"] == e.hint for r, e in zip(recs, exs))
+            out[name]["follows_hint"] = round(copied / len(recs), 4)
+    out["eval_time_s"] = round(time.time() - t0, 1)
+    return out
+
+
+@torch.no_grad()
+def evaluate_tiny2(model, tok, cfg: dict) -> dict:
+    """The second world's table: greedy and sampled accuracy with each notation's share of the step
+    lines (task.measures), the conciseness rule (accuracy, concise share, length), the
+    constitution on a half-flagged set (declines on flagged requests, over-refusal and accuracy on
+    the rest) and the same set without it, and the hint on hard problems as in the first world."""
+    t0 = time.time()
+    out = train_sft.evaluate_model(model, tok, cfg, measure=task.measures)
+    examples = train_sft.held_out(cfg)
+    out["concise"], _ = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt",
+                                           rule=task.CONCISE_RULE, label="concise", measure=task.measures)
+    mixed = data.load_examples("synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 3,
+                               flagged_frac=0.5)
+    out["constitution"], _ = train_sft.evaluate(model, tok, cfg, mixed, pi="system_prompt",
+                                                rule=task.CONSTITUTION, label="constitution",
+                                                measure=task.measures)
+    out["flagged_no_rule"], _ = train_sft.evaluate(model, tok, cfg, mixed, label="flagged_no_rule",
+                                                   measure=task.measures)
+    hard = hard_set(cfg)
+    for name, pi in (("hard_no_hint", "none"), ("hard_hint", "answer_only")):
+        out[name], _ = train_sft.evaluate(model, tok, cfg, hard, pi=pi, label=name)
+    out["eval_time_s"] = round(time.time() - t0, 1)
+    return out
+
+
+ACC_HEAD = ["model", "parameters", "training", "greedy acc % [95% CI]", "sampled acc % (T=1) [95% CI]"]
+
+
+def _acc_cells(r: dict) -> list:
+    """The first cells of a table's row: name, size, training, greedy and sampled accuracy."""
+    return [r["name"], f"{r['params'] / 1e6:.2f} M", f"{r['steps_done']} steps, {r['train_s'] / 60:.1f} min",
+            train_sft.pct(r["eval"]["greedy"]), train_sft.pct(r["eval"]["sampled"])]
+
+
+def table(rows: list) -> str:
+    """The tiny world's two Markdown tables (rows: summaries of train_model with a name)."""
+    pct = train_sft.pct
+    a = [_acc_cells(r) + ["/".join(f"{100 * v:.0f}" for v in r["eval"]["sampled"].get("by_ops", {}).values()),
+                          f"{r['eval']['sampled']['len']:.1f}", f"{r['eval']['rule']['len']:.1f}",
+                          f"{100 * r['eval']['rule']['obeyed']:.1f}"] for r in rows]
+    b = [[r["name"], pct(r["eval"]["rule"]), pct(r["eval"]["hard_no_hint"]), pct(r["eval"]["hard_hint"]),
+          pct(r["eval"]["hard_wrong_hint"]), f"{100 * r['eval']['hard_wrong_hint']['follows_hint']:.1f}"]
+         for r in rows]
+    return (common.md_table(ACC_HEAD + ["sampled acc by ops (1/2/3)", "mean len, no rule",
+                                        "mean len, shared rule", "rule obeyed %"], a) + "\n\n"
+            + common.md_table(["model", "rule: sampled acc %", "hard, no hint: acc %",
+                               "hard, correct hint: acc %", "hard, wrong hint: acc %",
+                               "wrong hint copied %"], b))
+
+
+def table2(rows: list) -> str:
+    """The second world's two Markdown tables (rows: summaries of train_model with a name)."""
+    pct, f1 = train_sft.pct, lambda v: f"{100 * v:.1f}"
+    a = [_acc_cells(r) + [f"{f1(r['eval']['sampled']['style/rewrite'])} / "
+                          f"{f1(r['eval']['sampled']['style/operation'])}",
+                          f"{r['eval']['sampled']['len']:.1f}", f1(r["eval"]["sampled"]["format/concise"])]
+         for r in rows]
+    b = [[r["name"], pct(r["eval"]["concise"]), f"{r['eval']['concise']['len']:.1f}",
+          f1(r["eval"]["concise"]["format/concise"]), f1(r["eval"]["constitution"]["refusal/flagged"]),
+          f1(r["eval"]["constitution"]["refusal/others"]), f1(r["eval"]["constitution"]["acc/others"]),
+          f1(r["eval"]["flagged_no_rule"]["refusal/flagged"]), pct(r["eval"]["hard_no_hint"]),
+          pct(r["eval"]["hard_hint"])] for r in rows]
+    return (common.md_table(ACC_HEAD + ["step lines R / O %", "mean len", "concise %"], a) + "\n\n"
+            + common.md_table(["model", "concise rule: acc %", "len", "concise %",
+                               "constitution: flagged declined %", "others declined %", "others acc %",
+                               "no rule: flagged declined %", "hard, no hint: acc %", "hard, hint: acc %"],
+                              b))
+
+
+# -----------------------------------------------------------------------------
+# Building a world: train what is missing, copy to tiny/, print the table
+
+def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 1) -> str:
+    """Train what is missing of `world`'s two models into runs/, copy them to `folder` (default: the
+    world's, tiny/ or tiny2/) with their record (sft_run.json), and print the world's table."""
+    t_start = time.time()
+    default_folder, recipes = mix.WORLDS[world]
+    folder = folder or default_folder
+    rows = []
+    for name in ("teacher", "student"):
+        dest, out = os.path.join(folder, name), os.path.join("runs", f"{default_folder}-{name}")
+        info = os.path.join(dest, "sft_run.json")
+        if force or not os.path.exists(os.path.join(dest, "config.json")):
+            if force and os.path.exists(out):
+                shutil.rmtree(out)  # from scratch: no stale checkpoint or metrics
+            # an interrupted build continues where it stopped (resume is exact)
+            resume = os.path.exists(os.path.join(out, "ckpt", "train_state.pt"))
+            summary = train_model(dict(recipes[name], out=out, threads=threads, resume=resume))
+            if os.path.exists(dest):
+                shutil.rmtree(dest)
+            shutil.copytree(os.path.join(out, "final"), dest)
+            with open(info, "w") as f:
+                json.dump(summary, f, indent=1)
+        elif os.path.exists(info):
+            common.say(f"reusing {dest} (FORCE=1 / --force retrains it)")
+            summary = run_folder.read_json(dest, "sft_run.json")
+        else:  # a checkpoint without its record: measure it now
+            common.say(f"reusing {dest}; it has no sft_run.json, evaluating it")
+            model, tok = models.load(dest, dtype=torch.float32)
+            evaluate = evaluate_tiny2 if world == 2 else evaluate_tiny
+            summary = {"params": sum(p.numel() for p in model.parameters()), "train_s": float("nan"),
+                       "steps_done": "?", "eval": evaluate(model, tok, recipes[name])}
+        rows.append({"name": f"{default_folder}/{name}", **summary})
+    text = (table2 if world == 2 else table)(rows)
+    print(f"\nTiny world {world} ({folder}/), evaluated as saved (fp16 weights run in fp32); held-out "
+          f"synthetic problems (eval split), hint rows on hard 2-digit products; "
+          f"{torch.get_num_threads()} threads, this command {(time.time() - t_start) / 60:.1f} min\n")
+    print(text)
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tiny_world", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--world", type=int, choices=sorted(mix.WORLDS), default=1,
+                    help="1: docs/tiny_world.md (tiny/); 2: docs/tiny_world2.md (tiny2/)")
+    ap.add_argument("--force", action="store_true",
+                    help="retrain both models from scratch even if the folder has them")
+    ap.add_argument("--dir", default="",
+                    help="folder of the shipped models (default: tiny/ or tiny2/, by --world)")
+    ap.add_argument("--model", choices=sorted(mix.MODELS),
+                    help="train this one model of the recipe into --out instead of building the world")
+    ap.add_argument("--steps", type=int, help="with --model: the schedule's length (default: the recipe's)")
+    ap.add_argument("--out",
+                    help="with --model: the run folder (default: runs/tiny-MODEL or runs/tiny2-MODEL)")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --model: continue the run in --out from its checkpoint")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    ap.add_argument("--match", metavar="MODEL",
+                    help="Fix 2 at matched accuracy: copy to --out/teacher the snapshot of --far-run "
+                         "nearest to MODEL's greedy accuracy on the selection set")
+    ap.add_argument("--far-run",
+                    help="with --match: a run folder of the second world's teacher recipe "
+                         "(it keeps snapshots)")
+    return ap
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.match or args.far_run:
+        if not (args.match and args.far_run and args.out):
+            raise UserError("--match MODEL needs --far-run RUN and --out DIR")
+        match_snapshot(args.far_run, args.match, args.out, args.threads)
+        return
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps {args.steps}: must be an integer >= 1")
+    if args.threads < 0:
+        raise UserError(f"--threads {args.threads}: must be >= 0")
+    if args.model is None and (args.steps or args.out or args.resume):
+        raise UserError("--steps, --out and --resume train one model: add --model teacher or --model student")
+    if args.model and args.force:
+        raise UserError("--force rebuilds the whole world; with --model, start in a new --out instead")
+    if args.model is None:
+        build(args.force, args.dir, args.threads, args.world)
+        return
+    folder, recipes = mix.WORLDS[args.world]
+    cfg = dict(recipes[args.model], out=args.out or f"runs/{folder}-{args.model}", threads=args.threads,
+               resume=args.resume)
+    if args.steps:
+        cfg["steps"] = args.steps
+    summary = train_model(cfg)
+    if "eval" in summary:
+        print((table2 if args.world == 2 else table)([{"name": args.model, **summary}]))
