@@ -18,7 +18,6 @@ and batch size, same samples).
 """
 import argparse
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -417,26 +416,6 @@ def check_args(args, flags: dict) -> list:
     return benches
 
 
-_LOCKS = {}  # --out folder (real path) -> the open lock file this process holds
-
-
-def lock_out(out: str) -> None:
-    """An exclusive lock on `out/.lock` for the life of this process, so that two evaluations (or
-    an evaluation and a training run, which locks the same file) never write into one folder at
-    once. The kernel drops it when the process ends, killed or not."""
-    key = os.path.realpath(out)
-    if key in _LOCKS:  # this process holds it already
-        return
-    f = open(os.path.join(out, ".lock"), "a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise UserError(f"--out {out}: another live process is using this run folder; wait for it to end, or "
-                        "choose another --out") from None
-    _LOCKS[key] = f
-
-
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -453,7 +432,7 @@ def main(argv=None) -> None:
     if args.probe_teacher:
         models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])  # the probe cuts token ids
     os.makedirs(args.out, exist_ok=True)
-    lock_out(args.out)
+    common.lock_folder(args.out)  # the lock a training run takes too
     model, tokenizer = models.load(args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     model.eval()
     if args.probe_teacher:

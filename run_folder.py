@@ -20,7 +20,6 @@ What it simplifies
       process: resume with the same number of processes.
     * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other difference is refused.
 """
-import fcntl
 import json
 import os
 import random
@@ -64,7 +63,7 @@ def start_run(cfg: dict) -> torch.device:
         raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
     if distributed.is_main():
         os.makedirs(out, exist_ok=True)
-        lock_run(out)
+        common.lock_folder(out)
         recover_checkpoint(ckpt)
     distributed.barrier()
     if cfg["resume"]:
@@ -104,31 +103,6 @@ def same_setting(a, b) -> bool:
     if isinstance(a, str) and isinstance(b, str) and (os.path.exists(a) or os.path.exists(b)):
         return os.path.realpath(a) == os.path.realpath(b)
     return False
-
-
-_LOCKS = {}  # run folder (real path) -> the open lock file this process holds
-
-
-def lock_run(out: str) -> None:
-    """An exclusive lock on `out/.lock` for the life of this process: two runs never interleave in
-    one folder. The kernel drops it when the process ends, killed or not: no stale lock."""
-    key = os.path.realpath(out)
-    if key in _LOCKS:  # this process holds it already (a run started again in the same process)
-        return
-    f = open(os.path.join(out, ".lock"), "a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise UserError(f"--out {out}: another live process is using this run folder; wait for it to end, or "
-                        "choose another --out") from None
-    _LOCKS[key] = f
-
-
-def unlock_run(out: str) -> None:
-    f = _LOCKS.pop(os.path.realpath(out), None)
-    if f is not None:
-        f.close()
 
 
 def write_json(path: str, obj) -> None:
@@ -266,7 +240,7 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict, shown: tuple = (("l
     if done == cfg["stop_at"] and done < cfg["steps"]:
         bar.close()
         common.say(f"stopped after step {done} (--stop-at); continue with --resume")
-        unlock_run(cfg["out"])
+        common.unlock_folder(cfg["out"])
         return True
     return False
 
@@ -279,7 +253,7 @@ def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, loss: str) -> dic
     save_checkpoint(cfg, step=cfg["steps"], **ckpt)
     summary = run_summary(cfg, final, wall_s, loss)
     write_summary(cfg, summary)
-    unlock_run(cfg["out"])
+    common.unlock_folder(cfg["out"])
     return summary
 
 
