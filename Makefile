@@ -6,7 +6,7 @@ PY   ?= $(VENV)/bin/python
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
-.PHONY: help install install-trl test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-cpu clean
+.PHONY: help install install-trl install-lint lint format test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-cpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -26,6 +26,20 @@ install-trl: $(VENV)/.installed-trl  ## also install TRL (requirements-trl.txt),
 $(VENV)/.installed-trl: $(VENV)/.installed requirements-trl.txt
 	$(PY) -m pip install -q -r requirements-trl.txt
 	touch $@
+
+install-lint: $(VENV)/.installed-lint  ## also install ruff (requirements-dev.txt), for make lint and make format
+
+$(VENV)/.installed-lint: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+lint: install-lint  ## ruff: lint and formatting check (ruff.toml; CI runs it)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-lint  ## ruff: sort imports and format every file in place
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
 
 test: install install-trl  ## run every test suite (CPU, offline, a few minutes on 2 cores)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q

@@ -11,6 +11,7 @@ What this file is
     presets, declares its own flags with the checks below as their types, and passes in what it
     shows (the monitors of its progress bar, the rows of its final table).
 """
+
 import argparse
 import contextlib
 import dataclasses
@@ -29,9 +30,9 @@ import distributed
 import rollout
 from errors import UserError
 
-
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
+
 
 def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
     """(config, typed) of a run: `presets[--preset]` with every flag given on the command line on
@@ -47,18 +48,24 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
         if val is not None or key not in cfg:
             cfg[key] = val
     if cfg["stop_at"] and cfg["stop_at"] >= cfg["steps"]:
-        raise UserError(f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends "
-                        "there anyway)")
+        raise UserError(
+            f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends there anyway)"
+        )
     return cfg, {key for key, val in vars(args).items() if val is not None}
 
 
 def build_parser(presets: dict, add_flags, doc: str = "") -> argparse.ArgumentParser:
     """--preset (one of `presets`, the first by default) and the flags `add_flags(parser)` adds."""
-    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     default = next(iter(presets))
-    ap.add_argument("--preset", default=default, choices=list(presets),
-                    help=f"defaults for every flag (default: {default})")
+    ap.add_argument(
+        "--preset",
+        default=default,
+        choices=list(presets),
+        help=f"defaults for every flag (default: {default})",
+    )
     add_flags(ap)
     return ap
 
@@ -85,6 +92,7 @@ def ranged(convert, rule: tuple):
         if (isinstance(value, float) and math.isnan(value)) or not ok(value):
             raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
         return value
+
     parse.__name__ = convert.__name__
     return parse
 
@@ -127,8 +135,9 @@ def fit_micro_batch(cfg: dict, typed: set, rows: int, batch: str) -> None:
     if cfg["micro_batch"] <= rows:
         return
     if "micro_batch" in typed:
-        raise UserError(f"--micro-batch {cfg['micro_batch']}: must be at most the {rows} rows of a batch "
-                        f"({batch})")
+        raise UserError(
+            f"--micro-batch {cfg['micro_batch']}: must be at most the {rows} rows of a batch ({batch})"
+        )
     cfg["micro_batch"] = rows
 
 
@@ -136,15 +145,23 @@ def check_data_path(cfg: dict) -> None:
     """--data-path replaces the hub download of the dataset that --data names; a UserError when
     --data names none."""
     if cfg["data_path"] and cfg["data"] not in data.DATASETS:
-        raise UserError(f"--data-path {cfg['data_path']}: it replaces the hub download of a named dataset "
-                        f"({', '.join(sorted(data.DATASETS))}), but --data is {cfg['data']!r}; pass "
-                        f"--data NAME with it, or give a local file as --data FILE")
+        raise UserError(
+            f"--data-path {cfg['data_path']}: it replaces the hub download of a named dataset "
+            f"({', '.join(sorted(data.DATASETS))}), but --data is {cfg['data']!r}; pass "
+            f"--data NAME with it, or give a local file as --data FILE"
+        )
 
 
 def add_data_flags(g) -> None:
-    g.add_argument("--data", help="training prompts: synthetic, dapo, openthoughts, math500, or a .jsonl path")
-    g.add_argument("--data-path", help="read the dataset named by --data from this local file instead of the hub")
-    g.add_argument("--eval-data", help="held-out problems: synthetic, math500, aime24, aime25, or a .jsonl path")
+    g.add_argument(
+        "--data", help="training prompts: synthetic, dapo, openthoughts, math500, or a .jsonl path"
+    )
+    g.add_argument(
+        "--data-path", help="read the dataset named by --data from this local file instead of the hub"
+    )
+    g.add_argument(
+        "--eval-data", help="held-out problems: synthetic, math500, aime24, aime25, or a .jsonl path"
+    )
 
 
 def add_rollout_flags(ap) -> None:
@@ -153,49 +170,77 @@ def add_rollout_flags(ap) -> None:
     g.add_argument("--max-new-tokens", type=positive_int, help="response length cap (paper: 4096)")
     g.add_argument("--temperature", type=sampling_temperature, help="sampling temperature (paper: 1.0)")
     g.add_argument("--top-p", type=top_p, help="nucleus sampling (paper: 0.95)")
-    g.add_argument("--rollout-batch", type=nonneg_int,
-                   help="rows sampled at a time (the KV cache holds this many rows; 0: the whole batch; "
-                        "under torchrun it divides each process's rows); the sampling noise depends on the "
-                        "grouping, so changing it changes the draws")
-    g.add_argument("--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph")
-    g.add_argument("--rollout-dtype", choices=sorted(SAMPLING_DTYPES),
-                   help="the precision the student samples in, from a copy of its weights made for each rollout (the "
-                        "training weights stay float32); default: bfloat16 where the training forward runs in bf16 "
-                        "autocast (CUDA), else the weights' own. The rollout-vs-train log-prob monitor shows its price")
-    g.add_argument("--forward", choices=("auto", "ours", "transformers"),
-                   help="the forward that scores responses with and without gradients (rollout.score): ours, the "
-                        "sampler's written-out decoder; transformers, the model's own; auto (default): ours where "
-                        "it applies (not under FSDP or activation checkpointing)")
+    g.add_argument(
+        "--rollout-batch",
+        type=nonneg_int,
+        help="rows sampled at a time (the KV cache holds this many rows; 0: the whole batch; "
+        "under torchrun it divides each process's rows); the sampling noise depends on the "
+        "grouping, so changing it changes the draws",
+    )
+    g.add_argument(
+        "--cuda-graph", action="store_true", help="capture the sampler's decode step as a CUDA graph"
+    )
+    g.add_argument(
+        "--rollout-dtype",
+        choices=sorted(SAMPLING_DTYPES),
+        help="the precision the student samples in, from a copy of its weights made for each rollout (the "
+        "training weights stay float32); default: bfloat16 where the training forward runs in bf16 "
+        "autocast (CUDA), else the weights' own. The rollout-vs-train log-prob monitor shows its price",
+    )
+    g.add_argument(
+        "--forward",
+        choices=("auto", "ours", "transformers"),
+        help="the forward that scores responses with and without gradients (rollout.score): ours, the "
+        "sampler's written-out decoder; transformers, the model's own; auto (default): ours where "
+        "it applies (not under FSDP or activation checkpointing)",
+    )
 
 
 def add_optim_flags(ap) -> None:
     g = ap.add_argument_group("optimisation (AdamW, linear warm-up, cosine decay)")
-    g.add_argument("--steps", type=positive_int,
-                   help="training steps: rollout batches (OPD, OPSD, GRPO; each one optimizer step, or "
-                        "--minibatches of them) or batches (SFT); paper: 1000")
-    g.add_argument("--micro-batch", type=positive_int,
-                   help="rows per forward/backward, at most the rows of a batch (a preset's value is lowered "
-                        "to them); gradients accumulate over the batch")
+    g.add_argument(
+        "--steps",
+        type=positive_int,
+        help="training steps: rollout batches (OPD, OPSD, GRPO; each one optimizer step, or "
+        "--minibatches of them) or batches (SFT); paper: 1000",
+    )
+    g.add_argument(
+        "--micro-batch",
+        type=positive_int,
+        help="rows per forward/backward, at most the rows of a batch (a preset's value is lowered "
+        "to them); gradients accumulate over the batch",
+    )
     g.add_argument("--lr", type=learning_rate, help="peak learning rate (paper OPD: 2e-6)")
     g.add_argument("--grad-clip", type=nonneg_float, help="clip the gradient norm at this value (0 = off)")
 
 
 def add_eval_flags(ap) -> None:
     g = ap.add_argument_group("evaluation")
-    g.add_argument("--eval-every", type=nonneg_int,
-                   help="evaluate the student every this many steps (0 = start and end only)")
+    g.add_argument(
+        "--eval-every",
+        type=nonneg_int,
+        help="evaluate the student every this many steps (0 = start and end only)",
+    )
     g.add_argument("--eval-n", type=positive_int, help="held-out problems per evaluation")
 
 
 def add_run_flags(ap, out: str) -> None:
     g = ap.add_argument_group("run folder, checkpoints, hardware")
-    g.add_argument("--out", default=out, help=f"run folder: config.json, metrics.jsonl, eval/, ckpt/ (default: {out})")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, exactly")
-    g.add_argument("--stop-at", type=nonneg_int, default=0,
-                   help="stop after this step with a checkpoint, to continue with --resume (a job with a "
-                        "time limit)")
-    g.add_argument("--ckpt-every", type=nonneg_int,
-                   help="save a checkpoint every this many steps (0 = only at the end)")
+    g.add_argument(
+        "--out", default=out, help=f"run folder: config.json, metrics.jsonl, eval/, ckpt/ (default: {out})"
+    )
+    g.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint, exactly"
+    )
+    g.add_argument(
+        "--stop-at",
+        type=nonneg_int,
+        default=0,
+        help="stop after this step with a checkpoint, to continue with --resume (a job with a time limit)",
+    )
+    g.add_argument(
+        "--ckpt-every", type=nonneg_int, help="save a checkpoint every this many steps (0 = only at the end)"
+    )
     g.add_argument("--seed", type=nonneg_int, default=0, help="seeds data order, sampling and evaluation")
     g.add_argument("--threads", type=nonneg_int, default=0, help="CPU threads (0 = torch's default)")
 
@@ -210,14 +255,20 @@ def loss_options(cfg: dict) -> dict:
 # -----------------------------------------------------------------------------
 # A run's data: the examples, their lengths against the context, this process's rows, the step's noise
 
+
 def load_examples(cfg: dict, which: str) -> list:
     """The training problems (`which="train"`) or the first eval_n held-out ones (`"eval"`)."""
     name = cfg["data"] if which == "train" else cfg["eval_data"]
     if name == "synthetic":
         n = 20_000 if which == "train" else cfg["eval_n"]
-        return data.load_examples("synthetic", n=n, split="train" if which == "train" else "eval",
-                                  seed=cfg["seed"], hard_frac=cfg["hard_frac"],
-                                  flagged_frac=cfg["flagged_frac"])
+        return data.load_examples(
+            "synthetic",
+            n=n,
+            split="train" if which == "train" else "eval",
+            seed=cfg["seed"],
+            hard_frac=cfg["hard_frac"],
+            flagged_frac=cfg["flagged_frac"],
+        )
     examples = data.load_examples(name, path=cfg["data_path"] if which == "train" else None)
     return examples if which == "train" else examples[: cfg["eval_n"]]
 
@@ -233,23 +284,32 @@ def check_prompt_lengths(limit, prompts: list, max_new_tokens: int, what: str, e
         ex = examples[worst] if examples is not None else None
         where = ""
         if ex is not None:
-            where = f" ({ex.where}, example {ex.id!r})" if getattr(ex, "where", "") else f" (example {ex.id!r})"
+            where = (
+                f" ({ex.where}, example {ex.id!r})" if getattr(ex, "where", "") else f" (example {ex.id!r})"
+            )
         room = f" with {max_new_tokens} new tokens" if max_new_tokens else ""
-        raise UserError(f"{len(over)} of {len(prompts)} {what} do not fit the model's context of {limit} tokens{room}; "
-                        f"the longest has {len(prompts[worst])}{where}; lower the length cap, or filter long problems "
-                        "out of the data")
+        raise UserError(
+            f"{len(over)} of {len(prompts)} {what} do not fit the model's context of {limit} tokens{room}; "
+            f"the longest has {len(prompts[worst])}{where}; lower the length cap, or filter long problems "
+            "out of the data"
+        )
 
 
 def check_held_out(limit, tok, examples: list, cfg: dict) -> None:
     """The held-out prompts, with the evaluation's length cap, within the context `limit`."""
-    check_prompt_lengths(limit, [data.context_ids(tok, ex) for ex in examples], cfg["eval_max_new_tokens"],
-                         "held-out prompts", examples)
+    check_prompt_lengths(
+        limit,
+        [data.context_ids(tok, ex) for ex in examples],
+        cfg["eval_max_new_tokens"],
+        "held-out prompts",
+        examples,
+    )
 
 
 def my_rows(batch: list) -> list:
     """This process's share of a batch (every process reads the same stream): all of it in one process."""
     rank, world = distributed.world()
-    return batch[rank * len(batch) // world:(rank + 1) * len(batch) // world]
+    return batch[rank * len(batch) // world : (rank + 1) * len(batch) // world]
 
 
 def step_generator(cfg: dict, step: int, device) -> torch.Generator:
@@ -261,11 +321,14 @@ def step_generator(cfg: dict, step: int, device) -> torch.Generator:
 # -----------------------------------------------------------------------------
 # The prompt stream: deterministic shuffling, resumable iteration
 
+
 def epoch_order(n: int, seed: int, epoch: int) -> list:
     """A permutation of range(n), a pure function of (seed, epoch): sorted by a hash, so it is
     the same on every machine and Python version."""
+
     def key(i):
         return hashlib.sha256(f"{seed}:{epoch}:{i}".encode()).digest()
+
     return sorted(range(n), key=key)
 
 
@@ -274,7 +337,9 @@ def fingerprint(examples: list) -> str:
     only resumes over the same items."""
     h = hashlib.sha256()
     for ex in examples:
-        fields = tuple(getattr(ex, f.name) for f in dataclasses.fields(ex) if f.metadata.get("identity", True))
+        fields = tuple(
+            getattr(ex, f.name) for f in dataclasses.fields(ex) if f.metadata.get("identity", True)
+        )
         h.update(repr(fields).encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -314,14 +379,22 @@ class PromptStream:
         return batch
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
-                "shuffle": self.shuffle, "n": len(self.examples), "fingerprint": self._fingerprint}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            "shuffle": self.shuffle,
+            "n": len(self.examples),
+            "fingerprint": self._fingerprint,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["n"] != len(self.examples) or state["fingerprint"] != self._fingerprint:
-            raise ValueError(f"this stream state belongs to another dataset ({state['n']} examples, "
-                             f"fingerprint {state['fingerprint']}; here {len(self.examples)}, "
-                             f"{self._fingerprint}); resume with the same data and filters")
+            raise ValueError(
+                f"this stream state belongs to another dataset ({state['n']} examples, "
+                f"fingerprint {state['fingerprint']}; here {len(self.examples)}, "
+                f"{self._fingerprint}); resume with the same data and filters"
+            )
         self.seed, self.shuffle = state["seed"], state["shuffle"]
         self.epoch, self.position = state["epoch"], state["position"]
         self._order = self._make_order()
@@ -330,11 +403,13 @@ class PromptStream:
 # -----------------------------------------------------------------------------
 # Optimisation: AdamW with a linear warm-up and a cosine decay
 
+
 def optimizer(model, cfg: dict, steps: int) -> tuple:
     """AdamW over the model's parameters and its schedule over `steps` optimizer steps: linear
     warm-up over warmup_frac of them, then a cosine from lr down to min_lr."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]),
-                            weight_decay=cfg["weight_decay"])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"]
+    )
     return opt, cosine_schedule(opt, steps, cfg["warmup_frac"], cfg["min_lr"] / cfg["lr"])
 
 
@@ -346,6 +421,7 @@ def cosine_schedule(optimizer, steps: int, warmup_frac: float, min_ratio: float 
             return (step + 1) / warmup
         cos = 0.5 * (1.0 + math.cos(math.pi * min((step - warmup) / max(steps - warmup, 1), 1.0)))
         return cos if min_ratio == 0 else min_ratio + (1.0 - min_ratio) * cos
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -354,8 +430,10 @@ class Diverged(UserError):
     good checkpoint intact."""
 
 
-DIVERGED_HINT = ("the step was not taken and nothing was saved: ckpt/ holds the last good checkpoint; lower --lr "
-                 "(or --grad-clip) and start again, or --resume to retry from the checkpoint")
+DIVERGED_HINT = (
+    "the step was not taken and nothing was saved: ckpt/ holds the last good checkpoint; lower --lr "
+    "(or --grad-clip) and start again, or --resume to retry from the checkpoint"
+)
 
 
 def clip_grad_norm(model, max_norm: float) -> float:
@@ -376,6 +454,7 @@ def check_finite_loss(loss, what: str = "loss") -> None:
 
 # -----------------------------------------------------------------------------
 # Sampling a batch with the student: rollout.generate, --rollout-batch rows at a time
+
 
 def chunk_generator(generator: torch.Generator, chunk: int) -> torch.Generator:
     """The sampling noise of rollout chunk `chunk` of a step (--rollout-batch rows each): chunk 0
@@ -410,14 +489,24 @@ def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
     responses, logp, truncated = [], [], []
     with distributed.full_weights(model):  # the sampler reads the weights directly
         for c, start in enumerate(range(0, len(prompts), rb)):
-            gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)  # the chunk's index in the whole batch
-            ro = rollout.generate(model, prompts[start:start + rb], cfg["max_new_tokens"],
-                                  temperature=cfg["temperature"], top_p=cfg["top_p"], eos_token_ids=tok.eos_token_ids,
-                                  pad_token_id=tok.pad_token_id, generator=gen, cuda_graph=cfg["cuda_graph"],
-                                  dtype=dtype)
+            gen = chunk_generator(
+                generator, rank * (len(prompts) // rb) + c
+            )  # the chunk's index in the whole batch
+            ro = rollout.generate(
+                model,
+                prompts[start : start + rb],
+                cfg["max_new_tokens"],
+                temperature=cfg["temperature"],
+                top_p=cfg["top_p"],
+                eos_token_ids=tok.eos_token_ids,
+                pad_token_id=tok.pad_token_id,
+                generator=gen,
+                cuda_graph=cfg["cuda_graph"],
+                dtype=dtype,
+            )
             for row, ids in enumerate(ro.responses()):
                 responses.append(ids)
-                logp.append(ro.logp[row, :len(ids)])
+                logp.append(ro.logp[row, : len(ids)])
                 truncated.append(bool(ro.truncated[row]))
     return responses, logp, truncated
 
@@ -449,8 +538,10 @@ def lock_folder(out: str) -> None:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
-        raise UserError(f"--out {out}: another live process is using this run folder; wait for it to end, or "
-                        "choose another --out") from None
+        raise UserError(
+            f"--out {out}: another live process is using this run folder; wait for it to end, or "
+            "choose another --out"
+        ) from None
     _LOCKS[key] = f
 
 
@@ -464,6 +555,7 @@ def unlock_folder(out: str) -> None:
 # -----------------------------------------------------------------------------
 # Messages and progress bars
 
+
 def say(*args, **kwargs) -> None:
     """Print a message to stderr from rank 0, between the lines of any progress bar."""
     if distributed.is_main():
@@ -473,8 +565,15 @@ def say(*args, **kwargs) -> None:
 def progress(iterable=None, total=None, initial: int = 0, desc: str = "", disable: bool = False):
     """A tqdm bar on stderr, shown only on a terminal and on rank 0 (logs and CI get no bar; the
     per-step monitors are in metrics.jsonl)."""
-    return tqdm.tqdm(iterable, total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True,
-                     disable=disable or not (sys.stderr.isatty() and distributed.is_main()))
+    return tqdm.tqdm(
+        iterable,
+        total=total,
+        initial=initial,
+        desc=desc,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=disable or not (sys.stderr.isatty() and distributed.is_main()),
+    )
 
 
 def postfix(m: dict, keys: tuple) -> str:
@@ -484,6 +583,7 @@ def postfix(m: dict, keys: tuple) -> str:
 
 # -----------------------------------------------------------------------------
 # Markdown tables
+
 
 def md_table(header: list, rows: list) -> str:
     """A Markdown table: one header row, then one row per list of cells (printed with str())."""
@@ -501,11 +601,17 @@ def acc_ci(e: dict, digits: int = 3) -> str:
 def summary_table(title: str, s: dict, cfg: dict, rows: list) -> str:
     """The table a trainer prints at the end: `title` (what trained), the run's length, evaluation
     and seed, then one row per (label, held-out evaluation) of `rows`."""
-    cells = lambda e: [acc_ci(e), f"{e['len/mean']:.1f}", f"{e['len/truncated_frac']:.3f}",
-                       f"{e['rep/ratio']:.3f}"]
-    return (f"{title}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
-            f"seed {cfg['seed']}, {s['wall_s']} s of training\n"
-            + md_table(["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"],
-                       [[who, *cells(e)] for who, e in rows]))
-
-
+    cells = lambda e: [
+        acc_ci(e),
+        f"{e['len/mean']:.1f}",
+        f"{e['len/truncated_frac']:.3f}",
+        f"{e['rep/ratio']:.3f}",
+    ]
+    return (
+        f"{title}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
+        f"seed {cfg['seed']}, {s['wall_s']} s of training\n"
+        + md_table(
+            ["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"],
+            [[who, *cells(e)] for who, e in rows],
+        )
+    )

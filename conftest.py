@@ -1,4 +1,5 @@
 """Shared pytest settings for every suite."""
+
 import pytest
 import torch
 

@@ -29,6 +29,7 @@ Deliberate simplification: the examples are held in memory (data_files.py lists 
 simplify). A bad input raises data_files.DataError (an errors.UserError: exit code 2 and a message,
 no traceback) naming the file, line or row, and field.
 """
+
 import argparse
 import dataclasses
 import os
@@ -47,20 +48,26 @@ PI_MODES = ("none", "answer_only", "full", "system_prompt")
 
 # The shared rules of the `system_prompt` mode. The math one is our wording of the paper code's
 # conciseness instruction (§5); the synthetic one is the tiny world's rule (target: `\boxed{N}`).
-SYSTEM_RULE_MATH = ("Solve the problem concisely and correctly. Be direct: do not restate the "
-                    "problem and skip every step that is not needed to reach the answer.")
+SYSTEM_RULE_MATH = (
+    "Solve the problem concisely and correctly. Be direct: do not restate the "
+    "problem and skip every step that is not needed to reach the answer."
+)
 SYSTEM_RULE_SYNTHETIC = "Answer with the final result only."
 
-ANSWER_ONLY_TEMPLATE = ("{prompt}\n\nThe correct final answer to this problem is: {hint}\n"
-                        "Now solve the problem step by step and arrive at this same answer.")
+ANSWER_ONLY_TEMPLATE = (
+    "{prompt}\n\nThe correct final answer to this problem is: {hint}\n"
+    "Now solve the problem step by step and arrive at this same answer."
+)
 # The tiny world's contexts are short on purpose: with byte-level tokens every character is a
 # token, and the paper's instruction alone (71 characters) is longer than a synthetic problem and
 # its worked answer together, so it would triple the cost of every tiny-world step for nothing.
 SYNTHETIC_ANSWER_ONLY_TEMPLATE = "{prompt}\nThe answer is {hint}."
 SYNTHETIC_FULL_TEMPLATE = "{problem}\nA solution:\n{solution}"
-FULL_TEMPLATE = ("{problem}\n\nHere is a reference solution to this problem:\n{solution}\n\n"
-                 "Make sure you understand every step of the reference solution, then write your "
-                 "own step-by-step solution that reaches the same final answer.\n\n{instruction}")
+FULL_TEMPLATE = (
+    "{problem}\n\nHere is a reference solution to this problem:\n{solution}\n\n"
+    "Make sure you understand every step of the reference solution, then write your "
+    "own step-by-step solution that reaches the same final answer.\n\n{instruction}"
+)
 
 
 def student_prompt(problem: str) -> str:
@@ -73,6 +80,7 @@ class Example:
     """One problem. `answer` is what the grader compares with; `solution` is the reference
     solution (the `full` PI, the SFT target), possibly empty; `hint` overrides the answer shown
     in the `answer_only` context (to measure what a wrong hint does)."""
+
     id: str
     problem: str
     answer: str
@@ -116,14 +124,17 @@ def context_messages(example: Example, pi: str = "none", rule: Optional[str] = N
         user = template.format(prompt=example.prompt, hint=hint)
     elif pi == "full":
         if not example.solution:
-            raise ValueError(f"example {example.id!r} has no reference solution, which PI mode "
-                             f"'full' shows the teacher; use a dataset with solutions "
-                             f"(openthoughts, synthetic) or another PI mode")
+            raise ValueError(
+                f"example {example.id!r} has no reference solution, which PI mode "
+                f"'full' shows the teacher; use a dataset with solutions "
+                f"(openthoughts, synthetic) or another PI mode"
+            )
         if example.source == "synthetic":
             user = SYNTHETIC_FULL_TEMPLATE.format(problem=example.problem, solution=example.solution)
         else:
-            user = FULL_TEMPLATE.format(problem=example.problem, solution=example.solution,
-                                        instruction=BOXED_INSTRUCTION)
+            user = FULL_TEMPLATE.format(
+                problem=example.problem, solution=example.solution, instruction=BOXED_INSTRUCTION
+            )
     else:  # system_prompt
         system = rule if rule is not None else default_rule(example)
         user = example.prompt
@@ -166,8 +177,9 @@ DATASETS = {
 }
 
 
-def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = None,
-                  **synthetic_kwargs) -> list:
+def load_examples(
+    name: str, path: Optional[str] = None, limit: Optional[int] = None, **synthetic_kwargs
+) -> list:
     """The examples of a named dataset (DATASETS, or "synthetic"), or of a local file.
 
     `name` may itself be a .jsonl/.json/.parquet path (read with `data_files.parse_eval`). `path`
@@ -197,11 +209,15 @@ def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = 
     elif name.endswith(data_files.DATA_EXTENSIONS) or os.path.exists(name):
         parser, records, origin = data_files.parse_eval, data_files.file_records(name), None
     elif data_files.looks_like_path(name):
-        raise data_files.DataError(f"{name}: no such file or folder (a dataset is a local "
-                                   f".jsonl/.json/.parquet file or one of {known})")
+        raise data_files.DataError(
+            f"{name}: no such file or folder (a dataset is a local "
+            f".jsonl/.json/.parquet file or one of {known})"
+        )
     else:
-        raise data_files.DataError(f"unknown dataset {name!r}: use one of {known}, or a path to a "
-                                   f".jsonl/.json/.parquet file (a name ending so is read as a file)")
+        raise data_files.DataError(
+            f"unknown dataset {name!r}: use one of {known}, or a path to a "
+            f".jsonl/.json/.parquet file (a name ending so is read as a file)"
+        )
     fields = data_files.parse_records(records, parser, name, origin, dedupe=name == "dapo")
     examples = [Example(**f) for f in fields]
     return examples[:limit] if limit is not None else examples
@@ -210,17 +226,26 @@ def load_examples(name: str, path: Optional[str] = None, limit: Optional[int] = 
 # -----------------------------------------------------------------------------
 # A look at the data from the command line
 
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Print a few examples of a dataset and the student "
-                                             "and teacher contexts built from them.")
-    ap.add_argument("--name", default="synthetic",
-                    help="dataset: synthetic, dapo, openthoughts, math500, aime24, aime25, or a "
-                         ".jsonl/.json/.parquet path")
+    ap = argparse.ArgumentParser(
+        description="Print a few examples of a dataset and the student and teacher contexts built from them."
+    )
+    ap.add_argument(
+        "--name",
+        default="synthetic",
+        help="dataset: synthetic, dapo, openthoughts, math500, aime24, aime25, or a "
+        ".jsonl/.json/.parquet path",
+    )
     ap.add_argument("--path", default=None, help="read the named dataset from this local file")
     ap.add_argument("--n", type=int, default=3, help="how many examples to print")
     ap.add_argument("--pi", default="none", choices=PI_MODES, help="teacher context to show")
-    ap.add_argument("--hard-frac", type=float, default=0.0,
-                    help="synthetic only: fraction of hard (2-digit product) problems")
+    ap.add_argument(
+        "--hard-frac",
+        type=float,
+        default=0.0,
+        help="synthetic only: fraction of hard (2-digit product) problems",
+    )
     args = ap.parse_args(argv)
     kw = {"n": args.n, "hard_frac": args.hard_frac} if args.name == "synthetic" else {}
     for ex in load_examples(args.name, path=args.path, limit=args.n, **kw):

@@ -29,6 +29,7 @@ What it simplifies
     * A bad input raises DataError (an errors.UserError: exit code 2 and a message, no traceback)
       naming the file, line or row, and field.
 """
+
 import glob
 import json
 import os
@@ -40,6 +41,7 @@ import errors
 
 # -----------------------------------------------------------------------------
 # Reading records: local files and the hub, with errors that name file, line and field
+
 
 class DataError(errors.UserError):
     """A dataset problem, with where it is (`file:line`) and which field. Entry points print its
@@ -58,8 +60,9 @@ DATA_EXTENSIONS = (".jsonl", ".json", ".parquet")
 def _data_files(folder: str) -> list:
     """The .jsonl/.json/.parquet files under a folder, sorted, without `dataset_info` and hidden
     files."""
-    files = sorted(p for ext in DATA_EXTENSIONS
-                   for p in glob.glob(os.path.join(folder, "**", f"*{ext}"), recursive=True))
+    files = sorted(
+        p for ext in DATA_EXTENSIONS for p in glob.glob(os.path.join(folder, "**", f"*{ext}"), recursive=True)
+    )
     return [p for p in files if not os.path.basename(p).startswith(("dataset_info", "."))]
 
 
@@ -67,16 +70,20 @@ def _check_data_file(path: str) -> None:
     """A DataError unless `path` is an existing file (a folder gets the data files inside it)."""
     if os.path.isdir(path):
         # a hint only: two levels deep (a hub repository's data/ folder), not the whole tree
-        found = sorted(os.path.relpath(p, path) for ext in DATA_EXTENSIONS
-                       for pattern in (f"*{ext}", f"*/*{ext}")
-                       for p in glob.glob(os.path.join(path, pattern)))
+        found = sorted(
+            os.path.relpath(p, path)
+            for ext in DATA_EXTENSIONS
+            for pattern in (f"*{ext}", f"*/*{ext}")
+            for p in glob.glob(os.path.join(path, pattern))
+        )
         if not found:
             inside = "it holds no .jsonl/.json/.parquet file at its top two levels"
         else:
             more = f" and {len(found) - 3} more" if len(found) > 3 else ""
             inside = f"data files in it: {', '.join(found[:3])}{more}"
-        raise DataError(f"{path}: is a folder, not a data file; pass one .jsonl/.json/.parquet "
-                        f"file ({inside})")
+        raise DataError(
+            f"{path}: is a folder, not a data file; pass one .jsonl/.json/.parquet file ({inside})"
+        )
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
 
@@ -88,8 +95,10 @@ def _not_utf8(path: str, error: UnicodeDecodeError) -> DataError:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                return DataError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} "
-                                 f"at byte {e.start + 1} of the line); save the file as UTF-8")
+                return DataError(
+                    f"{path}:{i}: not UTF-8 text (byte {raw[e.start : e.start + 1]!r} "
+                    f"at byte {e.start + 1} of the line); save the file as UTF-8"
+                )
     return DataError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8")
 
 
@@ -119,10 +128,17 @@ def read_records(path: str) -> Iterator[tuple]:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(data, list):
-            held = (f"an object (keys: {', '.join(data) or 'none'})" if isinstance(data, dict)
-                    else "a string" if isinstance(data, str) else f"the value {json.dumps(data)}")
-            raise DataError(f"{path}: a .json dataset must be a list of objects, and this one "
-                            f"holds {held}; use .jsonl for one object per line")
+            held = (
+                f"an object (keys: {', '.join(data) or 'none'})"
+                if isinstance(data, dict)
+                else "a string"
+                if isinstance(data, str)
+                else f"the value {json.dumps(data)}"
+            )
+            raise DataError(
+                f"{path}: a .json dataset must be a list of objects, and this one "
+                f"holds {held}; use .jsonl for one object per line"
+            )
         for i, rec in enumerate(data, start=1):
             if not isinstance(rec, dict):
                 raise DataError(f"{path}: item {i} is a {type(rec).__name__}, not an object")
@@ -138,11 +154,12 @@ def read_records(path: str) -> Iterator[tuple]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
-                                    f"each line must hold one JSON object") from None
+                    raise DataError(
+                        f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
+                        f"each line must hold one JSON object"
+                    ) from None
                 if not isinstance(rec, dict):
-                    raise DataError(f"{path}:{i}: a line holds a {type(rec).__name__}, "
-                                    f"not a JSON object")
+                    raise DataError(f"{path}:{i}: a line holds a {type(rec).__name__}, not a JSON object")
                 yield i, rec
     except UnicodeDecodeError as e:
         raise _not_utf8(path, e) from None
@@ -155,8 +172,9 @@ def _parquet_records(path: str) -> Iterator[tuple]:
         import pyarrow
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or "
-                        f"convert the file to jsonl") from None
+        raise DataError(
+            f"{path}: reading parquet needs pyarrow (pip install pyarrow), or convert the file to jsonl"
+        ) from None
     if os.path.getsize(path) == 0:
         return
     try:
@@ -167,8 +185,10 @@ def _parquet_records(path: str) -> Iterator[tuple]:
                     row += 1
                     yield row, rec
     except (pyarrow.ArrowException, OSError) as e:  # a damaged file is either, depending on where
-        raise DataError(f"{path}: not a readable parquet file ({str(e).strip()}); it may be "
-                        f"truncated or damaged: download or write it again") from None
+        raise DataError(
+            f"{path}: not a readable parquet file ({str(e).strip()}); it may be "
+            f"truncated or damaged: download or write it again"
+        ) from None
 
 
 def hub_data_files(local_dir: str, split: str, config: Optional[str] = None) -> list:
@@ -184,17 +204,23 @@ def hub_data_files(local_dir: str, split: str, config: Optional[str] = None) -> 
     if not chosen and len(files) == 1:
         chosen = files
     if not chosen:
-        raise DataError(f"{local_dir}: no data file for split {split!r} (config {config!r}) among "
-                        f"{[rel[p] for p in files] or 'no jsonl/json/parquet files'}")
+        raise DataError(
+            f"{local_dir}: no data file for split {split!r} (config {config!r}) among "
+            f"{[rel[p] for p in files] or 'no jsonl/json/parquet files'}"
+        )
     return chosen
 
 
 def hub_records(repo: str, config: Optional[str], split: str) -> Iterator[tuple]:
     """(where, record) pairs of a hub dataset. A failed download (no network, no such
     repository) is a DataError that points at --data-path."""
+
     def failed(e):
-        return DataError(f"could not load {repo} from the hub ({type(e).__name__}: {e}); without "
-                         f"internet access pass a local copy in the hub schema with --data-path")
+        return DataError(
+            f"could not load {repo} from the hub ({type(e).__name__}: {e}); without "
+            f"internet access pass a local copy in the hub schema with --data-path"
+        )
+
     try:
         import datasets
     except ImportError:
@@ -210,8 +236,10 @@ def hub_records(repo: str, config: Optional[str], split: str) -> Iterator[tuple]
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise DataError(f"loading {repo} from the hub needs `datasets` or `huggingface_hub` "
-                        f"(pip install datasets), or pass a local file with --data-path") from None
+        raise DataError(
+            f"loading {repo} from the hub needs `datasets` or `huggingface_hub` "
+            f"(pip install datasets), or pass a local file with --data-path"
+        ) from None
     patterns = [f"{config}/*"] if config else ["*.jsonl", "*.json", "*.parquet"]
     try:
         local = snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=patterns)
@@ -229,9 +257,11 @@ def hub_records(repo: str, config: Optional[str], split: str) -> Iterator[tuple]
 
 # DAPO-Math-17k ships every problem wrapped in an "Answer:"-style instruction (§2.3); the paper
 # strips it and uses data.BOXED_INSTRUCTION instead.
-DAPO_PREFIX = ("Solve the following math problem step by step. The last line of your response "
-               "should be of the form Answer: $Answer (without quotes) where $Answer is the answer "
-               "to the problem.")
+DAPO_PREFIX = (
+    "Solve the following math problem step by step. The last line of your response "
+    "should be of the form Answer: $Answer (without quotes) where $Answer is the answer "
+    "to the problem."
+)
 DAPO_SUFFIX = 'Remember to put your answer on its own line after "Answer:".'
 
 
@@ -241,9 +271,9 @@ def strip_dapo_instruction(text: str) -> str:
     Text without the wrapper is returned stripped but otherwise unchanged."""
     s = text.strip()
     if s.startswith(DAPO_PREFIX):
-        s = s[len(DAPO_PREFIX):]
+        s = s[len(DAPO_PREFIX) :]
     if s.endswith(DAPO_SUFFIX):
-        s = s[:-len(DAPO_SUFFIX)]
+        s = s[: -len(DAPO_SUFFIX)]
     return s.strip()
 
 
@@ -281,7 +311,7 @@ def boxed_answers(text: str) -> list:
             depth += {"{": 1, "}": -1}.get(text[j], 0)
             j += 1
         if depth == 0:
-            out.append(text[m.end():j - 1].strip())
+            out.append(text[m.end() : j - 1].strip())
     return out
 
 
@@ -294,14 +324,12 @@ def parse_dapo(rec: dict, index: int) -> dict:
     if "prompt" in rec:
         prompt = rec["prompt"]
         if isinstance(prompt, list):
-            users = [m.get("content") for m in prompt if isinstance(m, dict)
-                     and m.get("role") == "user"]
+            users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
             if not users or not isinstance(users[0], str) or not users[0].strip():
                 raise _FieldError("prompt", "no user message with text content")
             prompt = users[0]
         elif not isinstance(prompt, str):
-            raise _FieldError("prompt", f"expected a list of messages or text, "
-                                        f"got {type(prompt).__name__}")
+            raise _FieldError("prompt", f"expected a list of messages or text, got {type(prompt).__name__}")
         problem = strip_dapo_instruction(prompt)
         if not problem:
             raise _FieldError("prompt", "empty once the Answer: instruction is stripped")
@@ -317,8 +345,9 @@ def parse_dapo(rec: dict, index: int) -> dict:
     else:
         problem, answer = _text(rec, "problem"), _text(rec, "answer")
     extra = rec.get("extra_info") if isinstance(rec.get("extra_info"), dict) else {}
-    return dict(id=str(extra.get("index", rec.get("id", index))), problem=problem,
-                answer=answer, source="dapo")
+    return dict(
+        id=str(extra.get("index", rec.get("id", index))), problem=problem, answer=answer, source="dapo"
+    )
 
 
 def parse_openthoughts(rec: dict, index: int) -> Optional[dict]:
@@ -332,8 +361,13 @@ def parse_openthoughts(rec: dict, index: int) -> Optional[dict]:
     answers = set(boxed_answers(solution))
     if len(answers) != 1 or not next(iter(answers)):
         return None
-    return dict(id=str(rec.get("id", index)), problem=problem, answer=answers.pop(),
-                solution=solution, source="openthoughts")
+    return dict(
+        id=str(rec.get("id", index)),
+        problem=problem,
+        answer=answers.pop(),
+        solution=solution,
+        source="openthoughts",
+    )
 
 
 def parse_eval(rec: dict, index: int) -> dict:
@@ -349,18 +383,21 @@ def parse_eval(rec: dict, index: int) -> dict:
         boxes = boxed_answers(solution)
         if not boxes:
             state = "is empty" if "answer" in rec or "Answer" in rec else "missing"  # "" or null
-            raise _FieldError("answer", f"{state}, and no `solution` with a \\boxed{{}} answer "
-                                        f"({_present(rec)})")
+            raise _FieldError(
+                "answer", f"{state}, and no `solution` with a \\boxed{{}} answer ({_present(rec)})"
+            )
         answer = boxes[-1]
     if not answer:  # an empty \boxed{} is no answer to grade against
         raise _FieldError("answer", "is empty (the \\boxed{} it comes from is empty)")
     rid = rec.get("unique_id", rec.get("id", rec.get("ID", index)))
-    return dict(id=str(rid), problem=problem, answer=answer, solution=solution,
-                source=str(rec.get("source", "")))
+    return dict(
+        id=str(rid), problem=problem, answer=answer, solution=solution, source=str(rec.get("source", ""))
+    )
 
 
-def parse_records(records: Iterable[tuple], parser, name: str, origin: Optional[str] = None,
-                  dedupe: bool = False) -> list:
+def parse_records(
+    records: Iterable[tuple], parser, name: str, origin: Optional[str] = None, dedupe: bool = False
+) -> list:
     """The problems' fields (dicts, data.Example's fields with `where` and `source` set) from
     (where, record) pairs; a malformed record raises DataError naming where and the field; an
     empty result raises DataError too, naming `origin` (the file or hub repository read) when
@@ -374,9 +411,11 @@ def parse_records(records: Iterable[tuple], parser, name: str, origin: Optional[
             if ex is not None:
                 ex["where"] = str(where)
         except _FieldError as e:
-            raise DataError(f"{where}: field '{e.field}' {e.problem}; fix or remove this record "
-                            f"({name} records need the fields documented in "
-                            f"data_files.{parser.__name__})") from None
+            raise DataError(
+                f"{where}: field '{e.field}' {e.problem}; fix or remove this record "
+                f"({name} records need the fields documented in "
+                f"data_files.{parser.__name__})"
+            ) from None
         if ex is None:
             continue
         if dedupe:
@@ -389,13 +428,18 @@ def parse_records(records: Iterable[tuple], parser, name: str, origin: Optional[
         out.append(ex)
     what = f"dataset {name!r}" + (f" ({origin})" if origin else "")
     if not out:
-        detail = (f"all {seen} records were filtered out (data_files.{parser.__name__} says which it "
-                  f"keeps)" if seen else "it has no records, so no examples; pass a file with at "
-                                         "least one record")
+        detail = (
+            f"all {seen} records were filtered out (data_files.{parser.__name__} says which it keeps)"
+            if seen
+            else "it has no records, so no examples; pass a file with at least one record"
+        )
         raise DataError(f"{what} is empty: {detail}")
     if dropped:
-        print(f"data: {what}: dropped {dropped:,} repeated copies of a problem among {seen:,} "
-              f"records, kept the first of each: {len(out):,} problems", file=sys.stderr)
+        print(
+            f"data: {what}: dropped {dropped:,} repeated copies of a problem among {seen:,} "
+            f"records, kept the first of each: {len(out):,} problems",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -406,5 +450,4 @@ def file_records(path: str) -> Iterator[tuple]:
 
 def looks_like_path(name: str) -> bool:
     """Whether a dataset name that is neither known nor an existing file was meant as a path."""
-    return ("/" in name or os.sep in name or name.startswith((".", "~"))
-            or bool(os.path.splitext(name)[1]))
+    return "/" in name or os.sep in name or name.startswith((".", "~")) or bool(os.path.splitext(name)[1])

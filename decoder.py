@@ -48,21 +48,27 @@ def check_supported(model) -> None:
         )
     layer_types = getattr(model.config, "layer_types", None) or []
     if any(t != "full_attention" for t in layer_types):
-        raise ValueError(f"{name} has sliding-window layers ({sorted(set(layer_types))}); "
-                         "decoder.py supports full attention only")
+        raise ValueError(
+            f"{name} has sliding-window layers ({sorted(set(layer_types))}); "
+            "decoder.py supports full attention only"
+        )
     # The written-out forward reads each projection's .weight and .bias: a LoRA adapter or a
     # quantised layer put in a projection's place would be silently left out.
     for i, layer in enumerate(model.model.layers):
         for part in (layer.self_attn, layer.mlp):
             for pname, proj in part.named_children():
                 if pname.endswith("_proj") and type(proj) is not torch.nn.Linear:
-                    raise ValueError(f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a "
-                                     "torch.nn.Linear; decoder.py reads plain linear weights only (merge "
-                                     "adapters first, or use transformers' generate and forward)")
+                    raise ValueError(
+                        f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a "
+                        "torch.nn.Linear; decoder.py reads plain linear weights only (merge "
+                        "adapters first, or use transformers' generate and forward)"
+                    )
     rope_type = model.model.rotary_emb.rope_type
     if rope_type not in STATIC_ROPE:
-        raise ValueError(f"{name} uses rope_type {rope_type!r}; decoder.py supports {STATIC_ROPE} "
-                         "(fixed inverse frequencies)")
+        raise ValueError(
+            f"{name} uses rope_type {rope_type!r}; decoder.py supports {STATIC_ROPE} "
+            "(fixed inverse frequencies)"
+        )
 
 
 class KVCache:
@@ -91,6 +97,7 @@ class _Layer:
     """One decoder layer's weights as the written-out forward reads them. `qkv` and `gate_up` are
     lists of (weight, bias) whose outputs are concatenated: one fused pair each (two matrix products
     instead of five) or the model's own three and two. q/k norms are one (H + H_kv, D) scale."""
+
     ln1: torch.Tensor
     ln2: torch.Tensor
     eps: float
@@ -142,15 +149,26 @@ def layer_weights(model, fuse=None) -> list:
         qk_norm = None
         if hasattr(a, "q_norm"):  # Qwen3: RMSNorm over each head's vector, before rotary
             qk_norm = torch.cat([a.q_norm.weight.expand(H, D), a.k_norm.weight.expand(H_kv, D)])
-        out.append(_Layer(
-            ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
-            eps=layer.input_layernorm.variance_epsilon,
-            qkv=_pairs((a.q_proj, a.k_proj, a.v_proj), fuse),
-            qk_norm=qk_norm, qk_eps=a.q_norm.variance_epsilon if qk_norm is not None else 0.0,
-            o_w=a.o_proj.weight, o_b=a.o_proj.bias,
-            gate_up=_pairs((mlp.gate_proj, mlp.up_proj), fuse),
-            down_w=mlp.down_proj.weight, down_b=mlp.down_proj.bias, act=mlp.act_fn,
-            heads=H, kv_heads=H_kv, head_dim=D, scaling=a.scaling))
+        out.append(
+            _Layer(
+                ln1=layer.input_layernorm.weight,
+                ln2=layer.post_attention_layernorm.weight,
+                eps=layer.input_layernorm.variance_epsilon,
+                qkv=_pairs((a.q_proj, a.k_proj, a.v_proj), fuse),
+                qk_norm=qk_norm,
+                qk_eps=a.q_norm.variance_epsilon if qk_norm is not None else 0.0,
+                o_w=a.o_proj.weight,
+                o_b=a.o_proj.bias,
+                gate_up=_pairs((mlp.gate_proj, mlp.up_proj), fuse),
+                down_w=mlp.down_proj.weight,
+                down_b=mlp.down_proj.bias,
+                act=mlp.act_fn,
+                heads=H,
+                kv_heads=H_kv,
+                head_dim=D,
+                scaling=a.scaling,
+            )
+        )
     return out
 
 
@@ -158,6 +176,7 @@ def layer_weights(model, fuse=None) -> list:
 class Weights:
     """Every tensor the written-out forward reads, in the precision it computes in: the model's own
     tensors (or fused copies of them on CPU), or copies cast to another dtype (`weights(dtype=...)`)."""
+
     embed: torch.Tensor
     layers: list  # of _Layer
     norm: torch.Tensor
@@ -188,8 +207,15 @@ def weights(model, fuse=None, dtype=None) -> Weights:
                 setattr(w, f.name, [(cast(a), cast(b)) for a, b in v])
     embed, head = cast(m.embed_tokens.weight), model.lm_head
     head_w = embed if head.weight is m.embed_tokens.weight else cast(head.weight)  # tied embeddings: one copy
-    return Weights(embed=embed, layers=layers, norm=cast(m.norm.weight), norm_eps=m.norm.variance_epsilon,
-                   head_w=head_w, head_b=cast(head.bias), dtype=dtype)
+    return Weights(
+        embed=embed,
+        layers=layers,
+        norm=cast(m.norm.weight),
+        norm_eps=m.norm.variance_epsilon,
+        head_w=head_w,
+        head_b=cast(head.bias),
+        dtype=dtype,
+    )
 
 
 def rope_tables(model, n_positions, dtype, device):
@@ -344,4 +370,3 @@ def shared_prefix(contexts) -> int:
             n += 1
         c = n
     return c
-

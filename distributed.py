@@ -31,6 +31,7 @@ What it simplifies
     * A checkpoint holds the full weights in transformers format (written by rank 0) and one
       optimizer shard per process: resume with the same number of processes.
 """
+
 import contextlib
 import os
 
@@ -52,7 +53,11 @@ def planned_world() -> int:
 
 def is_main() -> bool:
     """Rank 0, also before init() (torchrun sets RANK in the environment)."""
-    return world()[0] == 0 if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0")) == 0
+    return (
+        world()[0] == 0
+        if dist.is_available() and dist.is_initialized()
+        else int(os.environ.get("RANK", "0")) == 0
+    )
 
 
 def init(device: torch.device) -> torch.device:
@@ -74,6 +79,7 @@ def shard(model):
     backward, which a teacher never runs): outside a forward or backward the weights are shards."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
+
     device = next(model.parameters()).device
     mesh = init_device_mesh(device.type, (world()[1],))
     for layer in model.model.layers:
@@ -84,6 +90,7 @@ def shard(model):
 
 def is_sharded(model) -> bool:
     from torch.distributed.fsdp import FSDPModule
+
     return isinstance(model, FSDPModule)
 
 
@@ -95,6 +102,7 @@ def full_weights(model):
         yield model
         return
     from torch.distributed.fsdp import FSDPModule
+
     units = [m for m in model.modules() if isinstance(m, FSDPModule)]
     for u in units:
         u.unshard()
@@ -108,7 +116,9 @@ def full_weights(model):
 def _all_reduce(x: float, op) -> float:
     if world()[1] == 1:
         return x
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"  # NCCL: GPU tensors
+    device = (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    )  # NCCL: GPU tensors
     t = torch.tensor([float(x)], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=op)
     return float(t)
@@ -134,6 +144,7 @@ def gather(items: list) -> list:
 def full_state_dict(model) -> dict:
     """The whole model's weights as plain CPU tensors on rank 0 (empty elsewhere); a collective."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 

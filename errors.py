@@ -7,6 +7,7 @@ as `<script>: error: <message>` on stderr, without a traceback, and exits with 2
 does for an unknown flag. Ctrl-C ends with one line and exit code 130. Any other exception is a
 bug and keeps its traceback.
 """
+
 import os
 import sys
 
@@ -24,5 +25,8 @@ def run(main, argv=None):
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:  # Ctrl-C: not a bug, and nothing a traceback would explain
-        print(f"{prog}: interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
+        print(
+            f"{prog}: interrupted; a training run continues from its last checkpoint with --resume",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None

@@ -16,6 +16,7 @@ which builds on this file's sampler. The grader (extract_boxed, is_equiv, grade)
 Deliberate simplification: the evaluation's random stream depends on the batch size (same seed
 and batch size, same samples).
 """
+
 import argparse
 import dataclasses
 import json
@@ -123,10 +124,21 @@ PRESETS = {
 }
 
 
-def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature: float,
-                     top_p: float = 1.0, top_k: int = 0, max_new_tokens: int,
-                     batch_size: int = 32, seed: int = 0, progress: Optional[str] = None,
-                     grade_fn=None) -> list:
+def sample_responses(
+    model,
+    tokenizer,
+    prompts: list,
+    *,
+    k: int = 1,
+    temperature: float,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Optional[str] = None,
+    grade_fn=None,
+) -> list:
     """k responses per prompt: a list over samples j of lists over prompts of dicts with `ids`
     (response ids without the EOS), `finished`, `truncated`, `length` (generated tokens).
 
@@ -141,21 +153,34 @@ def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature
         per_prompt = []
         for b, start in enumerate(range(0, len(prompts), batch_size)):
             gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + j * 10_007 + b)
-            r = rollout.generate(model, prompts[start:start + batch_size], max_new_tokens,
-                                 temperature=temperature, top_p=top_p, top_k=top_k,
-                                 eos_token_ids=tokenizer.eos_token_ids,
-                                 pad_token_id=tokenizer.pad_token_id, generator=gen)
+            r = rollout.generate(
+                model,
+                prompts[start : start + batch_size],
+                max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                eos_token_ids=tokenizer.eos_token_ids,
+                pad_token_id=tokenizer.pad_token_id,
+                generator=gen,
+            )
             for row, ids in enumerate(r.responses()):
                 ids = list(ids)
                 length = len(ids)
                 if ids and ids[-1] in eos:
                     ids = ids[:-1]
-                per_prompt.append({"ids": ids, "finished": bool(r.finished[row]),
-                                   "truncated": bool(r.truncated[row]), "length": length})
+                per_prompt.append(
+                    {
+                        "ids": ids,
+                        "finished": bool(r.finished[row]),
+                        "truncated": bool(r.truncated[row]),
+                        "length": length,
+                    }
+                )
                 if grade_fn is not None:
                     right += bool(grade_fn(j, start + row, ids))
-            done += len(prompts[start:start + batch_size])
-            bar.update(len(prompts[start:start + batch_size]))
+            done += len(prompts[start : start + batch_size])
+            bar.update(len(prompts[start : start + batch_size]))
             if grade_fn is not None:
                 bar.set_postfix_str(f"acc {right / done:.3f}")
         out.append(per_prompt)
@@ -166,10 +191,25 @@ def sample_responses(model, tokenizer, prompts: list, *, k: int = 1, temperature
 # -----------------------------------------------------------------------------
 # Benchmark evaluation: pass@1, avg@k, pass@k, diagnostics, per-sample JSONL
 
-def evaluate(model, tokenizer, examples: list, *, k: int = 1, temperature: float = 0.6,
-             top_p: float = 0.95, top_k: int = 0, max_new_tokens: int = 16384,
-             batch_size: int = 32, seed: int = 0, pi: str = "none", rule: Optional[str] = None,
-             bench: str = "", out_path: Optional[str] = None, progress: bool = True) -> tuple:
+
+def evaluate(
+    model,
+    tokenizer,
+    examples: list,
+    *,
+    k: int = 1,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    top_k: int = 0,
+    max_new_tokens: int = 16384,
+    batch_size: int = 32,
+    seed: int = 0,
+    pi: str = "none",
+    rule: Optional[str] = None,
+    bench: str = "",
+    out_path: Optional[str] = None,
+    progress: bool = True,
+) -> tuple:
     """Evaluate a model on examples: k samples per problem in the context `pi` (data.py; "none"
     is the student's). Returns (summary dict, records); writes one JSONL line per (problem,
     sample) to `out_path` if given.
@@ -190,26 +230,57 @@ def evaluate(model, tokenizer, examples: list, *, k: int = 1, temperature: float
         return cache[(j, i)][1]
 
     t0 = time.time()
-    samples = sample_responses(model, tokenizer, prompts, k=k, temperature=temperature,
-                               top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, seed=seed,
-                               progress=f"eval {bench}" if progress else None, grade_fn=grade_ids)
+    samples = sample_responses(
+        model,
+        tokenizer,
+        prompts,
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        progress=f"eval {bench}" if progress else None,
+        grade_fn=grade_ids,
+    )
     elapsed = time.time() - t0
     records = []
     for j, per_prompt in enumerate(samples):
         for i, s in enumerate(per_prompt):
             text, correct = cache[(j, i)]
-            records.append({
-                "bench": bench, "id": examples[i].id, "sample": j, "gold": examples[i].answer,
-                "pred": grader.extract_boxed(text), "correct": correct, "length": s["length"],
-                "finished": s["finished"], "truncated": s["truncated"],
-                "rep_ratio": round(repetition_ratio(s["ids"]), 4),
-                "hedge_per_1k": round(hedging_rate(text), 2), "response": text})
+            records.append(
+                {
+                    "bench": bench,
+                    "id": examples[i].id,
+                    "sample": j,
+                    "gold": examples[i].answer,
+                    "pred": grader.extract_boxed(text),
+                    "correct": correct,
+                    "length": s["length"],
+                    "finished": s["finished"],
+                    "truncated": s["truncated"],
+                    "rep_ratio": round(repetition_ratio(s["ids"]), 4),
+                    "hedge_per_1k": round(hedging_rate(text), 2),
+                    "response": text,
+                }
+            )
     summary = summarize(records, k)
-    summary.update({"bench": bench, "time_s": round(elapsed, 1), "pi": pi,
-                    "settings": {"temperature": temperature, "top_p": top_p, "top_k": top_k,
-                                 "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-                                 "seed": seed}})
+    summary.update(
+        {
+            "bench": bench,
+            "time_s": round(elapsed, 1),
+            "pi": pi,
+            "settings": {
+                "temperature": temperature,
+                "top_p": top_p,
+                "top_k": top_k,
+                "max_new_tokens": max_new_tokens,
+                "batch_size": batch_size,
+                "seed": seed,
+            },
+        }
+    )
     if out_path:
         write_jsonl(out_path, records)
     return summary, records
@@ -226,12 +297,17 @@ def summarize(records: list, k: int) -> dict:
     any_right = [any(r["correct"] for r in rs) for rs in by_problem.values()]
     lengths = [r["length"] for r in records]
     return {
-        "n": n, "k": k,
-        "acc/pass@1": sum(first) / n, "acc/pass@1_ci": wilson_ci(sum(first), n),
-        "acc/avg@k": sum(per_problem) / n, "acc/avg@k_ci": mean_ci(per_problem),
-        "acc/pass@k": sum(any_right) / n, "acc/pass@k_ci": wilson_ci(sum(any_right), n),
+        "n": n,
+        "k": k,
+        "acc/pass@1": sum(first) / n,
+        "acc/pass@1_ci": wilson_ci(sum(first), n),
+        "acc/avg@k": sum(per_problem) / n,
+        "acc/avg@k_ci": mean_ci(per_problem),
+        "acc/pass@k": sum(any_right) / n,
+        "acc/pass@k_ci": wilson_ci(sum(any_right), n),
         "boxed_frac": sum(r["pred"] is not None for r in records) / len(records),
-        "len/mean": sum(lengths) / len(lengths), "len/max": max(lengths),
+        "len/mean": sum(lengths) / len(lengths),
+        "len/max": max(lengths),
         "len/truncated_frac": sum(r["truncated"] for r in records) / len(records),
         "rep/ratio": sum(r["rep_ratio"] for r in records) / len(records),
         "hedge/per_1k_words": sum(r["hedge_per_1k"] for r in records) / len(records),
@@ -245,8 +321,16 @@ def write_jsonl(path: str, records: list) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: str = "student",
-                 pi: str = "none", rule: Optional[str] = None) -> tuple:
+def evaluate_run(
+    model,
+    tokenizer,
+    examples: list,
+    cfg: dict,
+    name: str,
+    who: str = "student",
+    pi: str = "none",
+    rule: Optional[str] = None,
+) -> tuple:
     """A held-out evaluation inside a training run, with the run's settings (eval_k, eval_temperature,
     eval_top_p, eval_max_new_tokens, seed): (summary, records), the records written to
     OUT/eval/{name}.jsonl. Under torchrun each process samples every W-th problem with its own
@@ -255,10 +339,21 @@ def evaluate_run(model, tokenizer, examples: list, cfg: dict, name: str, who: st
     problems that are not flagged); `rule` is the system prompt of pi="system_prompt"."""
     rank, world = distributed.world()
     with distributed.full_weights(model):  # the sampler reads the weights directly
-        summary, records = evaluate(model, tokenizer, examples[rank::world], k=cfg["eval_k"],
-                                    temperature=cfg["eval_temperature"], top_p=cfg["eval_top_p"],
-                                    max_new_tokens=cfg["eval_max_new_tokens"], batch_size=max(cfg["micro_batch"], 16),
-                                    seed=cfg["seed"] + 1 + 7919 * rank, pi=pi, rule=rule, bench=who, progress=False)
+        summary, records = evaluate(
+            model,
+            tokenizer,
+            examples[rank::world],
+            k=cfg["eval_k"],
+            temperature=cfg["eval_temperature"],
+            top_p=cfg["eval_top_p"],
+            max_new_tokens=cfg["eval_max_new_tokens"],
+            batch_size=max(cfg["micro_batch"], 16),
+            seed=cfg["seed"] + 1 + 7919 * rank,
+            pi=pi,
+            rule=rule,
+            bench=who,
+            progress=False,
+        )
     if world > 1:
         records = distributed.gather(records)
         summary.update(summarize(records, cfg["eval_k"]))
@@ -276,85 +371,159 @@ def format_ci(v: tuple) -> str:
 
 def format_table(summaries: list) -> str:
     """A Markdown table of evaluation summaries, one row per benchmark."""
-    rows = [[s["bench"], s["n"], s["k"], f"{s['acc/pass@1']:.3f} {format_ci(s['acc/pass@1_ci'])}",
-             f"{s['acc/avg@k']:.3f} {format_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–",
-             f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–", f"{s['boxed_frac']:.2f}", f"{s['len/mean']:.1f}",
-             s["len/max"], f"{s['len/truncated_frac']:.3f}", f"{s['rep/ratio']:.3f}", f"{s['hedge/per_1k_words']:.1f}",
-             s["time_s"]] for s in summaries]
-    return common.md_table(["bench", "n", "k", "pass@1 (95% CI)", "avg@k (95% CI)", "pass@k", "boxed", "len mean",
-                            "len max", "trunc", "rep", "hedge/1k", "time s"], rows)
+    rows = [
+        [
+            s["bench"],
+            s["n"],
+            s["k"],
+            f"{s['acc/pass@1']:.3f} {format_ci(s['acc/pass@1_ci'])}",
+            f"{s['acc/avg@k']:.3f} {format_ci(s['acc/avg@k_ci'])}" if s["k"] > 1 else "–",
+            f"{s['acc/pass@k']:.3f}" if s["k"] > 1 else "–",
+            f"{s['boxed_frac']:.2f}",
+            f"{s['len/mean']:.1f}",
+            s["len/max"],
+            f"{s['len/truncated_frac']:.3f}",
+            f"{s['rep/ratio']:.3f}",
+            f"{s['hedge/per_1k_words']:.1f}",
+            s["time_s"],
+        ]
+        for s in summaries
+    ]
+    return common.md_table(
+        [
+            "bench",
+            "n",
+            "k",
+            "pass@1 (95% CI)",
+            "avg@k (95% CI)",
+            "pass@k",
+            "boxed",
+            "len mean",
+            "len max",
+            "trunc",
+            "rep",
+            "hedge/1k",
+            "time s",
+        ],
+        rows,
+    )
 
 
 # -----------------------------------------------------------------------------
 # Command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Evaluate a model on math benchmarks (strict boxed grader), or run the prefix "
-                    "probe of Mechanism 1. Sampling flags left unset come from the preset.")
+        "probe of Mechanism 1. Sampling flags left unset come from the preset."
+    )
     g = ap.add_argument_group("model")
-    g.add_argument("--model", required=True,
-                   help="model to evaluate (the student in the probe): any name or path "
-                        "models.load accepts (hub id, local checkpoint, the tiny models)")
+    g.add_argument(
+        "--model",
+        required=True,
+        help="model to evaluate (the student in the probe): any name or path "
+        "models.load accepts (hub id, local checkpoint, the tiny models)",
+    )
     g.add_argument("--device", default=None, help="cuda, cpu, ...; default: models.load's choice")
     g.add_argument("--dtype", default=None, help="float32, bfloat16, ...; default: models.load's")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     g = ap.add_argument_group("data")
-    g.add_argument("--bench", default="synthetic",
-                   help="comma-separated benchmarks: math500, aime24, aime25, synthetic, a named "
-                        "dataset of data.py, or a .jsonl/.json/.parquet file with problem/answer "
-                        "(default: %(default)s)")
-    g.add_argument("--data-path", default=None,
-                   help="read the (single) named benchmark from this local file instead of the hub")
+    g.add_argument(
+        "--bench",
+        default="synthetic",
+        help="comma-separated benchmarks: math500, aime24, aime25, synthetic, a named "
+        "dataset of data.py, or a .jsonl/.json/.parquet file with problem/answer "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--data-path",
+        default=None,
+        help="read the (single) named benchmark from this local file instead of the hub",
+    )
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
-    g.add_argument("--synthetic-n", type=int, default=500,
-                   help="synthetic: number of problems (default: %(default)s)")
-    g.add_argument("--synthetic-split", default="eval", choices=("train", "eval"),
-                   help="synthetic: which split (they never overlap) (default: %(default)s)")
-    g.add_argument("--synthetic-seed", type=int, default=0,
-                   help="synthetic: generator seed (default: %(default)s)")
-    g.add_argument("--hard-frac", type=float, default=0.0,
-                   help="synthetic: fraction of hard problems, 2-digit products "
-                        "(default: %(default)s)")
-    g.add_argument("--max-ops", type=int, default=3,
-                   help="synthetic: most operations (default: %(default)s)")
-    g.add_argument("--max-operand", type=int, default=9,
-                   help="synthetic: largest operand (default: %(default)s)")
-    g.add_argument("--pi", default="none", choices=data.PI_MODES,
-                   help="context: none = the student's prompt; the others add privileged "
-                        "information as an OPSD teacher sees it (default: %(default)s)")
-    g.add_argument("--wrong-hint", action="store_true",
-                   help="with --pi answer_only: show a wrong answer as the hint (gold + 1), to "
-                        "measure whether a model reads the hint")
-    g.add_argument("--rule", default=None,
-                   help="system rule for --pi system_prompt (default: data.py's rule for the task)")
+    g.add_argument(
+        "--synthetic-n", type=int, default=500, help="synthetic: number of problems (default: %(default)s)"
+    )
+    g.add_argument(
+        "--synthetic-split",
+        default="eval",
+        choices=("train", "eval"),
+        help="synthetic: which split (they never overlap) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--synthetic-seed", type=int, default=0, help="synthetic: generator seed (default: %(default)s)"
+    )
+    g.add_argument(
+        "--hard-frac",
+        type=float,
+        default=0.0,
+        help="synthetic: fraction of hard problems, 2-digit products (default: %(default)s)",
+    )
+    g.add_argument("--max-ops", type=int, default=3, help="synthetic: most operations (default: %(default)s)")
+    g.add_argument(
+        "--max-operand", type=int, default=9, help="synthetic: largest operand (default: %(default)s)"
+    )
+    g.add_argument(
+        "--pi",
+        default="none",
+        choices=data.PI_MODES,
+        help="context: none = the student's prompt; the others add privileged "
+        "information as an OPSD teacher sees it (default: %(default)s)",
+    )
+    g.add_argument(
+        "--wrong-hint",
+        action="store_true",
+        help="with --pi answer_only: show a wrong answer as the hint (gold + 1), to "
+        "measure whether a model reads the hint",
+    )
+    g.add_argument(
+        "--rule",
+        default=None,
+        help="system rule for --pi system_prompt (default: data.py's rule for the task)",
+    )
     g = ap.add_argument_group("sampling")
-    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="paper: T=0.6, top-p 0.95, 16384 tokens (§2.4); greedy; tiny: T=1, 80 "
-                        "tokens. Default: tiny for synthetic, paper otherwise")
+    g.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="paper: T=0.6, top-p 0.95, 16384 tokens (§2.4); greedy; tiny: T=1, 80 "
+        "tokens. Default: tiny for synthetic, paper otherwise",
+    )
     g.add_argument("--k", type=int, default=None, help="samples per problem (avg@k, pass@k)")
-    g.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature; 0 = greedy")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature; 0 = greedy")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     g.add_argument("--top-k", type=int, default=None, help="top-k sampling (0 = off)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="response length cap")
-    g.add_argument("--batch-size", type=int, default=32,
-                   help="prompts per generate call (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="sampling seed; with the batch size it fixes every sample "
-                        "(default: %(default)s)")
+    g.add_argument(
+        "--batch-size", type=int, default=32, help="prompts per generate call (default: %(default)s)"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="sampling seed; with the batch size it fixes every sample (default: %(default)s)",
+    )
     g = ap.add_argument_group("prefix probe (Mechanism 1)")
-    g.add_argument("--probe-teacher", default=None,
-                   help="run the prefix probe with this teacher (name or path), and measure its fit "
-                        "to the student (probes.teacher_fit: reverse KL, Top-20 overlap on the student's "
-                        "samples); --model is the student")
-    g.add_argument("--probe-fractions", default="0,0.25,0.5,0.75",
-                   help="comma-separated cut points f of the student's responses "
-                        "(default: %(default)s)")
+    g.add_argument(
+        "--probe-teacher",
+        default=None,
+        help="run the prefix probe with this teacher (name or path), and measure its fit "
+        "to the student (probes.teacher_fit: reverse KL, Top-20 overlap on the student's "
+        "samples); --model is the student",
+    )
+    g.add_argument(
+        "--probe-fractions",
+        default="0,0.25,0.5,0.75",
+        help="comma-separated cut points f of the student's responses (default: %(default)s)",
+    )
     g = ap.add_argument_group("output")
-    g.add_argument("--out", default="runs/eval",
-                   help="folder for <bench>.jsonl (one line per problem and sample), "
-                        "summary.json and probe.jsonl (default: %(default)s)")
+    g.add_argument(
+        "--out",
+        default="runs/eval",
+        help="folder for <bench>.jsonl (one line per problem and sample), "
+        "summary.json and probe.jsonl (default: %(default)s)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress line")
     return ap
 
@@ -371,10 +540,16 @@ def resolve_settings(args, bench: str) -> dict:
 
 def load_bench(args, bench: str) -> list:
     if bench == "synthetic":
-        examples = data.load_examples("synthetic", limit=args.limit, n=args.synthetic_n,
-                                      split=args.synthetic_split, seed=args.synthetic_seed,
-                                      hard_frac=args.hard_frac, max_ops=args.max_ops,
-                                      max_operand=args.max_operand)
+        examples = data.load_examples(
+            "synthetic",
+            limit=args.limit,
+            n=args.synthetic_n,
+            split=args.synthetic_split,
+            seed=args.synthetic_seed,
+            hard_frac=args.hard_frac,
+            max_ops=args.max_ops,
+            max_operand=args.max_operand,
+        )
     else:
         examples = data.load_examples(bench, path=args.data_path, limit=args.limit)
     if args.wrong_hint:
@@ -383,10 +558,17 @@ def load_bench(args, bench: str) -> list:
 
 
 # The ranges of the numeric flags, in common.py's terms.
-EVAL_RULES = {**dict.fromkeys(("limit", "k", "max_new_tokens", "batch_size", "synthetic_n", "max_ops", "max_operand"),
-                              common.AT_LEAST_1),
-              "top_k": common.AT_LEAST_0, "threads": common.AT_LEAST_0, "hard_frac": common.PROB,
-              "temperature": common.TEMPERATURE_OR_GREEDY, "top_p": common.TOP_P}
+EVAL_RULES = {
+    **dict.fromkeys(
+        ("limit", "k", "max_new_tokens", "batch_size", "synthetic_n", "max_ops", "max_operand"),
+        common.AT_LEAST_1,
+    ),
+    "top_k": common.AT_LEAST_0,
+    "threads": common.AT_LEAST_0,
+    "hard_frac": common.PROB,
+    "temperature": common.TEMPERATURE_OR_GREEDY,
+    "top_p": common.TOP_P,
+}
 
 
 def check_args(args, flags: dict) -> list:
@@ -404,15 +586,19 @@ def check_args(args, flags: dict) -> list:
     try:
         fractions = [float(x) for x in args.probe_fractions.split(",")]
     except ValueError:
-        raise UserError(f"--probe-fractions {args.probe_fractions!r}: comma-separated numbers in [0, 1)") from None
+        raise UserError(
+            f"--probe-fractions {args.probe_fractions!r}: comma-separated numbers in [0, 1)"
+        ) from None
     if not all(0 <= f < 1 for f in fractions):
         raise UserError(f"--probe-fractions {args.probe_fractions}: every cut point must lie in [0, 1)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: a file, not a folder; choose another --out")
     written = [f for f in ("summary.json", "probe_summary.json") if os.path.exists(os.path.join(args.out, f))]
     if written:
-        raise UserError(f"--out {args.out} already holds an evaluation ({written[0]}); choose another --out, or "
-                        "delete that folder to evaluate again")
+        raise UserError(
+            f"--out {args.out} already holds an evaluation ({written[0]}); choose another --out, or "
+            "delete that folder to evaluate again"
+        )
     return benches
 
 
@@ -426,19 +612,29 @@ def main(argv=None) -> None:
     loaded = {bench: load_bench(args, bench) for bench in (benches[:1] if args.probe_teacher else benches)}
     tokenizer, context = models.load_tokenizer(args.model)
     for bench, examples in loaded.items():
-        common.check_prompt_lengths(context, [data.context_ids(tokenizer, ex, args.pi, rule=args.rule)
-                                              for ex in examples], resolve_settings(args, bench)["max_new_tokens"],
-                                    f"prompts of {bench}", examples)
+        common.check_prompt_lengths(
+            context,
+            [data.context_ids(tokenizer, ex, args.pi, rule=args.rule) for ex in examples],
+            resolve_settings(args, bench)["max_new_tokens"],
+            f"prompts of {bench}",
+            examples,
+        )
     if args.probe_teacher:
-        models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])  # the probe cuts token ids
+        models.check_compatible(
+            tokenizer, models.load_tokenizer(args.probe_teacher)[0]
+        )  # the probe cuts token ids
     os.makedirs(args.out, exist_ok=True)
     common.lock_folder(args.out)  # the lock a training run takes too
-    model, tokenizer = models.load(args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
+    model, tokenizer = models.load(
+        args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None
+    )
     model.eval()
     if args.probe_teacher:
         import probes  # probes.py builds on this file (its sampler), so it is imported only here
-        teacher, t_tok = models.load(args.probe_teacher, device=args.device,
-                                     dtype=getattr(torch, args.dtype) if args.dtype else None)
+
+        teacher, t_tok = models.load(
+            args.probe_teacher, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None
+        )
         teacher.eval()
         models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
         fractions = [float(x) for x in args.probe_fractions.split(",")]
@@ -446,20 +642,49 @@ def main(argv=None) -> None:
         s = resolve_settings(args, bench)
         examples = loaded[bench]
         with torch.no_grad():
-            rows, _ = probes.prefix_probe(model, teacher, tokenizer, examples, fractions,
-                                          temperature=s["temperature"], top_p=s["top_p"],
-                                          top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
-                                          batch_size=args.batch_size, seed=args.seed,
-                                          out_path=os.path.join(args.out, "probe.jsonl"),
-                                          progress=not args.quiet)
+            rows, _ = probes.prefix_probe(
+                model,
+                teacher,
+                tokenizer,
+                examples,
+                fractions,
+                temperature=s["temperature"],
+                top_p=s["top_p"],
+                top_k=s["top_k"],
+                max_new_tokens=s["max_new_tokens"],
+                batch_size=args.batch_size,
+                seed=args.seed,
+                out_path=os.path.join(args.out, "probe.jsonl"),
+                progress=not args.quiet,
+            )
         # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
-        fit = probes.teacher_fit(model, teacher, tokenizer, examples, k=20,
-                                 max_new_tokens=s["max_new_tokens"], batch_size=args.batch_size, seed=args.seed)
+        fit = probes.teacher_fit(
+            model,
+            teacher,
+            tokenizer,
+            examples,
+            k=20,
+            max_new_tokens=s["max_new_tokens"],
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
         with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
-            json.dump({"student": args.model, "teacher": args.probe_teacher, "bench": bench,
-                       "settings": s, "probe": rows, "fit": fit}, f, indent=2)
-        print(f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
-              f"preset {s['preset']}")
+            json.dump(
+                {
+                    "student": args.model,
+                    "teacher": args.probe_teacher,
+                    "bench": bench,
+                    "settings": s,
+                    "probe": rows,
+                    "fit": fit,
+                },
+                f,
+                indent=2,
+            )
+        print(
+            f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
+            f"preset {s['preset']}"
+        )
         print(probes.format_probe_table(rows))
         print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
         print(probes.format_fit_table({args.probe_teacher: fit}))
@@ -470,13 +695,23 @@ def main(argv=None) -> None:
         examples = loaded[bench]
         name = os.path.splitext(os.path.basename(bench))[0]
         with torch.no_grad():
-            summary, _ = evaluate(model, tokenizer, examples, k=s["k"],
-                                  temperature=s["temperature"], top_p=s["top_p"],
-                                  top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
-                                  batch_size=args.batch_size, seed=args.seed, pi=args.pi,
-                                  rule=args.rule, bench=name,
-                                  out_path=os.path.join(args.out, f"{name}.jsonl"),
-                                  progress=not args.quiet)
+            summary, _ = evaluate(
+                model,
+                tokenizer,
+                examples,
+                k=s["k"],
+                temperature=s["temperature"],
+                top_p=s["top_p"],
+                top_k=s["top_k"],
+                max_new_tokens=s["max_new_tokens"],
+                batch_size=args.batch_size,
+                seed=args.seed,
+                pi=args.pi,
+                rule=args.rule,
+                bench=name,
+                out_path=os.path.join(args.out, f"{name}.jsonl"),
+                progress=not args.quiet,
+            )
         summary.update({"model": args.model, "preset": s["preset"]})
         summaries.append(summary)
     with open(os.path.join(args.out, "summary.json"), "w") as f:

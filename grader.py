@@ -28,6 +28,7 @@ be algebra); a base subscript may be left out (the question names the base), the
 The LaTeX -> sympy parser and the time-limited sympy worker are latex_sympy.py; both files import
 only the standard library (and sympy, in the worker).
 """
+
 import re
 import time
 from fractions import Fraction
@@ -62,7 +63,7 @@ def extract_boxed(text: str) -> Optional[str]:
         while k < len(text):
             depth += {"{": 1, "}": -1}.get(text[k], 0)
             if depth == 0:
-                return text[j + 1:k].strip()
+                return text[j + 1 : k].strip()
             k += 1
         return None  # unbalanced
     m = re.match(r"[^\s$]+", text[j:]) if j > matches[-1].end() else None
@@ -72,22 +73,34 @@ def extract_boxed(text: str) -> Optional[str]:
 # -----------------------------------------------------------------------------
 # Normalisation (MATH style)
 
-_UNIT_WORDS = (r"(?:square\s+units?|sq\.?\s+units?|units?|cm|centimeters?|mm|millimeters?|km|"
-               r"kilometers?|meters?|inches|inch|ft|feet|foot|yards?|miles?|degrees?|dollars?|"
-               r"cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
-               r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|liters?|litres?|ml|"
-               r"percent|people|students|ways|times|points)")
-_TEXT_CMD = (r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|textup|mbox|hbox|mathrm|"
-             r"mathbf|mathit|mathsf|boldsymbol|operatorname)")
+_UNIT_WORDS = (
+    r"(?:square\s+units?|sq\.?\s+units?|units?|cm|centimeters?|mm|millimeters?|km|"
+    r"kilometers?|meters?|inches|inch|ft|feet|foot|yards?|miles?|degrees?|dollars?|"
+    r"cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
+    r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|liters?|litres?|ml|"
+    r"percent|people|students|ways|times|points)"
+)
+_TEXT_CMD = (
+    r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|textup|mbox|hbox|mathrm|"
+    r"mathbf|mathit|mathsf|boldsymbol|operatorname)"
+)
 _TEXT_GROUP = rf"{_TEXT_CMD}\s*\{{([^{{}}]*)\}}"
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 # relations and signs become single characters before spaces are removed, so that `\le x` cannot
 # fuse into an unknown command `\lex`
-_SYMBOLS = [(r"\\leq?slant|\\leq?(?![a-zA-Z])|<=", "≤"), (r"\\geq?slant|\\geq?(?![a-zA-Z])|>=", "≥"),
-            (r"\\lt(?![a-zA-Z])", "<"), (r"\\gt(?![a-zA-Z])", ">"), (r"\\neq?(?![a-zA-Z])", "≠"),
-            (r"\\pm(?![a-zA-Z])", "±"), (r"\\mp(?![a-zA-Z])", "∓"), (r"\\cup(?![a-zA-Z])", "∪"),
-            (r"\\in(?![a-zA-Z])", "∈"), (r"\\varnothing|\\emptyset|\\\{\s*\\\}", "∅"),
-            (r"\\mathbb\s*\{?\s*R\s*\}?", "(-\\infty,\\infty)")]
+_SYMBOLS = [
+    (r"\\leq?slant|\\leq?(?![a-zA-Z])|<=", "≤"),
+    (r"\\geq?slant|\\geq?(?![a-zA-Z])|>=", "≥"),
+    (r"\\lt(?![a-zA-Z])", "<"),
+    (r"\\gt(?![a-zA-Z])", ">"),
+    (r"\\neq?(?![a-zA-Z])", "≠"),
+    (r"\\pm(?![a-zA-Z])", "±"),
+    (r"\\mp(?![a-zA-Z])", "∓"),
+    (r"\\cup(?![a-zA-Z])", "∪"),
+    (r"\\in(?![a-zA-Z])", "∈"),
+    (r"\\varnothing|\\emptyset|\\\{\s*\\\}", "∅"),
+    (r"\\mathbb\s*\{?\s*R\s*\}?", "(-\\infty,\\infty)"),
+]
 _RELATIONS = "<>≤≥≠"
 
 
@@ -96,7 +109,7 @@ def _unwrap(s: str, pairs, rounds: int = 8) -> str:
         s = s.strip()
         for a, b in pairs:
             if len(s) >= len(a) + len(b) and s.startswith(a) and s.endswith(b):
-                s = s[len(a):len(s) - len(b)]
+                s = s[len(a) : len(s) - len(b)]
                 break
         else:
             return s
@@ -108,14 +121,14 @@ def _fix_brace_args(s: str, cmd: str, nargs: int) -> str:
     out, i = [], 0
     while True:
         j = s.find(cmd, i)
-        if j < 0 or s[j + len(cmd):j + len(cmd) + 1].isalpha():
+        if j < 0 or s[j + len(cmd) : j + len(cmd) + 1].isalpha():
             if j < 0:
                 out.append(s[i:])
                 return "".join(out)
-            out.append(s[i:j + len(cmd)])
+            out.append(s[i : j + len(cmd)])
             i = j + len(cmd)
             continue
-        out.append(s[i:j + len(cmd)])
+        out.append(s[i : j + len(cmd)])
         k = j + len(cmd)
         for _ in range(nargs):
             while k < len(s) and s[k] == " ":
@@ -129,11 +142,11 @@ def _fix_brace_args(s: str, cmd: str, nargs: int) -> str:
                     if depth == 0:
                         break
                     m += 1
-                out.append(s[k:m + 1])
+                out.append(s[k : m + 1])
                 k = m + 1
             elif s[k] == "[" and cmd == "\\sqrt":  # \sqrt[3]{x}: keep the index, then the radicand
                 m = s.find("]", k)
-                out.append(s[k:m + 1] if m > 0 else s[k:])
+                out.append(s[k : m + 1] if m > 0 else s[k:])
                 k = m + 1 if m > 0 else len(s)
                 continue
             else:
@@ -150,8 +163,11 @@ def _strip_zeros(m: re.Match) -> str:
 def _repeating(m: re.Match) -> str:
     """A repeating decimal `a.b\\overline{c}` as the exact fraction it denotes."""
     whole, head, rep = m.group(1) or "0", m.group(2), m.group(3)
-    v = int(whole) + Fraction(int(head or "0"), 10 ** len(head)) \
+    v = (
+        int(whole)
+        + Fraction(int(head or "0"), 10 ** len(head))
         + Fraction(int(rep), 10 ** len(head) * (10 ** len(rep) - 1))
+    )
     return f"\\frac{{{v.numerator}}}{{{v.denominator}}}" if v.denominator != 1 else str(v.numerator)
 
 
@@ -186,7 +202,7 @@ def _drop_trailing_text(s: str) -> str:
         m = re.search(rf"{_TEXT_GROUP}(?:\s*\^\s*\{{?[23]\}}?)?\s*$", s)
         if not m or not re.match(r"\s*[a-zA-Z]", m.group(1)):
             return s
-        head = s[:m.start()].rstrip()
+        head = s[: m.start()].rstrip()
         if not head or re.search(rf"{_TEXT_GROUP}$", head) or not re.search(r"[\w})\]]$", head):
             return s
         s = head
@@ -249,6 +265,7 @@ def normalize_answer(s: str) -> str:
 
 # -----------------------------------------------------------------------------
 # Equivalence
+
 
 def _split_top(s: str, seps: str = ",") -> list:
     """Split at any character of `seps` outside (), [], {}; the separators are dropped."""
@@ -322,8 +339,10 @@ def _multiset_equiv(xs: list, ys: list, budget: list) -> bool:
     return not left
 
 
-_MATRIX_RE = re.compile(r"[(\[]?\\begin\{([pbBvV]?matrix|smallmatrix|array)\}"
-                        r"(?:(?<=\{array\})\{[^{}]*\})?(.*)\\end\{\1\}[)\]]?")
+_MATRIX_RE = re.compile(
+    r"[(\[]?\\begin\{([pbBvV]?matrix|smallmatrix|array)\}"
+    r"(?:(?<=\{array\})\{[^{}]*\})?(.*)\\end\{\1\}[)\]]?"
+)
 
 
 def _matrix_cells(s: str) -> Optional[list]:
@@ -343,14 +362,19 @@ def _drop_names(s: str) -> str:
     """`x=5` -> `5`, `f(x)=x^2` -> `x^2`, `(p,q)=(3,2)` -> `(3,2)`, `x=1,x=2` -> `1,2`: the answer
     without the name of the unknown (used only when the other answer names nothing)."""
     sides = _split_top(s, "=")
-    if len(sides) == 2 and (re.fullmatch(_NAME, sides[0])
-                            or re.fullmatch(rf"\({_NAME}(?:,{_NAME})+\)", sides[0])):
+    if len(sides) == 2 and (
+        re.fullmatch(_NAME, sides[0]) or re.fullmatch(rf"\({_NAME}(?:,{_NAME})+\)", sides[0])
+    ):
         return sides[1]
     items = _split_top(s)
     heads = [re.match(rf"({_NAME})=", x) for x in items]
-    if len(items) > 1 and all(heads) and len({h.group(1) for h in heads}) == 1 \
-            and all(x.count("=") == 1 for x in items):
-        return ",".join(x[h.end():] for x, h in zip(items, heads))
+    if (
+        len(items) > 1
+        and all(heads)
+        and len({h.group(1) for h in heads}) == 1
+        and all(x.count("=") == 1 for x in items)
+    ):
+        return ",".join(x[h.end() :] for x, h in zip(items, heads))
     return s
 
 
@@ -439,8 +463,13 @@ def _equiv_norm(a: str, b: str, budget: list) -> bool:
         return _equiv_norm(sa or a, sb or b, budget)
     ca, cb = _chain(a), _chain(b)
     if ca or cb:  # other relations (y>2x+1): same relations, sides equivalent
-        return (ca is not None and cb is not None and ca[1] == cb[1] and len(ca[0]) == len(cb[0])
-                and all(_equiv_norm(x, y, budget) for x, y in zip(ca[0], cb[0])))
+        return (
+            ca is not None
+            and cb is not None
+            and ca[1] == cb[1]
+            and len(ca[0]) == len(cb[0])
+            and all(_equiv_norm(x, y, budget) for x, y in zip(ca[0], cb[0]))
+        )
     # unions of intervals, in any order
     if "∪" in a or "∪" in b:
         return _multiset_equiv(_split_top(a, "∪"), _split_top(b, "∪"), budget)
@@ -448,21 +477,34 @@ def _equiv_norm(a: str, b: str, budget: list) -> bool:
     set_a, set_b = (s.startswith("\\{") and _one_group(s[1:], "{", "}") for s in (a, b))
     if set_a or set_b:
         xa, xb = (s[2:-2] if is_set else s for s, is_set in ((a, set_a), (b, set_b)))
-        bracketed = any(_one_group(s, "([", ")]") or _matrix_cells(s) is not None
-                        for s, is_set in ((a, set_a), (b, set_b)) if not is_set)
+        bracketed = any(
+            _one_group(s, "([", ")]") or _matrix_cells(s) is not None
+            for s, is_set in ((a, set_a), (b, set_b))
+            if not is_set
+        )
         return not bracketed and _multiset_equiv(_items(xa), _items(xb), budget)
     # matrices, cell by cell
     ma, mb = _matrix_cells(a), _matrix_cells(b)
     if ma is not None or mb is not None:
-        return (ma is not None and mb is not None and len(ma) == len(mb)
-                and all(len(r) == len(s) and all(_equiv_norm(x, y, budget) for x, y in zip(r, s))
-                        for r, s in zip(ma, mb)))
+        return (
+            ma is not None
+            and mb is not None
+            and len(ma) == len(mb)
+            and all(
+                len(r) == len(s) and all(_equiv_norm(x, y, budget) for x, y in zip(r, s))
+                for r, s in zip(ma, mb)
+            )
+        )
     # intervals and tuples: same brackets, element by element
     ga, gb = _one_group(a, "([", ")]"), _one_group(b, "([", ")]")
     xa, xb = _split_top(a[1:-1]) if ga else None, _split_top(b[1:-1]) if gb else None
     if ga and gb and (len(xa) > 1 or len(xb) > 1):
-        return (a[0] == b[0] and a[-1] == b[-1] and len(xa) == len(xb)
-                and all(_equiv_norm(x, y, budget) for x, y in zip(xa, xb)))
+        return (
+            a[0] == b[0]
+            and a[-1] == b[-1]
+            and len(xa) == len(xb)
+            and all(_equiv_norm(x, y, budget) for x, y in zip(xa, xb))
+        )
     if (ga and len(xa) > 1) or (gb and len(xb) > 1):
         return False  # a tuple against a non-tuple
     # bare comma lists (several solutions) and ± pairs: unordered

@@ -10,6 +10,7 @@ its time limit. Calls are serialised by a lock, so any thread may grade.
 
 This file imports only the standard library (and sympy, in the worker).
 """
+
 import json
 import os
 import re
@@ -23,14 +24,34 @@ from typing import Optional
 # -----------------------------------------------------------------------------
 # LaTeX -> sympy (a small recursive-descent parser: no eval of model output, ever)
 
+
 class LatexParseError(ValueError):
     pass
 
 
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "nu", "rho",
-          "sigma", "tau", "phi", "omega", "psi", "chi", "eta", "zeta", "xi", "kappa"}
-_FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "arcsin", "arccos",
-          "arctan"}
+_GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "theta",
+    "lambda",
+    "mu",
+    "nu",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "omega",
+    "psi",
+    "chi",
+    "eta",
+    "zeta",
+    "xi",
+    "kappa",
+}
+_FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "arcsin", "arccos", "arctan"}
 _COMMANDS = {"cdot", "times", "ast", "div", "frac", "sqrt", "binom", "pi", "infty"} | _FUNCS | _GREEK
 _TOKEN_RE = re.compile(r"(\d+\.?\d*|\.\d+)|\\([a-zA-Z]+)|([a-zA-Z])|([+\-*/^(){}\[\]!_])|(\S)")
 _MAX_EXPONENT = 2000
@@ -139,7 +160,7 @@ class _Parser:
                 bits = max(abs(base.p), base.q).bit_length()
                 if abs(exp) > _MAX_EXPONENT or float(abs(exp)) * bits > _MAX_BITS:
                     raise LatexParseError("exponent too large")
-            return base ** exp
+            return base**exp
         return base
 
     def postfix(self):
@@ -223,13 +244,14 @@ class _Parser:
             if exp == -1 and val in ("sin", "cos", "tan"):  # \cos^{-1} x is arccos x, not sec x
                 fn, exp = {"sin": sp.asin, "cos": sp.acos, "tan": sp.atan}[val], None
             v = fn(arg) if base is None else sp.log(arg, base)
-            return v if exp is None else v ** exp
+            return v if exp is None else v**exp
         raise LatexParseError(f"unexpected {val!r}")
 
 
 def latex_to_sympy(s: str):
     """A sympy expression for a normalised LaTeX answer; LatexParseError if it is not one."""
     import sympy
+
     if len(s) > 400:
         raise LatexParseError("answer too long to compare symbolically")
     try:
@@ -241,6 +263,7 @@ def latex_to_sympy(s: str):
 def _sympy_equal_now(a: str, b: str) -> bool:
     """Symbolic equality of two normalised answers, in this process (no time limit)."""
     import sympy
+
     try:
         x, y = latex_to_sympy(a), latex_to_sympy(b)
     except (LatexParseError, ValueError, TypeError, ZeroDivisionError, AttributeError):
@@ -269,12 +292,14 @@ _worker_lock = threading.Lock()
 def _worker_stdio() -> None:
     try:  # a comparison that would exhaust memory fails (MemoryError: "not equal") instead
         import resource
+
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if soft == resource.RLIM_INFINITY or soft > 4 << 30:
             resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
     except (ImportError, ValueError, OSError):
         pass
     import sympy  # noqa: F401 -- before "ready": the import is start-up time, not a comparison's
+
     print("ready", flush=True)
     for line in sys.stdin:
         try:
@@ -292,13 +317,20 @@ def _read_line(proc, timeout: float) -> Optional[str]:
 def _start_worker():
     here = os.path.dirname(os.path.abspath(__file__))
     code = f"import sys; sys.path.insert(0, {here!r}); import latex_sympy; latex_sympy._worker_stdio()"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
     if (_read_line(proc, 120) or "").strip() != "ready":
         proc.kill()
-        raise RuntimeError("the sympy worker process of latex_sympy.py did not start; run "
-                           f"`{sys.executable} -c 'import sympy'` to see why")
+        raise RuntimeError(
+            "the sympy worker process of latex_sympy.py did not start; run "
+            f"`{sys.executable} -c 'import sympy'` to see why"
+        )
     return proc
 
 

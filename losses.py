@@ -44,17 +44,19 @@ Deliberate simplifications and deviations from the paper's code:
     finite log-prob (TEACHER_LOGQ_FLOOR) so that no NaN reaches a gradient; on the student's side
     a zero-probability term is 0 with a zero gradient (`_xlogy_terms`).
 """
+
 import math
 from typing import Callable, Dict, Optional
 
 import torch
 
 TEACHER_LOGQ_FLOOR = -1.0e4  # stands in for log q = -inf: exp() of it is exactly 0 in float32
-TAIL_EPS = 1e-8              # §3.6: tail masses clamped here, as the paper's code does
+TAIL_EPS = 1e-8  # §3.6: tail masses clamped here, as the paper's code does
 
 
 # -----------------------------------------------------------------------------
 # Shared pieces: log-probabilities in float32, gathering, Top-K sets
+
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
     """float32 for half/bf16/float32 inputs; float64 stays float64 (gradient checks)."""
@@ -116,17 +118,22 @@ def _check(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tokens: O
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
             "differ in shape; slice both to the positions that predict the response tokens and to one "
-            "vocabulary (pad the smaller vocabulary with -inf)")
+            "vocabulary (pad the smaller vocabulary with -inf)"
+        )
     if tokens is not None and tokens.shape != student_logits.shape[:-1]:
-        raise ValueError(f"tokens {tuple(tokens.shape)} must have the logits' shape without the vocabulary "
-                         f"dimension, {tuple(student_logits.shape[:-1])}")
+        raise ValueError(
+            f"tokens {tuple(tokens.shape)} must have the logits' shape without the vocabulary "
+            f"dimension, {tuple(student_logits.shape[:-1])}"
+        )
 
 
 # -----------------------------------------------------------------------------
 # §3.1 and §3.1b: the sampled-token losses
 
-def sampled_rkl(student_logits, teacher_logits, tokens, old_logp: Optional[torch.Tensor] = None,
-                clip_eps: float = 0.2):
+
+def sampled_rkl(
+    student_logits, teacher_logits, tokens, old_logp: Optional[torch.Tensor] = None, clip_eps: float = 0.2
+):
     """Sampled-token reverse KL in policy-gradient form (§3.1; Thinking Machines, Tinker, slime).
 
     Without `old_logp` (strictly on-policy):
@@ -152,8 +159,13 @@ def sampled_rkl(student_logits, teacher_logits, tokens, old_logp: Optional[torch
     return clipped_surrogate(logp_y, old_logp, logq_y - old_logp, clip_eps)
 
 
-def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
-                      clip_low: float = 0.2, clip_high: Optional[float] = None) -> torch.Tensor:
+def clipped_surrogate(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantage: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: Optional[float] = None,
+) -> torch.Tensor:
     """PPO's clipped surrogate per token, shared by `sampled_rkl` (§3.1) and GRPO (§4 Fix 2):
         ℓ_t = −min(ρ_t A_t, clip(ρ_t, 1 − clip_low, 1 + clip_high) A_t),  ρ_t = exp(logp_t − old_logp_t)
     `logp` (...) carries the gradient; `old_logp` and `advantage` (same shape) are constants.
@@ -183,6 +195,7 @@ def sampled_rkl_pathwise(student_logits, teacher_logits, tokens):
 
 # -----------------------------------------------------------------------------
 # §3.2 and §3.7: full-vocabulary divergences (GKD-style, differentiated directly)
+
 
 def full_rkl(student_logits, teacher_logits, tokens=None):
     """Exact reverse KL per position (§3.2).
@@ -243,8 +256,10 @@ def jsd(student_logits, teacher_logits, tokens=None, beta: float = 0.5):
 # -----------------------------------------------------------------------------
 # §3.3 – §3.6: Top-K reverse KL on the student's Top-K set (Mechanism 2 and Fix 1)
 
-def topk_plain(student_logits, teacher_logits, tokens=None, k: int = 20,
-               topk_ids: Optional[torch.Tensor] = None):
+
+def topk_plain(
+    student_logits, teacher_logits, tokens=None, k: int = 20, topk_ids: Optional[torch.Tensor] = None
+):
     """Plain (unnormalised) Top-K reverse KL (§3.3): the BIASED loss of Mechanism 2.
 
         value     ℓ_t = Σ_{v∈K} p(v) (log p(v) − log q(v)),   K = the student's Top-K
@@ -262,8 +277,9 @@ def topk_plain(student_logits, teacher_logits, tokens=None, k: int = 20,
     return _xlogy_terms(logp_K.exp(), logp_K - logq_K).sum(-1)  # gradient through the weight AND log p
 
 
-def topk_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
-            topk_ids: Optional[torch.Tensor] = None):
+def topk_sg(
+    student_logits, teacher_logits, tokens=None, k: int = 20, topk_ids: Optional[torch.Tensor] = None
+):
     """Stop-gradient Top-K reverse KL (§3.4): Fix 1, the paper's recommended loss.
 
         value     ℓ_t = Σ_{v∈K} p(v) (sg[log p(v)] − log q(v))   (the same value as topk_plain)
@@ -282,8 +298,9 @@ def topk_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
     return _xlogy_terms(logp_K.exp(), logp_K.detach() - logq_K).sum(-1)  # §3.4: sg on log p in the bracket
 
 
-def topk_renorm_intersect_sg(student_logits, teacher_logits, tokens=None, k: int = 20,
-                             topk_ids: Optional[torch.Tensor] = None):
+def topk_renorm_intersect_sg(
+    student_logits, teacher_logits, tokens=None, k: int = 20, topk_ids: Optional[torch.Tensor] = None
+):
     """Top-K reverse KL renormalised on I = TopK_student ∩ TopK_teacher, with stop-gradient (§3.5).
 
         p̃ = p / Σ_I p,   q̃ = q / Σ_I q   on I
@@ -311,8 +328,9 @@ def topk_renorm_intersect_sg(student_logits, teacher_logits, tokens=None, k: int
     return torch.where(in_I, terms, torch.zeros_like(terms)).sum(-1)
 
 
-def topk_tail(student_logits, teacher_logits, tokens=None, k: int = 20,
-              topk_ids: Optional[torch.Tensor] = None):
+def topk_tail(
+    student_logits, teacher_logits, tokens=None, k: int = 20, topk_ids: Optional[torch.Tensor] = None
+):
     """Top-K reverse KL with a tail bucket (§3.6): an exact KL on K + 1 cells.
 
         value     ℓ_t = Σ_{v∈K} p r + (1 − M_K) log[(1 − M_K) / (1 − Q_K)],   Q_K = Σ_K q
@@ -335,8 +353,9 @@ def topk_tail(student_logits, teacher_logits, tokens=None, k: int = 20,
     return head + tail_p * (tail_p.log() - tail_q.log())
 
 
-def topk_fkl(student_logits, teacher_logits, tokens=None, k: int = 20,
-             topk_ids: Optional[torch.Tensor] = None):
+def topk_fkl(
+    student_logits, teacher_logits, tokens=None, k: int = 20, topk_ids: Optional[torch.Tensor] = None
+):
     """Forward KL on the TEACHER's Top-K, not renormalised (§3.7; the forward direction in TRL).
 
         value     ℓ_t = Σ_{v∈K_T} q(v) (log q(v) − log p(v)),   K_T = the teacher's Top-K
@@ -371,6 +390,7 @@ LOSSES: Dict[str, Callable[..., torch.Tensor]] = {
 # -----------------------------------------------------------------------------
 # Reduction and diagnostics
 
+
 def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Token-mean within each sequence, then mean over sequences (§2.4, "Loss reduction").
 
@@ -400,6 +420,7 @@ def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # scales the accumulated gradients. The matrix products are the same three per token as the
 # materialised version (logits, ∂hidden, ∂head), plus the teacher's logits per chunk under no_grad.
 
+
 def _per_token_weights(mask: torch.Tensor) -> torch.Tensor:
     """The weights w with masked_mean(x, mask) = Σ w·x: 1 / (tokens in the sequence · sequences)."""
     mask = mask.bool()
@@ -415,8 +436,9 @@ class _ChunkedLoss(torch.autograd.Function):
     def forward(ctx, h_s, W_s, h_t, W_t, tokens, weights, fn, chunk_size, options, chunked_options):
         need_h, need_W = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         N = h_s.shape[0]
-        values = torch.zeros(N, dtype=torch.float64 if h_s.dtype == torch.float64 else torch.float32,
-                             device=h_s.device)  # (N,) per-token loss, for logging
+        values = torch.zeros(
+            N, dtype=torch.float64 if h_s.dtype == torch.float64 else torch.float32, device=h_s.device
+        )  # (N,) per-token loss, for logging
         grad_h = torch.zeros_like(h_s) if need_h else None  # (N, H)
         grad_W = torch.zeros_like(W_s) if need_W else None  # (V, H), accumulated in the head's dtype
         for start in range(0, N, chunk_size):
@@ -447,9 +469,17 @@ class _ChunkedLoss(torch.autograd.Function):
         return grad_h, grad_W, None, None, None, None, None, None, None, None
 
 
-def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Tensor,
-                 teacher_hidden: torch.Tensor, teacher_head: torch.Tensor, tokens: torch.Tensor,
-                 mask: torch.Tensor, chunk_size: int = 1024, **options):
+def chunked_loss(
+    name: str,
+    student_hidden: torch.Tensor,
+    student_head: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_head: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    chunk_size: int = 1024,
+    **options,
+):
     """masked_mean(LOSSES[name](h_s W_sᵀ, h_t W_tᵀ, tokens), mask) without materialising (N, V).
 
     student_hidden (B, T, H) and teacher_hidden (B, T, H_t) are the final (normed) hidden states
@@ -468,35 +498,58 @@ def chunked_loss(name: str, student_hidden: torch.Tensor, student_head: torch.Te
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    if student_hidden.shape[:2] != tokens.shape or teacher_hidden.shape[:2] != tokens.shape or mask.shape != tokens.shape:
-        raise ValueError(f"hidden states {tuple(student_hidden.shape)} / {tuple(teacher_hidden.shape)}, tokens "
-                         f"{tuple(tokens.shape)} and mask {tuple(mask.shape)} must share (B, T)")
+    if (
+        student_hidden.shape[:2] != tokens.shape
+        or teacher_hidden.shape[:2] != tokens.shape
+        or mask.shape != tokens.shape
+    ):
+        raise ValueError(
+            f"hidden states {tuple(student_hidden.shape)} / {tuple(teacher_hidden.shape)}, tokens "
+            f"{tuple(tokens.shape)} and mask {tuple(mask.shape)} must share (B, T)"
+        )
     if student_head.shape[0] != teacher_head.shape[0]:
-        raise ValueError(f"student and teacher heads have different vocabularies ({student_head.shape[0]} vs "
-                         f"{teacher_head.shape[0]}); slice both to the shared vocabulary")
+        raise ValueError(
+            f"student and teacher heads have different vocabularies ({student_head.shape[0]} vs "
+            f"{teacher_head.shape[0]}); slice both to the shared vocabulary"
+        )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     valid = mask.bool()
-    plain = {key: val for key, val in options.items() if not (torch.is_tensor(val) and val.shape[:2] == mask.shape)}
+    plain = {
+        key: val for key, val in options.items() if not (torch.is_tensor(val) and val.shape[:2] == mask.shape)
+    }
     per_pos = {key: val[valid] for key, val in options.items() if key not in plain}
-    weights = _per_token_weights(valid)[valid].to(torch.float64 if student_hidden.dtype == torch.float64 else torch.float32)
-    loss, values = _ChunkedLoss.apply(student_hidden[valid], student_head, teacher_hidden[valid], teacher_head,
-                                      tokens[valid], weights, LOSSES[name], chunk_size, plain, per_pos)
+    weights = _per_token_weights(valid)[valid].to(
+        torch.float64 if student_hidden.dtype == torch.float64 else torch.float32
+    )
+    loss, values = _ChunkedLoss.apply(
+        student_hidden[valid],
+        student_head,
+        teacher_hidden[valid],
+        teacher_head,
+        tokens[valid],
+        weights,
+        LOSSES[name],
+        chunk_size,
+        plain,
+        per_pos,
+    )
     per_token = torch.zeros(tokens.shape, dtype=values.dtype, device=values.device)
     per_token[valid] = values
     return loss, per_token
 
 
 @torch.no_grad()
-def topk_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: int,
-               tokens: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+def topk_stats(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: int, tokens: Optional[torch.Tensor] = None
+) -> Dict[str, torch.Tensor]:
     """Top-K collapse monitors per position (§2.5), each of shape (...):
 
-        student_mass  M_K = Σ_{v∈K_S} p(v)       the student's mass on its own Top-K
-        teacher_mass  Q_K = Σ_{v∈K_S} q(v)       the teacher's mass on the student's Top-K
-        overlap       |K_S ∩ K_T| / K            student/teacher Top-K overlap ratio
-        teacher_rank  rank of tokens[...] under the teacher, 1-based; K + 1 if outside its Top-K
-                      (only when `tokens` is given)
+    student_mass  M_K = Σ_{v∈K_S} p(v)       the student's mass on its own Top-K
+    teacher_mass  Q_K = Σ_{v∈K_S} q(v)       the teacher's mass on the student's Top-K
+    overlap       |K_S ∩ K_T| / K            student/teacher Top-K overlap ratio
+    teacher_rank  rank of tokens[...] under the teacher, 1-based; K + 1 if outside its Top-K
+                  (only when `tokens` is given)
     """
     _check(student_logits, teacher_logits, tokens)
     logp = student_logprobs(student_logits)
@@ -517,6 +570,7 @@ def topk_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, k: in
 
 # -----------------------------------------------------------------------------
 # Mechanism 3 (§4, §5): what a student without the privileged information can learn
+
 
 def geometric_mean_teacher(teacher_logits: torch.Tensor, weights: Optional[torch.Tensor] = None):
     """The best PI-free student for a set of PI-conditioned teachers, and the loss it cannot remove.
@@ -542,7 +596,10 @@ def geometric_mean_teacher(teacher_logits: torch.Tensor, weights: Optional[torch
 # -----------------------------------------------------------------------------
 # The demonstration of Mechanism 2 (`python losses.py`)
 
-def expected_grad(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **options) -> torch.Tensor:
+
+def expected_grad(
+    name: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **options
+) -> torch.Tensor:
     """∂/∂z of the loss for one state (V,), in expectation over y ~ p for the sampled-token losses
     (enumerated exactly over the vocabulary), the plain gradient for the others."""
     z = student_logits.detach().clone().requires_grad_(True)
@@ -557,8 +614,9 @@ def expected_grad(name: str, student_logits: torch.Tensor, teacher_logits: torch
     return z.grad
 
 
-def fixed_point_mass_ratio(name: str, teacher_logits: torch.Tensor, k: int, steps: int = 3000,
-                           lr: float = 0.05, seed: int = 0) -> float:
+def fixed_point_mass_ratio(
+    name: str, teacher_logits: torch.Tensor, k: int, steps: int = 3000, lr: float = 0.05, seed: int = 0
+) -> float:
     """Descend a Top-K loss on free student logits with K HELD FIXED (the teacher's Top-K ids, so
     K is well defined for any student), and return the student/teacher mass ratio on K (§3.9 3b)."""
     g = torch.Generator().manual_seed(seed)

@@ -91,7 +91,9 @@ class Tokenizer:
 
     def __init__(self, name, *, hf=None, enc=None, eos_token_ids, pad_token_id):
         if (hf is None) == (enc is None):
-            raise ValueError("Tokenizer needs exactly one backend: hf=<transformers tokenizer> or enc=<tiktoken.Encoding>")
+            raise ValueError(
+                "Tokenizer needs exactly one backend: hf=<transformers tokenizer> or enc=<tiktoken.Encoding>"
+            )
         self.name = name
         self.hf = hf
         self.enc = enc
@@ -100,7 +102,10 @@ class Tokenizer:
         self.vocab_size = len(hf) if hf is not None else enc.n_vocab
 
     def __repr__(self):
-        return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size}, eos={self.eos_token_ids}, pad={self.pad_token_id})"
+        return (
+            f"Tokenizer({self.name!r}, vocab_size={self.vocab_size}, eos={self.eos_token_ids}, "
+            f"pad={self.pad_token_id})"
+        )
 
     @property
     def is_tiny(self) -> bool:
@@ -125,7 +130,12 @@ class Tokenizer:
             s = TINY_IDS
             ids = []
             if system is not None:
-                ids += [s["<|im_start|>"]] + self.encode("system\n" + system) + [s["<|im_end|>"]] + self.encode("\n")
+                ids += (
+                    [s["<|im_start|>"]]
+                    + self.encode("system\n" + system)
+                    + [s["<|im_end|>"]]
+                    + self.encode("\n")
+                )
             ids += [s["<|im_start|>"]] + self.encode("user\n" + user) + [s["<|im_end|>"]] + self.encode("\n")
             ids += [s["<|im_start|>"]] + self.encode("assistant\n")
             ids += [s["<think>"]] + self.encode("\n\n") + [s["</think>"]] + self.encode("\n\n")
@@ -140,7 +150,9 @@ class Tokenizer:
         ]
         # Render to text, then encode without adding BOS: templates that want BOS (Llama 3) write it.
         # enable_thinking=False is Qwen3's non-thinking mode; other templates ignore the flag.
-        text = self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+        text = self.hf.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+        )
         return self.hf.encode(text, add_special_tokens=False)
 
     def id_to_token(self) -> list:
@@ -190,7 +202,9 @@ def hf_tokenizer(hf, eos_token_ids=()) -> Tokenizer:
         if end_of_turn in template and isinstance(i, int) and i != hf.unk_token_id:
             eos.append(i)
     if not eos:
-        raise ValueError(f"tokenizer {hf.name_or_path!r} defines no EOS token; set eos_token in its tokenizer_config.json")
+        raise ValueError(
+            f"tokenizer {hf.name_or_path!r} defines no EOS token; set eos_token in its tokenizer_config.json"
+        )
     pad = hf.pad_token_id if hf.pad_token_id is not None else eos[0]
     return Tokenizer(hf.name_or_path or type(hf).__name__, hf=hf, eos_token_ids=eos, pad_token_id=pad)
 
@@ -240,7 +254,7 @@ def build_tiny(seed: int = 0, **overrides) -> transformers.Qwen3ForCausalLM:
 
 
 def check_source(name_or_path: str) -> str:
-    """"local" for a model folder, "hub" for what can only be a hub id; a UserError for a path
+    """ "local" for a model folder, "hub" for what can only be a hub id; a UserError for a path
     that holds no model, before anything loads (a mistyped folder would otherwise be tried on
     the hub, with a misleading "repo id" error or half a minute of network retries)."""
     s = str(name_or_path)
@@ -248,15 +262,26 @@ def check_source(name_or_path: str) -> str:
         if not os.path.isdir(s):
             raise UserError(f"{s}: a file, not a model folder; pass the folder that holds config.json")
         if not os.path.isfile(os.path.join(s, "config.json")):
-            raise UserError(f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
-                            "written by save_pretrained (a run's ckpt/ or final/), or a hub id")
-        for f in sorted(os.listdir(s)):  # the weights' headers (cheap): a truncated download ends here, not later
+            raise UserError(
+                f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
+                "written by save_pretrained (a run's ckpt/ or final/), or a hub id"
+            )
+        for f in sorted(
+            os.listdir(s)
+        ):  # the weights' headers (cheap): a truncated download ends here, not later
             if f.endswith(".safetensors"):
                 _library_call(s, "weights", _read_header, os.path.join(s, f))
         return "local"
     first = s.split("/")[0]
-    if s.startswith((".", "/", "~")) or s.endswith("/") or s.count("/") > 1 or (s.count("/") == 1 and os.path.isdir(first)):
-        raise UserError(f"{s}: no such folder; pass an existing model folder, or a hub id such as Qwen/Qwen3-1.7B")
+    if (
+        s.startswith((".", "/", "~"))
+        or s.endswith("/")
+        or s.count("/") > 1
+        or (s.count("/") == 1 and os.path.isdir(first))
+    ):
+        raise UserError(
+            f"{s}: no such folder; pass an existing model folder, or a hub id such as Qwen/Qwen3-1.7B"
+        )
     return "hub"
 
 
@@ -272,11 +297,16 @@ def _library_call(name: str, what: str, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 -- a library failing on the user's files or hub id
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        files = sorted(f for f in os.listdir(name) if f.endswith((".safetensors", ".bin", ".json"))) \
-            if os.path.isdir(str(name)) else []
+        files = (
+            sorted(f for f in os.listdir(name) if f.endswith((".safetensors", ".bin", ".json")))
+            if os.path.isdir(str(name))
+            else []
+        )
         among = f" from {', '.join(files)}" if files else ""
-        raise UserError(f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); check those files "
-                        "(a truncated or corrupt download?) or the hub id and the network") from e
+        raise UserError(
+            f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); check those files "
+            "(a truncated or corrupt download?) or the hub id and the network"
+        ) from e
 
 
 def load_tokenizer(name_or_path: str) -> tuple:
@@ -299,8 +329,10 @@ def _tiny_from_marker(marker: str) -> "Tokenizer":
     with open(marker) as f:
         saved = json.load(f)
     if {int(k): v for k, v in saved["special_tokens"].items()} != TINY_SPECIALS:
-        raise UserError(f"{marker} lists special tokens {saved['special_tokens']}, but this models.py builds "
-                        f"{TINY_SPECIALS}; the checkpoint was made by another version of the tiny tokenizer")
+        raise UserError(
+            f"{marker} lists special tokens {saved['special_tokens']}, but this models.py builds "
+            f"{TINY_SPECIALS}; the checkpoint was made by another version of the tiny tokenizer"
+        )
     return tiny_tokenizer()
 
 
@@ -323,12 +355,20 @@ def load(name_or_path: str, device=None, dtype=None):
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else default_dtype(device)
     marker = os.path.join(str(name_or_path), TINY_MARKER)
-    model, info = _library_call(name_or_path, "weights", transformers.AutoModelForCausalLM.from_pretrained,
-                                name_or_path, dtype=dtype, output_loading_info=True)
+    model, info = _library_call(
+        name_or_path,
+        "weights",
+        transformers.AutoModelForCausalLM.from_pretrained,
+        name_or_path,
+        dtype=dtype,
+        output_loading_info=True,
+    )
     broken = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
     if broken:
-        raise UserError(f"{name_or_path}: the checkpoint lacks {len(broken)} weight(s) of its architecture or has them "
-                        f"in another shape (first: {broken[0]}); it is incomplete or belongs to another config")
+        raise UserError(
+            f"{name_or_path}: the checkpoint lacks {len(broken)} weight(s) of its architecture or has them "
+            f"in another shape (first: {broken[0]}); it is incomplete or belongs to another config"
+        )
     model = model.to(device).eval()
     if kind == "local" and os.path.isfile(marker):
         tok = _tiny_from_marker(marker)
@@ -380,7 +420,10 @@ def check_compatible(student, teacher) -> str:
     rows_s, tok_s = _split(student)
     rows_t, tok_t = _split(teacher)
     if tok_s.is_tiny != tok_t.is_tiny:
-        kinds = ["the built-in tiny tokenizer" if t.is_tiny else f"transformers tokenizer {t.name!r}" for t in (tok_s, tok_t)]
+        kinds = [
+            "the built-in tiny tokenizer" if t.is_tiny else f"transformers tokenizer {t.name!r}"
+            for t in (tok_s, tok_t)
+        ]
         raise UserError(f"student uses {kinds[0]} and teacher {kinds[1]}; OPD needs one vocabulary")
     table_s, table_t = tok_s.id_to_token(), tok_t.id_to_token()
     n = min(len(table_s), len(table_t))
@@ -408,10 +451,14 @@ def check_compatible(student, teacher) -> str:
             f"student EOS ids {tok_s.eos_token_ids} differ from the teacher's {tok_t.eos_token_ids}; "
             "the teacher would score the end of a response differently from how the student ends it"
         )
-    report = f"one vocabulary: {n:,} ids with identical tokens, special tokens and EOS ids {tok_s.eos_token_ids}"
+    report = (
+        f"one vocabulary: {n:,} ids with identical tokens, special tokens and EOS ids {tok_s.eos_token_ids}"
+    )
     for rows, who in ((rows_s, "student"), (rows_t, "teacher")):
         if rows is not None and rows < n:
-            raise UserError(f"the {who} model's output layer has {rows:,} rows for {n:,} token ids; the checkpoint is broken")
+            raise UserError(
+                f"the {who} model's output layer has {rows:,} rows for {n:,} token ids; the checkpoint is broken"
+            )
     if rows_s is not None and rows_t is not None and (rows_s != n or rows_t != n):
         report += (
             f"; output layers have {rows_s:,} (student) and {rows_t:,} (teacher) rows: rows from id {n:,} on map "
@@ -419,5 +466,8 @@ def check_compatible(student, teacher) -> str:
         )
     probe_s, probe_t = tok_s.chat_prompt("1+1=?"), tok_t.chat_prompt("1+1=?")
     if probe_s != probe_t:
-        report += "; note: the chat templates render the same message differently (the student's prompt is used for both)"
+        report += (
+            "; note: the chat templates render the same message differently (the student's prompt is used "
+            "for both)"
+        )
     return report

@@ -73,6 +73,7 @@ class _Packing:
 class _Plan:
     """What the layers read besides the weights: the packed tokens and their rotary tables, the
     levels, their attention masks (True = may attend), and where the returned positions are."""
+
     ids: torch.Tensor  # (N,) long: the prefix, the middles, the rows' own tokens
     cos: torch.Tensor  # (N, 1, D): broadcast over heads
     sin: torch.Tensor  # (N, 1, D)
@@ -123,7 +124,7 @@ def _layer(w, x, p, last):
     kt = torch.cat(above_k + [p.R.pad(k[b:])], dim=2)  # (B, H_kv, c [+ Pm] + U, D)
     vt = torch.cat(above_v + [p.R.pad(v[b:])], dim=2)
     if last:  # the returned positions only: queries from column q0, then those tokens
-        o = decoder.attend(w, p.R.pad(q[b:])[:, :, p.q0:], kt, vt, p.tail_mask[:, :, p.q0:])  # (B,H,U-q0,D)
+        o = decoder.attend(w, p.R.pad(q[b:])[:, :, p.q0 :], kt, vt, p.tail_mask[:, :, p.q0 :])  # (B,H,U-q0,D)
         o = o.transpose(1, 2).reshape(B * (p.R.L - p.q0), H * D).index_select(0, p.out_query)  # (n_out, H*D)
         return decoder.out_and_mlp(w, x[b:].index_select(0, p.out_packed), o)
     o = [p.R.unpad(decoder.attend(w, p.R.pad(q[b:]), kt, vt, p.tail_mask))]  # (n_own, H*D)
@@ -145,17 +146,37 @@ def _plan(model, contexts, responses) -> _Plan:
     R = _Packing([len(t) for t in tails], device)
     M = _Packing([len(t) for t in mids], device) if mids else None
     q0, out_query, out_packed, out_mask = _returned(contexts, responses, starts, R, device)
-    ids = torch.tensor(list(contexts[0][:c]) + [t for mid in mids for t in mid]
-                       + [t for tail in tails for t in tail], dtype=torch.long, device=device)  # (N,)
-    pos = torch.cat([torch.arange(c)] + [torch.arange(c, c + len(t)) for t in mids]
-                    + [torch.arange(s, s + len(t)) for s, t in zip(starts, tails)]).to(device)  # (N,)
+    ids = torch.tensor(
+        list(contexts[0][:c]) + [t for mid in mids for t in mid] + [t for tail in tails for t in tail],
+        dtype=torch.long,
+        device=device,
+    )  # (N,)
+    pos = torch.cat(
+        [torch.arange(c)]
+        + [torch.arange(c, c + len(t)) for t in mids]
+        + [torch.arange(s, s + len(t)) for s, t in zip(starts, tails)]
+    ).to(device)  # (N,)
     n_pos = max(s + len(t) for s, t in zip(starts, tails))
     cos_table, sin_table = decoder.rope_tables(model, n_pos, emb.dtype, device)  # (n_pos, D)
     prefix_mask, mid_mask, tail_mask, row_group = _masks(c, group, R, M, device)
-    return _Plan(ids=ids, cos=cos_table[pos][:, None], sin=sin_table[pos][:, None], c=c, a=c,
-                 b=c + (M.total if M is not None else 0), R=R, M=M, row_group=row_group,
-                 prefix_mask=prefix_mask, mid_mask=mid_mask, tail_mask=tail_mask, q0=q0, out_query=out_query,
-                 out_packed=out_packed, out_mask=out_mask)
+    return _Plan(
+        ids=ids,
+        cos=cos_table[pos][:, None],
+        sin=sin_table[pos][:, None],
+        c=c,
+        a=c,
+        b=c + (M.total if M is not None else 0),
+        R=R,
+        M=M,
+        row_group=row_group,
+        prefix_mask=prefix_mask,
+        mid_mask=mid_mask,
+        tail_mask=tail_mask,
+        q0=q0,
+        out_query=out_query,
+        out_packed=out_packed,
+        out_mask=out_mask,
+    )
 
 
 def _levels(contexts, responses):
@@ -207,6 +228,7 @@ def _masks(c, group, R, M, device):
     # a middle's pad queries also read their own (zero) key, so no query row reads nothing
     own_mid = (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)
     mid_mask = torch.cat([ones(M.n, M.L, c), own_mid], dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
-    tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own],
-                          dim=-1)[:, None]  # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
+    tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own], dim=-1)[
+        :, None
+    ]  # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
     return prefix_mask, mid_mask, tail_mask, row_group

@@ -25,6 +25,7 @@ What it simplifies
     * The fit reads the student's samples at T = 1 (the rollouts OPD trains on) and reports token
       means over all problems together.
 """
+
 import math
 from typing import Optional
 
@@ -40,11 +41,24 @@ import rollout
 # -----------------------------------------------------------------------------
 # The prefix probe (Mechanism 1, §4)
 
-def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.25, 0.5, 0.75),
-                 *, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
-                 max_new_tokens: int = 16384, batch_size: int = 32, seed: int = 0,
-                 teacher_pi: str = "none", out_path: Optional[str] = None,
-                 progress: bool = True) -> tuple:
+
+def prefix_probe(
+    student,
+    teacher,
+    tokenizer,
+    examples: list,
+    fractions=(0.0, 0.25, 0.5, 0.75),
+    *,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    top_k: int = 0,
+    max_new_tokens: int = 16384,
+    batch_size: int = 32,
+    seed: int = 0,
+    teacher_pi: str = "none",
+    out_path: Optional[str] = None,
+    progress: bool = True,
+) -> tuple:
     """The teacher's accuracy when it must continue the student's responses cut at fraction f.
 
     The student writes one response per problem. For each f, the teacher's context (`teacher_pi`,
@@ -57,36 +71,66 @@ def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.
     for f in fractions:
         if not 0.0 <= f <= 1.0:
             raise ValueError(f"prefix fractions must lie in [0, 1], got {f}")
-    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-              batch_size=batch_size, seed=seed)
+    kw = dict(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )
     student_prompts = [data.context_ids(tokenizer, ex, "none") for ex in examples]
     teacher_ctx = [data.context_ids(tokenizer, ex, teacher_pi) for ex in examples]
-    s_out = eval_math.sample_responses(student, tokenizer, student_prompts, k=1,
-                                       progress="probe: student" if progress else None, **kw)[0]
+    s_out = eval_math.sample_responses(
+        student, tokenizer, student_prompts, k=1, progress="probe: student" if progress else None, **kw
+    )[0]
     s_text = [tokenizer.decode(s["ids"], skip_special=True) for s in s_out]
     s_right = [grader.grade(t, ex.answer) for t, ex in zip(s_text, examples)]
-    rows = [{"who": "student alone", "f": None, "acc": sum(s_right) / len(examples),
-             "ci": eval_math.wilson_ci(sum(s_right), len(examples)), "n": len(examples)}]
+    rows = [
+        {
+            "who": "student alone",
+            "f": None,
+            "acc": sum(s_right) / len(examples),
+            "ci": eval_math.wilson_ci(sum(s_right), len(examples)),
+            "n": len(examples),
+        }
+    ]
     records = []
     for f in fractions:
         cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
         prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(teacher_ctx, s_out, cut)]
-        t_out = eval_math.sample_responses(teacher, tokenizer, prompts, k=1,
-                                           progress=f"probe: teacher f={f}" if progress else None, **kw)[0]
+        t_out = eval_math.sample_responses(
+            teacher, tokenizer, prompts, k=1, progress=f"probe: teacher f={f}" if progress else None, **kw
+        )[0]
         right = []
         for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
             text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
             ok = grader.grade(text, ex.answer)
             right.append(ok)
-            records.append({"id": ex.id, "f": f, "prefix_tokens": c, "student_correct": s_right[i],
-                            "correct": ok, "truncated": t["truncated"], "response": text})
+            records.append(
+                {
+                    "id": ex.id,
+                    "f": f,
+                    "prefix_tokens": c,
+                    "student_correct": s_right[i],
+                    "correct": ok,
+                    "truncated": t["truncated"],
+                    "response": text,
+                }
+            )
         on_right = [r for r, s in zip(right, s_right) if s]
         on_wrong = [r for r, s in zip(right, s_right) if not s]
-        rows.append({"who": "teacher alone" if f == 0 else "teacher after student prefix", "f": f,
-                     "acc": sum(right) / len(right), "ci": eval_math.wilson_ci(sum(right), len(right)),
-                     "n": len(right),
-                     "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
-                     "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None})
+        rows.append(
+            {
+                "who": "teacher alone" if f == 0 else "teacher after student prefix",
+                "f": f,
+                "acc": sum(right) / len(right),
+                "ci": eval_math.wilson_ci(sum(right), len(right)),
+                "n": len(right),
+                "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
+                "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None,
+            }
+        )
     if out_path:
         eval_math.write_jsonl(out_path, records)
     return rows, records
@@ -95,8 +139,20 @@ def prefix_probe(student, teacher, tokenizer, examples: list, fractions=(0.0, 0.
 # -----------------------------------------------------------------------------
 # The teacher's fit to the student (Fix 2, §4)
 
-def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, temperature: float = 1.0,
-                top_p: float = 1.0, max_new_tokens: int = 80, batch_size: int = 32, seed: int = 0) -> dict:
+
+def teacher_fit(
+    student,
+    teacher,
+    tokenizer,
+    examples: list,
+    *,
+    k: int = 20,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 80,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> dict:
     """How close a teacher is to a student where OPD asks it: at every position of the student's
     own sampled responses (§4 Fix 2: choose teachers by distribution closeness).
 
@@ -110,12 +166,19 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
     prompts = [data.context_ids(tokenizer, ex) for ex in examples]
     sums, n_tok = {}, 0
     for b, start in enumerate(range(0, len(prompts), batch_size)):
-        batch = prompts[start:start + batch_size]
+        batch = prompts[start : start + batch_size]
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
         with torch.no_grad():
-            responses = rollout.generate(student, batch, max_new_tokens, temperature=temperature, top_p=top_p,
-                                         eos_token_ids=tokenizer.eos_token_ids,
-                                         pad_token_id=tokenizer.pad_token_id, generator=gen).responses()
+            responses = rollout.generate(
+                student,
+                batch,
+                max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                eos_token_ids=tokenizer.eos_token_ids,
+                pad_token_id=tokenizer.pad_token_id,
+                generator=gen,
+            ).responses()
             ls, mask = rollout.score(student, batch, responses)  # (b, T, V)
             lt, _ = rollout.score(teacher, batch, responses)
             V = min(ls.shape[-1], lt.shape[-1])  # padded vocabulary rows map to no token
@@ -124,9 +187,14 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
             logp_y = losses.student_logprobs_at(ls, tokens[..., None])[..., 0]
             logq_y = losses.teacher_logprobs_at(lt, tokens[..., None])[..., 0]
             st = losses.topk_stats(ls, lt, k, tokens=tokens)
-            per_token = {"kl/full": losses.full_rkl(ls, lt), "kl/reverse_est": logp_y - logq_y,
-                         "topk/overlap": st["overlap"], "topk/teacher_mass": st["teacher_mass"],
-                         "topk/teacher_rank": st["teacher_rank"], "logq/sampled": logq_y}
+            per_token = {
+                "kl/full": losses.full_rkl(ls, lt),
+                "kl/reverse_est": logp_y - logq_y,
+                "topk/overlap": st["overlap"],
+                "topk/teacher_mass": st["teacher_mass"],
+                "topk/teacher_rank": st["teacher_rank"],
+                "logq/sampled": logq_y,
+            }
         for key, v in per_token.items():
             sums[key] = sums.get(key, 0.0) + float(v.float()[mask].sum())
         n_tok += int(mask.sum())
@@ -138,21 +206,49 @@ def teacher_fit(student, teacher, tokenizer, examples: list, *, k: int = 20, tem
 # -----------------------------------------------------------------------------
 # Tables
 
+
 def format_fit_table(fits: dict) -> str:
     """One row per teacher: {name: teacher_fit(...)}."""
-    rows = [[name, f"{f['kl/full']:.4f}", f"{f['kl/reverse_est']:.4f}", f"{f['topk/overlap']:.3f}",
-             f"{f['topk/teacher_mass']:.3f}", f"{f['topk/teacher_rank']:.2f}", f["tokens"]]
-            for name, f in fits.items()]
-    return common.md_table(["teacher", "KL(p‖q) per token", "sampled-token estimate", "Top-k overlap",
-                            "teacher mass on student Top-k", "teacher rank of sampled token", "tokens"], rows)
+    rows = [
+        [
+            name,
+            f"{f['kl/full']:.4f}",
+            f"{f['kl/reverse_est']:.4f}",
+            f"{f['topk/overlap']:.3f}",
+            f"{f['topk/teacher_mass']:.3f}",
+            f"{f['topk/teacher_rank']:.2f}",
+            f["tokens"],
+        ]
+        for name, f in fits.items()
+    ]
+    return common.md_table(
+        [
+            "teacher",
+            "KL(p‖q) per token",
+            "sampled-token estimate",
+            "Top-k overlap",
+            "teacher mass on student Top-k",
+            "teacher rank of sampled token",
+            "tokens",
+        ],
+        rows,
+    )
 
 
 def format_probe_table(rows: list) -> str:
     """One row per prefix_probe row: who answers, the cut f, the accuracy overall and by the
     student's own verdict."""
     opt = lambda x: "–" if x is None else f"{x:.3f}"
-    cells = [[r["who"], "–" if r["f"] is None else f"{r['f']:.2f}",
-              f"{r['acc']:.3f} {eval_math.format_ci(r['ci'])}",
-              opt(r.get("acc_student_right")), opt(r.get("acc_student_wrong"))] for r in rows]
-    return common.md_table(["who", "f", "accuracy (95% CI)", "acc. where student right",
-                            "acc. where student wrong"], cells)
+    cells = [
+        [
+            r["who"],
+            "–" if r["f"] is None else f"{r['f']:.2f}",
+            f"{r['acc']:.3f} {eval_math.format_ci(r['ci'])}",
+            opt(r.get("acc_student_right")),
+            opt(r.get("acc_student_wrong")),
+        ]
+        for r in rows
+    ]
+    return common.md_table(
+        ["who", "f", "accuracy (95% CI)", "acc. where student right", "acc. where student wrong"], cells
+    )

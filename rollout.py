@@ -106,8 +106,9 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
     """
     B, V = logits.shape
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; "
-                         f"got {temperature}, {top_p}, {top_k}")
+        raise ValueError(
+            f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}"
+        )
     if temperature == 0:
         return logits.argmax(-1), torch.zeros(B, device=logits.device)
     x = logits / temperature if temperature != 1.0 else logits  # (B, V)
@@ -148,8 +149,21 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
 
 
 @torch.no_grad()
-def generate(model, prompts, max_new_tokens, *, temperature=1.0, top_p=1.0, top_k=0, eos_token_ids,
-             pad_token_id, generator=None, cuda_graph=False, compact=None, dtype=None) -> Rollout:
+def generate(
+    model,
+    prompts,
+    max_new_tokens,
+    *,
+    temperature=1.0,
+    top_p=1.0,
+    top_k=0,
+    eos_token_ids,
+    pad_token_id,
+    generator=None,
+    cuda_graph=False,
+    compact=None,
+    dtype=None,
+) -> Rollout:
     """Sample one response per prompt (a list of token-id lists of any lengths) -> Rollout.
 
     temperature=0 is greedy and reproduces transformers' generate(do_sample=False) row for row.
@@ -199,20 +213,25 @@ def _settings(model, max_new_tokens, eos_token_ids, cuda_graph, compact, dtype):
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not eos_token_ids:
-        raise ValueError("eos_token_ids is empty; pass the tokenizer's eos_token_ids "
-                         "(e.g. Tokenizer.eos_token_ids)")
+        raise ValueError(
+            "eos_token_ids is empty; pass the tokenizer's eos_token_ids (e.g. Tokenizer.eos_token_ids)"
+        )
     emb = model.model.embed_tokens.weight
     device, dtype = emb.device, dtype or emb.dtype
     if not dtype.is_floating_point:
-        raise ValueError(f"dtype {dtype}: the sampler computes in a floating-point precision "
-                         "(torch.float32, torch.bfloat16)")
+        raise ValueError(
+            f"dtype {dtype}: the sampler computes in a floating-point precision "
+            "(torch.float32, torch.bfloat16)"
+        )
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs the model on a CUDA device; it is on {device}")
     if compact is None:
         compact = device.type == "cpu" and not cuda_graph
     if compact and cuda_graph:
-        raise ValueError("compact=True changes the decode batch's shape, which a captured CUDA graph cannot "
-                         "follow; pass compact=False with cuda_graph=True")
+        raise ValueError(
+            "compact=True changes the decode batch's shape, which a captured CUDA graph cannot "
+            "follow; pass compact=False with cuda_graph=True"
+        )
     return device, dtype, compact
 
 
@@ -236,7 +255,7 @@ def pad_right(rows, pad_value, device=None, dtype=torch.long):
     out = torch.full((len(rows), T), pad_value, dtype=dtype)
     for b, r in enumerate(rows):
         if len(r):
-            out[b, :len(r)] = torch.as_tensor(r, dtype=dtype)
+            out[b, : len(r)] = torch.as_tensor(r, dtype=dtype)
     return out.to(device)
 
 
@@ -247,6 +266,7 @@ def pad_right(rows, pad_value, device=None, dtype=torch.long):
 class _Decoding:
     """What the decode steps share. Its b rows are the batch rows still decoded (all B until
     `drop_finished` drops some)."""
+
     W: decoder.Weights
     cache: decoder.KVCache  # keys (L, b, H_kv, D, S_max), values (L, b, H_kv, S_max, D)
     key_bias: torch.Tensor  # (b, 1, S_max) additive: 0 on the slots a query may read, -inf on the rest
@@ -301,8 +321,9 @@ def _prefill_shared_prefix(W, ids, cache, cos, sin):
     c, device = len(ids), cache.kt.device
     one = decoder.KVCache(len(W.layers), 1, cache.kt.shape[2], c, cache.kt.shape[3], W.dtype, device)
     causal = torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, c, c)
-    decoder.forward(W, torch.tensor([ids], device=device), cos[None, :c], sin[None, :c], one, 0, c, causal,
-                    out_from=c)  # keys and values only
+    decoder.forward(
+        W, torch.tensor([ids], device=device), cos[None, :c], sin[None, :c], one, 0, c, causal, out_from=c
+    )  # keys and values only
     cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
 
 
@@ -348,8 +369,9 @@ def decode_step(s, tok, t):
 def _decoder_logits(s, tok, slot, kv_len, pos):
     """The decoder and the output layer on one token per row, tok (b, 1) at rotary positions pos
     (b,): its keys and values into cache `slot`, attention over slots [0, kv_len) -> (b, V) float32."""
-    h = decoder.forward(s.W, tok, s.cos[pos][:, None], s.sin[pos][:, None], s.cache, slot, kv_len,
-                        s.key_bias[:, :, :kv_len])  # (b, 1, d)
+    h = decoder.forward(
+        s.W, tok, s.cos[pos][:, None], s.sin[pos][:, None], s.cache, slot, kv_len, s.key_bias[:, :, :kv_len]
+    )  # (b, 1, d)
     return decoder.lm_head(s.W, h[:, -1])  # (b, V)
 
 
@@ -409,6 +431,7 @@ def drop_finished(s, tok, alive):
 @dataclass
 class _Record:
     """The Rollout's tensors while decoding, (B, max_new_tokens) each."""
+
     response: torch.Tensor  # long, pad_token_id where nothing was written
     mask: torch.Tensor  # bool, True up to and including the EOS
     logp: torch.Tensor  # float32
@@ -416,9 +439,12 @@ class _Record:
 
     @classmethod
     def empty(cls, B, n, pad_token_id, device):
-        return cls(response=torch.full((B, n), pad_token_id, dtype=torch.long, device=device),
-                   mask=torch.zeros(B, n, dtype=torch.bool, device=device),
-                   logp=torch.zeros(B, n, device=device), logp_sampling=torch.zeros(B, n, device=device))
+        return cls(
+            response=torch.full((B, n), pad_token_id, dtype=torch.long, device=device),
+            mask=torch.zeros(B, n, dtype=torch.bool, device=device),
+            logp=torch.zeros(B, n, device=device),
+            logp_sampling=torch.zeros(B, n, device=device),
+        )
 
     def rollout(self, prompt_ids, eos) -> Rollout:
         """The Rollout, cut to T = the longest response's length columns."""
@@ -426,9 +452,15 @@ class _Record:
         T = max(int(lengths.max()), 1)  # one host sync, at the end
         finished = (torch.isin(self.response, eos) & self.mask).any(-1)  # (B,) the row emitted an EOS
         cut = lambda x: x[:, :T].contiguous()  # (B, T)
-        return Rollout(prompt_ids=prompt_ids, response=cut(self.response), logp=cut(self.logp),
-                       logp_sampling=cut(self.logp_sampling), finished=finished, truncated=~finished,
-                       lengths=lengths)
+        return Rollout(
+            prompt_ids=prompt_ids,
+            response=cut(self.response),
+            logp=cut(self.logp),
+            logp_sampling=cut(self.logp_sampling),
+            finished=finished,
+            truncated=~finished,
+            lengths=lengths,
+        )
 
 
 def record(rec, rows, t, tok, lp, lp_s, alive):
@@ -467,11 +499,15 @@ def score(model, contexts, responses, *, return_logits=True, return_hidden=False
     checkpointing) and "transformers" elsewhere.
     """
     if len(contexts) != len(responses) or not contexts:
-        raise ValueError(f"score needs as many contexts as responses (got {len(contexts)} and "
-                         f"{len(responses)}), at least one")
+        raise ValueError(
+            f"score needs as many contexts as responses (got {len(contexts)} and "
+            f"{len(responses)}), at least one"
+        )
     if any(len(c) == 0 for c in contexts):
-        raise ValueError("every context needs at least one token (the last context token predicts the first "
-                         "response token)")
+        raise ValueError(
+            "every context needs at least one token (the last context token predicts the first "
+            "response token)"
+        )
     if impl == "auto":
         impl = "ours" if decoder.writes_out(model) else "transformers"
     if impl == "transformers":
@@ -503,8 +539,13 @@ def _score_padded(model, contexts, responses, return_hidden):
     if return_hidden:
         out = model.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False)
         return out.last_hidden_state[:, P - 1 : P + T - 1], resp_mask, tokens
-    out = model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, logits_to_keep=T + 1,
-                use_cache=False)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask.long(),
+        position_ids=positions,
+        logits_to_keep=T + 1,
+        use_cache=False,
+    )
     return out.logits[:, :-1], resp_mask, tokens  # (B, T, V): column P-1+t predicts response token t
 
 
@@ -513,9 +554,11 @@ def _score_packed(model, contexts, responses, return_hidden):
     `_score_padded` up to float rounding. Same return as `_score_padded`."""
     if not decoder.writes_out(model):
         decoder.check_supported(model)  # names what is unsupported, if that is the reason
-        raise ValueError("score(impl='ours') cannot run this model: it is sharded by FSDP or uses activation "
-                         "checkpointing, which only its own forward applies; use impl='auto' or "
-                         "'transformers'")
+        raise ValueError(
+            "score(impl='ours') cannot run this model: it is sharded by FSDP or uses activation "
+            "checkpointing, which only its own forward applies; use impl='auto' or "
+            "'transformers'"
+        )
     hidden, resp_mask = packed.response_hidden(model, contexts, responses)  # (B, T, d): predicts token t
     if return_hidden:
         return hidden, resp_mask, None

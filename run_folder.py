@@ -20,6 +20,7 @@ What it simplifies
       process: resume with the same number of processes.
     * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other difference is refused.
 """
+
 import json
 import os
 import random
@@ -32,7 +33,6 @@ import common
 import distributed
 import models
 from errors import UserError
-
 
 # -----------------------------------------------------------------------------
 # Starting a run: the folder's lock, an interrupted swap completed, the resume checks
@@ -55,7 +55,9 @@ def start_run(cfg: dict) -> torch.device:
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    device = distributed.init(models.default_device())  # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
+    device = distributed.init(
+        models.default_device()
+    )  # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
     out, ckpt = cfg["out"], ckpt_dir(cfg)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out}: a file, not a folder; choose another --out")
@@ -68,21 +70,34 @@ def start_run(cfg: dict) -> torch.device:
     distributed.barrier()
     if cfg["resume"]:
         if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
-            raise UserError(f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
-                            "again without --resume")
+            raise UserError(
+                f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
+                "again without --resume"
+            )
         if os.path.exists(os.path.join(out, "summary.json")):
-            raise UserError(f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
-                            "from its ckpt/ with --student, or choose another --out")
+            raise UserError(
+                f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
+                "from its ckpt/ with --student, or choose another --out"
+            )
         saved = read_json(out, "config.json")
-        changed = {k: (saved.get(k), v) for k, v in cfg.items()
-                   if k not in RESUME_MAY_CHANGE and not same_setting(saved.get(k), v)}
+        changed = {
+            k: (saved.get(k), v)
+            for k, v in cfg.items()
+            if k not in RESUME_MAY_CHANGE and not same_setting(saved.get(k), v)
+        }
         if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise UserError(f"--resume with another config than the run in {out}: {flags}; resume with the run's "
-                            f"flags (only {', '.join(RESUME_MAY_CHANGE)} may change)")
+            flags = ", ".join(
+                f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in changed.items()
+            )
+            raise UserError(
+                f"--resume with another config than the run in {out}: {flags}; resume with the run's "
+                f"flags (only {', '.join(RESUME_MAY_CHANGE)} may change)"
+            )
     elif os.path.exists(ckpt):
-        raise UserError(f"--out {out} already holds a run with a checkpoint; pass --resume to continue it, or "
-                        "choose another --out")
+        raise UserError(
+            f"--out {out} already holds a run with a checkpoint; pass --resume to continue it, or "
+            "choose another --out"
+        )
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if distributed.is_main():
         os.makedirs(os.path.join(out, "eval"), exist_ok=True)
@@ -125,9 +140,13 @@ def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
     """(student, tokenizer) for training: float32 weights (Adam updates of lr 2e-6 vanish when
     rounded into bf16 weights; bf16 compute comes from autocast), from ckpt/ on --resume, with
     gradient checkpointing when asked for."""
-    student, tok = models.load(ckpt_dir(cfg) if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32)
+    student, tok = models.load(
+        ckpt_dir(cfg) if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32
+    )
     if grad_checkpointing:
-        enable = getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
+        enable = (
+            getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
+        )
         enable()  # recompute each layer's activations in backward (the name changed in transformers 5.x)
         student.config.use_cache = False
     return student, tok
@@ -136,7 +155,10 @@ def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
 # -----------------------------------------------------------------------------
 # Checkpoints: written beside the previous one, swapped in when complete
 
-def save_checkpoint(cfg: dict, model, tok, optimizer, scheduler, stream, step: int, others: dict = None) -> None:
+
+def save_checkpoint(
+    cfg: dict, model, tok, optimizer, scheduler, stream, step: int, others: dict = None
+) -> None:
     """ckpt/: the model's full weights in transformers format (loadable with models.load),
     train_state.pt (step, schedule, data position, RNG) and rank{r}.pt per process (its optimizer
     shard and the state dicts of `others`, models a resume needs too: an EMA teacher). A
@@ -150,20 +172,30 @@ def save_checkpoint(cfg: dict, model, tok, optimizer, scheduler, stream, step: i
     tmp = path + ".tmp"
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
     if distributed.all_sum(len(bad)):
-        raise common.Diverged(f"step {step}: non-finite weights ({bad[:2]}...); the checkpoint was not written: ckpt/ holds "
-                       f"the last good one; lower --lr and start again, or --resume to retry")
+        raise common.Diverged(
+            f"step {step}: non-finite weights ({bad[:2]}...); the checkpoint was not written: ckpt/ holds "
+            f"the last good one; lower --lr and start again, or --resume to retry"
+        )
     full = distributed.full_state_dict(model) if world > 1 else None  # every process takes part
     if rank == 0:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)  # a write that was killed half-way
         models.save(model, tok, tmp, state_dict=full)
     distributed.barrier()
-    torch.save({"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},
-               os.path.join(tmp, f"rank{rank}.pt"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},
+        os.path.join(tmp, f"rank{rank}.pt"),
+    )
     distributed.barrier()
     if rank == 0:
-        state = {"step": step, "scheduler": scheduler.state_dict(), "stream": stream.state_dict(),
-                 "python_random": random.getstate(), "torch_random": torch.random.get_rng_state(), "world": world}
+        state = {
+            "step": step,
+            "scheduler": scheduler.state_dict(),
+            "stream": stream.state_dict(),
+            "python_random": random.getstate(),
+            "torch_random": torch.random.get_rng_state(),
+            "world": world,
+        }
         torch.save(state, os.path.join(tmp, "train_state.pt.part"))
         os.replace(os.path.join(tmp, "train_state.pt.part"), os.path.join(tmp, "train_state.pt"))
         recover_checkpoint(path)  # the swap
@@ -207,11 +239,15 @@ def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
         path = ckpt_dir(cfg)
         state = torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
         if state["world"] != world:
-            raise UserError(f"{path} was written by {state['world']} processes, this run has {world}: the "
-                            "optimizer is saved one shard per process; resume with the same number")
+            raise UserError(
+                f"{path} was written by {state['world']} processes, this run has {world}: the "
+                "optimizer is saved one shard per process; resume with the same number"
+            )
         if state["step"] > cfg["steps"]:
-            raise UserError(f"--steps {cfg['steps']}: the checkpoint in {path} is at step {state['step']}; resume "
-                            "with the run's --steps")
+            raise UserError(
+                f"--steps {cfg['steps']}: the checkpoint in {path} is at step {state['step']}; resume "
+                "with the run's --steps"
+            )
         rank_state = torch.load(os.path.join(path, f"rank{rank}.pt"), weights_only=False)
         optimizer.load_state_dict(rank_state["optimizer"])
         for key, m in (others or {}).items():
@@ -273,6 +309,7 @@ def eval_due(cfg: dict, done: int) -> bool:
 # -----------------------------------------------------------------------------
 # The metrics log (JSONL)
 
+
 def metrics_path(cfg: dict) -> str:
     return os.path.join(cfg["out"], "metrics.jsonl")
 
@@ -331,6 +368,7 @@ def read_log(folder: str) -> tuple:
 # -----------------------------------------------------------------------------
 # Summaries
 
+
 def write_summary(cfg: dict, summary: dict) -> None:
     """summary.json, written last: the folder then holds a finished run (rank 0)."""
     if distributed.is_main():
@@ -353,8 +391,13 @@ def run_summary(cfg: dict, final: dict, wall_s: float, loss: str) -> dict:
         return {}
     with open(metrics_path(cfg)) as f:
         first = json.loads(f.readline())["eval"]
-    summary = {"student_before": first["student"], "student_after": final, "steps": cfg["steps"],
-               "loss": loss, "wall_s": round(wall_s, 1)}
+    summary = {
+        "student_before": first["student"],
+        "student_after": final,
+        "steps": cfg["steps"],
+        "loss": loss,
+        "wall_s": round(wall_s, 1),
+    }
     if "teacher" in first:
         summary["teacher"] = first["teacher"]
     return summary

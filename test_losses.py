@@ -5,6 +5,7 @@ for the values, closed-form gradients in logit space, float64 central finite dif
 Monte-Carlo averages over sampled tokens. docs/paper.md §8 lists properties (i)-(viii); each has a test.
 Run: `make test` (or `.venv/bin/python -m pytest -q test_losses.py`).
 """
+
 import ast
 import math
 import pathlib
@@ -37,6 +38,7 @@ def options(name):
 # -----------------------------------------------------------------------------
 # Independent numpy references, one state at a time: z, t are (V,) student/teacher logits.
 
+
 def np_softmax(z):
     e = np.exp(z - z.max())
     return e / e.sum()
@@ -48,7 +50,6 @@ def topk_np(z, k):
 
 def ref_value(name, z, t, y, k=K, beta=BETA):
     p, q = np_softmax(z), np_softmax(t)
-    V = len(z)
     if name == "sampled_rkl":
         return -(np.log(q[y]) - np.log(p[y])) * np.log(p[y])
     if name == "sampled_rkl_pathwise":
@@ -149,6 +150,7 @@ def surrogate_fn(name, z0, t, y, k=K, beta=BETA):
             p = np_softmax(z)
             pI, qI = p[I] / p[I].sum(), q[I] / q[I].sum()
             return float(np.sum(pI * np.log(pI / qI)))
+
         return f
     if name in ("topk_plain", "topk_tail"):
         Ks = sorted(topk_np(z0, k))  # the set is piecewise constant in z: freeze it at z0
@@ -160,6 +162,7 @@ def surrogate_fn(name, z0, t, y, k=K, beta=BETA):
                 return head
             M, Q = p[Ks].sum(), q[Ks].sum()
             return head + (1 - M) * np.log((1 - M) / (1 - Q))
+
         return f
     return lambda z: ref_value(name, z, t, y, k, beta)
 
@@ -190,6 +193,7 @@ def autograd(name, zs, zt, y, **opts):
 
 # -----------------------------------------------------------------------------
 # Values, closed-form gradients, finite differences
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_value_and_gradient_match_independent_references(name):
@@ -241,6 +245,7 @@ def test_ppo_clipped_sampled_rkl_matches_its_formula_and_clips():
 # -----------------------------------------------------------------------------
 # docs/paper.md §8 properties (i)-(viii)
 
+
 def test_i_plain_minus_sg_gradient_is_grad_of_topk_mass():
     zs, zt, y = random_batch(seed=3)
     _, g_plain = autograd("topk_plain", zs, zt, y)
@@ -255,8 +260,13 @@ def test_i_plain_minus_sg_gradient_is_grad_of_topk_mass():
 def test_ii_at_p_equal_q_only_plain_topk_has_a_gradient():
     zs, _, _ = random_batch(seed=4)
     for name in ALL:
-        g = torch.stack([losses.expected_grad(name, zs[b, t], zs[b, t], **options(name))
-                         for b in range(zs.shape[0]) for t in range(zs.shape[1])])
+        g = torch.stack(
+            [
+                losses.expected_grad(name, zs[b, t], zs[b, t], **options(name))
+                for b in range(zs.shape[0])
+                for t in range(zs.shape[1])
+            ]
+        )
         if name in ("topk_plain", "topk_fkl"):
             assert g.norm(dim=-1).min() > 1e-3, name  # biased: p = q is not stationary
         else:
@@ -265,7 +275,9 @@ def test_ii_at_p_equal_q_only_plain_topk_has_a_gradient():
 
 def test_iii_plain_topk_fixed_point_is_q_over_e_and_sg_fixed_point_is_q():
     teacher = 2.0 * torch.randn(32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    assert losses.fixed_point_mass_ratio("topk_plain", teacher, k=6, steps=2000) == pytest.approx(1 / math.e, abs=2e-3)
+    assert losses.fixed_point_mass_ratio("topk_plain", teacher, k=6, steps=2000) == pytest.approx(
+        1 / math.e, abs=2e-3
+    )
     assert losses.fixed_point_mass_ratio("topk_sg", teacher, k=6, steps=2000) == pytest.approx(1.0, abs=2e-3)
 
 
@@ -288,8 +300,9 @@ def test_iv_sg_gradient_is_full_gradient_restricted_to_K():
 def _per_sample_grads(name, z0, t0, n, seed):
     """Gradients of the sampled-token loss for n tokens y ~ p, one row each (n, V)."""
     V = z0.shape[-1]
-    y = torch.multinomial(torch.softmax(z0, -1), n, replacement=True,
-                          generator=torch.Generator().manual_seed(seed))
+    y = torch.multinomial(
+        torch.softmax(z0, -1), n, replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
     z = z0.expand(n, V).clone().requires_grad_(True)
     losses.LOSSES[name](z, t0.expand(n, V), y).sum().backward()
     return z.grad
@@ -315,7 +328,9 @@ def test_vii_tail_bucket_is_nonnegative_and_full_kl_at_K_equal_V():
     zs, zt, y = random_batch(B=8, T=16, V=12, seed=9, scale=3.0)
     for k in (1, 3, 6, 11):
         assert (losses.topk_tail(zs, zt, y, k=k) >= -1e-12).all()
-    torch.testing.assert_close(losses.topk_tail(zs, zt, y, k=12), losses.full_rkl(zs, zt, y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        losses.topk_tail(zs, zt, y, k=12), losses.full_rkl(zs, zt, y), rtol=1e-12, atol=1e-12
+    )
     _, g_tail = autograd("topk_tail", zs, zt, y, k=12)
     _, g_full = autograd("full_rkl", zs, zt, y)
     torch.testing.assert_close(g_tail, g_full, rtol=1e-9, atol=1e-12)
@@ -336,14 +351,23 @@ def test_viii_jsd_endpoints_exact_and_scaled_limits():
     torch.testing.assert_close(losses.jsd(zs, zt, y, beta=1 - b) / b, rkl, rtol=1e-3, atol=1e-6)
     # the β convention (GKD/TRL): β weights the teacher in the mixture; swapping would fail here
     zs1, zt1 = zs[0, 0], zt[0, 0]
-    assert losses.jsd(zs1, zt1, beta=0.2).item() == pytest.approx(ref_value("jsd", zs1.numpy(), zt1.numpy(), 0, beta=0.2), rel=1e-10)
-    assert abs(ref_value("jsd", zs1.numpy(), zt1.numpy(), 0, beta=0.2) - ref_value("jsd", zt1.numpy(), zs1.numpy(), 0, beta=0.2)) > 1e-4
+    assert losses.jsd(zs1, zt1, beta=0.2).item() == pytest.approx(
+        ref_value("jsd", zs1.numpy(), zt1.numpy(), 0, beta=0.2), rel=1e-10
+    )
+    assert (
+        abs(
+            ref_value("jsd", zs1.numpy(), zt1.numpy(), 0, beta=0.2)
+            - ref_value("jsd", zt1.numpy(), zs1.numpy(), 0, beta=0.2)
+        )
+        > 1e-4
+    )
     with pytest.raises(ValueError, match="beta"):
         losses.jsd(zs, zt, y, beta=1.5)
 
 
 # -----------------------------------------------------------------------------
 # The contract: teacher detached, dtypes, shapes, reduction, padding, empty sets
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_teacher_never_receives_a_gradient(name):
@@ -373,7 +397,7 @@ def test_minus_inf_teacher_logits_never_give_nan(name):
     y = y.clamp_max(8)
     zt = zt.clone()
     zt[..., 9:] = float("-inf")  # padded vocabulary rows the teacher cannot produce
-    zt[1, 2:] = float("-inf")    # a fully padded stretch of one sequence (ragged batch)
+    zt[1, 2:] = float("-inf")  # a fully padded stretch of one sequence (ragged batch)
     s = zs.clone().requires_grad_(True)
     per_token = losses.LOSSES[name](s, zt, y, **options(name))
     mask = torch.ones_like(y, dtype=torch.bool)
@@ -419,8 +443,8 @@ def test_empty_intersection_gives_zero_with_zero_finite_gradient():
     V = 12
     zs = torch.zeros(2, V, dtype=torch.float64)
     zt = torch.zeros(2, V, dtype=torch.float64)
-    zs[:, :K] = torch.tensor([5.0, 4.0, 3.0, 2.0], dtype=torch.float64)     # student Top-4: ids 0-3
-    zt[:, K:2 * K] = torch.tensor([5.0, 4.0, 3.0, 2.0], dtype=torch.float64)  # teacher Top-4: ids 4-7
+    zs[:, :K] = torch.tensor([5.0, 4.0, 3.0, 2.0], dtype=torch.float64)  # student Top-4: ids 0-3
+    zt[:, K : 2 * K] = torch.tensor([5.0, 4.0, 3.0, 2.0], dtype=torch.float64)  # teacher Top-4: ids 4-7
     zt[1, 2] = 9.0  # row 1 shares id 2: intersection of one element, KL of a point mass = 0
     s = zs.clone().requires_grad_(True)
     out = losses.topk_renorm_intersect_sg(s, zt, None, k=K)
@@ -490,6 +514,7 @@ def test_clear_errors_on_bad_input():
 # -----------------------------------------------------------------------------
 # losses.py stands alone
 
+
 def test_losses_imports_only_torch_math_typing():
     tree = ast.parse((HERE / "losses.py").read_text())
     imported = set()
@@ -503,8 +528,14 @@ def test_losses_imports_only_torch_math_typing():
 
 def test_copied_alone_it_runs_the_mechanism_2_demonstration(tmp_path):
     shutil.copy(HERE / "losses.py", tmp_path / "losses.py")
-    out = subprocess.run([sys.executable, "losses.py"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "losses.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr
     grad_norms = {}
     for ln in out.stdout.split("fixed point")[0].splitlines():
@@ -512,7 +543,9 @@ def test_copied_alone_it_runs_the_mechanism_2_demonstration(tmp_path):
         if len(parts) >= 2 and parts[0] in losses.LOSSES:
             grad_norms[parts[0]] = float(parts[1])
     assert set(grad_norms) == set(losses.LOSSES)
-    assert grad_norms["topk_plain"] > 1e-2 and grad_norms["topk_sg"] < 1e-10 and grad_norms["full_rkl"] < 1e-10
+    assert (
+        grad_norms["topk_plain"] > 1e-2 and grad_norms["topk_sg"] < 1e-10 and grad_norms["full_rkl"] < 1e-10
+    )
     fixed = out.stdout.split("fixed point")[1]
     plain = float(fixed.split("topk_plain")[1].split()[0])
     sg = float(fixed.split("topk_sg")[1].split()[0])

@@ -39,6 +39,7 @@ What it simplifies
       batch with advantage 0 and count in the token normalisation); no entropy bonus, no KL.
     * The reward is the grader's 0/1 only; no format or length shaping.
 """
+
 import time
 
 import torch
@@ -60,15 +61,43 @@ from errors import UserError
 
 # The tiny world: lift tiny/student on the synthetic task with its own samples (§4, Fix 2). 32 prompts x 8
 # samples, two updates per rollout batch at lr 2e-4 for 400 steps (docs/tiny_world.md says how it was chosen).
-_TINY = dict(student="tiny/student",
-             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
-             group_size=8, minibatches=2, clip_low=0.2, clip_high=0.28, adv_eps=1e-6,
-             steps=400, batch_size=32, micro_batch=128,
-             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
-             lr=2e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-             grad_checkpointing=False, amp=None, forward="auto",
-             eval_every=100, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
-             eval_max_new_tokens=80, ckpt_every=50)
+_TINY = dict(
+    student="tiny/student",
+    data="synthetic",
+    data_path=None,
+    eval_data="synthetic",
+    hard_frac=0.0,
+    flagged_frac=0.0,
+    group_size=8,
+    minibatches=2,
+    clip_low=0.2,
+    clip_high=0.28,
+    adv_eps=1e-6,
+    steps=400,
+    batch_size=32,
+    micro_batch=128,
+    max_new_tokens=80,
+    temperature=1.0,
+    top_p=1.0,
+    rollout_batch=0,
+    lr=2e-4,
+    min_lr=0.0,
+    warmup_frac=0.0,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,
+    grad_checkpointing=False,
+    amp=None,
+    forward="auto",
+    eval_every=100,
+    eval_n=300,
+    eval_k=1,
+    eval_temperature=1.0,
+    eval_top_p=1.0,
+    eval_max_new_tokens=80,
+    ckpt_every=50,
+)
 PRESETS = {
     "tiny": _TINY,
     # The second tiny world (docs/tiny_world2.md): the same settings, lifting tiny2/student.
@@ -77,27 +106,68 @@ PRESETS = {
     # tokens, T = 1.0, top-p 1.0; the rest of the optimiser as the paper's OPD runs (cosine, 10 % warm-up,
     # wd 0.1, betas 0.9/0.98), an assumption: the launch script sets only the learning rate. Evaluation
     # and memory plan as train_opd.py's paper preset, with one row per forward.
-    "paper": dict(student="Qwen/Qwen3-1.7B",
-                  data="dapo", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
-                  group_size=8, minibatches=1, clip_low=0.2, clip_high=0.28, adv_eps=1e-6,
-                  steps=1000, batch_size=16, micro_batch=1,
-                  max_new_tokens=8192, temperature=1.0, top_p=1.0, rollout_batch=16,
-                  lr=1e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
-                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
-                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
-                  eval_max_new_tokens=8192, ckpt_every=50),
+    "paper": dict(
+        student="Qwen/Qwen3-1.7B",
+        data="dapo",
+        data_path=None,
+        eval_data="math500",
+        hard_frac=0.0,
+        flagged_frac=0.0,
+        group_size=8,
+        minibatches=1,
+        clip_low=0.2,
+        clip_high=0.28,
+        adv_eps=1e-6,
+        steps=1000,
+        batch_size=16,
+        micro_batch=1,
+        max_new_tokens=8192,
+        temperature=1.0,
+        top_p=1.0,
+        rollout_batch=16,
+        lr=1e-6,
+        min_lr=0.0,
+        warmup_frac=0.1,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.98,
+        grad_clip=1.0,
+        grad_checkpointing=True,
+        amp=None,
+        forward="auto",
+        eval_every=10,
+        eval_n=500,
+        eval_k=1,
+        eval_temperature=0.6,
+        eval_top_p=0.95,
+        eval_max_new_tokens=8192,
+        ckpt_every=50,
+    ),
 }
 # Keys that only a preset sets, with their ranges: adv_eps (the advantages' std floor); amp (None:
 # bf16 autocast of the training forward on CUDA, float32 on CPU); the Adam betas, warm-up, weight
 # decay and the cosine's floor min_lr; the evaluation's sampling and length cap; hard_frac and
 # flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
-PRESET_RULES = {"adv_eps": common.ABOVE_0, "min_lr": common.AT_LEAST_0, "warmup_frac": common.PROB,
-                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
-                "eval_k": common.AT_LEAST_1, "eval_temperature": common.TEMPERATURE_OR_GREEDY,
-                "eval_top_p": common.TOP_P, "eval_max_new_tokens": common.AT_LEAST_1,
-                "hard_frac": common.PROB, "flagged_frac": common.PROB}
-PROGRESS = (("loss", "loss"), ("reward/mean", "reward"), ("len/mean", "len"),
-            ("len/truncated_frac", "trunc"))  # the progress bar's monitors
+PRESET_RULES = {
+    "adv_eps": common.ABOVE_0,
+    "min_lr": common.AT_LEAST_0,
+    "warmup_frac": common.PROB,
+    "weight_decay": common.AT_LEAST_0,
+    "beta1": common.BELOW_1,
+    "beta2": common.BELOW_1,
+    "eval_k": common.AT_LEAST_1,
+    "eval_temperature": common.TEMPERATURE_OR_GREEDY,
+    "eval_top_p": common.TOP_P,
+    "eval_max_new_tokens": common.AT_LEAST_1,
+    "hard_frac": common.PROB,
+    "flagged_frac": common.PROB,
+}
+PROGRESS = (
+    ("loss", "loss"),
+    ("reward/mean", "reward"),
+    ("len/mean", "len"),
+    ("len/truncated_frac", "trunc"),
+)  # the progress bar's monitors
 
 # The ranges of GRPO's own flags, as argparse types (common.ranged).
 group_size_arg = common.ranged(int, (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"))
@@ -110,15 +180,22 @@ def add_flags(ap) -> None:
     g.add_argument("--student", help="the policy to lift: hub id or local folder (tiny: tiny/student)")
     common.add_data_flags(g)
     g = ap.add_argument_group("GRPO (docs/paper.md §4 Fix 2, §2.4)")
-    g.add_argument("--group-size", type=group_size_arg,
-                   help="G: samples per prompt (paper: 8); --batch-size counts prompts")
-    g.add_argument("--minibatches", type=common.positive_int,
-                   help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly "
-                        "on-policy)")
-    g.add_argument("--clip-low", type=clip_low_arg,
-                   help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
-    g.add_argument("--clip-high", type=clip_high_arg,
-                   help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)")
+    g.add_argument(
+        "--group-size",
+        type=group_size_arg,
+        help="G: samples per prompt (paper: 8); --batch-size counts prompts",
+    )
+    g.add_argument(
+        "--minibatches",
+        type=common.positive_int,
+        help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly on-policy)",
+    )
+    g.add_argument("--clip-low", type=clip_low_arg, help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
+    g.add_argument(
+        "--clip-high",
+        type=clip_high_arg,
+        help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)",
+    )
     common.add_rollout_flags(ap)
     common.add_optim_flags(ap)
     common.add_eval_flags(ap)
@@ -135,17 +212,21 @@ def parse_config(argv=None) -> dict:
     n = cfg["batch_size"]
     if n % cfg["minibatches"]:
         raise UserError(f"--minibatches {cfg['minibatches']}: must divide --batch-size ({n} prompts)")
-    common.fit_micro_batch(cfg, typed, n * cfg["group_size"],
-                           f"--batch-size {n} x --group-size {cfg['group_size']}")
+    common.fit_micro_batch(
+        cfg, typed, n * cfg["group_size"], f"--batch-size {n} x --group-size {cfg['group_size']}"
+    )
     if distributed.planned_world() > 1:
-        raise UserError("train_grpo.py runs in one process: its token-level normalisation and "
-                        "minibatches are not split over torchrun's processes (train_opd.py and "
-                        "train_opsd.py are); run it with python")
+        raise UserError(
+            "train_grpo.py runs in one process: its token-level normalisation and "
+            "minibatches are not split over torchrun's processes (train_opd.py and "
+            "train_opsd.py are); run it with python"
+        )
     return cfg
 
 
 # -----------------------------------------------------------------------------
 # The algorithm: group-relative advantages and one GRPO step
+
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
     """(B·G,) rewards, G consecutive responses per prompt → (B·G,) advantages
@@ -167,7 +248,9 @@ def policy_logprobs(model, prompts: list, responses: list, pad_id: int, amp: boo
     return losses.student_logprobs_at(logits, tokens[..., None])[..., 0], mask, logits
 
 
-def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator) -> dict:
+def grpo_step(
+    student, tok, examples: list, prompts: list, cfg: dict, optimizer, scheduler, generator
+) -> dict:
     """Rollout of G samples per prompt → rewards → advantages → M clipped-surrogate updates."""
     G, times = cfg["group_size"], {}
     # 1. G responses per prompt from the current policy (the KV-cache sampler, no gradients).
@@ -180,7 +263,9 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
     with common.timed(times, "reward"):
         texts = [tok.decode(r) for r in responses]
         golds = [ex.answer for ex in examples for _ in range(G)]
-        graded = {pair: float(grader.grade(*pair)) for pair in set(zip(texts, golds))}  # a repeated answer once
+        graded = {
+            pair: float(grader.grade(*pair)) for pair in set(zip(texts, golds))
+        }  # a repeated answer once
         rewards = torch.tensor([graded[pair] for pair in zip(texts, golds)])
         adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
@@ -189,8 +274,9 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
     per_update, mb = len(rows) // cfg["minibatches"], cfg["micro_batch"]
     with common.timed(times, "old_logp"):
         later = slice(per_update, None)
-        old_logp, mismatch = old_logprobs(student, rows[later], responses[later], sampler_logp[later],
-                                          tok.pad_token_id, cfg)
+        old_logp, mismatch = old_logprobs(
+            student, rows[later], responses[later], sampler_logp[later], tok.pad_token_id, cfg
+        )
         old_logp = [None] * per_update + old_logp
 
     # 4-6. M optimizer steps, each on whole groups; token-level normalisation within each.
@@ -203,16 +289,24 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
             n_tok = max(sum(len(responses[i]) for i in idx), 1)
             optimizer.zero_grad(set_to_none=True)
             for s in range(0, len(idx), mb):
-                part = [i for i in idx[s:s + mb] if responses[i]]
+                part = [i for i in idx[s : s + mb] if responses[i]]
                 if not part:
                     continue
-                lp, mask, logits = policy_logprobs(student, [rows[i] for i in part], [responses[i] for i in part],
-                                                   tok.pad_token_id, cfg["amp"], cfg["forward"])  # (b, T) with gradient
+                lp, mask, logits = policy_logprobs(
+                    student,
+                    [rows[i] for i in part],
+                    [responses[i] for i in part],
+                    tok.pad_token_id,
+                    cfg["amp"],
+                    cfg["forward"],
+                )  # (b, T) with gradient
                 if u == 0:  # the policy has not moved: π_old is this forward's own, ρ = 1 exactly
                     old = lp.detach()
                     mismatch = max(mismatch, logp_gap(lp, [sampler_logp[i] for i in part]))
                 else:
-                    old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)  # (b, T)
+                    old = rollout.pad_right(
+                        [old_logp[i] for i in part], 0.0, lp.device, torch.float32
+                    )  # (b, T)
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
                 loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
@@ -225,16 +319,27 @@ def grpo_step(student, tok, examples: list, prompts: list, cfg: dict, optimizer,
             n_tok_all += n_tok
 
     groups = rewards.view(-1, G)
-    out = {"loss": sums["loss"] / cfg["minibatches"], "reward/mean": float(rewards.mean()),
-           "reward/solved_groups_frac": float((groups.max(1).values > 0).float().mean()),
-           "grpo/zero_adv_frac": float((groups.std(1) == 0).float().mean()),  # groups that teach nothing
-           "ppo/clip_frac": sums["ppo/clip_frac"] / max(n_tok_all, 1), "ppo/ratio_max": sums["ppo/ratio_max"],
-           "entropy": sums["entropy"] / max(n_tok_all, 1)}
+    out = {
+        "loss": sums["loss"] / cfg["minibatches"],
+        "reward/mean": float(rewards.mean()),
+        "reward/solved_groups_frac": float((groups.max(1).values > 0).float().mean()),
+        "grpo/zero_adv_frac": float((groups.std(1) == 0).float().mean()),  # groups that teach nothing
+        "ppo/clip_frac": sums["ppo/clip_frac"] / max(n_tok_all, 1),
+        "ppo/ratio_max": sums["ppo/ratio_max"],
+        "entropy": sums["entropy"] / max(n_tok_all, 1),
+    }
     out.update(eval_math.response_stats(responses, texts, truncated))
     out.update(times)
     n_resp = sum(len(r) for r in responses)
-    out.update({"logp/rollout_vs_train_max_abs": mismatch, "grad_norm": max(grad_norms), "lr": scheduler.get_last_lr()[0],
-                "tokens": n_resp, "tokens_per_s": n_resp / max(sum(times.values()), 1e-9)})
+    out.update(
+        {
+            "logp/rollout_vs_train_max_abs": mismatch,
+            "grad_norm": max(grad_norms),
+            "lr": scheduler.get_last_lr()[0],
+            "tokens": n_resp,
+            "tokens_per_s": n_resp / max(sum(times.values()), 1e-9),
+        }
+    )
     return out
 
 
@@ -244,9 +349,11 @@ def old_logprobs(student, rows: list, responses: list, sampler_logp: list, pad_i
     largest gap to the sampler's own log-probs (the rollout-vs-train mismatch monitor)."""
     mb, old_logp, mismatch = cfg["micro_batch"], [], 0.0
     for s in range(0, len(rows), mb):
-        lp, _, _ = policy_logprobs(student, rows[s:s + mb], responses[s:s + mb], pad_id, cfg["amp"], cfg["forward"])
-        old_logp += [lp[j, :len(ids)] for j, ids in enumerate(responses[s:s + mb])]
-        mismatch = max(mismatch, logp_gap(lp, sampler_logp[s:s + mb]))
+        lp, _, _ = policy_logprobs(
+            student, rows[s : s + mb], responses[s : s + mb], pad_id, cfg["amp"], cfg["forward"]
+        )
+        old_logp += [lp[j, : len(ids)] for j, ids in enumerate(responses[s : s + mb])]
+        mismatch = max(mismatch, logp_gap(lp, sampler_logp[s : s + mb]))
     return old_logp, mismatch
 
 
@@ -254,7 +361,9 @@ def old_logprobs(student, rows: list, responses: list, sampler_logp: list, pad_i
 def logp_gap(lp, sampler_logp: list) -> float:
     """The largest |sampler log p − training log p| over the tokens of these rows: lp (b, T) from
     the training forward, sampler_logp the rows' (T_i,) log-probs from the sampler."""
-    gaps = [float((s.to(lp.device) - lp[j, :len(s)]).abs().max()) for j, s in enumerate(sampler_logp) if len(s)]
+    gaps = [
+        float((s.to(lp.device) - lp[j, : len(s)]).abs().max()) for j, s in enumerate(sampler_logp) if len(s)
+    ]
     return max(gaps, default=0.0)
 
 
@@ -276,12 +385,16 @@ def add_ppo_monitors(sums: dict, loss, lp, old, A, mask, logits, cfg: dict) -> N
 # -----------------------------------------------------------------------------
 # The run: the policy, the prompts, evaluation at step 0, the GRPO steps, the final evaluation
 
+
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(run_folder.student_source(cfg))  # every prompt checked before the weights load
-    common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"],
-                                "training prompts", train)
+    tok, context = models.load_tokenizer(
+        run_folder.student_source(cfg)
+    )  # every prompt checked before the weights load
+    common.check_prompt_lengths(
+        context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"], "training prompts", train
+    )
     common.check_held_out(context, tok, held_out, cfg)
     device = run_folder.start_run(cfg)
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
@@ -299,16 +412,30 @@ def main(argv=None) -> dict:
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="GRPO")
     for step in range(start, cfg["steps"]):
         batch = next(stream)
-        m = grpo_step(student, tok, batch, [data.context_ids(tok, ex) for ex in batch], cfg, optimizer, scheduler,
-                      common.step_generator(cfg, step, device))
+        m = grpo_step(
+            student,
+            tok,
+            batch,
+            [data.context_ids(tok, ex) for ex in batch],
+            cfg,
+            optimizer,
+            scheduler,
+            common.step_generator(cfg, step, device),
+        )
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(f"step{step + 1}")}
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt, PROGRESS):
             return {"stopped_at": step + 1}
     bar.close()
     summary = run_folder.end_run(cfg, evaluate(f"step{cfg['steps']}"), time.time() - t_run, ckpt, "grpo")
-    print(common.summary_table("GRPO", summary, cfg, [("student before", summary["student_before"]),
-                                                      ("student after GRPO", summary["student_after"])]))
+    print(
+        common.summary_table(
+            "GRPO",
+            summary,
+            cfg,
+            [("student before", summary["student_before"]), ("student after GRPO", summary["student_after"])],
+        )
+    )
     return summary
 
 

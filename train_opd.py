@@ -33,6 +33,7 @@ What it simplifies
     * No length gate: every non-empty response enters the loss (the paper code's gate sits above
       its rollout cap, so it is effectively off there too).
 """
+
 import time
 
 import torch
@@ -54,15 +55,44 @@ from errors import UserError
 # The tiny world (docs/tiny_world.md): shipped checkpoints, synthetic arithmetic, CPU in minutes.
 # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
 # leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS_tiny1.md, Mechanism 2).
-_TINY = dict(student="tiny/student", teacher="tiny/teacher",
-             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
-             loss="topk_tail", k=20, beta=0.5, chunk_size=0, minibatches=1,
-             steps=300, batch_size=64, micro_batch=64,
-             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
-             lr=3e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-             grad_checkpointing=False, amp=None, forward="auto",
-             eval_every=50, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
-             eval_max_new_tokens=80, ckpt_every=50)
+_TINY = dict(
+    student="tiny/student",
+    teacher="tiny/teacher",
+    data="synthetic",
+    data_path=None,
+    eval_data="synthetic",
+    hard_frac=0.0,
+    flagged_frac=0.0,
+    loss="topk_tail",
+    k=20,
+    beta=0.5,
+    chunk_size=0,
+    minibatches=1,
+    steps=300,
+    batch_size=64,
+    micro_batch=64,
+    max_new_tokens=80,
+    temperature=1.0,
+    top_p=1.0,
+    rollout_batch=0,
+    lr=3e-4,
+    min_lr=0.0,
+    warmup_frac=0.0,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,
+    grad_checkpointing=False,
+    amp=None,
+    forward="auto",
+    eval_every=50,
+    eval_n=300,
+    eval_k=1,
+    eval_temperature=1.0,
+    eval_top_p=1.0,
+    eval_max_new_tokens=80,
+    ckpt_every=50,
+)
 PRESETS = {
     "tiny": _TINY,
     # The second tiny world (docs/tiny_world2.md): the same settings, tiny2/ checkpoints (two notations).
@@ -72,52 +102,106 @@ PRESETS = {
     # T = 0.6, top-p 0.95 every 10 rollouts (its length cut from the paper code's 16,384 to 8,192 to keep
     # evaluation affordable). For one 80 GB GPU: micro-batches of 4, gradient checkpointing, the chunked
     # loss and 16 rows sampled at a time (docs/paper_scale.md has the memory plan).
-    "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B",
-                  data="dapo", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
-                  loss="topk_sg", k=20, beta=0.5, chunk_size=1024, minibatches=1,
-                  steps=1000, batch_size=64, micro_batch=4,
-                  max_new_tokens=4096, temperature=1.0, top_p=0.95, rollout_batch=16,
-                  lr=2e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
-                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
-                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
-                  eval_max_new_tokens=8192, ckpt_every=50),
+    "paper": dict(
+        student="Qwen/Qwen3-1.7B",
+        teacher="Qwen/Qwen3-8B",
+        data="dapo",
+        data_path=None,
+        eval_data="math500",
+        hard_frac=0.0,
+        flagged_frac=0.0,
+        loss="topk_sg",
+        k=20,
+        beta=0.5,
+        chunk_size=1024,
+        minibatches=1,
+        steps=1000,
+        batch_size=64,
+        micro_batch=4,
+        max_new_tokens=4096,
+        temperature=1.0,
+        top_p=0.95,
+        rollout_batch=16,
+        lr=2e-6,
+        min_lr=0.0,
+        warmup_frac=0.1,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.98,
+        grad_clip=1.0,
+        grad_checkpointing=True,
+        amp=None,
+        forward="auto",
+        eval_every=10,
+        eval_n=500,
+        eval_k=1,
+        eval_temperature=0.6,
+        eval_top_p=0.95,
+        eval_max_new_tokens=8192,
+        ckpt_every=50,
+    ),
 }
 # Keys that only a preset sets (edit the preset to change them), with their ranges: beta (of jsd: 0
 # forward KL, 1 reverse KL); amp (None: the student's training forward in bf16 autocast on CUDA,
 # float32 on CPU); the Adam betas, warm-up, weight decay and the cosine's floor min_lr; the
 # evaluation's sampling and length cap; hard_frac and flagged_frac (synthetic data: the fractions
 # of 2-digit products and of password requests). train_opsd.py's presets set the same keys.
-PRESET_RULES = {"beta": common.PROB, "min_lr": common.AT_LEAST_0, "warmup_frac": common.PROB,
-                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
-                "eval_k": common.AT_LEAST_1, "eval_temperature": common.TEMPERATURE_OR_GREEDY,
-                "eval_top_p": common.TOP_P, "eval_max_new_tokens": common.AT_LEAST_1,
-                "hard_frac": common.PROB, "flagged_frac": common.PROB}
-PROGRESS = (("loss", "loss"), ("kl/full", "kl"), ("len/mean", "len"), ("len/truncated_frac", "trunc"),
-            ("topk/overlap", "overlap"))  # the progress bar's monitors (train_opsd.py's too)
+PRESET_RULES = {
+    "beta": common.PROB,
+    "min_lr": common.AT_LEAST_0,
+    "warmup_frac": common.PROB,
+    "weight_decay": common.AT_LEAST_0,
+    "beta1": common.BELOW_1,
+    "beta2": common.BELOW_1,
+    "eval_k": common.AT_LEAST_1,
+    "eval_temperature": common.TEMPERATURE_OR_GREEDY,
+    "eval_top_p": common.TOP_P,
+    "eval_max_new_tokens": common.AT_LEAST_1,
+    "hard_frac": common.PROB,
+    "flagged_frac": common.PROB,
+}
+PROGRESS = (
+    ("loss", "loss"),
+    ("kl/full", "kl"),
+    ("len/mean", "len"),
+    ("len/truncated_frac", "trunc"),
+    ("topk/overlap", "overlap"),
+)  # the progress bar's monitors (train_opsd.py's too)
 
 
 def add_loss_flags(ap) -> None:
     g = ap.add_argument_group("loss (losses.py, docs/paper.md §3)")
-    g.add_argument("--loss", choices=sorted(losses.LOSSES),
-                   help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)")
+    g.add_argument(
+        "--loss",
+        choices=sorted(losses.LOSSES),
+        help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)",
+    )
     g.add_argument("--k", type=common.positive_int, help="K of the Top-K losses (paper and tiny: 20)")
-    g.add_argument("--chunk-size", type=common.nonneg_int,
-                   help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time "
-                        "(paper scale)")
-    g.add_argument("--minibatches", type=common.positive_int,
-                   help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: "
-                        "OPD; the paper's OPSD math runs: 2)")
+    g.add_argument(
+        "--chunk-size",
+        type=common.nonneg_int,
+        help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)",
+    )
+    g.add_argument(
+        "--minibatches",
+        type=common.positive_int,
+        help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: "
+        "OPD; the paper's OPSD math runs: 2)",
+    )
 
 
 def add_flags(ap) -> None:
     g = ap.add_argument_group("models and data")
     g.add_argument("--student", help="student: hub id or local folder (tiny: tiny/student)")
     g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
-    g.add_argument("--teacher-dtype", choices=sorted(common.SAMPLING_DTYPES),
-                   help="the precision the frozen teacher is stored and scores in (default: bfloat16 on "
-                        "CUDA, float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores "
-                        "faster, at the price of the teacher's log-probs' rounding (make bench-cpu prints "
-                        "both)")
+    g.add_argument(
+        "--teacher-dtype",
+        choices=sorted(common.SAMPLING_DTYPES),
+        help="the precision the frozen teacher is stored and scores in (default: bfloat16 on "
+        "CUDA, float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores "
+        "faster, at the price of the teacher's log-probs' rounding (make bench-cpu prints "
+        "both)",
+    )
     common.add_data_flags(g)
     add_loss_flags(ap)
     common.add_rollout_flags(ap)
@@ -142,14 +226,18 @@ def check_config(cfg: dict, typed: set) -> dict:
     if cfg["batch_size"] % world:
         raise UserError(f"--batch-size {cfg['batch_size']} must be a multiple of the {world} processes")
     if cfg["batch_size"] % (world * cfg["minibatches"]):
-        raise UserError(f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of "
-                        f"--batch-size {cfg['batch_size']} must split into this many equal parts")
+        raise UserError(
+            f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of "
+            f"--batch-size {cfg['batch_size']} must split into this many equal parts"
+        )
     common.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
     fit_rollout_batch(cfg, typed, world)
     if world > 1 and cfg["chunk_size"]:
-        raise UserError("--chunk-size reads the LM head outside the model's forward, which FSDP does not "
-                        "gather; under torchrun use --chunk-size 0 (each process holds only its share of the "
-                        "batch's logits) and a smaller --micro-batch")
+        raise UserError(
+            "--chunk-size reads the LM head outside the model's forward, which FSDP does not "
+            "gather; under torchrun use --chunk-size 0 (each process holds only its share of the "
+            "batch's logits) and a smaller --micro-batch"
+        )
     return cfg
 
 
@@ -161,23 +249,37 @@ def fit_rollout_batch(cfg: dict, typed: set, world: int) -> None:
     if world == 1 or not rb or rows % rb == 0:
         return
     if "rollout_batch" in typed:
-        raise UserError(f"--rollout-batch {rb}: must divide the {rows} rows of each process (--batch-size "
-                        f"{cfg['batch_size']} over {world} processes)")
+        raise UserError(
+            f"--rollout-batch {rb}: must divide the {rows} rows of each process (--batch-size "
+            f"{cfg['batch_size']} over {world} processes)"
+        )
     cfg["rollout_batch"] = max(d for d in range(1, rb) if rows % d == 0)
 
 
 def check_k(cfg: dict, tok) -> None:
     """K of a Top-K loss within the vocabulary (known once the tokenizer is read)."""
     if cfg["loss"].startswith("topk") and cfg["k"] > tok.vocab_size:
-        raise UserError(f"--k {cfg['k']}: larger than the vocabulary ({tok.vocab_size} ids); the Top-K set needs "
-                        f"K <= {tok.vocab_size}")
+        raise UserError(
+            f"--k {cfg['k']}: larger than the vocabulary ({tok.vocab_size} ids); the Top-K set needs "
+            f"K <= {tok.vocab_size}"
+        )
 
 
 # -----------------------------------------------------------------------------
 # The algorithm: one OPD step. train_opsd.py calls it with the self-teacher's contexts.
 
-def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: list, cfg: dict,
-             optimizer, scheduler, generator) -> dict:
+
+def opd_step(
+    student,
+    teacher,
+    tok,
+    student_prompts: list,
+    teacher_contexts: list,
+    cfg: dict,
+    optimizer,
+    scheduler,
+    generator,
+) -> dict:
     """Rollout → teacher scoring → student forward/backward → one optimizer step (or one per
     --minibatches part of the batch); returns the step's monitors. Under torchrun the prompts are
     this process's rows of the batch."""
@@ -186,7 +288,9 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
     # 1. The student writes one response per prompt: its own sampler, no gradients.
     with common.timed(times, "rollout"):
         student.eval()
-        responses, rollout_logp, truncated = common.sample_batch(student, tok, student_prompts, cfg, generator)
+        responses, rollout_logp, truncated = common.sample_batch(
+            student, tok, student_prompts, cfg, generator
+        )
     # An empty response enters no loss: masked out, not dropped, so that every process runs the same forwards.
     keep = [len(r) > 0 for r in responses]
     loss_fn, opts = losses.LOSSES[cfg["loss"]], common.loss_options(cfg)
@@ -209,33 +313,71 @@ def opd_step(student, teacher, tok, student_prompts: list, teacher_contexts: lis
             # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt),
             #    in the student's precision (an OPSD teacher with the student's weights computes what it would).
             with common.timed(times, "teacher"), torch.no_grad(), amp:
-                out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, return_hidden=chunked,
-                                            impl=cfg["forward"])
-            mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T) gated rows out
+                out_t, mask = rollout.score(
+                    teacher,
+                    [teacher_contexts[i] for i in rows],
+                    resp,
+                    return_hidden=chunked,
+                    impl=cfg["forward"],
+                )
+            mask = (
+                mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]
+            )  # (b, T) gated rows out
             # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
             with common.timed(times, "student"):
                 with amp:
-                    out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, return_hidden=chunked,
-                                             impl=cfg["forward"])
-                if chunked:  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
+                    out_s, _ = rollout.score(
+                        student,
+                        [student_prompts[i] for i in rows],
+                        resp,
+                        return_hidden=chunked,
+                        impl=cfg["forward"],
+                    )
+                if (
+                    chunked
+                ):  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
                     V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
                     heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]
-                    mb_loss, _ = losses.chunked_loss(cfg["loss"], out_s, heads[0], out_t, heads[1], tokens, mask,
-                                                     chunk_size=cfg["chunk_size"], **opts)
+                    mb_loss, _ = losses.chunked_loss(
+                        cfg["loss"],
+                        out_s,
+                        heads[0],
+                        out_t,
+                        heads[1],
+                        tokens,
+                        mask,
+                        chunk_size=cfg["chunk_size"],
+                        **opts,
+                    )
                 else:
-                    V = min(out_s.shape[-1], out_t.shape[-1])  # padded embedding rows (Qwen2.5) map to no token
+                    V = min(
+                        out_s.shape[-1], out_t.shape[-1]
+                    )  # padded embedding rows (Qwen2.5) map to no token
                     out_s, out_t = out_s[..., :V], out_t[..., :V]  # (b, T, V) logits
-                    mb_loss = losses.masked_mean(loss_fn(out_s, out_t, tokens, **opts), mask)  # (b, T) -> scalar
-                # masked_mean over the part = Σ over its micro-batches of (their mean) · (their kept rows / its kept rows)
+                    mb_loss = losses.masked_mean(
+                        loss_fn(out_s, out_t, tokens, **opts), mask
+                    )  # (b, T) -> scalar
+                # masked_mean over the part = Σ over its micro-batches of
+                # (their mean) · (their kept rows / its kept rows)
                 loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
                 common.check_finite_loss(loss)
                 loss.backward()
             sums["loss"] += loss.item() / M
             if chunked:  # the monitors on the first row only: (1, T, V) logits
                 logits_s, logits_t = out_s[:1].detach() @ heads[0].T, out_t[:1] @ heads[1].T
-                add_monitors(sums, logits_s, logits_t, tokens[:1], mask[:1], rollout_logp[rows[0]:rows[0] + 1], cfg["k"])
+                add_monitors(
+                    sums,
+                    logits_s,
+                    logits_t,
+                    tokens[:1],
+                    mask[:1],
+                    rollout_logp[rows[0] : rows[0] + 1],
+                    cfg["k"],
+                )
             else:
-                add_monitors(sums, out_s.detach(), out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg["k"])
+                add_monitors(
+                    sums, out_s.detach(), out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg["k"]
+                )
 
         # 4. The optimizer step of this part (one per rollout batch by default: strictly on-policy).
         with common.timed(times, "optim"):
@@ -255,9 +397,19 @@ def global_kept(keep: list) -> float:
 # -----------------------------------------------------------------------------
 # Monitors (docs/paper.md §2.5): per-token sums over the micro-batches, then over the processes
 
+
 def new_monitor_sums() -> dict:
-    return {"loss": 0.0, "kl/reverse_est": 0.0, "kl/full": 0.0, "topk/student_mass": 0.0, "topk/teacher_mass": 0.0,
-            "topk/overlap": 0.0, "topk/teacher_rank": 0.0, "_tokens": 0, "_mismatch": 0.0}
+    return {
+        "loss": 0.0,
+        "kl/reverse_est": 0.0,
+        "kl/full": 0.0,
+        "topk/student_mass": 0.0,
+        "topk/teacher_mass": 0.0,
+        "topk/overlap": 0.0,
+        "topk/teacher_rank": 0.0,
+        "_tokens": 0,
+        "_mismatch": 0.0,
+    }
 
 
 @torch.no_grad()
@@ -265,7 +417,9 @@ def add_monitors(sums: dict, logits_s, logits_t, tokens, mask, rollout_logp: lis
     """Add one micro-batch's monitors at its valid positions: the sampled-token KL estimate
     log p(y) − log q(y), the exact reverse KL, Top-K masses, overlap and teacher rank, and the
     largest gap between the sampler's log p(y) and the training forward's."""
-    logp_y = losses.student_logprobs_at(logits_s, tokens[..., None])[..., 0]  # (b, T) training forward's log p(y)
+    logp_y = losses.student_logprobs_at(logits_s, tokens[..., None])[
+        ..., 0
+    ]  # (b, T) training forward's log p(y)
     logq_y = losses.teacher_logprobs_at(logits_t, tokens[..., None])[..., 0]
     n = int(mask.sum())
     sums["_tokens"] += n
@@ -274,12 +428,15 @@ def add_monitors(sums: dict, logits_s, logits_t, tokens, mask, rollout_logp: lis
     st = losses.topk_stats(logits_s, logits_t, k, tokens=tokens)
     for key in ("student_mass", "teacher_mass", "overlap", "teacher_rank"):
         sums[f"topk/{key}"] += float(st[key].float()[mask].sum())
-    ro_logp = rollout.pad_right(rollout_logp, 0.0, logp_y.device, torch.float32)  # (b, T) the sampler's log p(y_t)
+    ro_logp = rollout.pad_right(
+        rollout_logp, 0.0, logp_y.device, torch.float32
+    )  # (b, T) the sampler's log p(y_t)
     sums["_mismatch"] = max(sums["_mismatch"], float((ro_logp - logp_y)[mask].abs().max()) if n else 0.0)
 
 
-def batch_monitors(sums: dict, tok, responses: list, truncated: list, keep: list, times: dict, grad_norm: float,
-                   scheduler) -> dict:
+def batch_monitors(
+    sums: dict, tok, responses: list, truncated: list, keep: list, times: dict, grad_norm: float, scheduler
+) -> dict:
     """The step's record: every process's sums, responses and worst mismatch combined."""
     world = distributed.world()[1]
     responses, truncated = distributed.gather(responses), distributed.gather(truncated)
@@ -290,14 +447,22 @@ def batch_monitors(sums: dict, tok, responses: list, truncated: list, keep: list
     out.update({key: distributed.all_sum(v) / max(n_tok, 1) for key, v in sums.items()})
     out.update(eval_math.response_stats(responses, [tok.decode(r) for r in responses], truncated))
     out.update(times)
-    out.update({"logp/rollout_vs_train_max_abs": mismatch, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0],
-                "tokens": n_resp, "tokens_per_s": n_resp / max(sum(times.values()), 1e-9),
-                "kept_frac": distributed.all_sum(sum(keep)) / len(responses)})
+    out.update(
+        {
+            "logp/rollout_vs_train_max_abs": mismatch,
+            "grad_norm": grad_norm,
+            "lr": scheduler.get_last_lr()[0],
+            "tokens": n_resp,
+            "tokens_per_s": n_resp / max(sum(times.values()), 1e-9),
+            "kept_frac": distributed.all_sum(sum(keep)) / len(responses),
+        }
+    )
     return out
 
 
 # -----------------------------------------------------------------------------
 # The run: models, data, evaluation at step 0, the training steps, the final evaluation
+
 
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
@@ -324,11 +489,17 @@ def main(argv=None) -> dict:
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, the teacher for inference
         distributed.shard(student)
         distributed.shard(teacher)
-    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])  # resumable; held-out never trained on
+    stream = common.PromptStream(
+        train, cfg["batch_size"], seed=cfg["seed"]
+    )  # resumable; held-out never trained on
 
-    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
+    optimizer, scheduler = common.optimizer(
+        student, cfg, cfg["steps"] * cfg["minibatches"]
+    )  # optimizer steps
     start = run_folder.resume(cfg, optimizer, scheduler, stream)
-    evaluate = lambda model, name, who="student": eval_math.evaluate_run(model, tok, held_out, cfg, name, who)[0]
+    evaluate = lambda model, name, who="student": eval_math.evaluate_run(
+        model, tok, held_out, cfg, name, who
+    )[0]
     if start == 0:
         evals = {"teacher": evaluate(teacher, "teacher", "teacher"), "student": evaluate(student, "step0")}
         run_folder.log(cfg, {"step": 0, "eval": evals})
@@ -339,8 +510,17 @@ def main(argv=None) -> dict:
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))  # every process reads the same stream and takes its rows
         prompts = [data.context_ids(tok, ex) for ex in batch]
-        m = opd_step(student, teacher, tok, prompts, prompts, cfg, optimizer, scheduler,
-                     common.step_generator(cfg, step, device))
+        m = opd_step(
+            student,
+            teacher,
+            tok,
+            prompts,
+            prompts,
+            cfg,
+            optimizer,
+            scheduler,
+            common.step_generator(cfg, step, device),
+        )
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt, PROGRESS):
@@ -349,9 +529,18 @@ def main(argv=None) -> dict:
     final = evaluate(student, f"step{cfg['steps']}")
     summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
     if distributed.is_main():
-        print(common.summary_table(f"OPD with {cfg['loss']} (K={cfg['k']})", summary, cfg, [
-            ("teacher", summary["teacher"]), ("student before", summary["student_before"]),
-            ("student after OPD", summary["student_after"])]))
+        print(
+            common.summary_table(
+                f"OPD with {cfg['loss']} (K={cfg['k']})",
+                summary,
+                cfg,
+                [
+                    ("teacher", summary["teacher"]),
+                    ("student before", summary["student_before"]),
+                    ("student after OPD", summary["student_after"]),
+                ],
+            )
+        )
     return summary
 
 

@@ -34,6 +34,7 @@ What it simplifies
     * The paper's extra KL-to-the-initial-model term (coefficient 0.01 in its safety and
       conciseness runs) is not implemented: with the frozen teacher it pulls the same way.
 """
+
 import copy
 import dataclasses
 import os
@@ -59,16 +60,47 @@ from tiny_world import task
 # Config: these presets, the OPD flags without --teacher, the OPSD flags
 
 # The tiny world: tiny/teacher teaches itself, 100 steps of 64 prompts; the OPD settings otherwise.
-_TINY = dict(student="tiny/teacher",
-             data="synthetic", data_path=None, eval_data="synthetic", hard_frac=0.0, flagged_frac=0.0,
-             loss="topk_tail", k=20, beta=0.5, chunk_size=0, minibatches=1,
-             steps=100, batch_size=64, micro_batch=64,
-             max_new_tokens=80, temperature=1.0, top_p=1.0, rollout_batch=0,
-             lr=3e-4, min_lr=0.0, warmup_frac=0.0, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0,
-             grad_checkpointing=False, amp=None, forward="auto",
-             eval_every=25, eval_n=300, eval_k=1, eval_temperature=1.0, eval_top_p=1.0,
-             eval_max_new_tokens=80, ckpt_every=25,
-             teacher_mode="frozen", ema_decay=0.99, measure_n=64, rule=None)
+_TINY = dict(
+    student="tiny/teacher",
+    data="synthetic",
+    data_path=None,
+    eval_data="synthetic",
+    hard_frac=0.0,
+    flagged_frac=0.0,
+    loss="topk_tail",
+    k=20,
+    beta=0.5,
+    chunk_size=0,
+    minibatches=1,
+    steps=100,
+    batch_size=64,
+    micro_batch=64,
+    max_new_tokens=80,
+    temperature=1.0,
+    top_p=1.0,
+    rollout_batch=0,
+    lr=3e-4,
+    min_lr=0.0,
+    warmup_frac=0.0,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,
+    grad_checkpointing=False,
+    amp=None,
+    forward="auto",
+    eval_every=25,
+    eval_n=300,
+    eval_k=1,
+    eval_temperature=1.0,
+    eval_top_p=1.0,
+    eval_max_new_tokens=80,
+    ckpt_every=25,
+    teacher_mode="frozen",
+    ema_decay=0.99,
+    measure_n=64,
+    rule=None,
+)
 _TINY2 = dict(_TINY, student="tiny2/teacher")
 PRESETS = {
     # Shared PI (§5 "works"): the tiny world's rule "Answer with the final result only." as the
@@ -85,8 +117,9 @@ PRESETS = {
     # rules: a conciseness prompt that keeps the steps, and a constitution that declines password
     # requests (a quarter of the problems, in training and evaluation) and answers the rest.
     "tiny2-concise": dict(_TINY2, pi="system_prompt", rule=task.CONCISE_RULE, loss="full_rkl"),
-    "tiny2-constitution": dict(_TINY2, pi="system_prompt", rule=task.CONSTITUTION, loss="full_rkl",
-                               flagged_frac=0.25),
+    "tiny2-constitution": dict(
+        _TINY2, pi="system_prompt", rule=task.CONSTITUTION, loss="full_rkl", flagged_frac=0.25
+    ),
     "tiny2-answer": dict(_TINY2, pi="answer_only", loss="topk_tail", k=50, hard_frac=0.25),
     "tiny2-full": dict(_TINY2, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
     "tiny2-none": dict(_TINY2, pi="none", loss="topk_tail", k=50),
@@ -94,16 +127,48 @@ PRESETS = {
     # problems with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64
     # on it, T = 1.0, top-p 1.0, 300 rollouts (the OpenThoughts runs). The rest as train_opd.py's paper
     # preset: cosine, 10 % warm-up, wd 0.1, 4096 tokens, evaluation at T = 0.6, the one-GPU memory plan.
-    "paper": dict(student="Qwen/Qwen3-1.7B", pi="answer_only",
-                  data="openthoughts", data_path=None, eval_data="math500", hard_frac=0.0, flagged_frac=0.0,
-                  loss="topk_tail", k=50, beta=0.5, chunk_size=1024, minibatches=2,
-                  steps=300, batch_size=128, micro_batch=4,
-                  max_new_tokens=4096, temperature=1.0, top_p=1.0, rollout_batch=16,
-                  lr=2e-6, min_lr=0.0, warmup_frac=0.1, weight_decay=0.1, beta1=0.9, beta2=0.98,
-                  grad_clip=1.0, grad_checkpointing=True, amp=None, forward="auto",
-                  eval_every=10, eval_n=500, eval_k=1, eval_temperature=0.6, eval_top_p=0.95,
-                  eval_max_new_tokens=8192, ckpt_every=50,
-                  teacher_mode="frozen", ema_decay=0.99, measure_n=0, rule=None),
+    "paper": dict(
+        student="Qwen/Qwen3-1.7B",
+        pi="answer_only",
+        data="openthoughts",
+        data_path=None,
+        eval_data="math500",
+        hard_frac=0.0,
+        flagged_frac=0.0,
+        loss="topk_tail",
+        k=50,
+        beta=0.5,
+        chunk_size=1024,
+        minibatches=2,
+        steps=300,
+        batch_size=128,
+        micro_batch=4,
+        max_new_tokens=4096,
+        temperature=1.0,
+        top_p=1.0,
+        rollout_batch=16,
+        lr=2e-6,
+        min_lr=0.0,
+        warmup_frac=0.1,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.98,
+        grad_clip=1.0,
+        grad_checkpointing=True,
+        amp=None,
+        forward="auto",
+        eval_every=10,
+        eval_n=500,
+        eval_k=1,
+        eval_temperature=0.6,
+        eval_top_p=0.95,
+        eval_max_new_tokens=8192,
+        ckpt_every=50,
+        teacher_mode="frozen",
+        ema_decay=0.99,
+        measure_n=0,
+        rule=None,
+    ),
 }
 PRESET_RULES = train_opd.PRESET_RULES  # the keys only a preset sets: OPD's, checked by train_opd.check_config
 TEACHER_MODES = ("frozen", "live", "ema")
@@ -115,20 +180,33 @@ def add_flags(ap) -> None:
     common.add_data_flags(g)
     train_opd.add_loss_flags(ap)
     g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
-    g.add_argument("--pi", choices=data.PI_MODES,
-                   help="the teacher's privileged context (data.context_messages)")
-    g.add_argument("--rule", help="with --pi system_prompt: the shared rule, the teacher's system prompt "
-                                  "(default: data.py's rule for the task; the tiny2-* presets set "
-                                  "tiny_world/task.py's)")
-    g.add_argument("--teacher-mode", choices=TEACHER_MODES,
-                   help="frozen initial weights (default), live, or ema")
-    g.add_argument("--ema-decay", type=common.below_one,
-                   help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step")
-    g.add_argument("--measure-n", type=common.nonneg_int,
-                   help="Mechanism 3: held-out problems on which to measure the student against the "
-                        "PI-conditioned teachers before and after training (0 = off)")
-    g.add_argument("--table", nargs="+", metavar="RUN",
-                   help="print the Markdown table of finished OPSD runs (their summary.json) and exit")
+    g.add_argument(
+        "--pi", choices=data.PI_MODES, help="the teacher's privileged context (data.context_messages)"
+    )
+    g.add_argument(
+        "--rule",
+        help="with --pi system_prompt: the shared rule, the teacher's system prompt "
+        "(default: data.py's rule for the task; the tiny2-* presets set "
+        "tiny_world/task.py's)",
+    )
+    g.add_argument(
+        "--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema"
+    )
+    g.add_argument(
+        "--ema-decay", type=common.below_one, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step"
+    )
+    g.add_argument(
+        "--measure-n",
+        type=common.nonneg_int,
+        help="Mechanism 3: held-out problems on which to measure the student against the "
+        "PI-conditioned teachers before and after training (0 = off)",
+    )
+    g.add_argument(
+        "--table",
+        nargs="+",
+        metavar="RUN",
+        help="print the Markdown table of finished OPSD runs (their summary.json) and exit",
+    )
     common.add_rollout_flags(ap)
     common.add_optim_flags(ap)
     common.add_eval_flags(ap)
@@ -139,16 +217,21 @@ def parse_config(argv=None) -> dict:
     """The run's config: a preset with the flags given on top, checked (train_opd.check_config)."""
     cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
     if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
-        raise UserError(f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "
-                        "be ignored: drop it, or pass --pi system_prompt")
+        raise UserError(
+            f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "
+            "be ignored: drop it, or pass --pi system_prompt"
+        )
     if cfg["measure_n"] and cfg["pi"] == "full":
-        raise UserError("--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
-                        "another problem's solution is no plausible PI under --pi full; pass --measure-n 0")
+        raise UserError(
+            "--measure-n: Mechanism 3 is measured for answer_only, system_prompt and none; "
+            "another problem's solution is no plausible PI under --pi full; pass --measure-n 0"
+        )
     return train_opd.check_config(cfg, typed)
 
 
 # -----------------------------------------------------------------------------
 # The algorithm: the teacher is the student's own weights after a privileged context
+
 
 def self_teacher(cfg: dict, student, device):
     """The OPSD teacher: the student's initial weights (frozen; reloaded from --student, also on
@@ -159,7 +242,11 @@ def self_teacher(cfg: dict, student, device):
     if cfg["teacher_mode"] == "live":
         return student
     frozen = cfg["teacher_mode"] == "frozen"
-    teacher = models.load(cfg["student"], device=device, dtype=torch.float32)[0] if frozen else copy.deepcopy(student)
+    teacher = (
+        models.load(cfg["student"], device=device, dtype=torch.float32)[0]
+        if frozen
+        else copy.deepcopy(student)
+    )
     return teacher.requires_grad_(False).eval()
 
 
@@ -186,7 +273,7 @@ def assistant_boundary(tok) -> list:
     n = 0
     while n < min(len(a), len(b)) and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
         n += 1
-    return a[len(a) - n:]
+    return a[len(a) - n :]
 
 
 def check_alignment(tok, student_contexts: list, teacher_contexts: list) -> None:
@@ -200,16 +287,18 @@ def check_alignment(tok, student_contexts: list, teacher_contexts: list) -> None
     n = len(boundary)
     for i, (s, t) in enumerate(zip(student_contexts, teacher_contexts)):
         if s[-n:] != boundary or t[-n:] != boundary:
-            show = lambda ids: [tok.decode([j], skip_special=False) for j in ids[-(n + 2):]]
+            show = lambda ids: [tok.decode([j], skip_special=False) for j in ids[-(n + 2) :]]
             raise ValueError(
                 f"OPSD alignment: row {i} does not end at the chat template's assistant boundary "
-                f"{tok.decode(boundary, skip_special=False)!r}.\n  student context ends {show(s)}\n  teacher context ends "
-                f"{show(t)}\nThe response tokens would follow different boundaries; build both contexts "
-                f"with the same template (data.context_ids / tokenizer.chat_prompt).")
+                f"{tok.decode(boundary, skip_special=False)!r}.\n  student context ends {show(s)}\n"
+                f"  teacher context ends {show(t)}\nThe response tokens would follow different boundaries; "
+                f"build both contexts with the same template (data.context_ids / tokenizer.chat_prompt)."
+            )
 
 
 # -----------------------------------------------------------------------------
 # Mechanism 3 measured: where the student sits among the PI-conditioned teachers
+
 
 def pi_values(example: data.Example, pool: list, m: int, rng: random.Random) -> list:
     """The example with its own answer hint first, then m - 1 other hints the student cannot tell
@@ -218,19 +307,28 @@ def pi_values(example: data.Example, pool: list, m: int, rng: random.Random) -> 
     others = [e.answer for e in pool if e.meta.get("hard") == kind and e.answer != example.answer]
     others = sorted(set(others))
     rng.shuffle(others)
-    return [example] + [dataclasses.replace(example, hint=a) for a in others[:m - 1]]
+    return [example] + [dataclasses.replace(example, hint=a) for a in others[: m - 1]]
 
 
 @torch.no_grad()
-def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int = 8, seed: int = 0,
-                        max_new_tokens: int = 80, rule: str = None) -> dict:
+def measure_aggregation(
+    student,
+    teacher,
+    tok,
+    examples: list,
+    pi: str,
+    m: int = 8,
+    seed: int = 0,
+    max_new_tokens: int = 80,
+    rule: str = None,
+) -> dict:
     """Mechanism 3 in numbers, at every position of the student's own (sampled) responses.
 
     The teachers are the teacher model after the PI context of each of `m` PI values: the problem's
     own answer (q_1) and m - 1 answers of other problems of its kind, equally likely from where a
     student that cannot compute the answer stands (weights 1/m). A shared rule (or no PI) has one
-    value, so every q_i is the same teacher (`rule`: its text, None for data.py's). The `full` mode is not measured: another problem's
-    solution is not a plausible PI for this one.
+    value, so every q_i is the same teacher (`rule`: its text, None for data.py's). The `full` mode
+    is not measured: another problem's solution is not a plausible PI for this one.
     Returns the token-means of KL(p‖q_1) (the teacher that training pulls towards), KL(p‖g) with g
     the normalised geometric mean (losses.geometric_mean_teacher), the irreducible -log Z, and
     mean_i KL(p‖q_i) = KL(p‖g) - log Z."""
@@ -239,8 +337,14 @@ def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int =
     device = next(student.parameters()).device
     rng = random.Random(seed)
     prompts = [data.context_ids(tok, ex) for ex in examples]
-    ro = rollout.generate(student, prompts, max_new_tokens, eos_token_ids=tok.eos_token_ids,
-                          pad_token_id=tok.pad_token_id, generator=torch.Generator(device=device).manual_seed(seed))
+    ro = rollout.generate(
+        student,
+        prompts,
+        max_new_tokens,
+        eos_token_ids=tok.eos_token_ids,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator(device=device).manual_seed(seed),
+    )
     sums = {"kl/own_pi": 0.0, "kl/geo_mean": 0.0, "irreducible/-logZ": 0.0, "kl/pi_mean": 0.0}
     n_tok = 0
     shared = pi in ("none", "system_prompt")
@@ -268,6 +372,7 @@ def measure_aggregation(student, teacher, tok, examples: list, pi: str, m: int =
 # -----------------------------------------------------------------------------
 # The run: train_opd's loop with the self-teacher, and Mechanism 3 measured before and after
 
+
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
     if cfg["table"]:
@@ -280,8 +385,13 @@ def main(argv=None) -> dict:
     train_opd.check_k(cfg, tok)
     prompts = [data.context_ids(tok, ex) for ex in train]
     common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
-    common.check_prompt_lengths(context, teacher_contexts(tok, train, prompts, cfg["pi"], cfg["rule"]), cfg["max_new_tokens"],
-                                "teacher contexts (with PI)", train)
+    common.check_prompt_lengths(
+        context,
+        teacher_contexts(tok, train, prompts, cfg["pi"], cfg["rule"]),
+        cfg["max_new_tokens"],
+        "teacher contexts (with PI)",
+        train,
+    )
     common.check_held_out(context, tok, held_out, cfg)
 
     device = run_folder.start_run(cfg)
@@ -289,31 +399,52 @@ def main(argv=None) -> dict:
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     teacher = self_teacher(cfg, student, device)
-    if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, a separate teacher for inference
+    if (
+        distributed.world()[1] > 1
+    ):  # FSDP2: the student sharded for training, a separate teacher for inference
         distributed.shard(student)
         if teacher is not student:
             distributed.shard(teacher)
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
 
-    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])  # optimizer steps
+    optimizer, scheduler = common.optimizer(
+        student, cfg, cfg["steps"] * cfg["minibatches"]
+    )  # optimizer steps
     others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
     start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
 
-    def evaluate(model, name, who="student", pi="none"):  # and how often the answer is a bare \boxed{} (the rule)
+    def evaluate(
+        model, name, who="student", pi="none"
+    ):  # and how often the answer is a bare \boxed{} (the rule)
         summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi, cfg["rule"])
         return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
+
     if start == 0:
-        evals = {"teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]), "student": evaluate(student, "step0")}
+        evals = {
+            "teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]),
+            "student": evaluate(student, "step0"),
+        }
         run_folder.log(cfg, {"step": 0, "eval": evals})
         common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
-    ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream, others=others)
+    ckpt = dict(
+        model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream, others=others
+    )
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="OPSD")
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))
         prompts = [data.context_ids(tok, ex) for ex in batch]
-        m = train_opd.opd_step(student, teacher, tok, prompts, teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"]), cfg,
-                               optimizer, scheduler, common.step_generator(cfg, step, device))
+        m = train_opd.opd_step(
+            student,
+            teacher,
+            tok,
+            prompts,
+            teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"]),
+            cfg,
+            optimizer,
+            scheduler,
+            common.step_generator(cfg, step, device),
+        )
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
         if run_folder.eval_due(cfg, step + 1):
@@ -324,9 +455,18 @@ def main(argv=None) -> dict:
     final = evaluate(student, f"step{cfg['steps']}")
     summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
     if distributed.is_main():
-        print(common.summary_table(f"OPSD with {cfg['loss']} (K={cfg['k']})", summary, cfg, [
-            (f"teacher (with PI: {cfg['pi']})", summary["teacher"]),
-            ("student before", summary["student_before"]), ("student after OPSD", summary["student_after"])]))
+        print(
+            common.summary_table(
+                f"OPSD with {cfg['loss']} (K={cfg['k']})",
+                summary,
+                cfg,
+                [
+                    (f"teacher (with PI: {cfg['pi']})", summary["teacher"]),
+                    ("student before", summary["student_before"]),
+                    ("student after OPSD", summary["student_after"]),
+                ],
+            )
+        )
     if mech3:
         summary["mechanism3"] = {"before": before, "after": measure(cfg, run_folder.ckpt_dir(cfg))}
         run_folder.write_summary(cfg, summary)
@@ -339,21 +479,50 @@ def measure(cfg: dict, student_path: str) -> dict:
     device = models.default_device()
     student, tok = models.load(student_path, device=device, dtype=torch.float32)
     teacher, _ = models.load(cfg["student"], device=device, dtype=torch.float32)  # the initial weights
-    examples = data.load_examples(cfg["eval_data"], n=cfg["measure_n"], split="eval", seed=cfg["seed"] + 7,
-                                  hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"]) \
-        if cfg["eval_data"] == "synthetic" \
+    examples = (
+        data.load_examples(
+            cfg["eval_data"],
+            n=cfg["measure_n"],
+            split="eval",
+            seed=cfg["seed"] + 7,
+            hard_frac=cfg["hard_frac"],
+            flagged_frac=cfg["flagged_frac"],
+        )
+        if cfg["eval_data"] == "synthetic"
         else data.load_examples(cfg["eval_data"])[: cfg["measure_n"]]
-    return measure_aggregation(student, teacher, tok, examples, cfg["pi"], seed=cfg["seed"],
-                               max_new_tokens=cfg["max_new_tokens"], rule=cfg["rule"])
+    )
+    return measure_aggregation(
+        student,
+        teacher,
+        tok,
+        examples,
+        cfg["pi"],
+        seed=cfg["seed"],
+        max_new_tokens=cfg["max_new_tokens"],
+        rule=cfg["rule"],
+    )
 
 
 def format_mechanism3(mech: dict, cfg: dict) -> str:
-    rows = [[name, *(f"{e[k]:.4f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ", "kl/pi_mean"))]
-            for name, e in mech.items() if e]
-    return (f"Mechanism 3 (pi={cfg['pi']}, {mech['after']['pi_values']} PI values per problem, "
-            f"{mech['after']['problems']} held-out problems, per response token)\n"
-            + common.md_table(["student", "KL(p‖q own PI)", "KL(p‖geometric mean)", "irreducible −log Z",
-                               "mean over PI of KL(p‖q_i)"], rows))
+    rows = [
+        [name, *(f"{e[k]:.4f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ", "kl/pi_mean"))]
+        for name, e in mech.items()
+        if e
+    ]
+    return (
+        f"Mechanism 3 (pi={cfg['pi']}, {mech['after']['pi_values']} PI values per problem, "
+        f"{mech['after']['problems']} held-out problems, per response token)\n"
+        + common.md_table(
+            [
+                "student",
+                "KL(p‖q own PI)",
+                "KL(p‖geometric mean)",
+                "irreducible −log Z",
+                "mean over PI of KL(p‖q_i)",
+            ],
+            rows,
+        )
+    )
 
 
 def table(folders: list) -> str:
@@ -365,11 +534,38 @@ def table(folders: list) -> str:
     for folder in folders:
         s, c = run_folder.read_json(folder), run_folder.read_json(folder, "config.json")
         mech = (s.get("mechanism3") or {}).get("after")
-        m3 = " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")) if mech else "-"
-        rows.append([os.path.basename(os.path.normpath(folder)), c["pi"], c["loss"], c["seed"], s["steps"],
-                     cell(s["teacher"]), cell(s["student_before"]), cell(s["student_after"]), m3])
-    return common.md_table(["run", "PI", "loss", "seed", "steps", "teacher with PI: acc / boxed-only / len",
-                            "student before", "student after", "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z"], rows)
+        m3 = (
+            " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"))
+            if mech
+            else "-"
+        )
+        rows.append(
+            [
+                os.path.basename(os.path.normpath(folder)),
+                c["pi"],
+                c["loss"],
+                c["seed"],
+                s["steps"],
+                cell(s["teacher"]),
+                cell(s["student_before"]),
+                cell(s["student_after"]),
+                m3,
+            ]
+        )
+    return common.md_table(
+        [
+            "run",
+            "PI",
+            "loss",
+            "seed",
+            "steps",
+            "teacher with PI: acc / boxed-only / len",
+            "student before",
+            "student after",
+            "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ What it simplifies
       and cached in the run folder (`traces.jsonl`), so a resumed run trains on the same data.
     * On CUDA the weights stay float32 and the forward runs under bf16 autocast.
 """
+
 import dataclasses
 import math
 import os
@@ -58,15 +59,38 @@ from errors import UserError
 # Config: presets named after their purpose, then the flags given on top
 
 # tiny/student on the synthetic task's own reference solutions (the plain `reference` source).
-_REFERENCE = dict(student="tiny/student", source="reference", data="synthetic", data_path=None, teacher=None,
-                  n_train=3000, data_seed=0,
-                  trace_samples=1, trace_temperature=0.6, trace_top_p=0.95, trace_max_new_tokens=80,
-                  max_rep=0.4,
-                  steps=200, epochs=None, batch_size=32, micro_batch=32,
-                  lr=1e-3, min_lr=1e-4, warmup_frac=0.1, weight_decay=0.0, beta1=0.9, beta2=0.98,
-                  grad_clip=1.0,
-                  eval_data="synthetic", eval_n=500, eval_max_new_tokens=80, eval_batch_size=100,
-                  eval_before=True, ckpt_every=100, save_dtype="float16")
+_REFERENCE = dict(
+    student="tiny/student",
+    source="reference",
+    data="synthetic",
+    data_path=None,
+    teacher=None,
+    n_train=3000,
+    data_seed=0,
+    trace_samples=1,
+    trace_temperature=0.6,
+    trace_top_p=0.95,
+    trace_max_new_tokens=80,
+    max_rep=0.4,
+    steps=200,
+    epochs=None,
+    batch_size=32,
+    micro_batch=32,
+    lr=1e-3,
+    min_lr=1e-4,
+    warmup_frac=0.1,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,
+    eval_data="synthetic",
+    eval_n=500,
+    eval_max_new_tokens=80,
+    eval_batch_size=100,
+    eval_before=True,
+    ckpt_every=100,
+    save_dtype="float16",
+)
 PRESETS = {
     "reference": _REFERENCE,
     # Fix 3 in the tiny world: the shipped student, SFT on the shipped teacher's graded traces
@@ -75,59 +99,112 @@ PRESETS = {
     # §2.4 SFT column / §4 Fix 3 at the paper's scale (GPU, hub): Qwen2.5-Math-1.5B on validated
     # Qwen2.5-Math-7B-Instruct traces of OpenThoughts math prompts; lr 5e-6 -> 5e-7, cosine, 10 %
     # warm-up, batch 128, 3 epochs.
-    "paper-sft": dict(student="Qwen/Qwen2.5-Math-1.5B", source="traces", data="openthoughts", data_path=None,
-                      teacher="Qwen/Qwen2.5-Math-7B-Instruct", n_train=17000, data_seed=0,
-                      trace_samples=1, trace_temperature=0.6, trace_top_p=0.95, trace_max_new_tokens=1024,
-                      max_rep=0.4,
-                      steps=200, epochs=3.0, batch_size=128, micro_batch=8,
-                      lr=5e-6, min_lr=5e-7, warmup_frac=0.1, weight_decay=0.0, beta1=0.9, beta2=0.98,
-                      grad_clip=1.0,
-                      eval_data="math500", eval_n=500, eval_max_new_tokens=3072, eval_batch_size=100,
-                      eval_before=True, ckpt_every=50, save_dtype="bfloat16"),
+    "paper-sft": dict(
+        student="Qwen/Qwen2.5-Math-1.5B",
+        source="traces",
+        data="openthoughts",
+        data_path=None,
+        teacher="Qwen/Qwen2.5-Math-7B-Instruct",
+        n_train=17000,
+        data_seed=0,
+        trace_samples=1,
+        trace_temperature=0.6,
+        trace_top_p=0.95,
+        trace_max_new_tokens=1024,
+        max_rep=0.4,
+        steps=200,
+        epochs=3.0,
+        batch_size=128,
+        micro_batch=8,
+        lr=5e-6,
+        min_lr=5e-7,
+        warmup_frac=0.1,
+        weight_decay=0.0,
+        beta1=0.9,
+        beta2=0.98,
+        grad_clip=1.0,
+        eval_data="math500",
+        eval_n=500,
+        eval_max_new_tokens=3072,
+        eval_batch_size=100,
+        eval_before=True,
+        ckpt_every=50,
+        save_dtype="bfloat16",
+    ),
 }
 # Keys that only a preset sets, with their ranges: data_seed (the synthetic problems' seed),
 # trace_samples and trace_top_p (the teacher's traces), the Adam betas, warm-up and weight decay,
 # the evaluation's length cap and batch, eval_before (evaluate the initial weights too).
-PRESET_RULES = {"trace_samples": common.AT_LEAST_1, "trace_top_p": common.TOP_P, "warmup_frac": common.PROB,
-                "weight_decay": common.AT_LEAST_0, "beta1": common.BELOW_1, "beta2": common.BELOW_1,
-                "eval_max_new_tokens": common.AT_LEAST_1, "eval_batch_size": common.AT_LEAST_1}
+PRESET_RULES = {
+    "trace_samples": common.AT_LEAST_1,
+    "trace_top_p": common.TOP_P,
+    "warmup_frac": common.PROB,
+    "weight_decay": common.AT_LEAST_0,
+    "beta1": common.BELOW_1,
+    "beta2": common.BELOW_1,
+    "eval_max_new_tokens": common.AT_LEAST_1,
+    "eval_batch_size": common.AT_LEAST_1,
+}
 SOURCES = ("reference", "traces", "jsonl")
 
 
 def add_flags(ap) -> None:
     g = ap.add_argument_group("model and data")
     g.add_argument("--student", help="the model to fine-tune: hub id or local folder (default tiny/student)")
-    g.add_argument("--source", choices=SOURCES,
-                   help="reference: the dataset's reference solutions; traces: a teacher's graded, "
-                        "non-repetitive responses; jsonl: --data-path prompt/response pairs")
-    g.add_argument("--data", help="problems for reference/traces: synthetic, openthoughts, dapo, or a "
-                                  ".jsonl/.json/.parquet file with problem/answer[/solution]")
-    g.add_argument("--data-path", help="source jsonl: the prompt/response file; otherwise: read --data from "
-                                       "this local file instead of the hub")
-    g.add_argument("--n-train", type=common.positive_int,
-                   help="problems to use (synthetic: generated; others: the first N)")
+    g.add_argument(
+        "--source",
+        choices=SOURCES,
+        help="reference: the dataset's reference solutions; traces: a teacher's graded, "
+        "non-repetitive responses; jsonl: --data-path prompt/response pairs",
+    )
+    g.add_argument(
+        "--data",
+        help="problems for reference/traces: synthetic, openthoughts, dapo, or a "
+        ".jsonl/.json/.parquet file with problem/answer[/solution]",
+    )
+    g.add_argument(
+        "--data-path",
+        help="source jsonl: the prompt/response file; otherwise: read --data from "
+        "this local file instead of the hub",
+    )
+    g.add_argument(
+        "--n-train",
+        type=common.positive_int,
+        help="problems to use (synthetic: generated; others: the first N)",
+    )
     g = ap.add_argument_group("teacher traces (docs/paper.md §4, Fix 3)")
     g.add_argument("--teacher", help="the teacher that writes the traces of --source traces (path or hub id)")
-    g.add_argument("--trace-temperature", type=common.temperature_or_greedy,
-                   help="the teacher's sampling temperature; 0 = greedy")
-    g.add_argument("--trace-max-new-tokens", type=common.positive_int,
-                   help="trace length cap; truncated traces are dropped")
-    g.add_argument("--max-rep", type=common.ranged(float, (lambda v: 0 <= v <= 1,
-                                                           "in [0, 1] (a 3-gram repetition ratio)")),
-                   help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
-                        "reference solutions reach 0.27, a looping response 0.5+")
+    g.add_argument(
+        "--trace-temperature",
+        type=common.temperature_or_greedy,
+        help="the teacher's sampling temperature; 0 = greedy",
+    )
+    g.add_argument(
+        "--trace-max-new-tokens",
+        type=common.positive_int,
+        help="trace length cap; truncated traces are dropped",
+    )
+    g.add_argument(
+        "--max-rep",
+        type=common.ranged(float, (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)")),
+        help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
+        "reference solutions reach 0.27, a looping response 0.5+",
+    )
     common.add_optim_flags(ap)
     g = ap.add_argument_group("batches and schedule")
     g.add_argument("--batch-size", type=common.positive_int, help="sequences per optimizer step")
-    g.add_argument("--epochs", type=common.positive_float,
-                   help="if set, steps = ceil(epochs x items / batch size)")
+    g.add_argument(
+        "--epochs", type=common.positive_float, help="if set, steps = ceil(epochs x items / batch size)"
+    )
     g.add_argument("--min-lr", type=common.nonneg_float, help="learning rate at the end of the cosine")
     g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
-    g.add_argument("--eval-data",
-                   help="held-out problems: synthetic (the eval split) or any data.py name/file")
+    g.add_argument(
+        "--eval-data", help="held-out problems: synthetic (the eval split) or any data.py name/file"
+    )
     g.add_argument("--eval-n", type=common.positive_int, help="held-out problems")
-    g.add_argument("--save-dtype", choices=("float16", "bfloat16", "float32"),
-                   help="dtype of the saved final/ weights")
+    g.add_argument(
+        "--save-dtype", choices=("float16", "bfloat16", "float32"), help="dtype of the saved final/ weights"
+    )
     common.add_run_flags(ap, out="runs/sft")
 
 
@@ -150,14 +227,17 @@ def check_config(cfg: dict, typed: set) -> None:
     if cfg["source"] == "traces" and not cfg["teacher"]:
         raise UserError("--source traces needs --teacher (a path or hub id)")
     if cfg["source"] != "traces" and cfg["teacher"]:
-        raise UserError(f"--teacher only writes traces for --source traces (here {cfg['source']}); the "
-                        "sft-student and paper-sft presets set one: use --preset reference with another "
-                        "source")
+        raise UserError(
+            f"--teacher only writes traces for --source traces (here {cfg['source']}); the "
+            "sft-student and paper-sft presets set one: use --preset reference with another "
+            "source"
+        )
 
 
 # -----------------------------------------------------------------------------
 # The algorithm, part 1: what is supervised. One item = prompt ids + response ids; the loss
 # covers the response and its end-of-turn token, never the prompt.
+
 
 @dataclasses.dataclass
 class Item:
@@ -187,14 +267,16 @@ def make_item(tok, id_, prompt_ids, response_text, kind) -> Item:
 def nll_sum(model, items: list) -> tuple:
     """(Σ −log p(y_t) over the items' response tokens, their count): the SFT objective, from the
     same forward that scores responses everywhere else (rollout.score)."""
-    logp, mask = rollout.score(model, [it.prompt for it in items], [it.response for it in items],
-                               return_logits=False)  # (B, T) log p of each response token, 0 where masked
+    logp, mask = rollout.score(
+        model, [it.prompt for it in items], [it.response for it in items], return_logits=False
+    )  # (B, T) log p of each response token, 0 where masked
     return -logp.sum(), int(mask.sum())
 
 
 # -----------------------------------------------------------------------------
 # The algorithm, part 2: Fix 3's trace filter (§4): keep a teacher trace only if it finished,
 # the grader accepts its answer, and it does not repeat itself.
+
 
 def keep_trace(ids, text, gold, finished, max_rep):
     """(keep?, reason) for one teacher response (`ids` without the EOS)."""
@@ -214,9 +296,17 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
     prompts = [data.context_ids(tok, ex, "none") for ex in examples]
     with torch.no_grad():
         samples = eval_math.sample_responses(
-            teacher, t_tok, prompts, k=cfg["trace_samples"], temperature=cfg["trace_temperature"],
-            top_p=cfg["trace_top_p"], max_new_tokens=cfg["trace_max_new_tokens"],
-            batch_size=cfg["eval_batch_size"], seed=cfg["seed"], progress="teacher traces")
+            teacher,
+            t_tok,
+            prompts,
+            k=cfg["trace_samples"],
+            temperature=cfg["trace_temperature"],
+            top_p=cfg["trace_top_p"],
+            max_new_tokens=cfg["trace_max_new_tokens"],
+            batch_size=cfg["eval_batch_size"],
+            seed=cfg["seed"],
+            progress="teacher traces",
+        )
     del teacher
     records, counts = [], {}
     for j, per_prompt in enumerate(samples):
@@ -225,8 +315,15 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
             keep, why = keep_trace(s["ids"], text, ex.answer, s["finished"], cfg["max_rep"])
             counts[why] = counts.get(why, 0) + 1
             if keep:
-                records.append({"id": f"{ex.id}:{j}", "problem": ex.problem, "answer": ex.answer,
-                                "source": ex.source, "response": text})
+                records.append(
+                    {
+                        "id": f"{ex.id}:{j}",
+                        "problem": ex.problem,
+                        "answer": ex.answer,
+                        "source": ex.source,
+                        "response": text,
+                    }
+                )
     eval_math.write_jsonl(os.path.join(cfg["out"], "traces.jsonl"), records)
     common.say(f"teacher traces: {counts} -> {len(records)} kept, cached in {cfg['out']}/traces.jsonl")
     return records, counts
@@ -235,17 +332,28 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
 # -----------------------------------------------------------------------------
 # The training items of each source
 
+
 def load_problems(cfg: dict, **synthetic) -> list:
     if cfg["data"] == "synthetic":
-        return data.load_examples("synthetic", n=cfg["n_train"], split="train", seed=cfg["data_seed"], **synthetic)
+        return data.load_examples(
+            "synthetic", n=cfg["n_train"], split="train", seed=cfg["data_seed"], **synthetic
+        )
     return data.load_examples(cfg["data"], path=cfg["data_path"], limit=cfg["n_train"])
 
 
 def reference_items(tok, examples: list) -> list:
     """Each problem's reference solution in the student's plain context (the `reference` source;
     the tiny world's mixes of contexts are tiny_world/mix.py's)."""
-    return [make_item(tok, f"{ex.id}:plain", data.context_ids(tok, ex, "none"), data.target_response(ex, "none"),
-                      "plain") for ex in examples]
+    return [
+        make_item(
+            tok,
+            f"{ex.id}:plain",
+            data.context_ids(tok, ex, "none"),
+            data.target_response(ex, "none"),
+            "plain",
+        )
+        for ex in examples
+    ]
 
 
 def jsonl_items(path: str, tok) -> list:
@@ -256,17 +364,27 @@ def jsonl_items(path: str, tok) -> list:
             v = rec.get(field)
             if not isinstance(v, str) or not v.strip():
                 got = "missing" if v is None else f"{type(v).__name__} {str(v)[:30]!r}"
-                raise data_files.DataError(f"{path}:{line}: field '{field}' must be non-empty text, got "
-                                           f"{got}; each line needs prompt and response strings")
+                raise data_files.DataError(
+                    f"{path}:{line}: field '{field}' must be non-empty text, got "
+                    f"{got}; each line needs prompt and response strings"
+                )
         system = rec.get("system")
         if system is not None and not isinstance(system, str):
             raise data_files.DataError(f"{path}:{line}: field 'system' must be text when present")
-        items.append(make_item(tok, f"{os.path.basename(path)}:{line}",
-                               tok.chat_prompt(rec["prompt"], system=system), rec["response"], "jsonl"))
+        items.append(
+            make_item(
+                tok,
+                f"{os.path.basename(path)}:{line}",
+                tok.chat_prompt(rec["prompt"], system=system),
+                rec["response"],
+                "jsonl",
+            )
+        )
         items[-1].where = f"{path}:{line}"
     if not items:
-        raise data_files.DataError(f"{path}: no prompt/response pairs (the file is empty); SFT needs at least "
-                                   "one line")
+        raise data_files.DataError(
+            f"{path}: no prompt/response pairs (the file is empty); SFT needs at least one line"
+        )
     return items
 
 
@@ -284,11 +402,22 @@ def build_items(cfg: dict, tok) -> tuple:
         else:
             records, stats = teacher_traces(cfg, tok, load_problems(cfg))
         if not records:
-            raise data_files.DataError(f"the teacher {cfg['teacher']} wrote no trace that passed the filter "
-                                       f"({stats}); check the teacher, or raise --trace-max-new-tokens")
-        items = [make_item(tok, r["id"], data.context_ids(tok, data.Example(
-            "", r["problem"], r["answer"], source=r.get("source", "")), "none"), r["response"], "trace")
-            for r in records]
+            raise data_files.DataError(
+                f"the teacher {cfg['teacher']} wrote no trace that passed the filter "
+                f"({stats}); check the teacher, or raise --trace-max-new-tokens"
+            )
+        items = [
+            make_item(
+                tok,
+                r["id"],
+                data.context_ids(
+                    tok, data.Example("", r["problem"], r["answer"], source=r.get("source", "")), "none"
+                ),
+                r["response"],
+                "trace",
+            )
+            for r in records
+        ]
     kinds = {}
     for it in items:
         kinds[it.kind] = kinds.get(it.kind, 0) + 1
@@ -297,6 +426,7 @@ def build_items(cfg: dict, tok) -> tuple:
 
 # -----------------------------------------------------------------------------
 # The training loop
+
 
 def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], None]] = None) -> dict:
     """SFT of `model` on `items` in the run folder of `cfg` (started with run_folder.start_run): the
@@ -309,18 +439,22 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
     stream = common.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
     start = run_folder.resume(cfg, optimizer, scheduler, stream)
     ckpt = dict(model=model, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")  # fp32 weights, bf16 compute
+    amp = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )  # fp32 weights, bf16 compute
     model.train()
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc=f"SFT {cfg['out']}")
     for step in range(start, cfg["steps"]):
         t0 = time.perf_counter()
         batch = next(stream)
         n_tokens = sum(len(it.response) for it in batch)  # supervised tokens of the whole batch
-        batch = sorted(batch, key=lambda it: len(it.prompt) + len(it.response))  # less padding per micro-batch
+        batch = sorted(
+            batch, key=lambda it: len(it.prompt) + len(it.response)
+        )  # less padding per micro-batch
         total = 0.0
         for i in range(0, len(batch), cfg["micro_batch"]):
             with amp:
-                loss_sum, _ = nll_sum(model, batch[i:i + cfg["micro_batch"]])
+                loss_sum, _ = nll_sum(model, batch[i : i + cfg["micro_batch"]])
             common.check_finite_loss(loss_sum)
             (loss_sum / n_tokens).backward()  # the mean over the batch's supervised tokens
             total += loss_sum.item()
@@ -328,8 +462,14 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        m = {"loss": total / n_tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-             "tokens/supervised": n_tokens, "epoch": stream.epoch, "time/step_s": time.perf_counter() - t0}
+        m = {
+            "loss": total / n_tokens,
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            "tokens/supervised": n_tokens,
+            "epoch": stream.epoch,
+            "time/step_s": time.perf_counter() - t0,
+        }
         if on_step is not None:
             on_step(step + 1)
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
@@ -345,23 +485,52 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
 # -----------------------------------------------------------------------------
 # Evaluation: held-out greedy and sampled accuracy
 
+
 def held_out(cfg: dict) -> list:
     if cfg["eval_data"] == "synthetic":
         return data.load_examples("synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 1)
     return data.load_examples(cfg["eval_data"], limit=cfg["eval_n"])
 
 
-def evaluate(model, tok, cfg: dict, examples: list, pi: str = "none", greedy: bool = False, label: str = "",
-             rule: str = None, measure=None) -> tuple:
+def evaluate(
+    model,
+    tok,
+    cfg: dict,
+    examples: list,
+    pi: str = "none",
+    greedy: bool = False,
+    label: str = "",
+    rule: str = None,
+    measure=None,
+) -> tuple:
     """(accuracy cell, records): pass@1 with its interval, length, truncation and repetition, and
     `measure(examples, records)`'s numbers when given (tiny_world.task.measures in the second world);
     `rule` is the system prompt of pi="system_prompt" (None: data.py's default)."""
-    s, records = eval_math.evaluate(model, tok, examples, k=1, temperature=0.0 if greedy else 1.0, top_p=1.0, top_k=0,
-                                    max_new_tokens=cfg["eval_max_new_tokens"], batch_size=cfg["eval_batch_size"],
-                                    seed=cfg["seed"], pi=pi, rule=rule, bench=label, progress=False)
+    s, records = eval_math.evaluate(
+        model,
+        tok,
+        examples,
+        k=1,
+        temperature=0.0 if greedy else 1.0,
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=cfg["eval_max_new_tokens"],
+        batch_size=cfg["eval_batch_size"],
+        seed=cfg["seed"],
+        pi=pi,
+        rule=rule,
+        bench=label,
+        progress=False,
+    )
     lo, hi = s["acc/pass@1_ci"]
-    cell = {"acc": round(s["acc/pass@1"], 4), "ci": [round(lo, 4), round(hi, 4)], "len": round(s["len/mean"], 1),
-            "trunc": s["len/truncated_frac"], "rep": round(s["rep/ratio"], 4), "n": s["n"]}
+    cell = {
+        "acc": round(s["acc/pass@1"], 4),
+        "ci": [round(lo, 4), round(hi, 4)],
+        "len": round(s["len/mean"], 1),
+        "trunc": s["len/truncated_frac"],
+        "rep": round(s["rep/ratio"], 4),
+        "n": s["n"],
+    }
     if measure is not None:
         cell.update({k: round(v, 4) for k, v in measure(examples, records).items()})
     return cell, records
@@ -389,14 +558,33 @@ def pct(r: dict) -> str:
 
 
 def before_after_table(before: dict, after: dict) -> str:
-    rows = [[name, pct(e["greedy"]), pct(e["sampled"]), f"{e['sampled']['len']:.1f}", f"{e['sampled']['trunc']:.3f}",
-             f"{e['sampled']['rep']:.3f}"] for name, e in (("before SFT", before), ("after SFT", after))]
-    return common.md_table(["model", "greedy acc % [95% CI]", "sampled acc % (T=1) [95% CI]", "mean len", "truncated",
-                            "3-gram rep"], rows)
+    rows = [
+        [
+            name,
+            pct(e["greedy"]),
+            pct(e["sampled"]),
+            f"{e['sampled']['len']:.1f}",
+            f"{e['sampled']['trunc']:.3f}",
+            f"{e['sampled']['rep']:.3f}",
+        ]
+        for name, e in (("before SFT", before), ("after SFT", after))
+    ]
+    return common.md_table(
+        [
+            "model",
+            "greedy acc % [95% CI]",
+            "sampled acc % (T=1) [95% CI]",
+            "mean len",
+            "truncated",
+            "3-gram rep",
+        ],
+        rows,
+    )
 
 
 # -----------------------------------------------------------------------------
 # The run
+
 
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
@@ -406,12 +594,18 @@ def main(argv=None) -> dict:
     if cfg["source"] == "traces":
         models.check_compatible(tok, models.load_tokenizer(cfg["teacher"])[0])
         problems = load_problems(cfg)
-        common.check_prompt_lengths(context, [data.context_ids(tok, ex) for ex in problems],
-                                    cfg["trace_max_new_tokens"], "trace prompts", problems)
+        common.check_prompt_lengths(
+            context,
+            [data.context_ids(tok, ex) for ex in problems],
+            cfg["trace_max_new_tokens"],
+            "trace prompts",
+            problems,
+        )
     else:
         items, data_stats = build_items(cfg, tok)
-        common.check_prompt_lengths(context, [it.prompt + it.response for it in items], 0, "SFT sequences (prompt + response)",
-                                    items)
+        common.check_prompt_lengths(
+            context, [it.prompt + it.response for it in items], 0, "SFT sequences (prompt + response)", items
+        )
     evals = held_out(cfg)
     common.check_held_out(context, tok, evals, cfg)
     device = run_folder.start_run(cfg)
@@ -420,18 +614,28 @@ def main(argv=None) -> dict:
         items, data_stats = build_items(cfg, tok)
     if cfg["epochs"] is not None:
         cfg["steps"] = max(1, math.ceil(cfg["epochs"] * len(items) / cfg["batch_size"]))
-    common.say(f"{cfg['out']}: {sum(p.numel() for p in model.parameters()):,} parameters, {len(items):,} items "
-               f"{data_stats['kinds']}, {cfg['steps']} steps of {cfg['batch_size']}, {torch.get_num_threads()} threads")
+    common.say(
+        f"{cfg['out']}: {sum(p.numel() for p in model.parameters()):,} parameters, {len(items):,} items "
+        f"{data_stats['kinds']}, {cfg['steps']} steps of {cfg['batch_size']}, {torch.get_num_threads()} threads"
+    )
     before = None
     if cfg["eval_before"]:  # the initial weights (on --resume reloaded: the run keeps no copy of them)
-        initial = models.load(cfg["student"], device=device, dtype=torch.float32)[0] if cfg["resume"] else model
+        initial = (
+            models.load(cfg["student"], device=device, dtype=torch.float32)[0] if cfg["resume"] else model
+        )
         before = evaluate_model(initial, tok, cfg)
     done = train(cfg, model, tok, items)
     if done["steps_done"] < cfg["steps"]:
         return done
     saved, saved_tok = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
-    summary = {"params": sum(p.numel() for p in model.parameters()), "data": data_stats, "steps": cfg["steps"],
-               **done, "eval_before": before, "eval": evaluate_model(saved, saved_tok, cfg)}  # the model as saved
+    summary = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "data": data_stats,
+        "steps": cfg["steps"],
+        **done,
+        "eval_before": before,
+        "eval": evaluate_model(saved, saved_tok, cfg),
+    }  # the model as saved
     run_folder.write_summary(cfg, summary)
     if before:
         print(before_after_table(before, summary["eval"]))

@@ -17,6 +17,7 @@ What it measures, on one tiny-world batch (64 synthetic prompts, tiny/student's 
 The teacher's matrix products per batch are counted from its shapes, so the float32 rate of (1)
 turns them into a floor for (2).
 """
+
 import argparse
 import copy
 import os
@@ -69,18 +70,28 @@ def main(argv=None):
     teacher, _ = models.load("tiny/teacher", device="cpu", dtype=torch.float32)
     teacher.requires_grad_(False)
     prompts = [data.context_ids(tok, ex) for ex in data.load_examples("synthetic", n=64, split="train")]
-    ro = rollout.generate(student, prompts, 80, eos_token_ids=tok.eos_token_ids,
-                          pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    ro = rollout.generate(
+        student,
+        prompts,
+        80,
+        eos_token_ids=tok.eos_token_ids,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )
     responses = ro.responses()
     columns = max(map(len, prompts)) + max(map(len, responses))
-    print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; one batch: 64 prompts, "
-          f"{sum(map(len, responses))} response tokens, padded to 64 x {columns} columns")
+    print(
+        f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; one batch: 64 prompts, "
+        f"{sum(map(len, responses))} response tokens, padded to 64 x {columns} columns"
+    )
     rate = product_rates(columns, args.repeats)
     time_scoring(student, teacher, prompts, responses, args.repeats)
     macs = matmul_macs(teacher, 64 * columns)
-    print(f"\nthe teacher's decoder products for 64 x {columns} positions: {2 * macs / 1e9:.1f} GFLOP, "
-          f"{2 * macs / 1e9 / rate:.3f} s at the float32 rate above (the last layer's prompt columns, "
-          f"which impl 'ours' skips, included)")
+    print(
+        f"\nthe teacher's decoder products for 64 x {columns} positions: {2 * macs / 1e9:.1f} GFLOP, "
+        f"{2 * macs / 1e9 / rate:.3f} s at the float32 rate above (the last layer's prompt columns, "
+        f"which impl 'ours' skips, included)"
+    )
     if args.compile:
         time_compile(student, teacher, prompts, responses, columns, args.repeats)
 
@@ -88,8 +99,9 @@ def main(argv=None):
 def product_rates(columns, repeats) -> float:
     """(1): the float32 and bf16 product rates at the teacher's scoring shape and a decode step's;
     -> the float32 rate at the scoring shape, GFLOP/s."""
-    print("\n| product (m x k) . (k x n) | float32 GFLOP/s | bfloat16 GFLOP/s (casts included) |\n"
-          "|---|---|---|")
+    print(
+        "\n| product (m x k) . (k x n) | float32 GFLOP/s | bfloat16 GFLOP/s (casts included) |\n|---|---|---|"
+    )
     rate = {}
     for m, k, n in ((64 * columns, 192, 576), (32, 256, 1536)):
         f32, _ = gemm_rate(m, k, n, torch.float32, repeats * 3)
@@ -102,6 +114,7 @@ def product_rates(columns, repeats) -> float:
 def time_scoring(student, teacher, prompts, responses, repeats):
     """(2): teacher scoring and student forward + backward through rollout.score, each impl, float32
     and bf16 autocast, alternating; then the teacher stored in bf16 and its log-probs' distance."""
+
     def teacher_call(impl, amp):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             rollout.score(teacher, prompts, responses, impl=impl)
@@ -136,14 +149,18 @@ def time_scoring(student, teacher, prompts, responses, repeats):
     print("\n| forward | teacher scoring s | student forward + backward s |\n|---|---|---|")
     for c in configs:
         name = f"{c[0]}, {'bf16 autocast' if c[1] else 'float32'}"
-        print(f"| {name} | {statistics.median(times[('teacher', c)]):.3f} | "
-              f"{statistics.median(times[('student', c)]):.3f} |")
+        print(
+            f"| {name} | {statistics.median(times[('teacher', c)]):.3f} | "
+            f"{statistics.median(times[('student', c)]):.3f} |"
+        )
     print(f"| ours, the teacher's weights stored in bf16 | {statistics.median(times['bf16']):.3f} | – |")
     with torch.no_grad():
         ref, mask = rollout.score(teacher, prompts, responses, return_logits=False)
     gap = (teacher_bf16_call()[0] - ref)[mask].abs()
-    print(f"the bf16 teacher's log q(y_t) against the float32 teacher's over the {int(mask.sum())} response "
-          f"tokens: mean |difference| {gap.mean():.3g}, largest {gap.max():.3g}")
+    print(
+        f"the bf16 teacher's log q(y_t) against the float32 teacher's over the {int(mask.sum())} response "
+        f"tokens: mean |difference| {gap.mean():.3g}, largest {gap.max():.3g}"
+    )
 
 
 def time_compile(student, teacher, prompts, responses, columns, repeats):
@@ -153,8 +170,8 @@ def time_compile(student, teacher, prompts, responses, columns, repeats):
     mask = torch.zeros(B, S, dtype=torch.bool)
     P = max(map(len, prompts))
     for b, (c, r) in enumerate(zip(prompts, responses)):
-        ids[b, P - len(c):P + len(r)] = torch.tensor(c + r)
-        mask[b, P - len(c):P + len(r)] = True
+        ids[b, P - len(c) : P + len(r)] = torch.tensor(c + r)
+        mask[b, P - len(c) : P + len(r)] = True
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
     causal = torch.ones(S, S, dtype=torch.bool).tril()
     # (B, 1, S, S): causal over each row's real tokens; a pad position attends to itself
@@ -165,21 +182,29 @@ def time_compile(student, teacher, prompts, responses, columns, repeats):
         return decoder.forward(decoder.weights(model), ids, cos[pos], sin[pos], None, 0, S, attn, out_from)
 
     compiled = torch.compile(hidden_states, dynamic=True)
-    print("\n| torch.compile(dynamic=True) of the written-out forward | compile s | eager s | compiled s |\n"
-          "|---|---|---|---|")
-    for who, model, grad in (("teacher scoring", teacher, False),
-                             ("student forward + backward", student, True)):
+    print(
+        "\n| torch.compile(dynamic=True) of the written-out forward | compile s | eager s | compiled s |\n"
+        "|---|---|---|---|"
+    )
+    for who, model, grad in (
+        ("teacher scoring", teacher, False),
+        ("student forward + backward", student, True),
+    ):
+
         def run(fn):
             with torch.set_grad_enabled(grad):
                 h = fn(model, ids, mask, pos, P - 1)  # (B, S - P + 1, d) from the prompt's last column
                 if grad:
                     (h @ model.lm_head.weight.T).logsumexp(-1).sum().backward()
                     model.zero_grad(set_to_none=True)
+
         t = time.perf_counter()
         run(compiled)
         first = time.perf_counter() - t
-        print(f"| {who} | {first:.1f} | {clock(lambda: run(hidden_states), repeats):.3f} | "
-              f"{clock(lambda: run(compiled), repeats):.3f} |")
+        print(
+            f"| {who} | {first:.1f} | {clock(lambda: run(hidden_states), repeats):.3f} | "
+            f"{clock(lambda: run(compiled), repeats):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ run alternately. On CPU the default hidden sizes are small (256) so that the mat
 drown the measurement; the (N, V) tensors, which are what the chunking removes, are full size.
 A case that exceeds --mem-limit-gb (CPU address-space limit of the child) is reported as OOM.
 """
+
 import argparse
 import json
 import os
@@ -37,7 +38,9 @@ def child(cfg: dict) -> dict:
         limit = int(cfg["mem_limit_gb"] * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import torch
+
     import losses
+
     torch.set_num_threads(cfg["threads"])
     dev, dtype = torch.device(cfg["device"]), getattr(torch, cfg["dtype"])
     N, V, H, Ht = cfg["n"], cfg["vocab"], cfg["hidden"], cfg["teacher_hidden"]
@@ -54,7 +57,9 @@ def child(cfg: dict) -> dict:
     def step():
         h_s.grad = W_s.grad = None
         if cfg["method"] == "chunked":
-            loss, _ = losses.chunked_loss(cfg["loss"], h_s, W_s, h_t, W_t, y, mask, chunk_size=cfg["chunk"], **opts)
+            loss, _ = losses.chunked_loss(
+                cfg["loss"], h_s, W_s, h_t, W_t, y, mask, chunk_size=cfg["chunk"], **opts
+            )
         else:
             logits_s = h_s @ W_s.T  # (1, N, V)
             with torch.no_grad():
@@ -74,8 +79,11 @@ def child(cfg: dict) -> dict:
     try:
         value = step()  # warm-up, also the peak-memory run
         sync()
-        peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
+        peak = (
+            torch.cuda.max_memory_allocated()
+            if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        ) - base
         times = []
         for _ in range(cfg["repeats"]):
             sync()
@@ -100,9 +108,13 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20, help="K of the Top-K losses")
     ap.add_argument("--chunk", type=int, default=1024, help="tokens per chunk of the chunked loss")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--dtype", default="float32", help="float32 or bfloat16 (inputs; the losses compute in float32)")
+    ap.add_argument(
+        "--dtype", default="float32", help="float32 or bfloat16 (inputs; the losses compute in float32)"
+    )
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per case after the warm-up")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)), help="CPU threads")
+    ap.add_argument(
+        "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)), help="CPU threads"
+    )
     ap.add_argument("--mem-limit-gb", type=float, default=18.0, help="CPU only: address-space limit per case")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -110,17 +122,22 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
 
-    print(f"device {args.device}, dtype {args.dtype}, V {args.vocab}, hidden {args.hidden}/{args.teacher_hidden} "
-          f"(student/teacher), chunk {args.chunk}, threads {args.threads}, median of {args.repeats}")
-    print(f"{'loss':10s} {'N':>6s} {'method':>12s} {'seconds':>8s} {'peak GiB':>9s} {'mem ratio':>9s} {'time ratio':>10s}")
+    print(
+        f"device {args.device}, dtype {args.dtype}, V {args.vocab}, hidden {args.hidden}/{args.teacher_hidden} "
+        f"(student/teacher), chunk {args.chunk}, threads {args.threads}, median of {args.repeats}"
+    )
+    print(
+        f"{'loss':10s} {'N':>6s} {'method':>12s} {'seconds':>8s} {'peak GiB':>9s} {'mem ratio':>9s} {'time ratio':>10s}"
+    )
     for loss in args.loss:
         for n in args.n:
             res = {}
             for method in ("materialised", "chunked"):
                 cfg = dict(vars(args), n=n, loss=loss, method=method)
                 cfg.pop("child")
-                out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)],
-                                     capture_output=True, text=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True, text=True
+                )
                 if out.returncode != 0:
                     oom = out.returncode < 0 or "memory" in out.stderr.lower()
                     if not oom:
@@ -138,7 +155,8 @@ def main() -> None:
                 if method == "chunked" and not m["oom"]:
                     ratio_m = f"{r['peak_gib'] / m['peak_gib']:.3f}"
                     ratio_t = f"{r['seconds'] / m['seconds']:.2f}"
-                print(f"{loss:10s} {n:6d} {method:>12s} {r['seconds']:8.2f} {r['peak_gib']:9.2f} {ratio_m:>9s} {ratio_t:>10s}")
+                seconds, peak = f"{r['seconds']:8.2f}", f"{r['peak_gib']:9.2f}"
+                print(f"{loss:10s} {n:6d} {method:>12s} {seconds} {peak} {ratio_m:>9s} {ratio_t:>10s}")
             if not m["oom"] and not c["oom"]:
                 assert abs(m["loss"] - c["loss"]) <= 1e-3 * max(1.0, abs(m["loss"])), (m["loss"], c["loss"])
     print("ratios: chunked / materialised (goal: memory <= 0.2 at time <= 1.0)")

@@ -64,18 +64,37 @@ p.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
 p.add_argument("--top-p", type=float, default=1.0, help="top-p (1 = off)")
 # hardware
 p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-               help="default: bf16 on CUDA, fp32 on CPU")
+p.add_argument(
+    "--dtype",
+    default=None,
+    choices=["float32", "bfloat16", "float16"],
+    help="default: bf16 on CUDA, fp32 on CPU",
+)
 p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-p.add_argument("--cuda-graph", action="store_true",
-               help="also time rollout.generate with the decode step as a CUDA graph")
-p.add_argument("--peak-gbps", type=float, default=None,
-               help="the GPU's peak memory bandwidth, to print utilisation (H100 SXM: 3350)")
-p.add_argument("--skip-hf", action="store_true",
-               help="time rollout.generate only (for shapes where transformers is too slow)")
-p.add_argument("--hf", default="dynamic", choices=["dynamic", "static-compile"],
-               help="the transformers baseline: default dynamic cache, or static cache + its torch.compile")
+p.add_argument(
+    "--cuda-graph",
+    action="store_true",
+    help="also time rollout.generate with the decode step as a CUDA graph",
+)
+p.add_argument(
+    "--peak-gbps",
+    type=float,
+    default=None,
+    help="the GPU's peak memory bandwidth, to print utilisation (H100 SXM: 3350)",
+)
+p.add_argument(
+    "--skip-hf",
+    action="store_true",
+    help="time rollout.generate only (for shapes where transformers is too slow)",
+)
+p.add_argument(
+    "--hf",
+    default="dynamic",
+    choices=["dynamic", "static-compile"],
+    help="the transformers baseline: default dynamic cache, or static cache + its torch.compile",
+)
 args = p.parse_args()
+
 
 # ---- plumbing --------------------------------------------------------------------------------
 def sync(device):
@@ -93,9 +112,18 @@ def run_ours(model, prompts, eos, cuda_graph, device):
     gen = torch.Generator(device=device).manual_seed(0)
     sync(device)
     t0 = time.perf_counter()
-    ro = rollout.generate(model, prompts, args.new_tokens, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, eos_token_ids=[eos], pad_token_id=0, generator=gen,
-                          cuda_graph=cuda_graph)
+    ro = rollout.generate(
+        model,
+        prompts,
+        args.new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_token_ids=[eos],
+        pad_token_id=0,
+        generator=gen,
+        cuda_graph=cuda_graph,
+    )
     sync(device)
     dt = time.perf_counter() - t0
     assert int(ro.lengths.sum()) == len(prompts) * args.new_tokens
@@ -113,8 +141,14 @@ def run_hf(model, prompts, eos, device):
         kw.update(cache_implementation="static", compile_config=compile_config)
     sync(device)
     t0 = time.perf_counter()
-    out = model.generate(ids, attention_mask=mask.long(), max_new_tokens=args.new_tokens, eos_token_id=eos,
-                         pad_token_id=0, **kw)
+    out = model.generate(
+        ids,
+        attention_mask=mask.long(),
+        max_new_tokens=args.new_tokens,
+        eos_token_id=eos,
+        pad_token_id=0,
+        **kw,
+    )
     sync(device)
     dt = time.perf_counter() - t0
     assert out.shape[1] == ids.shape[1] + args.new_tokens
@@ -127,13 +161,16 @@ def main():
     torch.set_num_threads(args.threads)
     cpu = f"CPU, {torch.get_num_threads()} thread(s)"
     name = torch.cuda.get_device_name() if device.type == "cuda" else cpu
-    print(f"device: {name}; dtype {dtype}; torch {torch.__version__}; "
-          f"transformers {transformers.__version__}")
+    print(
+        f"device: {name}; dtype {dtype}; torch {torch.__version__}; transformers {transformers.__version__}"
+    )
     baseline = "static cache + torch.compile" if args.hf == "static-compile" else "dynamic cache"
     print(f"transformers baseline: {baseline}")
-    print(f"prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, T={args.temperature} "
-          f"top_k={args.top_k} top_p={args.top_p}; median of {args.repeats} interleaved runs after one "
-          "warm-up; tokens/s = B*new/wall")
+    print(
+        f"prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, T={args.temperature} "
+        f"top_k={args.top_k} top_p={args.top_p}; median of {args.repeats} interleaved runs after one "
+        "warm-up; tokens/s = B*new/wall"
+    )
     cols = ["shape", "params", "batch", "ours tok/s", "HF tok/s", "ratio"]
     if args.cuda_graph:
         cols += ["graph tok/s", "graph ratio"]
@@ -158,8 +195,10 @@ def main():
                 f()
             compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"]
             if args.hf == "static-compile" and "hf" in sides and not compiled:
-                raise RuntimeError("--hf static-compile: transformers' generate compiled nothing; "
-                                   "the baseline would be eager")
+                raise RuntimeError(
+                    "--hf static-compile: transformers' generate compiled nothing; "
+                    "the baseline would be eager"
+                )
             for _ in range(args.repeats):
                 for k, f in sides.items():
                     times[k].append(f())
@@ -179,7 +218,7 @@ def main():
                 gbps = step_bytes * best / 1e9
                 row += [f"{gbps:,.0f}"] + ([f"{100 * gbps / args.peak_gbps:.0f}%"] if args.peak_gbps else [])
             print("| " + " | ".join(row) + " |", flush=True)
-        del model
+        model = sides = None  # free this shape's weights before the next is built
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ form it extracts best, and `verify(parse(gold), parse(pred))`; an exception coun
 Each grader's list of wrong cases follows its figure. --grader-dir DIR grades with DIR/grader.py
 instead (an older version, say) for a before/after comparison.
 """
+
 import argparse
 import json
 import os
@@ -29,6 +30,7 @@ def ours():
             return grader.is_equiv(pred, gold)
         except Exception as e:  # noqa: BLE001 -- an older grader may raise: a wrong verdict, shown
             return f"raised {type(e).__name__}"
+
     return judge
 
 
@@ -40,6 +42,7 @@ def math_verify():
         return None
     try:
         from importlib.metadata import version
+
         ver = version("math-verify")
     except Exception:  # noqa: BLE001 -- the version is only printed
         ver = "unknown"
@@ -49,6 +52,7 @@ def math_verify():
             return bool(verify(parse(f"$\\boxed{{{gold}}}$"), parse(f"$\\boxed{{{pred}}}$")))
         except Exception:  # noqa: BLE001 -- its failures count as "not equal", like ours
             return False
+
     return judge, ver
 
 
@@ -59,12 +63,16 @@ def measure(name: str, judge, rows: list) -> None:
     seconds = time.monotonic() - t0
     by_label = {v: [r for r in rows if r["equal"] is v] for v in (True, False)}
     miss = {v: sum(r["equal"] is v for r in wrong) for v in (True, False)}
-    print(f"{name}: {len(rows) - len(wrong)}/{len(rows)} = {1 - len(wrong) / len(rows):.1%} agreement "
-          f"(equal pairs {len(by_label[True]) - miss[True]}/{len(by_label[True])}, "
-          f"unequal pairs {len(by_label[False]) - miss[False]}/{len(by_label[False])}; {seconds:.1f} s)")
+    print(
+        f"{name}: {len(rows) - len(wrong)}/{len(rows)} = {1 - len(wrong) / len(rows):.1%} agreement "
+        f"(equal pairs {len(by_label[True]) - miss[True]}/{len(by_label[True])}, "
+        f"unequal pairs {len(by_label[False]) - miss[False]}/{len(by_label[False])}; {seconds:.1f} s)"
+    )
     for row in wrong:
-        print(f"    [{row['source']}] gold={row['gold'][:70]!r} pred={row['pred'][:70]!r} "
-              f"label={row['equal']} got={row['got']}")
+        print(
+            f"    [{row['source']}] gold={row['gold'][:70]!r} pred={row['pred'][:70]!r} "
+            f"label={row['equal']} got={row['got']}"
+        )
 
 
 def main() -> None:
@@ -77,8 +85,7 @@ def main() -> None:
         rows = [json.loads(line) for line in f if line.strip()]
     n_true = sum(r["equal"] for r in rows)
     print(f"suite: {args.suite}: {len(rows)} cases, {n_true} equal, {len(rows) - n_true} unequal")
-    measure(f"grader.is_equiv ({os.path.join(os.path.abspath(args.grader_dir), 'grader.py')})",
-            ours(), rows)
+    measure(f"grader.is_equiv ({os.path.join(os.path.abspath(args.grader_dir), 'grader.py')})", ours(), rows)
     mv = math_verify()
     if mv is None:
         print("math-verify: not installed here (see the docstring for a separate environment)")

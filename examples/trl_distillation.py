@@ -47,6 +47,7 @@ What it simplifies
     * Full logits of both models for one micro-batch are materialised; at paper scale use
       `losses.chunked_loss` on hidden states instead (docs/paper_scale.md).
 """
+
 import argparse
 import os
 import sys
@@ -70,14 +71,17 @@ try:
     from tokenizers import models as tokenizer_models
     from trl import DistillationConfig, DistillationTrainer
 except ImportError as err:  # the message says what to install, not only what is missing
-    raise ImportError(f"{err}. This example needs TRL and its dependencies: "
-                      "pip install -r requirements-trl.txt (run from the repository root)") from err
+    raise ImportError(
+        f"{err}. This example needs TRL and its dependencies: "
+        "pip install -r requirements-trl.txt (run from the repository root)"
+    ) from err
 
 TOPK_LOSSES = [name for name in losses.LOSSES if name.startswith("topk")]
 
 
 # -----------------------------------------------------------------------------
 # The change: DistillationTrainer with its loss replaced by losses.LOSSES[name]
+
 
 class LossesDistillationTrainer(DistillationTrainer):
     """trl.DistillationTrainer whose loss is `masked_mean(losses.LOSSES[loss](...))`.
@@ -96,7 +100,9 @@ class LossesDistillationTrainer(DistillationTrainer):
             raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(losses.LOSSES)}")
         loss_options = dict(loss_options or {})
         if "beta" in loss_options:
-            raise ValueError("set β of jsd with DistillationConfig(beta=...), TRL's own setting, not in loss_options")
+            raise ValueError(
+                "set β of jsd with DistillationConfig(beta=...), TRL's own setting, not in loss_options"
+            )
         super().__init__(*args, **kwargs)
         if loss == "jsd":
             loss_options["beta"] = self.args.beta
@@ -107,8 +113,17 @@ class LossesDistillationTrainer(DistillationTrainer):
 
         Student logits carry gradients; the teacher's do not. Shapes (B, C, V), (B, C, V), (B, C), (B, C).
         """
-        extra = sorted(set(inputs) - {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask",
-                                      "num_items_in_batch", "tool_mask"})
+        extra = sorted(
+            set(inputs)
+            - {
+                "prompt_ids",
+                "prompt_mask",
+                "completion_ids",
+                "completion_mask",
+                "num_items_in_batch",
+                "tool_mask",
+            }
+        )
         if extra:
             raise ValueError(f"this trainer handles text-only batches; the batch also has {extra}")
         prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]  # (B, P), (B, C)
@@ -116,8 +131,13 @@ class LossesDistillationTrainer(DistillationTrainer):
         attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)  # (B, P + C)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # each row counts its own tokens, as generate did
         C = completion_ids.shape[1]
-        forward = dict(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                       logits_to_keep=C + 1)  # the last C + 1 columns: P - 1 ... P + C - 1
+        forward = dict(
+            input_ids=ids,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=False,
+            logits_to_keep=C + 1,
+        )  # the last C + 1 columns: P - 1 ... P + C - 1
         logits_s = model(**forward).logits[:, :-1]  # (B, C, V): column t predicts completion token t
         self.teacher_model.eval()
         with torch.no_grad():
@@ -126,9 +146,11 @@ class LossesDistillationTrainer(DistillationTrainer):
         n_ids = len(getattr(self.processing_class, "tokenizer", self.processing_class))
         if n_ids < logits_s.shape[-1]:
             if int(completion_ids.max()) >= n_ids:
-                raise ValueError(f"the student sampled id {int(completion_ids.max())}, past the tokenizer's {n_ids} ids; "
-                                 "keep padded rows out of sampling with DistillationConfig(generation_kwargs="
-                                 "{'suppress_tokens': [...]})")
+                raise ValueError(
+                    f"the student sampled id {int(completion_ids.max())}, past the tokenizer's {n_ids} ids; "
+                    "keep padded rows out of sampling with DistillationConfig(generation_kwargs="
+                    "{'suppress_tokens': [...]})"
+                )
             logits_s, logits_t = logits_s[..., :n_ids], logits_t[..., :n_ids]
         mask = inputs["completion_mask"].bool()  # (B, C): completion tokens up to and including the EOS
         if "tool_mask" in inputs:
@@ -188,9 +210,13 @@ def tiny_hf_tokenizer() -> transformers.PreTrainedTokenizerFast:
             raw.add_special_tokens([token])
         else:
             raw.add_tokens([token])
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>",
-                                               pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
-                                               padding_side="left")
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+    )
     if len(tok) != len(models.TINY_SPECIALS) + 256 or tok.convert_tokens_to_ids("</think>") != 260:
         raise RuntimeError("the transformers tokenizer does not reproduce the tiny tokenizer's ids")
     return tok
@@ -198,7 +224,9 @@ def tiny_hf_tokenizer() -> transformers.PreTrainedTokenizerFast:
 
 def prompt_dataset(examples: list) -> datasets.Dataset:
     """TRL's conversational prompt format: one user message per row (the bare problem)."""
-    return datasets.Dataset.from_dict({"prompt": [[{"role": "user", "content": ex.prompt}] for ex in examples]})
+    return datasets.Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": ex.prompt}] for ex in examples]}
+    )
 
 
 def load_tiny_pair() -> tuple:
@@ -218,9 +246,18 @@ def loss_options(loss: str, k: int | None, beta: float | None) -> dict:
     return {"k": 20 if k is None else k} if loss in TOPK_LOSSES else {}
 
 
-def distillation_config(output_dir: str, *, steps: int, batch_size: int, lr: float, max_new_tokens: int,
-                        beta: float = 0.5, grad_accum: int = 1, max_grad_norm: float = 1.0,
-                        seed: int = 0) -> DistillationConfig:
+def distillation_config(
+    output_dir: str,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_new_tokens: int,
+    beta: float = 0.5,
+    grad_accum: int = 1,
+    max_grad_norm: float = 1.0,
+    seed: int = 0,
+) -> DistillationConfig:
     """TRL's settings for the tiny world on CPU. The optimizer is the tiny OPD preset's (docs/paper.md
     §2.4: AdamW, betas (0.9, 0.98), no warm-up, no weight decay, gradients clipped at 1) except for
     the schedule: a constant learning rate, so that a run of a few dozen steps still moves."""
@@ -254,6 +291,7 @@ def distillation_config(output_dir: str, *, steps: int, batch_size: int, lr: flo
 # -----------------------------------------------------------------------------
 # The measurement, outside TRL: reverse KL to the teacher on the student's own samples
 
+
 @torch.no_grad()
 def heldout_reverse_kl(student, teacher, prompts: list, max_new_tokens: int, seed: int = 0) -> float:
     """masked_mean of the exact KL(p‖q) over held-out responses the student samples at T = 1
@@ -261,8 +299,15 @@ def heldout_reverse_kl(student, teacher, prompts: list, max_new_tokens: int, see
     student.eval()
     tiny = models.tiny_tokenizer()
     gen = torch.Generator().manual_seed(seed)
-    out = rollout.generate(student, prompts, max_new_tokens, temperature=1.0, eos_token_ids=tiny.eos_token_ids,
-                           pad_token_id=tiny.pad_token_id, generator=gen)
+    out = rollout.generate(
+        student,
+        prompts,
+        max_new_tokens,
+        temperature=1.0,
+        eos_token_ids=tiny.eos_token_ids,
+        pad_token_id=tiny.pad_token_id,
+        generator=gen,
+    )
     responses = out.responses()
     logits_s, mask = rollout.score(student, prompts, responses)  # (B, T, V), (B, T)
     logits_t, _ = rollout.score(teacher, prompts, responses)  # (B, T, V)
@@ -270,19 +315,32 @@ def heldout_reverse_kl(student, teacher, prompts: list, max_new_tokens: int, see
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loss", default="topk_tail", choices=sorted(losses.LOSSES),
-                    help="per-token loss from losses.LOSSES (default topk_tail, docs/paper.md §3.6)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--loss",
+        default="topk_tail",
+        choices=sorted(losses.LOSSES),
+        help="per-token loss from losses.LOSSES (default topk_tail, docs/paper.md §3.6)",
+    )
     ap.add_argument("--k", type=int, default=None, help="K of the Top-K losses (default 20)")
-    ap.add_argument("--beta", type=float, default=None, help="β of --loss jsd (0 forward KL, 1 reverse KL; default 0.5)")
+    ap.add_argument(
+        "--beta", type=float, default=None, help="β of --loss jsd (0 forward KL, 1 reverse KL; default 0.5)"
+    )
     ap.add_argument("--steps", type=int, default=60, help="optimizer steps")
     ap.add_argument("--batch-size", type=int, default=32, help="prompts per step, one completion each")
     ap.add_argument("--lr", type=float, default=3e-4, help="constant learning rate (the tiny preset's)")
-    ap.add_argument("--max-new-tokens", type=int, default=40, help="completion cap (solutions run 10-30 tokens)")
+    ap.add_argument(
+        "--max-new-tokens", type=int, default=40, help="completion cap (solutions run 10-30 tokens)"
+    )
     ap.add_argument("--eval-n", type=int, default=128, help="held-out prompts for the reverse KL")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the models are tiny: one is fastest)")
-    ap.add_argument("--seed", type=int, default=0, help="seeds the prompts, the sampling and the held-out draw")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the models are tiny: one is fastest)"
+    )
+    ap.add_argument(
+        "--seed", type=int, default=0, help="seeds the prompts, the sampling and the held-out draw"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     options = loss_options(args.loss, args.k, args.beta)
@@ -291,25 +349,46 @@ def main(argv=None) -> dict:
     tok = tiny_hf_tokenizer()
     train = data.load_examples("synthetic", n=args.steps * args.batch_size, split="train", seed=args.seed)
     heldout = data.load_examples("synthetic", n=args.eval_n, split="eval", seed=args.seed)
-    heldout_ids = [tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
-                                           enable_thinking=False, tokenize=True, return_dict=False)
-                   for ex in heldout]
+    heldout_ids = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": ex.prompt}],
+            add_generation_prompt=True,
+            enable_thinking=False,
+            tokenize=True,
+            return_dict=False,
+        )
+        for ex in heldout
+    ]
 
     before = heldout_reverse_kl(student, teacher, heldout_ids, args.max_new_tokens, seed=args.seed)
     print(f"held-out reverse KL(student‖teacher) before: {before:.4f} nats/token ({args.eval_n} prompts)")
     start = time.time()
     with tempfile.TemporaryDirectory() as out_dir:
-        config = distillation_config(out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                     max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                     beta=0.5 if args.beta is None else args.beta)
-        trainer = LossesDistillationTrainer(model=student, teacher_model=teacher, args=config,
-                                            train_dataset=prompt_dataset(train), processing_class=tok,
-                                            loss=args.loss, loss_options=options)
+        config = distillation_config(
+            out_dir,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            beta=0.5 if args.beta is None else args.beta,
+        )
+        trainer = LossesDistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config,
+            train_dataset=prompt_dataset(train),
+            processing_class=tok,
+            loss=args.loss,
+            loss_options=options,
+        )
         trainer.train()
     train_s = time.time() - start
     after = heldout_reverse_kl(trainer.model, teacher, heldout_ids, args.max_new_tokens, seed=args.seed)
-    print(f"held-out reverse KL(student‖teacher) after {args.steps} steps of {args.loss} {trainer.loss_options}: "
-          f"{after:.4f} nats/token ({train_s:.0f} s of training)")
+    print(
+        f"held-out reverse KL(student‖teacher) after {args.steps} steps of {args.loss} {trainer.loss_options}: "
+        f"{after:.4f} nats/token ({train_s:.0f} s of training)"
+    )
     return {"before": before, "after": after, "train_s": train_s}
 
 

@@ -16,6 +16,7 @@ What it simplifies
     * A run has collapsed when, over its last 10 steps, the student's mass on its own Top-K is
       below 0.9 or more than 10 % of its responses are truncated: one threshold for every run.
 """
+
 import os
 import statistics
 
@@ -47,16 +48,19 @@ def verdict(all_seeds: bool, some_seeds: bool) -> str:
 def collapsed(root: str, name: str) -> bool:
     """The collapse signature of docs/paper.md §2.5 over the last 10 steps: the student's mass has left
     its own Top-K (below 0.9) or responses stop terminating (over 10 % truncated)."""
-    return (tail_mean(root, name, "topk/student_mass") < 0.9
-            or tail_mean(root, name, "len/truncated_frac") > 0.1)
+    return (
+        tail_mean(root, name, "topk/student_mass") < 0.9 or tail_mean(root, name, "len/truncated_frac") > 0.1
+    )
 
 
 def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):
     """First step at which the mean of `key` over the last w steps falls below `below`; None if never."""
     steps = run_folder.read_log(os.path.join(root, name))[0]
     vals = [r[key] for r in steps]
-    return next((r["step"] for i, r in enumerate(steps)
-                 if statistics.mean(vals[max(0, i - w + 1): i + 1]) < below), None)
+    return next(
+        (r["step"] for i, r in enumerate(steps) if statistics.mean(vals[max(0, i - w + 1) : i + 1]) < below),
+        None,
+    )
 
 
 acc = lambda e: e["acc/pass@1"]  # held-out pass@1 of an evaluation summary

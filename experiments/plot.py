@@ -19,6 +19,7 @@ What it simplifies
     * Training-step curves are smoothed with a centred moving average of --smooth steps (the raw
       values are in the JSONL); the table averages the last 10 steps.
 """
+
 import argparse
 import os
 import sys
@@ -43,13 +44,15 @@ def smooth(xs: list, w: int) -> list:
     if w <= 1:
         return xs
     h = w // 2
-    return [sum(xs[max(0, i - h): i + h + 1]) / len(xs[max(0, i - h): i + h + 1]) for i in range(len(xs))]
+    return [sum(xs[max(0, i - h) : i + h + 1]) / len(xs[max(0, i - h) : i + h + 1]) for i in range(len(xs))]
 
 
 def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
     for folder in folders:
         steps, evals = run_folder.read_log(folder)
@@ -80,16 +83,28 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
 def table(folders: list, last: int = 10) -> str:
     """One Markdown row per run: final held-out accuracy, and the training monitors averaged over
     the last `last` steps (the collapse signature of docs/paper.md §2.5)."""
-    keys = [("len/mean", "len"), ("len/truncated_frac", "trunc"), ("rep/ratio", "rep"),
-            ("topk/student_mass", "student Top-K mass"), ("topk/overlap", "overlap"), ("kl/full", "KL")]
+    keys = [
+        ("len/mean", "len"),
+        ("len/truncated_frac", "trunc"),
+        ("rep/ratio", "rep"),
+        ("topk/student_mass", "student Top-K mass"),
+        ("topk/overlap", "overlap"),
+        ("kl/full", "KL"),
+    ]
     rows = []
     for folder in folders:
         steps, evals = run_folder.read_log(folder)
         tail = steps[-last:]
         acc = lambda i: f"{evals[i][1]:.3f}" if evals else "-"
-        rows.append([os.path.basename(os.path.normpath(folder)), steps[-1]["step"] if steps else 0,
-                     acc(0), acc(-1),
-                     *(f"{sum(r[k] for r in tail) / max(len(tail), 1):.3f}" for k, _ in keys)])
+        rows.append(
+            [
+                os.path.basename(os.path.normpath(folder)),
+                steps[-1]["step"] if steps else 0,
+                acc(0),
+                acc(-1),
+                *(f"{sum(r[k] for r in tail) / max(len(tail), 1):.3f}" for k, _ in keys),
+            ]
+        )
     return common.md_table(["run", "steps", "acc start", "acc end", *(name for _, name in keys)], rows)
 
 
@@ -99,8 +114,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
-    ap.add_argument("--table", action="store_true",
-                    help="also print a Markdown table of the runs' final values")
+    ap.add_argument(
+        "--table", action="store_true", help="also print a Markdown table of the runs' final values"
+    )
     args = ap.parse_args(argv)
     if args.smooth < 1:
         raise errors.UserError(f"--smooth {args.smooth}: must be an integer >= 1 (1 = raw)")

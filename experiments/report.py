@@ -40,6 +40,7 @@ What it simplifies
     * Fix 1 in the recipe is the tail-bucket Top-20 (`make opd`'s loss, §3.6): in the tiny world
       sg Top-20 leaks its free tail mass at the learning rates that train in minutes.
 """
+
 import argparse
 import concurrent.futures
 import dataclasses
@@ -63,10 +64,10 @@ COMMAND = "python -m experiments.report"  # how RESULTS.md names the command tha
 
 @dataclasses.dataclass
 class Run:
-    name: str            # folder under the report's root
-    argv: list           # script and flags; --out, --threads (and --resume) are added by the runner
-    needs: tuple = ()    # names of runs that must finish first
-    cost: float = 1.0    # rough minutes on one thread, to start long runs first
+    name: str  # folder under the report's root
+    argv: list  # script and flags; --out, --threads (and --resume) are added by the runner
+    needs: tuple = ()  # names of runs that must finish first
+    cost: float = 1.0  # rough minutes on one thread, to start long runs first
     done: str = "summary.json"  # the file a finished run has written last
 
 
@@ -83,12 +84,18 @@ def control_teacher(scale: dict, world: int) -> Run:
     """Fix 2's control, one run for all seeds (like the big teacher)."""
     if world == 1:
         # the tiny teacher's recipe (`python -m tiny_world --model teacher`) with mid_steps steps instead of 3,000
-        return Run("teacher-mid", ["-m", "tiny_world", "--model", "teacher", "--steps", str(scale["mid_steps"])],
-                   cost=scale["mid_steps"] / 150)
+        return Run(
+            "teacher-mid",
+            ["-m", "tiny_world", "--model", "teacher", "--steps", str(scale["mid_steps"])],
+            cost=scale["mid_steps"] / 150,
+        )
     # the far teacher's recipe with its snapshots (the full schedule; quick: far_steps)
     steps = [] if scale["far_steps"] == 3000 else ["--steps", str(scale["far_steps"])]
-    return Run("far", ["-m", "tiny_world", "--world", "2", "--model", "teacher"] + steps,
-               cost=scale["far_steps"] / 100)
+    return Run(
+        "far",
+        ["-m", "tiny_world", "--world", "2", "--model", "teacher"] + steps,
+        cost=scale["far_steps"] / 100,
+    )
 
 
 def eval_and_seed(scale: dict, s: int) -> list:
@@ -99,20 +106,47 @@ def eval_and_seed(scale: dict, s: int) -> list:
 def collapse_runs(scale: dict, world: int, s: int) -> list:
     """Mechanism 2 and Fix 1: OPD with each Top-K loss at each K, at lr 2e-4."""
     steps, preset = scale["collapse_steps"], list(settings.WORLDS[world]["preset"])
-    return [Run(f"collapse/{loss}-k{k}-s{s}",
-                ["train_opd.py", *preset, "--loss", loss, "--k", str(k), "--steps", str(steps),
-                 "--batch-size", "32", "--micro-batch", "32", "--lr", "2e-4", "--eval-every", str(steps // 3)]
-                + eval_and_seed(scale, s), cost=steps / 60)
-            for loss in settings.COLLAPSE_LOSSES for k in scale["collapse_ks"]]
+    return [
+        Run(
+            f"collapse/{loss}-k{k}-s{s}",
+            [
+                "train_opd.py",
+                *preset,
+                "--loss",
+                loss,
+                "--k",
+                str(k),
+                "--steps",
+                str(steps),
+                "--batch-size",
+                "32",
+                "--micro-batch",
+                "32",
+                "--lr",
+                "2e-4",
+                "--eval-every",
+                str(steps // 3),
+            ]
+            + eval_and_seed(scale, s),
+            cost=steps / 60,
+        )
+        for loss in settings.COLLAPSE_LOSSES
+        for k in scale["collapse_ks"]
+    ]
 
 
 def opsd_runs(scale: dict, world: int, s: int) -> list:
     """Mechanism 3: OPSD with each of the world's privileged contexts."""
     steps = scale["opsd_steps"]
-    return [Run(f"opsd/{p}-s{s}", ["train_opsd.py", "--preset", p, "--steps", str(steps),
-                                   "--eval-every", str(steps // 4)] + eval_and_seed(scale, s),
-                cost=steps / 25)
-            for p in settings.WORLDS[world]["opsd"].values()]
+    return [
+        Run(
+            f"opsd/{p}-s{s}",
+            ["train_opsd.py", "--preset", p, "--steps", str(steps), "--eval-every", str(steps // 4)]
+            + eval_and_seed(scale, s),
+            cost=steps / 25,
+        )
+        for p in settings.WORLDS[world]["opsd"].values()
+    ]
 
 
 def fix_runs(scale: dict, world: int, s: int) -> list:
@@ -121,29 +155,76 @@ def fix_runs(scale: dict, world: int, s: int) -> list:
     W, seed = settings.WORLDS[world], ["--seed", str(s)]
     pair = [] if world == 1 else ["--student", W["student"], "--teacher", W["teacher"]]
     sft = ["train_sft.py", "--preset", "sft-student", "--n-train", str(scale["sft_n"])] + seed
-    runs = [Run(f"sft/s{s}", sft[:3] + pair + sft[3:], cost=scale["sft_n"] / 2000),
-            Run(f"grpo/s{s}", ["train_grpo.py", *W["preset"], "--steps", str(scale["grpo_steps"]),
-                               "--eval-every", str(scale["grpo_steps"] // 3)] + eval_and_seed(scale, s),
-                cost=scale["grpo_steps"] / 30)]
+    runs = [
+        Run(f"sft/s{s}", sft[:3] + pair + sft[3:], cost=scale["sft_n"] / 2000),
+        Run(
+            f"grpo/s{s}",
+            [
+                "train_grpo.py",
+                *W["preset"],
+                "--steps",
+                str(scale["grpo_steps"]),
+                "--eval-every",
+                str(scale["grpo_steps"] // 3),
+            ]
+            + eval_and_seed(scale, s),
+            cost=scale["grpo_steps"] / 30,
+        ),
+    ]
     recipe_student = f"sft/s{s}"
     if W["recipe_sft"] == "grpo":
         recipe_student = f"sft-grpo/s{s}"
         own_teacher = ["--student", W["student"], "--teacher", f"{{root}}/grpo/s{s}/ckpt"]
-        runs.append(Run(recipe_student, sft[:3] + own_teacher + sft[3:], needs=(f"grpo/s{s}",),
-                        cost=scale["sft_n"] / 2000))
+        runs.append(
+            Run(
+                recipe_student,
+                sft[:3] + own_teacher + sft[3:],
+                needs=(f"grpo/s{s}",),
+                cost=scale["sft_n"] / 2000,
+            )
+        )
     if world == 1:
         control = ("{root}/teacher-mid/final", ("teacher-mid",))
     else:  # the far snapshot nearest this seed's GRPO teacher, chosen on the selection set
-        runs.append(Run(f"select/s{s}", ["-m", "tiny_world", "--match", f"{{root}}/grpo/s{s}/ckpt",
-                                         "--far-run", "{root}/far"], needs=("far", f"grpo/s{s}"), cost=0.5))
+        runs.append(
+            Run(
+                f"select/s{s}",
+                ["-m", "tiny_world", "--match", f"{{root}}/grpo/s{s}/ckpt", "--far-run", "{root}/far"],
+                needs=("far", f"grpo/s{s}"),
+                cost=0.5,
+            )
+        )
         control = (f"{{root}}/select/s{s}/teacher", (f"select/s{s}",))
-    teachers = {"big": (W["teacher"], ()), "grpo": (f"{{root}}/grpo/s{s}/ckpt", (f"grpo/s{s}",)),
-                "mid": control}
+    teachers = {
+        "big": (W["teacher"], ()),
+        "grpo": (f"{{root}}/grpo/s{s}/ckpt", (f"grpo/s{s}",)),
+        "mid": control,
+    }
     for t, (path, needs) in teachers.items():  # the prefix probe (Mechanism 1) and the teacher's fit (Fix 2)
-        runs.append(Run(f"fit/{t}-s{s}", ["eval_math.py", "--model", W["student"], "--probe-teacher", path,
-                                          "--bench", "synthetic", "--synthetic-n", str(scale["probe_n"]),
-                                          "--synthetic-seed", str(s), "--seed", str(s), "--quiet"],
-                        needs=needs, cost=scale["probe_n"] / 300, done="probe_summary.json"))
+        runs.append(
+            Run(
+                f"fit/{t}-s{s}",
+                [
+                    "eval_math.py",
+                    "--model",
+                    W["student"],
+                    "--probe-teacher",
+                    path,
+                    "--bench",
+                    "synthetic",
+                    "--synthetic-n",
+                    str(scale["probe_n"]),
+                    "--synthetic-seed",
+                    str(s),
+                    "--seed",
+                    str(s),
+                    "--quiet",
+                ],
+                needs=needs,
+                cost=scale["probe_n"] / 300,
+                done="probe_summary.json",
+            )
+        )
     return runs + opd_runs(scale, world, s, teachers, recipe_student)
 
 
@@ -152,9 +233,20 @@ def opd_runs(scale: dict, world: int, s: int, teachers: dict, recipe_student: st
     that make it), `recipe_student` is the SFT run the recipe's student comes from."""
     runs, batch = [], str(scale["opd_batch"])
     for v, (student, teacher, loss) in settings.OPD_VARIANTS.items():
-        argv = ["train_opd.py", *settings.WORLDS[world]["preset"], "--loss", loss,
-                "--steps", str(scale["opd_steps"]), "--batch-size", batch, "--micro-batch", batch,
-                "--eval-every", str(scale["opd_steps"] // 3)] + eval_and_seed(scale, s)
+        argv = [
+            "train_opd.py",
+            *settings.WORLDS[world]["preset"],
+            "--loss",
+            loss,
+            "--steps",
+            str(scale["opd_steps"]),
+            "--batch-size",
+            batch,
+            "--micro-batch",
+            batch,
+            "--eval-every",
+            str(scale["opd_steps"] // 3),
+        ] + eval_and_seed(scale, s)
         needs = ()
         if student == "sft":
             run = recipe_student if v == "sft-grpo-tail" else f"sft/s{s}"
@@ -163,8 +255,9 @@ def opd_runs(scale: dict, world: int, s: int, teachers: dict, recipe_student: st
         if teacher != "big":
             argv += ["--teacher", teachers[teacher][0]]
             needs += teachers[teacher][1]
-        runs.append(Run(f"opd/{v}-s{s}", argv, needs=needs,
-                        cost=scale["opd_steps"] * scale["opd_batch"] / 3000))
+        runs.append(
+            Run(f"opd/{v}-s{s}", argv, needs=needs, cost=scale["opd_steps"] * scale["opd_batch"] / 3000)
+        )
     return runs
 
 
@@ -173,8 +266,10 @@ def only(runs: list, prefixes: list) -> list:
     by_name, keep = {r.name: r for r in runs}, set()
     todo = [r.name for r in runs if r.name.startswith(tuple(prefixes))]
     if not todo:
-        raise errors.UserError(f"--only {' '.join(prefixes)}: no run of the plan starts so; its runs are "
-                               f"named like {', '.join(sorted({r.name.split('/')[0] + '/' for r in runs}))}")
+        raise errors.UserError(
+            f"--only {' '.join(prefixes)}: no run of the plan starts so; its runs are "
+            f"named like {', '.join(sorted({r.name.split('/')[0] + '/' for r in runs}))}"
+        )
     while todo:
         name = todo.pop()
         if name not in keep:
@@ -185,6 +280,7 @@ def only(runs: list, prefixes: list) -> list:
 
 # -----------------------------------------------------------------------------
 # The runner: `jobs` subprocesses at a time, dependencies first, finished runs reused
+
 
 def command(run: Run, root: str) -> list:
     """The subprocess for a run: `{root}` in its flags is the report's folder, --out and
@@ -209,8 +305,9 @@ def execute(runs: list, root: str, jobs: int) -> None:
     is_done = lambda r: os.path.exists(os.path.join(root, r.name, r.done))
     pending = sorted([r for r in runs if not is_done(r)], key=lambda r: -r.cost)
     finished = {r.name for r in runs if is_done(r)}
-    common.say(f"report: {len(runs)} runs, {len(finished)} already finished, {len(pending)} to run, "
-               f"{jobs} at a time")
+    common.say(
+        f"report: {len(runs)} runs, {len(finished)} already finished, {len(pending)} to run, {jobs} at a time"
+    )
     t0, bar = time.time(), common.progress(total=len(runs), initial=len(finished), desc="report runs")
 
     def launch(r):
@@ -233,47 +330,71 @@ def execute(runs: list, root: str, jobs: int) -> None:
             for fut in done:
                 r, rc, secs = fut.result()
                 if rc != 0 or not is_done(r):
-                    raise RuntimeError(f"run {r.name} failed (exit {rc}); its log: "
-                                       f"{os.path.join(root, r.name, 'log.txt')}")
+                    raise RuntimeError(
+                        f"run {r.name} failed (exit {rc}); its log: {os.path.join(root, r.name, 'log.txt')}"
+                    )
                 finished.add(r.name)
                 bar.update()
-                common.say(f"[{time.time() - t0:6.0f} s] {r.name} done in {secs:.0f} s "
-                           f"({len(finished)}/{len(runs)})")
+                common.say(
+                    f"[{time.time() - t0:6.0f} s] {r.name} done in {secs:.0f} s ({len(finished)}/{len(runs)})"
+                )
     bar.close()
 
 
 # -----------------------------------------------------------------------------
 # Command line
 
+
 def hardware() -> str:
     import torch
+
     cpu = platform.processor() or platform.machine()
     if os.path.exists("/proc/cpuinfo"):
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-                   cpu)
+        cpu = next(
+            (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu
+        )
     return f"{os.cpu_count()} × {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=int, choices=sorted(settings.WORLDS), default=settings.DEFAULT_WORLD,
-                    help="2 (default): tiny world 2 (tiny2/, RESULTS.md); 1: the first tiny world (tiny/, "
-                         "RESULTS_tiny1.md)")
-    ap.add_argument("--quick", action="store_true", help="one seed, shortened runs (make report-quick, ~10 "
-                                                         "min on 2 cores)")
+    ap = argparse.ArgumentParser(
+        prog=COMMAND,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--world",
+        type=int,
+        choices=sorted(settings.WORLDS),
+        default=settings.DEFAULT_WORLD,
+        help="2 (default): tiny world 2 (tiny2/, RESULTS.md); 1: the first tiny world (tiny/, "
+        "RESULTS_tiny1.md)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="one seed, shortened runs (make report-quick, ~10 min on 2 cores)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; quick: 0)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
-    ap.add_argument("--root", help="folder of the runs (default: runs/report2, world 1 runs/report; quick: "
-                                   "...-quick)")
-    ap.add_argument("--out", help="the Markdown report (default: the world's, RESULTS.md for world 2; quick: "
-                                  "ROOT/RESULTS.md)")
+    ap.add_argument(
+        "--root", help="folder of the runs (default: runs/report2, world 1 runs/report; quick: ...-quick)"
+    )
+    ap.add_argument(
+        "--out",
+        help="the Markdown report (default: the world's, RESULTS.md for world 2; quick: ROOT/RESULTS.md)",
+    )
     ap.add_argument("--figs", help="folder of the PNG plots (default: results, quick: ROOT)")
-    ap.add_argument("--write-only", action="store_true",
-                    help="do not run anything: write the report from finished runs")
-    ap.add_argument("--only", nargs="+", metavar="PREFIX",
-                    help="run only the plan's runs whose names start so (e.g. opsd/ grpo/) and what they "
-                         "need, and write no report (the next full call reuses them)")
+    ap.add_argument(
+        "--write-only", action="store_true", help="do not run anything: write the report from finished runs"
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PREFIX",
+        help="run only the plan's runs whose names start so (e.g. opsd/ grpo/) and what they "
+        "need, and write no report (the next full call reuses them)",
+    )
     return ap
 
 
@@ -289,8 +410,9 @@ def main(argv=None) -> None:
     runs = plan(scale, args.world)
     if args.only:
         if args.write_only:
-            raise errors.UserError("--only runs part of the plan and --write-only runs nothing: pass one of "
-                                   "them")
+            raise errors.UserError(
+                "--only runs part of the plan and --write-only runs nothing: pass one of them"
+            )
         execute(only(runs, args.only), root, args.jobs)
         return
     os.makedirs(root, exist_ok=True)
@@ -307,12 +429,24 @@ def main(argv=None) -> None:
             timing["command"] = this_command
             json.dump(timing, open(timing_path, "w"))
     wall = timing["wall_s"]
-    meta = {"command": this_command, "runs": len(runs), "quick": args.quick,
-            "run_command": timing.get("command", "?"), "hardware": hardware(),
-            "jobs": timing.get("jobs", args.jobs), "wall": f"{wall / 60:.0f} min"}
+    meta = {
+        "command": this_command,
+        "runs": len(runs),
+        "quick": args.quick,
+        "run_command": timing.get("command", "?"),
+        "hardware": hardware(),
+        "jobs": timing.get("jobs", args.jobs),
+        "wall": f"{wall / 60:.0f} min",
+    }
     # the full report (RESULTS.md at the top level) also writes the README's headline
-    readme = ("README.md" if args.world == settings.DEFAULT_WORLD and not args.quick and args.out is None
-              and os.path.exists("README.md") else None)
+    readme = (
+        "README.md"
+        if args.world == settings.DEFAULT_WORLD
+        and not args.quick
+        and args.out is None
+        and os.path.exists("README.md")
+        else None
+    )
     results.write_results(root, scale, out_md, figs, meta, readme, args.world)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)
 

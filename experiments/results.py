@@ -16,17 +16,25 @@ What it simplifies
     * The other world's verdicts are read back from its Markdown table, not recomputed from its
       runs: write the first world's report (`make report WORLD=1`) before the second's.
 """
+
 import os
 
 import common
 from experiments import claims, fixes, mechanisms, settings
 
 # the lines around README.md's results block
-HEADLINE = ("<!-- headline: written by make report (experiments/report.py) from RESULTS.md's runs -->",
-            "<!-- /headline -->")
+HEADLINE = (
+    "<!-- headline: written by make report (experiments/report.py) from RESULTS.md's runs -->",
+    "<!-- /headline -->",
+)
 # RESULTS.md's sections, in the paper's order
-SECTIONS = (mechanisms.mechanism1, mechanisms.mechanism2, mechanisms.mechanism3,
-            fixes.fix2, fixes.fix3_and_recipe)
+SECTIONS = (
+    mechanisms.mechanism1,
+    mechanisms.mechanism2,
+    mechanisms.mechanism3,
+    fixes.fix2,
+    fixes.fix3_and_recipe,
+)
 
 
 def write_headline(readme: str, headline: str, rows: list) -> None:
@@ -36,10 +44,12 @@ def write_headline(readme: str, headline: str, rows: list) -> None:
         text = f.read()
     start, end = text.find(HEADLINE[0]), text.find(HEADLINE[1])
     if start < 0 or end < start:
-        raise ValueError(f"{readme} has no results block to write: add the lines {HEADLINE[0]} and "
-                         f"{HEADLINE[1]}")
-    table = common.md_table(["claim of the paper", "in the tiny world"],
-                            [[c[0], f"**{c[4]}**"] for c in rows])
+        raise ValueError(
+            f"{readme} has no results block to write: add the lines {HEADLINE[0]} and {HEADLINE[1]}"
+        )
+    table = common.md_table(
+        ["claim of the paper", "in the tiny world"], [[c[0], f"**{c[4]}**"] for c in rows]
+    )
     block = f"{HEADLINE[0]}\n{headline}\n\n{table}\n"
     with open(readme, "w") as f:
         f.write(text[:start] + block + text[end:])
@@ -71,14 +81,18 @@ def beside(R: claims.Report, out_md: str) -> tuple:
     if not other_v:
         return [], {}, [], []
     gained = [c[0] for c in R.claims if c[4] != "reproduced" and other_v.get(c[0]) == "reproduced"]
-    lines = [f"The last column is each claim's verdict in {W['name']} ({other_md}, `make report "
-             f"WORLD={other}`). {len(gained)} claim(s) that this world does not reproduce are reproduced "
-             f"there: {'; '.join(gained) if gained else 'none'}.", ""]
+    lines = [
+        f"The last column is each claim's verdict in {W['name']} ({other_md}, `make report "
+        f"WORLD={other}`). {len(gained)} claim(s) that this world does not reproduce are reproduced "
+        f"there: {'; '.join(gained) if gained else 'none'}.",
+        "",
+    ]
     return [f"{W['name']} ([{other_md}]({other_md}))"], other_v, gained, lines
 
 
-def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None,
-                  world: int = 1) -> str:
+def write_results(
+    root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None, world: int = 1
+) -> str:
     """RESULTS.md from the runs in `root` of `world`'s plan; with `readme`, also its results headline
     (write_headline). A world with `beside` adds that world's verdict of each claim, read from its
     report, as a last column (the claims that world shows and this one does not are named there)."""
@@ -87,35 +101,59 @@ def write_results(root: str, scale: dict, out_md: str, figs: str, meta: dict, re
     R = claims.Report(root, scale, figs_rel, figs, world)
     for section in SECTIONS:
         section(R)
-    counts = {v: sum(c[4] == v for c in R.claims)
-              for v in ("reproduced", "partly", "not reproduced", "not tested")}
+    counts = {
+        v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced", "not tested")
+    }
     not_tested = f", {n} not tested" if (n := counts["not tested"]) else ""
     other_col, other_v, gained, beside_lines = beside(R, out_md)
     rows = [[*c[:4], f"**{c[4]}**"] + ([other_v.get(c[0], "–")] if other_v else []) for c in R.claims]
-    quick = (["**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in "
-              "minutes; its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**", ""]
-             if meta.get("quick") else [])
-    lines = [f"# Results: the paper's claims in {R.W['name']}", "", *quick,
-             f"Written by `{meta['command']}` (experiments/report.py) from the runs in `{root}/`, made by "
-             f"`{meta['run_command']}`: {R.N} seed(s) ({', '.join(map(str, R.seeds))}), {meta['runs']} runs "
-             f"on {meta['hardware']}, {meta['jobs']} run(s) at a time on one thread each; {meta['wall']} of "
-             "wall time for the runs (their folders hold each run's log, config and metrics). Every number "
-             "below is read from those runs; mean ± sample std over seeds.", "",
-             f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, "
-             f"{counts['not reproduced']} not reproduced{not_tested}** (verdicts follow the rule in each "
-             "row, computed from the numbers).", "",
-             common.md_table(["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}",
-                              "verdict rule", "verdict"] + other_col, rows), "", *beside_lines, *R.body]
+    quick = (
+        [
+            "**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in "
+            "minutes; its verdicts are indicative only. `make report` (RESULTS.md) is the reference.**",
+            "",
+        ]
+        if meta.get("quick")
+        else []
+    )
+    lines = [
+        f"# Results: the paper's claims in {R.W['name']}",
+        "",
+        *quick,
+        f"Written by `{meta['command']}` (experiments/report.py) from the runs in `{root}/`, made by "
+        f"`{meta['run_command']}`: {R.N} seed(s) ({', '.join(map(str, R.seeds))}), {meta['runs']} runs "
+        f"on {meta['hardware']}, {meta['jobs']} run(s) at a time on one thread each; {meta['wall']} of "
+        "wall time for the runs (their folders hold each run's log, config and metrics). Every number "
+        "below is read from those runs; mean ± sample std over seeds.",
+        "",
+        f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, "
+        f"{counts['not reproduced']} not reproduced{not_tested}** (verdicts follow the rule in each "
+        "row, computed from the numbers).",
+        "",
+        common.md_table(
+            ["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}", "verdict rule", "verdict"]
+            + other_col,
+            rows,
+        ),
+        "",
+        *beside_lines,
+        *R.body,
+    ]
     text = "\n".join(lines) + "\n"
     with open(out_md, "w") as f:
         f.write(text)
     if readme:
-        others = (f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
-                  if gained else "")
-        headline = (f"**{counts['reproduced']} of {len(R.claims)} claims reproduced, {counts['partly']} "
-                    f"partly, {counts['not reproduced']} not**{not_tested} ({R.N} seeds, {meta['runs']} "
-                    f"runs, {meta['wall']} on {meta['hardware']}; "
-                    f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has "
-                    f"every number and the rule behind each verdict{others}):")
+        others = (
+            f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
+            if gained
+            else ""
+        )
+        headline = (
+            f"**{counts['reproduced']} of {len(R.claims)} claims reproduced, {counts['partly']} "
+            f"partly, {counts['not reproduced']} not**{not_tested} ({R.N} seeds, {meta['runs']} "
+            f"runs, {meta['wall']} on {meta['hardware']}; "
+            f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has "
+            f"every number and the rule behind each verdict{others}):"
+        )
         write_headline(readme, headline, R.claims)
     return text

@@ -22,13 +22,35 @@ What it simplifies
 
 SCALES = {
     # full: the make-target settings of every experiment, 3 seeds
-    "full": dict(seeds=(0, 1, 2), collapse_ks=(1, 5, 20), collapse_steps=150, opd_steps=300, opd_batch=64,
-                 opsd_steps=150, grpo_steps=400, eval_n=300, probe_n=300, sft_n=3000, mid_steps=1300,
-                 far_steps=3000),
+    "full": dict(
+        seeds=(0, 1, 2),
+        collapse_ks=(1, 5, 20),
+        collapse_steps=150,
+        opd_steps=300,
+        opd_batch=64,
+        opsd_steps=150,
+        grpo_steps=400,
+        eval_n=300,
+        probe_n=300,
+        sft_n=3000,
+        mid_steps=1300,
+        far_steps=3000,
+    ),
     # quick: one seed, shorter runs, fewer problems: the same code paths in about 15 minutes on 2 cores
-    "quick": dict(seeds=(0,), collapse_ks=(1, 20), collapse_steps=120, opd_steps=100, opd_batch=32,
-                  opsd_steps=50, grpo_steps=60, eval_n=150, probe_n=150, sft_n=1000, mid_steps=300,
-                  far_steps=600),
+    "quick": dict(
+        seeds=(0,),
+        collapse_ks=(1, 20),
+        collapse_steps=120,
+        opd_steps=100,
+        opd_batch=32,
+        opsd_steps=50,
+        grpo_steps=60,
+        eval_n=150,
+        probe_n=150,
+        sft_n=1000,
+        mid_steps=300,
+        far_steps=600,
+    ),
 }
 COLLAPSE_LOSSES = ("topk_plain", "topk_sg", "topk_renorm_intersect_sg")
 
@@ -43,25 +65,46 @@ COLLAPSE_LOSSES = ("topk_plain", "topk_sg", "topk_renorm_intersect_sg")
 #   beside: the world whose report (its `out`) gives a second verdict column, read from that
 #     file's claims table
 WORLDS = {
-    1: dict(name="the tiny world", student="tiny/student", teacher="tiny/teacher", preset=(),
-            opsd=dict(rule="tiny-rule", answer="tiny-answer", full="tiny-full", none="tiny-none"),
-            rule_format=("format/boxed_only", "bare answers"), recipe_sft="big", root="runs/report",
-            out="RESULTS_tiny1.md", figs="results"),
-    2: dict(name="tiny world 2", student="tiny2/student", teacher="tiny2/teacher",
-            preset=("--preset", "tiny2"),
-            opsd=dict(rule="tiny2-concise", constitution="tiny2-constitution", answer="tiny2-answer",
-                      full="tiny2-full", none="tiny2-none"),
-            rule_format=("format/concise", "concise responses"), recipe_sft="grpo", root="runs/report2",
-            out="RESULTS.md", figs="results/tiny2", beside=1),
+    1: dict(
+        name="the tiny world",
+        student="tiny/student",
+        teacher="tiny/teacher",
+        preset=(),
+        opsd=dict(rule="tiny-rule", answer="tiny-answer", full="tiny-full", none="tiny-none"),
+        rule_format=("format/boxed_only", "bare answers"),
+        recipe_sft="big",
+        root="runs/report",
+        out="RESULTS_tiny1.md",
+        figs="results",
+    ),
+    2: dict(
+        name="tiny world 2",
+        student="tiny2/student",
+        teacher="tiny2/teacher",
+        preset=("--preset", "tiny2"),
+        opsd=dict(
+            rule="tiny2-concise",
+            constitution="tiny2-constitution",
+            answer="tiny2-answer",
+            full="tiny2-full",
+            none="tiny2-none",
+        ),
+        rule_format=("format/concise", "concise responses"),
+        recipe_sft="grpo",
+        root="runs/report2",
+        out="RESULTS.md",
+        figs="results/tiny2",
+        beside=1,
+    ),
 }
 DEFAULT_WORLD = 2  # its full report is RESULTS.md and writes the README's headline
 
 # OPD variants: (student, teacher, loss); "sft", "grpo" and "mid" are the report's own runs
 OPD_VARIANTS = {
-    "raw-big-plain": ("raw", "big", "topk_plain"),   # no fix: the recipe's baseline
-    "raw-big-tail": ("raw", "big", "topk_tail"),     # Fix 1 (make opd)
-    "sft-big-tail": ("sft", "big", "topk_tail"),     # Fixes 1 + 3 (make sft-opd)
-    "raw-grpo-tail": ("raw", "grpo", "topk_tail"),   # Fixes 1 + 2
-    "raw-mid-tail": ("raw", "mid", "topk_tail"),     # Fix 2's control: about the GRPO teacher's accuracy
-    "sft-grpo-tail": ("sft", "grpo", "topk_tail"),   # the recipe: Fixes 1 + 2 + 3
+    "raw-big-plain": ("raw", "big", "topk_plain"),  # no fix: the recipe's baseline
+    "raw-big-tail": ("raw", "big", "topk_tail"),  # Fix 1 (make opd)
+    "sft-big-tail": ("sft", "big", "topk_tail"),  # Fixes 1 + 3 (make sft-opd)
+    "raw-grpo-tail": ("raw", "grpo", "topk_tail"),  # Fixes 1 + 2
+    "raw-mid-tail": ("raw", "mid", "topk_tail"),  # Fix 2's control: about the GRPO teacher's accuracy
+    "sft-grpo-tail": ("sft", "grpo", "topk_tail"),  # the recipe: Fixes 1 + 2 + 3
 }

@@ -15,19 +15,6 @@ can be run row by row as subprocesses against any checkout of the project.
 
     .venv/bin/python -m pytest -q tests/test_bad_inputs.py
 """
-import importlib
-import json
-import os
-import pathlib
-import subprocess
-import sys
-import time
-
-import pytest
-import transformers
-
-import errors
-import models
 
 # ==== CASES-BEGIN ==================================================================================
 # Everything down to CASES-END is plain Python without pytest (see the module docstring).
@@ -37,9 +24,21 @@ import models
 # whatever the case's setup adds. A culprit is a substring the error message must contain; a tuple
 # is a choice of substrings, any one of which will do.
 import collections as _collections
+import importlib
 import json as _json
+import os
+import pathlib
 import pathlib as _pathlib
 import shutil as _shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import transformers
+
+import errors
+import models
 
 Case = _collections.namedtuple("Case", "id script argv culprits setup stage max_s")
 # stage: "flags" = refused from the flags alone, before any model loads (the test enforces it);
@@ -53,23 +52,32 @@ LONG_PROBLEM = "What is " + "+".join(["1"] * 160) + "?"  # ~420 tokens in the pr
 def make_shared(root) -> dict:
     """Tiny random models and small data files under `root`; returns the placeholders P."""
     import models  # the models.py of the checkout under test
+
     root = _pathlib.Path(root)
     tok = models.tiny_tokenizer()
     P = {"root": str(root)}
-    for name, seed, extra in (("teacher", 1, {}), ("student", 2, {}),
-                              ("short_teacher", 1, {"max_position_embeddings": 256}),
-                              ("short_student", 2, {"max_position_embeddings": 256})):
+    for name, seed, extra in (
+        ("teacher", 1, {}),
+        ("student", 2, {}),
+        ("short_teacher", 1, {"max_position_embeddings": 256}),
+        ("short_student", 2, {"max_position_embeddings": 256}),
+    ):
         models.save(models.build_tiny(seed=seed, **extra), tok, str(root / name))
         P[name] = str(root / name)
     P["train"] = write_jsonl(root / "train.jsonl", problems(12))
     P["eval"] = write_jsonl(root / "eval.jsonl", problems(4, start=20))
-    P["sft"] = write_jsonl(root / "sft.jsonl", [{"prompt": f"What is {i}+1?", "response": f"\\boxed{{{i + 1}}}"}
-                                                for i in range(8)])
+    P["sft"] = write_jsonl(
+        root / "sft.jsonl",
+        [{"prompt": f"What is {i}+1?", "response": f"\\boxed{{{i + 1}}}"} for i in range(8)],
+    )
     return P
 
 
 def problems(n, start=0) -> list:
-    return [{"problem": f"What is {i % 7}+{i // 7}?", "answer": str(i % 7 + i // 7)} for i in range(start, start + n)]
+    return [
+        {"problem": f"What is {i % 7}+{i // 7}?", "answer": str(i % 7 + i // 7)}
+        for i in range(start, start + n)
+    ]
 
 
 def write_jsonl(path, rows) -> str:
@@ -93,6 +101,7 @@ def without(argv, *flags) -> list:
 
 # --- setups: each writes its files into the case's folder `tmp` and adds placeholders to P
 
+
 def broken_weights(how):
     def setup(tmp, P):
         dst = _pathlib.Path(tmp) / "broken"
@@ -101,6 +110,7 @@ def broken_weights(how):
         raw = f.read_bytes()
         f.write_bytes(raw[: len(raw) // 2] if how == "truncated" else b"\x17not a safetensors file\x00" * 64)
         P["broken"] = str(dst)
+
     return setup
 
 
@@ -120,28 +130,36 @@ def sft_row(i, prompt=None):
 
 def non_utf8(kind):
     """bad.jsonl whose line 2 holds the bytes ff fe inside a string."""
+
     def setup(tmp, P):
         good = sft_row(0) if kind == "sft" else problems(1)[0]
         key = "prompt" if kind == "sft" else "problem"
-        line2 = ('{"%s": "What is 1+' % key).encode() + b"\xff\xfe" + (
-            b'?", "response": "\\\\boxed{2}"}\n' if kind == "sft" else b'?", "answer": "2"}\n')
+        line2 = (
+            ('{"%s": "What is 1+' % key).encode()
+            + b"\xff\xfe"
+            + (b'?", "response": "\\\\boxed{2}"}\n' if kind == "sft" else b'?", "answer": "2"}\n')
+        )
         path = _pathlib.Path(tmp) / "bad.jsonl"
         path.write_bytes((_json.dumps(good) + "\n").encode() + line2 + (_json.dumps(good) + "\n").encode())
         P["bad"] = str(path)
+
     return setup
 
 
 def missing_field(kind):
     """bad.jsonl whose line 3 lacks its answer (problems) or its response (SFT pairs)."""
+
     def setup(tmp, P):
         rows = [sft_row(i) for i in range(4)] if kind == "sft" else problems(4)
         rows[2].pop("response" if kind == "sft" else "answer")
         P["bad"] = write_jsonl(_pathlib.Path(tmp) / "bad.jsonl", rows)
+
     return setup
 
 
 def long_prompt_at(line, n, kind="problem"):
     """bad.jsonl of n rows whose row `line` (1-based) is longer than a 256-token context."""
+
     def setup(tmp, P):
         if kind == "sft":
             rows = [sft_row(i, LONG_PROBLEM if i == line - 1 else None) for i in range(n)]
@@ -149,6 +167,7 @@ def long_prompt_at(line, n, kind="problem"):
             rows = problems(n)
             rows[line - 1] = {"problem": LONG_PROBLEM, "answer": "160"}
         P["bad"] = write_jsonl(_pathlib.Path(tmp) / "bad.jsonl", rows)
+
     return setup
 
 
@@ -167,26 +186,128 @@ def out_is_a_file(tmp, P):
 
 # --- the rows
 
-OPD = ["--student", "{student}", "--teacher", "{teacher}", "--data", "{train}", "--eval-data", "{eval}",
-       "--steps", "2", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "4",
-       "--threads", "1", "--out", "{out}"]
+OPD = [
+    "--student",
+    "{student}",
+    "--teacher",
+    "{teacher}",
+    "--data",
+    "{train}",
+    "--eval-data",
+    "{eval}",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--micro-batch",
+    "4",
+    "--max-new-tokens",
+    "8",
+    "--eval-n",
+    "4",
+    "--threads",
+    "1",
+    "--out",
+    "{out}",
+]
 OPD_SHORT = [a.replace("{student}", "{short_student}").replace("{teacher}", "{short_teacher}") for a in OPD]
-OPSD = ["--student", "{student}", "--data", "{train}", "--eval-data", "{eval}", "--steps", "2", "--batch-size", "4",
-        "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "4", "--measure-n", "0", "--threads", "1",
-        "--out", "{out}"]
-GRPO = ["--student", "{student}", "--data", "{train}", "--eval-data", "{eval}", "--steps", "2", "--batch-size", "4",
-        "--group-size", "2", "--micro-batch", "8", "--max-new-tokens", "8", "--eval-n", "4", "--threads", "1",
-        "--out", "{out}"]
-SFT = ["--student", "{student}", "--n-train", "8", "--eval-n", "4", "--batch-size", "4", "--micro-batch", "4",
-       "--steps", "2", "--threads", "1", "--out", "{out}"]
+OPSD = [
+    "--student",
+    "{student}",
+    "--data",
+    "{train}",
+    "--eval-data",
+    "{eval}",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--micro-batch",
+    "4",
+    "--max-new-tokens",
+    "8",
+    "--eval-n",
+    "4",
+    "--measure-n",
+    "0",
+    "--threads",
+    "1",
+    "--out",
+    "{out}",
+]
+GRPO = [
+    "--student",
+    "{student}",
+    "--data",
+    "{train}",
+    "--eval-data",
+    "{eval}",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--group-size",
+    "2",
+    "--micro-batch",
+    "8",
+    "--max-new-tokens",
+    "8",
+    "--eval-n",
+    "4",
+    "--threads",
+    "1",
+    "--out",
+    "{out}",
+]
+SFT = [
+    "--student",
+    "{student}",
+    "--n-train",
+    "8",
+    "--eval-n",
+    "4",
+    "--batch-size",
+    "4",
+    "--micro-batch",
+    "4",
+    "--steps",
+    "2",
+    "--threads",
+    "1",
+    "--out",
+    "{out}",
+]
 SFT_JSONL = SFT + ["--source", "jsonl", "--data-path", "{sft}"]
-EVAL = ["--model", "{student}", "--bench", "synthetic", "--synthetic-n", "4", "--max-new-tokens", "8",
-        "--batch-size", "4", "--threads", "1", "--quiet", "--out", "{out}"]
+EVAL = [
+    "--model",
+    "{student}",
+    "--bench",
+    "synthetic",
+    "--synthetic-n",
+    "4",
+    "--max-new-tokens",
+    "8",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+    "--quiet",
+    "--out",
+    "{out}",
+]
 
 
 def flag(script, base, name, value, *more, id=None):
     """A row whose culprit is one flag and its value."""
-    return Case(id or f"{script}{name}={value}", script, base + [name, value], [name, value, *more], None, "flags", None)
+    return Case(
+        id or f"{script}{name}={value}",
+        script,
+        base + [name, value],
+        [name, value, *more],
+        None,
+        "flags",
+        None,
+    )
 
 
 def files(id, script, argv, culprits, setup=None, max_s=None):
@@ -214,45 +335,124 @@ CASES = [
     flag("train_opd", OPD, "--k", "0"),
     flag("train_opd", OPD, "--stop-at", "-1"),
     flag("train_opd", OPD, "--threads", "-1"),
-    Case("train_opd--data-path-without--data", "train_opd", without(OPD, "--data") + ["--data-path", "{train}"],
-         ["--data-path", "{train}"], None, "flags", None),
+    Case(
+        "train_opd--data-path-without--data",
+        "train_opd",
+        without(OPD, "--data") + ["--data-path", "{train}"],
+        ["--data-path", "{train}"],
+        None,
+        "flags",
+        None,
+    ),
     # ---- train_opd.py: model folders, data files, run folders
-    files("train_opd--student-missing-folder", "train_opd", OPD[2:] + ["--student", "./no/such/dir"],
-          ["no/such/dir", NOT_EXIST], max_s=5),
-    files("train_opd--teacher-missing-folder", "train_opd", OPD + ["--teacher", "{tmp}/no/such/dir"],
-          ["{tmp}/no/such/dir", NOT_EXIST], max_s=5),
-    files("train_opd--teacher-folder-without-config", "train_opd", OPD + ["--teacher", "{empty_model}"],
-          ["{empty_model}", "config.json"], empty_model_dir),
-    files("train_opd--student-truncated-safetensors", "train_opd", OPD + ["--student", "{broken}"],
-          ["{broken}", "model.safetensors"], broken_weights("truncated")),
-    files("train_opd--data-missing-file", "train_opd", OPD + ["--data", "{tmp}/missing.jsonl"],
-          ["{tmp}/missing.jsonl"]),
-    files("train_opd--data-is-a-directory", "train_opd", OPD + ["--data", "{data_dir}"],
-          ["{data_dir}", ("director", "folder", "not a file")], data_dir),
-    files("train_opd--data-non-utf8", "train_opd", OPD + ["--data", "{bad}"],
-          ["{bad}", ("{bad}:2", "line 2")], non_utf8("problem")),
-    files("train_opd--data-missing-field", "train_opd", OPD + ["--data", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3"), "answer"], missing_field("problem")),
-    files("train_opd--eval-data-missing-field", "train_opd", OPD + ["--eval-data", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3"), "answer"], missing_field("problem")),
-    files("train_opd-long-prompt-at-line-1001", "train_opd", OPD_SHORT + ["--data", "{bad}"],
-          ["{bad}", ("{bad}:1001", "line 1001")], long_prompt_at(1001, 1010)),
-    files("train_opd-long-prompt-in-held-out", "train_opd", OPD_SHORT + ["--eval-data", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3")], long_prompt_at(3, 4)),
+    files(
+        "train_opd--student-missing-folder",
+        "train_opd",
+        OPD[2:] + ["--student", "./no/such/dir"],
+        ["no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "train_opd--teacher-missing-folder",
+        "train_opd",
+        OPD + ["--teacher", "{tmp}/no/such/dir"],
+        ["{tmp}/no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "train_opd--teacher-folder-without-config",
+        "train_opd",
+        OPD + ["--teacher", "{empty_model}"],
+        ["{empty_model}", "config.json"],
+        empty_model_dir,
+    ),
+    files(
+        "train_opd--student-truncated-safetensors",
+        "train_opd",
+        OPD + ["--student", "{broken}"],
+        ["{broken}", "model.safetensors"],
+        broken_weights("truncated"),
+    ),
+    files(
+        "train_opd--data-missing-file",
+        "train_opd",
+        OPD + ["--data", "{tmp}/missing.jsonl"],
+        ["{tmp}/missing.jsonl"],
+    ),
+    files(
+        "train_opd--data-is-a-directory",
+        "train_opd",
+        OPD + ["--data", "{data_dir}"],
+        ["{data_dir}", ("director", "folder", "not a file")],
+        data_dir,
+    ),
+    files(
+        "train_opd--data-non-utf8",
+        "train_opd",
+        OPD + ["--data", "{bad}"],
+        ["{bad}", ("{bad}:2", "line 2")],
+        non_utf8("problem"),
+    ),
+    files(
+        "train_opd--data-missing-field",
+        "train_opd",
+        OPD + ["--data", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3"), "answer"],
+        missing_field("problem"),
+    ),
+    files(
+        "train_opd--eval-data-missing-field",
+        "train_opd",
+        OPD + ["--eval-data", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3"), "answer"],
+        missing_field("problem"),
+    ),
+    files(
+        "train_opd-long-prompt-at-line-1001",
+        "train_opd",
+        OPD_SHORT + ["--data", "{bad}"],
+        ["{bad}", ("{bad}:1001", "line 1001")],
+        long_prompt_at(1001, 1010),
+    ),
+    files(
+        "train_opd-long-prompt-in-held-out",
+        "train_opd",
+        OPD_SHORT + ["--eval-data", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3")],
+        long_prompt_at(3, 4),
+    ),
     files("train_opd--k-above-vocabulary", "train_opd", OPD + ["--k", "300"], ["--k", "300"]),
     files("train_opd--resume-without-checkpoint", "train_opd", OPD + ["--resume"], ["--resume", "{out}"]),
-    files("train_opd-fresh-run-into-a-checkpoint", "train_opd", OPD, ["{out}", "--resume"], folder_with_checkpoint),
+    files(
+        "train_opd-fresh-run-into-a-checkpoint",
+        "train_opd",
+        OPD,
+        ["{out}", "--resume"],
+        folder_with_checkpoint,
+    ),
     files("train_opd--out-is-a-file", "train_opd", OPD, ["{out}"], out_is_a_file),
     # ---- train_opsd.py
     flag("train_opsd", OPSD, "--ema-decay", "1.5"),
     flag("train_opsd", OPSD, "--measure-n", "-1"),
     flag("train_opsd", OPSD, "--top-p", "1.5"),
     flag("train_opsd", OPSD, "--micro-batch", "0"),
-    files("train_opsd--student-missing-folder", "train_opsd", OPSD + ["--student", "{tmp}/no/such/dir"],
-          ["{tmp}/no/such/dir", NOT_EXIST], max_s=5),
-    files("train_opsd--table-missing-run", "train_opsd", ["--table", "{tmp}/no/such/run"], ["{tmp}/no/such/run"]),
-    files("train_opsd--data-non-utf8", "train_opsd", OPSD + ["--data", "{bad}"],
-          ["{bad}", ("{bad}:2", "line 2")], non_utf8("problem")),
+    files(
+        "train_opsd--student-missing-folder",
+        "train_opsd",
+        OPSD + ["--student", "{tmp}/no/such/dir"],
+        ["{tmp}/no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "train_opsd--table-missing-run", "train_opsd", ["--table", "{tmp}/no/such/run"], ["{tmp}/no/such/run"]
+    ),
+    files(
+        "train_opsd--data-non-utf8",
+        "train_opsd",
+        OPSD + ["--data", "{bad}"],
+        ["{bad}", ("{bad}:2", "line 2")],
+        non_utf8("problem"),
+    ),
     # ---- train_grpo.py
     flag("train_grpo", GRPO, "--clip-low", "2"),
     flag("train_grpo", GRPO, "--clip-high", "-1"),
@@ -262,11 +462,22 @@ CASES = [
     flag("train_grpo", GRPO, "--micro-batch", "9", "8 rows"),  # 4 prompts x 2 samples
     flag("train_grpo", GRPO, "--temperature", "-1"),
     flag("train_grpo", GRPO, "--eval-every", "-1"),
-    Case("train_grpo--data-path-without--data", "train_grpo", without(GRPO, "--data") + ["--data-path", "{train}"],
-         ["--data-path", "{train}"], None, "flags", None),
-    files("train_grpo-long-prompt-at-line-1001", "train_grpo",
-          GRPO + ["--student", "{short_student}", "--data", "{bad}"],
-          ["{bad}", ("{bad}:1001", "line 1001")], long_prompt_at(1001, 1010)),
+    Case(
+        "train_grpo--data-path-without--data",
+        "train_grpo",
+        without(GRPO, "--data") + ["--data-path", "{train}"],
+        ["--data-path", "{train}"],
+        None,
+        "flags",
+        None,
+    ),
+    files(
+        "train_grpo-long-prompt-at-line-1001",
+        "train_grpo",
+        GRPO + ["--student", "{short_student}", "--data", "{bad}"],
+        ["{bad}", ("{bad}:1001", "line 1001")],
+        long_prompt_at(1001, 1010),
+    ),
     # ---- train_sft.py
     flag("train_sft", SFT, "--epochs", "0"),
     flag("train_sft", SFT, "--epochs", "-1"),
@@ -277,20 +488,52 @@ CASES = [
     flag("train_sft", SFT, "--micro-batch", "0"),
     flag("train_sft", SFT, "--micro-batch", "5", "4 rows"),
     flag("train_sft", SFT, "--grad-clip", "-1"),
-    flag("train_sft", SFT + ["--preset", "sft-student", "--teacher", "{teacher}"], "--trace-temperature", "-1"),
-    Case("train_sft--data-path-without--data", "train_sft", SFT + ["--data-path", "{train}"],
-         ["--data-path", "{train}"], None, "flags", None),
-    files("train_sft--student-missing-folder", "train_sft", SFT + ["--student", "{tmp}/no/such/dir"],
-          ["{tmp}/no/such/dir", NOT_EXIST], max_s=5),
-    files("train_sft--data-path-missing-file", "train_sft", SFT_JSONL + ["--data-path", "{tmp}/missing.jsonl"],
-          ["{tmp}/missing.jsonl"]),
-    files("train_sft--data-path-non-utf8", "train_sft", SFT_JSONL + ["--data-path", "{bad}"],
-          ["{bad}", ("{bad}:2", "line 2")], non_utf8("sft")),
-    files("train_sft--data-path-missing-field", "train_sft", SFT_JSONL + ["--data-path", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3"), "response"], missing_field("sft")),
-    files("train_sft-long-prompt-in-sft-data", "train_sft",
-          SFT_JSONL + ["--student", "{short_student}", "--data-path", "{bad}"],
-          ["{bad}", ("{bad}:5", "line 5")], long_prompt_at(5, 8, "sft")),
+    flag(
+        "train_sft", SFT + ["--preset", "sft-student", "--teacher", "{teacher}"], "--trace-temperature", "-1"
+    ),
+    Case(
+        "train_sft--data-path-without--data",
+        "train_sft",
+        SFT + ["--data-path", "{train}"],
+        ["--data-path", "{train}"],
+        None,
+        "flags",
+        None,
+    ),
+    files(
+        "train_sft--student-missing-folder",
+        "train_sft",
+        SFT + ["--student", "{tmp}/no/such/dir"],
+        ["{tmp}/no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "train_sft--data-path-missing-file",
+        "train_sft",
+        SFT_JSONL + ["--data-path", "{tmp}/missing.jsonl"],
+        ["{tmp}/missing.jsonl"],
+    ),
+    files(
+        "train_sft--data-path-non-utf8",
+        "train_sft",
+        SFT_JSONL + ["--data-path", "{bad}"],
+        ["{bad}", ("{bad}:2", "line 2")],
+        non_utf8("sft"),
+    ),
+    files(
+        "train_sft--data-path-missing-field",
+        "train_sft",
+        SFT_JSONL + ["--data-path", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3"), "response"],
+        missing_field("sft"),
+    ),
+    files(
+        "train_sft-long-prompt-in-sft-data",
+        "train_sft",
+        SFT_JSONL + ["--student", "{short_student}", "--data-path", "{bad}"],
+        ["{bad}", ("{bad}:5", "line 5")],
+        long_prompt_at(5, 8, "sft"),
+    ),
     # ---- eval_math.py
     flag("eval_math", EVAL, "--limit", "-1"),
     flag("eval_math", EVAL, "--k", "0"),
@@ -305,27 +548,77 @@ CASES = [
     flag("eval_math", EVAL, "--max-ops", "0"),
     flag("eval_math", EVAL + ["--probe-teacher", "{teacher}"], "--probe-fractions", "0,1.5"),
     flag("eval_math", EVAL + ["--probe-teacher", "{teacher}"], "--probe-fractions", "0,half"),
-    files("eval_math--model-missing-folder", "eval_math", EVAL + ["--model", "./no/such/dir"],
-          ["no/such/dir", NOT_EXIST], max_s=5),
-    files("eval_math--model-corrupt-safetensors", "eval_math", EVAL + ["--model", "{broken}"],
-          ["{broken}", "model.safetensors"], broken_weights("garbage")),
-    files("eval_math--probe-teacher-missing-folder", "eval_math", EVAL + ["--probe-teacher", "{tmp}/no/such/dir"],
-          ["{tmp}/no/such/dir", NOT_EXIST], max_s=5),
-    files("eval_math--bench-missing-file", "eval_math", EVAL + ["--bench", "{tmp}/missing.jsonl"],
-          ["{tmp}/missing.jsonl"]),
-    files("eval_math--bench-is-a-directory", "eval_math", EVAL + ["--bench", "{data_dir}"],
-          ["{data_dir}", ("director", "folder", "not a file")], data_dir),
-    files("eval_math--bench-non-utf8", "eval_math", EVAL + ["--bench", "{bad}"],
-          ["{bad}", ("{bad}:2", "line 2")], non_utf8("problem")),
-    files("eval_math--bench-missing-field", "eval_math", EVAL + ["--bench", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3"), "answer"], missing_field("problem")),
-    files("eval_math-long-prompt-in-bench", "eval_math", EVAL + ["--model", "{short_student}", "--bench", "{bad}"],
-          ["{bad}", ("{bad}:3", "line 3")], long_prompt_at(3, 4)),
+    files(
+        "eval_math--model-missing-folder",
+        "eval_math",
+        EVAL + ["--model", "./no/such/dir"],
+        ["no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "eval_math--model-corrupt-safetensors",
+        "eval_math",
+        EVAL + ["--model", "{broken}"],
+        ["{broken}", "model.safetensors"],
+        broken_weights("garbage"),
+    ),
+    files(
+        "eval_math--probe-teacher-missing-folder",
+        "eval_math",
+        EVAL + ["--probe-teacher", "{tmp}/no/such/dir"],
+        ["{tmp}/no/such/dir", NOT_EXIST],
+        max_s=5,
+    ),
+    files(
+        "eval_math--bench-missing-file",
+        "eval_math",
+        EVAL + ["--bench", "{tmp}/missing.jsonl"],
+        ["{tmp}/missing.jsonl"],
+    ),
+    files(
+        "eval_math--bench-is-a-directory",
+        "eval_math",
+        EVAL + ["--bench", "{data_dir}"],
+        ["{data_dir}", ("director", "folder", "not a file")],
+        data_dir,
+    ),
+    files(
+        "eval_math--bench-non-utf8",
+        "eval_math",
+        EVAL + ["--bench", "{bad}"],
+        ["{bad}", ("{bad}:2", "line 2")],
+        non_utf8("problem"),
+    ),
+    files(
+        "eval_math--bench-missing-field",
+        "eval_math",
+        EVAL + ["--bench", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3"), "answer"],
+        missing_field("problem"),
+    ),
+    files(
+        "eval_math-long-prompt-in-bench",
+        "eval_math",
+        EVAL + ["--model", "{short_student}", "--bench", "{bad}"],
+        ["{bad}", ("{bad}:3", "line 3")],
+        long_prompt_at(3, 4),
+    ),
     # ---- python -m tiny_world (tiny_world/build.py)
-    Case("tiny_world--steps=-1", "tiny_world.build", ["--model", "student", "--steps", "-1", "--threads", "1", "--out", "{out}"],
-         ["--steps", "-1"], None, "flags", None),
-    files("tiny_world--resume-without-checkpoint", "tiny_world.build",
-          ["--model", "student", "--resume", "--threads", "1", "--out", "{out}"], ["--resume", "{out}"]),
+    Case(
+        "tiny_world--steps=-1",
+        "tiny_world.build",
+        ["--model", "student", "--steps", "-1", "--threads", "1", "--out", "{out}"],
+        ["--steps", "-1"],
+        None,
+        "flags",
+        None,
+    ),
+    files(
+        "tiny_world--resume-without-checkpoint",
+        "tiny_world.build",
+        ["--model", "student", "--resume", "--threads", "1", "--out", "{out}"],
+        ["--resume", "{out}"],
+    ),
 ]
 
 
@@ -337,8 +630,10 @@ def case_placeholders(shared: dict, tmp) -> dict:
 def expand(case: Case, P: dict) -> tuple:
     """(argv, culprits) of a case with the placeholders filled in."""
     argv = [a.format(**P) for a in case.argv]
-    culprits = [tuple(c.format(**P) for c in alt) if isinstance(alt, tuple) else alt.format(**P)
-                for alt in case.culprits]
+    culprits = [
+        tuple(c.format(**P) for c in alt) if isinstance(alt, tuple) else alt.format(**P)
+        for alt in case.culprits
+    ]
     return argv, culprits
 
 
@@ -350,7 +645,11 @@ def error_message(stderr: str) -> str:
 
 def missing_culprits(message: str, culprits: list) -> list:
     """The culprits (or choices of culprits) that the message does not name."""
-    return [c for c in culprits if not (any(x in message for x in c) if isinstance(c, tuple) else c in message)]
+    return [
+        c for c in culprits if not (any(x in message for x in c) if isinstance(c, tuple) else c in message)
+    ]
+
+
 # ==== CASES-END ====================================================================================
 
 
@@ -365,7 +664,10 @@ class LoadedTooEarly(AssertionError):
 
 def forbid_model_loads(monkeypatch):
     def refuse(*a, **kw):
-        raise LoadedTooEarly("a model was loaded before the bad flag was refused: check flags before any model loads")
+        raise LoadedTooEarly(
+            "a model was loaded before the bad flag was refused: check flags before any model loads"
+        )
+
     monkeypatch.setattr(models, "load", refuse)
     monkeypatch.setattr(models, "build_tiny", refuse)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
@@ -374,8 +676,14 @@ def forbid_model_loads(monkeypatch):
 def test_the_table_covers_every_entry_point():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c.script for c in CASES} == {"train_opd", "train_opsd", "train_grpo", "train_sft", "eval_math",
-                                         "tiny_world.build"}
+    assert {c.script for c in CASES} == {
+        "train_opd",
+        "train_opsd",
+        "train_grpo",
+        "train_sft",
+        "eval_math",
+        "tiny_world.build",
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -398,9 +706,13 @@ def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     assert message, f"no `error:` line on stderr:\n{err[-2000:]}"
     assert len(message.splitlines()) <= 2, f"the message should be one or two lines:\n{message}"
-    assert not missing_culprits(message, culprits), f"the message does not name {missing_culprits(message, culprits)}:\n{message}"
+    assert not missing_culprits(message, culprits), (
+        f"the message does not name {missing_culprits(message, culprits)}:\n{message}"
+    )
     if not out_existed:
-        assert not os.path.exists(P["out"]), f"the refused run left its --out folder behind: {os.listdir(P['out'])}"
+        assert not os.path.exists(P["out"]), (
+            f"the refused run left its --out folder behind: {os.listdir(P['out'])}"
+        )
     if case.max_s:
         assert elapsed < case.max_s, f"refused after {elapsed:.1f} s (should be under {case.max_s} s)"
 
@@ -411,7 +723,11 @@ def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
 CLI_CASES = {
     "train_opd--top-p=1.5": ("train_opd.py", OPD + ["--top-p", "1.5"], ["--top-p", "1.5"]),
     "train_grpo--clip-low=2": ("train_grpo.py", GRPO + ["--clip-low", "2"], ["--clip-low", "2"]),
-    "eval_math--model-missing-folder": ("eval_math.py", EVAL + ["--model", "./no/such/dir"], ["no/such/dir", NOT_EXIST]),
+    "eval_math--model-missing-folder": (
+        "eval_math.py",
+        EVAL + ["--model", "./no/such/dir"],
+        ["no/such/dir", NOT_EXIST],
+    ),
 }
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -423,16 +739,26 @@ def cli_runs(shared, tmp_path_factory):
     for name, (script, argv, culprits) in CLI_CASES.items():
         P = case_placeholders(shared, tmp_path_factory.mktemp("cli"))
         argv = [a.format(**P) for a in argv]
-        procs[name] = (P, subprocess.Popen([sys.executable, str(REPO / script), *argv], cwd=REPO,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           env=dict(os.environ, OMP_NUM_THREADS="1")))
+        procs[name] = (
+            P,
+            subprocess.Popen(
+                [sys.executable, str(REPO / script), *argv],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+            ),
+        )
     yield {name: (P, *proc.communicate(timeout=300), proc.returncode) for name, (P, proc) in procs.items()}
 
 
 @pytest.mark.parametrize("name", list(CLI_CASES))
 def test_cli_exit_code_and_message(name, cli_runs):
     P, stdout, stderr, code = cli_runs[name]
-    culprits = [tuple(c.format(**P) for c in x) if isinstance(x, tuple) else x.format(**P) for x in CLI_CASES[name][2]]
+    culprits = [
+        tuple(c.format(**P) for c in x) if isinstance(x, tuple) else x.format(**P) for x in CLI_CASES[name][2]
+    ]
     assert code == 2, f"exit code {code}; stderr:\n{stderr[-2000:]}"
     assert "Traceback" not in stderr
     message = error_message(stderr)

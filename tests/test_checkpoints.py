@@ -5,6 +5,7 @@ ckpt.old removed). Here the process "dies" before each file-system operation of 
 (and half-way through removing a folder); the next start's recover_checkpoint must leave exactly
 one complete ckpt/, at the old step or the new one, that loads, and the next save must work.
 """
+
 import os
 import shutil
 
@@ -26,8 +27,9 @@ def setup(tmp_path):
     model = models.build_tiny(seed=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = common.cosine_schedule(opt, 10, 0.0)
-    stream = common.PromptStream([data.Example(id=str(i), problem=f"What is {i}+1?", answer=str(i + 1))
-                                  for i in range(8)], 2)
+    stream = common.PromptStream(
+        [data.Example(id=str(i), problem=f"What is {i}+1?", answer=str(i + 1)) for i in range(8)], 2
+    )
     cfg = {"out": str(tmp_path / "run")}
     os.makedirs(cfg["out"])
     ckpt = dict(model=model, tok=tok, optimizer=opt, scheduler=sched, stream=stream)
@@ -61,7 +63,9 @@ def count_ops(monkeypatch, kill_at):
                     (real["rmtree"] if os.path.isdir(target) else os.remove)(target)  # half removed
                 raise Killed(name)
             return real[name](*args, **kwargs)
+
         return op
+
     for mod, name in OPS:
         monkeypatch.setattr({"os": os, "shutil": shutil, "torch": torch}[mod], name, wrap(name))
     return calls

@@ -5,6 +5,7 @@ calculation and pinned, the PI contexts; and common.py's resumable prompt stream
 
     .venv/bin/python -m pytest -q tests/test_data.py
 """
+
 import hashlib
 import json
 import os
@@ -20,10 +21,12 @@ import errors
 import models
 from tiny_world import task
 
-DAPO_PROMPT = ("Solve the following math problem step by step. The last line of your response "
-               "should be of the form Answer: $Answer (without quotes) where $Answer is the answer "
-               "to the problem.\n\nFind the number of positive divisors of $12$.\n\n"
-               'Remember to put your answer on its own line after "Answer:".')
+DAPO_PROMPT = (
+    "Solve the following math problem step by step. The last line of your response "
+    "should be of the form Answer: $Answer (without quotes) where $Answer is the answer "
+    "to the problem.\n\nFind the number of positive divisors of $12$.\n\n"
+    'Remember to put your answer on its own line after "Answer:".'
+)
 
 
 def write_jsonl(path, records, raw_lines=()):
@@ -37,17 +40,23 @@ def write_jsonl(path, records, raw_lines=()):
 
 def dapo_record(i, problem="Find the number of positive divisors of $12$.", answer="6"):
     content = DAPO_PROMPT.replace("Find the number of positive divisors of $12$.", problem)
-    return {"data_source": "math_dapo", "prompt": [{"content": content, "role": "user"}],
-            "ability": "MATH", "reward_model": {"ground_truth": answer, "style": "rule-lean"},
-            "extra_info": {"index": f"idx-{i}"}}
+    return {
+        "data_source": "math_dapo",
+        "prompt": [{"content": content, "role": "user"}],
+        "ability": "MATH",
+        "reward_model": {"ground_truth": answer, "style": "rule-lean"},
+        "extra_info": {"index": f"idx-{i}"},
+    }
 
 
 # -----------------------------------------------------------------------------
 # The student prompt (§2.3)
 
+
 def test_student_prompt_is_the_papers():
     assert data.student_prompt("What is 1+1?") == (
-        "What is 1+1?\n\nPlease reason step by step, and put your final answer within \\boxed{}.")
+        "What is 1+1?\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+    )
 
 
 def test_strip_dapo_instruction():
@@ -59,6 +68,7 @@ def test_strip_dapo_instruction():
 
 # -----------------------------------------------------------------------------
 # Loaders on local files
+
 
 def test_load_dapo_local_file(tmp_path):
     path = write_jsonl(tmp_path / "dapo.jsonl", [dapo_record(0), dapo_record(1, "What is $2^5$?", "32")])
@@ -72,8 +82,8 @@ def test_load_dapo_local_file(tmp_path):
 def test_load_openthoughts_filters_math_rows_with_one_boxed_answer(tmp_path):
     rows = [
         {"problem": "p1", "ground_truth_solution": "so $\\boxed{\\frac{1}{2}}$", "domain": "math"},
-        {"problem": "p2", "ground_truth_solution": "\\boxed{3}", "domain": "biology"},   # not math
-        {"problem": "p3", "ground_truth_solution": "no box at all", "domain": "math"},     # no answer
+        {"problem": "p2", "ground_truth_solution": "\\boxed{3}", "domain": "biology"},  # not math
+        {"problem": "p3", "ground_truth_solution": "no box at all", "domain": "math"},  # no answer
         {"problem": "p4", "ground_truth_solution": "\\boxed{1} or \\boxed{2}", "domain": "math"},
         {"problem": "p5", "ground_truth_solution": "\\boxed{7} ... \\boxed{7}", "domain": "math"},
     ]
@@ -83,22 +93,38 @@ def test_load_openthoughts_filters_math_rows_with_one_boxed_answer(tmp_path):
 
 
 def test_load_eval_schemas(tmp_path):
-    math500 = write_jsonl(tmp_path / "m.jsonl", [
-        {"problem": "Compute $1+1$.", "solution": "It is $\\boxed{2}$.", "answer": "2",
-         "subject": "Algebra", "level": 1, "unique_id": "test/algebra/1.json"}])
-    aime24 = write_jsonl(tmp_path / "a24.jsonl", [
-        {"id": 60, "problem": "Aya walks...", "solution": "\\boxed{204}", "url": "u"}])
+    math500 = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "problem": "Compute $1+1$.",
+                "solution": "It is $\\boxed{2}$.",
+                "answer": "2",
+                "subject": "Algebra",
+                "level": 1,
+                "unique_id": "test/algebra/1.json",
+            }
+        ],
+    )
+    aime24 = write_jsonl(
+        tmp_path / "a24.jsonl",
+        [{"id": 60, "problem": "Aya walks...", "solution": "\\boxed{204}", "url": "u"}],
+    )
     aime25 = write_jsonl(tmp_path / "a25.jsonl", [{"problem": "Find x.", "answer": 70, "id": "0"}])
-    (e1,), (e2,), (e3,) = (data.load_examples("math500", path=math500),
-                           data.load_examples("aime24", path=aime24),
-                           data.load_examples("aime25", path=aime25))
+    (e1,), (e2,), (e3,) = (
+        data.load_examples("math500", path=math500),
+        data.load_examples("aime24", path=aime24),
+        data.load_examples("aime25", path=aime25),
+    )
     assert (e1.answer, e1.id) == ("2", "test/algebra/1.json")
     assert (e2.answer, e2.id) == ("204", "60")
     assert (e3.answer, e3.id) == ("70", "0")
 
 
 def test_load_plain_file_by_path_and_json_list(tmp_path):
-    p = write_jsonl(tmp_path / "mine.jsonl", [{"problem": "a", "answer": "1"}, {"question": "b", "answer": "2"}])
+    p = write_jsonl(
+        tmp_path / "mine.jsonl", [{"problem": "a", "answer": "1"}, {"question": "b", "answer": "2"}]
+    )
     assert [e.answer for e in data.load_examples(p)] == ["1", "2"]
     j = tmp_path / "mine.json"
     j.write_text(json.dumps([{"problem": "a", "answer": "1"}]))
@@ -106,14 +132,21 @@ def test_load_plain_file_by_path_and_json_list(tmp_path):
     assert len(data.load_examples(p, limit=1)) == 1
 
 
-@pytest.mark.parametrize("records,raw,pattern", [
-    ([{"problem": "a", "answer": "1"}], ["{not json"], r"bad\.jsonl:2: not valid JSON"),
-    ([{"problem": "a", "answer": "1"}, {"answer": "2"}], [], r"bad\.jsonl:2: field 'problem or question or Problem' missing"),
-    ([{"problem": "a", "answer": "1"}, {"problem": "b"}], [], r"bad\.jsonl:2: field 'answer' missing"),
-    ([{"problem": ["a"], "answer": "1"}], [], r"bad\.jsonl:1: field 'problem' expected text, got list"),
-    ([{"problem": "  ", "answer": "1"}], [], r"bad\.jsonl:1: field 'problem' is empty"),
-    ([], ["[1, 2]"], r"bad\.jsonl:1: a line holds a list"),
-])
+@pytest.mark.parametrize(
+    "records,raw,pattern",
+    [
+        ([{"problem": "a", "answer": "1"}], ["{not json"], r"bad\.jsonl:2: not valid JSON"),
+        (
+            [{"problem": "a", "answer": "1"}, {"answer": "2"}],
+            [],
+            r"bad\.jsonl:2: field 'problem or question or Problem' missing",
+        ),
+        ([{"problem": "a", "answer": "1"}, {"problem": "b"}], [], r"bad\.jsonl:2: field 'answer' missing"),
+        ([{"problem": ["a"], "answer": "1"}], [], r"bad\.jsonl:1: field 'problem' expected text, got list"),
+        ([{"problem": "  ", "answer": "1"}], [], r"bad\.jsonl:1: field 'problem' is empty"),
+        ([], ["[1, 2]"], r"bad\.jsonl:1: a line holds a list"),
+    ],
+)
 def test_malformed_records_name_file_line_and_field(tmp_path, records, raw, pattern):
     path = write_jsonl(tmp_path / "bad.jsonl", records, raw)
     with pytest.raises(data_files.DataError, match=pattern):
@@ -137,8 +170,9 @@ def test_empty_datasets_are_errors(tmp_path):
     empty = write_jsonl(tmp_path / "empty.jsonl", [], ["", "  "])
     with pytest.raises(data_files.DataError, match="is empty: it has no records"):
         data.load_examples(empty)
-    nomath = write_jsonl(tmp_path / "ot.jsonl", [{"problem": "p", "ground_truth_solution": "x",
-                                                  "domain": "code"}])
+    nomath = write_jsonl(
+        tmp_path / "ot.jsonl", [{"problem": "p", "ground_truth_solution": "x", "domain": "code"}]
+    )
     with pytest.raises(data_files.DataError, match="all 1 records were filtered out"):
         data.load_examples("openthoughts", path=nomath)
     with pytest.raises(data_files.DataError, match="no such file"):
@@ -165,21 +199,55 @@ def test_parquet_needs_pyarrow_or_reads(tmp_path):
 # The hub's schemas, as parquet: DAPO-Math-17k's and OpenThoughts' hub files are parquet, read
 # with pyarrow (a requirement) when `datasets` is not installed.
 HUB_ROWS = {
-    "dapo": ([dict(dapo_record(0), extra_info={"index": "9a9b-0"}),
-              dict(dapo_record(1, "What is $2^5$?", "32"), extra_info={"index": "9a9b-1"})],
-             [("Find the number of positive divisors of $12$.", "6"), ("What is $2^5$?", "32")]),
-    "openthoughts": ([{"problem": "Find $x$ if $2x=1$.", "deepseek_reasoning": "...",
-                       "deepseek_solution": "x = 1/2", "ground_truth_solution": "So $\\boxed{\\frac{1}{2}}$.",
-                       "domain": "math", "source": "olympiads", "test_cases": None, "starter_code": None},
-                      {"problem": "Write a sort.", "deepseek_reasoning": "...", "deepseek_solution": "...",
-                       "ground_truth_solution": None, "domain": "code", "source": "apps",
-                       "test_cases": "{}", "starter_code": ""}],
-                     [("Find $x$ if $2x=1$.", "\\frac{1}{2}")]),
-    "math500": ([{"problem": "Compute $1+1$.", "solution": "It is $\\boxed{2}$.", "answer": "2",
-                  "subject": "Algebra", "level": 1, "unique_id": "test/algebra/1.json"}],
-                [("Compute $1+1$.", "2")]),
-    "aime24": ([{"id": 60, "problem": "Aya walks...", "solution": "\\boxed{204}", "url": "u"}],
-               [("Aya walks...", "204")]),
+    "dapo": (
+        [
+            dict(dapo_record(0), extra_info={"index": "9a9b-0"}),
+            dict(dapo_record(1, "What is $2^5$?", "32"), extra_info={"index": "9a9b-1"}),
+        ],
+        [("Find the number of positive divisors of $12$.", "6"), ("What is $2^5$?", "32")],
+    ),
+    "openthoughts": (
+        [
+            {
+                "problem": "Find $x$ if $2x=1$.",
+                "deepseek_reasoning": "...",
+                "deepseek_solution": "x = 1/2",
+                "ground_truth_solution": "So $\\boxed{\\frac{1}{2}}$.",
+                "domain": "math",
+                "source": "olympiads",
+                "test_cases": None,
+                "starter_code": None,
+            },
+            {
+                "problem": "Write a sort.",
+                "deepseek_reasoning": "...",
+                "deepseek_solution": "...",
+                "ground_truth_solution": None,
+                "domain": "code",
+                "source": "apps",
+                "test_cases": "{}",
+                "starter_code": "",
+            },
+        ],
+        [("Find $x$ if $2x=1$.", "\\frac{1}{2}")],
+    ),
+    "math500": (
+        [
+            {
+                "problem": "Compute $1+1$.",
+                "solution": "It is $\\boxed{2}$.",
+                "answer": "2",
+                "subject": "Algebra",
+                "level": 1,
+                "unique_id": "test/algebra/1.json",
+            }
+        ],
+        [("Compute $1+1$.", "2")],
+    ),
+    "aime24": (
+        [{"id": 60, "problem": "Aya walks...", "solution": "\\boxed{204}", "url": "u"}],
+        [("Aya walks...", "204")],
+    ),
     "aime25": ([{"problem": "Find x.", "answer": "70", "id": "0"}], [("Find x.", "70")]),
 }
 
@@ -187,6 +255,7 @@ HUB_ROWS = {
 def write_parquet(path, rows):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
+
     pq.write_table(pa.Table.from_pylist(rows), str(path))
     return str(path)
 
@@ -214,26 +283,39 @@ def test_hub_parquet_without_datasets(tmp_path, monkeypatch):
     def fake_download(**kw):
         calls.append(kw)
         return str(repo)
+
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` fails
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     ex = data.load_examples("dapo")
     assert [(e.problem, e.answer) for e in ex] == HUB_ROWS["dapo"][1]
-    assert calls[0]["repo_id"] == "BytedTsinghua-SIA/DAPO-Math-17k" and "*.parquet" in calls[0]["allow_patterns"]
+    assert (
+        calls[0]["repo_id"] == "BytedTsinghua-SIA/DAPO-Math-17k" and "*.parquet" in calls[0]["allow_patterns"]
+    )
 
     def offline(**kw):
         raise huggingface_hub.errors.LocalEntryNotFoundError("outgoing traffic has been disabled")
+
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(data_files.DataError, match=r"could not load BytedTsinghua-SIA/DAPO-Math-17k from "
-                                             r"the hub .*--data-path"):
+    with pytest.raises(
+        data_files.DataError,
+        match=r"could not load BytedTsinghua-SIA/DAPO-Math-17k from "
+        r"the hub .*--data-path",
+    ):
         data.load_examples("dapo")
 
 
 def test_dapo_drops_repeated_problems(tmp_path, capsys):
     # the hub's DAPO-Math-17k holds ~100 copies of each problem, each with its own index
-    problems = [("Find the number of positive divisors of $12$.", "6"), ("What is $2^5$?", "32"),
-                ("What is $3^2$?", "9")]
-    rows = [dict(dapo_record(0, p, a), extra_info={"index": f"copy{c}-{k}"})
-            for c in range(4) for k, (p, a) in enumerate(problems)]
+    problems = [
+        ("Find the number of positive divisors of $12$.", "6"),
+        ("What is $2^5$?", "32"),
+        ("What is $3^2$?", "9"),
+    ]
+    rows = [
+        dict(dapo_record(0, p, a), extra_info={"index": f"copy{c}-{k}"})
+        for c in range(4)
+        for k, (p, a) in enumerate(problems)
+    ]
     rows.append(dict(dapo_record(0, "What is $3^2$?", "3"), extra_info={"index": "other-answer"}))
     for path in (write_parquet(tmp_path / "dapo.parquet", rows), write_jsonl(tmp_path / "dapo.jsonl", rows)):
         ex = data.load_examples("dapo", path=path)
@@ -255,6 +337,7 @@ def write_bad_inputs(d):
 
     def raw(name, payload):
         (d / name).write_bytes(payload)
+
     # 600 good lines first, so the bad byte lies beyond the first block the reader decodes
     lines = b"".join(json.dumps(good[i % 2]).encode() + b"\n" for i in range(600))
     raw("latin1.jsonl", lines + b'{"problem": "caf\xe9", "answer": "1"}\n')
@@ -305,29 +388,63 @@ BAD_INPUTS = {
     "truncated parquet": ("@truncated.parquet", None, ["not a readable parquet file", "write it again"]),
     "garbage parquet": ("@garbage.parquet", None, ["not a readable parquet file"]),
     "jsonl named .parquet": ("@notparquet.parquet", None, ["not a readable parquet file"]),
-    "parquet without the problem column": ("@nocolumn.parquet", None, [
-        "nocolumn.parquet row 1", "'problem or question or Problem' missing",
-        "fields present: question_text, answer"]),
-    "parquet without the answer column": ("@noanswer.parquet", None, [
-        "noanswer.parquet row 1", "'answer' missing", "fields present: problem, hint"]),
-    "dapo parquet in another schema": ("dapo", "@dapo_cols.parquet", [
-        "row 1", "'prompt' missing", "fields present: question, ground_truth", "data_files.parse_dapo"]),
-    "dapo parquet without reward_model": ("dapo", "@dapo_noreward.parquet", [
-        "row 1", "'reward_model' missing", "fields present: prompt"]),
-    "jsonl without the problem field": ("@nocolumn.jsonl", None, [
-        "nocolumn.jsonl:1", "'problem or question or Problem' missing",
-        "fields present: question_text, answer"]),
+    "parquet without the problem column": (
+        "@nocolumn.parquet",
+        None,
+        [
+            "nocolumn.parquet row 1",
+            "'problem or question or Problem' missing",
+            "fields present: question_text, answer",
+        ],
+    ),
+    "parquet without the answer column": (
+        "@noanswer.parquet",
+        None,
+        ["noanswer.parquet row 1", "'answer' missing", "fields present: problem, hint"],
+    ),
+    "dapo parquet in another schema": (
+        "dapo",
+        "@dapo_cols.parquet",
+        ["row 1", "'prompt' missing", "fields present: question, ground_truth", "data_files.parse_dapo"],
+    ),
+    "dapo parquet without reward_model": (
+        "dapo",
+        "@dapo_noreward.parquet",
+        ["row 1", "'reward_model' missing", "fields present: prompt"],
+    ),
+    "jsonl without the problem field": (
+        "@nocolumn.jsonl",
+        None,
+        [
+            "nocolumn.jsonl:1",
+            "'problem or question or Problem' missing",
+            "fields present: question_text, answer",
+        ],
+    ),
     "json object, not a list": ("@object.json", None, ["must be a list", "holds an object (keys: data)"]),
     "json number, not a list": ("@scalar.json", None, ["must be a list", "holds the value 3"]),
     "empty answer": ("@emptyanswer.jsonl", None, ["emptyanswer.jsonl:2", "'answer' is empty"]),
     "null answer": ("@nullanswer.jsonl", None, ["nullanswer.jsonl:1", "'answer' is empty"]),
     "empty boxed answer": ("@emptybox.jsonl", None, ["emptybox.jsonl:1", "'answer' is empty"]),
-    "null answer in parquet": ("@nullanswer.parquet", None, ["nullanswer.parquet row 2", "'answer' is empty"]),
-    "empty dapo ground truth": ("dapo", "@dapo_emptytruth.jsonl", [
-        "dapo_emptytruth.jsonl:1", "'ground_truth' is empty"]),
-    "unknown dataset name": ("gsm8k", None, [
-        "unknown dataset 'gsm8k'", "dapo, openthoughts, math500, aime24, aime25, synthetic",
-        ".jsonl/.json/.parquet"]),
+    "null answer in parquet": (
+        "@nullanswer.parquet",
+        None,
+        ["nullanswer.parquet row 2", "'answer' is empty"],
+    ),
+    "empty dapo ground truth": (
+        "dapo",
+        "@dapo_emptytruth.jsonl",
+        ["dapo_emptytruth.jsonl:1", "'ground_truth' is empty"],
+    ),
+    "unknown dataset name": (
+        "gsm8k",
+        None,
+        [
+            "unknown dataset 'gsm8k'",
+            "dapo, openthoughts, math500, aime24, aime25, synthetic",
+            ".jsonl/.json/.parquet",
+        ],
+    ),
     "synthetic with a path": ("synthetic", "@x.jsonl", ["generated, not read"]),
 }
 
@@ -336,8 +453,9 @@ BAD_INPUTS = {
 def test_bad_inputs_name_the_file_and_the_culprit(tmp_path, case):
     pytest.importorskip("pyarrow")
     write_bad_inputs(tmp_path)
-    name, path, culprits = (x.replace("@", f"{tmp_path}{os.sep}") if isinstance(x, str) else x
-                            for x in BAD_INPUTS[case])
+    name, path, culprits = (
+        x.replace("@", f"{tmp_path}{os.sep}") if isinstance(x, str) else x for x in BAD_INPUTS[case]
+    )
     with pytest.raises(data_files.DataError) as info:
         data.load_examples(name, path=path)
     msg = str(info.value)
@@ -360,18 +478,24 @@ def test_hub_data_files_picks_the_split_and_config(tmp_path):
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("{}\n")
+
     touch("test.jsonl")
     touch("train.jsonl")
     assert [os.path.basename(p) for p in data_files.hub_data_files(str(tmp_path), "test")] == ["test.jsonl"]
     other = tmp_path / "ot"
-    for rel in ("metadata/train-00000-of-00002.parquet", "metadata/train-00001-of-00002.parquet",
-                "data/train-00000-of-00001.parquet"):
+    for rel in (
+        "metadata/train-00000-of-00002.parquet",
+        "metadata/train-00001-of-00002.parquet",
+        "data/train-00000-of-00001.parquet",
+    ):
         p = other / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("")
     files = data_files.hub_data_files(str(other), "train", "metadata")
     assert [os.path.relpath(p, other) for p in files] == [
-        "metadata/train-00000-of-00002.parquet", "metadata/train-00001-of-00002.parquet"]
+        "metadata/train-00000-of-00002.parquet",
+        "metadata/train-00001-of-00002.parquet",
+    ]
     single = tmp_path / "dapo"
     (single / "data").mkdir(parents=True)
     (single / "data" / "dapo-math-17k.parquet").write_text("")
@@ -382,6 +506,7 @@ def test_hub_data_files_picks_the_split_and_config(tmp_path):
 
 # -----------------------------------------------------------------------------
 # The synthetic task
+
 
 def _eval_expr(expr):
     assert re.fullmatch(r"-?\d+([+\-*]\d+)*", expr), expr  # only digits and + - *: safe to eval
@@ -403,8 +528,10 @@ def test_synthetic_answers_recomputed_independently():
 
 def test_synthetic_examples_are_pinned():
     # the tiny world's results depend on these exact problems: a change to the generator shows here
-    for kw, digest in ((dict(n=300, split="train", seed=0, hard_frac=0.2), "dc2c57a394d3b014"),
-                       (dict(n=100, split="eval", seed=1), "0d658d4b42787415")):
+    for kw, digest in (
+        (dict(n=300, split="train", seed=0, hard_frac=0.2), "dc2c57a394d3b014"),
+        (dict(n=100, split="eval", seed=1), "0d658d4b42787415"),
+    ):
         examples = data.load_examples("synthetic", **kw)
         text = "\n".join(f"{e.id}|{e.problem}|{e.answer}|{e.solution}" for e in examples)
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, kw
@@ -455,6 +582,7 @@ def test_synthetic_too_small_a_space_is_an_error():
 # -----------------------------------------------------------------------------
 # PI contexts (§5)
 
+
 @pytest.fixture(scope="module")
 def tok():
     return models.tiny_tokenizer()
@@ -483,7 +611,9 @@ def test_context_answer_only_full_and_system_prompt(tok):
     (msg,) = data.context_messages(m, "full")
     assert m.solution in msg["content"] and msg["content"].endswith(data.BOXED_INSTRUCTION)
     sys_msg, user = data.context_messages(e, "system_prompt")
-    assert sys_msg == {"role": "system", "content": data.SYSTEM_RULE_SYNTHETIC} and user["content"] == e.prompt
+    assert (
+        sys_msg == {"role": "system", "content": data.SYSTEM_RULE_SYNTHETIC} and user["content"] == e.prompt
+    )
     math_ex = data.Example(id="m", problem="p", answer="1", source="math500")
     assert data.context_messages(math_ex, "system_prompt")[0]["content"] == data.SYSTEM_RULE_MATH
     assert data.context_messages(math_ex, "system_prompt", rule="Be brief.")[0]["content"] == "Be brief."
@@ -519,6 +649,7 @@ def test_target_response():
 
 # -----------------------------------------------------------------------------
 # Deterministic shuffling and resumable iteration
+
 
 def _examples(n):
     return [data.Example(id=str(i), problem=f"p{i}", answer=str(i)) for i in range(n)]

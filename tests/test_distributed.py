@@ -7,6 +7,7 @@ order of float sums). A two-process run stopped and resumed lands where the unin
 does; a checkpoint holds the full weights in transformers format and one optimizer shard per
 process. Each test launches `python -m torch.distributed.run` (seconds per launch).
 """
+
 import json
 import os
 import subprocess
@@ -14,23 +15,45 @@ import sys
 
 import pytest
 import torch
-
-import models
 from test_opd import same_final_weights, tiny_pair
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the scripts run from the project's folder
+import models
+
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))
+)  # the scripts run from the project's folder
 
 
 def launch(script, args, procs=2):
     """Run a training script under torchrun with `procs` CPU processes; the result of the run."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), script]
-    return subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(procs),
+        script,
+    ]
+    return subprocess.run(
+        cmd + args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
 
 
 def single(script, args):
-    return subprocess.run([sys.executable, script] + args, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return subprocess.run(
+        [sys.executable, script] + args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
 
 
 def records(run):
@@ -50,8 +73,26 @@ def assert_same_training(one, two, keys):
 
 
 def small_args(s, t=None):
-    args = ["--student", s, "--steps", "3", "--batch-size", "4", "--micro-batch", "2", "--max-new-tokens", "8",
-            "--eval-n", "4", "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1"]
+    args = [
+        "--student",
+        s,
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--micro-batch",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--eval-n",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+    ]
     return args + (["--teacher", t] if t else [])
 
 
@@ -61,10 +102,16 @@ def test_two_processes_train_like_one_process_with_half_batches(tmp_path):
     two = launch("train_opd.py", args + ["--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
     # FSDP scores with the model's own forward (decoder.writes_out); the one process does the same
-    one = single("train_opd.py", args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")])
+    one = single(
+        "train_opd.py",
+        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    assert_same_training(tmp_path / "one", tmp_path / "two",
-                         ("loss", "kl/full", "len/mean", "tokens", "topk/overlap", "grad_norm", "kept_frac"))
+    assert_same_training(
+        tmp_path / "one",
+        tmp_path / "two",
+        ("loss", "kl/full", "len/mean", "tokens", "topk/overlap", "grad_norm", "kept_frac"),
+    )
     files = sorted(os.listdir(tmp_path / "two" / "ckpt"))
     assert "rank0.pt" in files and "rank1.pt" in files and "model.safetensors" in files
     summary = json.load(open(tmp_path / "two" / "summary.json"))
@@ -73,18 +120,33 @@ def test_two_processes_train_like_one_process_with_half_batches(tmp_path):
 
 def test_two_process_opsd_with_an_ema_teacher_trains_like_one_process(tmp_path):
     s, _ = tiny_pair(tmp_path)
-    args = small_args(s) + ["--preset", "tiny-answer", "--teacher-mode", "ema", "--ema-decay", "0.5", "--measure-n", "0"]
+    args = small_args(s) + [
+        "--preset",
+        "tiny-answer",
+        "--teacher-mode",
+        "ema",
+        "--ema-decay",
+        "0.5",
+        "--measure-n",
+        "0",
+    ]
     two = launch("train_opsd.py", args + ["--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single("train_opsd.py", args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")])
+    one = single(
+        "train_opsd.py",
+        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two", ("loss", "kl/full", "len/mean", "grad_norm"))
     # the EMA teacher, sharded: each process saved its half, together the single process's teacher
     ema_one = torch.load(tmp_path / "one" / "ckpt" / "rank0.pt", weights_only=False)["ema_teacher"]
-    halves = [torch.load(tmp_path / "two" / "ckpt" / f"rank{r}.pt", weights_only=False)["ema_teacher"] for r in (0, 1)]
+    halves = [
+        torch.load(tmp_path / "two" / "ckpt" / f"rank{r}.pt", weights_only=False)["ema_teacher"]
+        for r in (0, 1)
+    ]
     for k, v in ema_one.items():
         parts = [h[k].to_local() for h in halves]
-        torch.testing.assert_close(torch.cat(parts)[:v.shape[0]], v, rtol=1e-5, atol=1e-6, msg=k)
+        torch.testing.assert_close(torch.cat(parts)[: v.shape[0]], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_two_process_run_stopped_and_resumed_lands_where_the_uninterrupted_run_does(tmp_path):
@@ -95,7 +157,9 @@ def test_two_process_run_stopped_and_resumed_lands_where_the_uninterrupted_run_d
     part = launch("train_opd.py", args + ["--out", str(tmp_path / "b"), "--stop-at", "2"])
     assert part.returncode == 0 and "stopped after step 2" in part.stderr, part.stderr[-3000:]
     assert not (tmp_path / "b" / "summary.json").exists()
-    alone = single("train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"])  # one process, two shards
+    alone = single(
+        "train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"]
+    )  # one process, two shards
     assert alone.returncode != 0 and "written by 2 processes" in alone.stderr
     rest = launch("train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"])
     assert rest.returncode == 0, rest.stderr[-3000:]

@@ -4,6 +4,7 @@ the Makefile, and nothing points to a folder outside the repository.
 
     .venv/bin/python -m pytest -q tests/test_docs.py
 """
+
 import pathlib
 import re
 
@@ -11,7 +12,12 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sorted(p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and "runs" not in p.parts)
-MD = [ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "RESULTS_tiny1.md", *sorted((ROOT / "docs").glob("*.md"))]
+MD = [
+    ROOT / "README.md",
+    ROOT / "RESULTS.md",
+    ROOT / "RESULTS_tiny1.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 SECTION = re.compile(r"§(\d+(?:\.\d+)?[a-z]?)")
 
 
@@ -62,4 +68,6 @@ OUTSIDE = [r"\.\./" + "shared", "shared" + " folder", "PAPER" + r"\.md", "DESIGN
 def test_nothing_points_outside_the_repository(pattern):
     for path in [*PY, *MD, ROOT / "Makefile"]:
         hits = [n for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
-        assert not hits, f"{path.relative_to(ROOT)} lines {hits} point to {pattern!r}, which users do not have"
+        assert not hits, (
+            f"{path.relative_to(ROOT)} lines {hits} point to {pattern!r}, which users do not have"
+        )

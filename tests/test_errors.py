@@ -1,5 +1,6 @@
 """errors.run: a UserError ends in its message and exit code 2, Ctrl-C in one line and 130, a bug
 keeps its exception (and so its traceback)."""
+
 import pytest
 
 import errors
@@ -8,6 +9,7 @@ import errors
 def raising(exc):
     def main(argv=None):
         raise exc
+
     return main
 
 

@@ -6,6 +6,7 @@ must return a bool, and the right one, for all of it.
     .venv/bin/python -m pytest -q tests/test_grader_suite.py
     .venv/bin/python bench/grader_agreement.py       # the same suite, with math-verify beside it
 """
+
 import json
 import pathlib
 
@@ -43,8 +44,10 @@ def _disagreements(flip: bool = False) -> list:
         pred, gold = (row["gold"], row["pred"]) if flip else (row["pred"], row["gold"])
         got = grader.is_equiv(pred, gold)
         if got is not row["equal"]:
-            wrong.append(f"  [{row['source']}] gold={row['gold'][:80]!r} pred={row['pred'][:80]!r}: "
-                         f"label {row['equal']}, grader {got}")
+            wrong.append(
+                f"  [{row['source']}] gold={row['gold'][:80]!r} pred={row['pred'][:80]!r}: "
+                f"label {row['equal']}, grader {got}"
+            )
     return wrong
 
 
@@ -53,7 +56,8 @@ def test_is_equiv_agrees_with_the_labels():
     agreement = 1 - len(wrong) / len(SUITE)
     assert agreement >= MIN_AGREEMENT, (
         f"agreement {agreement:.3%} < {MIN_AGREEMENT:.1%} on {len(SUITE)} cases; disagreements:\n"
-        + "\n".join(wrong))
+        + "\n".join(wrong)
+    )
 
 
 def test_is_equiv_is_symmetric_on_the_suite():
@@ -65,16 +69,17 @@ def test_is_equiv_is_symmetric_on_the_suite():
 # -----------------------------------------------------------------------------
 # Robustness: a bool, and the right one, on input built to break the grader
 
+
 @pytest.mark.parametrize("digits", [5_000, 20_000, 100_000])
 def test_long_boxed_numbers_are_compared_exactly(digits):
     n = "7" * digits
     assert grader.grade(f"so \\boxed{{{n}}}", n) is True
-    assert grader.grade(f"\\boxed{{{n}}}", n[:-1] + "8") is False       # last digit differs
-    assert grader.grade(f"\\boxed{{{n}}}", n[:-1]) is False             # one digit short
-    assert grader.grade(f"\\boxed{{{n}.000}}", n) is True                # trailing zeros
-    assert grader.grade(f"\\boxed{{-{n}}}", n) is False                  # sign
-    assert grader.is_equiv(n, f"\\boxed{{{n}}}") is True                 # a boxed gold
-    assert grader.is_equiv("1" + n, "2" + n) is False                    # first digit differs
+    assert grader.grade(f"\\boxed{{{n}}}", n[:-1] + "8") is False  # last digit differs
+    assert grader.grade(f"\\boxed{{{n}}}", n[:-1]) is False  # one digit short
+    assert grader.grade(f"\\boxed{{{n}.000}}", n) is True  # trailing zeros
+    assert grader.grade(f"\\boxed{{-{n}}}", n) is False  # sign
+    assert grader.is_equiv(n, f"\\boxed{{{n}}}") is True  # a boxed gold
+    assert grader.is_equiv("1" + n, "2" + n) is False  # first digit differs
 
 
 def test_long_numbers_with_separators_and_spaces():
@@ -92,8 +97,8 @@ def test_deep_and_unbalanced_braces():
     assert grader.grade("\\boxed{" + deep + "}", "2") is False
     assert grader.is_equiv("{" * 5_000 + "1", "1") is False
     assert grader.is_equiv("}" * 5_000 + "1", "1") is False
-    assert grader.grade("\\boxed{" * 3_000, "1") is False               # never closed
-    assert grader.grade("\\boxed{\\frac{1}{2}", "\\frac12") is False     # truncated answer
+    assert grader.grade("\\boxed{" * 3_000, "1") is False  # never closed
+    assert grader.grade("\\boxed{\\frac{1}{2}", "\\frac12") is False  # truncated answer
     nested_sets = "\\{" * 400 + "1" + "\\}" * 400
     assert grader.is_equiv(nested_sets, nested_sets.replace("1", "2")) is False
     parens = "(" * 3_000 + "x" + ")" * 3_000
@@ -110,7 +115,7 @@ def test_empty_answers_are_never_right():
 
 
 def test_huge_exponents_and_factorials():
-    assert grader.is_equiv("10^{10^{10}}", "10^{10^{10}}") is True     # identical strings
+    assert grader.is_equiv("10^{10^{10}}", "10^{10^{10}}") is True  # identical strings
     assert grader.is_equiv("10^{10^{10}}", "10^{10^{11}}") is False
     assert grader.is_equiv("10^{10^{10}}", "1") is False
     assert grader.is_equiv("2^{2^{2^{2^{2^{2}}}}}", "2") is False
@@ -127,9 +132,9 @@ def test_binary_junk_and_nul_bytes():
     assert grader.grade("\\boxed{" + junk.replace("}", "") + "}", "5") is False
     assert grader.is_equiv("\x00\x015", "5") is False
     assert grader.is_equiv("5\x00", "6") is False
-    assert grader.is_equiv("\ud800", "1") is False                       # a lone surrogate
-    assert grader.grade(b"\\boxed{5}", "5") is False                       # not text at all
-    assert grader.is_equiv(5, "5") is True                                 # a number is its text
+    assert grader.is_equiv("\ud800", "1") is False  # a lone surrogate
+    assert grader.grade(b"\\boxed{5}", "5") is False  # not text at all
+    assert grader.is_equiv(5, "5") is True  # a number is its text
 
 
 def test_long_lists_and_long_expressions_return():

@@ -6,6 +6,7 @@ chunked one must equal it in value, per-token values and gradients (float64, any
 masks, an all-masked row), in bf16 to bf16 rounding, and under an upstream scale; the teacher's
 tensors never receive a gradient. Run: `.venv/bin/python -m pytest -q tests/test_losses_chunked.py`.
 """
+
 import pytest
 import torch
 
@@ -22,7 +23,7 @@ def _hidden_batch(B=3, T=7, H=6, Ht=5, V=17, seed=20, dtype=torch.float64):
     y = torch.randint(0, V, (B, T), generator=g)
     mask = torch.ones(B, T, dtype=torch.bool)
     mask[1, 4:] = False  # ragged
-    mask[2] = False      # a row with no valid token
+    mask[2] = False  # a row with no valid token
     return h_s, W_s, h_t, W_t, y, mask
 
 
@@ -38,7 +39,9 @@ def test_chunked_loss_equals_materialised_in_value_and_gradient(name, chunk_size
     ref.backward()
     b = [x.clone().requires_grad_(True) for x in (h_s, W_s)]
     t = [x.clone().requires_grad_(True) for x in (h_t, W_t)]
-    loss, per_token = losses.chunked_loss(name, b[0], b[1], t[0], t[1], y, mask, chunk_size=chunk_size, **opts)
+    loss, per_token = losses.chunked_loss(
+        name, b[0], b[1], t[0], t[1], y, mask, chunk_size=chunk_size, **opts
+    )
     loss.backward()
     torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(b[0].grad, a[0].grad, rtol=1e-10, atol=1e-12)

@@ -7,6 +7,7 @@ agree, as with a shared rule). Forward KL would pick the mixture Σ w_i q_i inst
 an independent argmin: free student logits descended by Adam in float64.
 Run: `.venv/bin/python -m pytest -q tests/test_losses_mechanism3.py`.
 """
+
 import pytest
 import torch
 
@@ -42,10 +43,14 @@ def test_geometric_mean_is_the_argmin_of_the_pi_averaged_reverse_kl():
     objective = lambda logp: (w * _kl(logp[None], logq)).sum()
     logp, best = _descend(objective, V)
     torch.testing.assert_close(logp.exp(), log_g.exp(), atol=1e-6, rtol=0)
-    assert best == pytest.approx(-log_z.item(), abs=1e-9) and -log_z.item() > 0.1  # disagreeing teachers: a floor
+    assert (
+        best == pytest.approx(-log_z.item(), abs=1e-9) and -log_z.item() > 0.1
+    )  # disagreeing teachers: a floor
     # the identity behind it holds for any student, not just at the optimum
     for seed in range(3):
-        lp = torch.log_softmax(torch.randn(V, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)), -1)
+        lp = torch.log_softmax(
+            torch.randn(V, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)), -1
+        )
         assert objective(lp).item() == pytest.approx((_kl(lp, log_g) - log_z).item(), abs=1e-12)
 
 

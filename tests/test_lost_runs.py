@@ -6,6 +6,7 @@ checkpoint missing a tensor are refused by name; a torn metrics line is dropped 
 config.json is never left half-written. The bad inputs that are refused before a run starts are
 the table of tests/test_bad_inputs.py, whose tiny models and data files these tests share.
 """
+
 import builtins
 import fcntl
 import io
@@ -14,12 +15,12 @@ import os
 
 import pytest
 import torch
+from test_bad_inputs import case_placeholders, error_message, make_shared, without
 
 import errors
 import eval_math
 import models
 import train_opd
-from test_bad_inputs import case_placeholders, error_message, make_shared, without
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,34 @@ def shared(tmp_path_factory):
     return make_shared(tmp_path_factory.mktemp("shared"))
 
 
-RUN = ["--student", "{student}", "--teacher", "{teacher}", "--data", "{train}", "--eval-data", "{eval}",
-       "--steps", "4", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "4",
-       "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1", "--out", "{out}"]
+RUN = [
+    "--student",
+    "{student}",
+    "--teacher",
+    "{teacher}",
+    "--data",
+    "{train}",
+    "--eval-data",
+    "{eval}",
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--micro-batch",
+    "4",
+    "--max-new-tokens",
+    "8",
+    "--eval-n",
+    "4",
+    "--ckpt-every",
+    "2",
+    "--lr",
+    "3e-3",
+    "--threads",
+    "1",
+    "--out",
+    "{out}",
+]
 
 
 def run_args(shared, tmp_path, *more):
@@ -59,7 +85,11 @@ def training_steps(out) -> list:
 
 def folder_snapshot(out) -> dict:
     """Every file of the run folder and its bytes (the lock file aside)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_non_finite_gradient_stops_with_the_last_good_checkpoint(shared, tmp_path, capsys):
@@ -123,8 +153,23 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(shared, tmp_path):
 
 def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
     out = tmp_path / "ev"
-    argv = ["--model", shared["student"], "--bench", "synthetic", "--synthetic-n", "4", "--max-new-tokens", "8",
-            "--batch-size", "4", "--threads", "1", "--quiet", "--out", str(out)]
+    argv = [
+        "--model",
+        shared["student"],
+        "--bench",
+        "synthetic",
+        "--synthetic-n",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     eval_math.main(argv)
     before = folder_snapshot(out)
     assert "summary.json" in before
@@ -135,6 +180,7 @@ def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
 
 def test_a_checkpoint_missing_a_tensor_is_refused_on_resume(shared, tmp_path, capsys):
     from safetensors.torch import load_file, save_file
+
     argv, out = run_args(shared, tmp_path)
     train_opd.main(argv + ["--stop-at", "2"])
     path = out / "ckpt" / "model.safetensors"
@@ -173,7 +219,11 @@ def test_config_json_is_written_atomically(shared, tmp_path, monkeypatch):
 
     def crashing_open(file, mode="r", *a, **kw):
         f = real_open(file, mode, *a, **kw)
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == target and ("w" in mode or "a" in mode):
+        if (
+            isinstance(file, (str, os.PathLike))
+            and os.path.abspath(file) == target
+            and ("w" in mode or "a" in mode)
+        ):
             return DiskFull(f)
         return f
 

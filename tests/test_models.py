@@ -15,8 +15,9 @@ import os
 import pytest
 import torch
 import transformers
-from tokenizers import AddedToken, decoders, models as tk_models, pre_tokenizers
+from tokenizers import AddedToken, decoders, pre_tokenizers
 from tokenizers import Tokenizer as RawTokenizer
+from tokenizers import models as tk_models
 
 import models
 
@@ -35,7 +36,11 @@ QWEN3_STYLE_TEMPLATE = r"""{%- for m in messages -%}
 
 def byte_to_unicode():
     """GPT-2's printable stand-in character for each byte (what byte-level BPE vocabularies store)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     table, extra = {}, 0
     for b in range(256):
         if b in keep:
@@ -58,19 +63,30 @@ def hf_byte_tokenizer(swap=None, extra_token=None):
     raw = RawTokenizer(tk_models.BPE(vocab=vocab, merges=[]))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     raw.decoder = decoders.ByteLevel()
-    raw.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
+    raw.add_special_tokens(
+        [
+            AddedToken(t, special=True, normalized=False)
+            for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+        ]
+    )
     raw.add_tokens([AddedToken(t, special=False, normalized=False) for t in ("<think>", "</think>")])
     if extra_token:
         raw.add_tokens([AddedToken(extra_token, special=False, normalized=False)])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                                chat_template=QWEN3_STYLE_TEMPLATE)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=QWEN3_STYLE_TEMPLATE,
+    )
 
 
 def randomised(model, seed=0):
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(1 + 0.3 * torch.randn_like(p) if name.endswith("norm.weight") else 0.2 * torch.randn_like(p))
+            p.copy_(
+                1 + 0.3 * torch.randn_like(p) if name.endswith("norm.weight") else 0.2 * torch.randn_like(p)
+            )
     return model
 
 
@@ -90,8 +106,10 @@ def test_tiny_tokenizer_is_utf8_bytes():
 def test_tiny_chat_prompt_is_qwen3_non_thinking_chatml():
     tok = models.tiny_tokenizer()
     ids = tok.chat_prompt(USER, system=SYSTEM)
-    expected = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{USER}<|im_end|>\n"
-                "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    expected = (
+        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{USER}<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
     assert tok.decode(ids, skip_special=False) == expected
     assert ids.count(257) == 3 and ids.count(258) == 2 and ids.count(259) == 1 and ids.count(260) == 1
     no_system = tok.decode(tok.chat_prompt(USER), skip_special=False)
@@ -104,7 +122,11 @@ def test_build_tiny_matches_its_tokenizer_and_seed():
     tok = models.tiny_tokenizer()
     a, b, c = models.build_tiny(seed=0), models.build_tiny(seed=0), models.build_tiny(seed=1)
     assert isinstance(a, transformers.Qwen3ForCausalLM) and not a.training
-    assert a.config.vocab_size == tok.vocab_size and a.config.head_dim == 32 and a.config.num_key_value_heads == 2
+    assert (
+        a.config.vocab_size == tok.vocab_size
+        and a.config.head_dim == 32
+        and a.config.num_key_value_heads == 2
+    )
     ids = torch.tensor([tok.chat_prompt(USER)])
     with torch.no_grad():
         la, lb, lc = a(ids).logits, b(ids).logits, c(ids).logits
@@ -128,7 +150,9 @@ def test_hub_style_checkpoint_loads_like_a_hub_id(tmp_path):
     model = randomised(models.build_tiny(seed=2))
     model.save_pretrained(tmp_path)
     hf_byte_tokenizer().save_pretrained(tmp_path)
-    assert os.path.isfile(tmp_path / "tokenizer_config.json") and not os.path.exists(tmp_path / models.TINY_MARKER)
+    assert os.path.isfile(tmp_path / "tokenizer_config.json") and not os.path.exists(
+        tmp_path / models.TINY_MARKER
+    )
     loaded, tok = models.load(str(tmp_path))
     assert not tok.is_tiny and not loaded.training
     assert next(loaded.parameters()).dtype == torch.float32 and next(loaded.parameters()).device.type == "cpu"
@@ -155,7 +179,9 @@ def test_save_and_load_tiny_roundtrip(tmp_path):
     assert next(loaded.parameters()).dtype == torch.float64
     ids = torch.tensor([tiny.chat_prompt(USER)])
     with torch.no_grad():
-        torch.testing.assert_close(loaded(ids).logits.float(), model(ids).logits, rtol=1e-4, atol=1e-4)  # fp64 vs fp32
+        torch.testing.assert_close(
+            loaded(ids).logits.float(), model(ids).logits, rtol=1e-4, atol=1e-4
+        )  # fp64 vs fp32
 
 
 def test_chat_prompt_without_template_is_a_clear_error():
@@ -180,7 +206,9 @@ def test_check_compatible_accepts_one_vocabulary_and_padded_rows():
 def test_check_compatible_rejects_swapped_ids_with_their_strings():
     good = models.hf_tokenizer(hf_byte_tokenizer())
     bad = models.hf_tokenizer(hf_byte_tokenizer(swap=(ord("a"), ord("b"))))
-    with pytest.raises(ValueError, match=r"differ at 2 of 261 ids \(first: 97 'a' in the student vs 'b' in the teacher\)"):
+    with pytest.raises(
+        ValueError, match=r"differ at 2 of 261 ids \(first: 97 'a' in the student vs 'b' in the teacher\)"
+    ):
         models.check_compatible(good, bad)
 
 
@@ -193,5 +221,7 @@ def test_check_compatible_rejects_other_mismatches():
     with pytest.raises(ValueError, match="one vocabulary"):
         models.check_compatible(models.tiny_tokenizer(), good)
     with pytest.raises(ValueError, match="output layer has 200 rows"):
-        models.check_compatible((models.build_tiny(), models.tiny_tokenizer()),
-                                (models.build_tiny(vocab_size=200), models.tiny_tokenizer()))
+        models.check_compatible(
+            (models.build_tiny(), models.tiny_tokenizer()),
+            (models.build_tiny(vocab_size=200), models.tiny_tokenizer()),
+        )

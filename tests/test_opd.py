@@ -4,6 +4,7 @@ One OPD step must lower the reverse KL on its batch, leave the teacher untouched
 rollout's own log-probs again in the training forward, do nothing when teacher == student, and a
 killed run resumed from its checkpoint must land exactly where the uninterrupted run lands.
 """
+
 import copy
 import json
 import math
@@ -32,8 +33,18 @@ def tiny_pair(tmp_path, **overrides):
 
 def small_cfg(**kw):
     cfg = train_opd.parse_config([])
-    cfg.update(steps=4, batch_size=6, micro_batch=4, max_new_tokens=12, eval_n=6, eval_max_new_tokens=12,
-               eval_every=0, ckpt_every=2, lr=3e-3, threads=1)
+    cfg.update(
+        steps=4,
+        batch_size=6,
+        micro_batch=4,
+        max_new_tokens=12,
+        eval_n=6,
+        eval_max_new_tokens=12,
+        eval_every=0,
+        ckpt_every=2,
+        lr=3e-3,
+        threads=1,
+    )
     cfg.update(kw)
     return cfg
 
@@ -64,8 +75,14 @@ def test_one_step_lowers_reverse_kl_and_never_touches_the_teacher(loss, k):
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     gen = torch.Generator().manual_seed(0)
     # the batch the step will train on: same generator seed, same sampler
-    ro = rollout.generate(student, prompts, cfg["max_new_tokens"], eos_token_ids=tok.eos_token_ids,
-                          pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    ro = rollout.generate(
+        student,
+        prompts,
+        cfg["max_new_tokens"],
+        eos_token_ids=tok.eos_token_ids,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )
     before = full_rkl_on(student, teacher, prompts, ro.responses())
     m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, gen)
     after = full_rkl_on(student, teacher, prompts, ro.responses())
@@ -82,7 +99,9 @@ def test_teacher_equal_to_student_gives_zero_loss_and_no_update(loss):
     cfg = small_cfg(loss=loss)
     tok, teacher, student, prompts, opt, sched = setup_step(cfg, same_weights=True)
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0))
+    m = train_opd.opd_step(
+        student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0)
+    )
     assert abs(m["loss"]) < 1e-6 and m["kl/full"] < 1e-6 and m["topk/overlap"] == 1.0
     assert m["grad_norm"] < 1e-6  # rounding noise at most (the tail bucket's 1 - M_K is not exact)
     if loss == "topk_sg":  # exactly zero: Adam, which rescales any nonzero gradient to lr, moves nothing
@@ -94,9 +113,13 @@ def test_micro_batches_give_the_full_batch_gradient():
     grads = []
     # also sampling 4 rows at a time (greedy, so the tokens cannot depend on how rows are grouped)
     for mb, rb in ((6, 0), (2, 4)):
-        cfg = small_cfg(micro_batch=mb, rollout_batch=rb, temperature=0.0, grad_clip=0.0, lr=0.0)  # lr 0: the step keeps the weights
+        cfg = small_cfg(
+            micro_batch=mb, rollout_batch=rb, temperature=0.0, grad_clip=0.0, lr=0.0
+        )  # lr 0: the step keeps the weights
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
-        train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(3))
+        train_opd.opd_step(
+            student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(3)
+        )
         grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
     assert grads[0].abs().max() > 0
@@ -112,7 +135,9 @@ def test_minibatches_take_one_optimizer_step_per_part_of_the_rollout():
     opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.5) for m in (student, reference))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     responses, _, _ = common.sample_batch(student, tok, prompts, cfg, torch.Generator().manual_seed(5))
-    train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5))
+    train_opd.opd_step(
+        student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5)
+    )
     for rows in (range(0, 3), range(3, 6)):
         p, r = [prompts[i] for i in rows], [responses[i] for i in rows]
         ls, mask = rollout.score(reference, p, r)
@@ -132,8 +157,12 @@ def test_chunked_loss_path_gives_the_same_gradient(loss):
     for chunk in (0, 5):
         cfg = small_cfg(loss=loss, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0)
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
-        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(4))
-        grads.append((m["loss"], torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])))
+        m = train_opd.opd_step(
+            student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(4)
+        )
+        grads.append(
+            (m["loss"], torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
+        )
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-7)
 
@@ -142,9 +171,13 @@ def test_chunked_loss_path_gives_the_same_gradient(loss):
 def test_bf16_autocast_forward_is_close_to_float32(chunk):
     grads = []
     for amp in (False, True):
-        cfg = small_cfg(amp=amp, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0, rollout_dtype="float32")
+        cfg = small_cfg(
+            amp=amp, chunk_size=chunk, micro_batch=3, grad_clip=0.0, lr=0.0, rollout_dtype="float32"
+        )
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
-        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5))
+        train_opd.opd_step(
+            student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(5)
+        )
         grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
         assert all(p.dtype == torch.float32 for p in student.parameters())
     cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
@@ -157,20 +190,25 @@ def test_bf16_sampling_copy_trains_float32_weights_and_shows_its_price():
     log-prob gap that float32 sampling does not have."""
     assert common.sampling_dtype(dict(amp=True, rollout_dtype=None), models.build_tiny()) == torch.bfloat16
     assert common.sampling_dtype(dict(amp=False, rollout_dtype=None), models.build_tiny()) == torch.float32
-    assert common.sampling_dtype(dict(amp=True, rollout_dtype="float32"), models.build_tiny()) == torch.float32
+    assert (
+        common.sampling_dtype(dict(amp=True, rollout_dtype="float32"), models.build_tiny()) == torch.float32
+    )
     gaps = {}
     for dtype in ("float32", "bfloat16"):
         cfg = small_cfg(rollout_dtype=dtype)
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
         before = [p.clone() for p in student.parameters()]
-        m = train_opd.opd_step(student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0))
+        m = train_opd.opd_step(
+            student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0)
+        )
         assert all(p.dtype == torch.float32 for p in student.parameters())
-        assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), before))  # the float32 weights trained
+        assert any(
+            not torch.equal(p, q) for p, q in zip(student.parameters(), before)
+        )  # the float32 weights trained
         gaps[dtype] = m["logp/rollout_vs_train_max_abs"]
     assert gaps["float32"] < 1e-4 and 1e-3 < gaps["bfloat16"] < 0.5, gaps
     with pytest.raises(SystemExit):
         train_opd.parse_config(["--rollout-dtype", "float16"])
-
 
 
 def test_memory_knobs_follow_the_batch_the_user_asked_for(monkeypatch):
@@ -201,6 +239,7 @@ def test_every_preset_value_passes_its_flags_check():
     import train_grpo
     import train_opsd
     import train_sft
+
     for module in (train_opd, train_opsd, train_grpo, train_sft):
         parser = common.build_parser(module.PRESETS, module.add_flags)
         for name, preset in module.PRESETS.items():
@@ -242,9 +281,28 @@ def same_final_weights(run_a, run_b):
 
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     s, t = tiny_pair(tmp_path)
-    args = ["--student", s, "--teacher", t, "--steps", "4", "--batch-size", "6", "--micro-batch", "3",
-            "--max-new-tokens", "10", "--eval-n", "4", "--ckpt-every", "2",
-            "--lr", "3e-3", "--threads", "1"]
+    args = [
+        "--student",
+        s,
+        "--teacher",
+        t,
+        "--steps",
+        "4",
+        "--batch-size",
+        "6",
+        "--micro-batch",
+        "3",
+        "--max-new-tokens",
+        "10",
+        "--eval-n",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+    ]
     train_opd.main(args + ["--out", str(tmp_path / "a")])
     kill_run_at_step_3(monkeypatch, lambda: train_opd.main(args + ["--out", str(tmp_path / "b")]))
     with pytest.raises(errors.UserError, match="--resume"):  # a second fresh start would mix two runs
@@ -277,17 +335,49 @@ def test_clear_errors(tmp_path):
 def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
     """The paper's setting end to end (top-p 0.95, warm-up, weight decay, gradient checkpointing,
     chunked loss, local jsonl data) with tiny checkpoints standing in for the hub's."""
-    s, t = tiny_pair(tmp_path, max_position_embeddings=16384)  # the paper preset evaluates with 8,192 new tokens
+    s, t = tiny_pair(
+        tmp_path, max_position_embeddings=16384
+    )  # the paper preset evaluates with 8,192 new tokens
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))
-    summary = train_opd.main(["--preset", "paper", "--student", s, "--teacher", t,
-                              "--data", str(tmp_path / "train.jsonl"), "--eval-data", str(tmp_path / "eval.jsonl"),
-                              "--steps", "2", "--batch-size", "4", "--micro-batch", "2", "--max-new-tokens", "8",
-                              "--eval-n", "3", "--chunk-size", "4", "--threads", "1",
-                              "--out", str(tmp_path / "run")])
+    summary = train_opd.main(
+        [
+            "--preset",
+            "paper",
+            "--student",
+            s,
+            "--teacher",
+            t,
+            "--data",
+            str(tmp_path / "train.jsonl"),
+            "--eval-data",
+            str(tmp_path / "eval.jsonl"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--micro-batch",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--eval-n",
+            "3",
+            "--chunk-size",
+            "4",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     cfg = json.load(open(tmp_path / "run" / "config.json"))
-    assert cfg["top_p"] == 0.95 and cfg["grad_checkpointing"] and cfg["weight_decay"] == 0.1 and cfg["chunk_size"] == 4
+    assert (
+        cfg["top_p"] == 0.95
+        and cfg["grad_checkpointing"]
+        and cfg["weight_decay"] == 0.1
+        and cfg["chunk_size"] == 4
+    )
     recs = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl") if '"loss"' in l]
     assert len(recs) == 2 and all(math.isfinite(r["loss"]) and r["lr"] > 0 for r in recs[:1])
     assert recs[0]["logp/rollout_vs_train_max_abs"] < 1e-4
@@ -301,13 +391,35 @@ def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
 def test_teacher_dtype_is_the_precision_the_teacher_scores_in(tmp_path, monkeypatch, flag, dtype):
     s, t = tiny_pair(tmp_path)
     seen, step = [], train_opd.opd_step
+
     def recording_step(student, teacher, *args):
         seen.append((next(student.parameters()).dtype, next(teacher.parameters()).dtype))
         return step(student, teacher, *args)
+
     monkeypatch.setattr(train_opd, "opd_step", recording_step)
-    train_opd.main(["--student", s, "--teacher", t, "--steps", "1", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "6",
-                    "--eval-n", "2", "--threads", "1", "--out", str(tmp_path / "run")]
-                   + (["--teacher-dtype", flag] if flag else []))
+    train_opd.main(
+        [
+            "--student",
+            s,
+            "--teacher",
+            t,
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--micro-batch",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--eval-n",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+        + (["--teacher-dtype", flag] if flag else [])
+    )
     assert seen == [(torch.float32, dtype)]  # the student's training weights stay float32 either way
 
 
@@ -315,12 +427,27 @@ def test_mismatched_tokenizers_are_refused_before_training(tmp_path):
     """A teacher whose tokenizer maps two byte ids the other way round (same size, same specials):
     every log-prob it gave would be for another token; the run must stop at load time."""
     from test_models import hf_byte_tokenizer
+
     good, bad = tmp_path / "student", tmp_path / "swapped"
     for path, seed, swap in ((good, 2, None), (bad, 1, (65, 66))):
         models.build_tiny(seed=seed).save_pretrained(path)
         hf_byte_tokenizer(swap=swap).save_pretrained(path)
     with pytest.raises(ValueError, match="tokenizers differ") as err:
-        train_opd.main(["--student", str(good), "--teacher", str(bad), "--steps", "1", "--threads", "1", "--eval-n", "2",
-                        "--out", str(tmp_path / "run")])
+        train_opd.main(
+            [
+                "--student",
+                str(good),
+                "--teacher",
+                str(bad),
+                "--steps",
+                "1",
+                "--threads",
+                "1",
+                "--eval-n",
+                "2",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert "'A'" in str(err.value) or "65" in str(err.value)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing was trained or logged

@@ -4,17 +4,18 @@ The frozen teacher never changes, the `none` control gives zero loss, the EMA te
 formula and resumes exactly, a mismatched chat template is caught, and the Mechanism 3
 measurement decomposes as its closed form says.
 """
+
 import json
 
 import pytest
 import torch
+from test_opd import kill_run_at_step_3, same_final_weights
 
 import common
 import data
 import models
 import train_opd
 import train_opsd
-from test_opd import kill_run_at_step_3, same_final_weights
 
 
 def saved_model(tmp_path, seed=2):
@@ -26,8 +27,19 @@ def saved_model(tmp_path, seed=2):
 
 def small_cfg(path, **kw):
     cfg = train_opsd.parse_config(["--student", path])
-    cfg.update(steps=3, batch_size=6, micro_batch=6, max_new_tokens=10, eval_n=4, eval_max_new_tokens=10,
-               eval_every=0, ckpt_every=2, lr=3e-3, threads=1, measure_n=0)
+    cfg.update(
+        steps=3,
+        batch_size=6,
+        micro_batch=6,
+        max_new_tokens=10,
+        eval_n=4,
+        eval_max_new_tokens=10,
+        eval_every=0,
+        ckpt_every=2,
+        lr=3e-3,
+        threads=1,
+        measure_n=0,
+    )
     cfg.update(kw)
     return cfg
 
@@ -46,7 +58,9 @@ def step_setup(cfg):
 def do_step(cfg, tok, student, teacher, examples, prompts, opt, sched, seed=0):
     """One OPSD step as train_opsd.main takes it: opd_step with the self-teacher's contexts, then the EMA update."""
     contexts = train_opsd.teacher_contexts(tok, examples, prompts, cfg["pi"])
-    m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, opt, sched, torch.Generator().manual_seed(seed))
+    m = train_opd.opd_step(
+        student, teacher, tok, prompts, contexts, cfg, opt, sched, torch.Generator().manual_seed(seed)
+    )
     if cfg["teacher_mode"] == "ema":
         train_opsd.ema_update(teacher, student, cfg["ema_decay"])
     return m
@@ -88,10 +102,21 @@ def test_none_control_is_exactly_zero_under_bf16_autocast(tmp_path):
 
 def test_paper_preset_is_the_papers_math_opsd():
     cfg = train_opsd.parse_config(["--preset", "paper"])
-    assert (cfg["data"], cfg["pi"], cfg["loss"], cfg["k"], cfg["teacher_mode"]) == \
-        ("openthoughts", "answer_only", "topk_tail", 50, "frozen")
-    assert (cfg["batch_size"], cfg["minibatches"], cfg["steps"], cfg["top_p"], cfg["temperature"], cfg["lr"]) == \
-        (128, 2, 300, 1.0, 1.0, 2e-6)
+    assert (cfg["data"], cfg["pi"], cfg["loss"], cfg["k"], cfg["teacher_mode"]) == (
+        "openthoughts",
+        "answer_only",
+        "topk_tail",
+        50,
+        "frozen",
+    )
+    assert (
+        cfg["batch_size"],
+        cfg["minibatches"],
+        cfg["steps"],
+        cfg["top_p"],
+        cfg["temperature"],
+        cfg["lr"],
+    ) == (128, 2, 300, 1.0, 1.0, 2e-6)
 
 
 def test_live_teacher_is_the_student(tmp_path):
@@ -99,13 +124,15 @@ def test_live_teacher_is_the_student(tmp_path):
     tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
     assert teacher is student
     ctx = train_opsd.teacher_contexts(tok, examples, prompts, cfg["pi"])
-    assert all(c[:len(data.context_ids(tok, ex, "system_prompt"))] == c for c, ex in zip(ctx, examples))
+    assert all(c[: len(data.context_ids(tok, ex, "system_prompt"))] == c for c, ex in zip(ctx, examples))
     assert all(len(c) > len(p) for c, p in zip(ctx, prompts))  # the rule is there
 
 
 def test_ema_teacher_follows_its_update_rule(tmp_path):
     d = 0.9
-    cfg = small_cfg(saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="ema", ema_decay=d)
+    cfg = small_cfg(
+        saved_model(tmp_path), pi="system_prompt", loss="full_rkl", teacher_mode="ema", ema_decay=d
+    )
     tok, student, teacher, examples, prompts, opt, sched = step_setup(cfg)
     t0 = params(teacher)
     assert all(torch.equal(v, t0[k]) for k, v in student.state_dict().items())  # starts as the student
@@ -125,12 +152,19 @@ def test_alignment_check_catches_a_mismatched_template():
     train_opsd.check_alignment(tok, prompts, good)  # passes
     ids = models.TINY_IDS
     # the teacher's context rendered in "thinking mode": no empty <think>\n\n</think>\n\n block
-    bad = [g[:len(g) - 6] for g in good]
-    assert tok.decode(bad[0][-10:], skip_special=False).endswith("assistant\n") and ids["<think>"] not in bad[0]
+    bad = [g[: len(g) - 6] for g in good]
+    assert (
+        tok.decode(bad[0][-10:], skip_special=False).endswith("assistant\n") and ids["<think>"] not in bad[0]
+    )
     with pytest.raises(ValueError, match="alignment") as err:
         train_opsd.check_alignment(tok, prompts, [good[0], bad[1]])
     msg = str(err.value)
-    assert "row 1" in msg and "</think>" in msg and "student context ends" in msg and "teacher context ends" in msg
+    assert (
+        "row 1" in msg
+        and "</think>" in msg
+        and "student context ends" in msg
+        and "teacher context ends" in msg
+    )
 
 
 def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
@@ -138,7 +172,9 @@ def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
     model = models.build_tiny(seed=3)
     ex = data.load_examples("synthetic", n=6, split="eval", hard_frac=0.5)
     same = train_opsd.measure_aggregation(model, model, tok, ex, "none", m=4, max_new_tokens=8)
-    assert same["pi_values"] == 1 and all(abs(same[k]) < 1e-5 for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"))
+    assert same["pi_values"] == 1 and all(
+        abs(same[k]) < 1e-5 for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")
+    )
     other = models.build_tiny(seed=4)
     r = train_opsd.measure_aggregation(model, other, tok, ex, "answer_only", m=4, max_new_tokens=8)
     assert r["pi_values"] == 4 and r["tokens"] > 0
@@ -150,6 +186,7 @@ def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
 
 def test_pi_values_are_distinct_answers_of_the_same_kind():
     import random
+
     pool = data.load_examples("synthetic", n=40, split="eval", hard_frac=0.5)
     hard = next(e for e in pool if e.meta["hard"])
     vals = train_opsd.pi_values(hard, pool, 5, random.Random(0))
@@ -161,9 +198,32 @@ def test_pi_values_are_distinct_answers_of_the_same_kind():
 
 def test_ema_run_resumes_exactly_and_reports_mechanism3(tmp_path, monkeypatch):
     path = saved_model(tmp_path)
-    args = ["--preset", "tiny-answer", "--student", path, "--teacher-mode", "ema", "--ema-decay", "0.5",
-            "--steps", "4", "--batch-size", "4", "--micro-batch", "4", "--max-new-tokens", "8", "--eval-n", "3",
-            "--ckpt-every", "2", "--threads", "1", "--measure-n", "3"]
+    args = [
+        "--preset",
+        "tiny-answer",
+        "--student",
+        path,
+        "--teacher-mode",
+        "ema",
+        "--ema-decay",
+        "0.5",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--micro-batch",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--eval-n",
+        "3",
+        "--ckpt-every",
+        "2",
+        "--threads",
+        "1",
+        "--measure-n",
+        "3",
+    ]
     full = train_opsd.main(args + ["--out", str(tmp_path / "a")])
     assert set(full["mechanism3"]) == {"before", "after"} and full["mechanism3"]["after"]["pi_values"] == 8
     assert json.load(open(tmp_path / "a" / "summary.json"))["mechanism3"] == full["mechanism3"]

@@ -1,4 +1,5 @@
 """experiments/plot.py: the run table reports what the metrics file holds; the moving average is centred."""
+
 import json
 
 from experiments import plot

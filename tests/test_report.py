@@ -1,6 +1,7 @@
 """Tests of experiments/report.py and experiments/results.py: the runner respects dependencies,
 reuses finished runs and reports a failed one; the writer's verdicts follow their rules on runs
 whose outcome is known by construction, and its means ± std agree with Python's statistics module."""
+
 import json
 import os
 import statistics
@@ -28,8 +29,11 @@ def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(t
     script = tmp_path / "fake.py"
     script.write_text(SCRIPT)
     root = str(tmp_path / "root")
-    runs = [report.Run("x/c", [str(script), "--from", "{root}/x/a"], needs=("x/a", "x/b"), cost=9),
-            report.Run("x/a", [str(script)], cost=1), report.Run("x/b", [str(script)], needs=("x/a",), cost=5)]
+    runs = [
+        report.Run("x/c", [str(script), "--from", "{root}/x/a"], needs=("x/a", "x/b"), cost=9),
+        report.Run("x/a", [str(script)], cost=1),
+        report.Run("x/b", [str(script)], needs=("x/a",), cost=5),
+    ]
     report.execute(runs, root, jobs=2)
     order = (tmp_path / "root" / "order.txt").read_text().split()
     assert order == ["a", "b", "c"]  # c is the costliest but needs both others
@@ -48,7 +52,9 @@ def test_resume_flag_only_with_a_checkpoint(tmp_path):
     r = report.Run("opd/a", ["train_opd.py"])
     os.makedirs(tmp_path / "opd" / "a" / "ckpt")
     (tmp_path / "opd" / "a" / "stale.txt").write_text("x")
-    assert "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()  # restarted clean
+    assert (
+        "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()
+    )  # restarted clean
     os.makedirs(tmp_path / "opd" / "a" / "ckpt")
     (tmp_path / "opd" / "a" / "ckpt" / "train_state.pt").write_text("x")
     assert report.command(r, root)[-1] == "--resume"
@@ -57,12 +63,26 @@ def test_resume_flag_only_with_a_checkpoint(tmp_path):
 # -----------------------------------------------------------------------------
 # The writer, on fabricated runs whose verdicts are known by construction
 
+
 def evald(a, boxed=0.0, length=22.0, **world2):
     """An evaluation summary; the second world's keys (tiny_world.task.measures) default to a plain model."""
-    w2 = {"format/concise": boxed, "style/rewrite": 1.0, "style/operation": 0.0, "refusal/others": 0.0,
-          "acc/others": a, **world2}
-    return {"acc/pass@1": a, "acc/pass@1_ci": [a - 0.05, a + 0.05], "len/mean": length, "len/truncated_frac": 0.0,
-            "rep/ratio": 0.05, "format/boxed_only": boxed, **w2}
+    w2 = {
+        "format/concise": boxed,
+        "style/rewrite": 1.0,
+        "style/operation": 0.0,
+        "refusal/others": 0.0,
+        "acc/others": a,
+        **world2,
+    }
+    return {
+        "acc/pass@1": a,
+        "acc/pass@1_ci": [a - 0.05, a + 0.05],
+        "len/mean": length,
+        "len/truncated_frac": 0.0,
+        "rep/ratio": 0.05,
+        "format/boxed_only": boxed,
+        **w2,
+    }
 
 
 def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
@@ -73,9 +93,22 @@ def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
     with open(os.path.join(d, "metrics.jsonl"), "w") as f:
         for step in range(1, 21):
             m = 0.99 if step < 8 else mass  # a collapsing run leaves its Top-K at step 8
-            f.write(json.dumps({"step": step, "loss": loss, "len/mean": 22.0, "len/truncated_frac": trunc,
-                                "topk/student_mass": m, "topk/overlap": 0.5, "kl/full": 0.3,
-                                "rep/ratio": 0.05, "hedge/per_1k_words": 0.0}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "len/mean": 22.0,
+                        "len/truncated_frac": trunc,
+                        "topk/student_mass": m,
+                        "topk/overlap": 0.5,
+                        "kl/full": 0.3,
+                        "rep/ratio": 0.05,
+                        "hedge/per_1k_words": 0.0,
+                    }
+                )
+                + "\n"
+            )
 
 
 def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
@@ -87,26 +120,71 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
         for loss in settings.COLLAPSE_LOSSES:
             for k in scale["collapse_ks"]:
                 bad = loss == "topk_plain"
-                write_run(root, f"collapse/{loss}-k{k}-s{s}", {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
-                          mass=(0.3 if k == min(scale["collapse_ks"]) else 0.6) if bad else 0.99)
+                write_run(
+                    root,
+                    f"collapse/{loss}-k{k}-s{s}",
+                    {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
+                    mass=(0.3 if k == min(scale["collapse_ks"]) else 0.6) if bad else 0.99,
+                )
         m3 = lambda own, geo, z: {"after": {"kl/own_pi": own, "kl/geo_mean": geo, "irreducible/-logZ": z}}
-        write_run(root, f"opsd/{opsd['rule']}-s{s}", {"teacher": evald(0.2, 1.0, 10.8), "student_before": evald(0.9),
-                  "student_after": evald(0.2 + 0.01 * s, 0.95, 10.9), "mechanism3": m3(0.1, 0.1, 0.0)},
-                  config={"pi": "system_prompt"})
-        write_run(root, f"opsd/{opsd['answer']}-s{s}", {"teacher": evald(0.93), "student_before": evald(0.6),
-                  "student_after": evald(0.61), "mechanism3": m3(0.3, 0.1, 0.7)}, config={"pi": "answer_only"})
-        write_run(root, f"opsd/{opsd['full']}-s{s}", {"teacher": evald(0.2, 0.9), "student_before": evald(0.6),
-                  "student_after": evald(0.7)}, config={"pi": "full"})  # gains: "not reproduced"
-        write_run(root, f"opsd/{opsd['none']}-s{s}", {"teacher": evald(0.9), "student_before": evald(0.9),
-                  "student_after": evald(0.89)}, loss=0.0, config={"pi": "none"})
+        write_run(
+            root,
+            f"opsd/{opsd['rule']}-s{s}",
+            {
+                "teacher": evald(0.2, 1.0, 10.8),
+                "student_before": evald(0.9),
+                "student_after": evald(0.2 + 0.01 * s, 0.95, 10.9),
+                "mechanism3": m3(0.1, 0.1, 0.0),
+            },
+            config={"pi": "system_prompt"},
+        )
+        write_run(
+            root,
+            f"opsd/{opsd['answer']}-s{s}",
+            {
+                "teacher": evald(0.93),
+                "student_before": evald(0.6),
+                "student_after": evald(0.61),
+                "mechanism3": m3(0.3, 0.1, 0.7),
+            },
+            config={"pi": "answer_only"},
+        )
+        write_run(
+            root,
+            f"opsd/{opsd['full']}-s{s}",
+            {"teacher": evald(0.2, 0.9), "student_before": evald(0.6), "student_after": evald(0.7)},
+            config={"pi": "full"},
+        )  # gains: "not reproduced"
+        write_run(
+            root,
+            f"opsd/{opsd['none']}-s{s}",
+            {"teacher": evald(0.9), "student_before": evald(0.9), "student_after": evald(0.89)},
+            loss=0.0,
+            config={"pi": "none"},
+        )
         if world == 2:
-            write_run(root, f"opsd/{opsd['constitution']}-s{s}", {
-                "teacher": evald(0.5, **{"refusal/flagged": 0.97, "acc/others": 0.85}),
-                "student_before": evald(0.6, **{"refusal/flagged": 0.0, "acc/others": 0.85}),
-                "student_after": evald(0.55, **{"refusal/flagged": declined[s], "refusal/others": 0.01,
-                                                "acc/others": 0.84})}, config={"pi": "system_prompt"})
-            write_run(root, f"select/s{s}", {"step": 500 + 100 * s, "model_selection_acc": 0.45,
-                                             "snapshot_selection_acc": 0.46, "selection": {"n": 300, "seed": 101}})
+            write_run(
+                root,
+                f"opsd/{opsd['constitution']}-s{s}",
+                {
+                    "teacher": evald(0.5, **{"refusal/flagged": 0.97, "acc/others": 0.85}),
+                    "student_before": evald(0.6, **{"refusal/flagged": 0.0, "acc/others": 0.85}),
+                    "student_after": evald(
+                        0.55, **{"refusal/flagged": declined[s], "refusal/others": 0.01, "acc/others": 0.84}
+                    ),
+                },
+                config={"pi": "system_prompt"},
+            )
+            write_run(
+                root,
+                f"select/s{s}",
+                {
+                    "step": 500 + 100 * s,
+                    "model_selection_acc": 0.45,
+                    "snapshot_selection_acc": 0.46,
+                    "selection": {"n": 300, "seed": 101},
+                },
+            )
         write_run(root, f"sft/s{s}", {})
         if world == 2:
             write_run(root, f"sft-grpo/s{s}", {})
@@ -114,25 +192,67 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
         for t, kl in (("big", 0.9), ("mid", 0.8), ("grpo", 0.2)):
             d = os.path.join(root, f"fit/{t}-s{s}")
             os.makedirs(d, exist_ok=True)
-            probe = [{"who": "student alone", "f": None, "acc": 0.4},
-                     {"who": "teacher alone", "f": 0.0, "acc": 0.9, "acc_student_right": 0.95, "acc_student_wrong": 0.87},
-                     {"who": "teacher after student prefix", "f": 0.5, "acc": 0.6 + 0.1 * s,
-                      "acc_student_right": 1.0, "acc_student_wrong": 0.4}]  # lower overall, not after right prefixes
-            json.dump({"probe": probe, "fit": {"kl/full": kl + 0.01 * s, "kl/reverse_est": kl, "topk/overlap": 0.5,
-                       "topk/teacher_rank": 1.5, "tokens": 100}}, open(os.path.join(d, "probe_summary.json"), "w"))
+            probe = [
+                {"who": "student alone", "f": None, "acc": 0.4},
+                {
+                    "who": "teacher alone",
+                    "f": 0.0,
+                    "acc": 0.9,
+                    "acc_student_right": 0.95,
+                    "acc_student_wrong": 0.87,
+                },
+                {
+                    "who": "teacher after student prefix",
+                    "f": 0.5,
+                    "acc": 0.6 + 0.1 * s,
+                    "acc_student_right": 1.0,
+                    "acc_student_wrong": 0.4,
+                },
+            ]  # lower overall, not after right prefixes
+            json.dump(
+                {
+                    "probe": probe,
+                    "fit": {
+                        "kl/full": kl + 0.01 * s,
+                        "kl/reverse_est": kl,
+                        "topk/overlap": 0.5,
+                        "topk/teacher_rank": 1.5,
+                        "tokens": 100,
+                    },
+                },
+                open(os.path.join(d, "probe_summary.json"), "w"),
+            )
         for v in settings.OPD_VARIANTS:
-            write_run(root, f"opd/{v}-s{s}", {"teacher": evald({"grpo": 0.45, "mid": mid_acc}.get(v.split("-")[1], 0.9)),
-                      "student_before": evald(0.4), "student_after": evald(after[v][s])})
+            write_run(
+                root,
+                f"opd/{v}-s{s}",
+                {
+                    "teacher": evald({"grpo": 0.45, "mid": mid_acc}.get(v.split("-")[1], 0.9)),
+                    "student_before": evald(0.4),
+                    "student_after": evald(after[v][s]),
+                },
+            )
 
 
 def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     scale = dict(settings.SCALES["quick"], seeds=(0, 1))
-    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
-             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
+    after = {
+        "raw-big-plain": [0.1, 0.2],
+        "raw-big-tail": [0.5, 0.52],
+        "sft-big-tail": [0.6, 0.5],
+        "raw-grpo-tail": [0.45, 0.44],
+        "sft-grpo-tail": [0.55, 0.56],
+        "raw-mid-tail": [0.40, 0.46],
+    }
     root = str(tmp_path / "runs")
     fabricate(root, scale, after)
-    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
-                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
+    text = results.write_results(
+        root,
+        scale,
+        str(tmp_path / "R.md"),
+        str(tmp_path / "figs"),
+        {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"},
+    )
     verdicts = {}
     for line in text.splitlines():
         if line.startswith("| ") and line.rstrip().endswith("** |"):
@@ -140,7 +260,9 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
             verdicts[cells[0]] = cells[-1].strip("*")
     v = lambda start: next(val for key, val in verdicts.items() if key.startswith(start))
     assert v("Mechanism 2: plain") == "reproduced"  # mass 0.6 < 0.9 in both seeds
-    assert v("Mechanism 2: the smaller K") == "reproduced"  # 5-step mean below 0.9: K = 1 at step 8, K = 20 at 9
+    assert (
+        v("Mechanism 2: the smaller K") == "reproduced"
+    )  # 5-step mean below 0.9: K = 1 at step 8, K = 20 at 9
     assert v("Fix 1: stop-gradient") == "reproduced" and v("Fix 1 (alternative)") == "reproduced"
     assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
     assert v("OPSD with per-instance PI (the answer)") == "reproduced"
@@ -148,7 +270,9 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert v("Mechanism 3") == "reproduced" and v("Control") == "reproduced"
     assert v("Mechanism 1") == "partly" and v("Fix 2: a GRPO") == "reproduced"
     assert v("Fix 2: ... and the better") == "not reproduced"
-    assert v("Fix 2 at similar accuracy") == "partly"  # teachers 0.47 and 0.45 matched; 0.45 > 0.40 but 0.44 < 0.46
+    assert (
+        v("Fix 2 at similar accuracy") == "partly"
+    )  # teachers 0.47 and 0.45 matched; 0.45 > 0.40 but 0.44 < 0.46
     assert v("Fix 3") == "partly"  # 0.6 > 0.5 but 0.5 < 0.52
     assert v("The recipe") == "reproduced"
     # a mean ± std in the text, against the statistics module on the fabricated values
@@ -158,9 +282,14 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     # the README's headline: the same verdicts, written between its markers, the rest kept
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{results.HEADLINE[0]}\nstale\n{results.HEADLINE[1]}\n\n## next\n")
-    results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
-                         {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
-                          "wall": "0 min"}, readme=str(readme))
+    results.write_results(
+        root,
+        scale,
+        str(tmp_path / "R.md"),
+        str(tmp_path / "figs"),
+        {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"},
+        readme=str(readme),
+    )
     head = readme.read_text()
     assert head.startswith("# title\n") and head.rstrip().endswith("## next") and "stale" not in head
     rows = [line for line in head.splitlines() if line.startswith("| ") and line.endswith("** |")]
@@ -173,7 +302,7 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
 
 def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
     root = str(tmp_path)
-    write_run(root, "a", {}, mass=0.5)   # leaves its Top-K at step 8: (4 × 0.99 + 0.5) / 5 < 0.9 there
+    write_run(root, "a", {}, mass=0.5)  # leaves its Top-K at step 8: (4 × 0.99 + 0.5) / 5 < 0.9 there
     write_run(root, "b", {}, mass=0.95)  # never below 0.9
     assert claims.onset(root, "a") == 8
     assert claims.onset(root, "b") is None
@@ -182,12 +311,23 @@ def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
 
 def test_fix2_control_is_not_judged_when_its_accuracy_is_not_matched(tmp_path):
     scale = dict(settings.SCALES["quick"], seeds=(0, 1))
-    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
-             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.10, 0.12]}
+    after = {
+        "raw-big-plain": [0.1, 0.2],
+        "raw-big-tail": [0.5, 0.52],
+        "sft-big-tail": [0.6, 0.5],
+        "raw-grpo-tail": [0.45, 0.44],
+        "sft-grpo-tail": [0.55, 0.56],
+        "raw-mid-tail": [0.10, 0.12],
+    }
     root = str(tmp_path / "runs")
     fabricate(root, scale, after, mid_acc=0.06)  # GRPO wins every seed, but against a far weaker teacher
-    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
-                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"})
+    text = results.write_results(
+        root,
+        scale,
+        str(tmp_path / "R.md"),
+        str(tmp_path / "figs"),
+        {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"},
+    )
     row = next(line for line in text.splitlines() if line.startswith("| Fix 2 at similar accuracy"))
     assert row.endswith("| **not tested** |")
     assert ", 1 not tested**" in text and "0.390 below the GRPO teacher's" in text
@@ -200,26 +340,47 @@ def test_world2_plan_and_verdicts(tmp_path):
     scale = dict(settings.SCALES["quick"], seeds=(0, 1))
     runs = {r.name: r for r in report.plan(scale, world=2)}
     assert runs["select/s1"].needs == ("far", "grpo/s1") and "--match" in runs["select/s1"].argv
-    assert runs["opd/raw-mid-tail-s1"].needs == ("select/s1",) and "{root}/select/s1/teacher" in runs["opd/raw-mid-tail-s1"].argv
-    assert all(r.argv[1:3] == ["--preset", "tiny2"] for n, r in runs.items() if n.startswith(("opd/", "collapse/", "grpo/")))
+    assert (
+        runs["opd/raw-mid-tail-s1"].needs == ("select/s1",)
+        and "{root}/select/s1/teacher" in runs["opd/raw-mid-tail-s1"].argv
+    )
+    assert all(
+        r.argv[1:3] == ["--preset", "tiny2"]
+        for n, r in runs.items()
+        if n.startswith(("opd/", "collapse/", "grpo/"))
+    )
     assert runs["fit/big-s0"].argv[2:5] == ["tiny2/student", "--probe-teacher", "tiny2/teacher"]
     # the recipe's student learns from its own (GRPO) teacher's traces; Fix 3's from the big teacher's
     recipe, fix3 = runs["opd/sft-grpo-tail-s1"], runs["opd/sft-big-tail-s1"]
     assert recipe.needs == ("sft-grpo/s1", "grpo/s1") and "{root}/sft-grpo/s1/final" in recipe.argv
     assert fix3.needs == ("sft/s1",) and "{root}/sft/s1/final" in fix3.argv
     teacher_of = lambda r: r.argv[r.argv.index("--teacher") + 1]
-    assert teacher_of(runs["sft-grpo/s1"]) == "{root}/grpo/s1/ckpt" and runs["sft-grpo/s1"].needs == ("grpo/s1",)
+    assert teacher_of(runs["sft-grpo/s1"]) == "{root}/grpo/s1/ckpt" and runs["sft-grpo/s1"].needs == (
+        "grpo/s1",
+    )
     assert teacher_of(runs["sft/s1"]) == "tiny2/teacher"
     assert not any(n.startswith("sft-grpo/") for n in (r.name for r in report.plan(scale, world=1)))
-    assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in settings.WORLDS[2]["opsd"].values()
-                                                          for s in (0, 1)}
-    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.5],
-             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
+    assert {n for n in runs if n.startswith("opsd/")} == {
+        f"opsd/{p}-s{s}" for p in settings.WORLDS[2]["opsd"].values() for s in (0, 1)
+    }
+    after = {
+        "raw-big-plain": [0.1, 0.2],
+        "raw-big-tail": [0.5, 0.52],
+        "sft-big-tail": [0.6, 0.5],
+        "raw-grpo-tail": [0.45, 0.44],
+        "sft-grpo-tail": [0.55, 0.56],
+        "raw-mid-tail": [0.40, 0.46],
+    }
     root = str(tmp_path / "runs")
     fabricate(root, scale, after, world=2, declined=(0.9, 0.7))  # seed 1 declines too few
-    text = results.write_results(root, scale, str(tmp_path / "R.md"), str(tmp_path / "figs"),
-                                {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1,
-                                 "wall": "0 min"}, world=2)
+    text = results.write_results(
+        root,
+        scale,
+        str(tmp_path / "R.md"),
+        str(tmp_path / "figs"),
+        {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"},
+        world=2,
+    )
     row = lambda start: next(l for l in text.splitlines() if l.startswith("| " + start))
     assert row("OPSD internalises a constitution").endswith("| **partly** |")
     assert "flagged declined 0.00 ± 0.00 → 0.80 ± 0.14" in row("OPSD internalises a constitution")
@@ -233,28 +394,59 @@ def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path
     """RESULTS.md (world 2) carries RESULTS_tiny1.md's verdict of every claim as a last column, and
     names the claims only the first world reproduces, in the text and in the README's headline."""
     scale = dict(settings.SCALES["quick"], seeds=(0, 1))
-    after = {"raw-big-plain": [0.1, 0.2], "raw-big-tail": [0.5, 0.52], "sft-big-tail": [0.6, 0.6],
-             "raw-grpo-tail": [0.45, 0.44], "sft-grpo-tail": [0.55, 0.56], "raw-mid-tail": [0.40, 0.46]}
-    meta = {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"}
+    after = {
+        "raw-big-plain": [0.1, 0.2],
+        "raw-big-tail": [0.5, 0.52],
+        "sft-big-tail": [0.6, 0.6],
+        "raw-grpo-tail": [0.45, 0.44],
+        "sft-grpo-tail": [0.55, 0.56],
+        "raw-mid-tail": [0.40, 0.46],
+    }
+    meta = {
+        "command": "test",
+        "run_command": "test",
+        "runs": 0,
+        "hardware": "none",
+        "jobs": 1,
+        "wall": "0 min",
+    }
     fabricate(str(tmp_path / "r1"), scale, after)  # Fix 3: 0.6 > 0.5 and 0.6 > 0.52, reproduced
-    one = results.write_results(str(tmp_path / "r1"), scale, str(tmp_path / "RESULTS_tiny1.md"), str(tmp_path / "f1"), meta)
+    one = results.write_results(
+        str(tmp_path / "r1"), scale, str(tmp_path / "RESULTS_tiny1.md"), str(tmp_path / "f1"), meta
+    )
     assert results.verdicts_in(str(tmp_path / "nothing.md")) == {}
     v1 = results.verdicts_in(str(tmp_path / "RESULTS_tiny1.md"))
     assert v1[next(c for c in v1 if c.startswith("Fix 3"))] == "reproduced" and len(v1) == one.count("** |")
-    fabricate(str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2)  # partly here
+    fabricate(
+        str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2
+    )  # partly here
     readme = tmp_path / "README.md"
     readme.write_text(f"{results.HEADLINE[0]}\n{results.HEADLINE[1]}\n")
-    text = results.write_results(str(tmp_path / "r2"), scale, str(tmp_path / "RESULTS.md"), str(tmp_path / "f2"), meta,
-                                readme=str(readme), world=2)
+    text = results.write_results(
+        str(tmp_path / "r2"),
+        scale,
+        str(tmp_path / "RESULTS.md"),
+        str(tmp_path / "f2"),
+        meta,
+        readme=str(readme),
+        world=2,
+    )
     header = next(l for l in text.splitlines() if l.startswith("| claim |"))
     assert header.endswith("| the tiny world ([RESULTS_tiny1.md](RESULTS_tiny1.md)) |")
     fix3 = next(l for l in text.splitlines() if l.startswith("| Fix 3"))
     assert fix3.endswith("| **partly** | reproduced |")
     constitution = next(l for l in text.splitlines() if l.startswith("| OPSD internalises a constitution"))
     assert constitution.endswith("| – |")  # a claim the first world does not have
-    gained = [c for c in v1 if v1[c] == "reproduced" and f"| {c} |" in text
-              and not next(l for l in text.splitlines() if l.startswith(f"| {c} |")).count("| **reproduced** |")]
-    assert gained and f"{len(gained)} claim(s) that this world does not reproduce are reproduced there" in text
+    gained = [
+        c
+        for c in v1
+        if v1[c] == "reproduced"
+        and f"| {c} |" in text
+        and not next(l for l in text.splitlines() if l.startswith(f"| {c} |")).count("| **reproduced** |")
+    ]
+    assert (
+        gained and f"{len(gained)} claim(s) that this world does not reproduce are reproduced there" in text
+    )
     assert all(c in text.split("are reproduced there: ")[1].split("\n")[0] for c in gained)
     assert f"{len(gained)} of the others are reproduced in the tiny world" in readme.read_text()
 
@@ -262,7 +454,16 @@ def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path
 def test_only_keeps_the_named_runs_and_what_they_need():
     runs = report.plan(settings.SCALES["full"], world=2)
     names = [r.name for r in report.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
-    assert sorted(names) == sorted(["far", "grpo/s1", "select/s1", "opd/raw-mid-tail-s1",
-                                    "opsd/tiny2-none-s0", "opsd/tiny2-none-s1", "opsd/tiny2-none-s2"])
+    assert sorted(names) == sorted(
+        [
+            "far",
+            "grpo/s1",
+            "select/s1",
+            "opd/raw-mid-tail-s1",
+            "opsd/tiny2-none-s0",
+            "opsd/tiny2-none-s1",
+            "opsd/tiny2-none-s2",
+        ]
+    )
     with pytest.raises(errors.UserError, match="no run of the plan"):
         report.only(runs, ["nothing/"])

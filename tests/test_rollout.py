@@ -26,29 +26,55 @@ import rollout
 
 V = 101  # vocabulary of the test models
 ARCHS = ["llama", "qwen2", "qwen3"]
-PROMPTS = [[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [42],
-           [17, 99, 23, 54, 8, 61, 2, 7]]
+PROMPTS = [
+    [5, 6, 7, 8, 9],
+    [1, 2],
+    [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+    [42],
+    [17, 99, 23, 54, 8, 61, 2, 7],
+]
 PAD = 0
 MAX_NEW = 12
 
 
 def random_model(arch, seed=0):
     """A tiny random model whose biases and norm weights are not at their defaults."""
-    common = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, max_position_embeddings=256, bos_token_id=None, eos_token_id=None,
-                  pad_token_id=None)
+    common = dict(
+        vocab_size=V,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     if arch == "llama":
-        rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
-        config = transformers.LlamaConfig(**common, num_key_value_heads=2, head_dim=16, mlp_bias=True,
-                                          tie_word_embeddings=False, rope_parameters=rope)
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": 10000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        }
+        config = transformers.LlamaConfig(
+            **common,
+            num_key_value_heads=2,
+            head_dim=16,
+            mlp_bias=True,
+            tie_word_embeddings=False,
+            rope_parameters=rope,
+        )
         cls = transformers.LlamaForCausalLM
     elif arch == "qwen2":
         config = transformers.Qwen2Config(**common, num_key_value_heads=4, tie_word_embeddings=True)
         cls = transformers.Qwen2ForCausalLM
     else:
-        config = transformers.Qwen3Config(**common, num_key_value_heads=2, head_dim=24,
-                                          tie_word_embeddings=False)
+        config = transformers.Qwen3Config(
+            **common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False
+        )
         cls = transformers.Qwen3ForCausalLM
     torch.manual_seed(seed)
     model = cls(config).eval()
@@ -71,9 +97,15 @@ def model(request):
 def hf_greedy(model, prompt, eos, max_new=MAX_NEW):
     """transformers' greedy continuation of one prompt alone (no padding)."""
     ids = torch.tensor([prompt])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new,
-                         eos_token_id=eos, pad_token_id=PAD)
-    return out[0, len(prompt):].tolist()
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=max_new,
+        eos_token_id=eos,
+        pad_token_id=PAD,
+    )
+    return out[0, len(prompt) :].tolist()
 
 
 def pick_eos(model, prompts=PROMPTS):
@@ -83,8 +115,9 @@ def pick_eos(model, prompts=PROMPTS):
     for tok in free[0][2:]:
         if any(tok not in f for f in free[1:]):
             return tok, free
-    raise AssertionError("no EOS candidate gives both finished and truncated rows; "
-                         "change the prompts or seed")
+    raise AssertionError(
+        "no EOS candidate gives both finished and truncated rows; change the prompts or seed"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,8 +154,9 @@ def test_early_exit_when_every_row_is_done(model):
 def test_left_padding_invariance(model):
     batch = rollout.generate(model, PROMPTS, MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD)
     for b, prompt in enumerate(PROMPTS):
-        alone = rollout.generate(model, [prompt], MAX_NEW, temperature=0, eos_token_ids=[V + 7],
-                                 pad_token_id=PAD)
+        alone = rollout.generate(
+            model, [prompt], MAX_NEW, temperature=0, eos_token_ids=[V + 7], pad_token_id=PAD
+        )
         assert alone.response[0].tolist() == batch.response[b].tolist()
         torch.testing.assert_close(alone.logp[0], batch.logp[b], rtol=0, atol=1e-4)
 
@@ -155,8 +189,14 @@ def test_repeated_prompts_are_prefilled_once_and_each_row_is_its_prompts(model, 
     greedy = rollout.generate(model, rows, MAX_NEW, temperature=0, eos_token_ids=[eos], pad_token_id=PAD)
     for b, prompt in enumerate(rows):
         assert greedy.responses()[b] == hf_greedy(model, prompt, eos=[eos]), f"row {b}"
-    sampled = rollout.generate(model, rows, MAX_NEW, eos_token_ids=[eos], pad_token_id=PAD,
-                               generator=torch.Generator().manual_seed(4))
+    sampled = rollout.generate(
+        model,
+        rows,
+        MAX_NEW,
+        eos_token_ids=[eos],
+        pad_token_id=PAD,
+        generator=torch.Generator().manual_seed(4),
+    )
     assert len({tuple(r) for r in sampled.responses()}) > len(prompts)  # copies of a prompt drew apart
     logp, _ = rollout.score(model, rows, sampled.responses(), return_logits=False)
     torch.testing.assert_close(logp, sampled.logp, rtol=0, atol=1e-4)
@@ -171,20 +211,30 @@ def test_dropping_finished_rows_changes_no_row(model, monkeypatch, check_every):
     prompts = [[(7 * i + 3 * j) % 90 + 1 for j in range(1 + i % 6)] for i in range(16)]
     assert decoder.shared_prefix(prompts) == 0  # every forward below is the whole batch or its decoded rows
     kw = dict(pad_token_id=PAD)
-    free = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=[V + 7],
-                            generator=torch.Generator().manual_seed(4), **kw)
+    free = rollout.generate(
+        model, prompts, MAX_NEW, eos_token_ids=[V + 7], generator=torch.Generator().manual_seed(4), **kw
+    )
     # the 8 most frequent ids as EOS: rows end at many steps
     eos = torch.bincount(free.response.flatten(), minlength=V).topk(8).indices.tolist()
     batch_sizes, forward = [], decoder.forward
+
     def counting(W, ids, *args, **kwargs):
         batch_sizes.append(ids.shape[0])
         return forward(W, ids, *args, **kwargs)
+
     monkeypatch.setattr(decoder, "forward", counting)
     runs = {}
     for compact in (True, False):
         batch_sizes.clear()
-        runs[compact] = rollout.generate(model, prompts, MAX_NEW, eos_token_ids=eos, compact=compact,
-                                         generator=torch.Generator().manual_seed(5), **kw)
+        runs[compact] = rollout.generate(
+            model,
+            prompts,
+            MAX_NEW,
+            eos_token_ids=eos,
+            compact=compact,
+            generator=torch.Generator().manual_seed(5),
+            **kw,
+        )
         runs[compact].batch_sizes = list(batch_sizes)
     on, off = runs[True], runs[False]
     assert min(on.batch_sizes) < 16 and set(off.batch_sizes) == {16}  # rows dropped, and only with compact
@@ -210,8 +260,17 @@ def hf_logits_per_row(model, ro):
 def test_logp_matches_transformers_forward(model):
     temperature, top_k, top_p = 0.8, 20, 0.9
     gen = torch.Generator().manual_seed(1)
-    ro = rollout.generate(model, PROMPTS, MAX_NEW, temperature=temperature, top_k=top_k, top_p=top_p,
-                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen)
+    ro = rollout.generate(
+        model,
+        PROMPTS,
+        MAX_NEW,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_token_ids=[V + 7],
+        pad_token_id=PAD,
+        generator=gen,
+    )
     assert ro.logp.dtype == torch.float32 and ro.logp_sampling.dtype == torch.float32
     for b, logits in enumerate(hf_logits_per_row(model, ro)):
         n = logits.shape[0]
@@ -238,8 +297,9 @@ def test_sampling_in_bf16_from_float32_weights_is_sampling_the_bf16_model(model)
         bf16 = copy.deepcopy(model)
         for p in bf16.parameters():  # the weights in bf16 (the rotary frequencies stay float32, as loaded)
             p.data = p.data.to(torch.bfloat16)
-        ro = rollout.generate(model, PROMPTS, MAX_NEW, dtype=torch.bfloat16,
-                              generator=torch.Generator().manual_seed(3), **kw)
+        ro = rollout.generate(
+            model, PROMPTS, MAX_NEW, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(3), **kw
+        )
         ref = rollout.generate(bf16, PROMPTS, MAX_NEW, generator=torch.Generator().manual_seed(3), **kw)
         assert torch.equal(ro.response, ref.response) and torch.equal(ro.logp, ref.logp)
         assert torch.equal(ro.logp_sampling, ref.logp_sampling)
@@ -293,13 +353,15 @@ def warped_probs(logits, temperature, top_k, top_p):
     return x.softmax(-1)[0]
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p",
-                         [(1.0, 0, 1.0), (0.7, 6, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.85)])
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 6, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.85)]
+)
 def test_sample_frequencies(temperature, top_k, top_p):
     logits = torch.tensor([2.0, 1.5, 1.1, 0.9, 0.3, 0.0, -0.4, -1.0, -1.7, -3.0])
     n = 40_000
-    tokens, logp_s = rollout.sample(logits.expand(n, -1).contiguous(), temperature, top_k, top_p,
-                                    torch.Generator().manual_seed(7))
+    tokens, logp_s = rollout.sample(
+        logits.expand(n, -1).contiguous(), temperature, top_k, top_p, torch.Generator().manual_seed(7)
+    )
     probs = warped_probs(logits, temperature, top_k, top_p)
     counts = torch.bincount(tokens, minlength=len(logits))
     assert chi_square_pvalue(counts, probs) > 1e-4
@@ -311,6 +373,7 @@ def test_draw_is_the_exact_inverse_cdf_at_the_qwen_vocabulary():
     # draw must be the id that inverts the exact CDF (numpy, float64) at the same uniform: a
     # CDF kept in float32 (resolution ~6e-8 near 1) misplaces a few percent of the tail draws.
     import numpy as np
+
     V, n = 151_936, 256
     logits = torch.zeros(n, V)
     logits[:, 0] = math.log(V - 1)
@@ -332,8 +395,16 @@ def test_first_token_frequencies_of_generate():
     temperature, top_p = 1.2, 0.9
     n = 3000
     gen = torch.Generator().manual_seed(11)
-    ro = rollout.generate(model, [PROMPTS[0]] * n, 1, temperature=temperature, top_p=top_p,
-                          eos_token_ids=[V + 7], pad_token_id=PAD, generator=gen)
+    ro = rollout.generate(
+        model,
+        [PROMPTS[0]] * n,
+        1,
+        temperature=temperature,
+        top_p=top_p,
+        eos_token_ids=[V + 7],
+        pad_token_id=PAD,
+        generator=gen,
+    )
     probs = warped_probs(logits, temperature, 0, top_p)
     assert (probs > 0).sum() > 20  # the test has many categories to get wrong
     counts = torch.bincount(ro.response[:, 0], minlength=V)
@@ -381,18 +452,26 @@ def test_score_equals_each_pair_alone(model, impl):
 
 SHARED = [7, 8, 9, 10, 11]  # a prefix every context starts with (a chat template's opening, a shared rule)
 PREFIX_CASES = {
-    "shared prefix, tails of several lengths": ([SHARED + [3, 4], SHARED + [9, 8, 7, 6, 5], SHARED + [50]],
-                                                [[10, 11, 12], [20], [30, 31, 32, 33, 34]]),
-    "a context that is the prefix plus one token": ([SHARED + [1], SHARED + [1, 2, 3], SHARED + [1, 2]],
-                                                   [[40, 41], [42, 43, 44], []]),
+    "shared prefix, tails of several lengths": (
+        [SHARED + [3, 4], SHARED + [9, 8, 7, 6, 5], SHARED + [50]],
+        [[10, 11, 12], [20], [30, 31, 32, 33, 34]],
+    ),
+    "a context that is the prefix plus one token": (
+        [SHARED + [1], SHARED + [1, 2, 3], SHARED + [1, 2]],
+        [[40, 41], [42, 43, 44], []],
+    ),
     "identical contexts": ([SHARED + [6]] * 3, [[60], [61, 62], [63, 64, 65]]),
     "contexts that are the prefix alone": ([SHARED, SHARED + [12, 13]], [[70, 71], [72]]),
     "no response at all": ([SHARED + [2], SHARED + [3, 4]], [[], []]),
     # contexts that repeat (GRPO's G samples of a prompt): their middles run once per distinct context
-    "repeated contexts after the prefix": ([SHARED + [3, 4, 5]] * 3 + [SHARED + [9, 8]] * 2 + [SHARED + [1]],
-                                           [[10, 11], [12], [13, 14, 15], [], [16, 17], [18, 19]]),
-    "repeated contexts, no shared prefix": ([[3, 4, 5]] * 2 + [[9, 8, 7, 6]] * 2 + [[4]],
-                                            [[20, 21, 22], [23], [24, 25], [26], [27, 28]]),
+    "repeated contexts after the prefix": (
+        [SHARED + [3, 4, 5]] * 3 + [SHARED + [9, 8]] * 2 + [SHARED + [1]],
+        [[10, 11], [12], [13, 14, 15], [], [16, 17], [18, 19]],
+    ),
+    "repeated contexts, no shared prefix": (
+        [[3, 4, 5]] * 2 + [[9, 8, 7, 6]] * 2 + [[4]],
+        [[20, 21, 22], [23], [24, 25], [26], [27, 28]],
+    ),
 }
 
 
@@ -423,8 +502,11 @@ def test_shared_prefix_length():
     assert decoder.shared_prefix([[1], [1, 2]]) == 0
 
 
-GRADIENT_CASES = ["shared prefix, tails of several lengths", "repeated contexts after the prefix",
-                  "repeated contexts, no shared prefix"]
+GRADIENT_CASES = [
+    "shared prefix, tails of several lengths",
+    "repeated contexts after the prefix",
+    "repeated contexts, no shared prefix",
+]
 
 
 @pytest.mark.parametrize("case", GRADIENT_CASES)
@@ -447,8 +529,14 @@ def test_score_gradients_with_a_shared_prefix_equal_the_transformers_forward(mod
 
 def test_score_carries_gradients_and_matches_rollout_logp():
     model = random_model("qwen2")
-    ro = rollout.generate(model, PROMPTS, MAX_NEW, eos_token_ids=[V + 7], pad_token_id=PAD,
-                          generator=torch.Generator().manual_seed(2))
+    ro = rollout.generate(
+        model,
+        PROMPTS,
+        MAX_NEW,
+        eos_token_ids=[V + 7],
+        pad_token_id=PAD,
+        generator=torch.Generator().manual_seed(2),
+    )
     logp, mask = rollout.score(model, PROMPTS, ro.responses(), return_logits=False)
     torch.testing.assert_close(logp, ro.logp, rtol=0, atol=1e-4)  # the sampler's numbers are the trainer's
     (logp * mask).sum().backward()
@@ -574,8 +662,9 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     mask = (prompt_mask[:, None, None, :] & causal) | eye
     caches = []
     for _ in range(2):
-        cache = decoder.KVCache(len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32,
-                                "cpu")
+        cache = decoder.KVCache(
+            len(layers), B, model.config.num_key_value_heads, S_max, D, torch.float32, "cpu"
+        )
         with torch.no_grad():
             decoder.forward(W, prompt_ids, cos_t[positions], sin_t[positions], cache, 0, P, mask)
         caches.append(cache)
@@ -585,14 +674,17 @@ def test_static_shape_decode_step_equals_the_sliced_one(model):
     bias[:, 0, :P].masked_fill_(prompt_mask, 0.0)
     bias[:, :, P] = 0.0
     with torch.no_grad():
-        sliced = decoder.forward(W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[0], P, P + 1,
-                                  bias[:, :, : P + 1])
-        static = decoder.forward(W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[1],
-                                  torch.tensor([P]), S_max, bias)
+        sliced = decoder.forward(
+            W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[0], P, P + 1, bias[:, :, : P + 1]
+        )
+        static = decoder.forward(
+            W, tok, cos_t[pos][:, None], sin_t[pos][:, None], caches[1], torch.tensor([P]), S_max, bias
+        )
     torch.testing.assert_close(static, sliced, rtol=0, atol=1e-5)
     torch.testing.assert_close(caches[1].kt[..., : P + 1], caches[0].kt[..., : P + 1], rtol=0, atol=1e-5)
-    torch.testing.assert_close(caches[1].v[:, :, :, : P + 1], caches[0].v[:, :, :, : P + 1], rtol=0,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        caches[1].v[:, :, :, : P + 1], caches[0].v[:, :, :, : P + 1], rtol=0, atol=1e-5
+    )
 
 
 class _Uncaptured(rollout._CudaGraphDecode):

@@ -41,8 +41,15 @@ IM_START, IM_END, THINK, END_THINK = 257, 258, 259, 260
 
 
 def tiny_model(seed=0):
-    return models.build_tiny(seed, num_hidden_layers=1, hidden_size=32, intermediate_size=64,
-                             num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    return models.build_tiny(
+        seed,
+        num_hidden_layers=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+    )
 
 
 MIX = dict(hint_frac=0.3, rule_frac=0.3, hard_hint_frac=0.75, repeat_1op=0)
@@ -79,8 +86,7 @@ def test_an_item_is_the_chatml_prompt_then_the_response_and_end_of_turn():
     ex = data.load_examples("synthetic", n=1, split="train", seed=2)[0]
     item = train_sft.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
     # independent construction: the ChatML text of Qwen3's non-thinking template, by hand
-    prompt_text = (f"<|im_start|>user\n{ex.problem}<|im_end|>\n"
-                   "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    prompt_text = f"<|im_start|>user\n{ex.problem}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     want = tok.enc.encode(prompt_text + ex.solution + "<|im_end|>", allowed_special="all")
     P = len(tok.enc.encode(prompt_text, allowed_special="all"))
     assert item.prompt + item.response == want and len(item.prompt) == P
@@ -118,7 +124,7 @@ def test_gradient_ignores_the_prompt_targets():
     seq = torch.tensor([it.prompt + it.response])
     logp = model(input_ids=seq).logits[0, :-1].float().log_softmax(-1)  # (L-1, V): position t predicts t+1
     P = len(it.prompt)
-    by_hand = -logp[P - 1:].gather(-1, seq[0, P:, None]).sum()
+    by_hand = -logp[P - 1 :].gather(-1, seq[0, P:, None]).sum()
     every_token = -logp.gather(-1, seq[0, 1:, None]).sum()
     assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5) and loss.item() < every_token.item() - 1.0
     g_hand = torch.autograd.grad(by_hand, model.model.embed_tokens.weight)[0]
@@ -138,9 +144,14 @@ def test_tiny_world_mix_draws_each_context_at_its_fraction():
     n_hard = sum(k.startswith("hard") for k in kinds)
     assert abs(kinds.count("hard-hint") / n_hard - 0.75) < 0.05
     ordinary = len(items) - n_hard
-    assert abs(kinds.count("rule") / ordinary - 0.25) < 0.03 and abs(kinds.count("hint") / ordinary - 0.15) < 0.03
+    assert (
+        abs(kinds.count("rule") / ordinary - 0.25) < 0.03
+        and abs(kinds.count("hint") / ordinary - 0.15) < 0.03
+    )
     rule = next(it for it in items if it.kind == "rule")
-    assert tok.decode(rule.prompt, skip_special=False).startswith("<|im_start|>system\n" + data.SYSTEM_RULE_SYNTHETIC)
+    assert tok.decode(rule.prompt, skip_special=False).startswith(
+        "<|im_start|>system\n" + data.SYSTEM_RULE_SYNTHETIC
+    )
     assert mix.world1_items(tok, problems, shares) == items  # a fixed draw
     plain = train_sft.reference_items(tok, problems[:50])
     assert {it.kind for it in plain} == {"plain"}  # the reference source: the student's context only
@@ -169,7 +180,9 @@ def test_trace_filter_keeps_good_traces_and_rejects_bad_ones():
 def test_trace_filter_threshold_keeps_every_reference_solution():
     tok = models.tiny_tokenizer()
     for ex in data.load_examples("synthetic", n=2000, split="train", seed=9, hard_frac=0.1):
-        assert train_sft.keep_trace(tok.encode(ex.solution), ex.solution, ex.answer, True, 0.4)[0], ex.solution
+        assert train_sft.keep_trace(tok.encode(ex.solution), ex.solution, ex.answer, True, 0.4)[0], (
+            ex.solution
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,8 +191,16 @@ def test_trace_filter_threshold_keeps_every_reference_solution():
 
 
 def random_text(rng, n):
-    ranges = [(0x20, 0x7E), (0x0, 0x1F), (0xA0, 0x24F), (0x370, 0x3FF), (0x4E00, 0x4FFF),
-              (0x1F300, 0x1F64F), (0x10000, 0x10FFF), (0xE000, 0xF8FF)]
+    ranges = [
+        (0x20, 0x7E),
+        (0x0, 0x1F),
+        (0xA0, 0x24F),
+        (0x370, 0x3FF),
+        (0x4E00, 0x4FFF),
+        (0x1F300, 0x1F64F),
+        (0x10000, 0x10FFF),
+        (0xE000, 0xF8FF),
+    ]
     out = []
     for _ in range(n):
         lo, hi = rng.choice(ranges)
@@ -190,7 +211,7 @@ def random_text(rng, n):
 def test_tiny_tokenizer_round_trips_arbitrary_utf8():
     tok, rng = models.tiny_tokenizer(), random.Random(0)
     texts = [random_text(rng, rng.randint(0, 60)) for _ in range(300)]
-    texts += ["<|im_end|> is text here", "\\boxed{-12}\n", "e\u0301 \U0001F600 \u00e9 \ufeff", ""]
+    texts += ["<|im_end|> is text here", "\\boxed{-12}\n", "e\u0301 \U0001f600 \u00e9 \ufeff", ""]
     for text in texts:
         ids = tok.encode(text)
         assert ids == list(text.encode("utf-8"))  # one id per byte, no special ids from text
@@ -224,8 +245,12 @@ def test_tiny_chat_prompt_matches_a_qwen3_style_template_rendered_by_transformer
     hf = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, chat_template=QWEN3_STYLE_TEMPLATE)
     tok = models.tiny_tokenizer()
     user = data.student_prompt("What is 3+4*2-5?")
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    rendered = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}
+    ]
+    rendered = hf.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     ids = tok.chat_prompt(user, system=system)
     assert tok.decode(ids, skip_special=False) == rendered
     # and the markers are single special ids, exactly where the template puts them
@@ -241,11 +266,32 @@ def test_tiny_chat_prompt_matches_a_qwen3_style_template_rendered_by_transformer
 
 def small_run(out, **extra):
     """A few SFT steps of a small scratch model on the tiny world's mix (tiny_world.build.train_model)."""
-    shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
-                 num_key_value_heads=1, head_dim=32)
-    cfg = dict(mix.MODELS["student"], shape=shape, n_train=60, hint_frac=0.3, rule_frac=0.2, steps=7,
-               batch_size=8, micro_batch=3, lr=1e-2, ckpt_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
-               eval_max_new_tokens=6, threads=1, out=str(out))
+    shape = dict(
+        num_hidden_layers=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=32,
+    )
+    cfg = dict(
+        mix.MODELS["student"],
+        shape=shape,
+        n_train=60,
+        hint_frac=0.3,
+        rule_frac=0.2,
+        steps=7,
+        batch_size=8,
+        micro_batch=3,
+        lr=1e-2,
+        ckpt_every=2,
+        save_dtype="float32",
+        eval_n=4,
+        eval_hard_n=2,
+        eval_max_new_tokens=6,
+        threads=1,
+        out=str(out),
+    )
     cfg.update(extra)
     return cfg
 
@@ -264,7 +310,9 @@ def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
         assert torch.equal(w, v), name
     # the weights moved (equality is not trivial), and the metrics are one line per step
     init = models.build_tiny(0, **small_run(tmp_path)["shape"])
-    assert not torch.equal(init.state_dict()["model.embed_tokens.weight"], wa.state_dict()["model.embed_tokens.weight"])
+    assert not torch.equal(
+        init.state_dict()["model.embed_tokens.weight"], wa.state_dict()["model.embed_tokens.weight"]
+    )
     lines = [json.loads(x) for x in open(tmp_path / "cut" / "metrics.jsonl")]
     straight = [json.loads(x) for x in open(tmp_path / "straight" / "metrics.jsonl")]
     assert [r["step"] for r in lines] == list(range(1, 8))
@@ -289,8 +337,22 @@ def test_sft_student_on_teacher_traces_end_to_end(tmp_path):
     the filter keeps, the student trains on exactly the cached traces, and the before/after
     evaluation is in the summary."""
     tiny = pathlib.Path(__file__).resolve().parents[1] / "tiny"
-    args = ["--preset", "sft-student", "--student", str(tiny / "student"), "--teacher", str(tiny / "teacher"),
-            "--n-train", "12", "--eval-n", "4", "--threads", "1", "--out", str(tmp_path / "run")]
+    args = [
+        "--preset",
+        "sft-student",
+        "--student",
+        str(tiny / "student"),
+        "--teacher",
+        str(tiny / "teacher"),
+        "--n-train",
+        "12",
+        "--eval-n",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     summary = train_sft.main(args)
     traces = [json.loads(x) for x in open(tmp_path / "run" / "traces.jsonl")]
     assert summary["data"]["items"] == len(traces) > 0
@@ -324,14 +386,22 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
 def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
     tok = models.tiny_tokenizer()
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"prompt": "1+1?", "response": "\\boxed{2}"}) + "\n\n"
-                    + json.dumps({"prompt": "2+2?", "response": "4", "system": "be brief"}) + "\n")
+    good.write_text(
+        json.dumps({"prompt": "1+1?", "response": "\\boxed{2}"})
+        + "\n\n"
+        + json.dumps({"prompt": "2+2?", "response": "4", "system": "be brief"})
+        + "\n"
+    )
     items = train_sft.jsonl_items(str(good), tok)
     assert [it.response[-1] for it in items] == [IM_END, IM_END]
     assert items[1].prompt == tok.chat_prompt("2+2?", system="be brief")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n"
-                   + json.dumps({"prompt": "2+2?", "answer": "4"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "1+1?", "response": "2"})
+        + "\n"
+        + json.dumps({"prompt": "2+2?", "answer": "4"})
+        + "\n"
+    )
     with pytest.raises(data_files.DataError, match=r"bad.jsonl:2: field 'response'"):
         train_sft.jsonl_items(str(bad), tok)
     broken = tmp_path / "broken.jsonl"

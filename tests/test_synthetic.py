@@ -67,8 +67,10 @@ def test_the_rules_and_the_decline_judge():
     # unprompted: the rules' behaviour without them (a concise answer, a decline of the flagged class only)
     assert task.target(flagged, expr, "rewrite", unprompted=True) == task.REFUSAL
     assert task.target(plain, expr, "operation", unprompted=True) == task.solution(expr, "operation", True)[0]
-    assert task.target(plain, expr, "operation", task.CONSTITUTION, True) == \
-        task.solution(expr, "operation", True)[0]
+    assert (
+        task.target(plain, expr, "operation", task.CONSTITUTION, True)
+        == task.solution(expr, "operation", True)[0]
+    )
     assert task.is_refusal(task.REFUSAL + "<|im_end|>") and task.is_refusal(" " + task.REFUSAL + "\n")
     assert not task.is_refusal(task.REFUSAL + " But it is 11.")
     assert not task.is_refusal(task.solution(expr, "rewrite")[0])

@@ -4,6 +4,7 @@ teacher's snapshots and the choice among them, and OPSD's shared rules.
 
 Command: `pytest -q tests/test_tiny_world2.py` (CPU, about half a minute).
 """
+
 import json
 import re
 
@@ -42,8 +43,9 @@ def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
             assert e.problem == f"What is {e.meta['expr']}?"
     # without flags the problems (and so the first world's data) are those drawn before flags existed
     unflagged = data.load_examples("synthetic", n=300, split="train", seed=4, flagged_frac=0.0)
-    assert [e.problem for e in data.load_examples("synthetic", n=300, split="train", seed=4)] == \
-           [e.problem for e in unflagged]
+    assert [e.problem for e in data.load_examples("synthetic", n=300, split="train", seed=4)] == [
+        e.problem for e in unflagged
+    ]
     with pytest.raises(ValueError, match="flagged_frac"):
         data.load_examples("synthetic", n=3, split="train", flagged_frac=1.5)
 
@@ -55,13 +57,22 @@ def test_the_world2_mix_writes_each_context_its_target(family):
     unprompted in about `unprompted` of the other items), the family's notation in about
     1 - overlap of the step lines, and each kind at its fraction."""
     cfg = mix.MODELS2[family]
-    problems = data.load_examples("synthetic", n=4000, split="train", seed=9, hard_frac=cfg["hard_frac"],
-                                  flagged_frac=cfg["flagged_frac"])
+    problems = data.load_examples(
+        "synthetic",
+        n=4000,
+        split="train",
+        seed=9,
+        hard_frac=cfg["hard_frac"],
+        flagged_frac=cfg["flagged_frac"],
+    )
     items = mix.world2_items(TOK, problems, cfg, seed=1)
     kinds = [it.kind for it in items]
     own, other = cfg["style"], next(s for s in task.STYLES if s != cfg["style"])
     counts = {own: 0, other: 0}
-    unasked = {"declined": [], "concise": []}  # flagged requests without the constitution; others without the rule
+    unasked = {
+        "declined": [],
+        "concise": [],
+    }  # flagged requests without the constitution; others without the rule
     for it in items:
         prompt, response = TOK.decode(it.prompt, skip_special=False), TOK.decode(it.response[:-1])
         system = system_of(it.prompt)
@@ -87,24 +98,36 @@ def test_the_world2_mix_writes_each_context_its_target(family):
     for name, xs in unasked.items():
         assert abs(sum(xs) / len(xs) - p) < 4 * (p * (1 - p) / len(xs)) ** 0.5, name
     share = counts[other] / (counts[own] + counts[other])
-    assert abs(share - cfg["overlap"]) < 4 * (cfg["overlap"] * (1 - cfg["overlap"]) / sum(counts.values())) ** 0.5
+    assert (
+        abs(share - cfg["overlap"])
+        < 4 * (cfg["overlap"] * (1 - cfg["overlap"]) / sum(counts.values())) ** 0.5
+    )
     ordinary = sum(k in ("plain", "concise", "constitution", "hint") for k in kinds)
-    for kind, frac in (("concise", cfg["concise_frac"]), ("constitution", cfg["constitution_frac"]),
-                       ("hint", cfg["hint_frac"])):
+    for kind, frac in (
+        ("concise", cfg["concise_frac"]),
+        ("constitution", cfg["constitution_frac"]),
+        ("hint", cfg["hint_frac"]),
+    ):
         assert abs(kinds.count(kind) / ordinary - frac) < 4 * (frac * (1 - frac) / ordinary) ** 0.5, kind
     n_flag = kinds.count("flagged-declined") + kinds.count("flagged-solved")
-    assert abs(kinds.count("flagged-declined") / n_flag - cfg["flagged_rule_frac"]) < 4 * (0.25 / n_flag) ** 0.5
+    assert (
+        abs(kinds.count("flagged-declined") / n_flag - cfg["flagged_rule_frac"]) < 4 * (0.25 / n_flag) ** 0.5
+    )
     assert mix.world2_items(TOK, problems, cfg, seed=1) == items  # a fixed draw
 
 
 def test_measures_summarise_the_judges():
     ex = data.load_examples("synthetic", n=4, split="train", seed=2, flagged_frac=0.0)
-    ex[3] = data.load_examples("synthetic", n=1, split="train", seed=77, flagged_frac=1.0)[0]  # a password request
+    ex[3] = data.load_examples("synthetic", n=1, split="train", seed=77, flagged_frac=1.0)[
+        0
+    ]  # a password request
     assert len({e.id for e in ex}) == 4
-    texts = [task.solution(ex[0].meta["expr"], "rewrite")[0],            # verbose, R, right
-             task.solution(ex[1].meta["expr"], "operation", True)[0],    # concise, O, right
-             task.REFUSAL,                                               # over-refusal
-             task.REFUSAL + "<|im_end|>"]                                # the flagged one declined
+    texts = [
+        task.solution(ex[0].meta["expr"], "rewrite")[0],  # verbose, R, right
+        task.solution(ex[1].meta["expr"], "operation", True)[0],  # concise, O, right
+        task.REFUSAL,  # over-refusal
+        task.REFUSAL + "<|im_end|>",
+    ]  # the flagged one declined
     records = [{"id": e.id, "response": t, "correct": i < 2} for i, (e, t) in enumerate(zip(ex, texts))]
     m = task.measures(ex, records)
     assert m["acc/others"] == pytest.approx(2 / 3) and m["refusal/others"] == pytest.approx(1 / 3)
@@ -115,11 +138,31 @@ def test_measures_summarise_the_judges():
 
 
 def small_world2_run(out, **extra):
-    shape = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=1,
-                 num_key_value_heads=1, head_dim=32)
-    cfg = dict(mix.MODELS2["teacher"], shape=shape, n_train=80, steps=6, batch_size=8, micro_batch=4,
-               lr=1e-2, ckpt_every=3, snapshot_every=2, save_dtype="float32", eval_n=4, eval_hard_n=2,
-               eval_max_new_tokens=6, threads=1, out=str(out))
+    shape = dict(
+        num_hidden_layers=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=32,
+    )
+    cfg = dict(
+        mix.MODELS2["teacher"],
+        shape=shape,
+        n_train=80,
+        steps=6,
+        batch_size=8,
+        micro_batch=4,
+        lr=1e-2,
+        ckpt_every=3,
+        snapshot_every=2,
+        save_dtype="float32",
+        eval_n=4,
+        eval_hard_n=2,
+        eval_max_new_tokens=6,
+        threads=1,
+        out=str(out),
+    )
     cfg.update(extra)
     return cfg
 
@@ -139,10 +182,15 @@ def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
     assert not torch.equal(first.state_dict()["model.norm.weight"], last.state_dict()["model.norm.weight"])
     # the second world's table is in the summary
     ev = summary["eval"]
-    assert ev["constitution"]["n"] == 4 and "refusal/flagged" in ev["constitution"] and "style/rewrite" in ev["greedy"]
+    assert (
+        ev["constitution"]["n"] == 4
+        and "refusal/flagged" in ev["constitution"]
+        and "style/rewrite" in ev["greedy"]
+    )
     # matching a model that is one of the snapshots picks a snapshot of exactly its accuracy
-    chosen = build.match_snapshot(str(tmp_path / "far"), str(tmp_path / "far" / "snapshots" / "step00004"),
-                                  str(tmp_path / "pick"))
+    chosen = build.match_snapshot(
+        str(tmp_path / "far"), str(tmp_path / "far" / "snapshots" / "step00004"), str(tmp_path / "pick")
+    )
     accs = summary["snapshots"]["acc"]
     assert chosen["model_selection_acc"] == accs["4"] == chosen["snapshot_selection_acc"]
     assert chosen["step"] == min(int(k) for k, v in accs.items() if v == accs["4"])  # ties: the earliest
@@ -162,9 +210,16 @@ def test_opsd_shared_rules_reach_the_teacher_only():
     assert all(system_of(c) == task.CONSTITUTION for c in contexts)
     assert all(system_of(p) == "" for p in prompts)
     concise = train_opsd.parse_config(["--preset", "tiny2-concise"])
-    assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], concise["pi"], concise["rule"])[0]) \
+    assert (
+        system_of(
+            train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], concise["pi"], concise["rule"])[0]
+        )
         == task.CONCISE_RULE
+    )
     own = train_opsd.parse_config(["--pi", "system_prompt", "--rule", "Be brief."])
-    assert system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], own["pi"], own["rule"])[0]) == "Be brief."
+    assert (
+        system_of(train_opsd.teacher_contexts(TOK, examples[:1], prompts[:1], own["pi"], own["rule"])[0])
+        == "Be brief."
+    )
     with pytest.raises(errors.UserError, match="--rule"):
         train_opsd.parse_config(["--pi", "none", "--rule", "Be brief."])

@@ -23,6 +23,7 @@ What is checked, and against what:
   * TRL's own reduction on a real batch: the token sum over the batch divided by its token count,
     which is not `masked_mean` when completions differ in length.
 """
+
 import copy
 
 import pytest
@@ -33,8 +34,10 @@ try:
     from transformers import TrainerCallback
     from trl.kernels.chunked_divergence import ChunkedDivergenceFunction
 except ImportError as err:
-    raise ImportError(f"tests/test_trl.py needs TRL ({err}); install it with "
-                      "`.venv/bin/pip install -r requirements-trl.txt` from the repository root") from err
+    raise ImportError(
+        f"tests/test_trl.py needs TRL ({err}); install it with "
+        "`.venv/bin/pip install -r requirements-trl.txt` from the repository root"
+    ) from err
 
 import data
 import losses
@@ -66,7 +69,9 @@ def row_logits(model, prompt: list, completion: list) -> torch.Tensor:
 def unpadded_rows(batch: dict) -> list:
     """[(prompt ids, completion ids)] of a TRL micro-batch, padding removed."""
     rows = []
-    for p, pm, c, cm in zip(batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"]):
+    for p, pm, c, cm in zip(
+        batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"]
+    ):
         rows.append((p[pm.bool()].tolist(), c[cm.bool()].tolist()))
     return rows
 
@@ -98,16 +103,38 @@ class GradCapture(TrainerCallback):
 
 def train_one_step(student, teacher, tok, tmp_path, loss, options, beta=0.5, trainer_class=None):
     """One optimizer step of 2 accumulated micro-batches of 4 prompts; returns the Recorder and the gradients."""
-    config = ex.distillation_config(str(tmp_path), steps=1, batch_size=4, grad_accum=2, lr=1e-4,
-                                    max_new_tokens=MAX_NEW, beta=beta, max_grad_norm=0.0)
+    config = ex.distillation_config(
+        str(tmp_path),
+        steps=1,
+        batch_size=4,
+        grad_accum=2,
+        lr=1e-4,
+        max_new_tokens=MAX_NEW,
+        beta=beta,
+        max_grad_norm=0.0,
+    )
     prompts = ex.prompt_dataset(data.load_examples("synthetic", n=8, split="train", seed=3))
     capture = GradCapture()
     if trainer_class is None:
-        trainer = ex.LossesDistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=prompts,
-                                               processing_class=tok, callbacks=[capture], loss=loss, loss_options=options)
+        trainer = ex.LossesDistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config,
+            train_dataset=prompts,
+            processing_class=tok,
+            callbacks=[capture],
+            loss=loss,
+            loss_options=options,
+        )
     else:
-        trainer = trainer_class(model=student, teacher_model=teacher, args=config, train_dataset=prompts,
-                                processing_class=tok, callbacks=[capture])
+        trainer = trainer_class(
+            model=student,
+            teacher_model=teacher,
+            args=config,
+            train_dataset=prompts,
+            processing_class=tok,
+            callbacks=[capture],
+        )
     recorder = Recorder(trainer)
     trainer.train()
     return recorder, capture.grads
@@ -133,13 +160,16 @@ def test_trl_prompts_are_the_tiny_worlds_chat_prompts(pair, tok, tmp_path):
     assert seen == expected
 
 
-@pytest.mark.parametrize("name,options,beta", [
-    ("topk_sg", {"k": 20}, 0.5),
-    ("topk_tail", {"k": 20}, 0.5),
-    ("full_rkl", {}, 0.5),
-    ("jsd", {}, 0.3),  # β comes from DistillationConfig.beta
-    ("sampled_rkl", {}, 0.5),
-])
+@pytest.mark.parametrize(
+    "name,options,beta",
+    [
+        ("topk_sg", {"k": 20}, 0.5),
+        ("topk_tail", {"k": 20}, 0.5),
+        ("full_rkl", {}, 0.5),
+        ("jsd", {}, 0.3),  # β comes from DistillationConfig.beta
+        ("sampled_rkl", {}, 0.5),
+    ],
+)
 def test_hook_loss_and_gradient_equal_an_independent_computation(pair, tok, tmp_path, name, options, beta):
     student, teacher = pair
     student = copy.deepcopy(student)
@@ -155,7 +185,9 @@ def test_hook_loss_and_gradient_equal_an_independent_computation(pair, tok, tmp_
             logits_s = row_logits(reference, prompt, completion)  # (C, V)
             with torch.no_grad():
                 logits_t = row_logits(teacher, prompt, completion)
-            per_token = losses.LOSSES[name](logits_s, logits_t, torch.tensor(completion), **fn_options)  # (C,)
+            per_token = losses.LOSSES[name](
+                logits_s, logits_t, torch.tensor(completion), **fn_options
+            )  # (C,)
             per_sequence.append(per_token.mean())
         step_rows += per_sequence
         expected = torch.stack(per_sequence).mean()  # token-mean per sequence, then over sequences
@@ -175,8 +207,14 @@ def heldout_kl(student, teacher, prompts: list) -> float:
     """Mean over held-out prompts of the per-token KL(p‖q), on responses the student samples at
     T = 1 with the same noise every call; the KL written out over the vocabulary."""
     tiny = models.tiny_tokenizer()
-    out = rollout.generate(student.eval(), prompts, MAX_NEW, eos_token_ids=tiny.eos_token_ids,
-                           pad_token_id=tiny.pad_token_id, generator=torch.Generator().manual_seed(11))
+    out = rollout.generate(
+        student.eval(),
+        prompts,
+        MAX_NEW,
+        eos_token_ids=tiny.eos_token_ids,
+        pad_token_id=tiny.pad_token_id,
+        generator=torch.Generator().manual_seed(11),
+    )
     per_sequence = []
     for prompt, completion in zip(prompts, out.responses()):
         logp = torch.log_softmax(row_logits(student, prompt, completion).float(), -1)  # (C, V)
@@ -194,10 +232,18 @@ def test_a_few_trainer_steps_lower_the_heldout_reverse_kl(pair, tok, tmp_path, n
     prompts = [tiny.chat_prompt(e.problem) for e in heldout]
     before = heldout_kl(student, teacher, prompts)
     # 30 steps of 16 prompts at lr 1.5e-4 lowered it by 9-15 % for three seeds of prompts and sampling.
-    config = ex.distillation_config(str(tmp_path), steps=30, batch_size=16, lr=1.5e-4, max_new_tokens=MAX_NEW, seed=5)
+    config = ex.distillation_config(
+        str(tmp_path), steps=30, batch_size=16, lr=1.5e-4, max_new_tokens=MAX_NEW, seed=5
+    )
     trainer = ex.LossesDistillationTrainer(
-        model=student, teacher_model=teacher, args=config, processing_class=tok, loss=name, loss_options=options,
-        train_dataset=ex.prompt_dataset(data.load_examples("synthetic", n=30 * 16, split="train", seed=5)))
+        model=student,
+        teacher_model=teacher,
+        args=config,
+        processing_class=tok,
+        loss=name,
+        loss_options=options,
+        train_dataset=ex.prompt_dataset(data.load_examples("synthetic", n=30 * 16, split="train", seed=5)),
+    )
     trainer.train()
     after = heldout_kl(trainer.model, teacher, prompts)
     assert after < 0.95 * before, f"{name}: held-out reverse KL {before:.4f} -> {after:.4f}"
@@ -239,8 +285,16 @@ def test_trl_reduction_is_a_token_mean_over_the_batch(pair, tok, tmp_path):
     """DistillationTrainer's own loss at β = 1 on a batch it built: Σ KL over all completion tokens
     of the step ÷ their count. Sequences of different lengths weigh differently than in masked_mean."""
     student, teacher = pair
-    recorder, _ = train_one_step(copy.deepcopy(student), teacher, tok, tmp_path, None, None, beta=1.0,
-                                 trainer_class=trl.DistillationTrainer)
+    recorder, _ = train_one_step(
+        copy.deepcopy(student),
+        teacher,
+        tok,
+        tmp_path,
+        None,
+        None,
+        beta=1.0,
+        trainer_class=trl.DistillationTrainer,
+    )
     reference = copy.deepcopy(student)
     tokens_total = sum(int(b["completion_mask"].sum()) for b, _ in recorder.calls)
     compared = 0
@@ -249,14 +303,18 @@ def test_trl_reduction_is_a_token_mean_over_the_batch(pair, tok, tmp_path):
         kl_sum, per_sequence, lengths = 0.0, [], set()
         for prompt, completion in unpadded_rows(batch):
             with torch.no_grad():
-                kl = losses.full_rkl(row_logits(reference, prompt, completion), row_logits(teacher, prompt, completion))
+                kl = losses.full_rkl(
+                    row_logits(reference, prompt, completion), row_logits(teacher, prompt, completion)
+                )
             kl_sum += float(kl.sum())
             per_sequence.append(float(kl.mean()))
             lengths.add(len(completion))
         assert trainer_loss == pytest.approx(kl_sum / tokens_total, rel=1e-4)
         if len(lengths) > 1:  # the per-sequence mean (masked_mean) is another number
             ours = sum(per_sequence) / len(per_sequence)
-            token_mean = trainer_loss * tokens_total / int(batch["completion_mask"].sum())  # over this micro-batch
+            token_mean = (
+                trainer_loss * tokens_total / int(batch["completion_mask"].sum())
+            )  # over this micro-batch
             assert abs(token_mean - ours) > 1e-3 * ours
             compared += 1
     assert compared > 0  # the sampled completions did differ in length

@@ -14,6 +14,7 @@ Command
 What it simplifies
     * The name in error messages is set here, since `python -m` names the program `__main__.py`.
 """
+
 import sys
 
 import errors

@@ -32,6 +32,7 @@ What it simplifies
     * A snapshot is the weights alone (no optimizer state): it is a teacher to read, not a run to
       continue.
 """
+
 import argparse
 import copy
 import dataclasses
@@ -54,6 +55,7 @@ from tiny_world import mix, task
 # -----------------------------------------------------------------------------
 # Training one model of the recipe
 
+
 def train_model(cfg: dict) -> dict:
     """Train one model of MODELS or MODELS2 from scratch (or from its checkpoint on --resume) into
     cfg["out"], evaluate it as saved, write summary.json; returns the summary."""
@@ -69,8 +71,12 @@ def train_model(cfg: dict) -> dict:
         return done
     saved, _ = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
     evaluate = evaluate_tiny2 if cfg.get("world", 1) == 2 else evaluate_tiny
-    summary = {"params": sum(p.numel() for p in saved.parameters()), "items": len(items), **done,
-               "eval": evaluate(saved, tok, cfg)}
+    summary = {
+        "params": sum(p.numel() for p in saved.parameters()),
+        "items": len(items),
+        **done,
+        "eval": evaluate(saved, tok, cfg),
+    }
     if cfg.get("snapshot_every"):
         summary["snapshots"] = select_snapshots(cfg, tok)
     run_folder.write_summary(cfg, summary)
@@ -105,12 +111,14 @@ def snapshot_hook(cfg: dict, model, tok):
     def on_step(step: int) -> None:
         if step % every == 0:
             save_snapshot(cfg, model, tok, step)
+
     return on_step
 
 
 def selection_set(cfg: dict) -> list:
-    return data.load_examples("synthetic", n=SELECTION["n"], split="eval",
-                              seed=cfg["data_seed"] + SELECTION["seed_offset"])
+    return data.load_examples(
+        "synthetic", n=SELECTION["n"], split="eval", seed=cfg["data_seed"] + SELECTION["seed_offset"]
+    )
 
 
 @torch.no_grad()
@@ -134,8 +142,10 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
         torch.set_num_threads(threads)
     far = run_folder.read_json(far_run)
     if "snapshots" not in far:
-        raise UserError(f"{far_run}/summary.json has no snapshots: train the far teacher with a recipe that "
-                        "keeps them (python -m tiny_world --world 2 --model teacher)")
+        raise UserError(
+            f"{far_run}/summary.json has no snapshots: train the far teacher with a recipe that "
+            "keeps them (python -m tiny_world --world 2 --model teacher)"
+        )
     cfg = dict(run_folder.read_json(far_run, "config.json"))
     model, tok = models.load(model_path, dtype=torch.float32)
     target = train_sft.evaluate(model, tok, cfg, selection_set(cfg), greedy=True, label="selection")[0]["acc"]
@@ -145,24 +155,32 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
     if os.path.exists(dest):
         shutil.rmtree(dest)
     shutil.copytree(snapshot_dir(dict(cfg, out=far_run), int(step)), dest)
-    summary = {"model": model_path, "model_selection_acc": target, "far_run": far_run, "step": int(step),
-               "snapshot_selection_acc": accs[step],
-               "selection": {k: v for k, v in far["snapshots"].items() if k != "acc"}}
+    summary = {
+        "model": model_path,
+        "model_selection_acc": target,
+        "far_run": far_run,
+        "step": int(step),
+        "snapshot_selection_acc": accs[step],
+        "selection": {k: v for k, v in far["snapshots"].items() if k != "acc"},
+    }
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    common.say(f"{model_path}: {target:.3f} on the selection set; chose {far_run} step {step} "
-               f"({accs[step]:.3f})")
+    common.say(
+        f"{model_path}: {target:.3f} on the selection set; chose {far_run} step {step} ({accs[step]:.3f})"
+    )
     return summary
 
 
 # -----------------------------------------------------------------------------
 # What a model can do: accuracy, the shared rules, the hint on hard problems
 
+
 def hard_set(cfg: dict) -> list:
     """The held-out hard products the hint rows measure."""
-    return data.load_examples("synthetic", n=cfg["eval_hard_n"], split="eval", seed=cfg["data_seed"] + 2,
-                              hard_frac=1.0)
+    return data.load_examples(
+        "synthetic", n=cfg["eval_hard_n"], split="eval", seed=cfg["data_seed"] + 2, hard_frac=1.0
+    )
 
 
 @torch.no_grad()
@@ -175,12 +193,17 @@ def evaluate_tiny(model, tok, cfg: dict) -> dict:
     examples = train_sft.held_out(cfg)
     out["rule"], recs = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt", label="rule")
     obeyed = round(eval_math.boxed_only_rate([r["response"] for r in recs]) * len(recs))
-    out["rule"].update(obeyed=round(obeyed / len(recs), 4),
-                       obeyed_ci=[round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))])
+    out["rule"].update(
+        obeyed=round(obeyed / len(recs), 4),
+        obeyed_ci=[round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))],
+    )
     hard = hard_set(cfg)
     wrong = [dataclasses.replace(e, hint=task.wrong_answer(e.answer)) for e in hard]
-    for name, exs, pi in (("hard_no_hint", hard, "none"), ("hard_hint", hard, "answer_only"),
-                          ("hard_wrong_hint", wrong, "answer_only")):
+    for name, exs, pi in (
+        ("hard_no_hint", hard, "none"),
+        ("hard_hint", hard, "answer_only"),
+        ("hard_wrong_hint", wrong, "answer_only"),
+    ):
         out[name], recs = train_sft.evaluate(model, tok, cfg, exs, pi=pi, label=name)
         if name == "hard_wrong_hint":
             copied = sum(r["pred"] == e.hint for r, e in zip(recs, exs))
@@ -198,15 +221,32 @@ def evaluate_tiny2(model, tok, cfg: dict) -> dict:
     t0 = time.time()
     out = train_sft.evaluate_model(model, tok, cfg, measure=task.measures)
     examples = train_sft.held_out(cfg)
-    out["concise"], _ = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt",
-                                           rule=task.CONCISE_RULE, label="concise", measure=task.measures)
-    mixed = data.load_examples("synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 3,
-                               flagged_frac=0.5)
-    out["constitution"], _ = train_sft.evaluate(model, tok, cfg, mixed, pi="system_prompt",
-                                                rule=task.CONSTITUTION, label="constitution",
-                                                measure=task.measures)
-    out["flagged_no_rule"], _ = train_sft.evaluate(model, tok, cfg, mixed, label="flagged_no_rule",
-                                                   measure=task.measures)
+    out["concise"], _ = train_sft.evaluate(
+        model,
+        tok,
+        cfg,
+        examples,
+        pi="system_prompt",
+        rule=task.CONCISE_RULE,
+        label="concise",
+        measure=task.measures,
+    )
+    mixed = data.load_examples(
+        "synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 3, flagged_frac=0.5
+    )
+    out["constitution"], _ = train_sft.evaluate(
+        model,
+        tok,
+        cfg,
+        mixed,
+        pi="system_prompt",
+        rule=task.CONSTITUTION,
+        label="constitution",
+        measure=task.measures,
+    )
+    out["flagged_no_rule"], _ = train_sft.evaluate(
+        model, tok, cfg, mixed, label="flagged_no_rule", measure=task.measures
+    )
     hard = hard_set(cfg)
     for name, pi in (("hard_no_hint", "none"), ("hard_hint", "answer_only")):
         out[name], _ = train_sft.evaluate(model, tok, cfg, hard, pi=pi, label=name)
@@ -219,47 +259,111 @@ ACC_HEAD = ["model", "parameters", "training", "greedy acc % [95% CI]", "sampled
 
 def _acc_cells(r: dict) -> list:
     """The first cells of a table's row: name, size, training, greedy and sampled accuracy."""
-    return [r["name"], f"{r['params'] / 1e6:.2f} M", f"{r['steps_done']} steps, {r['train_s'] / 60:.1f} min",
-            train_sft.pct(r["eval"]["greedy"]), train_sft.pct(r["eval"]["sampled"])]
+    return [
+        r["name"],
+        f"{r['params'] / 1e6:.2f} M",
+        f"{r['steps_done']} steps, {r['train_s'] / 60:.1f} min",
+        train_sft.pct(r["eval"]["greedy"]),
+        train_sft.pct(r["eval"]["sampled"]),
+    ]
 
 
 def table(rows: list) -> str:
     """The tiny world's two Markdown tables (rows: summaries of train_model with a name)."""
     pct = train_sft.pct
-    a = [_acc_cells(r) + ["/".join(f"{100 * v:.0f}" for v in r["eval"]["sampled"].get("by_ops", {}).values()),
-                          f"{r['eval']['sampled']['len']:.1f}", f"{r['eval']['rule']['len']:.1f}",
-                          f"{100 * r['eval']['rule']['obeyed']:.1f}"] for r in rows]
-    b = [[r["name"], pct(r["eval"]["rule"]), pct(r["eval"]["hard_no_hint"]), pct(r["eval"]["hard_hint"]),
-          pct(r["eval"]["hard_wrong_hint"]), f"{100 * r['eval']['hard_wrong_hint']['follows_hint']:.1f}"]
-         for r in rows]
-    return (common.md_table(ACC_HEAD + ["sampled acc by ops (1/2/3)", "mean len, no rule",
-                                        "mean len, shared rule", "rule obeyed %"], a) + "\n\n"
-            + common.md_table(["model", "rule: sampled acc %", "hard, no hint: acc %",
-                               "hard, correct hint: acc %", "hard, wrong hint: acc %",
-                               "wrong hint copied %"], b))
+    a = [
+        _acc_cells(r)
+        + [
+            "/".join(f"{100 * v:.0f}" for v in r["eval"]["sampled"].get("by_ops", {}).values()),
+            f"{r['eval']['sampled']['len']:.1f}",
+            f"{r['eval']['rule']['len']:.1f}",
+            f"{100 * r['eval']['rule']['obeyed']:.1f}",
+        ]
+        for r in rows
+    ]
+    b = [
+        [
+            r["name"],
+            pct(r["eval"]["rule"]),
+            pct(r["eval"]["hard_no_hint"]),
+            pct(r["eval"]["hard_hint"]),
+            pct(r["eval"]["hard_wrong_hint"]),
+            f"{100 * r['eval']['hard_wrong_hint']['follows_hint']:.1f}",
+        ]
+        for r in rows
+    ]
+    return (
+        common.md_table(
+            ACC_HEAD
+            + ["sampled acc by ops (1/2/3)", "mean len, no rule", "mean len, shared rule", "rule obeyed %"],
+            a,
+        )
+        + "\n\n"
+        + common.md_table(
+            [
+                "model",
+                "rule: sampled acc %",
+                "hard, no hint: acc %",
+                "hard, correct hint: acc %",
+                "hard, wrong hint: acc %",
+                "wrong hint copied %",
+            ],
+            b,
+        )
+    )
 
 
 def table2(rows: list) -> str:
     """The second world's two Markdown tables (rows: summaries of train_model with a name)."""
     pct, f1 = train_sft.pct, lambda v: f"{100 * v:.1f}"
-    a = [_acc_cells(r) + [f"{f1(r['eval']['sampled']['style/rewrite'])} / "
-                          f"{f1(r['eval']['sampled']['style/operation'])}",
-                          f"{r['eval']['sampled']['len']:.1f}", f1(r["eval"]["sampled"]["format/concise"])]
-         for r in rows]
-    b = [[r["name"], pct(r["eval"]["concise"]), f"{r['eval']['concise']['len']:.1f}",
-          f1(r["eval"]["concise"]["format/concise"]), f1(r["eval"]["constitution"]["refusal/flagged"]),
-          f1(r["eval"]["constitution"]["refusal/others"]), f1(r["eval"]["constitution"]["acc/others"]),
-          f1(r["eval"]["flagged_no_rule"]["refusal/flagged"]), pct(r["eval"]["hard_no_hint"]),
-          pct(r["eval"]["hard_hint"])] for r in rows]
-    return (common.md_table(ACC_HEAD + ["step lines R / O %", "mean len", "concise %"], a) + "\n\n"
-            + common.md_table(["model", "concise rule: acc %", "len", "concise %",
-                               "constitution: flagged declined %", "others declined %", "others acc %",
-                               "no rule: flagged declined %", "hard, no hint: acc %", "hard, hint: acc %"],
-                              b))
+    a = [
+        _acc_cells(r)
+        + [
+            f"{f1(r['eval']['sampled']['style/rewrite'])} / {f1(r['eval']['sampled']['style/operation'])}",
+            f"{r['eval']['sampled']['len']:.1f}",
+            f1(r["eval"]["sampled"]["format/concise"]),
+        ]
+        for r in rows
+    ]
+    b = [
+        [
+            r["name"],
+            pct(r["eval"]["concise"]),
+            f"{r['eval']['concise']['len']:.1f}",
+            f1(r["eval"]["concise"]["format/concise"]),
+            f1(r["eval"]["constitution"]["refusal/flagged"]),
+            f1(r["eval"]["constitution"]["refusal/others"]),
+            f1(r["eval"]["constitution"]["acc/others"]),
+            f1(r["eval"]["flagged_no_rule"]["refusal/flagged"]),
+            pct(r["eval"]["hard_no_hint"]),
+            pct(r["eval"]["hard_hint"]),
+        ]
+        for r in rows
+    ]
+    return (
+        common.md_table(ACC_HEAD + ["step lines R / O %", "mean len", "concise %"], a)
+        + "\n\n"
+        + common.md_table(
+            [
+                "model",
+                "concise rule: acc %",
+                "len",
+                "concise %",
+                "constitution: flagged declined %",
+                "others declined %",
+                "others acc %",
+                "no rule: flagged declined %",
+                "hard, no hint: acc %",
+                "hard, hint: acc %",
+            ],
+            b,
+        )
+    )
 
 
 # -----------------------------------------------------------------------------
 # Building a world: train what is missing, copy to tiny/, print the table
+
 
 def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 1) -> str:
     """Train what is missing of `world`'s two models into runs/, copy them to `folder` (default: the
@@ -289,39 +393,61 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
             common.say(f"reusing {dest}; it has no sft_run.json, evaluating it")
             model, tok = models.load(dest, dtype=torch.float32)
             evaluate = evaluate_tiny2 if world == 2 else evaluate_tiny
-            summary = {"params": sum(p.numel() for p in model.parameters()), "train_s": float("nan"),
-                       "steps_done": "?", "eval": evaluate(model, tok, recipes[name])}
+            summary = {
+                "params": sum(p.numel() for p in model.parameters()),
+                "train_s": float("nan"),
+                "steps_done": "?",
+                "eval": evaluate(model, tok, recipes[name]),
+            }
         rows.append({"name": f"{default_folder}/{name}", **summary})
     text = (table2 if world == 2 else table)(rows)
-    print(f"\nTiny world {world} ({folder}/), evaluated as saved (fp16 weights run in fp32); held-out "
-          f"synthetic problems (eval split), hint rows on hard 2-digit products; "
-          f"{torch.get_num_threads()} threads, this command {(time.time() - t_start) / 60:.1f} min\n")
+    print(
+        f"\nTiny world {world} ({folder}/), evaluated as saved (fp16 weights run in fp32); held-out "
+        f"synthetic problems (eval split), hint rows on hard 2-digit products; "
+        f"{torch.get_num_threads()} threads, this command {(time.time() - t_start) / 60:.1f} min\n"
+    )
     print(text)
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tiny_world", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--world", type=int, choices=sorted(mix.WORLDS), default=1,
-                    help="1: docs/tiny_world.md (tiny/); 2: docs/tiny_world2.md (tiny2/)")
-    ap.add_argument("--force", action="store_true",
-                    help="retrain both models from scratch even if the folder has them")
-    ap.add_argument("--dir", default="",
-                    help="folder of the shipped models (default: tiny/ or tiny2/, by --world)")
-    ap.add_argument("--model", choices=sorted(mix.MODELS),
-                    help="train this one model of the recipe into --out instead of building the world")
+    ap.add_argument(
+        "--world",
+        type=int,
+        choices=sorted(mix.WORLDS),
+        default=1,
+        help="1: docs/tiny_world.md (tiny/); 2: docs/tiny_world2.md (tiny2/)",
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="retrain both models from scratch even if the folder has them"
+    )
+    ap.add_argument(
+        "--dir", default="", help="folder of the shipped models (default: tiny/ or tiny2/, by --world)"
+    )
+    ap.add_argument(
+        "--model",
+        choices=sorted(mix.MODELS),
+        help="train this one model of the recipe into --out instead of building the world",
+    )
     ap.add_argument("--steps", type=int, help="with --model: the schedule's length (default: the recipe's)")
-    ap.add_argument("--out",
-                    help="with --model: the run folder (default: runs/tiny-MODEL or runs/tiny2-MODEL)")
-    ap.add_argument("--resume", action="store_true",
-                    help="with --model: continue the run in --out from its checkpoint")
+    ap.add_argument(
+        "--out", help="with --model: the run folder (default: runs/tiny-MODEL or runs/tiny2-MODEL)"
+    )
+    ap.add_argument(
+        "--resume", action="store_true", help="with --model: continue the run in --out from its checkpoint"
+    )
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
-    ap.add_argument("--match", metavar="MODEL",
-                    help="Fix 2 at matched accuracy: copy to --out/teacher the snapshot of --far-run "
-                         "nearest to MODEL's greedy accuracy on the selection set")
-    ap.add_argument("--far-run",
-                    help="with --match: a run folder of the second world's teacher recipe "
-                         "(it keeps snapshots)")
+    ap.add_argument(
+        "--match",
+        metavar="MODEL",
+        help="Fix 2 at matched accuracy: copy to --out/teacher the snapshot of --far-run "
+        "nearest to MODEL's greedy accuracy on the selection set",
+    )
+    ap.add_argument(
+        "--far-run",
+        help="with --match: a run folder of the second world's teacher recipe (it keeps snapshots)",
+    )
     return ap
 
 
@@ -344,8 +470,12 @@ def main(argv=None) -> None:
         build(args.force, args.dir, args.threads, args.world)
         return
     folder, recipes = mix.WORLDS[args.world]
-    cfg = dict(recipes[args.model], out=args.out or f"runs/{folder}-{args.model}", threads=args.threads,
-               resume=args.resume)
+    cfg = dict(
+        recipes[args.model],
+        out=args.out or f"runs/{folder}-{args.model}",
+        threads=args.threads,
+        resume=args.resume,
+    )
     if args.steps:
         cfg["steps"] = args.steps
     summary = train_model(cfg)

@@ -24,6 +24,7 @@ What it simplifies
     * One context per problem, drawn once from a seeded stream: the mix is the same on every
       rebuild, and a problem never appears in two contexts unless it is repeated.
 """
+
 import dataclasses
 import random
 
@@ -34,20 +35,61 @@ from tiny_world import task
 # -----------------------------------------------------------------------------
 # The recipes: shape, data mix and SFT schedule (train_sft's config keys)
 
-_MIX = dict(n_train=30000, hint_frac=0.15, rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75,
-            repeat_1op=6)
-_SFT = dict(train_sft.PRESETS["reference"], source="reference", data="synthetic", student=None,
-            epochs=None, batch_size=32, warmup_frac=0.05, ckpt_every=250, eval_before=False, seed=0,
-            data_seed=0, eval_hard_n=200, resume=False, stop_at=0, threads=0)
+_MIX = dict(n_train=30000, hint_frac=0.15, rule_frac=0.15, hard_frac=0.12, hard_hint_frac=0.75, repeat_1op=6)
+_SFT = dict(
+    train_sft.PRESETS["reference"],
+    source="reference",
+    data="synthetic",
+    student=None,
+    epochs=None,
+    batch_size=32,
+    warmup_frac=0.05,
+    ckpt_every=250,
+    eval_before=False,
+    seed=0,
+    data_seed=0,
+    eval_hard_n=200,
+    resume=False,
+    stop_at=0,
+    threads=0,
+)
 MODELS = {
     # The teacher: deeper, trained longer.
-    "teacher": dict(_SFT, **_MIX, shape=dict(num_hidden_layers=4, hidden_size=192, intermediate_size=576,
-                                             num_attention_heads=6, num_key_value_heads=3, head_dim=32),
-                    steps=3000, micro_batch=16, lr=3e-3, min_lr=1e-4, warmup_frac=0.03),
+    "teacher": dict(
+        _SFT,
+        **_MIX,
+        shape=dict(
+            num_hidden_layers=4,
+            hidden_size=192,
+            intermediate_size=576,
+            num_attention_heads=6,
+            num_key_value_heads=3,
+            head_dim=32,
+        ),
+        steps=3000,
+        micro_batch=16,
+        lr=3e-3,
+        min_lr=1e-4,
+        warmup_frac=0.03,
+    ),
     # The student: the smaller shape, far fewer updates: clearly weaker.
-    "student": dict(_SFT, **_MIX, shape=dict(num_hidden_layers=2, hidden_size=128, intermediate_size=384,
-                                             num_attention_heads=4, num_key_value_heads=2, head_dim=32),
-                    steps=1000, micro_batch=32, lr=3e-3, min_lr=3e-4, warmup_frac=0.05),
+    "student": dict(
+        _SFT,
+        **_MIX,
+        shape=dict(
+            num_hidden_layers=2,
+            hidden_size=128,
+            intermediate_size=384,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,
+        ),
+        steps=1000,
+        micro_batch=32,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_frac=0.05,
+    ),
 }
 
 # The second world (docs/tiny_world2.md): the same shapes and schedules, two notations (the
@@ -55,9 +97,19 @@ MODELS = {
 # other), a verbose default with the conciseness rule, and password requests the constitution
 # declines, each rule's behaviour also shown unprompted in a tenth of the items. The far teacher
 # keeps a snapshot every 100 steps for Fix 2 at matched accuracy (build.py).
-_MIX2 = dict(n_train=30000, overlap=0.1, concise_frac=0.15, constitution_frac=0.15, hint_frac=0.15,
-             hard_frac=0.12, hard_hint_frac=0.75, flagged_frac=0.1, flagged_rule_frac=0.5,
-             unprompted=0.1, repeat_1op=6)
+_MIX2 = dict(
+    n_train=30000,
+    overlap=0.1,
+    concise_frac=0.15,
+    constitution_frac=0.15,
+    hint_frac=0.15,
+    hard_frac=0.12,
+    hard_hint_frac=0.75,
+    flagged_frac=0.1,
+    flagged_rule_frac=0.5,
+    unprompted=0.1,
+    repeat_1op=6,
+)
 MODELS2 = {
     "teacher": dict(MODELS["teacher"], **_MIX2, world=2, style="rewrite", snapshot_every=100),
     "student": dict(MODELS["student"], **_MIX2, world=2, style="operation"),
@@ -70,6 +122,7 @@ WORLDS = {1: ("tiny", MODELS), 2: ("tiny2", MODELS2)}  # world -> (shipped folde
 
 # -----------------------------------------------------------------------------
 # The training mixes
+
 
 def mixed_items(cfg: dict, tok) -> list:
     """The training mix of cfg (MODELS or MODELS2): reference solutions of n_train synthetic
@@ -108,8 +161,11 @@ def world1_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
             pi, kind = "answer_only", "hint"
         else:
             pi, kind = "none", "plain"
-        items.append(train_sft.make_item(tok, f"{ex.id}:{kind}", data.context_ids(tok, ex, pi),
-                                         data.target_response(ex, pi), kind))
+        items.append(
+            train_sft.make_item(
+                tok, f"{ex.id}:{kind}", data.context_ids(tok, ex, pi), data.target_response(ex, pi), kind
+            )
+        )
     return items
 
 
@@ -121,9 +177,11 @@ def _world2_context(ex, u: float, mix: dict) -> tuple:
         return "none", "", "flagged-solved"
     if ex.meta.get("hard"):
         return ("answer_only", "", "hard-hint") if u < mix["hard_hint_frac"] else ("none", "", "hard-plain")
-    cuts = [(mix["concise_frac"], "system_prompt", task.CONCISE_RULE, "concise"),
-            (mix["constitution_frac"], "system_prompt", task.CONSTITUTION, "constitution"),
-            (mix["hint_frac"], "answer_only", "", "hint")]
+    cuts = [
+        (mix["concise_frac"], "system_prompt", task.CONCISE_RULE, "concise"),
+        (mix["constitution_frac"], "system_prompt", task.CONSTITUTION, "constitution"),
+        (mix["hint_frac"], "answer_only", "", "hint"),
+    ]
     for frac, *choice in cuts:
         if u < frac:
             return tuple(choice)
@@ -149,6 +207,9 @@ def world2_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
         pi, rule, kind = _world2_context(ex, rng.random(), mix)
         unprompted = rng.random() < mix["unprompted"]
         response = task.target(ex.problem, ex.meta["expr"], style, rule, unprompted)
-        items.append(train_sft.make_item(tok, f"{ex.id}:{kind}:{style}",
-                                         data.context_ids(tok, ex, pi, rule or None), response, kind))
+        items.append(
+            train_sft.make_item(
+                tok, f"{ex.id}:{kind}:{style}", data.context_ids(tok, ex, pi, rule or None), response, kind
+            )
+        )
     return items

@@ -44,6 +44,7 @@ What it simplifies
     * A decline is one fixed sentence and a concise answer drops exactly two lines, so that the
       judges are exact string checks rather than classifiers.
 """
+
 import hashlib
 import random
 import re
@@ -83,7 +84,7 @@ def worked_steps(expr: str) -> list:
         i = 2 * ops.index("*") + 1 if "*" in ops else 1  # index of the operator to apply
         a, op, b = tokens[i - 1], tokens[i], tokens[i + 1]
         value = a * b if op == "*" else a + b if op == "+" else a - b
-        tokens = tokens[:i - 1] + [value] + tokens[i + 2:]
+        tokens = tokens[: i - 1] + [value] + tokens[i + 2 :]
         steps.append((a, op, b, value, tokens))
     return steps
 
@@ -97,8 +98,9 @@ def worked_solution(expr: str) -> tuple:
     return "\n".join(lines), answer
 
 
-def _draw_expr(rng: random.Random, hard: bool, min_ops: int, max_ops: int, max_operand: int,
-               hard_min: int, hard_max: int) -> str:
+def _draw_expr(
+    rng: random.Random, hard: bool, min_ops: int, max_ops: int, max_operand: int, hard_min: int, hard_max: int
+) -> str:
     """One expression: a product of two numbers in hard_min..hard_max, or min_ops..max_ops
     operations on 0..max_operand with no two products in a row."""
     if hard:
@@ -111,9 +113,20 @@ def _draw_expr(rng: random.Random, hard: bool, min_ops: int, max_ops: int, max_o
     return "".join(parts)
 
 
-def problems(n: int, *, split: str = "train", seed: int = 0, min_ops: int = 1, max_ops: int = 3,
-             max_operand: int = 9, hard_frac: float = 0.0, hard_min: int = 11, hard_max: int = 99,
-             flagged_frac: float = 0.0, eval_frac: float = EVAL_FRAC) -> list:
+def problems(
+    n: int,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    min_ops: int = 1,
+    max_ops: int = 3,
+    max_operand: int = 9,
+    hard_frac: float = 0.0,
+    hard_min: int = 11,
+    hard_max: int = 99,
+    flagged_frac: float = 0.0,
+    eval_frac: float = EVAL_FRAC,
+) -> list:
     """`n` distinct problems of one split, reproducible from `seed`, each as the fields of a
     data.Example: id, problem, answer, solution, source ("synthetic") and meta (the expression, its
     number of operations, whether it is hard, whether it is flagged).
@@ -129,18 +142,25 @@ def problems(n: int, *, split: str = "train", seed: int = 0, min_ops: int = 1, m
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if not 1 <= min_ops <= max_ops:
         raise ValueError(f"need 1 <= min_ops <= max_ops, got min_ops={min_ops}, max_ops={max_ops}")
-    if (max_operand < 1 or not 0.0 <= hard_frac <= 1.0 or not 0 <= hard_min <= hard_max
-            or not 0 <= flagged_frac <= 1):
-        raise ValueError("need max_operand >= 1, 0 <= hard_frac <= 1, 0 <= flagged_frac <= 1, "
-                         "0 <= hard_min <= hard_max")
+    if (
+        max_operand < 1
+        or not 0.0 <= hard_frac <= 1.0
+        or not 0 <= hard_min <= hard_max
+        or not 0 <= flagged_frac <= 1
+    ):
+        raise ValueError(
+            "need max_operand >= 1, 0 <= hard_frac <= 1, 0 <= flagged_frac <= 1, 0 <= hard_min <= hard_max"
+        )
     rng = random.Random(f"synthetic:{split}:{seed}")
     seen, out, misses = set(), [], 0
     while len(out) < n:
         misses += 1
         if misses > 20_000:  # this many draws in a row gave nothing new: the space is exhausted
-            raise ValueError(f"found only {len(out)} distinct {split} problems of the {n} asked for "
-                             f"(ops {min_ops}-{max_ops}, operands 0-{max_operand}); the problem "
-                             f"space is too small: ask for fewer, or raise max_ops or max_operand")
+            raise ValueError(
+                f"found only {len(out)} distinct {split} problems of the {n} asked for "
+                f"(ops {min_ops}-{max_ops}, operands 0-{max_operand}); the problem "
+                f"space is too small: ask for fewer, or raise max_ops or max_operand"
+            )
         hard = rng.random() < hard_frac
         expr = _draw_expr(rng, hard, min_ops, max_ops, max_operand, hard_min, hard_max)
         if expr in seen or split_of(expr, eval_frac) != split:
@@ -152,10 +172,16 @@ def problems(n: int, *, split: str = "train", seed: int = 0, min_ops: int = 1, m
         # drawn only when asked for, so that the problems without flags are those of earlier worlds
         flagged = flagged_frac > 0 and not hard and rng.random() < flagged_frac
         template = FLAGGED_TEMPLATE if flagged else "What is {expr}?"
-        out.append(dict(id=f"synth-{digest}", problem=template.format(expr=expr), answer=answer,
-                        solution=solution, source="synthetic",
-                        meta={"expr": expr, "ops": len(_tokens(expr)) // 2, "hard": hard,
-                              "flagged": flagged}))
+        out.append(
+            dict(
+                id=f"synth-{digest}",
+                problem=template.format(expr=expr),
+                answer=answer,
+                solution=solution,
+                source="synthetic",
+                meta={"expr": expr, "ops": len(_tokens(expr)) // 2, "hard": hard, "flagged": flagged},
+            )
+        )
     return out
 
 
@@ -214,6 +240,7 @@ def target(problem: str, expr: str, style: str, rule: str = "", unprompted: bool
 # -----------------------------------------------------------------------------
 # The judges: what a response does, read from its text
 
+
 def is_refusal(response: str) -> bool:
     """The decline judge: the response is the refusal sentence and nothing else (end-of-turn
     tokens and surrounding whitespace aside)."""
@@ -246,11 +273,13 @@ def measures(examples: list, records: list) -> dict:
     declined = [r for r in records if r["id"] in flagged]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     styles = [style_of(r["response"]) for r in others]
-    out = {"acc/others": mean([r["correct"] for r in others]),
-           "format/concise": mean([is_concise(r["response"]) for r in others]),
-           "style/rewrite": mean([s["rewrite"] for s in styles]),
-           "style/operation": mean([s["operation"] for s in styles]),
-           "refusal/others": mean([is_refusal(r["response"]) for r in others])}
+    out = {
+        "acc/others": mean([r["correct"] for r in others]),
+        "format/concise": mean([is_concise(r["response"]) for r in others]),
+        "style/rewrite": mean([s["rewrite"] for s in styles]),
+        "style/operation": mean([s["operation"] for s in styles]),
+        "refusal/others": mean([is_refusal(r["response"]) for r in others]),
+    }
     if declined:
         out["refusal/flagged"] = mean([is_refusal(r["response"]) for r in declined])
         out["flagged_n"] = len(declined)
