@@ -489,9 +489,8 @@ def sample_batch(model, tok, prompts: list, cfg: dict, generator) -> tuple:
     responses, logp, truncated = [], [], []
     with distributed.full_weights(model):  # the sampler reads the weights directly
         for c, start in enumerate(range(0, len(prompts), rb)):
-            gen = chunk_generator(
-                generator, rank * (len(prompts) // rb) + c
-            )  # the chunk's index in the whole batch
+            # the chunk's index in the whole batch
+            gen = chunk_generator(generator, rank * (len(prompts) // rb) + c)
             ro = rollout.generate(
                 model,
                 prompts[start : start + rb],

@@ -116,9 +116,8 @@ def full_weights(model):
 def _all_reduce(x: float, op) -> float:
     if world()[1] == 1:
         return x
-    device = (
-        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    )  # NCCL: GPU tensors
+    # NCCL: GPU tensors
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     t = torch.tensor([float(x)], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=op)
     return float(t)

@@ -620,9 +620,8 @@ def main(argv=None) -> None:
             examples,
         )
     if args.probe_teacher:
-        models.check_compatible(
-            tokenizer, models.load_tokenizer(args.probe_teacher)[0]
-        )  # the probe cuts token ids
+        # the probe cuts token ids
+        models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])
     os.makedirs(args.out, exist_ok=True)
     common.lock_folder(args.out)  # the lock a training run takes too
     model, tokenizer = models.load(

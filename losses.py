@@ -436,9 +436,10 @@ class _ChunkedLoss(torch.autograd.Function):
     def forward(ctx, h_s, W_s, h_t, W_t, tokens, weights, fn, chunk_size, options, chunked_options):
         need_h, need_W = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         N = h_s.shape[0]
+        # (N,) per-token loss, for logging
         values = torch.zeros(
             N, dtype=torch.float64 if h_s.dtype == torch.float64 else torch.float32, device=h_s.device
-        )  # (N,) per-token loss, for logging
+        )
         grad_h = torch.zeros_like(h_s) if need_h else None  # (N, H)
         grad_W = torch.zeros_like(W_s) if need_W else None  # (V, H), accumulated in the head's dtype
         for start in range(0, N, chunk_size):

@@ -266,9 +266,8 @@ def check_source(name_or_path: str) -> str:
                 f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
                 "written by save_pretrained (a run's ckpt/ or final/), or a hub id"
             )
-        for f in sorted(
-            os.listdir(s)
-        ):  # the weights' headers (cheap): a truncated download ends here, not later
+        # the weights' headers (cheap): a truncated download ends here, not later
+        for f in sorted(os.listdir(s)):
             if f.endswith(".safetensors"):
                 _library_call(s, "weights", _read_header, os.path.join(s, f))
         return "local"

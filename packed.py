@@ -146,11 +146,12 @@ def _plan(model, contexts, responses) -> _Plan:
     R = _Packing([len(t) for t in tails], device)
     M = _Packing([len(t) for t in mids], device) if mids else None
     q0, out_query, out_packed, out_mask = _returned(contexts, responses, starts, R, device)
+    # (N,)
     ids = torch.tensor(
         list(contexts[0][:c]) + [t for mid in mids for t in mid] + [t for tail in tails for t in tail],
         dtype=torch.long,
         device=device,
-    )  # (N,)
+    )
     pos = torch.cat(
         [torch.arange(c)]
         + [torch.arange(c, c + len(t)) for t in mids]
@@ -228,7 +229,8 @@ def _masks(c, group, R, M, device):
     # a middle's pad queries also read their own (zero) key, so no query row reads nothing
     own_mid = (ones(M.L, M.L).tril() & real_mid[:, None, :]) | torch.eye(M.L, dtype=torch.bool, device=device)
     mid_mask = torch.cat([ones(M.n, M.L, c), own_mid], dim=-1)[:, None]  # (n_g, 1, Pm, c + Pm)
+    # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
     tail_mask = torch.cat([ones(B, U, c), real_mid[row_group][:, None, :].expand(B, U, M.L), own], dim=-1)[
         :, None
-    ]  # (B, 1, U, c + Pm + U): the prefix, the row's middle, its own
+    ]
     return prefix_mask, mid_mask, tail_mask, row_group

@@ -321,9 +321,10 @@ def _prefill_shared_prefix(W, ids, cache, cos, sin):
     c, device = len(ids), cache.kt.device
     one = decoder.KVCache(len(W.layers), 1, cache.kt.shape[2], c, cache.kt.shape[3], W.dtype, device)
     causal = torch.ones(c, c, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, c, c)
+    # keys and values only
     decoder.forward(
         W, torch.tensor([ids], device=device), cos[None, :c], sin[None, :c], one, 0, c, causal, out_from=c
-    )  # keys and values only
+    )
     cache.kt[..., :c], cache.v[:, :, :, :c] = one.kt, one.v  # broadcast over the batch
 
 
@@ -369,9 +370,10 @@ def decode_step(s, tok, t):
 def _decoder_logits(s, tok, slot, kv_len, pos):
     """The decoder and the output layer on one token per row, tok (b, 1) at rotary positions pos
     (b,): its keys and values into cache `slot`, attention over slots [0, kv_len) -> (b, V) float32."""
+    # (b, 1, d)
     h = decoder.forward(
         s.W, tok, s.cos[pos][:, None], s.sin[pos][:, None], s.cache, slot, kv_len, s.key_bias[:, :, :kv_len]
-    )  # (b, 1, d)
+    )
     return decoder.lm_head(s.W, h[:, -1])  # (b, V)
 
 

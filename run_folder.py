@@ -55,9 +55,8 @@ def start_run(cfg: dict) -> torch.device:
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    device = distributed.init(
-        models.default_device()
-    )  # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
+    # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
+    device = distributed.init(models.default_device())
     out, ckpt = cfg["out"], ckpt_dir(cfg)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out}: a file, not a folder; choose another --out")

@@ -162,12 +162,8 @@ PRESET_RULES = {
     "hard_frac": common.PROB,
     "flagged_frac": common.PROB,
 }
-PROGRESS = (
-    ("loss", "loss"),
-    ("reward/mean", "reward"),
-    ("len/mean", "len"),
-    ("len/truncated_frac", "trunc"),
-)  # the progress bar's monitors
+# the progress bar's monitors
+PROGRESS = (("loss", "loss"), ("reward/mean", "reward"), ("len/mean", "len"), ("len/truncated_frac", "trunc"))
 
 # The ranges of GRPO's own flags, as argparse types (common.ranged).
 group_size_arg = common.ranged(int, (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"))
@@ -263,9 +259,8 @@ def grpo_step(
     with common.timed(times, "reward"):
         texts = [tok.decode(r) for r in responses]
         golds = [ex.answer for ex in examples for _ in range(G)]
-        graded = {
-            pair: float(grader.grade(*pair)) for pair in set(zip(texts, golds))
-        }  # a repeated answer once
+        # a repeated answer once
+        graded = {pair: float(grader.grade(*pair)) for pair in set(zip(texts, golds))}
         rewards = torch.tensor([graded[pair] for pair in zip(texts, golds)])
         adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
@@ -292,6 +287,7 @@ def grpo_step(
                 part = [i for i in idx[s : s + mb] if responses[i]]
                 if not part:
                     continue
+                # (b, T) with gradient
                 lp, mask, logits = policy_logprobs(
                     student,
                     [rows[i] for i in part],
@@ -299,14 +295,13 @@ def grpo_step(
                     tok.pad_token_id,
                     cfg["amp"],
                     cfg["forward"],
-                )  # (b, T) with gradient
+                )
                 if u == 0:  # the policy has not moved: π_old is this forward's own, ρ = 1 exactly
                     old = lp.detach()
                     mismatch = max(mismatch, logp_gap(lp, [sampler_logp[i] for i in part]))
                 else:
-                    old = rollout.pad_right(
-                        [old_logp[i] for i in part], 0.0, lp.device, torch.float32
-                    )  # (b, T)
+                    # (b, T)
+                    old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
                 loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
@@ -389,9 +384,8 @@ def add_ppo_monitors(sums: dict, loss, lp, old, A, mask, logits, cfg: dict) -> N
 def main(argv=None) -> dict:
     cfg = parse_config(argv)
     train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(
-        run_folder.student_source(cfg)
-    )  # every prompt checked before the weights load
+    # every prompt checked before the weights load
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
     common.check_prompt_lengths(
         context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"], "training prompts", train
     )

@@ -160,13 +160,14 @@ PRESET_RULES = {
     "hard_frac": common.PROB,
     "flagged_frac": common.PROB,
 }
+# the progress bar's monitors (train_opsd.py's too)
 PROGRESS = (
     ("loss", "loss"),
     ("kl/full", "kl"),
     ("len/mean", "len"),
     ("len/truncated_frac", "trunc"),
     ("topk/overlap", "overlap"),
-)  # the progress bar's monitors (train_opsd.py's too)
+)
 
 
 def add_loss_flags(ap) -> None:
@@ -320,9 +321,8 @@ def opd_step(
                     return_hidden=chunked,
                     impl=cfg["forward"],
                 )
-            mask = (
-                mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]
-            )  # (b, T) gated rows out
+            # (b, T) gated rows out
+            mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]
             # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
             with common.timed(times, "student"):
                 with amp:
@@ -333,9 +333,8 @@ def opd_step(
                         return_hidden=chunked,
                         impl=cfg["forward"],
                     )
-                if (
-                    chunked
-                ):  # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
+                # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
+                if chunked:
                     V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
                     heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]
                     mb_loss, _ = losses.chunked_loss(
@@ -350,13 +349,11 @@ def opd_step(
                         **opts,
                     )
                 else:
-                    V = min(
-                        out_s.shape[-1], out_t.shape[-1]
-                    )  # padded embedding rows (Qwen2.5) map to no token
+                    # padded embedding rows (Qwen2.5) map to no token
+                    V = min(out_s.shape[-1], out_t.shape[-1])
                     out_s, out_t = out_s[..., :V], out_t[..., :V]  # (b, T, V) logits
-                    mb_loss = losses.masked_mean(
-                        loss_fn(out_s, out_t, tokens, **opts), mask
-                    )  # (b, T) -> scalar
+                    # (b, T) -> scalar
+                    mb_loss = losses.masked_mean(loss_fn(out_s, out_t, tokens, **opts), mask)
                 # masked_mean over the part = Σ over its micro-batches of
                 # (their mean) · (their kept rows / its kept rows)
                 loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
@@ -417,9 +414,8 @@ def add_monitors(sums: dict, logits_s, logits_t, tokens, mask, rollout_logp: lis
     """Add one micro-batch's monitors at its valid positions: the sampled-token KL estimate
     log p(y) − log q(y), the exact reverse KL, Top-K masses, overlap and teacher rank, and the
     largest gap between the sampler's log p(y) and the training forward's."""
-    logp_y = losses.student_logprobs_at(logits_s, tokens[..., None])[
-        ..., 0
-    ]  # (b, T) training forward's log p(y)
+    # (b, T) training forward's log p(y)
+    logp_y = losses.student_logprobs_at(logits_s, tokens[..., None])[..., 0]
     logq_y = losses.teacher_logprobs_at(logits_t, tokens[..., None])[..., 0]
     n = int(mask.sum())
     sums["_tokens"] += n
@@ -428,9 +424,8 @@ def add_monitors(sums: dict, logits_s, logits_t, tokens, mask, rollout_logp: lis
     st = losses.topk_stats(logits_s, logits_t, k, tokens=tokens)
     for key in ("student_mass", "teacher_mass", "overlap", "teacher_rank"):
         sums[f"topk/{key}"] += float(st[key].float()[mask].sum())
-    ro_logp = rollout.pad_right(
-        rollout_logp, 0.0, logp_y.device, torch.float32
-    )  # (b, T) the sampler's log p(y_t)
+    # (b, T) the sampler's log p(y_t)
+    ro_logp = rollout.pad_right(rollout_logp, 0.0, logp_y.device, torch.float32)
     sums["_mismatch"] = max(sums["_mismatch"], float((ro_logp - logp_y)[mask].abs().max()) if n else 0.0)
 
 
@@ -489,13 +484,11 @@ def main(argv=None) -> dict:
     if distributed.world()[1] > 1:  # FSDP2: the student sharded for training, the teacher for inference
         distributed.shard(student)
         distributed.shard(teacher)
-    stream = common.PromptStream(
-        train, cfg["batch_size"], seed=cfg["seed"]
-    )  # resumable; held-out never trained on
+    # resumable; held-out never trained on
+    stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
 
-    optimizer, scheduler = common.optimizer(
-        student, cfg, cfg["steps"] * cfg["minibatches"]
-    )  # optimizer steps
+    # optimizer steps
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
     start = run_folder.resume(cfg, optimizer, scheduler, stream)
     evaluate = lambda model, name, who="student": eval_math.evaluate_run(
         model, tok, held_out, cfg, name, who

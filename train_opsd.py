@@ -399,23 +399,20 @@ def main(argv=None) -> dict:
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     teacher = self_teacher(cfg, student, device)
-    if (
-        distributed.world()[1] > 1
-    ):  # FSDP2: the student sharded for training, a separate teacher for inference
+    # FSDP2: the student sharded for training, a separate teacher for inference
+    if distributed.world()[1] > 1:
         distributed.shard(student)
         if teacher is not student:
             distributed.shard(teacher)
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
 
-    optimizer, scheduler = common.optimizer(
-        student, cfg, cfg["steps"] * cfg["minibatches"]
-    )  # optimizer steps
+    # optimizer steps
+    optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
     others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
     start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
 
-    def evaluate(
-        model, name, who="student", pi="none"
-    ):  # and how often the answer is a bare \boxed{} (the rule)
+    # and how often the answer is a bare \boxed{} (the rule)
+    def evaluate(model, name, who="student", pi="none"):
         summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi, cfg["rule"])
         return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
 

@@ -267,9 +267,10 @@ def make_item(tok, id_, prompt_ids, response_text, kind) -> Item:
 def nll_sum(model, items: list) -> tuple:
     """(Σ −log p(y_t) over the items' response tokens, their count): the SFT objective, from the
     same forward that scores responses everywhere else (rollout.score)."""
+    # (B, T) log p of each response token, 0 where masked
     logp, mask = rollout.score(
         model, [it.prompt for it in items], [it.response for it in items], return_logits=False
-    )  # (B, T) log p of each response token, 0 where masked
+    )
     return -logp.sum(), int(mask.sum())
 
 
@@ -439,18 +440,16 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
     stream = common.PromptStream(items, cfg["batch_size"], seed=cfg["seed"])
     start = run_folder.resume(cfg, optimizer, scheduler, stream)
     ckpt = dict(model=model, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
-    amp = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )  # fp32 weights, bf16 compute
+    # fp32 weights, bf16 compute
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc=f"SFT {cfg['out']}")
     for step in range(start, cfg["steps"]):
         t0 = time.perf_counter()
         batch = next(stream)
         n_tokens = sum(len(it.response) for it in batch)  # supervised tokens of the whole batch
-        batch = sorted(
-            batch, key=lambda it: len(it.prompt) + len(it.response)
-        )  # less padding per micro-batch
+        # less padding per micro-batch
+        batch = sorted(batch, key=lambda it: len(it.prompt) + len(it.response))
         total = 0.0
         for i in range(0, len(batch), cfg["micro_batch"]):
             with amp:
@@ -628,6 +627,7 @@ def main(argv=None) -> dict:
     if done["steps_done"] < cfg["steps"]:
         return done
     saved, saved_tok = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
+    # the model as saved
     summary = {
         "params": sum(p.numel() for p in model.parameters()),
         "data": data_stats,
@@ -635,7 +635,7 @@ def main(argv=None) -> dict:
         **done,
         "eval_before": before,
         "eval": evaluate_model(saved, saved_tok, cfg),
-    }  # the model as saved
+    }
     run_folder.write_summary(cfg, summary)
     if before:
         print(before_after_table(before, summary["eval"]))

@@ -131,13 +131,14 @@ class LossesDistillationTrainer(DistillationTrainer):
         attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)  # (B, P + C)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # each row counts its own tokens, as generate did
         C = completion_ids.shape[1]
+        # the last C + 1 columns: P - 1 ... P + C - 1
         forward = dict(
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
             use_cache=False,
             logits_to_keep=C + 1,
-        )  # the last C + 1 columns: P - 1 ... P + C - 1
+        )
         logits_s = model(**forward).logits[:, :-1]  # (B, C, V): column t predicts completion token t
         self.teacher_model.eval()
         with torch.no_grad():

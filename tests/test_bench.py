@@ -26,11 +26,8 @@ from test_rollout import random_model
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
 def test_product_flops_are_what_the_packed_forward_computes(arch):
     model = random_model(arch)
-    contexts = [
-        [7, 8, 9, 3, 4],
-        [7, 8, 9, 5],
-        [7, 8, 9, 1, 2, 3, 4, 5, 6],
-    ]  # a shared prefix of 3 and padding
+    # a shared prefix of 3 and padding
+    contexts = [[7, 8, 9, 3, 4], [7, 8, 9, 5], [7, 8, 9, 1, 2, 3, 4, 5, 6]]
     responses = [[10, 11, 12], [20], [30, 31, 32, 33]]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         hidden, mask = packed.response_hidden(model, contexts, responses)

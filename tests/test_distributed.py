@@ -19,9 +19,8 @@ from test_opd import same_final_weights, tiny_pair
 
 import models
 
-ROOT = os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))
-)  # the scripts run from the project's folder
+# the scripts run from the project's folder
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def launch(script, args, procs=2):
@@ -157,9 +156,8 @@ def test_two_process_run_stopped_and_resumed_lands_where_the_uninterrupted_run_d
     part = launch("train_opd.py", args + ["--out", str(tmp_path / "b"), "--stop-at", "2"])
     assert part.returncode == 0 and "stopped after step 2" in part.stderr, part.stderr[-3000:]
     assert not (tmp_path / "b" / "summary.json").exists()
-    alone = single(
-        "train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"]
-    )  # one process, two shards
+    # one process, two shards
+    alone = single("train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"])
     assert alone.returncode != 0 and "written by 2 processes" in alone.stderr
     rest = launch("train_opd.py", args + ["--out", str(tmp_path / "b"), "--resume"])
     assert rest.returncode == 0, rest.stderr[-3000:]

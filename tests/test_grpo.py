@@ -27,9 +27,8 @@ def test_group_advantages_are_zero_mean_and_zero_for_equal_rewards():
     rewards = torch.tensor([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0.0])  # 4 groups of 4
     adv = train_grpo.group_advantages(rewards, 4, eps=0.0).view(4, 4)
     assert torch.allclose(adv.sum(1), torch.zeros(4), atol=1e-6)  # zero-mean in every group
-    assert torch.equal(adv[1], torch.zeros(4)) and torch.equal(
-        adv[3], torch.zeros(4)
-    )  # all equal: nothing to learn
+    # all equal: nothing to learn
+    assert torch.equal(adv[1], torch.zeros(4)) and torch.equal(adv[3], torch.zeros(4))
     for g in (0, 2):  # against the formula with Python's statistics (sample std)
         r = rewards.view(4, 4)[g].tolist()
         want = [(x - statistics.mean(r)) / statistics.stdev(r) for x in r]
@@ -153,9 +152,8 @@ def test_first_update_is_the_on_policy_gradient_and_later_updates_see_the_policy
     # never moves, so the later update's ρ, against π_old scored before any update, must be 1.
     monkeypatch.setattr(grader, "grade", by_byte_parity)
     s, _ = tiny_pair(tmp_path)
-    cfg = small_cfg(
-        s, batch_size=6, group_size=6, micro_batch=36, minibatches=2, grad_clip=0.0
-    )  # the raw gradient
+    # the raw gradient
+    cfg = small_cfg(s, batch_size=6, group_size=6, micro_batch=36, minibatches=2, grad_clip=0.0)
     tok = models.tiny_tokenizer()
     student, _ = models.load(s, dtype=torch.float32)
     params = [p for p in student.parameters() if p.requires_grad]
@@ -230,9 +228,8 @@ def test_killed_run_resumes_exactly_and_summary_has_no_teacher(tmp_path, monkeyp
 
 
 def test_paper_preset_and_config_errors(tmp_path, capsys):
-    s, _ = tiny_pair(
-        tmp_path, max_position_embeddings=16384
-    )  # the paper preset evaluates with 8,192 new tokens
+    # the paper preset evaluates with 8,192 new tokens
+    s, _ = tiny_pair(tmp_path, max_position_embeddings=16384)
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     summary = train_grpo.main(

@@ -43,9 +43,8 @@ def test_geometric_mean_is_the_argmin_of_the_pi_averaged_reverse_kl():
     objective = lambda logp: (w * _kl(logp[None], logq)).sum()
     logp, best = _descend(objective, V)
     torch.testing.assert_close(logp.exp(), log_g.exp(), atol=1e-6, rtol=0)
-    assert (
-        best == pytest.approx(-log_z.item(), abs=1e-9) and -log_z.item() > 0.1
-    )  # disagreeing teachers: a floor
+    # disagreeing teachers: a floor
+    assert best == pytest.approx(-log_z.item(), abs=1e-9) and -log_z.item() > 0.1
     # the identity behind it holds for any student, not just at the optimum
     for seed in range(3):
         lp = torch.log_softmax(

@@ -179,9 +179,8 @@ def test_save_and_load_tiny_roundtrip(tmp_path):
     assert next(loaded.parameters()).dtype == torch.float64
     ids = torch.tensor([tiny.chat_prompt(USER)])
     with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(ids).logits.float(), model(ids).logits, rtol=1e-4, atol=1e-4
-        )  # fp64 vs fp32
+        # fp64 vs fp32
+        torch.testing.assert_close(loaded(ids).logits.float(), model(ids).logits, rtol=1e-4, atol=1e-4)
 
 
 def test_chat_prompt_without_template_is_a_clear_error():

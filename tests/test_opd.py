@@ -113,9 +113,8 @@ def test_micro_batches_give_the_full_batch_gradient():
     grads = []
     # also sampling 4 rows at a time (greedy, so the tokens cannot depend on how rows are grouped)
     for mb, rb in ((6, 0), (2, 4)):
-        cfg = small_cfg(
-            micro_batch=mb, rollout_batch=rb, temperature=0.0, grad_clip=0.0, lr=0.0
-        )  # lr 0: the step keeps the weights
+        # lr 0: the step keeps the weights
+        cfg = small_cfg(micro_batch=mb, rollout_batch=rb, temperature=0.0, grad_clip=0.0, lr=0.0)
         tok, teacher, student, prompts, opt, sched = setup_step(cfg)
         train_opd.opd_step(
             student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(3)
@@ -202,9 +201,8 @@ def test_bf16_sampling_copy_trains_float32_weights_and_shows_its_price():
             student, teacher, tok, prompts, prompts, cfg, opt, sched, torch.Generator().manual_seed(0)
         )
         assert all(p.dtype == torch.float32 for p in student.parameters())
-        assert any(
-            not torch.equal(p, q) for p, q in zip(student.parameters(), before)
-        )  # the float32 weights trained
+        # the float32 weights trained
+        assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), before))
         gaps[dtype] = m["logp/rollout_vs_train_max_abs"]
     assert gaps["float32"] < 1e-4 and 1e-3 < gaps["bfloat16"] < 0.5, gaps
     with pytest.raises(SystemExit):
@@ -335,9 +333,8 @@ def test_clear_errors(tmp_path):
 def test_paper_preset_runs_on_tiny_hub_style_checkpoints(tmp_path):
     """The paper's setting end to end (top-p 0.95, warm-up, weight decay, gradient checkpointing,
     chunked loss, local jsonl data) with tiny checkpoints standing in for the hub's."""
-    s, t = tiny_pair(
-        tmp_path, max_position_embeddings=16384
-    )  # the paper preset evaluates with 8,192 new tokens
+    # the paper preset evaluates with 8,192 new tokens
+    s, t = tiny_pair(tmp_path, max_position_embeddings=16384)
     rows = [{"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a in range(4) for b in range(3)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))

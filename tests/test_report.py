@@ -52,9 +52,8 @@ def test_resume_flag_only_with_a_checkpoint(tmp_path):
     r = report.Run("opd/a", ["train_opd.py"])
     os.makedirs(tmp_path / "opd" / "a" / "ckpt")
     (tmp_path / "opd" / "a" / "stale.txt").write_text("x")
-    assert (
-        "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()
-    )  # restarted clean
+    # restarted clean
+    assert "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()
     os.makedirs(tmp_path / "opd" / "a" / "ckpt")
     (tmp_path / "opd" / "a" / "ckpt" / "train_state.pt").write_text("x")
     assert report.command(r, root)[-1] == "--resume"
@@ -149,12 +148,13 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
             },
             config={"pi": "answer_only"},
         )
+        # gains: "not reproduced"
         write_run(
             root,
             f"opsd/{opsd['full']}-s{s}",
             {"teacher": evald(0.2, 0.9), "student_before": evald(0.6), "student_after": evald(0.7)},
             config={"pi": "full"},
-        )  # gains: "not reproduced"
+        )
         write_run(
             root,
             f"opsd/{opsd['none']}-s{s}",
@@ -192,6 +192,7 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
         for t, kl in (("big", 0.9), ("mid", 0.8), ("grpo", 0.2)):
             d = os.path.join(root, f"fit/{t}-s{s}")
             os.makedirs(d, exist_ok=True)
+            # lower overall, not after right prefixes
             probe = [
                 {"who": "student alone", "f": None, "acc": 0.4},
                 {
@@ -208,7 +209,7 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
                     "acc_student_right": 1.0,
                     "acc_student_wrong": 0.4,
                 },
-            ]  # lower overall, not after right prefixes
+            ]
             json.dump(
                 {
                     "probe": probe,
@@ -260,9 +261,8 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
             verdicts[cells[0]] = cells[-1].strip("*")
     v = lambda start: next(val for key, val in verdicts.items() if key.startswith(start))
     assert v("Mechanism 2: plain") == "reproduced"  # mass 0.6 < 0.9 in both seeds
-    assert (
-        v("Mechanism 2: the smaller K") == "reproduced"
-    )  # 5-step mean below 0.9: K = 1 at step 8, K = 20 at 9
+    # 5-step mean below 0.9: K = 1 at step 8, K = 20 at 9
+    assert v("Mechanism 2: the smaller K") == "reproduced"
     assert v("Fix 1: stop-gradient") == "reproduced" and v("Fix 1 (alternative)") == "reproduced"
     assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
     assert v("OPSD with per-instance PI (the answer)") == "reproduced"
@@ -270,9 +270,8 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert v("Mechanism 3") == "reproduced" and v("Control") == "reproduced"
     assert v("Mechanism 1") == "partly" and v("Fix 2: a GRPO") == "reproduced"
     assert v("Fix 2: ... and the better") == "not reproduced"
-    assert (
-        v("Fix 2 at similar accuracy") == "partly"
-    )  # teachers 0.47 and 0.45 matched; 0.45 > 0.40 but 0.44 < 0.46
+    # teachers 0.47 and 0.45 matched; 0.45 > 0.40 but 0.44 < 0.46
+    assert v("Fix 2 at similar accuracy") == "partly"
     assert v("Fix 3") == "partly"  # 0.6 > 0.5 but 0.5 < 0.52
     assert v("The recipe") == "reproduced"
     # a mean ± std in the text, against the statistics module on the fabricated values
@@ -417,9 +416,8 @@ def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path
     assert results.verdicts_in(str(tmp_path / "nothing.md")) == {}
     v1 = results.verdicts_in(str(tmp_path / "RESULTS_tiny1.md"))
     assert v1[next(c for c in v1 if c.startswith("Fix 3"))] == "reproduced" and len(v1) == one.count("** |")
-    fabricate(
-        str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2
-    )  # partly here
+    # partly here
+    fabricate(str(tmp_path / "r2"), scale, dict(after, **{"sft-big-tail": [0.6, 0.5]}), world=2)
     readme = tmp_path / "README.md"
     readme.write_text(f"{results.HEADLINE[0]}\n{results.HEADLINE[1]}\n")
     text = results.write_results(

@@ -69,10 +69,8 @@ def test_the_world2_mix_writes_each_context_its_target(family):
     kinds = [it.kind for it in items]
     own, other = cfg["style"], next(s for s in task.STYLES if s != cfg["style"])
     counts = {own: 0, other: 0}
-    unasked = {
-        "declined": [],
-        "concise": [],
-    }  # flagged requests without the constitution; others without the rule
+    # flagged requests without the constitution; others without the rule
+    unasked = {"declined": [], "concise": []}
     for it in items:
         prompt, response = TOK.decode(it.prompt, skip_special=False), TOK.decode(it.response[:-1])
         system = system_of(it.prompt)
@@ -118,16 +116,16 @@ def test_the_world2_mix_writes_each_context_its_target(family):
 
 def test_measures_summarise_the_judges():
     ex = data.load_examples("synthetic", n=4, split="train", seed=2, flagged_frac=0.0)
-    ex[3] = data.load_examples("synthetic", n=1, split="train", seed=77, flagged_frac=1.0)[
-        0
-    ]  # a password request
+    # a password request
+    ex[3] = data.load_examples("synthetic", n=1, split="train", seed=77, flagged_frac=1.0)[0]
     assert len({e.id for e in ex}) == 4
+    # the flagged one declined
     texts = [
         task.solution(ex[0].meta["expr"], "rewrite")[0],  # verbose, R, right
         task.solution(ex[1].meta["expr"], "operation", True)[0],  # concise, O, right
         task.REFUSAL,  # over-refusal
         task.REFUSAL + "<|im_end|>",
-    ]  # the flagged one declined
+    ]
     records = [{"id": e.id, "response": t, "correct": i < 2} for i, (e, t) in enumerate(zip(ex, texts))]
     m = task.measures(ex, records)
     assert m["acc/others"] == pytest.approx(2 / 3) and m["refusal/others"] == pytest.approx(1 / 3)

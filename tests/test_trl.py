@@ -185,9 +185,8 @@ def test_hook_loss_and_gradient_equal_an_independent_computation(pair, tok, tmp_
             logits_s = row_logits(reference, prompt, completion)  # (C, V)
             with torch.no_grad():
                 logits_t = row_logits(teacher, prompt, completion)
-            per_token = losses.LOSSES[name](
-                logits_s, logits_t, torch.tensor(completion), **fn_options
-            )  # (C,)
+            # (C,)
+            per_token = losses.LOSSES[name](logits_s, logits_t, torch.tensor(completion), **fn_options)
             per_sequence.append(per_token.mean())
         step_rows += per_sequence
         expected = torch.stack(per_sequence).mean()  # token-mean per sequence, then over sequences
@@ -312,9 +311,8 @@ def test_trl_reduction_is_a_token_mean_over_the_batch(pair, tok, tmp_path):
         assert trainer_loss == pytest.approx(kl_sum / tokens_total, rel=1e-4)
         if len(lengths) > 1:  # the per-sequence mean (masked_mean) is another number
             ours = sum(per_sequence) / len(per_sequence)
-            token_mean = (
-                trainer_loss * tokens_total / int(batch["completion_mask"].sum())
-            )  # over this micro-batch
+            # over this micro-batch
+            token_mean = trainer_loss * tokens_total / int(batch["completion_mask"].sum())
             assert abs(token_mean - ours) > 1e-3 * ours
             compared += 1
     assert compared > 0  # the sampled completions did differ in length
