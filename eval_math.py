@@ -222,33 +222,48 @@ def evaluate(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     prompts = [data.context_ids(tokenizer, ex, pi, rule) for ex in examples]
-    cache = {}
+    graded = {}
 
     def grade_ids(j, i, ids):
         text = tokenizer.decode(ids, skip_special=True)
-        cache[(j, i)] = (text, grader.grade(text, examples[i].answer))
-        return cache[(j, i)][1]
+        graded[(j, i)] = (text, grader.grade(text, examples[i].answer))
+        return graded[(j, i)][1]
 
+    settings = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
     t0 = time.time()
     samples = sample_responses(
         model,
         tokenizer,
         prompts,
         k=k,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
         progress=f"eval {bench}" if progress else None,
         grade_fn=grade_ids,
+        **settings,
     )
     elapsed = time.time() - t0
+    records = sample_records(examples, samples, graded, bench)
+    summary = summarize(records, k)
+    summary.update({"bench": bench, "time_s": round(elapsed, 1), "pi": pi, "settings": settings})
+    if out_path:
+        write_jsonl(out_path, records)
+    return summary, records
+
+
+def sample_records(examples: list, samples: list, graded: dict, bench: str) -> list:
+    """One record per (problem, sample), sample by sample: the gold and the extracted answer, the
+    verdict, and the sample's length, ending, repetition and hedging. `samples` is
+    sample_responses' output, `graded[(j, i)]` the (text, verdict) of sample j of problem i."""
     records = []
     for j, per_prompt in enumerate(samples):
         for i, s in enumerate(per_prompt):
-            text, correct = cache[(j, i)]
+            text, correct = graded[(j, i)]
             records.append(
                 {
                     "bench": bench,
@@ -265,25 +280,7 @@ def evaluate(
                     "response": text,
                 }
             )
-    summary = summarize(records, k)
-    summary.update(
-        {
-            "bench": bench,
-            "time_s": round(elapsed, 1),
-            "pi": pi,
-            "settings": {
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": top_k,
-                "max_new_tokens": max_new_tokens,
-                "batch_size": batch_size,
-                "seed": seed,
-            },
-        }
-    )
-    if out_path:
-        write_jsonl(out_path, records)
-    return summary, records
+    return records
 
 
 def summarize(records: list, k: int) -> dict:
@@ -414,10 +411,22 @@ def format_table(summaries: list) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: the model, the data, sampling, the prefix probe and the output, one
+    argument group each."""
     ap = argparse.ArgumentParser(
         description="Evaluate a model on math benchmarks (strict boxed grader), or run the prefix "
         "probe of Mechanism 1. Sampling flags left unset come from the preset."
     )
+    add_model_flags(ap)
+    add_data_flags(ap)
+    add_sampling_flags(ap)
+    add_probe_flags(ap)
+    add_output_flags(ap)
+    return ap
+
+
+def add_model_flags(ap: argparse.ArgumentParser) -> None:
+    """The model to evaluate and where it runs."""
     g = ap.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -428,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None, help="cuda, cpu, ...; default: models.load's choice")
     g.add_argument("--dtype", default=None, help="float32, bfloat16, ...; default: models.load's")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def add_data_flags(ap: argparse.ArgumentParser) -> None:
+    """The benchmarks, the synthetic task's generator and the context (`--pi`)."""
     g = ap.add_argument_group("data")
     g.add_argument(
         "--bench",
@@ -442,6 +455,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the (single) named benchmark from this local file instead of the hub",
     )
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    add_synthetic_flags(g)
+    g.add_argument(
+        "--pi",
+        default="none",
+        choices=data.PI_MODES,
+        help="context: none = the student's prompt; the others add privileged "
+        "information as an OPSD teacher sees it (default: %(default)s)",
+    )
+    g.add_argument(
+        "--wrong-hint",
+        action="store_true",
+        help="with --pi answer_only: show a wrong answer as the hint (gold + 1), to "
+        "measure whether a model reads the hint",
+    )
+    g.add_argument(
+        "--rule",
+        default=None,
+        help="system rule for --pi system_prompt (default: data.py's rule for the task)",
+    )
+
+
+def add_synthetic_flags(g) -> None:
+    """The synthetic task's generator, into the data group `g`."""
     g.add_argument(
         "--synthetic-n", type=int, default=500, help="synthetic: number of problems (default: %(default)s)"
     )
@@ -464,24 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-operand", type=int, default=9, help="synthetic: largest operand (default: %(default)s)"
     )
-    g.add_argument(
-        "--pi",
-        default="none",
-        choices=data.PI_MODES,
-        help="context: none = the student's prompt; the others add privileged "
-        "information as an OPSD teacher sees it (default: %(default)s)",
-    )
-    g.add_argument(
-        "--wrong-hint",
-        action="store_true",
-        help="with --pi answer_only: show a wrong answer as the hint (gold + 1), to "
-        "measure whether a model reads the hint",
-    )
-    g.add_argument(
-        "--rule",
-        default=None,
-        help="system rule for --pi system_prompt (default: data.py's rule for the task)",
-    )
+
+
+def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
+    """The preset and the sampling flags that override it (§2.4)."""
     g = ap.add_argument_group("sampling")
     g.add_argument(
         "--preset",
@@ -504,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="sampling seed; with the batch size it fixes every sample (default: %(default)s)",
     )
+
+
+def add_probe_flags(ap: argparse.ArgumentParser) -> None:
+    """`--probe-teacher`: the prefix probe and the teacher's fit (probes.py)."""
     g = ap.add_argument_group("prefix probe (Mechanism 1)")
     g.add_argument(
         "--probe-teacher",
@@ -517,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="0,0.25,0.5,0.75",
         help="comma-separated cut points f of the student's responses (default: %(default)s)",
     )
+
+
+def add_output_flags(ap: argparse.ArgumentParser) -> None:
+    """Where the records and summaries go, and the progress line."""
     g = ap.add_argument_group("output")
     g.add_argument(
         "--out",
@@ -525,7 +555,6 @@ def build_parser() -> argparse.ArgumentParser:
         "summary.json and probe.jsonl (default: %(default)s)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress line")
-    return ap
 
 
 def resolve_settings(args, bench: str) -> dict:
@@ -602,13 +631,10 @@ def check_args(args, flags: dict) -> list:
     return benches
 
 
-def main(argv=None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    benches = check_args(args, common.flags_of(parser))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    # The benchmarks and the model's context before the weights load: a bad file ends here.
+def load_inputs(args, benches: list) -> dict:
+    """The examples of each benchmark to run (the first alone with `--probe-teacher`), checked
+    against the model's context, and the probe's teacher checked against the student's tokenizer:
+    all before the weights load, so a bad file ends here."""
     loaded = {bench: load_bench(args, bench) for bench in (benches[:1] if args.probe_teacher else benches)}
     tokenizer, context = models.load_tokenizer(args.model)
     for bench, examples in loaded.items():
@@ -622,72 +648,78 @@ def main(argv=None) -> None:
     if args.probe_teacher:
         # the probe cuts token ids
         models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])
-    os.makedirs(args.out, exist_ok=True)
-    common.lock_folder(args.out)  # the lock a training run takes too
+    return loaded
+
+
+def load_model(args, name: str) -> tuple:
+    """(model in eval mode, tokenizer) of `name` on `--device` in `--dtype`."""
     model, tokenizer = models.load(
-        args.model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None
+        name, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None
     )
     model.eval()
-    if args.probe_teacher:
-        import probes  # probes.py builds on this file (its sampler), so it is imported only here
+    return model, tokenizer
 
-        teacher, t_tok = models.load(
-            args.probe_teacher, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None
-        )
-        teacher.eval()
-        models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
-        fractions = [float(x) for x in args.probe_fractions.split(",")]
-        bench = benches[0]
-        s = resolve_settings(args, bench)
-        examples = loaded[bench]
-        with torch.no_grad():
-            rows, _ = probes.prefix_probe(
-                model,
-                teacher,
-                tokenizer,
-                examples,
-                fractions,
-                temperature=s["temperature"],
-                top_p=s["top_p"],
-                top_k=s["top_k"],
-                max_new_tokens=s["max_new_tokens"],
-                batch_size=args.batch_size,
-                seed=args.seed,
-                out_path=os.path.join(args.out, "probe.jsonl"),
-                progress=not args.quiet,
-            )
-        # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
-        fit = probes.teacher_fit(
+
+def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
+    """`--probe-teacher`: the prefix probe (Mechanism 1) and the teacher's fit to the student
+    (Fix 2) on one benchmark; writes probe.jsonl and probe_summary.json and prints both tables."""
+    import probes  # probes.py builds on this file (its sampler), so it is imported only here
+
+    teacher, t_tok = load_model(args, args.probe_teacher)
+    models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
+    fractions = [float(x) for x in args.probe_fractions.split(",")]
+    s = resolve_settings(args, bench)
+    with torch.no_grad():
+        rows, _ = probes.prefix_probe(
             model,
             teacher,
             tokenizer,
             examples,
-            k=20,
+            fractions,
+            temperature=s["temperature"],
+            top_p=s["top_p"],
+            top_k=s["top_k"],
             max_new_tokens=s["max_new_tokens"],
             batch_size=args.batch_size,
             seed=args.seed,
+            out_path=os.path.join(args.out, "probe.jsonl"),
+            progress=not args.quiet,
         )
-        with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
-            json.dump(
-                {
-                    "student": args.model,
-                    "teacher": args.probe_teacher,
-                    "bench": bench,
-                    "settings": s,
-                    "probe": rows,
-                    "fit": fit,
-                },
-                f,
-                indent=2,
-            )
-        print(
-            f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, "
-            f"preset {s['preset']}"
+    # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
+    fit = probes.teacher_fit(
+        model,
+        teacher,
+        tokenizer,
+        examples,
+        k=20,
+        max_new_tokens=s["max_new_tokens"],
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
+        json.dump(
+            {
+                "student": args.model,
+                "teacher": args.probe_teacher,
+                "bench": bench,
+                "settings": s,
+                "probe": rows,
+                "fit": fit,
+            },
+            f,
+            indent=2,
         )
-        print(probes.format_probe_table(rows))
-        print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
-        print(probes.format_fit_table({args.probe_teacher: fit}))
-        return
+    print(
+        f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, preset {s['preset']}"
+    )
+    print(probes.format_probe_table(rows))
+    print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
+    print(probes.format_fit_table({args.probe_teacher: fit}))
+
+
+def run_benchmarks(args, model, tokenizer, benches: list, loaded: dict) -> None:
+    """Evaluates the model on each benchmark with its settings; writes <bench>.jsonl and
+    summary.json and prints the table."""
     summaries = []
     for bench in benches:
         s = resolve_settings(args, bench)
@@ -717,6 +749,24 @@ def main(argv=None) -> None:
         json.dump(summaries, f, indent=2)
     print(f"model {args.model}; context {args.pi}; per-sample records in {args.out}/")
     print(format_table(summaries))
+
+
+def main(argv=None) -> None:
+    """The command line: check every flag and input, load the model, then run the prefix probe
+    (`--probe-teacher`) or evaluate each benchmark."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    benches = check_args(args, common.flags_of(parser))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_inputs(args, benches)
+    os.makedirs(args.out, exist_ok=True)
+    common.lock_folder(args.out)  # the lock a training run takes too
+    model, tokenizer = load_model(args, args.model)
+    if args.probe_teacher:
+        run_probe(args, model, tokenizer, benches[0], loaded[benches[0]])
+    else:
+        run_benchmarks(args, model, tokenizer, benches, loaded)
 
 
 if __name__ == "__main__":

@@ -444,58 +444,79 @@ def _base_equiv(a: str, b: str) -> Optional[bool]:
     return bool(re.fullmatch(r"[0-9A-Z]+", other)) and m.group(1).lstrip("0") == other.lstrip("0")
 
 
-def _equiv_norm(a: str, b: str, budget: list) -> bool:
-    """Equivalence of two normalised answers; `budget` is [deadline] for the sympy work."""
-    if not a or not b:
-        return False  # an empty answer is never right
-    if a == b:
-        return True
-    if max(len(a), len(b)) > 2 * _MAX_LEN or time.monotonic() > budget[0]:
-        return False
+# The equivalence rules of _equiv_norm, one per family of answer forms, in the order it tries them
+# (_EQUIV_RULES): each returns the verdict, or None when it does not apply to the two answers.
+
+
+def _words_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Words ("Monday") equal only the same word, case aside; letter strings of two or three
+    letters may be products ("ab" = "ba") and are left to the later rules."""
     if re.fullmatch(r"[a-zA-Z]{2,}", a) and re.fullmatch(r"[a-zA-Z]{2,}", b):
         if a.lower() == b.lower():
             return True
         if max(len(a), len(b)) >= 4:
-            return False  # words ("Monday"); shorter letter strings may be products ("ab" = "ba")
-    # one-variable inequalities are the intervals they describe: x≤5, 5≥x, (-\infty,5]
+            return False
+    return None
+
+
+def _relations_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """One-variable inequalities are the intervals they describe (x≤5, 5≥x, (-\\infty,5]); other
+    relations (y>2x+1) are equal when their relations are the same and their sides equivalent."""
     sa, sb = _as_set(a), _as_set(b)
     if sa or sb:
         return _equiv_norm(sa or a, sb or b, budget)
     ca, cb = _chain(a), _chain(b)
-    if ca or cb:  # other relations (y>2x+1): same relations, sides equivalent
-        return (
-            ca is not None
-            and cb is not None
-            and ca[1] == cb[1]
-            and len(ca[0]) == len(cb[0])
-            and all(_equiv_norm(x, y, budget) for x, y in zip(ca[0], cb[0]))
-        )
-    # unions of intervals, in any order
+    if not (ca or cb):
+        return None
+    return (
+        ca is not None
+        and cb is not None
+        and ca[1] == cb[1]
+        and len(ca[0]) == len(cb[0])
+        and all(_equiv_norm(x, y, budget) for x, y in zip(ca[0], cb[0]))
+    )
+
+
+def _unions_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Unions of intervals, in any order."""
     if "∪" in a or "∪" in b:
         return _multiset_equiv(_split_top(a, "∪"), _split_top(b, "∪"), budget)
-    # sets \{1,2\}: unordered; a set also equals the bare list of its elements
+    return None
+
+
+def _sets_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Sets \\{1,2\\}: unordered; a set also equals the bare list of its elements (not a tuple,
+    an interval or a matrix)."""
     set_a, set_b = (s.startswith("\\{") and _one_group(s[1:], "{", "}") for s in (a, b))
-    if set_a or set_b:
-        xa, xb = (s[2:-2] if is_set else s for s, is_set in ((a, set_a), (b, set_b)))
-        bracketed = any(
-            _one_group(s, "([", ")]") or _matrix_cells(s) is not None
-            for s, is_set in ((a, set_a), (b, set_b))
-            if not is_set
-        )
-        return not bracketed and _multiset_equiv(_items(xa), _items(xb), budget)
-    # matrices, cell by cell
+    if not (set_a or set_b):
+        return None
+    xa, xb = (s[2:-2] if is_set else s for s, is_set in ((a, set_a), (b, set_b)))
+    bracketed = any(
+        _one_group(s, "([", ")]") or _matrix_cells(s) is not None
+        for s, is_set in ((a, set_a), (b, set_b))
+        if not is_set
+    )
+    return not bracketed and _multiset_equiv(_items(xa), _items(xb), budget)
+
+
+def _matrices_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Matrices, cell by cell."""
     ma, mb = _matrix_cells(a), _matrix_cells(b)
-    if ma is not None or mb is not None:
-        return (
-            ma is not None
-            and mb is not None
-            and len(ma) == len(mb)
-            and all(
-                len(r) == len(s) and all(_equiv_norm(x, y, budget) for x, y in zip(r, s))
-                for r, s in zip(ma, mb)
-            )
+    if ma is None and mb is None:
+        return None
+    return (
+        ma is not None
+        and mb is not None
+        and len(ma) == len(mb)
+        and all(
+            len(r) == len(s) and all(_equiv_norm(x, y, budget) for x, y in zip(r, s)) for r, s in zip(ma, mb)
         )
-    # intervals and tuples: same brackets, element by element
+    )
+
+
+def _tuples_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Intervals and tuples: the same brackets, element by element; a tuple never equals a
+    non-tuple."""
     ga, gb = _one_group(a, "([", ")]"), _one_group(b, "([", ")]")
     xa, xb = _split_top(a[1:-1]) if ga else None, _split_top(b[1:-1]) if gb else None
     if ga and gb and (len(xa) > 1 or len(xb) > 1):
@@ -506,18 +527,32 @@ def _equiv_norm(a: str, b: str, budget: list) -> bool:
             and all(_equiv_norm(x, y, budget) for x, y in zip(xa, xb))
         )
     if (ga and len(xa) > 1) or (gb and len(xb) > 1):
-        return False  # a tuple against a non-tuple
-    # bare comma lists (several solutions) and ± pairs: unordered
+        return False
+    return None
+
+
+def _lists_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Bare comma lists (several solutions) and ± pairs: unordered."""
     la, lb = _items(a), _items(b)
     if len(la) > 1 or len(lb) > 1:
         return _multiset_equiv(la, lb, budget)
-    # equations: side by side, or the same difference of sides up to sign (2x-y=1 vs y=2x-1)
-    if a.count("=") == 1 and b.count("=") == 1:
-        (a1, a2), (b1, b2) = a.split("="), b.split("=")
-        if _equiv_norm(a1, b1, budget) and _equiv_norm(a2, b2, budget):
-            return True
-        da = f"{a1}-({a2})"
-        return _sympy_within(da, f"{b1}-({b2})", budget) or _sympy_within(da, f"{b2}-({b1})", budget)
+    return None
+
+
+def _equations_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Equations: side by side, or the same difference of sides up to sign (2x-y=1 vs y=2x-1)."""
+    if a.count("=") != 1 or b.count("=") != 1:
+        return None
+    (a1, a2), (b1, b2) = a.split("="), b.split("=")
+    if _equiv_norm(a1, b1, budget) and _equiv_norm(a2, b2, budget):
+        return True
+    da = f"{a1}-({a2})"
+    return _sympy_within(da, f"{b1}-({b2})", budget) or _sympy_within(da, f"{b2}-({b1})", budget)
+
+
+def _numbers_equiv(a: str, b: str, budget: list) -> Optional[bool]:
+    """Numbers with a base subscript (_base_equiv); plain numbers exactly, as fractions; a choice
+    letter is only equal to the same letter."""
     base = _base_equiv(a, b)
     if base is not None:
         return base
@@ -525,7 +560,36 @@ def _equiv_norm(a: str, b: str, budget: list) -> bool:
     if fa is not None and fb is not None:
         return fa == fb
     if re.fullmatch(r"[A-E]", a) or re.fullmatch(r"[A-E]", b):
-        return False  # a choice letter is only equal to the same letter
+        return False
+    return None
+
+
+_EQUIV_RULES = (
+    _words_equiv,
+    _relations_equiv,
+    _unions_equiv,
+    _sets_equiv,
+    _matrices_equiv,
+    _tuples_equiv,
+    _lists_equiv,
+    _equations_equiv,
+    _numbers_equiv,
+)
+
+
+def _equiv_norm(a: str, b: str, budget: list) -> bool:
+    """Equivalence of two normalised answers; `budget` is [deadline] for the sympy work. The first
+    rule of _EQUIV_RULES that applies decides; answers no rule applies to go to sympy."""
+    if not a or not b:
+        return False  # an empty answer is never right
+    if a == b:
+        return True
+    if max(len(a), len(b)) > 2 * _MAX_LEN or time.monotonic() > budget[0]:
+        return False
+    for rule in _EQUIV_RULES:
+        verdict = rule(a, b, budget)
+        if verdict is not None:
+            return verdict
     return _sympy_within(a, b, budget)
 
 

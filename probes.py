@@ -97,43 +97,66 @@ def prefix_probe(
     ]
     records = []
     for f in fractions:
-        cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
-        prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(teacher_ctx, s_out, cut)]
-        t_out = eval_math.sample_responses(
-            teacher, tokenizer, prompts, k=1, progress=f"probe: teacher f={f}" if progress else None, **kw
-        )[0]
-        right = []
-        for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
-            text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
-            ok = grader.grade(text, ex.answer)
-            right.append(ok)
-            records.append(
-                {
-                    "id": ex.id,
-                    "f": f,
-                    "prefix_tokens": c,
-                    "student_correct": s_right[i],
-                    "correct": ok,
-                    "truncated": t["truncated"],
-                    "response": text,
-                }
-            )
-        on_right = [r for r, s in zip(right, s_right) if s]
-        on_wrong = [r for r, s in zip(right, s_right) if not s]
-        rows.append(
-            {
-                "who": "teacher alone" if f == 0 else "teacher after student prefix",
-                "f": f,
-                "acc": sum(right) / len(right),
-                "ci": eval_math.wilson_ci(sum(right), len(right)),
-                "n": len(right),
-                "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
-                "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None,
-            }
+        row, cut_records = teacher_after_cut(
+            teacher, tokenizer, examples, teacher_ctx, s_out, s_right, f, progress=progress, **kw
         )
+        rows.append(row)
+        records += cut_records
     if out_path:
         eval_math.write_jsonl(out_path, records)
     return rows, records
+
+
+def teacher_after_cut(
+    teacher,
+    tokenizer,
+    examples: list,
+    contexts: list,
+    s_out: list,
+    s_right: list,
+    f: float,
+    *,
+    progress: bool,
+    **kw,
+) -> tuple:
+    """One cut of the prefix probe: the teacher continues, after its context, the first
+    floor(f * L) tokens of each student response (`s_out`, sample_responses' dicts, graded
+    `s_right`), and the prefix plus the continuation is graded. Returns (row, records): the
+    accuracy overall and split by the student's own verdict, and one record per problem. `kw` are
+    sample_responses' sampling settings."""
+    cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
+    prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(contexts, s_out, cut)]
+    t_out = eval_math.sample_responses(
+        teacher, tokenizer, prompts, k=1, progress=f"probe: teacher f={f}" if progress else None, **kw
+    )[0]
+    right, records = [], []
+    for i, (ex, s, c, t) in enumerate(zip(examples, s_out, cut, t_out)):
+        text = tokenizer.decode(s["ids"][:c] + t["ids"], skip_special=True)
+        ok = grader.grade(text, ex.answer)
+        right.append(ok)
+        records.append(
+            {
+                "id": ex.id,
+                "f": f,
+                "prefix_tokens": c,
+                "student_correct": s_right[i],
+                "correct": ok,
+                "truncated": t["truncated"],
+                "response": text,
+            }
+        )
+    on_right = [r for r, s in zip(right, s_right) if s]
+    on_wrong = [r for r, s in zip(right, s_right) if not s]
+    row = {
+        "who": "teacher alone" if f == 0 else "teacher after student prefix",
+        "f": f,
+        "acc": sum(right) / len(right),
+        "ci": eval_math.wilson_ci(sum(right), len(right)),
+        "n": len(right),
+        "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
+        "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None,
+    }
+    return row, records
 
 
 # -----------------------------------------------------------------------------

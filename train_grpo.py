@@ -29,12 +29,16 @@ Commands
     python train_grpo.py --preset paper --student Qwen/Qwen3-1.7B --out runs/grpo-paper   # GPU
     python train_grpo.py --out runs/grpo --resume              # a killed run continues exactly
 
+Optimisations
+    * `pi_old`: the first update's rows take π_old from their own forward with gradients
+      (detached; the policy has not moved yet, so ρ = 1 exactly and no extra pass runs: with
+      --minibatches 1 the step runs one forward per row, not two); the later updates' rows are
+      scored without gradients before the first update. Scoring every row before the first update
+      gives the same π_old up to float rounding.
+
 What it simplifies
-    * π_old is the training forward's, not the sampler's: the first update's rows take it from
-      their own forward with gradients (detached; the policy has not moved yet, so ρ = 1 exactly
-      and no extra pass runs: with --minibatches 1 the step runs one forward per row, not two);
-      the later updates' rows are scored without gradients before the first update. The sampler's
-      own log-probs are only compared with it (`logp/rollout_vs_train_max_abs`).
+    * π_old is the training forward's, not the sampler's: the sampler's own log-probs are only
+      compared with it (`logp/rollout_vs_train_max_abs`).
     * No dynamic sampling (DAPO drops groups whose rewards are all equal; here they stay in the
       batch with advantage 0 and count in the token normalisation); no entropy bonus, no KL.
     * The reward is the grader's 0/1 only; no format or length shaping.
@@ -265,20 +269,16 @@ def grpo_step(
         adv = group_advantages(rewards, G, cfg["adv_eps"])  # (B·G,)
 
     # π_old: the policy that sampled, as the training forward computes it. The rows of updates 2..M
-    # are scored now, before any update; the first update's rows below, by their own forward.
+    # are scored now, before any update; the first update's rows below, by their own forward (pi_old).
     per_update, mb = len(rows) // cfg["minibatches"], cfg["micro_batch"]
     with common.timed(times, "old_logp"):
-        later = slice(per_update, None)
-        old_logp, mismatch = old_logprobs(
-            student, rows[later], responses[later], sampler_logp[later], tok.pad_token_id, cfg
-        )
-        old_logp = [None] * per_update + old_logp
+        old_logp, mismatch = later_old_logprobs(student, rows, responses, sampler_logp, per_update, tok, cfg)
 
     # 4-6. M optimizer steps, each on whole groups; token-level normalisation within each.
     with common.timed(times, "student"):
         student.train()
-        sums = {"loss": 0.0, "ppo/clip_frac": 0.0, "ppo/ratio_max": 0.0, "entropy": 0.0}
-        grad_norms, n_tok_all = [], 0
+        sums = {"loss": 0.0, "ppo/clip_frac": 0.0, "ppo/ratio_max": 0.0, "entropy": 0.0, "_tokens": 0}
+        grad_norms = []
         for u in range(cfg["minibatches"]):
             idx = list(range(u * per_update, (u + 1) * per_update))
             n_tok = max(sum(len(responses[i]) for i in idx), 1)
@@ -287,8 +287,7 @@ def grpo_step(
                 part = [i for i in idx[s : s + mb] if responses[i]]
                 if not part:
                     continue
-                # (b, T) with gradient
-                lp, mask, logits = policy_logprobs(
+                lp, mask, logits = policy_logprobs(  # (b, T) with gradient
                     student,
                     [rows[i] for i in part],
                     [responses[i] for i in part],
@@ -296,12 +295,7 @@ def grpo_step(
                     cfg["amp"],
                     cfg["forward"],
                 )
-                if u == 0:  # the policy has not moved: π_old is this forward's own, ρ = 1 exactly
-                    old = lp.detach()
-                    mismatch = max(mismatch, logp_gap(lp, [sampler_logp[i] for i in part]))
-                else:
-                    # (b, T)
-                    old = rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32)
+                old, mismatch = pi_old(u, part, lp, old_logp, sampler_logp, mismatch)  # (b, T)
                 A = adv[part].to(lp.device)[:, None].expand_as(lp)  # (b, T): one advantage per response
                 per_token = losses.clipped_surrogate(lp, old, A, cfg["clip_low"], cfg["clip_high"])  # (b, T)
                 loss = per_token[mask].sum() / n_tok  # token-level normalisation over the update's tokens
@@ -311,17 +305,62 @@ def grpo_step(
             grad_norms.append(common.clip_grad_norm(student, cfg["grad_clip"]))
             optimizer.step()
             scheduler.step()
-            n_tok_all += n_tok
+            sums["_tokens"] += n_tok
+    return step_monitors(
+        sums, max(grad_norms), mismatch, rewards, responses, texts, truncated, times, scheduler, cfg
+    )
 
-    groups = rewards.view(-1, G)
+
+def later_old_logprobs(student, rows: list, responses: list, sampler_logp: list, per_update: int, tok, cfg):
+    """The half of pi_old's optimisation that runs before the first update: log π_old(y_t) of the
+    rows of updates 2..M (old_logprobs), None for the first update's rows (pi_old takes theirs from
+    their own forward), and the largest gap to the sampler's log-probs over the rows scored."""
+    later = slice(per_update, None)
+    old_logp, mismatch = old_logprobs(
+        student, rows[later], responses[later], sampler_logp[later], tok.pad_token_id, cfg
+    )
+    return [None] * per_update + old_logp, mismatch
+
+
+def pi_old(u: int, part: list, lp, old_logp: list, sampler_logp: list, mismatch: float) -> tuple:
+    """log π_old(y_t) (b, T) of the rows `part` of update u, whose training forward gave lp (b, T),
+    and the rollout-vs-train mismatch monitor with these rows in it.
+
+    An optimisation of the plain computation, which scores every row of the batch without gradients
+    before the first update (old_logprobs over all rows) and pads the rows' log-probs here: the
+    first update's rows take π_old from their own forward instead, detached. The policy has not
+    moved yet, so it is the same π_old up to float rounding (and ρ = 1 exactly), and no extra
+    forward runs: with --minibatches 1 the step runs one forward per row, not two. The later
+    updates' rows are scored before the first update (later_old_logprobs), as in the plain
+    computation."""
+    if u == 0:
+        return lp.detach(), max(mismatch, logp_gap(lp, [sampler_logp[i] for i in part]))
+    return rollout.pad_right([old_logp[i] for i in part], 0.0, lp.device, torch.float32), mismatch
+
+
+def step_monitors(
+    sums: dict,
+    grad_norm: float,
+    mismatch: float,
+    rewards,
+    responses: list,
+    texts: list,
+    truncated: list,
+    times: dict,
+    scheduler,
+    cfg: dict,
+) -> dict:
+    """The step's record: the loss, the rewards and the groups, the PPO monitors per token (`sums`:
+    over the micro-batches, with their tokens), the responses' stats, the phases' seconds."""
+    groups, n_tok = rewards.view(-1, cfg["group_size"]), sums["_tokens"]
     out = {
         "loss": sums["loss"] / cfg["minibatches"],
         "reward/mean": float(rewards.mean()),
         "reward/solved_groups_frac": float((groups.max(1).values > 0).float().mean()),
         "grpo/zero_adv_frac": float((groups.std(1) == 0).float().mean()),  # groups that teach nothing
-        "ppo/clip_frac": sums["ppo/clip_frac"] / max(n_tok_all, 1),
+        "ppo/clip_frac": sums["ppo/clip_frac"] / max(n_tok, 1),
         "ppo/ratio_max": sums["ppo/ratio_max"],
-        "entropy": sums["entropy"] / max(n_tok_all, 1),
+        "entropy": sums["entropy"] / max(n_tok, 1),
     }
     out.update(eval_math.response_stats(responses, texts, truncated))
     out.update(times)
@@ -329,7 +368,7 @@ def grpo_step(
     out.update(
         {
             "logp/rollout_vs_train_max_abs": mismatch,
-            "grad_norm": max(grad_norms),
+            "grad_norm": grad_norm,
             "lr": scheduler.get_last_lr()[0],
             "tokens": n_resp,
             "tokens_per_s": n_resp / max(sum(times.values()), 1e-9),

@@ -294,8 +294,9 @@ def opd_step(
         )
     # An empty response enters no loss: masked out, not dropped, so that every process runs the same forwards.
     keep = [len(r) > 0 for r in responses]
-    loss_fn, opts = losses.LOSSES[cfg["loss"]], common.loss_options(cfg)
-    chunked = cfg["chunk_size"] > 0  # paper scale: never make (b, T, V) logits for the loss
+    # rollout.score's options; at paper scale (--chunk-size) it returns the final hidden states (b, T, d)
+    # instead of the logits, so that the loss never makes (b, T, V) logits (chunked_micro_batch_loss)
+    forward = dict(return_hidden=cfg["chunk_size"] > 0, impl=cfg["forward"])
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"])  # fp32 weights, bf16 compute
 
     student.train()
@@ -311,70 +312,24 @@ def opd_step(
             rows = list(range(start, min(start + cfg["micro_batch"], part_rows.stop)))
             resp = [responses[i] for i in rows]
             tokens = rollout.pad_right(resp, tok.pad_token_id, device)  # (b, T) the sampled ids y_t
-            # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt),
-            #    in the student's precision (an OPSD teacher with the student's weights computes what it would).
+            # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt), in
+            #    the student's precision (an OPSD teacher with the student's weights computes what it would).
             with common.timed(times, "teacher"), torch.no_grad(), amp:
-                out_t, mask = rollout.score(
-                    teacher,
-                    [teacher_contexts[i] for i in rows],
-                    resp,
-                    return_hidden=chunked,
-                    impl=cfg["forward"],
-                )
-            # (b, T) gated rows out
-            mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]
+                out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, **forward)
+            mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T)
             # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.
             with common.timed(times, "student"):
                 with amp:
-                    out_s, _ = rollout.score(
-                        student,
-                        [student_prompts[i] for i in rows],
-                        resp,
-                        return_hidden=chunked,
-                        impl=cfg["forward"],
-                    )
-                # out_* are final hidden states (b, T, d); the output layers make the logits per chunk
-                if chunked:
-                    V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
-                    heads = student.lm_head.weight[:V], teacher.lm_head.weight[:V]
-                    mb_loss, _ = losses.chunked_loss(
-                        cfg["loss"],
-                        out_s,
-                        heads[0],
-                        out_t,
-                        heads[1],
-                        tokens,
-                        mask,
-                        chunk_size=cfg["chunk_size"],
-                        **opts,
-                    )
-                else:
-                    # padded embedding rows (Qwen2.5) map to no token
-                    V = min(out_s.shape[-1], out_t.shape[-1])
-                    out_s, out_t = out_s[..., :V], out_t[..., :V]  # (b, T, V) logits
-                    # (b, T) -> scalar
-                    mb_loss = losses.masked_mean(loss_fn(out_s, out_t, tokens, **opts), mask)
-                # masked_mean over the part = Σ over its micro-batches of
-                # (their mean) · (their kept rows / its kept rows)
-                loss = mb_loss * (sum(keep[i] for i in rows) / n_keep)
+                    out_s, _ = rollout.score(student, [student_prompts[i] for i in rows], resp, **forward)
+                # the part's masked_mean = Σ of its micro-batches' means · (their kept rows / its kept rows)
+                weight = sum(keep[i] for i in rows) / n_keep
+                loss = micro_batch_loss(student, teacher, out_s, out_t, tokens, mask, cfg) * weight
                 common.check_finite_loss(loss)
                 loss.backward()
             sums["loss"] += loss.item() / M
-            if chunked:  # the monitors on the first row only: (1, T, V) logits
-                logits_s, logits_t = out_s[:1].detach() @ heads[0].T, out_t[:1] @ heads[1].T
-                add_monitors(
-                    sums,
-                    logits_s,
-                    logits_t,
-                    tokens[:1],
-                    mask[:1],
-                    rollout_logp[rows[0] : rows[0] + 1],
-                    cfg["k"],
-                )
-            else:
-                add_monitors(
-                    sums, out_s.detach(), out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg["k"]
-                )
+            micro_batch_monitors(
+                sums, student, teacher, out_s, out_t, tokens, mask, [rollout_logp[i] for i in rows], cfg
+            )
 
         # 4. The optimizer step of this part (one per rollout batch by default: strictly on-policy).
         with common.timed(times, "optim"):
@@ -382,6 +337,39 @@ def opd_step(
             optimizer.step()
             scheduler.step()
     return batch_monitors(sums, tok, responses, truncated, keep, times, grad_norm, scheduler)
+
+
+def micro_batch_loss(student, teacher, out_s, out_t, tokens, mask, cfg: dict):
+    """One micro-batch's loss: losses.LOSSES[--loss] per token (b, T), then masked_mean over the
+    valid tokens (a scalar, with a gradient into the student). out_s and out_t are the two
+    forwards' logits (b, T, V), or at paper scale their final hidden states (b, T, d)."""
+    if cfg["chunk_size"]:
+        return chunked_micro_batch_loss(student, teacher, out_s, out_t, tokens, mask, cfg)
+    logits_s, logits_t = shared_vocab(out_s, out_t)  # (b, T, V)
+    per_token = losses.LOSSES[cfg["loss"]](logits_s, logits_t, tokens, **common.loss_options(cfg))
+    return losses.masked_mean(per_token, mask)  # (b, T) -> scalar
+
+
+def chunked_micro_batch_loss(student, teacher, hidden_s, hidden_t, tokens, mask, cfg: dict):
+    """micro_batch_loss at paper scale: losses.chunked_loss makes the logits from the final hidden
+    states (b, T, d) and the output layers --chunk-size tokens at a time, never all (b, T, V) at once."""
+    head_s, head_t = output_layers(student, teacher)  # (V, d) each
+    opts = dict(chunk_size=cfg["chunk_size"], **common.loss_options(cfg))
+    loss, _ = losses.chunked_loss(cfg["loss"], hidden_s, head_s, hidden_t, head_t, tokens, mask, **opts)
+    return loss
+
+
+def shared_vocab(logits_s, logits_t) -> tuple:
+    """The two models' logits (..., V) cut to the ids both have: padded embedding rows (Qwen2.5) map to
+    no token."""
+    V = min(logits_s.shape[-1], logits_t.shape[-1])
+    return logits_s[..., :V], logits_t[..., :V]
+
+
+def output_layers(student, teacher) -> tuple:
+    """The student's and the teacher's output layers (V, d), cut to the ids both have."""
+    V = min(student.lm_head.weight.shape[0], teacher.lm_head.weight.shape[0])
+    return student.lm_head.weight[:V], teacher.lm_head.weight[:V]
 
 
 def global_kept(keep: list) -> float:
@@ -407,6 +395,22 @@ def new_monitor_sums() -> dict:
         "_tokens": 0,
         "_mismatch": 0.0,
     }
+
+
+def micro_batch_monitors(
+    sums: dict, student, teacher, out_s, out_t, tokens, mask, rollout_logp: list, cfg: dict
+) -> None:
+    """add_monitors of one micro-batch, from the two forwards' logits (b, T, V); at paper scale
+    (out_* the final hidden states) of its first row only, over that row's own length T_0, whose
+    (1, T_0, V) logits are made here."""
+    if not cfg["chunk_size"]:
+        logits_s, logits_t = shared_vocab(out_s, out_t)
+        add_monitors(sums, logits_s.detach(), logits_t, tokens, mask, rollout_logp, cfg["k"])
+    else:
+        head_s, head_t = output_layers(student, teacher)
+        T0 = max(len(rollout_logp[0]), 1)  # as rollout.pad_right pads the row alone
+        logits_s, logits_t = out_s[:1, :T0].detach() @ head_s.T, out_t[:1, :T0] @ head_t.T
+        add_monitors(sums, logits_s, logits_t, tokens[:1, :T0], mask[:1, :T0], rollout_logp[:1], cfg["k"])
 
 
 @torch.no_grad()

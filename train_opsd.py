@@ -378,32 +378,11 @@ def main(argv=None) -> dict:
     if cfg["table"]:
         print(table(cfg["table"]))
         return {}
-    # The data, the tokenizer and every context (the student's and the teacher's, PI included)
-    # against the model's context, before the folder is written and the weights load.
-    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
-    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
-    train_opd.check_k(cfg, tok)
-    prompts = [data.context_ids(tok, ex) for ex in train]
-    common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
-    common.check_prompt_lengths(
-        context,
-        teacher_contexts(tok, train, prompts, cfg["pi"], cfg["rule"]),
-        cfg["max_new_tokens"],
-        "teacher contexts (with PI)",
-        train,
-    )
-    common.check_held_out(context, tok, held_out, cfg)
-
+    train, held_out = checked_examples(cfg)
     device = run_folder.start_run(cfg)
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
-    student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
-    teacher = self_teacher(cfg, student, device)
-    # FSDP2: the student sharded for training, a separate teacher for inference
-    if distributed.world()[1] > 1:
-        distributed.shard(student)
-        if teacher is not student:
-            distributed.shard(teacher)
+    student, tok, teacher = student_and_teacher(cfg, device)
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
 
     # optimizer steps
@@ -411,8 +390,8 @@ def main(argv=None) -> dict:
     others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
     start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
 
-    # and how often the answer is a bare \boxed{} (the rule)
     def evaluate(model, name, who="student", pi="none"):
+        """eval_math.evaluate_run's summary, and how often the answer is a bare \\boxed{} (the rule)."""
         summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi, cfg["rule"])
         return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
 
@@ -431,17 +410,9 @@ def main(argv=None) -> dict:
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))
         prompts = [data.context_ids(tok, ex) for ex in batch]
-        m = train_opd.opd_step(
-            student,
-            teacher,
-            tok,
-            prompts,
-            teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"]),
-            cfg,
-            optimizer,
-            scheduler,
-            common.step_generator(cfg, step, device),
-        )
+        contexts = teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"])
+        gen = common.step_generator(cfg, step, device)
+        m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, optimizer, scheduler, gen)
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
         if run_folder.eval_due(cfg, step + 1):
@@ -450,7 +421,45 @@ def main(argv=None) -> dict:
             return {"stopped_at": step + 1}
     bar.close()
     final = evaluate(student, f"step{cfg['steps']}")
-    summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
+    return finish(cfg, final, time.time() - t_run, ckpt, before)
+
+
+def checked_examples(cfg: dict) -> tuple:
+    """The training and held-out examples, with every context (the student's and the teacher's, PI
+    included) checked against the model's context before the folder is written and the weights load."""
+    train, held_out = common.load_examples(cfg, "train"), common.load_examples(cfg, "eval")
+    tok, context = models.load_tokenizer(run_folder.student_source(cfg))
+    train_opd.check_k(cfg, tok)
+    prompts = [data.context_ids(tok, ex) for ex in train]
+    common.check_prompt_lengths(context, prompts, cfg["max_new_tokens"], "training prompts", train)
+    common.check_prompt_lengths(
+        context,
+        teacher_contexts(tok, train, prompts, cfg["pi"], cfg["rule"]),
+        cfg["max_new_tokens"],
+        "teacher contexts (with PI)",
+        train,
+    )
+    common.check_held_out(context, tok, held_out, cfg)
+    return train, held_out
+
+
+def student_and_teacher(cfg: dict, device) -> tuple:
+    """The student (float32, run_folder.load_student), its tokenizer and its self-teacher
+    (self_teacher); under torchrun FSDP2 shards the student for training and a separate teacher for
+    inference."""
+    student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
+    teacher = self_teacher(cfg, student, device)
+    if distributed.world()[1] > 1:
+        distributed.shard(student)
+        if teacher is not student:
+            distributed.shard(teacher)
+    return student, tok, teacher
+
+
+def finish(cfg: dict, final: dict, seconds: float, ckpt: dict, before) -> dict:
+    """The run's summary (run_folder.end_run) and its table; with --measure-n (`before`: Mechanism 3
+    measured on the initial weights), Mechanism 3 measured again on the trained student."""
+    summary = run_folder.end_run(cfg, final, seconds, ckpt, cfg["loss"])
     if distributed.is_main():
         print(
             common.summary_table(
@@ -464,7 +473,7 @@ def main(argv=None) -> dict:
                 ],
             )
         )
-    if mech3:
+    if before is not None:
         summary["mechanism3"] = {"before": before, "after": measure(cfg, run_folder.ckpt_dir(cfg))}
         run_folder.write_summary(cfg, summary)
         print(format_mechanism3(summary["mechanism3"], cfg))

@@ -81,27 +81,14 @@ def mechanism1(R: Report) -> None:
 
 
 def mechanism2(R: Report) -> None:
-    """OPD with plain / sg / renormalised Top-K at each K (collapse/*)."""
-    keys = [
-        ("len/mean", "len"),
-        ("len/truncated_frac", "trunc"),
-        ("topk/student_mass", "student Top-K mass"),
-        ("topk/overlap", "overlap"),
-        ("kl/full", "reverse KL"),
-    ]
-    rows = []
+    """OPD with plain / sg / renormalised Top-K at each K (collapse/*): the table, the figure, and
+    the claims of Mechanism 2 and Fix 1."""
     runs = {
         (l, k): R.names(f"collapse/{l}-k{k}-s{{s}}")
         for l in settings.COLLAPSE_LOSSES
         for k in R.scale["collapse_ks"]
     }
     n_collapsed = {lk: sum(collapsed(R.root, n) for n in names) for lk, names in runs.items()}
-    for (loss, k), names in runs.items():
-        sums = [load(R.root, n) for n in names]
-        cells = [accs(sums, "student_before"), accs(sums, "student_after")]
-        cells += [fmt([tail_mean(R.root, n, key) for n in names]) for key, _ in keys]
-        rows.append([loss, k, *cells, f"{n_collapsed[loss, k]}/{R.N}"])
-    table = common.md_table(["loss", "K", "acc start", "acc end", *(n for _, n in keys), "collapsed"], rows)
     steps = R.scale["collapse_steps"]
     R.body += [
         "## Mechanism 2 and Fix 1: biased and unbiased Top-K losses (docs/paper.md §3.3–3.5, §3.9)",
@@ -112,7 +99,7 @@ def mechanism2(R: Report) -> None:
         "collapsed when the student's mass on its own Top-K is below 0.9 or more than 10 % of its "
         "responses are truncated.",
         "",
-        table,
+        collapse_table(R, runs, n_collapsed),
         "",
         R.figure(
             [n[0] for n in runs.values()],
@@ -121,14 +108,44 @@ def mechanism2(R: Report) -> None:
         ),
         "",
     ]
-    K = max(R.scale["collapse_ks"])
-    end = lambda names, key: fmt([tail_mean(R.root, n, key) for n in names])
+    plain_topk_claims(R, runs, n_collapsed)
+    fix1_claims(R, runs, n_collapsed)
+
+
+def ends(R: Report, names: list, key: str) -> str:
+    """A monitor at the end of training (its mean over the last 10 steps), mean ± std over runs."""
+    return fmt([tail_mean(R.root, n, key) for n in names])
+
+
+def collapse_table(R: Report, runs: dict, n_collapsed: dict) -> str:
+    """One row per (loss, K): accuracy before and after, the monitors at the end, and how many
+    seeds collapsed. `runs` maps (loss, K) to its run names, `n_collapsed` to its collapsed count."""
+    keys = [
+        ("len/mean", "len"),
+        ("len/truncated_frac", "trunc"),
+        ("topk/student_mass", "student Top-K mass"),
+        ("topk/overlap", "overlap"),
+        ("kl/full", "reverse KL"),
+    ]
+    rows = []
+    for (loss, k), names in runs.items():
+        sums = [load(R.root, n) for n in names]
+        cells = [accs(sums, "student_before"), accs(sums, "student_after")]
+        cells += [ends(R, names, key) for key, _ in keys]
+        rows.append([loss, k, *cells, f"{n_collapsed[loss, k]}/{R.N}"])
+    return common.md_table(["loss", "K", "acc start", "acc end", *(n for _, n in keys), "collapsed"], rows)
+
+
+def plain_topk_claims(R: Report, runs: dict, n_collapsed: dict) -> None:
+    """Mechanism 2's claims: plain Top-K at the largest K collapses, and the smaller K, the sooner
+    (the step at which the student's Top-K mass falls below 0.9, claims.onset)."""
+    K, steps = max(R.scale["collapse_ks"]), R.scale["collapse_steps"]
     c, plain = n_collapsed["topk_plain", K], runs["topk_plain", K]
     R.claim(
         f"Mechanism 2: plain Top-{K} reverse KL collapses",
         "plain Top-20 degrades from about step 700 of 1000: longer rollouts, filler tokens, falling overlap",
-        f"collapsed in {c}/{R.N} seeds; at the end student Top-K mass {end(plain, 'topk/student_mass')}, "
-        f"truncated {end(plain, 'len/truncated_frac')}, overlap {end(plain, 'topk/overlap')}",
+        f"collapsed in {c}/{R.N} seeds; at the end student Top-K mass {ends(R, plain, 'topk/student_mass')}, "
+        f"truncated {ends(R, plain, 'len/truncated_frac')}, overlap {ends(R, plain, 'topk/overlap')}",
         "reproduced if every seed collapses",
         verdict(c == R.N, c > 0),
     )
@@ -145,6 +162,12 @@ def mechanism2(R: Report) -> None:
         "reproduced if the mean onset rises with K",
         verdict(all(a < b for a, b in zip(means, means[1:])), means[0] < means[-1]),
     )
+
+
+def fix1_claims(R: Report, runs: dict, n_collapsed: dict) -> None:
+    """Fix 1's claims: the stop-gradient and the renormalised Top-K losses at the largest K train
+    without collapse (§3.4, §3.5)."""
+    K = max(R.scale["collapse_ks"])
     for loss, label, quote in (
         ("topk_sg", "Fix 1: stop-gradient", "the biased +1 term disappears and training stays stable"),
         (
@@ -159,7 +182,7 @@ def mechanism2(R: Report) -> None:
             f"{label} Top-{K} trains stably",
             f'"{quote}"',
             f"collapsed in {c}/{R.N} seeds; accuracy {accs(sums, 'student_before')} → "
-            f"{accs(sums, 'student_after')}; student Top-K mass {end(names, 'topk/student_mass')}",
+            f"{accs(sums, 'student_after')}; student Top-K mass {ends(R, names, 'topk/student_mass')}",
             "reproduced if no seed collapses",
             verdict(c == 0, c < R.N),
         )

@@ -448,3 +448,30 @@ def test_mismatched_tokenizers_are_refused_before_training(tmp_path):
         )
     assert "'A'" in str(err.value) or "65" in str(err.value)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing was trained or logged
+
+
+def test_chunked_monitors_of_a_short_first_row_equal_that_row_scored_alone():
+    """At paper scale (--chunk-size) the monitors read the micro-batch's first row only. When that
+    row is shorter than the longest of its micro-batch, they must be its own: equal to the plain
+    path's monitors of the row scored alone (transformers' forward, full logits)."""
+    cfg = small_cfg(chunk_size=4)
+    tok, teacher, student, prompts, _, _ = setup_step(cfg)
+    responses = [[17, 18, 19], [20, 21, 22, 23, 24, 25, 26]]  # the first row is the shorter
+    contexts = prompts[:2]
+    with torch.no_grad():
+        alone_logp, _ = rollout.score(student, contexts[:1], responses[:1], return_logits=False)
+        rollout_logp = [alone_logp[0, :3].tolist(), [0.0] * 7]
+        tokens = rollout.pad_right(responses, tok.pad_token_id)
+        hid_s, mask = rollout.score(student, contexts, responses, return_hidden=True)
+        hid_t, _ = rollout.score(teacher, contexts, responses, return_hidden=True)
+        chunked = train_opd.new_monitor_sums()
+        train_opd.micro_batch_monitors(
+            chunked, student, teacher, hid_s, hid_t, tokens, mask, rollout_logp, cfg
+        )
+        log_s, mask0 = rollout.score(student, contexts[:1], responses[:1], impl="transformers")
+        log_t, _ = rollout.score(teacher, contexts[:1], responses[:1], impl="transformers")
+        plain = train_opd.new_monitor_sums()
+        train_opd.add_monitors(plain, log_s, log_t, tokens[:1, :3], mask0, rollout_logp[:1], cfg["k"])
+    assert chunked["_tokens"] == plain["_tokens"] == 3
+    for key in plain:
+        assert chunked[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
