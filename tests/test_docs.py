@@ -1,12 +1,16 @@
 """The repository stands alone: every paper section the code cites is a heading of docs/paper.md,
 every link in the Markdown pages points to a file that exists, every `make` target they name is in
-the Makefile, and nothing points to a folder outside the repository.
+the Makefile, every `module.name` the pages, docstrings and comments cite exists, and nothing
+points to a folder outside the repository.
 
     .venv/bin/python -m pytest -q tests/test_docs.py
 """
 
+import ast
+import io
 import pathlib
 import re
+import tokenize
 
 import pytest
 
@@ -70,4 +74,130 @@ def test_nothing_points_outside_the_repository(pattern):
         hits = [n for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
         assert not hits, (
             f"{path.relative_to(ROOT)} lines {hits} point to {pattern!r}, which users do not have"
+        )
+
+
+# -----------------------------------------------------------------------------
+# Every `module.name` a page, docstring or comment cites exists
+
+
+def project_modules() -> dict:
+    """Dotted name -> file of every module a reader can import from the project root or run:
+    `losses`, `tiny_world.task`, `experiments.report`; bench/ and examples/ scripts by their own
+    name (`bench_step`)."""
+    mods = {}
+    for path in PY:
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] == "tests" or rel.name.startswith("test_") or rel.name == "conftest.py":
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts[0] in ("bench", "examples"):
+            parts = parts[1:]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = path
+    return mods
+
+
+def defined_names(path) -> dict:
+    """Top-level name -> the names its class body defines, `self.x` included (empty otherwise)."""
+    names = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[node.name] = set()
+        elif isinstance(node, ast.ClassDef):
+            inner = set()
+            for n in ast.walk(node):
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    inner.add(n.name)
+                elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name):
+                    inner.add(n.target.id)
+                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    inner.add(n.id)
+                elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                    inner.add(n.attr)
+            names[node.name] = inner
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update({n.id: set() for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)})
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update({(a.asname or a.name).split(".")[0]: set() for a in node.names})
+    return names
+
+
+def prose_of(path) -> list:
+    """(line number, text) of every comment and docstring of a Python file."""
+    src = path.read_text()
+    out = [
+        (t.start[0], t.string)
+        for t in tokenize.generate_tokens(io.StringIO(src).readline)
+        if t.type == tokenize.COMMENT
+    ]
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                out += [(first.lineno + i, line) for i, line in enumerate(first.value.value.splitlines())]
+    return out
+
+
+def test_every_cited_module_name_exists():
+    mods = project_modules()
+    assert {"losses", "rollout", "tiny_world.task", "experiments.report", "bench_step"} <= set(mods)
+    defs = {m: defined_names(p) for m, p in mods.items()}
+    alternatives = "|".join(sorted(map(re.escape, mods), key=len, reverse=True))
+    ref = re.compile(rf"(?<![\w./-])({alternatives})\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
+    texts = [(f"{p.name}:{n}", line) for p in MD for n, line in enumerate(p.read_text().splitlines(), 1)]
+    texts += [(f"{p.relative_to(ROOT)}:{n}", line) for p in PY for n, line in prose_of(p)]
+    cited, missing = 0, []
+    for where, line in texts:
+        for mod, name, attr in ref.findall(line):
+            if name in ("py", "md", "json", "jsonl", "txt", "sh", "png") or f"{mod}.{name}" in mods:
+                continue  # a file name, or a submodule of a package
+            cited += 1
+            if name not in defs[mod]:
+                missing.append(f"{where}: {mod}.{name}")
+            elif attr and defs[mod][name] and attr not in defs[mod][name]:
+                missing.append(f"{where}: {mod}.{name}.{attr}")
+    assert cited > 200  # the pattern reads the pages
+    assert not missing, "names cited in docs, docstrings or comments that do not exist:\n" + "\n".join(
+        missing
+    )
+
+
+def project_imports(path, mods: dict) -> set:
+    """The project files a module imports (`import x`, `from x import y`, `from tiny_world import task`)."""
+    files = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name in mods and mods[name] != path:
+                files.add(mods[name].relative_to(ROOT).as_posix())
+    return files - {"tiny_world/__init__.py", "experiments/__init__.py"}
+
+
+def test_design_table_names_each_files_imports():
+    """docs/design.md's file table: the third column lists exactly the project files each file
+    (or each file of a package row) imports; a lazy import is written after a semicolon."""
+    mods = project_modules()
+    rows = re.findall(
+        r"^\| (`[^|]+) \| [^\n]* \| ([^|\n]*) \|$", (ROOT / "docs" / "design.md").read_text(), re.M
+    )
+    assert len(rows) > 15
+    for files, imports in rows:
+        named = set(re.findall(r"`([\w/]+\.py)`", imports.replace("nothing", "")))
+        paths = [ROOT / f for f in re.findall(r"`([\w/]+(?:\.py|/))`", files)]
+        paths = [q for p in paths for q in (sorted(p.glob("*.py")) if p.is_dir() else [p])]
+        actual = set().union(*(project_imports(p, mods) for p in paths))
+        actual -= {p.relative_to(ROOT).as_posix() for p in paths}  # a package's own modules
+        assert named == actual, (
+            f"docs/design.md, row {files}: names {sorted(named)}, imports {sorted(actual)}"
         )
