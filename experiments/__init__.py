@@ -3,7 +3,8 @@ training-curve plots. The concepts (losses.py, rollout.py, the trainers) stay at
 these modules run them and read what they write.
 
     settings.py     how long each experiment runs, each tiny world's models, the OPD variants
-    report.py       the plan of runs, the runner and the command line of `make report`
+    plan.py         the plan of runs: each run's script, flags, folder and what it needs first
+    report.py       the runner and the command line of `make report`
     results.py      RESULTS.md and the README's headline, from the finished runs
     claims.py       reading a run's summary and metrics, mean ± std, the collapse signature
     mechanisms.py   RESULTS.md's sections on Mechanisms 1–3 (and Fix 1), with their verdict rules

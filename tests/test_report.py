@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 import errors
-from experiments import claims, report, results, settings
+from experiments import claims, plan, report, results, settings
 
 # -----------------------------------------------------------------------------
 # The runner, on a stand-in script that records the order and writes the run's done file
@@ -30,9 +30,9 @@ def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(t
     script.write_text(SCRIPT)
     root = str(tmp_path / "root")
     runs = [
-        report.Run("x/c", [str(script), "--from", "{root}/x/a"], needs=("x/a", "x/b"), cost=9),
-        report.Run("x/a", [str(script)], cost=1),
-        report.Run("x/b", [str(script)], needs=("x/a",), cost=5),
+        plan.Run("x/c", [str(script), "--from", "{root}/x/a"], needs=("x/a", "x/b"), cost=9),
+        plan.Run("x/a", [str(script)], cost=1),
+        plan.Run("x/b", [str(script)], needs=("x/a",), cost=5),
     ]
     report.execute(runs, root, jobs=2)
     order = (tmp_path / "root" / "order.txt").read_text().split()
@@ -42,14 +42,14 @@ def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(t
     report.execute(runs, root, jobs=2)  # everything finished: nothing runs again
     assert (tmp_path / "root" / "order.txt").read_text().split() == order
     with pytest.raises(RuntimeError, match="x/d failed .*log.txt"):
-        report.execute(runs + [report.Run("x/d", [str(script), "--fail"])], root, jobs=1)
+        report.execute(runs + [plan.Run("x/d", [str(script), "--fail"])], root, jobs=1)
     with pytest.raises(ValueError, match="not in the plan"):
-        report.execute([report.Run("y", [str(script)], needs=("z",))], root, jobs=1)
+        report.execute([plan.Run("y", [str(script)], needs=("z",))], root, jobs=1)
 
 
 def test_resume_flag_only_with_a_checkpoint(tmp_path):
     root = str(tmp_path)
-    r = report.Run("opd/a", ["train_opd.py"])
+    r = plan.Run("opd/a", ["train_opd.py"])
     os.makedirs(tmp_path / "opd" / "a" / "ckpt")
     (tmp_path / "opd" / "a" / "stale.txt").write_text("x")
     # restarted clean
@@ -337,7 +337,7 @@ def test_world2_plan_and_verdicts(tmp_path):
     and the far teacher's snapshots; its writer judges the conciseness rule by concise responses and
     the constitution by declines, over-refusal and accuracy on the other problems."""
     scale = dict(settings.SCALES["quick"], seeds=(0, 1))
-    runs = {r.name: r for r in report.plan(scale, world=2)}
+    runs = {r.name: r for r in plan.plan(scale, world=2)}
     assert runs["select/s1"].needs == ("far", "grpo/s1") and "--match" in runs["select/s1"].argv
     assert (
         runs["opd/raw-mid-tail-s1"].needs == ("select/s1",)
@@ -358,7 +358,7 @@ def test_world2_plan_and_verdicts(tmp_path):
         "grpo/s1",
     )
     assert teacher_of(runs["sft/s1"]) == "tiny2/teacher"
-    assert not any(n.startswith("sft-grpo/") for n in (r.name for r in report.plan(scale, world=1)))
+    assert not any(n.startswith("sft-grpo/") for n in (r.name for r in plan.plan(scale, world=1)))
     assert {n for n in runs if n.startswith("opsd/")} == {
         f"opsd/{p}-s{s}" for p in settings.WORLDS[2]["opsd"].values() for s in (0, 1)
     }
@@ -450,8 +450,8 @@ def test_world2_report_shows_the_first_worlds_verdict_beside_each_claim(tmp_path
 
 
 def test_only_keeps_the_named_runs_and_what_they_need():
-    runs = report.plan(settings.SCALES["full"], world=2)
-    names = [r.name for r in report.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
+    runs = plan.plan(settings.SCALES["full"], world=2)
+    names = [r.name for r in plan.only(runs, ["opd/raw-mid-tail-s1", "opsd/tiny2-none"])]
     assert sorted(names) == sorted(
         [
             "far",
@@ -464,4 +464,4 @@ def test_only_keeps_the_named_runs_and_what_they_need():
         ]
     )
     with pytest.raises(errors.UserError, match="no run of the plan"):
-        report.only(runs, ["nothing/"])
+        plan.only(runs, ["nothing/"])

@@ -6,8 +6,8 @@ What this package is
     task.py    the task: problems, their split and worked solutions, the second world's two
                notations, conciseness rule, constitution and judges (imports nothing of the project)
     mix.py     the two models' recipes (shapes, schedules) and their training mixes
-    build.py   training a model of the recipe, its snapshots, what it can do (its table), building
-               a world and the command line
+    measure.py what a model can do (accuracy, rules, hints) and each world's table
+    build.py   training a model of the recipe, its snapshots, building a world and the command line
     __main__.py  `python -m tiny_world`, which runs build.main
 
     This file imports nothing, so that data.py can read the task (`from tiny_world import task`)

@@ -3,16 +3,12 @@ do, copy both models to tiny/ (tiny2/) and print their table.
 
 What this file is
     `train_model` trains one recipe of mix.py from scratch with train_sft.train (an interrupted run
-    resumes from its checkpoint) and evaluates the saved model: `evaluate_tiny` for the first
-    world (greedy and sampled accuracy by number of operations, whether it obeys the shared rule
-    and at what accuracy, and how it uses a correct or a wrong hint on hard problems),
-    `evaluate_tiny2` for the second (each notation's share, the conciseness rule, the
-    constitution's declines and over-refusals, the hint). `build` trains what is missing under
-    runs/tiny-{teacher,student} (runs/tiny2-...), copies the models to tiny/ (tiny2/) with their
-    record (sft_run.json) and prints the world's table. The second world's teacher keeps a
-    snapshot every 100 steps; the build scores each on a selection set (`select_snapshots`), and
-    `match_snapshot` copies the one nearest a given model's accuracy: Fix 2's far teacher of
-    matched accuracy.
+    resumes from its checkpoint) and evaluates the saved model with tiny_world/measure.py. `build`
+    trains what is missing under runs/tiny-{teacher,student} (runs/tiny2-...), copies the models to
+    tiny/ (tiny2/) with their record (sft_run.json) and prints the world's table. The second world's
+    teacher keeps a snapshot every 100 steps; the build scores each on a selection set
+    (`select_snapshots`), and `match_snapshot` copies the one nearest a given model's accuracy: Fix
+    2's far teacher of matched accuracy.
 
 Paper (docs/paper.md)
     §4 Fix 2 at similar accuracy: a far teacher chosen by its accuracy on problems no evaluation
@@ -35,7 +31,6 @@ What it simplifies
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import shutil
@@ -45,12 +40,11 @@ import torch
 
 import common
 import data
-import eval_math
 import models
 import run_folder
 import train_sft
 from errors import UserError
-from tiny_world import mix, task
+from tiny_world import measure, mix
 
 # -----------------------------------------------------------------------------
 # Training one model of the recipe
@@ -70,7 +64,7 @@ def train_model(cfg: dict) -> dict:
     if done["steps_done"] < cfg["steps"]:
         return done
     saved, _ = models.load(os.path.join(cfg["out"], "final"), device=device, dtype=torch.float32)
-    evaluate = evaluate_tiny2 if cfg.get("world", 1) == 2 else evaluate_tiny
+    evaluate = measure.evaluate_tiny2 if cfg.get("world", 1) == 2 else measure.evaluate_tiny
     summary = {
         "params": sum(p.numel() for p in saved.parameters()),
         "items": len(items),
@@ -173,195 +167,6 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
 
 
 # -----------------------------------------------------------------------------
-# What a model can do: accuracy, the shared rules, the hint on hard problems
-
-
-def hard_set(cfg: dict) -> list:
-    """The held-out hard products the hint rows measure."""
-    return data.load_examples(
-        "synthetic", n=cfg["eval_hard_n"], split="eval", seed=cfg["data_seed"] + 2, hard_frac=1.0
-    )
-
-
-@torch.no_grad()
-def evaluate_tiny(model, tok, cfg: dict) -> dict:
-    """train_sft.evaluate_model's greedy and sampled accuracy, then the two kinds of privileged
-    information: the shared rule (accuracy, obeyed = the response is `\\boxed{N}` alone, length) and
-    the hint on hard problems (none / correct / wrong, and how often the wrong hint is copied)."""
-    t0 = time.time()
-    out = train_sft.evaluate_model(model, tok, cfg)
-    examples = train_sft.held_out(cfg)
-    out["rule"], recs = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt", label="rule")
-    obeyed = round(eval_math.boxed_only_rate([r["response"] for r in recs]) * len(recs))
-    out["rule"].update(
-        obeyed=round(obeyed / len(recs), 4),
-        obeyed_ci=[round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))],
-    )
-    hard = hard_set(cfg)
-    wrong = [dataclasses.replace(e, hint=task.wrong_answer(e.answer)) for e in hard]
-    for name, exs, pi in (
-        ("hard_no_hint", hard, "none"),
-        ("hard_hint", hard, "answer_only"),
-        ("hard_wrong_hint", wrong, "answer_only"),
-    ):
-        out[name], recs = train_sft.evaluate(model, tok, cfg, exs, pi=pi, label=name)
-        if name == "hard_wrong_hint":
-            copied = sum(r["pred"] == e.hint for r, e in zip(recs, exs))
-            out[name]["follows_hint"] = round(copied / len(recs), 4)
-    out["eval_time_s"] = round(time.time() - t0, 1)
-    return out
-
-
-@torch.no_grad()
-def evaluate_tiny2(model, tok, cfg: dict) -> dict:
-    """The second world's table: greedy and sampled accuracy with each notation's share of the step
-    lines (task.measures), the conciseness rule (accuracy, concise share, length), the
-    constitution on a half-flagged set (declines on flagged requests, over-refusal and accuracy on
-    the rest) and the same set without it, and the hint on hard problems as in the first world."""
-    t0 = time.time()
-    out = train_sft.evaluate_model(model, tok, cfg, measure=task.measures)
-    examples = train_sft.held_out(cfg)
-    out["concise"], _ = train_sft.evaluate(
-        model,
-        tok,
-        cfg,
-        examples,
-        pi="system_prompt",
-        rule=task.CONCISE_RULE,
-        label="concise",
-        measure=task.measures,
-    )
-    mixed = data.load_examples(
-        "synthetic", n=cfg["eval_n"], split="eval", seed=cfg["data_seed"] + 3, flagged_frac=0.5
-    )
-    out["constitution"], _ = train_sft.evaluate(
-        model,
-        tok,
-        cfg,
-        mixed,
-        pi="system_prompt",
-        rule=task.CONSTITUTION,
-        label="constitution",
-        measure=task.measures,
-    )
-    out["flagged_no_rule"], _ = train_sft.evaluate(
-        model, tok, cfg, mixed, label="flagged_no_rule", measure=task.measures
-    )
-    hard = hard_set(cfg)
-    for name, pi in (("hard_no_hint", "none"), ("hard_hint", "answer_only")):
-        out[name], _ = train_sft.evaluate(model, tok, cfg, hard, pi=pi, label=name)
-    out["eval_time_s"] = round(time.time() - t0, 1)
-    return out
-
-
-ACC_HEAD = ["model", "parameters", "training", "greedy acc % [95% CI]", "sampled acc % (T=1) [95% CI]"]
-
-
-def _acc_cells(r: dict) -> list:
-    """The first cells of a table's row: name, size, training, greedy and sampled accuracy."""
-    return [
-        r["name"],
-        f"{r['params'] / 1e6:.2f} M",
-        f"{r['steps_done']} steps, {r['train_s'] / 60:.1f} min",
-        train_sft.pct(r["eval"]["greedy"]),
-        train_sft.pct(r["eval"]["sampled"]),
-    ]
-
-
-def table(rows: list) -> str:
-    """The tiny world's two Markdown tables (rows: summaries of train_model with a name)."""
-    pct = train_sft.pct
-    a = [
-        _acc_cells(r)
-        + [
-            "/".join(f"{100 * v:.0f}" for v in r["eval"]["sampled"].get("by_ops", {}).values()),
-            f"{r['eval']['sampled']['len']:.1f}",
-            f"{r['eval']['rule']['len']:.1f}",
-            f"{100 * r['eval']['rule']['obeyed']:.1f}",
-        ]
-        for r in rows
-    ]
-    b = [
-        [
-            r["name"],
-            pct(r["eval"]["rule"]),
-            pct(r["eval"]["hard_no_hint"]),
-            pct(r["eval"]["hard_hint"]),
-            pct(r["eval"]["hard_wrong_hint"]),
-            f"{100 * r['eval']['hard_wrong_hint']['follows_hint']:.1f}",
-        ]
-        for r in rows
-    ]
-    return (
-        common.md_table(
-            ACC_HEAD
-            + ["sampled acc by ops (1/2/3)", "mean len, no rule", "mean len, shared rule", "rule obeyed %"],
-            a,
-        )
-        + "\n\n"
-        + common.md_table(
-            [
-                "model",
-                "rule: sampled acc %",
-                "hard, no hint: acc %",
-                "hard, correct hint: acc %",
-                "hard, wrong hint: acc %",
-                "wrong hint copied %",
-            ],
-            b,
-        )
-    )
-
-
-def table2(rows: list) -> str:
-    """The second world's two Markdown tables (rows: summaries of train_model with a name)."""
-    pct, f1 = train_sft.pct, lambda v: f"{100 * v:.1f}"
-    a = [
-        _acc_cells(r)
-        + [
-            f"{f1(r['eval']['sampled']['style/rewrite'])} / {f1(r['eval']['sampled']['style/operation'])}",
-            f"{r['eval']['sampled']['len']:.1f}",
-            f1(r["eval"]["sampled"]["format/concise"]),
-        ]
-        for r in rows
-    ]
-    b = [
-        [
-            r["name"],
-            pct(r["eval"]["concise"]),
-            f"{r['eval']['concise']['len']:.1f}",
-            f1(r["eval"]["concise"]["format/concise"]),
-            f1(r["eval"]["constitution"]["refusal/flagged"]),
-            f1(r["eval"]["constitution"]["refusal/others"]),
-            f1(r["eval"]["constitution"]["acc/others"]),
-            f1(r["eval"]["flagged_no_rule"]["refusal/flagged"]),
-            pct(r["eval"]["hard_no_hint"]),
-            pct(r["eval"]["hard_hint"]),
-        ]
-        for r in rows
-    ]
-    return (
-        common.md_table(ACC_HEAD + ["step lines R / O %", "mean len", "concise %"], a)
-        + "\n\n"
-        + common.md_table(
-            [
-                "model",
-                "concise rule: acc %",
-                "len",
-                "concise %",
-                "constitution: flagged declined %",
-                "others declined %",
-                "others acc %",
-                "no rule: flagged declined %",
-                "hard, no hint: acc %",
-                "hard, hint: acc %",
-            ],
-            b,
-        )
-    )
-
-
-# -----------------------------------------------------------------------------
 # Building a world: train what is missing, copy to tiny/, print the table
 
 
@@ -392,7 +197,7 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
         else:  # a checkpoint without its record: measure it now
             common.say(f"reusing {dest}; it has no sft_run.json, evaluating it")
             model, tok = models.load(dest, dtype=torch.float32)
-            evaluate = evaluate_tiny2 if world == 2 else evaluate_tiny
+            evaluate = measure.evaluate_tiny2 if world == 2 else measure.evaluate_tiny
             summary = {
                 "params": sum(p.numel() for p in model.parameters()),
                 "train_s": float("nan"),
@@ -400,7 +205,7 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
                 "eval": evaluate(model, tok, recipes[name]),
             }
         rows.append({"name": f"{default_folder}/{name}", **summary})
-    text = (table2 if world == 2 else table)(rows)
+    text = (measure.table2 if world == 2 else measure.table)(rows)
     print(
         f"\nTiny world {world} ({folder}/), evaluated as saved (fp16 weights run in fp32); held-out "
         f"synthetic problems (eval split), hint rows on hard 2-digit products; "
@@ -480,4 +285,4 @@ def main(argv=None) -> None:
         cfg["steps"] = args.steps
     summary = train_model(cfg)
     if "eval" in summary:
-        print((table2 if args.world == 2 else table)([{"name": args.model, **summary}]))
+        print((measure.table2 if args.world == 2 else measure.table)([{"name": args.model, **summary}]))

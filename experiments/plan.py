@@ -1,0 +1,232 @@
+"""The plan of `make report`: every run of the report, the folder it writes and what it needs first.
+
+What this file is
+    `plan(scale, world)` lists the runs (`Run`: a project script and its flags) of every experiment
+    of experiments/report.py's docstring, for one scale (settings.SCALES: the full report or the
+    quick one) and one tiny world, in seeds; `only` keeps the runs one part of the plan needs. The
+    runner and the command line are experiments/report.py; the runs' settings experiments/settings.py.
+
+Command
+    python -m experiments.report --only opsd/    # run one part of the plan (and what it needs)
+"""
+
+import dataclasses
+
+import errors
+from experiments import settings
+
+
+@dataclasses.dataclass
+class Run:
+    name: str  # folder under the report's root
+    argv: list  # script and flags; --out, --threads (and --resume) are added by the runner
+    needs: tuple = ()  # names of runs that must finish first
+    cost: float = 1.0  # rough minutes on one thread, to start long runs first
+    done: str = "summary.json"  # the file a finished run has written last
+
+
+def plan(scale: dict, world: int = 1) -> list:
+    """Every run of the report at `scale` (settings.SCALES) in `world` (settings.WORLDS): Fix 2's
+    control teacher, then for each seed Mechanism 2's grid, the OPSD settings and the fixes' runs."""
+    runs = [control_teacher(scale, world)]
+    for s in scale["seeds"]:
+        runs += collapse_runs(scale, world, s) + opsd_runs(scale, world, s) + fix_runs(scale, world, s)
+    return runs
+
+
+def control_teacher(scale: dict, world: int) -> Run:
+    """Fix 2's control, one run for all seeds (like the big teacher)."""
+    if world == 1:
+        # the tiny teacher's recipe (`python -m tiny_world --model teacher`) with mid_steps steps instead of 3,000
+        return Run(
+            "teacher-mid",
+            ["-m", "tiny_world", "--model", "teacher", "--steps", str(scale["mid_steps"])],
+            cost=scale["mid_steps"] / 150,
+        )
+    # the far teacher's recipe with its snapshots (the full schedule; quick: far_steps)
+    steps = [] if scale["far_steps"] == 3000 else ["--steps", str(scale["far_steps"])]
+    return Run(
+        "far",
+        ["-m", "tiny_world", "--world", "2", "--model", "teacher"] + steps,
+        cost=scale["far_steps"] / 100,
+    )
+
+
+def eval_and_seed(scale: dict, s: int) -> list:
+    """The held-out evaluation's size and the seed, which every training run takes."""
+    return ["--eval-n", str(scale["eval_n"]), "--seed", str(s)]
+
+
+def collapse_runs(scale: dict, world: int, s: int) -> list:
+    """Mechanism 2 and Fix 1: OPD with each Top-K loss at each K, at lr 2e-4."""
+    steps, preset = scale["collapse_steps"], list(settings.WORLDS[world]["preset"])
+    return [
+        Run(
+            f"collapse/{loss}-k{k}-s{s}",
+            [
+                "train_opd.py",
+                *preset,
+                "--loss",
+                loss,
+                "--k",
+                str(k),
+                "--steps",
+                str(steps),
+                "--batch-size",
+                "32",
+                "--micro-batch",
+                "32",
+                "--lr",
+                "2e-4",
+                "--eval-every",
+                str(steps // 3),
+            ]
+            + eval_and_seed(scale, s),
+            cost=steps / 60,
+        )
+        for loss in settings.COLLAPSE_LOSSES
+        for k in scale["collapse_ks"]
+    ]
+
+
+def opsd_runs(scale: dict, world: int, s: int) -> list:
+    """Mechanism 3: OPSD with each of the world's privileged contexts."""
+    steps = scale["opsd_steps"]
+    return [
+        Run(
+            f"opsd/{p}-s{s}",
+            ["train_opsd.py", "--preset", p, "--steps", str(steps), "--eval-every", str(steps // 4)]
+            + eval_and_seed(scale, s),
+            cost=steps / 25,
+        )
+        for p in settings.WORLDS[world]["opsd"].values()
+    ]
+
+
+def fix_runs(scale: dict, world: int, s: int) -> list:
+    """Fixes 2 and 3 and the recipe: the SFT student, the GRPO teacher, the control teacher, each
+    teacher's probe against the student (Mechanism 1, Fix 2's fit) and the OPD variants."""
+    W, seed = settings.WORLDS[world], ["--seed", str(s)]
+    pair = [] if world == 1 else ["--student", W["student"], "--teacher", W["teacher"]]
+    sft = ["train_sft.py", "--preset", "sft-student", "--n-train", str(scale["sft_n"])] + seed
+    runs = [
+        Run(f"sft/s{s}", sft[:3] + pair + sft[3:], cost=scale["sft_n"] / 2000),
+        Run(
+            f"grpo/s{s}",
+            [
+                "train_grpo.py",
+                *W["preset"],
+                "--steps",
+                str(scale["grpo_steps"]),
+                "--eval-every",
+                str(scale["grpo_steps"] // 3),
+            ]
+            + eval_and_seed(scale, s),
+            cost=scale["grpo_steps"] / 30,
+        ),
+    ]
+    recipe_student = f"sft/s{s}"
+    if W["recipe_sft"] == "grpo":
+        recipe_student = f"sft-grpo/s{s}"
+        own_teacher = ["--student", W["student"], "--teacher", f"{{root}}/grpo/s{s}/ckpt"]
+        runs.append(
+            Run(
+                recipe_student,
+                sft[:3] + own_teacher + sft[3:],
+                needs=(f"grpo/s{s}",),
+                cost=scale["sft_n"] / 2000,
+            )
+        )
+    if world == 1:
+        control = ("{root}/teacher-mid/final", ("teacher-mid",))
+    else:  # the far snapshot nearest this seed's GRPO teacher, chosen on the selection set
+        runs.append(
+            Run(
+                f"select/s{s}",
+                ["-m", "tiny_world", "--match", f"{{root}}/grpo/s{s}/ckpt", "--far-run", "{root}/far"],
+                needs=("far", f"grpo/s{s}"),
+                cost=0.5,
+            )
+        )
+        control = (f"{{root}}/select/s{s}/teacher", (f"select/s{s}",))
+    teachers = {
+        "big": (W["teacher"], ()),
+        "grpo": (f"{{root}}/grpo/s{s}/ckpt", (f"grpo/s{s}",)),
+        "mid": control,
+    }
+    for t, (path, needs) in teachers.items():  # the prefix probe (Mechanism 1) and the teacher's fit (Fix 2)
+        runs.append(
+            Run(
+                f"fit/{t}-s{s}",
+                [
+                    "eval_math.py",
+                    "--model",
+                    W["student"],
+                    "--probe-teacher",
+                    path,
+                    "--bench",
+                    "synthetic",
+                    "--synthetic-n",
+                    str(scale["probe_n"]),
+                    "--synthetic-seed",
+                    str(s),
+                    "--seed",
+                    str(s),
+                    "--quiet",
+                ],
+                needs=needs,
+                cost=scale["probe_n"] / 300,
+                done="probe_summary.json",
+            )
+        )
+    return runs + opd_runs(scale, world, s, teachers, recipe_student)
+
+
+def opd_runs(scale: dict, world: int, s: int, teachers: dict, recipe_student: str) -> list:
+    """The OPD variants of settings.OPD_VARIANTS; `teachers` maps a teacher to (its path, the runs
+    that make it), `recipe_student` is the SFT run the recipe's student comes from."""
+    runs, batch = [], str(scale["opd_batch"])
+    for v, (student, teacher, loss) in settings.OPD_VARIANTS.items():
+        argv = [
+            "train_opd.py",
+            *settings.WORLDS[world]["preset"],
+            "--loss",
+            loss,
+            "--steps",
+            str(scale["opd_steps"]),
+            "--batch-size",
+            batch,
+            "--micro-batch",
+            batch,
+            "--eval-every",
+            str(scale["opd_steps"] // 3),
+        ] + eval_and_seed(scale, s)
+        needs = ()
+        if student == "sft":
+            run = recipe_student if v == "sft-grpo-tail" else f"sft/s{s}"
+            argv += ["--student", f"{{root}}/{run}/final"]
+            needs += (run,)
+        if teacher != "big":
+            argv += ["--teacher", teachers[teacher][0]]
+            needs += teachers[teacher][1]
+        runs.append(
+            Run(f"opd/{v}-s{s}", argv, needs=needs, cost=scale["opd_steps"] * scale["opd_batch"] / 3000)
+        )
+    return runs
+
+
+def only(runs: list, prefixes: list) -> list:
+    """The runs whose names start with one of `prefixes`, and every run they need (transitively)."""
+    by_name, keep = {r.name: r for r in runs}, set()
+    todo = [r.name for r in runs if r.name.startswith(tuple(prefixes))]
+    if not todo:
+        raise errors.UserError(
+            f"--only {' '.join(prefixes)}: no run of the plan starts so; its runs are "
+            f"named like {', '.join(sorted({r.name.split('/')[0] + '/' for r in runs}))}"
+        )
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo += list(by_name[name].needs)
+    return [r for r in runs if r.name in keep]
