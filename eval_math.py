@@ -8,10 +8,10 @@ Paper sections (docs/paper.md):
 
     python eval_math.py --model Qwen/Qwen3-1.7B --bench math500 --preset paper
     python eval_math.py --model PATH --bench synthetic --k 4          # the tiny world (T=1)
-    python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
 
-`--probe-teacher` runs probes.py (the prefix probe of Mechanism 1 and the teacher's fit of Fix 2),
-which builds on this file's sampler. The grader (extract_boxed, is_equiv, grade) is grader.py's.
+probes.py (the prefix probe of Mechanism 1 and the teacher's fit of Fix 2) builds on this file's
+sampler and flag groups and has its own command line. The grader (extract_boxed, is_equiv, grade)
+is grader.py's.
 
 Deliberate simplification: the evaluation's random stream depends on the batch size (same seed
 and batch size, same samples).
@@ -411,28 +411,25 @@ def format_table(summaries: list) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: the model, the data, sampling, the prefix probe and the output, one
-    argument group each."""
+    """The command line: the model, the data, sampling and the output, one argument group each."""
     ap = argparse.ArgumentParser(
-        description="Evaluate a model on math benchmarks (strict boxed grader), or run the prefix "
-        "probe of Mechanism 1. Sampling flags left unset come from the preset."
+        description="Evaluate a model on math benchmarks (strict boxed grader). Sampling flags "
+        "left unset come from the preset."
     )
     add_model_flags(ap)
     add_data_flags(ap)
     add_sampling_flags(ap)
-    add_probe_flags(ap)
     add_output_flags(ap)
     return ap
 
 
-def add_model_flags(ap: argparse.ArgumentParser) -> None:
-    """The model to evaluate and where it runs."""
+def add_model_flags(ap: argparse.ArgumentParser, role: str = "model to evaluate") -> None:
+    """The model (`role` says what it is to the command) and where it runs."""
     g = ap.add_argument_group("model")
     g.add_argument(
         "--model",
         required=True,
-        help="model to evaluate (the student in the probe): any name or path "
-        "models.load accepts (hub id, local checkpoint, the tiny models)",
+        help=f"{role}: any name or path models.load accepts (hub id, local checkpoint, the tiny models)",
     )
     g.add_argument("--device", default=None, help="cuda, cpu, ...; default: models.load's choice")
     g.add_argument("--dtype", default=None, help="float32, bfloat16, ...; default: models.load's")
@@ -528,32 +525,13 @@ def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def add_probe_flags(ap: argparse.ArgumentParser) -> None:
-    """`--probe-teacher`: the prefix probe and the teacher's fit (probes.py)."""
-    g = ap.add_argument_group("prefix probe (Mechanism 1)")
-    g.add_argument(
-        "--probe-teacher",
-        default=None,
-        help="run the prefix probe with this teacher (name or path), and measure its fit "
-        "to the student (probes.teacher_fit: reverse KL, Top-20 overlap on the student's "
-        "samples); --model is the student",
-    )
-    g.add_argument(
-        "--probe-fractions",
-        default="0,0.25,0.5,0.75",
-        help="comma-separated cut points f of the student's responses (default: %(default)s)",
-    )
-
-
-def add_output_flags(ap: argparse.ArgumentParser) -> None:
-    """Where the records and summaries go, and the progress line."""
+def add_output_flags(
+    ap: argparse.ArgumentParser,
+    files: str = "<bench>.jsonl (one line per problem and sample) and summary.json",
+) -> None:
+    """Where the records and summaries go (`files` names them), and the progress line."""
     g = ap.add_argument_group("output")
-    g.add_argument(
-        "--out",
-        default="runs/eval",
-        help="folder for <bench>.jsonl (one line per problem and sample), "
-        "summary.json and probe.jsonl (default: %(default)s)",
-    )
+    g.add_argument("--out", default="runs/eval", help=f"folder for {files} (default: %(default)s)")
     g.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -601,7 +579,8 @@ EVAL_RULES = {
 
 
 def check_args(args, flags: dict) -> list:
-    """The benchmarks to run, after every flag is checked (a UserError naming the flag)."""
+    """The benchmarks to run, after every flag of this file's groups is checked (a UserError naming
+    the flag); the folder `--out` is check_out's."""
     common.check_ranges(vars(args), flags, EVAL_RULES)
     if args.dtype is not None and not isinstance(getattr(torch, args.dtype, None), torch.dtype):
         raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
@@ -612,14 +591,12 @@ def check_args(args, flags: dict) -> list:
         raise UserError(f"--bench {args.bench!r}: names no benchmark; pass e.g. --bench math500")
     if args.data_path and len(benches) != 1:
         raise UserError("--data-path reads one benchmark; pass a single --bench with it")
-    try:
-        fractions = [float(x) for x in args.probe_fractions.split(",")]
-    except ValueError:
-        raise UserError(
-            f"--probe-fractions {args.probe_fractions!r}: comma-separated numbers in [0, 1)"
-        ) from None
-    if not all(0 <= f < 1 for f in fractions):
-        raise UserError(f"--probe-fractions {args.probe_fractions}: every cut point must lie in [0, 1)")
+    return benches
+
+
+def check_out(args) -> None:
+    """`--out` must be a folder that holds no finished evaluation or probe (probes.py writes
+    probe_summary.json): a second command never overwrites the first's results."""
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: a file, not a folder; choose another --out")
     written = [f for f in ("summary.json", "probe_summary.json") if os.path.exists(os.path.join(args.out, f))]
@@ -628,14 +605,12 @@ def check_args(args, flags: dict) -> list:
             f"--out {args.out} already holds an evaluation ({written[0]}); choose another --out, or "
             "delete that folder to evaluate again"
         )
-    return benches
 
 
 def load_inputs(args, benches: list) -> dict:
-    """The examples of each benchmark to run (the first alone with `--probe-teacher`), checked
-    against the model's context, and the probe's teacher checked against the student's tokenizer:
-    all before the weights load, so a bad file ends here."""
-    loaded = {bench: load_bench(args, bench) for bench in (benches[:1] if args.probe_teacher else benches)}
+    """The examples of each benchmark in `benches`, checked against the context of `--model`: before
+    the weights load, so a bad file ends here."""
+    loaded = {bench: load_bench(args, bench) for bench in benches}
     tokenizer, context = models.load_tokenizer(args.model)
     for bench, examples in loaded.items():
         common.check_prompt_lengths(
@@ -645,9 +620,6 @@ def load_inputs(args, benches: list) -> dict:
             f"prompts of {bench}",
             examples,
         )
-    if args.probe_teacher:
-        # the probe cuts token ids
-        models.check_compatible(tokenizer, models.load_tokenizer(args.probe_teacher)[0])
     return loaded
 
 
@@ -658,63 +630,6 @@ def load_model(args, name: str) -> tuple:
     )
     model.eval()
     return model, tokenizer
-
-
-def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
-    """`--probe-teacher`: the prefix probe (Mechanism 1) and the teacher's fit to the student
-    (Fix 2) on one benchmark; writes probe.jsonl and probe_summary.json and prints both tables."""
-    import probes  # probes.py builds on this file (its sampler), so it is imported only here
-
-    teacher, t_tok = load_model(args, args.probe_teacher)
-    models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
-    fractions = [float(x) for x in args.probe_fractions.split(",")]
-    s = resolve_settings(args, bench)
-    with torch.no_grad():
-        rows, _ = probes.prefix_probe(
-            model,
-            teacher,
-            tokenizer,
-            examples,
-            fractions,
-            temperature=s["temperature"],
-            top_p=s["top_p"],
-            top_k=s["top_k"],
-            max_new_tokens=s["max_new_tokens"],
-            batch_size=args.batch_size,
-            seed=args.seed,
-            out_path=os.path.join(args.out, "probe.jsonl"),
-            progress=not args.quiet,
-        )
-    # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
-    fit = probes.teacher_fit(
-        model,
-        teacher,
-        tokenizer,
-        examples,
-        k=20,
-        max_new_tokens=s["max_new_tokens"],
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
-    with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
-        json.dump(
-            {
-                "student": args.model,
-                "teacher": args.probe_teacher,
-                "bench": bench,
-                "settings": s,
-                "probe": rows,
-                "fit": fit,
-            },
-            f,
-            indent=2,
-        )
-    print(
-        f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, preset {s['preset']}"
-    )
-    print(probes.format_probe_table(rows))
-    print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
-    print(probes.format_fit_table({args.probe_teacher: fit}))
 
 
 def run_benchmarks(args, model, tokenizer, benches: list, loaded: dict) -> None:
@@ -752,21 +667,18 @@ def run_benchmarks(args, model, tokenizer, benches: list, loaded: dict) -> None:
 
 
 def main(argv=None) -> None:
-    """The command line: check every flag and input, load the model, then run the prefix probe
-    (`--probe-teacher`) or evaluate each benchmark."""
+    """The command line: check every flag and input, load the model, then evaluate each benchmark."""
     parser = build_parser()
     args = parser.parse_args(argv)
     benches = check_args(args, common.flags_of(parser))
+    check_out(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_inputs(args, benches)
     os.makedirs(args.out, exist_ok=True)
     common.lock_folder(args.out)  # the lock a training run takes too
     model, tokenizer = load_model(args, args.model)
-    if args.probe_teacher:
-        run_probe(args, model, tokenizer, benches[0], loaded[benches[0]])
-    else:
-        run_benchmarks(args, model, tokenizer, benches, loaded)
+    run_benchmarks(args, model, tokenizer, benches, loaded)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ What this file is
     `teacher_fit` measures how close a teacher is to the student on the student's own samples:
     the exact reverse KL per token, its sampled-token estimate, the Top-k overlap, the teacher's
     mass on the student's Top-k and its rank of the sampled token. `format_probe_table` and
-    `format_fit_table` print them. eval_math.py's `--probe-teacher` runs both.
+    `format_fit_table` print them. The command line runs both on one benchmark, with
+    eval_math.py's sampler, presets and flag groups (model, data, sampling, output), and writes
+    probe.jsonl (one line per problem and cut) and probe_summary.json into `--out`.
 
 Paper (docs/paper.md)
     §4 Mechanism 1: the teacher scores prefixes it would not have written; the probe measures its
@@ -17,26 +19,33 @@ Paper (docs/paper.md)
     a teacher by its closeness to the student where OPD asks it, not by its accuracy alone.
 
 Command
-    python eval_math.py --model STUDENT --probe-teacher TEACHER --bench synthetic
+    python probes.py --model STUDENT --probe-teacher TEACHER --bench synthetic
 
 What it simplifies
     * One student response per problem and one teacher continuation per cut; the cut is a
       fraction of the response's tokens, not a step or sentence boundary.
     * The fit reads the student's samples at T = 1 (the rollouts OPD trains on) and reports token
       means over all problems together.
+    * The command line probes the first benchmark of `--bench` alone.
 """
 
+import argparse
+import json
 import math
+import os
 from typing import Optional
 
 import torch
 
 import common
 import data
+import errors
 import eval_math
 import grader
 import losses
+import models
 import rollout
+from errors import UserError
 
 # -----------------------------------------------------------------------------
 # The prefix probe (Mechanism 1, §4)
@@ -275,3 +284,143 @@ def format_probe_table(rows: list) -> str:
     return common.md_table(
         ["who", "f", "accuracy (95% CI)", "acc. where student right", "acc. where student wrong"], cells
     )
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: eval_math.py's groups for the student, the data, sampling and the output,
+    and this file's group for the teacher and the cuts."""
+    ap = argparse.ArgumentParser(
+        description="Run the prefix probe of Mechanism 1 and measure the teacher's fit to the "
+        "student (Fix 2) on the first benchmark of --bench. Sampling flags left unset come from "
+        "the preset."
+    )
+    eval_math.add_model_flags(ap, role="the student, whose responses the teacher continues and reads")
+    eval_math.add_data_flags(ap)
+    eval_math.add_sampling_flags(ap)
+    add_probe_flags(ap)
+    eval_math.add_output_flags(ap, files="probe.jsonl (one line per problem and cut) and probe_summary.json")
+    return ap
+
+
+def add_probe_flags(ap: argparse.ArgumentParser) -> None:
+    """The teacher to probe and the cut points of the student's responses."""
+    g = ap.add_argument_group("prefix probe (Mechanism 1)")
+    g.add_argument(
+        "--probe-teacher",
+        required=True,
+        help="the teacher (name or path): run the prefix probe with it and measure its fit to "
+        "the student (teacher_fit: reverse KL, Top-20 overlap on the student's samples)",
+    )
+    g.add_argument(
+        "--probe-fractions",
+        default="0,0.25,0.5,0.75",
+        help="comma-separated cut points f of the student's responses (default: %(default)s)",
+    )
+
+
+def parse_fractions(text: str) -> list:
+    """The cut points of `--probe-fractions`, each in [0, 1) (a UserError otherwise)."""
+    try:
+        fractions = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"--probe-fractions {text!r}: comma-separated numbers in [0, 1)") from None
+    if not all(0 <= f < 1 for f in fractions):
+        raise UserError(f"--probe-fractions {text}: every cut point must lie in [0, 1)")
+    return fractions
+
+
+def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
+    """The prefix probe (Mechanism 1) and the teacher's fit to the student (Fix 2) on one benchmark;
+    writes probe.jsonl and probe_summary.json and prints both tables."""
+    teacher, t_tok = eval_math.load_model(args, args.probe_teacher)
+    models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
+    s = eval_math.resolve_settings(args, bench)
+    with torch.no_grad():
+        rows, _ = prefix_probe(
+            model,
+            teacher,
+            tokenizer,
+            examples,
+            parse_fractions(args.probe_fractions),
+            temperature=s["temperature"],
+            top_p=s["top_p"],
+            top_k=s["top_k"],
+            max_new_tokens=s["max_new_tokens"],
+            batch_size=args.batch_size,
+            seed=args.seed,
+            out_path=os.path.join(args.out, "probe.jsonl"),
+            progress=not args.quiet,
+        )
+    # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
+    fit = teacher_fit(
+        model,
+        teacher,
+        tokenizer,
+        examples,
+        k=20,
+        max_new_tokens=s["max_new_tokens"],
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
+        json.dump(
+            {
+                "student": args.model,
+                "teacher": args.probe_teacher,
+                "bench": bench,
+                "settings": s,
+                "probe": rows,
+                "fit": fit,
+            },
+            f,
+            indent=2,
+        )
+    print(
+        f"prefix probe on {bench}: student {args.model}, teacher {args.probe_teacher}, preset {s['preset']}"
+    )
+    print(format_probe_table(rows))
+    print(f"\nteacher fit on the student's own samples (T = 1, {len(examples)} problems):")
+    print(format_fit_table({args.probe_teacher: fit}))
+
+
+def check_unused(args) -> None:
+    """eval_math.py's flags that the probe has no use for: it samples one response per problem
+    after the bare student prompt, so a value given to any of them is refused by name."""
+    given = {"--k": args.k, "--pi": None if args.pi == "none" else args.pi, "--rule": args.rule}
+    given["--wrong-hint"] = "" if args.wrong_hint else None
+    for flag, value in given.items():
+        if value is not None:
+            raise UserError(
+                f"{flag} {value}".rstrip() + ": the probe samples one response per problem after the "
+                "bare student prompt and does not use it; drop it (it applies to eval_math.py)"
+            )
+
+
+def main(argv=None) -> None:
+    """The command line: check every flag and input, load the student and the teacher, then run the
+    prefix probe and the teacher's fit on the first benchmark."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    bench = eval_math.check_args(args, common.flags_of(parser))[0]
+    check_unused(args)
+    parse_fractions(args.probe_fractions)  # checked here, before any file is read
+    eval_math.check_out(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    examples = eval_math.load_inputs(args, [bench])[bench]
+    # the teacher's tokenizer before any weights load: the probe cuts the student's token ids
+    models.check_compatible(
+        models.load_tokenizer(args.model)[0], models.load_tokenizer(args.probe_teacher)[0]
+    )
+    os.makedirs(args.out, exist_ok=True)
+    common.lock_folder(args.out)  # the lock evaluations and training runs take too
+    model, tokenizer = eval_math.load_model(args, args.model)
+    run_probe(args, model, tokenizer, bench, examples)
+
+
+if __name__ == "__main__":
+    errors.run(main)

@@ -119,7 +119,7 @@ def fix2(R: Report) -> None:
         f"{R.student} with the grader's reward: {fmt([acc(s['student_before']) for s in grpo])} → "
         f"{fmt([acc(s['student_after']) for s in grpo])} in its own evaluation (the accuracy column "
         "below is the OPD run's evaluation of the same model, with other sampling noise). Each "
-        "teacher is measured on the student's own samples (`eval_math.py --probe-teacher`), then used "
+        "teacher is measured on the student's own samples (`probes.py --probe-teacher`), then used "
         f"as OPD teachers of {R.student} (the runs below). The middle row is the control for the "
         f"paper's comparison at similar accuracy: {control_how}. Mean ± std over {R.N} seed(s).",
         "",

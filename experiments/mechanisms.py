@@ -47,7 +47,7 @@ def mechanism1(R: Report) -> None:
     R.body += [
         "## Mechanism 1: the teacher on the student's prefixes (docs/paper.md §4)",
         "",
-        f"`eval_math.py --model {R.student} --probe-teacher {R.teacher} --seed S`: "
+        f"`probes.py --model {R.student} --probe-teacher {R.teacher} --seed S`: "
         f"{R.scale['probe_n']} held-out problems at T = 1; the teacher continues the student's "
         f"response cut at fraction f of its tokens. Mean ± std over {R.N} seed(s).",
         "",

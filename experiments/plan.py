@@ -159,7 +159,7 @@ def fix_runs(scale: dict, world: int, s: int) -> list:
             Run(
                 f"fit/{t}-s{s}",
                 [
-                    "eval_math.py",
+                    "probes.py",
                     "--model",
                     W["student"],
                     "--probe-teacher",

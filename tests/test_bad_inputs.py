@@ -295,6 +295,7 @@ EVAL = [
     "--out",
     "{out}",
 ]
+PROBE = EVAL + ["--probe-teacher", "{teacher}"]
 
 
 def flag(script, base, name, value, *more, id=None):
@@ -546,8 +547,6 @@ CASES = [
     flag("eval_math", EVAL, "--synthetic-n", "0"),
     flag("eval_math", EVAL, "--hard-frac", "2"),
     flag("eval_math", EVAL, "--max-ops", "0"),
-    flag("eval_math", EVAL + ["--probe-teacher", "{teacher}"], "--probe-fractions", "0,1.5"),
-    flag("eval_math", EVAL + ["--probe-teacher", "{teacher}"], "--probe-fractions", "0,half"),
     files(
         "eval_math--model-missing-folder",
         "eval_math",
@@ -561,13 +560,6 @@ CASES = [
         EVAL + ["--model", "{broken}"],
         ["{broken}", "model.safetensors"],
         broken_weights("garbage"),
-    ),
-    files(
-        "eval_math--probe-teacher-missing-folder",
-        "eval_math",
-        EVAL + ["--probe-teacher", "{tmp}/no/such/dir"],
-        ["{tmp}/no/such/dir", NOT_EXIST],
-        max_s=5,
     ),
     files(
         "eval_math--bench-missing-file",
@@ -602,6 +594,19 @@ CASES = [
         EVAL + ["--model", "{short_student}", "--bench", "{bad}"],
         ["{bad}", ("{bad}:3", "line 3")],
         long_prompt_at(3, 4),
+    ),
+    # ---- probes.py (eval_math.py's flags and checks, and the teacher's)
+    flag("probes", PROBE, "--probe-fractions", "0,1.5"),
+    flag("probes", PROBE, "--probe-fractions", "0,half"),
+    flag("probes", PROBE, "--k", "0"),
+    flag("probes", PROBE, "--k", "2", "does not use it"),  # an evaluation flag the probe has no use for
+    flag("probes", PROBE, "--pi", "answer_only", "does not use it"),
+    files(
+        "probes--probe-teacher-missing-folder",
+        "probes",
+        EVAL + ["--probe-teacher", "{tmp}/no/such/dir"],
+        ["{tmp}/no/such/dir", NOT_EXIST],
+        max_s=5,
     ),
     # ---- python -m tiny_world (tiny_world/build.py)
     Case(
@@ -682,6 +687,7 @@ def test_the_table_covers_every_entry_point():
         "train_grpo",
         "train_sft",
         "eval_math",
+        "probes",
         "tiny_world.build",
     }
 
@@ -727,6 +733,11 @@ CLI_CASES = {
         "eval_math.py",
         EVAL + ["--model", "./no/such/dir"],
         ["no/such/dir", NOT_EXIST],
+    ),
+    "probes--probe-fractions=0,1.5": (
+        "probes.py",
+        PROBE + ["--probe-fractions", "0,1.5"],
+        ["--probe-fractions", "0,1.5"],
     ),
 }
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -548,14 +548,16 @@ def test_prefix_probe_rejects_fractions_outside_unit_interval(tiny):
 # The command line
 
 
-def test_help_documents_every_flag():
-    parser = E.build_parser()
+@pytest.mark.parametrize("module", [E, probes], ids=["eval_math", "probes"])
+def test_help_documents_every_flag(module):
+    parser = module.build_parser()
     for action in parser._actions:
         if action.dest != "help":
             assert action.help and len(action.help) > 8, action.dest
     text = parser.format_help()
-    for flag in ("--model", "--bench", "--preset", "--k", "--probe-teacher", "--out", "--pi"):
+    for flag in ("--model", "--bench", "--preset", "--k", "--out", "--pi"):
         assert flag in text
+    assert ("--probe-teacher" in text) == (module is probes)
 
 
 def test_presets_and_overrides():
@@ -614,7 +616,7 @@ def test_cli_probe_writes_the_probe_and_the_teacher_fit(tiny, tmp_path, capsys):
     student, teacher, tok = tiny
     models.save(student, tok, str(tmp_path / "s"))
     models.save(teacher, tok, str(tmp_path / "t"))
-    E.main(
+    probes.main(
         [
             "--model",
             str(tmp_path / "s"),

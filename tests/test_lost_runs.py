@@ -1,10 +1,11 @@
 """Faults during or between real tiny runs lose nothing (a few steps each, CPU).
 
 A non-finite gradient stops the run with the last good checkpoint; `--resume` with fewer steps than
-the checkpoint, a folder another live run holds, a second evaluation into the same folder and a
-checkpoint missing a tensor are refused by name; a torn metrics line is dropped on resume; and
-config.json is never left half-written. The bad inputs that are refused before a run starts are
-the table of tests/test_bad_inputs.py, whose tiny models and data files these tests share.
+the checkpoint, a folder another live run holds, a second evaluation or a probe into an
+evaluation's folder and a checkpoint missing a tensor are refused by name; a torn metrics line is
+dropped on resume; and config.json is never left half-written. The bad inputs that are refused
+before a run starts are the table of tests/test_bad_inputs.py, whose tiny models and data files
+these tests share.
 """
 
 import builtins
@@ -20,6 +21,7 @@ from test_bad_inputs import case_placeholders, error_message, make_shared, witho
 import errors
 import eval_math
 import models
+import probes
 import train_opd
 
 
@@ -176,6 +178,9 @@ def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
     message = refused(eval_math.main, argv + ["--seed", "1"], capsys)
     assert str(out) in message
     assert folder_snapshot(out) == before, "the second evaluation overwrote the first"
+    message = refused(probes.main, argv + ["--probe-teacher", shared["teacher"]], capsys)
+    assert str(out) in message and "summary.json" in message
+    assert folder_snapshot(out) == before, "the probe wrote into the evaluation's folder"
 
 
 def test_a_checkpoint_missing_a_tensor_is_refused_on_resume(shared, tmp_path, capsys):

@@ -348,7 +348,13 @@ def test_world2_plan_and_verdicts(tmp_path):
         for n, r in runs.items()
         if n.startswith(("opd/", "collapse/", "grpo/"))
     )
-    assert runs["fit/big-s0"].argv[2:5] == ["tiny2/student", "--probe-teacher", "tiny2/teacher"]
+    assert runs["fit/big-s0"].argv[:5] == [
+        "probes.py",
+        "--model",
+        "tiny2/student",
+        "--probe-teacher",
+        "tiny2/teacher",
+    ]
     # the recipe's student learns from its own (GRPO) teacher's traces; Fix 3's from the big teacher's
     recipe, fix3 = runs["opd/sft-grpo-tail-s1"], runs["opd/sft-big-tail-s1"]
     assert recipe.needs == ("sft-grpo/s1", "grpo/s1") and "{root}/sft-grpo/s1/final" in recipe.argv
