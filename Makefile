@@ -1,23 +1,49 @@
-# Every entry point of the project. `make help` lists them.
+# Every entry point of the project. `make help` lists them and the variables they read.
+# A comment line that starts with `## NAME=` documents a variable for `make help`; next to each
+# target, `opts.TARGET` lists the variables it reads, and one given on the command line that the
+# target does not read is refused by name (the checks are at the end of this file).
+self := $(lastword $(MAKEFILE_LIST))
+## VENV=.venv             the virtual environment every target uses
+## PY=$(VENV)/bin/python  the python every target runs
+## TORCH_VERSION=2.13.0   make install: the torch it installs first (the CPU build when no GPU is present)
+## TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu  make install: where that CPU build comes from
 # The virtual environment lives in .venv; PY points at its python.
 VENV ?= .venv
 PY   ?= $(VENV)/bin/python
-# CPU threads for tests and CPU runs (2 on the reference machine).
+## THREADS=2              CPU threads of each run, benchmark and test suite (the reference machine has 2)
 THREADS ?= 2
 # Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
 
 .PHONY: help install install-trl install-lint lint format test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-cpu clean
 
-help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
+help:  ## this page: every target with its time on a 2-core laptop CPU, every variable
+	@echo "targets (make TARGET; times measured on 2 CPU cores where given, docs/performance.md):"
+	@grep -E '^[a-z-]+:.*## ' $(self) | sed 's/:.*## /\t/' | expand -t 16 | sed 's/^/  /'
+	@echo
+	@echo "variables (make TARGET NAME=value; the default follows the =):"
+	@sed -n 's/^## /  /p' $(self)
+	@echo
+	@echo "what each target reads besides VENV and PY (any other variable given on the command line is refused):"
+	@$(foreach t,$(checked),printf '  %-15s %s\n' '$(t)' '$(or $(opts.$(t)),nothing)';)
 
 install: $(VENV)/.installed  ## create .venv and install requirements (CPU torch when no GPU is present)
 
+# Without nvidia-smi, torch comes first from PyTorch's CPU wheel index, the way PyTorch's install
+# page does it (PyPI's Linux wheel is the CUDA build, several GB of nvidia-* wheels with it). A
+# five-second probe of that index decides; where it cannot be reached (a machine that sees only PyPI
+# or a mirror, such as CI) the same version comes from pip's ordinary index, which on Linux is the
+# CUDA build unless pip's configuration offers a CPU wheel. requirements.txt's range is then met.
+TORCH_VERSION   ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	# No GPU here: take the CPU build of torch first, so the range in requirements.txt is
-	# already satisfied and pip does not pull a multi-GB CUDA build.
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "torch==2.13.0"; fi
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  if $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" 2>/dev/null \
+	    && $(PY) -m pip install -q --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)"; then :; \
+	  else echo "no torch==$(TORCH_VERSION) from $(TORCH_CPU_INDEX) (unreachable?): trying pip's ordinary index"; \
+	    $(PY) -m pip install -q "torch==$(TORCH_VERSION)" || exit 1; fi; \
+	fi
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
@@ -33,126 +59,303 @@ $(VENV)/.installed-lint: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-lint: install-lint  ## ruff: lint and formatting check (ruff.toml; CI runs it)
+opts.lint :=
+lint: install-lint  ## ruff: lint and formatting check (ruff.toml; CI runs it); seconds
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: install-lint  ## ruff: sort imports and format every file in place
+opts.format :=
+format: install-lint  ## ruff: sort imports and format every file in place; seconds
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
 
-test: install install-trl  ## run every test suite (CPU, offline, a few minutes on 2 cores)
+opts.test := THREADS
+test: install install-trl  ## every test suite (CPU, offline); about 3 min on 2 cores, plus the install
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
 
-trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny world: held-out reverse KL before/after (CPU)
+opts.trl-example :=
+why.trl-example.WORLD := examples/trl_distillation.py loads the first world's models only
+why.trl-example.THREADS := it runs on one thread, the fastest for models this small
+trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny world: held-out reverse KL before/after; about 30 s
 	$(PY) examples/trl_distillation.py
 
-# WORLD=2: the second tiny world (docs/tiny_world2.md: tiny2/, two notations, the conciseness rule and
-# the constitution) for make tiny and opd, whose default is the first (tiny/); make report and
-# report-quick run on the second by default, WORLD=1 on the first.
+## WORLD=                 the tiny world: 1 (tiny/, the default) or 2 (tiny2/, docs/tiny_world2.md; the default of report and report-quick)
 WORLD ?=
-tiny: install  ## build (or reuse) tiny/teacher and tiny/student and print their table; FORCE=1 retrains; WORLD=2: tiny2/
+# w2 is 2 in the second world and empty in the first: the suffix of the second world's folders
+# (runs/grpo2 beside runs/grpo), so that the two worlds' runs never mix.
+w2 := $(filter 2,$(WORLD))
+tiny2_pair := --student tiny2/student --teacher tiny2/teacher
+
+## FORCE=                 1: make tiny retrains both models from scratch and overwrites tiny/ (tiny2/ with WORLD=2)
+FORCE ?=
+opts.tiny := THREADS WORLD FORCE
+tiny: install  ## reuse tiny/teacher and tiny/student and print their table (seconds); FORCE=1 retrains them (about 20 min; WORLD=2: tiny2/, about 25 min)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m tiny_world --world $(or $(WORLD),1) --threads $(THREADS) $(if $(FORCE),--force)
 
-sft-student: install  ## Fix 3: SFT of tiny/student on tiny/teacher's graded, non-repetitive traces; before/after
-	rm -rf runs/sft-student
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student --out runs/sft-student --threads $(THREADS)
+# -----------------------------------------------------------------------------
+# Starting over and continuing, the same way in every target that trains. A run folder holds
+# summary.json once its run has finished and ckpt/ once it has saved a checkpoint (run_folder.py).
+# Nothing is deleted unless FRESH=1 asks for it, and every refusal says what to type instead.
+## FRESH=                 1: delete the target's run folder (or its whole tree of runs) first and start over
+## RESUME=                1: continue the target's unfinished run from its last checkpoint; finished runs stay as they are
+FRESH ?=
+RESUME ?=
+## RUN=                   the run folder of opd (default runs/opd-DATE), opsd (runs/opsd-DATE), grpo (runs/grpo; WORLD=2 runs/grpo2; MODEL= runs/grpo-DATE) and sft-student (runs/sft-student; WORLD=2 runs/sft-student2); the run make plot draws (default: the newest under runs/)
+RUN ?=
+now := $(shell date +%Y%m%d-%H%M%S)
 
+empty :=
+space := $(empty) $(empty)
+# The variables given on this command line (with a value), and this command typed again with the
+# ones the target reads, less FRESH and RESUME: what a refusal tells the user to type.
+given = $(foreach v,$(user_vars),$(if $(filter command line,$(origin $(v))),$(if $(strip $($(v))),$(v))))
+again = $(strip make $@ $(foreach v,$(filter-out FRESH RESUME,$(filter $(opts.$@),$(given))),$(v)=$(if $(findstring $(space),$(strip $($(v)))),'$(strip $($(v)))',$($(v)))))
+
+# Shell snippets for the recipes below.
+# $(call refuse,MESSAGE): print `make TARGET: MESSAGE` and stop.
+refuse = { echo "make $@: $(1)" >&2; exit 1; }
+# $(call remove,FOLDER,WHY): delete FOLDER and say so, unless a live run holds a lock inside it.
+remove = if [ -e $(1) ]; then \
+	  for l in $$(find $(1) -name .lock); do \
+	    if command -v flock >/dev/null && ! flock -n $$l true; then $(call refuse,a live run holds $$l: let it end or stop it first); fi; \
+	  done; echo "$(2): deleting $(1)"; rm -rf $(1); fi
+# $(call check_run,FOLDER): the first line of a target that trains one run into FOLDER. FRESH=1
+# deletes it; a finished run there is refused (it would be overwritten), and so is an unfinished
+# one unless RESUME=1, which the target's command then passes on as --resume.
+check_run = d=$(1); \
+	$(if $(FRESH),$(call remove,$$d,FRESH=1), \
+	if [ -f $$d/summary.json ]; then \
+	  $(call refuse,$$d holds a finished run (make plot RUN=$$d draws its curves). To start over in it: $(again) FRESH=1 (deletes it); or choose another folder with RUN=); \
+	elif [ -f $$d/ckpt/train_state.pt ]; then \
+	  $(if $(RESUME),:,$(call refuse,$$d holds an unfinished run. To continue it from its last checkpoint: $(again) RESUME=1; to delete it and start over: $(again) FRESH=1)); \
+	elif [ -n "$$(ls -A $$d 2>/dev/null)" ]; then \
+	  $(call refuse,$$d holds a run that stopped before its first checkpoint: nothing to continue. To delete it and start over: $(again) FRESH=1); \
+	$(if $(RESUME),else $(call refuse,RESUME=1: there is no run in $$d to continue. Name the run's folder with RUN=FOLDER; or $(again) starts a new one);) \
+	fi)
+# $(call each_run,FOLDER,COMMAND,TREE): one run of a target that trains several into TREE (a line
+# of its loop). A finished run is reused and a missing one started; an unfinished one is continued
+# with RESUME=1 (one that stopped before its first checkpoint is started again) and refused without.
+each_run = d=$(1); \
+	if [ -f $$d/summary.json ]; then echo "$$d: finished, reused"; \
+	elif [ -f $$d/ckpt/train_state.pt ]; then \
+	  $(if $(RESUME),(set -x; $(2) --out $$d --resume) || exit 1, \
+	    $(call refuse,$$d holds an unfinished run. To continue it (finished runs are kept): $(again) RESUME=1; to delete $(3) and start every run over: $(again) FRESH=1)); \
+	elif [ -n "$$(ls -A $$d 2>/dev/null)" ]; then \
+	  $(if $(RESUME),$(call remove,$$d,RESUME=1: it stopped before its first checkpoint); (set -x; $(2) --out $$d) || exit 1, \
+	    $(call refuse,$$d holds a run that stopped before its first checkpoint. To start that run again (finished runs are kept): $(again) RESUME=1; to delete $(3) and start every run over: $(again) FRESH=1)); \
+	else (set -x; $(2) --out $$d) || exit 1; fi
+# $(call sub_make,TARGET,FOLDER): make TARGET first unless FOLDER holds its finished run; passes on
+# the variables TARGET reads, RESUME=1 only when FOLDER exists (something to continue), never FRESH.
+sub_make = test -f $(2)/summary.json || $(MAKE) -f $(self) $(1) FRESH= RESUME=$$(test -e $(2) && echo '$(RESUME)') \
+	$(foreach v,$(filter-out $(opts.$(1)),$(given)),$(v)=) || $(call refuse,it needs make $(1) to finish first (above))
+
+# make sft-student: Fix 3's SFT-stabilised student, in runs/sft-student (WORLD=2: runs/sft-student2,
+# tiny2/student on tiny2/teacher's traces, as the report does); make sft-opd and make recipe read it there.
+sft_student_out = $(or $(RUN),runs/sft-student$(w2))
+opts.sft-student := THREADS WORLD RUN FRESH RESUME
+sft-student: install  ## Fix 3: SFT of the student on the teacher's graded, non-repetitive traces, before/after -> runs/sft-student; minutes
+	@$(call check_run,$(sft_student_out))
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student $(if $(w2),$(tiny2_pair)) \
+	  --out $(sft_student_out) --threads $(THREADS) $(if $(RESUME),--resume)
+
+## SEEDS=0 1              the seeds of make collapse and make opsd-table, one run each (a single run takes --seed in its *_ARGS)
 SEEDS ?= 0 1
 # make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:
 #   make opd MODEL=Qwen/Qwen3-1.7B TEACHER=Qwen/Qwen3-8B DATA=dapo
-RUN ?= runs/opd-$(shell date +%Y%m%d-%H%M%S)
+## MODEL=                 the paper's setting on a GPU: the student's hub name (opd and grpo: --preset paper; opsd: --student)
+## TEACHER=               make opd's teacher, a hub name or a folder (default: the world's tiny teacher)
+## DATA=                  make opd's prompts, a dataset name such as dapo or a .jsonl (default: the tiny world's problems)
+## OPD_ARGS=              more train_opd.py flags for make opd, e.g. OPD_ARGS="--steps 50 --seed 1"
+MODEL ?=
+TEACHER ?=
+DATA ?=
 OPD_ARGS ?=
-opd: install  ## on-policy distillation, before/after table (tiny world by default; MODEL= TEACHER= DATA= for the paper's)
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(RUN) --threads $(THREADS) $(if $(filter 2,$(WORLD)),--preset tiny2) \
+opd_out = $(or $(RUN),runs/opd-$(now))
+opts.opd := THREADS WORLD RUN FRESH RESUME MODEL TEACHER DATA OPD_ARGS
+why.opd.SEEDS := make opd trains one run: OPD_ARGS=--seed N sets its seed
+opd: install  ## on-policy distillation, before/after table -> runs/opd-DATE; about 2 min (MODEL= TEACHER= DATA=: the paper's setting, GPU)
+	@$(call check_run,$(opd_out))
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(opd_out) --threads $(THREADS) $(if $(w2),--preset tiny2) \
 	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
-	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS)
+	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS) $(if $(RESUME),--resume)
 
 # make sft-opd: Fix 3 end to end. OPD from the SFT-stabilised student (make sft-student) against OPD
-# from the raw student, same steps, seed and data; finished runs are reused.
+# from the raw student, same steps, seed and data, in runs/sft-opd (WORLD=2: runs/sft-opd2). Finished
+# runs are reused; FRESH=1 deletes runs/sft-opd only, not the SFT student (make sft-student FRESH=1).
+## SFT_OPD_STEPS=300      the steps of each of make sft-opd's two OPD runs
 SFT_OPD_STEPS ?= 300
-sft-opd: install  ## Fix 3: OPD from the SFT-stabilised student vs from the raw student, one table
-	test -f runs/sft-student/final/config.json || $(MAKE) sft-student
-	for s in raw sft; do d=runs/sft-opd/$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
-	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --steps $(SFT_OPD_STEPS) --out $$d --threads $(THREADS) \
-	    $$(test $$s = sft && echo --student runs/sft-student/final) || exit 1; done
-	$(PY) -m experiments.plot runs/sft-opd/raw runs/sft-opd/sft --out runs/sft-opd/curves.png --table
+opts.sft-opd := THREADS WORLD FRESH RESUME SFT_OPD_STEPS
+sft-opd: install  ## Fix 3: OPD from the SFT student vs from the raw student, one table -> runs/sft-opd; minutes (make sft-student, then two OPD runs of about 2 min)
+	@$(if $(FRESH),$(call remove,runs/sft-opd$(w2),FRESH=1))
+	@$(call sub_make,sft-student,runs/sft-student$(w2))
+	@for s in raw sft; do st=; if [ $$s = sft ]; then st="--student runs/sft-student$(w2)/final"; fi; \
+	  $(call each_run,runs/sft-opd$(w2)/$$s,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
+	    --steps $(SFT_OPD_STEPS) --threads $(THREADS) $$st,runs/sft-opd$(w2)); \
+	done
+	$(PY) -m experiments.plot runs/sft-opd$(w2)/raw runs/sft-opd$(w2)/sft --out runs/sft-opd$(w2)/curves.png --table
 
-# make collapse: Mechanism 2 in the tiny world. Each loss x K x seed is one OPD run at lr 2e-4
-# (fast enough for the bias to act within 150 steps); curves in one PNG and one table.
+# make collapse: Mechanism 2. Each loss x K x seed is one OPD run at lr 2e-4 (fast enough for the
+# bias to act within 150 steps) in runs/collapse (WORLD=2: runs/collapse2); one PNG, one table.
+# Finished runs are reused, so a longer SEEDS or COLLAPSE_KS trains only the runs it adds.
+## COLLAPSE_LOSSES=topk_plain topk_sg topk_renorm_intersect_sg   make collapse's losses
+## COLLAPSE_KS=1 5 20     make collapse's values of K
+## COLLAPSE_ARGS=--steps 150 --batch-size 32 --micro-batch 32 --lr 2e-4 --eval-every 50 --ckpt-every 0   the train_opd.py flags of every collapse run
 COLLAPSE_LOSSES ?= topk_plain topk_sg topk_renorm_intersect_sg
 COLLAPSE_KS ?= 1 5 20
 COLLAPSE_ARGS ?= --steps 150 --batch-size 32 --micro-batch 32 --lr 2e-4 --eval-every 50 --ckpt-every 0
-collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, curves + table (runs/collapse/)
-	for l in $(COLLAPSE_LOSSES); do for k in $(COLLAPSE_KS); do for s in $(SEEDS); do \
-	  d=runs/collapse/$$l-k$$k-s$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
-	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --loss $$l --k $$k --seed $$s $(COLLAPSE_ARGS) \
-	    --out $$d --threads $(THREADS) || exit 1; done; done; done
-	$(PY) -m experiments.plot $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse/$(l)-k$(k)-s$(s)))) \
-	  --out runs/collapse/collapse.png --title "Mechanism 2 in the tiny world: Top-K losses at lr 2e-4" --table
+opts.collapse := THREADS WORLD FRESH RESUME SEEDS COLLAPSE_LOSSES COLLAPSE_KS COLLAPSE_ARGS
+why.collapse.OPD_ARGS := COLLAPSE_ARGS holds the flags of make collapse's runs
+collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, curves + table -> runs/collapse; tens of minutes (18 runs)
+	@$(if $(FRESH),$(call remove,runs/collapse$(w2),FRESH=1))
+	@for l in $(COLLAPSE_LOSSES); do for k in $(COLLAPSE_KS); do for s in $(SEEDS); do \
+	  $(call each_run,runs/collapse$(w2)/$$l-k$$k-s$$s,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
+	    --loss $$l --k $$k --seed $$s $(COLLAPSE_ARGS) --threads $(THREADS),runs/collapse$(w2)); \
+	done; done; done
+	$(PY) -m experiments.plot $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse$(w2)/$(l)-k$(k)-s$(s)))) \
+	  --out runs/collapse$(w2)/collapse.png --title "Mechanism 2 in $(if $(w2),tiny world 2,the tiny world): Top-K losses at lr 2e-4" --table
 
 # make opsd: self-distillation in the tiny world. PRESET=tiny-rule (shared rule: works, the default),
-# tiny-answer / tiny-full (per-instance PI: fails), tiny-none (control); the paper's math setting:
+# tiny-answer / tiny-full (per-instance PI: fails), tiny-none (control); WORLD=2: tiny2-concise (the
+# default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none; the paper's math setting:
 #   make opsd PRESET=paper MODEL=Qwen/Qwen3-1.7B
-PRESET ?= tiny-rule
+## PRESET=                make opsd's preset: tiny-rule (the default), tiny-answer, tiny-full, tiny-none, paper; WORLD=2: tiny2-concise (the default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none
+## OPSD_ARGS=             more train_opsd.py flags for make opsd, e.g. OPSD_ARGS="--steps 50 --teacher-mode ema"
+PRESET ?=
 OPSD_ARGS ?=
-opsd: install  ## on-policy self-distillation (PRESET=tiny-rule|tiny-answer|tiny-full|tiny-none|paper), before/after + Mechanism 3
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $(PRESET) --out $(RUN) --threads $(THREADS) \
-	  $(if $(MODEL),--student $(MODEL)) $(OPSD_ARGS)
+opsd_preset = $(or $(PRESET),$(if $(w2),tiny2-concise,tiny-rule))
+opsd_out = $(or $(RUN),runs/opsd-$(now))
+opts.opsd := THREADS WORLD RUN FRESH RESUME PRESET MODEL OPSD_ARGS
+why.opsd.SEEDS := make opsd trains one run: OPSD_ARGS=--seed N sets its seed
+opsd: install  ## on-policy self-distillation, before/after + Mechanism 3 -> runs/opsd-DATE; minutes
+	@$(call check_run,$(opsd_out))
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $(opsd_preset) --out $(opsd_out) --threads $(THREADS) \
+	  $(if $(MODEL),--student $(MODEL)) $(OPSD_ARGS) $(if $(RESUME),--resume)
 
-opsd-table: install  ## the four tiny-world PI settings x SEEDS into runs/opsd/, then one table (reuses finished runs)
-	for p in tiny-rule tiny-answer tiny-full tiny-none; do for s in $(SEEDS); do \
-	  d=runs/opsd/$$p-s$$s; test -f $$d/summary.json && continue; rm -rf $$d; \
-	  OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $$p --seed $$s --out $$d --threads $(THREADS) || exit 1; \
+opsd_presets = $(if $(w2),tiny2-concise tiny2-constitution tiny2-answer tiny2-full tiny2-none,tiny-rule tiny-answer tiny-full tiny-none)
+opts.opsd-table := THREADS WORLD FRESH RESUME SEEDS
+opsd-table: install  ## every PI setting of the world x SEEDS, then one table -> runs/opsd (WORLD=2: runs/opsd2); tens of minutes
+	@$(if $(FRESH),$(call remove,runs/opsd$(w2),FRESH=1))
+	@for p in $(opsd_presets); do for s in $(SEEDS); do \
+	  $(call each_run,runs/opsd$(w2)/$$p-s$$s,OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $$p --seed $$s --threads $(THREADS),runs/opsd$(w2)); \
 	done; done
-	$(PY) train_opsd.py --table $(foreach p,tiny-rule tiny-answer tiny-full tiny-none,$(foreach s,$(SEEDS),runs/opsd/$(p)-s$(s)))
+	$(PY) train_opsd.py --table $(foreach p,$(opsd_presets),$(foreach s,$(SEEDS),runs/opsd$(w2)/$(p)-s$(s)))
 
-# make grpo: Fix 2's RLVR-adapted teacher. GRPO on a copy of tiny/student with the grader's reward
-# (train_grpo.py --preset tiny); the paper's setting on a GPU: make grpo MODEL=Qwen/Qwen3-1.7B
+# make grpo: Fix 2's RLVR-adapted teacher. GRPO on a copy of the tiny student with the grader's
+# reward (train_grpo.py --preset tiny; WORLD=2: --preset tiny2 into runs/grpo2); the paper's setting
+# on a GPU: make grpo MODEL=Qwen/Qwen3-1.7B (into runs/grpo-DATE).
+## GRPO_ARGS=             more train_grpo.py flags for make grpo, e.g. GRPO_ARGS="--steps 100"
 GRPO_ARGS ?=
-grpo: install  ## GRPO with the grader's reward: tiny/student lifted into runs/grpo (MODEL= for the paper's preset)
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_grpo.py --out $(if $(MODEL),$(RUN),runs/grpo) --threads $(THREADS) \
-	  $(if $(MODEL),--preset paper --student $(MODEL)) $(GRPO_ARGS)
+grpo_out = $(or $(RUN),$(if $(MODEL),runs/grpo-$(now),runs/grpo$(w2)))
+opts.grpo := THREADS WORLD RUN FRESH RESUME MODEL GRPO_ARGS
+why.grpo.SEEDS := make grpo trains one run: GRPO_ARGS=--seed N sets its seed
+grpo: install  ## GRPO with the grader's reward: the student lifted into runs/grpo (MODEL=: the paper's preset); minutes
+	@$(call check_run,$(grpo_out))
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_grpo.py --out $(grpo_out) --threads $(THREADS) $(if $(w2),--preset tiny2) \
+	  $(if $(MODEL),--preset paper --student $(MODEL)) $(GRPO_ARGS) $(if $(RESUME),--resume)
 
-# make recipe: the paper's recipe end to end in the tiny world. SFT student (make sft-student) ->
-# RLVR teacher (make grpo) -> OPD with an unbiased Top-K loss, against OPD from the raw student with
-# the off-the-shelf teacher and plain Top-K; finished runs are reused.
-recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + tiny/teacher + plain Top-K
-	test -f runs/sft-student/final/config.json || $(MAKE) sft-student
-	test -f runs/grpo/summary.json || $(MAKE) grpo
-	test -f runs/recipe/recipe/summary.json || { rm -rf runs/recipe/recipe; OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py \
-	  --student runs/sft-student/final --teacher runs/grpo/ckpt --loss topk_tail --out runs/recipe/recipe --threads $(THREADS); }
-	test -f runs/recipe/no-fix/summary.json || { rm -rf runs/recipe/no-fix; OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py \
-	  --loss topk_plain --out runs/recipe/no-fix --threads $(THREADS); }
-	$(PY) -m experiments.plot runs/recipe/no-fix runs/recipe/recipe --out runs/recipe/curves.png --table
+# make recipe: the paper's recipe end to end in the tiny world. SFT student -> RLVR teacher (make
+# grpo) -> OPD with an unbiased Top-K loss, against OPD from the raw student with the off-the-shelf
+# teacher and plain Top-K, in runs/recipe. The first world's SFT student is make sft-student's; in
+# the second (runs/recipe2) it learns from the GRPO teacher's own traces, as in the report
+# (docs/tiny_world2.md, "Revisions before the seeds"). Finished runs are reused; FRESH=1 deletes
+# runs/recipe only, not the SFT student or the GRPO teacher, which belong to their own targets.
+recipe_sft = $(if $(w2),runs/recipe2/sft-grpo,runs/sft-student)
+opts.recipe := THREADS WORLD FRESH RESUME
+recipe: install  ## SFT -> RLVR teacher -> unbiased Top-K OPD vs raw student + big teacher + plain Top-K -> runs/recipe; tens of minutes
+	@$(if $(FRESH),$(call remove,runs/recipe$(w2),FRESH=1))
+	@$(call sub_make,grpo,runs/grpo$(w2))
+	@$(if $(w2),$(call each_run,$(recipe_sft),OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student \
+	  --student tiny2/student --teacher runs/grpo2/ckpt --threads $(THREADS),runs/recipe2),$(call sub_make,sft-student,runs/sft-student))
+	@$(call each_run,runs/recipe$(w2)/recipe,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
+	  --student $(recipe_sft)/final --teacher runs/grpo$(w2)/ckpt --loss topk_tail --threads $(THREADS),runs/recipe$(w2))
+	@$(call each_run,runs/recipe$(w2)/no-fix,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
+	  --loss topk_plain --threads $(THREADS),runs/recipe$(w2))
+	$(PY) -m experiments.plot runs/recipe$(w2)/no-fix runs/recipe$(w2)/recipe --out runs/recipe$(w2)/curves.png --table
 
 # make report: every mechanism and fix in tiny world 2, 3 seeds, runs in runs/report2/ (reused when
 # finished, resumed when killed), RESULTS.md, results/tiny2/ and the README's headline; WORLD=1: the
-# first world (runs/report/, RESULTS_tiny1.md). JOBS runs at a time, one thread each.
+# first world (runs/report/, RESULTS_tiny1.md). JOBS runs at a time, one thread each. FRESH=1
+# deletes the runs folder first (RESULTS.md and the figures are written again at the end).
+## JOBS=2                 make report and report-quick: runs at a time, one thread each
 JOBS ?= 2
-report: install  ## all experiments x 3 seeds -> RESULTS.md (hours on 2 cores; resumable); WORLD=1: RESULTS_tiny1.md
+report_root = runs/report$(if $(filter 1,$(WORLD)),,2)
+opts.report := WORLD JOBS FRESH
+opts.report-quick := WORLD JOBS FRESH
+why.report.RESUME := make report always continues: finished runs are reused and killed ones resumed
+why.report-quick.RESUME := $(why.report.RESUME)
+why.report.THREADS := make report runs JOBS runs at a time on one thread each
+why.report-quick.THREADS := $(why.report.THREADS)
+report: install  ## all experiments x 3 seeds -> RESULTS.md; about 2.5 h on 2 cores (142 min), resumable; WORLD=1: RESULTS_tiny1.md
+	@$(if $(FRESH),$(call remove,$(report_root),FRESH=1))
 	$(PY) -m experiments.report --world $(or $(WORLD),2) --jobs $(JOBS)
 
-report-quick: install  ## the same with 1 seed and short runs (about 20 min on 2 cores) -> runs/report[2]-quick/RESULTS.md
+report-quick: install  ## the same with 1 seed and short runs -> runs/report2-quick/RESULTS.md; about 15 min
+	@$(if $(FRESH),$(call remove,$(report_root)-quick,FRESH=1))
 	$(PY) -m experiments.report --world $(or $(WORLD),2) --quick --jobs $(JOBS)
 
-plot: install  ## curves of a run into RUN/curves.png: make plot RUN=runs/opd-...
-	$(PY) -m experiments.plot $(RUN)
+# make plot draws RUN, by default the newest run under runs/: the folder whose metrics.jsonl was
+# written last.
+newest_run = $(patsubst %/metrics.jsonl,%,$(firstword $(shell find runs -name metrics.jsonl -exec ls -t {} + 2>/dev/null)))
+plot_run = $(or $(RUN),$(newest_run))
+opts.plot := RUN
+plot: install  ## curves of a run into RUN/curves.png (default RUN: the newest run under runs/); seconds
+	@test -n "$(plot_run)" || $(call refuse,no run under runs/ yet (no metrics.jsonl): train one first (make opd) or name one with RUN=)
+	$(PY) -m experiments.plot $(plot_run)
 
-losses-demo: install  ## print the Mechanism 2 demonstration of losses.py
+opts.losses-demo :=
+losses-demo: install  ## print the Mechanism 2 demonstration of losses.py; seconds
 	$(PY) losses.py
 
-bench-losses: install  ## chunked vs materialised losses: peak memory and time at V=151,936 (CPU, ~10 min)
+opts.bench-losses := THREADS
+bench-losses: install  ## chunked vs materialised losses: peak memory and time at V=151,936, CPU; about 10 min
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_losses.py --threads $(THREADS)
 
-bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s at batch 1-64 (CPU, ~5 min)
+opts.bench-rollout :=
+why.bench-rollout.THREADS := it compares at one thread; python bench/bench_rollout.py --threads N for more
+bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s at batch 1-64, CPU; about 5 min
 	$(PY) bench/bench_rollout.py --threads 1
 
-bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU
-	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_step.py --threads $(THREADS)
+opts.bench-step := THREADS WORLD
+bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU; under a minute (12 steps of 0.24 s)
+	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_step.py --threads $(THREADS) $(if $(w2),$(tiny2_pair))
 
-bench-cpu: install  ## what sets the tiny world's CPU time: product rates, both scoring forwards, float32 vs bf16
+opts.bench-cpu := THREADS
+why.bench-cpu.WORLD := bench/bench_cpu.py measures the first world's models only
+bench-cpu: install  ## what sets the tiny world's CPU time: product rates, both scoring forwards, float32 vs bf16; minutes
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_cpu.py --threads $(THREADS)
 
-clean:  ## remove caches (keeps .venv)
+opts.clean :=
+clean:  ## remove caches (keeps .venv and runs/); seconds
 	rm -rf __pycache__ .pytest_cache
+
+# -----------------------------------------------------------------------------
+# The checks, made before anything runs: a value a variable cannot take, two that contradict each
+# other, and a variable given on the command line that the goal does not read all stop make with
+# a message naming the variable, instead of being ignored.
+comma := ,
+user_vars := $(filter-out VENV PY TORCH_%,$(shell sed -n 's/^## \([A-Z_]*\)=.*/\1/p' $(self)))
+checked := $(foreach t,$(shell sed -n 's/^\([a-z-]*\):.*\#\# .*/\1/p' $(self)),$(if $(filter-out undefined,$(origin opts.$(t))),$(t)))
+# $(call one_of,NAME,VALUES,HINT): NAME is empty or one of VALUES
+one_of = $(if $(strip $($(1))),$(if $(and $(filter 1,$(words $($(1)))),$(filter $(2),$($(1)))),,$(error $(1)=$($(1)) is not a value it takes: $(3))))
+$(call one_of,WORLD,1 2,WORLD=1 is the first tiny world (tiny/) and WORLD=2 the second (tiny2/))
+$(call one_of,FRESH,1,FRESH=1 deletes the target's run folder and starts over)
+$(call one_of,RESUME,1,RESUME=1 continues the target's unfinished run)
+$(call one_of,FORCE,1,FORCE=1 retrains the tiny models)
+ifneq ($(and $(FRESH),$(RESUME)),)
+  $(error FRESH=1 starts over and RESUME=1 continues: give one of them)
+endif
+ifneq ($(and $(WORLD),$(MODEL),$(filter opd opsd grpo,$(MAKECMDGOALS))),)
+  $(error WORLD=$(WORLD) picks a tiny world and MODEL=$(MODEL) the paper's setting: give one of them)
+endif
+# make opsd's presets name their world (tiny-rule: 1, tiny2-concise: 2); a PRESET of the other world
+# than WORLD is refused with its counterpart, when it has one.
+preset_world = $(if $(filter tiny2-%,$(PRESET)),2,$(if $(filter tiny-%,$(PRESET)),1))
+counterpart = $(if $(filter 2,$(WORLD)),$(if $(filter tiny-rule,$(PRESET)),tiny2-concise,$(patsubst tiny-%,tiny2-%,$(PRESET))), \
+  $(if $(filter tiny2-concise,$(PRESET)),tiny-rule,$(filter-out tiny-constitution,$(patsubst tiny2-%,tiny-%,$(PRESET)))))
+ifneq ($(and $(WORLD),$(PRESET),$(filter opsd,$(MAKECMDGOALS))),)
+  ifneq ($(preset_world),$(WORLD))
+    $(error PRESET=$(PRESET) $(if $(preset_world),is a preset of world $(preset_world),is not a tiny-world preset) but WORLD=$(WORLD): $(if $(and $(preset_world),$(strip $(counterpart))),type PRESET=$(strip $(counterpart)) WORLD=$(WORLD) or drop WORLD,drop WORLD))
+  endif
+endif
+$(foreach g,$(or $(MAKECMDGOALS),help),$(if $(filter-out undefined,$(origin opts.$(g))),$(foreach v,$(filter-out $(opts.$(g)),$(given)), \
+  $(error make $(g): $(v)=$($(v)) is refused$(comma) this target does not read $(v)$(if $(why.$(g).$(v)), ($(why.$(g).$(v))))$(comma) and make $(g) reads $(or $(opts.$(g)),no variable) (make help)))))

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
 import math
 import os
 import sys
@@ -33,6 +34,10 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
 
+# The flags a --resume may give other values than the run's: they belong to one start of the run
+# (where it stops, how many CPU threads it uses), not to the run.
+RESUME_MAY_CHANGE = ("resume", "stop_at", "threads")
+
 
 def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
     """(config, typed) of a run: `presets[--preset]` with every flag given on the command line on
@@ -41,17 +46,130 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
     `add_flags(parser)` adds the script's flags. Each flag checks its own value (a `type=` made by
     `ranged`) and defaults to None, so that an absent flag leaves the preset's value and is not in
     `typed`. The first preset is the default. Keys that only a preset sets are checked by the
-    script that owns the preset (check_ranges)."""
-    args = build_parser(presets, add_flags, doc).parse_args(argv)
-    cfg = dict(presets[args.preset])
-    for key, val in vars(args).items():
-        if val is not None or key not in cfg:
-            cfg[key] = val
+    script that owns the preset (check_ranges).
+
+    With --resume the config is the run's own, read from OUT/config.json (resumed_config), not a
+    preset's; every key then counts as typed, so that no saved value is lowered to fit."""
+    parser = build_parser(presets, add_flags, doc)
+    args = parser.parse_args(argv)
+    if getattr(args, "resume", False):
+        cfg = resumed_config(parser, args, typed_args(parser, argv), presets)
+        typed = set(cfg)
+    else:
+        cfg = dict(presets[args.preset])
+        for key, val in vars(args).items():
+            if val is not None or key not in cfg:
+                cfg[key] = val
+        typed = {key for key, val in vars(args).items() if val is not None}
     if cfg["stop_at"] and cfg["stop_at"] >= cfg["steps"]:
         raise UserError(
             f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends there anyway)"
         )
-    return cfg, {key for key, val in vars(args).items() if val is not None}
+    return cfg, typed
+
+
+def typed_args(parser, argv=None) -> dict:
+    """key -> value of the flags given on the command line, and of no other (no defaults)."""
+    defaults = [(a, a.default) for a in parser._actions]
+    for a, _ in defaults:
+        a.default = argparse.SUPPRESS  # an absent flag then leaves no key
+    try:
+        return vars(parser.parse_args(argv))
+    finally:
+        for a, default in defaults:
+            a.default = default
+
+
+def resumed_config(parser, args, given: dict, presets: dict) -> dict:
+    """The config of `--out OUT --resume`: the run's OUT/config.json, with --stop-at as given (none
+    by default: the run's own has been reached) and --threads as given (the run's when not
+    given). Any other flag given must equal its saved value (same_setting), and --out must be
+    where the run was written; the flags that differ are refused by name, before anything loads.
+    run_folder.start_run checks the folder itself (a checkpoint, an unfinished run) and the whole
+    config again."""
+    out, flags = args.out, flags_of(parser)
+    saved = saved_config(out)
+    preset = saved.get("preset")
+    if preset not in presets:
+        raise UserError(
+            f"--resume: the run in {out} started from --preset {preset!r}, which this script does not "
+            f"have ({', '.join(presets)}); resume it with the script that started it"
+        )
+    # What a fresh start of the run's preset would set. A key the saved config lacks (a run of an
+    # older version of the script) resumes only as None, the value that version ran with.
+    fresh = dict(presets[preset])
+    for key in vars(args):
+        fresh.setdefault(key, parser.get_default(key))
+    missing = [k for k, v in fresh.items() if k not in saved and v is not None]
+    if missing:
+        raise UserError(
+            f"--resume: {os.path.join(out, 'config.json')} sets no "
+            f"{', '.join(flag_name(k, flags) for k in missing[:3])}: it is not a run of this script "
+            "(or of a version with other settings); resume it with the script that started it"
+        )
+    cfg = {k: v for k, v in fresh.items() if k not in saved}
+    cfg.update(saved, resume=True, stop_at=args.stop_at)
+    if "threads" in given:
+        cfg["threads"] = given["threads"]
+    changed = changed_settings(saved, dict(given, out=out))
+    if changed:
+        raise UserError(resume_refusal(out, changed, flags))
+    return cfg
+
+
+def saved_config(out: str) -> dict:
+    """OUT/config.json of the run that `--out OUT --resume` continues; a UserError when OUT holds
+    no run."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
+    if not os.path.isdir(out):
+        raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
+    path = os.path.join(out, "config.json")
+    if not os.path.isfile(path):
+        raise UserError(
+            f"--resume: {out} holds no config.json, so no run started there; start without --resume, "
+            "or pass the run's --out"
+        )
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"--resume: {path} is not valid JSON ({e}); it is no run's config") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"--resume: {path} holds no JSON object; it is no run's config")
+    return saved
+
+
+def same_setting(a, b) -> bool:
+    """Whether a saved config value and a new one mean the same: equal, or two spellings of one
+    existing path (`tiny/student` and `./tiny/student/`)."""
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and (os.path.exists(a) or os.path.exists(b)):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return False
+
+
+def changed_settings(saved: dict, new: dict) -> dict:
+    """key -> (saved value, new value) for every key of `new` (RESUME_MAY_CHANGE aside) whose value
+    is not the saved one's (same_setting); a key the saved config lacks counts as None there."""
+    return {
+        k: (saved.get(k), v)
+        for k, v in new.items()
+        if k not in RESUME_MAY_CHANGE and not same_setting(saved.get(k), v)
+    }
+
+
+def resume_refusal(out: str, changed: dict, flags: dict = None) -> str:
+    """The message that refuses a --resume whose config is not the run's: each changed key as its
+    flag (`flags`: key -> flag; else --key), the saved value and the new one."""
+    flag = lambda k: (flags or {}).get(k, "--" + k.replace("_", "-"))
+    told = ", ".join(f"{flag(k)} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+    may = " and ".join(flag(k) for k in RESUME_MAY_CHANGE if k != "resume")
+    return (
+        f"--resume with another config than the run in {out}: {told}; leave those flags out to continue "
+        f"with the run's own (its config.json); only {may} may change"
+    )
 
 
 def build_parser(presets: dict, add_flags, doc: str = "") -> argparse.ArgumentParser:
@@ -561,18 +679,71 @@ def say(*args, **kwargs) -> None:
         tqdm.tqdm.write(" ".join(str(a) for a in args), file=sys.stderr, **kwargs)
 
 
+PROGRESS_LINE_S = 30.0  # off a terminal: seconds between two plain progress lines
+
+
 def progress(iterable=None, total=None, initial: int = 0, desc: str = "", disable: bool = False):
-    """A tqdm bar on stderr, shown only on a terminal and on rank 0 (logs and CI get no bar; the
-    per-step monitors are in metrics.jsonl)."""
-    return tqdm.tqdm(
-        iterable,
-        total=total,
-        initial=initial,
-        desc=desc,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=disable or not (sys.stderr.isatty() and distributed.is_main()),
-    )
+    """Progress on stderr from rank 0: a tqdm bar on a terminal; elsewhere (a log file, CI) a plain
+    line such as `OPD: 120/300 (40%) [00:36<00:54, 3.33it/s, loss 0.12]` at most every
+    PROGRESS_LINE_S seconds, and a last one at the end when any was printed (a run shorter than
+    that prints none)."""
+    if disable or not distributed.is_main():
+        return tqdm.tqdm(iterable, total=total, initial=initial, disable=True)
+    if sys.stderr.isatty():
+        return tqdm.tqdm(
+            iterable, total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True
+        )
+    return _ProgressLines(iterable, total, initial, desc)
+
+
+class _ProgressLines:
+    """What the trainers use of a tqdm bar (iteration, update, set_postfix_str, close), printed as
+    plain lines ending in a newline, which a log keeps one under the other."""
+
+    def __init__(self, iterable, total, initial: int, desc: str):
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.iterable, self.total, self.n, self.initial, self.desc = iterable, total, initial, initial, desc
+        self.postfix, self.with_postfix = "", False
+        self.shown = None  # the count of the last line printed
+        self.t0 = self.last = time.time()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if not self.with_postfix:  # else the line waits for this step's postfix, which follows
+            self.line_if_due()
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.postfix, self.with_postfix = s, True
+        self.line_if_due()
+
+    def line_if_due(self) -> None:
+        if time.time() - self.last >= PROGRESS_LINE_S:
+            self.line()
+
+    def close(self) -> None:
+        if self.shown is not None and self.shown != self.n:
+            self.line()
+
+    def line(self) -> None:
+        head = f"{self.desc}: " if self.desc else ""
+        if self.total:
+            count = "{n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}"
+        else:
+            count = "{n_fmt} [{elapsed}"
+        fmt = head + count + ", {rate_fmt}{postfix}]"
+        elapsed = time.time() - self.t0
+        meter = tqdm.tqdm.format_meter(
+            self.n, self.total, elapsed, bar_format=fmt, postfix=self.postfix or None, initial=self.initial
+        )
+        print(meter, file=sys.stderr, flush=True)
+        self.shown, self.last = self.n, time.time()
 
 
 def postfix(m: dict, keys: tuple) -> str:

@@ -3,11 +3,12 @@
 What this file is
     Everything the rest of the project needs to know about a model, in plain functions:
     `load()` a student or teacher (a hub id or a local folder in transformers format: Llama,
-    Qwen2/2.5 and Qwen3 causal LMs), `save()` one, build the built-in tiny Qwen3 models
-    (`tiny_config()`, `build_tiny()`), one small `Tokenizer` over both a transformers tokenizer
-    and the built-in byte-level tiktoken encoding, the chat prompt (`Tokenizer.chat_prompt`), and
-    `check_compatible()` for a student/teacher pair (OPD compares their distributions token by
-    token, so they must share one vocabulary).
+    Qwen2/2.5 and Qwen3 causal LMs; `resolve()` finds the shipped `tiny/student` and its kin from
+    any directory, and a missing folder is refused before the hub is asked), `save()` one, build
+    the built-in tiny Qwen3 models (`tiny_config()`, `build_tiny()`), one small `Tokenizer` over
+    both a transformers tokenizer and the built-in byte-level tiktoken encoding, the chat prompt
+    (`Tokenizer.chat_prompt`), and `check_compatible()` for a student/teacher pair (OPD compares
+    their distributions token by token, so they must share one vocabulary).
 
 Paper
     docs/paper.md §2.2 (models): the student is Qwen3-1.7B, the teacher Qwen3-8B (or a GRPO-adapted Qwen3-1.7B),
@@ -253,11 +254,56 @@ def build_tiny(seed: int = 0, **overrides) -> transformers.Qwen3ForCausalLM:
 # ----------------------------------------------------------------------------------------------
 
 
+# The repository's own folder, and its folders of shipped models: `tiny/student` names the same
+# model from any working directory.
+ROOT = os.path.dirname(os.path.abspath(__file__))
+SHIPPED = ("tiny", "tiny2")
+
+
+def _parts(s: str) -> list:
+    """The components of a path as written, split at "/" and at the platform's separator."""
+    return s.replace(os.sep, "/").split("/")
+
+
+def resolve(name_or_path: str) -> str:
+    """The path or hub id that `name_or_path` stands for. A path that exists from the current
+    directory is itself; a relative path under a shipped folder (`tiny/student`, `tiny2/teacher/`)
+    that does not exist here is the repository's copy, so a script run from another directory finds
+    the shipped models; `~` is the home folder. Anything else comes back unchanged (check_source
+    decides whether it is a missing folder or a hub id). `./tiny/student` means this directory
+    only and is never redirected."""
+    s = os.path.expanduser(str(name_or_path))
+    if os.path.exists(s) or os.path.isabs(s):
+        return s
+    if _parts(s)[0] in SHIPPED:
+        there = os.path.join(ROOT, s)
+        if os.path.exists(there):
+            return there
+    return s
+
+
+def _looks_local(s: str) -> bool:
+    """Whether a name that exists nowhere can only have meant a folder: it starts with ".", "/"
+    or "~", uses a backslash, ends with a separator, has more than one component, or its first
+    component is a folder (here, or a shipped folder of the repository). A hub id is `org/name`
+    or a bare name, such as Qwen/Qwen3-1.7B or gpt2."""
+    parts = _parts(s)
+    return (
+        s.startswith((".", "/", "~"))
+        or os.path.isabs(s)
+        or "\\" in s
+        or s.endswith(("/", os.sep))
+        or len(parts) > 2
+        or (len(parts) == 2 and (parts[0] in SHIPPED or os.path.isdir(parts[0])))
+    )
+
+
 def check_source(name_or_path: str) -> str:
     """ "local" for a model folder, "hub" for what can only be a hub id; a UserError for a path
     that holds no model, before anything loads (a mistyped folder would otherwise be tried on
-    the hub, with a misleading "repo id" error or half a minute of network retries)."""
-    s = str(name_or_path)
+    the hub, with a misleading "repo id" error or half a minute of network retries). The name is
+    read as `resolve()` reads it."""
+    s = resolve(name_or_path)
     if os.path.exists(s):
         if not os.path.isdir(s):
             raise UserError(f"{s}: a file, not a model folder; pass the folder that holds config.json")
@@ -271,15 +317,13 @@ def check_source(name_or_path: str) -> str:
             if f.endswith(".safetensors"):
                 _library_call(s, "weights", _read_header, os.path.join(s, f))
         return "local"
-    first = s.split("/")[0]
-    if (
-        s.startswith((".", "/", "~"))
-        or s.endswith("/")
-        or s.count("/") > 1
-        or (s.count("/") == 1 and os.path.isdir(first))
-    ):
+    if _looks_local(s):
+        where = "" if os.path.isabs(s) else f" in {os.getcwd()}"
+        if _parts(s)[0] in SHIPPED:
+            where += f" or in the repository {ROOT}"
         raise UserError(
-            f"{s}: no such folder; pass an existing model folder, or a hub id such as Qwen/Qwen3-1.7B"
+            f"{name_or_path}: does not exist{where}; pass an existing model folder, or a hub id such "
+            "as Qwen/Qwen3-1.7B"
         )
     return "hub"
 
@@ -302,15 +346,20 @@ def _library_call(name: str, what: str, fn, *args, **kwargs):
             else []
         )
         among = f" from {', '.join(files)}" if files else ""
+        hint = (
+            "check those files (a truncated or corrupt download?)"
+            if os.path.isdir(str(name))
+            else "check the hub id and the network (HF_HUB_OFFLINE=1 reads only the local cache)"
+        )
         raise UserError(
-            f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); check those files "
-            "(a truncated or corrupt download?) or the hub id and the network"
+            f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); {hint}"
         ) from e
 
 
 def load_tokenizer(name_or_path: str) -> tuple:
     """(Tokenizer, context length or None) of a model folder or hub id without its weights: enough
     to check every prompt against the context before the weights load."""
+    name_or_path = resolve(name_or_path)
     kind = check_source(name_or_path)
     config = _library_call(name_or_path, "config", transformers.AutoConfig.from_pretrained, name_or_path)
     if kind == "local" and os.path.isfile(os.path.join(str(name_or_path), TINY_MARKER)):
@@ -349,7 +398,9 @@ def load(name_or_path: str, device=None, dtype=None):
     path a hub id takes. Device and dtype default to the hardware (bf16 on CUDA, fp32 on CPU).
     The model comes back in eval mode. A checkpoint that lacks a weight of its architecture is
     refused (transformers would fill it with random values and say so only in a log line).
+    The name is read as `resolve()` reads it: `tiny/student` works from any directory.
     """
+    name_or_path = resolve(name_or_path)
     kind = check_source(name_or_path)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else default_dtype(device)

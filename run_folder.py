@@ -10,15 +10,17 @@ A run folder (`--out`) holds
     summary.json    written last: a run that has it is finished
     .lock           held by the live run (a second run into the folder is refused)
 
-`--resume` continues from ckpt/ exactly: the same batches, the same sampling noise (seeded by
-(seed, step)), the same optimizer state; the metrics after the checkpoint are dropped and written
-again. A kill at any point leaves a folder that the next start completes (`recover_checkpoint`);
-docs/design.md lists the guarantees. The trainers call these functions around their own loops.
+`--out OUT --resume` continues the run from ckpt/ exactly, with the flags of OUT/config.json
+(common.parse_config): the same batches, the same sampling noise (seeded by (seed, step)), the
+same optimizer state; the metrics after the checkpoint are dropped and written again. A kill at
+any point leaves a folder that the next start completes (`recover_checkpoint`); docs/design.md
+lists the guarantees. The trainers call these functions around their own loops.
 
 What it simplifies
     * A checkpoint keeps the full weights (float32 for training) and one optimizer shard per
       process: resume with the same number of processes.
-    * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other difference is refused.
+    * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other flag given with it
+      must equal the saved value, and a difference is refused.
 """
 
 import json
@@ -37,7 +39,7 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Starting a run: the folder's lock, an interrupted swap completed, the resume checks
 
-RESUME_MAY_CHANGE = ("resume", "stop_at", "threads")
+RESUME_MAY_CHANGE = common.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads
 
 
 def ckpt_dir(cfg: dict) -> str:
@@ -49,9 +51,9 @@ def start_run(cfg: dict) -> torch.device:
 
     The folder is locked for the life of the process (a second run into it is refused) and a
     checkpoint swap that a kill interrupted is completed first. A fresh run refuses a folder that
-    holds a checkpoint; `--resume` needs one, an unfinished run and the same config (only
-    RESUME_MAY_CHANGE may differ; paths are compared as paths). Writes config.json; returns
-    this process's device."""
+    holds a checkpoint; `--resume` needs one, an unfinished run and the config of config.json
+    (common.parse_config starts from it; only RESUME_MAY_CHANGE may differ, paths are compared as
+    paths). A fresh run writes config.json; returns this process's device."""
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -78,24 +80,13 @@ def start_run(cfg: dict) -> torch.device:
                 f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
                 "from its ckpt/ with --student, or choose another --out"
             )
-        saved = read_json(out, "config.json")
-        changed = {
-            k: (saved.get(k), v)
-            for k, v in cfg.items()
-            if k not in RESUME_MAY_CHANGE and not same_setting(saved.get(k), v)
-        }
+        changed = common.changed_settings(common.saved_config(out), cfg)
         if changed:
-            flags = ", ".join(
-                f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in changed.items()
-            )
-            raise UserError(
-                f"--resume with another config than the run in {out}: {flags}; resume with the run's "
-                f"flags (only {', '.join(RESUME_MAY_CHANGE)} may change)"
-            )
+            raise UserError(common.resume_refusal(out, changed))
     elif os.path.exists(ckpt):
         raise UserError(
-            f"--out {out} already holds a run with a checkpoint; pass --resume to continue it, or "
-            "choose another --out"
+            f"--out {out} already holds a run with a checkpoint; continue it with `--out {out} --resume` "
+            "(its config.json holds its flags), or choose another --out"
         )
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if distributed.is_main():
@@ -107,16 +98,6 @@ def start_run(cfg: dict) -> torch.device:
     random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     return device
-
-
-def same_setting(a, b) -> bool:
-    """Whether a saved config value and a new one mean the same: equal, or two spellings of one
-    existing path (`tiny/student` and `./tiny/student/`)."""
-    if a == b:
-        return True
-    if isinstance(a, str) and isinstance(b, str) and (os.path.exists(a) or os.path.exists(b)):
-        return os.path.realpath(a) == os.path.realpath(b)
-    return False
 
 
 def write_json(path: str, obj) -> None:
@@ -274,7 +255,7 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict, shown: tuple = (("l
         save_checkpoint(cfg, step=done, **ckpt)
     if done == cfg["stop_at"] and done < cfg["steps"]:
         bar.close()
-        common.say(f"stopped after step {done} (--stop-at); continue with --resume")
+        common.say(f"stopped after step {done} (--stop-at); continue with --out {cfg['out']} --resume")
         common.unlock_folder(cfg["out"])
         return True
     return False

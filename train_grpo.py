@@ -27,7 +27,7 @@ Commands
     python train_grpo.py --out runs/grpo                       # the tiny world, CPU, minutes
     python train_grpo.py --student runs/sft-student/final --out runs/grpo-sft
     python train_grpo.py --preset paper --student Qwen/Qwen3-1.7B --out runs/grpo-paper   # GPU
-    python train_grpo.py --out runs/grpo --resume              # a killed run continues exactly
+    python train_grpo.py --out runs/grpo --resume              # a killed run continues, its flags saved
 
 Optimisations
     * `pi_old`: the first update's rows take π_old from their own forward with gradients
@@ -203,7 +203,8 @@ def add_flags(ap) -> None:
 
 
 def parse_config(argv=None) -> dict:
-    """The run's config: a preset with the flags given on top, checked before any model loads."""
+    """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
+    checked before any model loads."""
     cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
     common.check_ranges(cfg, {}, PRESET_RULES)
     common.check_data_path(cfg)

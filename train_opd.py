@@ -20,7 +20,7 @@ Commands
     make opd                                   # the tiny world, CPU, offline (--preset tiny)
     python train_opd.py --loss topk_plain --k 5 --out runs/plain5     # Mechanism 2 in the tiny world
     python train_opd.py --preset paper --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo
-    python train_opd.py --out runs/x --resume  # continue a killed run from its last checkpoint
+    python train_opd.py --out runs/x --resume  # continue a killed run, with the flags of its config.json
     torchrun --nproc_per_node 8 train_opd.py --preset paper ... --chunk-size 0 --rollout-batch 8
                                                # FSDP2 over 8 GPUs, each its share of the batch (distributed.py)
 
@@ -212,7 +212,8 @@ def add_flags(ap) -> None:
 
 
 def parse_config(argv=None) -> dict:
-    """The run's config: a preset with the flags given on top, checked (check_config)."""
+    """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
+    checked (check_config)."""
     return check_config(*common.parse_config(PRESETS, add_flags, argv, __doc__))
 
 

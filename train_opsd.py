@@ -20,6 +20,7 @@ Commands
     python train_opsd.py --preset tiny-answer --out runs/x   # per-instance answer hint (fails)
     python train_opsd.py --preset tiny-none --out runs/y     # control: no PI, the loss is ~0
     python train_opsd.py --preset paper --student Qwen/Qwen3-1.7B    # §5 math setting on a GPU
+    python train_opsd.py --out runs/x --resume               # a killed run continues with its saved flags
     python train_opsd.py --table runs/opsd/*                 # one table of finished runs
 
 Teacher modes (`--teacher-mode`)
@@ -214,7 +215,8 @@ def add_flags(ap) -> None:
 
 
 def parse_config(argv=None) -> dict:
-    """The run's config: a preset with the flags given on top, checked (train_opd.check_config)."""
+    """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
+    checked (train_opd.check_config)."""
     cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
     if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
         raise UserError(

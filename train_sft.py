@@ -24,6 +24,7 @@ Commands
     python train_sft.py --preset sft-student --out runs/sft-student --threads 2
     python train_sft.py --source jsonl --data-path pairs.jsonl --student tiny/student --steps 50
     python train_sft.py --preset paper-sft --out runs/paper-sft  # GPU, hub
+    python train_sft.py --out runs/paper-sft --resume            # a killed run continues with its saved flags
 
 What it simplifies
     * The loss is the mean over all supervised tokens of the batch (the usual SFT reduction),
@@ -209,7 +210,8 @@ def add_flags(ap) -> None:
 
 
 def parse_config(argv=None) -> dict:
-    """The run's config: a preset with the flags given on top, checked (check_config)."""
+    """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
+    checked (check_config)."""
     cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
     check_config(cfg, typed)
     return cfg

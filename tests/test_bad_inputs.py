@@ -179,6 +179,41 @@ def folder_with_checkpoint(tmp, P):
     (_pathlib.Path(P["out"]) / "config.json").write_text("{}")
 
 
+def run_folder_without_config(tmp, P):
+    """{out} exists but holds no config.json: no run started there."""
+    _pathlib.Path(P["out"]).mkdir()
+
+
+def saved_run(script, argv):
+    """{out} holds the config.json of a run of `script` started with `argv` (a flag given with
+    --resume is compared with it before anything else is read: no checkpoint is needed)."""
+
+    def setup(tmp, P):
+        if script == "tiny_world.build":
+            from tiny_world import mix
+
+            cfg = dict(mix.MODELS["student"], out=P["out"], threads=1, resume=False, steps=int(argv[0]))
+        else:
+            cfg = importlib.import_module(script).parse_config([a.format(**P) for a in argv])
+        _pathlib.Path(P["out"]).mkdir()
+        (_pathlib.Path(P["out"]) / "config.json").write_text(_json.dumps(cfg))
+
+    return setup
+
+
+def resumed(script, base, name, saved_value, value, culprits):
+    """A row: --resume with `name` other than the saved run's (it ran with `name saved_value`)."""
+    return Case(
+        f"{script}--resume-with-another{name}",
+        script,
+        ["--out", "{out}", "--resume", name, value],
+        culprits,
+        saved_run(script, base + [name, saved_value]),
+        "flags",
+        None,
+    )
+
+
 def out_is_a_file(tmp, P):
     """--out names an existing file."""
     _pathlib.Path(P["out"]).write_text("not a folder")
@@ -432,6 +467,19 @@ CASES = [
         folder_with_checkpoint,
     ),
     files("train_opd--out-is-a-file", "train_opd", OPD, ["{out}"], out_is_a_file),
+    Case(
+        "train_opd--resume-without-config-json",
+        "train_opd",
+        ["--out", "{out}", "--resume"],
+        ["--resume", "{out}", "config.json"],
+        run_folder_without_config,
+        "flags",
+        None,
+    ),
+    resumed("train_opd", OPD, "--lr", "3e-3", "1e-3", ["--lr", "0.003", "0.001", "{out}"]),
+    resumed("train_opsd", OPSD, "--k", "5", "7", ["--k", "5", "7"]),
+    resumed("train_grpo", GRPO, "--group-size", "2", "4", ["--group-size", "2", "4"]),
+    resumed("train_sft", SFT, "--batch-size", "4", "8", ["--batch-size", "4", "8"]),
     # ---- train_opsd.py
     flag("train_opsd", OPSD, "--ema-decay", "1.5"),
     flag("train_opsd", OPSD, "--measure-n", "-1"),
@@ -623,6 +671,24 @@ CASES = [
         "tiny_world.build",
         ["--model", "student", "--resume", "--threads", "1", "--out", "{out}"],
         ["--resume", "{out}"],
+    ),
+    Case(
+        "tiny_world--resume-without-config-json",
+        "tiny_world.build",
+        ["--out", "{out}", "--resume"],
+        ["--resume", "{out}", "config.json"],
+        run_folder_without_config,
+        "flags",
+        None,
+    ),
+    Case(
+        "tiny_world--resume-with-another--steps",
+        "tiny_world.build",
+        ["--out", "{out}", "--resume", "--steps", "9"],
+        ["--steps", "7", "9"],
+        saved_run("tiny_world.build", ["7"]),
+        "flags",
+        None,
     ),
 ]
 

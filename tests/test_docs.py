@@ -1,9 +1,10 @@
 """The repository stands alone: every paper section the code cites is a heading of docs/paper.md,
 every link in the Markdown pages points to a file that exists, every `make` target they name is in
-the Makefile, every `module.name` the pages, docstrings and comments cite exists, and nothing
-points to a folder outside the repository.
+the Makefile, every `module.name` the pages, docstrings and comments cite exists, nothing
+points to a folder outside the repository, and every `python ...` command they show names a file,
+module and flags that exist (the README says once to activate .venv first).
 
-    .venv/bin/python -m pytest -q tests/test_docs.py
+    python -m pytest -q tests/test_docs.py
 """
 
 import ast
@@ -201,3 +202,61 @@ def test_design_table_names_each_files_imports():
         assert named == actual, (
             f"docs/design.md, row {files}: names {sorted(named)}, imports {sorted(actual)}"
         )
+
+
+# -----------------------------------------------------------------------------
+# Every command the pages and docstrings show runs as written after `make install`
+
+# `python[3] ...`, `.venv/bin/python ...`, `pytest ...`, `torchrun ...`: the module after -m or the
+# first .py file, then the rest of the command
+COMMAND = re.compile(
+    r"(?<![\w/.-])(?:\.venv/bin/)?(?:python3?|pytest|torchrun)\b[^`|#\n]*?\s"
+    r"(?:-m\s+([\w.]+)|([\w./-]+\.py)\b)([^`|#\n]*)"
+)
+PLACEHOLDERS = {"script.py"}  # "`python script.py`" as a figure of speech, not a command
+
+
+def shown_commands() -> list:
+    """(where, module, file, rest of the line) of every command in the pages, docstrings and comments."""
+    texts = [(f"{p.name}:{n}", line) for p in MD for n, line in enumerate(p.read_text().splitlines(), 1)]
+    texts += [(f"{p.relative_to(ROOT)}:{n}", line) for p in PY for n, line in prose_of(p)]
+    return [(where, *m) for where, line in texts for m in COMMAND.findall(line)]
+
+
+def test_commands_in_the_docs_name_files_modules_and_flags_that_exist():
+    import importlib.util
+
+    mods, source = project_modules(), "\n".join(p.read_text() for p in PY)
+    commands = shown_commands()
+    assert len(commands) > 100  # the pattern reads the pages
+    wrong = []
+    for where, module, path, rest in commands:
+        if module and module not in mods and importlib.util.find_spec(module.split(".")[0]) is None:
+            wrong.append(f"{where}: no module {module}")
+        if path and path not in PLACEHOLDERS and not (ROOT / path).is_file():
+            wrong.append(f"{where}: no file {path} (paths are from the repository root)")
+        for flag in re.findall(r"(?<!\S)(--[a-z][\w-]*)", rest):
+            if f'"{flag}"' not in source and f"'{flag}'" not in source:
+                wrong.append(f"{where}: {flag} is no flag of any script")
+    assert not wrong, "commands that would not run as written:\n" + "\n".join(wrong)
+
+
+def test_readme_activates_the_venv_before_its_first_python_command():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    first = next(n for n, line in enumerate(lines) if re.match(r"(python|pytest)\b", line))
+    activate = next(n for n, line in enumerate(lines) if line.startswith("source .venv/bin/activate"))
+    install = next(n for n, line in enumerate(lines) if line.startswith("make install"))
+    assert install < activate < first
+
+
+def test_readme_says_what_make_install_does_without_a_gpu():
+    """The CPU index and torch version the README names are the Makefile's, and the pinned version
+    is inside requirements.txt's range (so the second pip call keeps it)."""
+    makefile, readme = (ROOT / "Makefile").read_text(), (ROOT / "README.md").read_text()
+    version = re.search(r"^TORCH_VERSION\s*\?=\s*(\S+)", makefile, re.M).group(1)
+    index = re.search(r"^TORCH_CPU_INDEX\s*\?=\s*(\S+)", makefile, re.M).group(1)
+    assert f"torch {version}" in readme and index.split("://")[1] in readme
+    assert "--index-url $(TORCH_CPU_INDEX)" in makefile and "timeout=" in makefile
+    low = re.search(r"^torch>=([\d.]+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    as_tuple = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+    assert as_tuple(low) <= as_tuple(version)

@@ -1,9 +1,11 @@
 """Faults during or between real tiny runs lose nothing (a few steps each, CPU).
 
-A non-finite gradient stops the run with the last good checkpoint; `--resume` with fewer steps than
-the checkpoint, a folder another live run holds, a second evaluation or a probe into an
-evaluation's folder and a checkpoint missing a tensor are refused by name; a torn metrics line is
-dropped on resume; and config.json is never left half-written. The bad inputs that are refused
+A non-finite gradient stops the run with the last good checkpoint; `--out DIR --resume` alone
+continues a killed run with the flags of its config.json and lands on the uninterrupted run's
+weights; a flag given with --resume that is not the run's, `--resume` with fewer steps than the
+checkpoint, a folder another live run holds, a second evaluation or a probe into an evaluation's
+folder and a checkpoint missing a tensor are refused by name; a torn metrics line is dropped on
+resume; and config.json is never left half-written. The bad inputs that are refused
 before a run starts are the table of tests/test_bad_inputs.py, whose tiny models and data files
 these tests share.
 """
@@ -16,13 +18,19 @@ import os
 
 import pytest
 import torch
-from test_bad_inputs import case_placeholders, error_message, make_shared, without
+from test_bad_inputs import case_placeholders, error_message, forbid_model_loads, make_shared, without
+from test_opd import kill_run_at_step_3, same_final_weights
+from test_sft import small_run
 
 import errors
 import eval_math
 import models
 import probes
+import train_grpo
 import train_opd
+import train_opsd
+import train_sft
+from tiny_world import build
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +250,91 @@ def test_config_json_is_written_atomically(shared, tmp_path, monkeypatch):
     json.load(open(out / "config.json"))  # whole, not torn
     train_opd.main(argv + ["--resume"])
     assert training_steps(out) == [1, 2, 3, 4]
+
+
+def test_resume_from_the_folder_alone_equals_the_uninterrupted_run(shared, tmp_path, monkeypatch, capsys):
+    """`--out DIR --resume` needs no other flag: the run's own come from DIR/config.json. A flag
+    given with it must be the run's (another value is refused by name, before any model loads; the
+    same value, spelt otherwise, is accepted), and the run still lands bit for bit where the
+    uninterrupted one does."""
+    argv, _ = run_args(shared, tmp_path)
+    straight, out = tmp_path / "straight", tmp_path / "out"
+    train_opd.main(without(argv, "--out") + ["--out", str(straight)])
+    kill_run_at_step_3(monkeypatch, lambda: train_opd.main(argv))
+    assert ckpt_step(out) == 2
+    before = folder_snapshot(out)
+    with monkeypatch.context() as m:
+        forbid_model_loads(m)
+        message = refused(train_opd.main, ["--out", str(out), "--resume", "--lr", "1e-3"], capsys)
+    assert "--lr was 0.003, now 0.001" in message and str(out) in message
+    assert folder_snapshot(out) == before, "the refused resume changed the run folder"
+    # the run's own value, in another spelling, with --stop-at (which may change)
+    train_opd.main(["--out", str(out), "--resume", "--lr", "0.003", "--stop-at", "3"])
+    assert ckpt_step(out) == 3 and not (out / "summary.json").exists()
+    train_opd.main(["--out", str(out), "--resume"])
+    ra, rb = same_final_weights(straight, out)
+    assert [r["step"] for r in rb] == [1, 2, 3, 4]
+    assert [(r["loss"], r["len/mean"]) for r in ra] == [(r["loss"], r["len/mean"]) for r in rb]
+    assert json.load(open(out / "config.json")) == {
+        **json.load(open(straight / "config.json")),
+        "out": str(out),
+    }
+
+
+def test_resume_into_a_folder_without_config_json_is_refused(shared, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    forbid_model_loads(monkeypatch)
+    for main, argv in (
+        (train_opd.main, ["--out", str(out), "--resume"]),
+        (build.main, ["--out", str(out), "--resume"]),
+    ):
+        message = refused(main, argv, capsys)
+        assert "config.json" in message and str(out) in message and "--resume" in message
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]
+
+
+PARSERS = {
+    "opd": (train_opd, ["--preset", "paper", "--batch-size", "8", "--lr", "1e-5", "--seed", "3"]),
+    "opsd": (train_opsd, ["--preset", "tiny-answer", "--teacher-mode", "ema", "--threads", "2"]),
+    "grpo": (train_grpo, ["--preset", "paper", "--group-size", "4", "--stop-at", "5"]),
+    "sft": (train_sft, ["--preset", "paper-sft", "--lr", "1e-5"]),
+}
+
+
+@pytest.mark.parametrize("name", list(PARSERS))
+def test_every_trainer_resumes_with_its_saved_config(name, tmp_path):
+    """A resumed config is the saved one (its preset, not the default, and its seed and threads),
+    with this start's --stop-at; a flag given must equal the saved value."""
+    module, argv = PARSERS[name]
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = module.parse_config(argv + ["--out", str(out)])
+    (out / "config.json").write_text(json.dumps(cfg))
+    resumed = module.parse_config(["--out", str(out), "--resume"])
+    assert resumed == dict(cfg, resume=True, stop_at=0)
+    assert module.parse_config(["--resume", "--out", str(out), *argv[:2], "--threads", "1"]) == dict(
+        cfg, resume=True, stop_at=0, threads=1
+    )
+    default = next(iter(module.PRESETS))
+    with pytest.raises(errors.UserError, match=f"--preset was '{argv[1]}', now '{default}'"):
+        module.parse_config(["--out", str(out), "--resume", "--preset", default])
+    with pytest.raises(errors.UserError, match=r"--seed was \d+, now 7.*only --stop-at and --threads may"):
+        module.parse_config(["--out", str(out), "--resume", "--seed", "7"])
+
+
+def test_a_tiny_world_model_resumes_from_its_folder_alone(tmp_path):
+    """python -m tiny_world --out DIR --resume: the recipe (here a smaller shape and another
+    schedule than any of mix.py's) comes from DIR/config.json."""
+    build.train_model(small_run(tmp_path / "straight"))
+    build.train_model(small_run(tmp_path / "cut", stop_at=3))
+    with pytest.raises(errors.UserError, match="--steps was 7, now 9"):
+        build.main(["--out", str(tmp_path / "cut"), "--resume", "--steps", "9"])
+    with pytest.raises(errors.UserError, match="--model student .*another recipe"):
+        build.main(["--model", "student", "--out", str(tmp_path / "cut"), "--resume"])
+    build.main(["--out", str(tmp_path / "cut"), "--resume", "--steps", "7"])
+    wa, _ = models.load(str(tmp_path / "straight" / "ckpt"))
+    wb, _ = models.load(str(tmp_path / "cut" / "ckpt"))
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(va, vb), k

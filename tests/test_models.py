@@ -224,3 +224,76 @@ def test_check_compatible_rejects_other_mismatches():
             (models.build_tiny(), models.tiny_tokenizer()),
             (models.build_tiny(vocab_size=200), models.tiny_tokenizer()),
         )
+
+
+# ---- names: shipped folders from any directory, missing folders, hub ids ----------------------
+
+
+def no_library_loads(monkeypatch):
+    """Make every transformers loader fail the test if called: a refused name reaches none of them,
+    so neither the hub nor the network is asked."""
+
+    def called(*args, **kwargs):
+        raise AssertionError(f"a transformers loader was called with {args}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for cls in (transformers.AutoConfig, transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        monkeypatch.setattr(cls, "from_pretrained", called)
+    monkeypatch.setattr(transformers.GenerationConfig, "from_pretrained", called)
+
+
+def test_shipped_models_resolve_from_another_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    root = os.path.dirname(os.path.abspath(models.__file__))
+    assert models.resolve("tiny/student") == os.path.join(root, "tiny", "student")
+    assert models.resolve("tiny2/teacher/") == os.path.join(root, "tiny2", "teacher/")
+    assert models.check_source("tiny/student") == "local"
+    tok, context = models.load_tokenizer("tiny/teacher")  # the shipped config, read offline
+    assert tok.is_tiny and context == 2048
+    # hub ids and absolute paths come back unchanged
+    for name in ("Qwen/Qwen3-1.7B", "gpt2", str(tmp_path)):
+        assert models.resolve(name) == name
+    assert models.check_source("Qwen/Qwen3-1.7B") == "hub" and models.check_source("gpt2") == "hub"
+    # a folder of the same name in the current directory comes first
+    here = tmp_path / "tiny" / "student"
+    here.mkdir(parents=True)
+    assert models.resolve("tiny/student") == "tiny/student"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "./no/such/dir",
+        "no/such/dir",
+        "tiny/studnt",  # a typo under a shipped folder: not the hub org "tiny"
+        "tiny2/teacher/nope",
+        "./tiny/student",  # "./" means this directory only, and tiny/ is not here
+        "{tmp}/gone",
+        "runs/ckpt",  # runs/ exists here
+        "Qwen/",
+        "~/no-such-model-folder",
+        "models\\student",
+    ],
+)
+def test_missing_local_path_is_refused_before_any_network(name, tmp_path, monkeypatch):
+    no_library_loads(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    name = name.format(tmp=tmp_path)
+    for fn in (models.check_source, models.load_tokenizer, models.load):
+        with pytest.raises(models.UserError, match="does not exist") as e:
+            fn(name)
+        assert str(e.value).split(": does not exist")[0] in (name, os.path.expanduser(name))
+    if name.startswith("tiny"):
+        assert "or in the repository" in str(e.value)
+
+
+def test_hub_failure_blames_the_hub_not_the_files(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
+    with pytest.raises(models.UserError, match="check the hub id and the network") as e:
+        models.load_tokenizer("someone/some-model")
+    assert "corrupt" not in str(e.value)

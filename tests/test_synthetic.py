@@ -1,7 +1,7 @@
 """Tests for tiny_world/task.py's second-world texts: the solutions in two notations, the rules and
 the judges, against Python's own arithmetic, the strict grader and the first world's notation.
 
-Command: `pytest -q tests/test_task.py` (CPU, under a second).
+Command: `pytest -q tests/test_synthetic.py` (CPU, under a second).
 """
 
 import re

@@ -19,6 +19,8 @@ Commands
     make tiny FORCE=1              # retrain both from scratch (about 20 min on 2 cores)
     python -m tiny_world --model teacher --steps 1300 --out runs/teacher-mid
                                    # one model, another schedule (the report's control teacher)
+    python -m tiny_world --out runs/teacher-mid --resume
+                                   # that run, killed, continues with the recipe of its config.json
     make tiny WORLD=2              # the second world: tiny2/teacher and tiny2/student
     python -m tiny_world --match runs/grpo/ckpt --far-run runs/tiny2-teacher --out runs/far-matched
                                    # the far teacher's snapshot of about the GRPO teacher's accuracy
@@ -240,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="with --model: the run folder (default: runs/tiny-MODEL or runs/tiny2-MODEL)"
     )
     ap.add_argument(
-        "--resume", action="store_true", help="with --model: continue the run in --out from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (with --model alone: its default folder) from its checkpoint, "
+        "with the recipe of its config.json",
     )
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     ap.add_argument(
@@ -256,8 +261,50 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def resumed_recipe(parser, args, argv) -> dict:
+    """The config of `--out OUT --resume` (with --model alone, OUT is the model's default run
+    folder): the run's OUT/config.json, with --threads as given (the run's when not given). A
+    --steps given must be the run's, and a --model (with --world) must name the recipe the run
+    was trained from; both are checked before anything loads."""
+    folder, recipes = mix.WORLDS[args.world]
+    out = args.out or f"runs/{folder}-{args.model}"
+    saved = common.saved_config(out)
+    if "shape" not in saved:
+        raise UserError(
+            f"--resume: {os.path.join(out, 'config.json')} sets no model shape: it is not a run of "
+            "python -m tiny_world; resume it with the script that started it"
+        )
+    given = common.typed_args(parser, argv)
+    world = saved.get("world", 1)
+    if "world" in given and args.world != world:
+        raise UserError(
+            f"--world {args.world}: the run in {out} trains a model of world {world}; leave out --world "
+            "to continue it"
+        )
+    if args.model:
+        skip = ("steps", "out", *common.RESUME_MAY_CHANGE)
+        recipe = json.loads(json.dumps(recipes[args.model]))  # as config.json holds it (lists, not tuples)
+        differ = [k for k, v in recipe.items() if k not in skip and not common.same_setting(saved.get(k), v)]
+        if differ:
+            raise UserError(
+                f"--model {args.model} (--world {args.world}): the run in {out} was trained from another "
+                f"recipe ({', '.join(differ[:3])} differ); leave out --model and --world to continue it "
+                "from its config.json"
+            )
+    changed = common.changed_settings(
+        saved, {"out": out, **({"steps": args.steps} if "steps" in given else {})}
+    )
+    if changed:
+        raise UserError(common.resume_refusal(out, changed, common.flags_of(parser)))
+    cfg = dict(saved, resume=True, stop_at=0)
+    if "threads" in given:
+        cfg["threads"] = args.threads
+    return cfg
+
+
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.match or args.far_run:
         if not (args.match and args.far_run and args.out):
             raise UserError("--match MODEL needs --far-run RUN and --out DIR")
@@ -267,22 +314,38 @@ def main(argv=None) -> None:
         raise UserError(f"--steps {args.steps}: must be an integer >= 1")
     if args.threads < 0:
         raise UserError(f"--threads {args.threads}: must be >= 0")
-    if args.model is None and (args.steps or args.out or args.resume):
-        raise UserError("--steps, --out and --resume train one model: add --model teacher or --model student")
-    if args.model and args.force:
-        raise UserError("--force rebuilds the whole world; with --model, start in a new --out instead")
-    if args.model is None:
-        build(args.force, args.dir, args.threads, args.world)
-        return
-    folder, recipes = mix.WORLDS[args.world]
-    cfg = dict(
-        recipes[args.model],
-        out=args.out or f"runs/{folder}-{args.model}",
-        threads=args.threads,
-        resume=args.resume,
-    )
-    if args.steps:
-        cfg["steps"] = args.steps
+    if args.resume:
+        if args.force:
+            raise UserError(
+                "--force rebuilds the whole world and --resume continues one run: pass one of them"
+            )
+        if not (args.model or args.out):
+            raise UserError(
+                "--resume continues one model's run: pass its --out DIR (or --model, whose run folder is "
+                "runs/tiny-MODEL or runs/tiny2-MODEL)"
+            )
+        cfg = resumed_recipe(parser, args, argv)
+    else:
+        if args.model is None and (args.steps or args.out):
+            raise UserError(
+                "--steps and --out train one model: add --model teacher or --model student (--out DIR "
+                "--resume alone continues a run)"
+            )
+        if args.model and args.force:
+            raise UserError("--force rebuilds the whole world; with --model, start in a new --out instead")
+        if args.model is None:
+            build(args.force, args.dir, args.threads, args.world)
+            return
+        folder, recipes = mix.WORLDS[args.world]
+        cfg = dict(
+            recipes[args.model],
+            out=args.out or f"runs/{folder}-{args.model}",
+            threads=args.threads,
+            resume=False,
+        )
+        if args.steps:
+            cfg["steps"] = args.steps
     summary = train_model(cfg)
     if "eval" in summary:
-        print((measure.table2 if args.world == 2 else measure.table)([{"name": args.model, **summary}]))
+        name = args.model or os.path.basename(os.path.normpath(cfg["out"]))
+        print((measure.table2 if cfg.get("world", 1) == 2 else measure.table)([{"name": name, **summary}]))
