@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 
 import common
+import config
 import data
 import distributed
 import errors
@@ -564,24 +565,24 @@ def load_bench(args, bench: str) -> list:
     return examples
 
 
-# The ranges of the numeric flags, in common.py's terms.
+# The ranges of the numeric flags, in config.py's terms.
 EVAL_RULES = {
     **dict.fromkeys(
         ("limit", "k", "max_new_tokens", "batch_size", "synthetic_n", "max_ops", "max_operand"),
-        common.AT_LEAST_1,
+        config.AT_LEAST_1,
     ),
-    "top_k": common.AT_LEAST_0,
-    "threads": common.AT_LEAST_0,
-    "hard_frac": common.PROB,
-    "temperature": common.TEMPERATURE_OR_GREEDY,
-    "top_p": common.TOP_P,
+    "top_k": config.AT_LEAST_0,
+    "threads": config.AT_LEAST_0,
+    "hard_frac": config.PROB,
+    "temperature": config.TEMPERATURE_OR_GREEDY,
+    "top_p": config.TOP_P,
 }
 
 
 def check_args(args, flags: dict) -> list:
     """The benchmarks to run, after every flag of this file's groups is checked (a UserError naming
     the flag); the folder `--out` is check_out's."""
-    common.check_ranges(vars(args), flags, EVAL_RULES)
+    config.check_ranges(vars(args), flags, EVAL_RULES)
     if args.dtype is not None and not isinstance(getattr(torch, args.dtype, None), torch.dtype):
         raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
     if args.wrong_hint and args.pi != "answer_only":
@@ -670,7 +671,7 @@ def main(argv=None) -> None:
     """The command line: check every flag and input, load the model, then evaluate each benchmark."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    benches = check_args(args, common.flags_of(parser))
+    benches = check_args(args, config.flags_of(parser))
     check_out(args)
     if args.threads:
         torch.set_num_threads(args.threads)

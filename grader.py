@@ -5,7 +5,7 @@ MATH-style normalisation or sympy equivalence. eval_math.py evaluates models wit
 functions (`extract_boxed`, `is_equiv`, `grade`) are a contract (docs/design.md), re-exported there.
 docs/grader.md lists the answer forms it accepts, what it refuses on purpose, and its agreement.
 
-    pytest -q tests/test_eval_math.py tests/test_grader_suite.py
+    pytest -q tests/test_grader.py tests/test_grader_suite.py
 
 The answer is the content of the LAST \\boxed{} (or \\fbox{}); no box, or an unbalanced last box,
 is wrong. `is_equiv` normalises both strings the way MATH graders do (\\dfrac/\\cfrac, spacing,

@@ -6,7 +6,7 @@ multiplication, a few functions; model output is parsed, never `eval`'d) and com
 in a separate worker process, which is killed and replaced when a comparison takes longer than
 its time limit. Calls are serialised by a lock, so any thread may grade.
 
-    pytest -q tests/test_eval_math.py tests/test_grader_suite.py
+    pytest -q tests/test_grader.py tests/test_grader_suite.py
 
 This file imports only the standard library (and sympy, in the worker).
 """

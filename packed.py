@@ -3,7 +3,7 @@
 What this file is
     `response_hidden` computes what the model's own forward computes on the padded batch of
     contexts + responses (rollout.score with impl="transformers", the definition), the same
-    numbers up to float rounding: tests/test_rollout.py checks the logits and the weight
+    numbers up to float rounding: tests/test_score.py checks the logits and the weight
     gradients against it. It is rollout.score's impl="ours" (the default "auto" wherever
     decoder.writes_out). What it saves, against the padded batch:
       * the tokens every context starts with (`decoder.shared_prefix`: a chat template's opening,
@@ -19,7 +19,7 @@ Paper
     gradient) and under the student (with gradients); this forward serves both.
 
 Command
-    `pytest -q tests/test_rollout.py -k score` (values and gradients against the model's own
+    `pytest -q tests/test_score.py -k score` (values and gradients against the model's own
     forward); `python bench/bench_step.py --forward transformers` times the step without it.
 
 Layout

@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 
 import common
+import config
 import data
 import errors
 import eval_math
@@ -405,7 +406,7 @@ def main(argv=None) -> None:
     prefix probe and the teacher's fit on the first benchmark."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    bench = eval_math.check_args(args, common.flags_of(parser))[0]
+    bench = eval_math.check_args(args, config.flags_of(parser))[0]
     check_unused(args)
     parse_fractions(args.probe_fractions)  # checked here, before any file is read
     eval_math.check_out(args)

@@ -24,7 +24,7 @@ Paper
     top-p, the sampling distribution is not p: `Rollout.logp_sampling` says what it was.
 
 Command
-    `pytest -q tests/test_rollout.py` (checks against transformers, CPU, seconds);
+    `pytest -q tests/test_rollout.py tests/test_score.py` (checks against transformers, CPU, seconds);
     `python bench/bench_rollout.py` (tokens/s against transformers' generate).
 
 Layout of a batch

@@ -11,7 +11,7 @@ A run folder (`--out`) holds
     .lock           held by the live run (a second run into the folder is refused)
 
 `--out OUT --resume` continues the run from ckpt/ exactly, with the flags of OUT/config.json
-(common.parse_config): the same batches, the same sampling noise (seeded by (seed, step)), the
+(config.parse_config): the same batches, the same sampling noise (seeded by (seed, step)), the
 same optimizer state; the metrics after the checkpoint are dropped and written again. A kill at
 any point leaves a folder that the next start completes (`recover_checkpoint`); docs/design.md
 lists the guarantees. The trainers call these functions around their own loops.
@@ -32,6 +32,7 @@ import torch
 import transformers
 
 import common
+import config
 import distributed
 import models
 from errors import UserError
@@ -39,7 +40,7 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Starting a run: the folder's lock, an interrupted swap completed, the resume checks
 
-RESUME_MAY_CHANGE = common.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads
+RESUME_MAY_CHANGE = config.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads
 
 
 def ckpt_dir(cfg: dict) -> str:
@@ -52,7 +53,7 @@ def start_run(cfg: dict) -> torch.device:
     The folder is locked for the life of the process (a second run into it is refused) and a
     checkpoint swap that a kill interrupted is completed first. A fresh run refuses a folder that
     holds a checkpoint; `--resume` needs one, an unfinished run and the config of config.json
-    (common.parse_config starts from it; only RESUME_MAY_CHANGE may differ, paths are compared as
+    (config.parse_config starts from it; only RESUME_MAY_CHANGE may differ, paths are compared as
     paths). A fresh run writes config.json; returns this process's device."""
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
@@ -80,9 +81,9 @@ def start_run(cfg: dict) -> torch.device:
                 f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
                 "from its ckpt/ with --student, or choose another --out"
             )
-        changed = common.changed_settings(common.saved_config(out), cfg)
+        changed = config.changed_settings(config.saved_config(out), cfg)
         if changed:
-            raise UserError(common.resume_refusal(out, changed))
+            raise UserError(config.resume_refusal(out, changed))
     elif os.path.exists(ckpt):
         raise UserError(
             f"--out {out} already holds a run with a checkpoint; continue it with `--out {out} --resume` "

@@ -15,7 +15,8 @@ What this file is
       6. `--minibatches M` optimizer steps per rollout batch (M = 1: strictly on-policy, ρ = 1, as
          the paper's 16 prompts / global batch 16; M > 1 reuses the rollout and the clip acts).
     `grpo_step` is that step; `main` the loop around it (held-out evaluation, checkpoints that
-    `--resume` continues exactly), with the plumbing of common.py and run_folder.py.
+    `--resume` continues exactly), with the plumbing of config.py, common.py and
+    run_folder.py.
 
 Paper (docs/paper.md)
     §4 Fix 2 and §2.4 ("GRPO teacher" column): 8 samples per prompt, 16 prompts, lr 1e-6, clip
@@ -49,6 +50,7 @@ import time
 import torch
 
 import common
+import config
 import data
 import distributed
 import errors
@@ -153,32 +155,32 @@ PRESETS = {
 # decay and the cosine's floor min_lr; the evaluation's sampling and length cap; hard_frac and
 # flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
 PRESET_RULES = {
-    "adv_eps": common.ABOVE_0,
-    "min_lr": common.AT_LEAST_0,
-    "warmup_frac": common.PROB,
-    "weight_decay": common.AT_LEAST_0,
-    "beta1": common.BELOW_1,
-    "beta2": common.BELOW_1,
-    "eval_k": common.AT_LEAST_1,
-    "eval_temperature": common.TEMPERATURE_OR_GREEDY,
-    "eval_top_p": common.TOP_P,
-    "eval_max_new_tokens": common.AT_LEAST_1,
-    "hard_frac": common.PROB,
-    "flagged_frac": common.PROB,
+    "adv_eps": config.ABOVE_0,
+    "min_lr": config.AT_LEAST_0,
+    "warmup_frac": config.PROB,
+    "weight_decay": config.AT_LEAST_0,
+    "beta1": config.BELOW_1,
+    "beta2": config.BELOW_1,
+    "eval_k": config.AT_LEAST_1,
+    "eval_temperature": config.TEMPERATURE_OR_GREEDY,
+    "eval_top_p": config.TOP_P,
+    "eval_max_new_tokens": config.AT_LEAST_1,
+    "hard_frac": config.PROB,
+    "flagged_frac": config.PROB,
 }
 # the progress bar's monitors
 PROGRESS = (("loss", "loss"), ("reward/mean", "reward"), ("len/mean", "len"), ("len/truncated_frac", "trunc"))
 
-# The ranges of GRPO's own flags, as argparse types (common.ranged).
-group_size_arg = common.ranged(int, (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"))
-clip_low_arg = common.ranged(float, (lambda v: 0 < v < 1, "in (0, 1) (ρ is clipped below at 1 − clip_low)"))
-clip_high_arg = common.ranged(float, (lambda v: v > 0, "> 0 (ρ is clipped above at 1 + clip_high)"))
+# The ranges of GRPO's own flags, as argparse types (config.ranged).
+group_size_arg = config.ranged(int, (lambda v: v >= 2, "at least 2 (advantages are relative to the group)"))
+clip_low_arg = config.ranged(float, (lambda v: 0 < v < 1, "in (0, 1) (ρ is clipped below at 1 − clip_low)"))
+clip_high_arg = config.ranged(float, (lambda v: v > 0, "> 0 (ρ is clipped above at 1 + clip_high)"))
 
 
 def add_flags(ap) -> None:
     g = ap.add_argument_group("model and data")
     g.add_argument("--student", help="the policy to lift: hub id or local folder (tiny: tiny/student)")
-    common.add_data_flags(g)
+    config.add_data_flags(g)
     g = ap.add_argument_group("GRPO (docs/paper.md §4 Fix 2, §2.4)")
     g.add_argument(
         "--group-size",
@@ -187,7 +189,7 @@ def add_flags(ap) -> None:
     )
     g.add_argument(
         "--minibatches",
-        type=common.positive_int,
+        type=config.positive_int,
         help="optimizer steps per rollout batch, each on 1/M of the groups (paper: 1, strictly on-policy)",
     )
     g.add_argument("--clip-low", type=clip_low_arg, help="ρ is clipped below at 1 − clip_low (paper: 0.2)")
@@ -196,24 +198,24 @@ def add_flags(ap) -> None:
         type=clip_high_arg,
         help="ρ is clipped above at 1 + clip_high (paper: 0.28, clip-higher)",
     )
-    common.add_rollout_flags(ap)
-    common.add_optim_flags(ap)
-    common.add_eval_flags(ap)
-    common.add_run_flags(ap, out="runs/grpo")
+    config.add_rollout_flags(ap)
+    config.add_optim_flags(ap)
+    config.add_eval_flags(ap)
+    config.add_run_flags(ap, out="runs/grpo")
 
 
 def parse_config(argv=None) -> dict:
     """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
     checked before any model loads."""
-    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
-    common.check_ranges(cfg, {}, PRESET_RULES)
-    common.check_data_path(cfg)
+    cfg, typed = config.parse_config(PRESETS, add_flags, argv, __doc__)
+    config.check_ranges(cfg, {}, PRESET_RULES)
+    config.check_data_path(cfg)
     if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
     n = cfg["batch_size"]
     if n % cfg["minibatches"]:
         raise UserError(f"--minibatches {cfg['minibatches']}: must divide --batch-size ({n} prompts)")
-    common.fit_micro_batch(
+    config.fit_micro_batch(
         cfg, typed, n * cfg["group_size"], f"--batch-size {n} x --group-size {cfg['group_size']}"
     )
     if distributed.planned_world() > 1:

@@ -8,8 +8,8 @@ What this file is
     optimizer step per rollout batch (strictly on-policy; --minibatches M splits the batch into M
     steps). `opd_step` is that step; `main` is the loop around it: held-out evaluation every
     --eval-every steps, a checkpoint every --ckpt-every that `--resume` continues exactly (same
-    prompts, same sampling noise). The plumbing is in common.py (config, data, sampling) and
-    run_folder.py (checkpoints, logs); docs/design.md draws the step as data flows.
+    prompts, same sampling noise). The plumbing is in config.py (presets, flags), common.py (data,
+    sampling) and run_folder.py (checkpoints, logs); docs/design.md draws the step as data flows.
 
 Paper (docs/paper.md)
     §2.1 OPD; §2.4 the hyperparameters (`--preset paper`); §3 the losses (the paper preset's
@@ -39,6 +39,7 @@ import time
 import torch
 
 import common
+import config
 import data
 import distributed
 import errors
@@ -147,18 +148,18 @@ PRESETS = {
 # evaluation's sampling and length cap; hard_frac and flagged_frac (synthetic data: the fractions
 # of 2-digit products and of password requests). train_opsd.py's presets set the same keys.
 PRESET_RULES = {
-    "beta": common.PROB,
-    "min_lr": common.AT_LEAST_0,
-    "warmup_frac": common.PROB,
-    "weight_decay": common.AT_LEAST_0,
-    "beta1": common.BELOW_1,
-    "beta2": common.BELOW_1,
-    "eval_k": common.AT_LEAST_1,
-    "eval_temperature": common.TEMPERATURE_OR_GREEDY,
-    "eval_top_p": common.TOP_P,
-    "eval_max_new_tokens": common.AT_LEAST_1,
-    "hard_frac": common.PROB,
-    "flagged_frac": common.PROB,
+    "beta": config.PROB,
+    "min_lr": config.AT_LEAST_0,
+    "warmup_frac": config.PROB,
+    "weight_decay": config.AT_LEAST_0,
+    "beta1": config.BELOW_1,
+    "beta2": config.BELOW_1,
+    "eval_k": config.AT_LEAST_1,
+    "eval_temperature": config.TEMPERATURE_OR_GREEDY,
+    "eval_top_p": config.TOP_P,
+    "eval_max_new_tokens": config.AT_LEAST_1,
+    "hard_frac": config.PROB,
+    "flagged_frac": config.PROB,
 }
 # the progress bar's monitors (train_opsd.py's too)
 PROGRESS = (
@@ -177,15 +178,15 @@ def add_loss_flags(ap) -> None:
         choices=sorted(losses.LOSSES),
         help="per-token loss (paper: topk_sg, Fix 1; tiny: topk_tail)",
     )
-    g.add_argument("--k", type=common.positive_int, help="K of the Top-K losses (paper and tiny: 20)")
+    g.add_argument("--k", type=config.positive_int, help="K of the Top-K losses (paper and tiny: 20)")
     g.add_argument(
         "--chunk-size",
-        type=common.nonneg_int,
+        type=config.nonneg_int,
         help="0: loss on full logits; N > 0: losses.chunked_loss over N tokens at a time (paper scale)",
     )
     g.add_argument(
         "--minibatches",
-        type=common.positive_int,
+        type=config.positive_int,
         help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: "
         "OPD; the paper's OPSD math runs: 2)",
     )
@@ -197,31 +198,31 @@ def add_flags(ap) -> None:
     g.add_argument("--teacher", help="teacher: hub id or local folder (tiny: tiny/teacher)")
     g.add_argument(
         "--teacher-dtype",
-        choices=sorted(common.SAMPLING_DTYPES),
+        choices=sorted(config.SAMPLING_DTYPES),
         help="the precision the frozen teacher is stored and scores in (default: bfloat16 on "
         "CUDA, float32 elsewhere); bfloat16 on a CPU with bf16 matrix instructions scores "
         "faster, at the price of the teacher's log-probs' rounding (make bench-cpu prints "
         "both)",
     )
-    common.add_data_flags(g)
+    config.add_data_flags(g)
     add_loss_flags(ap)
-    common.add_rollout_flags(ap)
-    common.add_optim_flags(ap)
-    common.add_eval_flags(ap)
-    common.add_run_flags(ap, out="runs/opd")
+    config.add_rollout_flags(ap)
+    config.add_optim_flags(ap)
+    config.add_eval_flags(ap)
+    config.add_run_flags(ap, out="runs/opd")
 
 
 def parse_config(argv=None) -> dict:
     """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
     checked (check_config)."""
-    return check_config(*common.parse_config(PRESETS, add_flags, argv, __doc__))
+    return check_config(*config.parse_config(PRESETS, add_flags, argv, __doc__))
 
 
 def check_config(cfg: dict, typed: set) -> dict:
     """What OPD and OPSD need of a config, checked before any model loads, with the memory knobs
-    fitted to the batch (`typed`: the keys a flag set, common.parse_config)."""
-    common.check_ranges(cfg, {}, PRESET_RULES)
-    common.check_data_path(cfg)
+    fitted to the batch (`typed`: the keys a flag set, config.parse_config)."""
+    config.check_ranges(cfg, {}, PRESET_RULES)
+    config.check_data_path(cfg)
     if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
     world = distributed.planned_world()
@@ -232,7 +233,7 @@ def check_config(cfg: dict, typed: set) -> dict:
             f"--minibatches {cfg['minibatches']}: each of the {world} processes' rows of "
             f"--batch-size {cfg['batch_size']} must split into this many equal parts"
         )
-    common.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
+    config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
     fit_rollout_batch(cfg, typed, world)
     if world > 1 and cfg["chunk_size"]:
         raise UserError(
@@ -347,7 +348,7 @@ def micro_batch_loss(student, teacher, out_s, out_t, tokens, mask, cfg: dict):
     if cfg["chunk_size"]:
         return chunked_micro_batch_loss(student, teacher, out_s, out_t, tokens, mask, cfg)
     logits_s, logits_t = shared_vocab(out_s, out_t)  # (b, T, V)
-    per_token = losses.LOSSES[cfg["loss"]](logits_s, logits_t, tokens, **common.loss_options(cfg))
+    per_token = losses.LOSSES[cfg["loss"]](logits_s, logits_t, tokens, **config.loss_options(cfg))
     return losses.masked_mean(per_token, mask)  # (b, T) -> scalar
 
 
@@ -355,7 +356,7 @@ def chunked_micro_batch_loss(student, teacher, hidden_s, hidden_t, tokens, mask,
     """micro_batch_loss at paper scale: losses.chunked_loss makes the logits from the final hidden
     states (b, T, d) and the output layers --chunk-size tokens at a time, never all (b, T, V) at once."""
     head_s, head_t = output_layers(student, teacher)  # (V, d) each
-    opts = dict(chunk_size=cfg["chunk_size"], **common.loss_options(cfg))
+    opts = dict(chunk_size=cfg["chunk_size"], **config.loss_options(cfg))
     loss, _ = losses.chunked_loss(cfg["loss"], hidden_s, head_s, hidden_t, head_t, tokens, mask, **opts)
     return loss
 
@@ -482,7 +483,7 @@ def main(argv=None) -> dict:
     # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA unless
     # --teacher-dtype says otherwise, and must share the student's vocabulary.
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
-    teacher_dtype = common.SAMPLING_DTYPES[cfg["teacher_dtype"]] if cfg["teacher_dtype"] else None
+    teacher_dtype = config.SAMPLING_DTYPES[cfg["teacher_dtype"]] if cfg["teacher_dtype"] else None
     teacher, tok_t = models.load(cfg["teacher"], device=device, dtype=teacher_dtype)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)

@@ -45,6 +45,7 @@ import time
 import torch
 
 import common
+import config
 import data
 import distributed
 import errors
@@ -178,7 +179,7 @@ TEACHER_MODES = ("frozen", "live", "ema")
 def add_flags(ap) -> None:
     g = ap.add_argument_group("model and data")
     g.add_argument("--student", help="the student, and the teacher's initial weights: hub id or local folder")
-    common.add_data_flags(g)
+    config.add_data_flags(g)
     train_opd.add_loss_flags(ap)
     g = ap.add_argument_group("self-distillation (docs/paper.md §5)")
     g.add_argument(
@@ -194,11 +195,11 @@ def add_flags(ap) -> None:
         "--teacher-mode", choices=TEACHER_MODES, help="frozen initial weights (default), live, or ema"
     )
     g.add_argument(
-        "--ema-decay", type=common.below_one, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step"
+        "--ema-decay", type=config.below_one, help="ema mode: θ_T ← d·θ_T + (1 − d)·θ_S after every step"
     )
     g.add_argument(
         "--measure-n",
-        type=common.nonneg_int,
+        type=config.nonneg_int,
         help="Mechanism 3: held-out problems on which to measure the student against the "
         "PI-conditioned teachers before and after training (0 = off)",
     )
@@ -208,16 +209,16 @@ def add_flags(ap) -> None:
         metavar="RUN",
         help="print the Markdown table of finished OPSD runs (their summary.json) and exit",
     )
-    common.add_rollout_flags(ap)
-    common.add_optim_flags(ap)
-    common.add_eval_flags(ap)
-    common.add_run_flags(ap, out="runs/opsd")
+    config.add_rollout_flags(ap)
+    config.add_optim_flags(ap)
+    config.add_eval_flags(ap)
+    config.add_run_flags(ap, out="runs/opsd")
 
 
 def parse_config(argv=None) -> dict:
     """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
     checked (train_opd.check_config)."""
-    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
+    cfg, typed = config.parse_config(PRESETS, add_flags, argv, __doc__)
     if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
         raise UserError(
             f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "

@@ -46,6 +46,7 @@ from typing import Callable, Optional
 import torch
 
 import common
+import config
 import data
 import data_files
 import errors
@@ -137,14 +138,14 @@ PRESETS = {
 # trace_samples and trace_top_p (the teacher's traces), the Adam betas, warm-up and weight decay,
 # the evaluation's length cap and batch, eval_before (evaluate the initial weights too).
 PRESET_RULES = {
-    "trace_samples": common.AT_LEAST_1,
-    "trace_top_p": common.TOP_P,
-    "warmup_frac": common.PROB,
-    "weight_decay": common.AT_LEAST_0,
-    "beta1": common.BELOW_1,
-    "beta2": common.BELOW_1,
-    "eval_max_new_tokens": common.AT_LEAST_1,
-    "eval_batch_size": common.AT_LEAST_1,
+    "trace_samples": config.AT_LEAST_1,
+    "trace_top_p": config.TOP_P,
+    "warmup_frac": config.PROB,
+    "weight_decay": config.AT_LEAST_0,
+    "beta1": config.BELOW_1,
+    "beta2": config.BELOW_1,
+    "eval_max_new_tokens": config.AT_LEAST_1,
+    "eval_batch_size": config.AT_LEAST_1,
 }
 SOURCES = ("reference", "traces", "jsonl")
 
@@ -170,60 +171,60 @@ def add_flags(ap) -> None:
     )
     g.add_argument(
         "--n-train",
-        type=common.positive_int,
+        type=config.positive_int,
         help="problems to use (synthetic: generated; others: the first N)",
     )
     g = ap.add_argument_group("teacher traces (docs/paper.md §4, Fix 3)")
     g.add_argument("--teacher", help="the teacher that writes the traces of --source traces (path or hub id)")
     g.add_argument(
         "--trace-temperature",
-        type=common.temperature_or_greedy,
+        type=config.temperature_or_greedy,
         help="the teacher's sampling temperature; 0 = greedy",
     )
     g.add_argument(
         "--trace-max-new-tokens",
-        type=common.positive_int,
+        type=config.positive_int,
         help="trace length cap; truncated traces are dropped",
     )
     g.add_argument(
         "--max-rep",
-        type=common.ranged(float, (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)")),
+        type=config.ranged(float, (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)")),
         help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
         "reference solutions reach 0.27, a looping response 0.5+",
     )
-    common.add_optim_flags(ap)
+    config.add_optim_flags(ap)
     g = ap.add_argument_group("batches and schedule")
-    g.add_argument("--batch-size", type=common.positive_int, help="sequences per optimizer step")
+    g.add_argument("--batch-size", type=config.positive_int, help="sequences per optimizer step")
     g.add_argument(
-        "--epochs", type=common.positive_float, help="if set, steps = ceil(epochs x items / batch size)"
+        "--epochs", type=config.positive_float, help="if set, steps = ceil(epochs x items / batch size)"
     )
-    g.add_argument("--min-lr", type=common.nonneg_float, help="learning rate at the end of the cosine")
+    g.add_argument("--min-lr", type=config.nonneg_float, help="learning rate at the end of the cosine")
     g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
     g.add_argument(
         "--eval-data", help="held-out problems: synthetic (the eval split) or any data.py name/file"
     )
-    g.add_argument("--eval-n", type=common.positive_int, help="held-out problems")
+    g.add_argument("--eval-n", type=config.positive_int, help="held-out problems")
     g.add_argument(
         "--save-dtype", choices=("float16", "bfloat16", "float32"), help="dtype of the saved final/ weights"
     )
-    common.add_run_flags(ap, out="runs/sft")
+    config.add_run_flags(ap, out="runs/sft")
 
 
 def parse_config(argv=None) -> dict:
     """The run's config: a preset with the flags given on top (on --resume: the run's config.json),
     checked (check_config)."""
-    cfg, typed = common.parse_config(PRESETS, add_flags, argv, __doc__)
+    cfg, typed = config.parse_config(PRESETS, add_flags, argv, __doc__)
     check_config(cfg, typed)
     return cfg
 
 
 def check_config(cfg: dict, typed: set) -> None:
     """What SFT needs of a config, checked before any model loads, with --micro-batch fitted to the
-    batch (`typed`: the keys a flag set, common.parse_config)."""
-    common.check_ranges(cfg, {}, PRESET_RULES)
+    batch (`typed`: the keys a flag set, config.parse_config)."""
+    config.check_ranges(cfg, {}, PRESET_RULES)
     if cfg["source"] != "jsonl":  # with --source jsonl, --data-path is the prompt/response file itself
-        common.check_data_path(cfg)
-    common.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
+        config.check_data_path(cfg)
+    config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
         raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
     if cfg["source"] == "traces" and not cfg["teacher"]:

@@ -50,6 +50,7 @@ import torch
 import transformers
 
 import common
+import config
 import data
 import decoder
 import models
@@ -84,12 +85,12 @@ def parse_args(argv=None):
     ap.add_argument("--cuda-graph", action="store_true", help="the sampler's decode step as a CUDA graph")
     ap.add_argument(
         "--rollout-dtype",
-        choices=sorted(common.SAMPLING_DTYPES),
+        choices=sorted(config.SAMPLING_DTYPES),
         help="the precision the student samples in (default: bfloat16 on CUDA, float32 on CPU)",
     )
     ap.add_argument(
         "--teacher-dtype",
-        choices=sorted(common.SAMPLING_DTYPES),
+        choices=sorted(config.SAMPLING_DTYPES),
         help="the precision the teacher is stored and scores in (default: bfloat16 on CUDA, float32 on CPU)",
     )
     ap.add_argument("--steps", type=int, default=10, help="measured steps")
@@ -136,7 +137,7 @@ def load(args, name, dtype, device):
 def opd(args, student, tok, device) -> dict:
     """The seconds of each phase of train_opd.opd_step, and each phase's product floor."""
     args.batch_size = args.batch_size or 64
-    teacher, tok_t = load(args, args.teacher, common.SAMPLING_DTYPES.get(args.teacher_dtype), device)
+    teacher, tok_t = load(args, args.teacher, config.SAMPLING_DTYPES.get(args.teacher_dtype), device)
     models.check_compatible((student, tok), (teacher, tok_t))
     teacher.requires_grad_(False)
     if args.grad_checkpointing:

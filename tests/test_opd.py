@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import common
+import config
 import data
 import data_files
 import errors
@@ -239,13 +240,13 @@ def test_every_preset_value_passes_its_flags_check():
     import train_sft
 
     for module in (train_opd, train_opsd, train_grpo, train_sft):
-        parser = common.build_parser(module.PRESETS, module.add_flags)
+        parser = config.build_parser(module.PRESETS, module.add_flags)
         for name, preset in module.PRESETS.items():
             for action in parser._actions:
                 value = preset.get(action.dest)
                 if callable(action.type) and value is not None:
                     assert action.type(str(value)) == value, (module.__name__, name, action.dest)
-            common.check_ranges(preset, {}, module.PRESET_RULES)
+            config.check_ranges(preset, {}, module.PRESET_RULES)
             flags = {a.dest for a in parser._actions}
             assert not set(preset) - flags - set(module.PRESET_RULES) - PRESET_ONLY, (module.__name__, name)
 

@@ -41,6 +41,7 @@ import time
 import torch
 
 import common
+import config
 import data
 import models
 import run_folder
@@ -268,13 +269,13 @@ def resumed_recipe(parser, args, argv) -> dict:
     was trained from; both are checked before anything loads."""
     folder, recipes = mix.WORLDS[args.world]
     out = args.out or f"runs/{folder}-{args.model}"
-    saved = common.saved_config(out)
+    saved = config.saved_config(out)
     if "shape" not in saved:
         raise UserError(
             f"--resume: {os.path.join(out, 'config.json')} sets no model shape: it is not a run of "
             "python -m tiny_world; resume it with the script that started it"
         )
-    given = common.typed_args(parser, argv)
+    given = config.typed_args(parser, argv)
     world = saved.get("world", 1)
     if "world" in given and args.world != world:
         raise UserError(
@@ -282,20 +283,20 @@ def resumed_recipe(parser, args, argv) -> dict:
             "to continue it"
         )
     if args.model:
-        skip = ("steps", "out", *common.RESUME_MAY_CHANGE)
+        skip = ("steps", "out", *config.RESUME_MAY_CHANGE)
         recipe = json.loads(json.dumps(recipes[args.model]))  # as config.json holds it (lists, not tuples)
-        differ = [k for k, v in recipe.items() if k not in skip and not common.same_setting(saved.get(k), v)]
+        differ = [k for k, v in recipe.items() if k not in skip and not config.same_setting(saved.get(k), v)]
         if differ:
             raise UserError(
                 f"--model {args.model} (--world {args.world}): the run in {out} was trained from another "
                 f"recipe ({', '.join(differ[:3])} differ); leave out --model and --world to continue it "
                 "from its config.json"
             )
-    changed = common.changed_settings(
+    changed = config.changed_settings(
         saved, {"out": out, **({"steps": args.steps} if "steps" in given else {})}
     )
     if changed:
-        raise UserError(common.resume_refusal(out, changed, common.flags_of(parser)))
+        raise UserError(config.resume_refusal(out, changed, config.flags_of(parser)))
     cfg = dict(saved, resume=True, stop_at=0)
     if "threads" in given:
         cfg["threads"] = args.threads
