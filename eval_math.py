@@ -1,10 +1,10 @@
 """Math evaluation for on-policy distillation: benchmark evaluation with the strict grader of
-grader.py, and the collapse diagnostics.
+grader.py, each sample's collapse diagnostics recorded with diagnostics.py's monitors.
 
 Paper sections (docs/paper.md):
   §2.4  the in-training evaluation setting: temperature 0.6, top-p 0.95, one sample (`--preset paper`)
   §2.5  metrics: pass@1 under the strict boxed grader; response length; truncation; the 3-gram
-        repetition ratio; the hedging-word rate ("wait", "maybe", "but", "alternatively")
+        repetition ratio; the hedging-word rate (the monitors and intervals are diagnostics.py's)
 
     python eval_math.py --model Qwen/Qwen3-1.7B --bench math500 --preset paper
     python eval_math.py --model PATH --bench synthetic --k 4          # the tiny world (T=1)
@@ -20,9 +20,7 @@ and batch size, same samples).
 import argparse
 import dataclasses
 import json
-import math
 import os
-import re
 import time
 from typing import Optional
 
@@ -31,6 +29,7 @@ import torch
 import common
 import config
 import data
+import diagnostics
 import distributed
 import errors
 import grader
@@ -38,80 +37,6 @@ import models
 import rollout
 from errors import UserError
 from tiny_world import task
-
-# -----------------------------------------------------------------------------
-# Collapse diagnostics (§2.5)
-
-HEDGE_WORDS = ("wait", "maybe", "but", "alternatively")
-
-
-def repetition_ratio(token_ids) -> float:
-    """The fraction of tokens that complete a 3-gram already seen earlier in the same response."""
-    ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)  # tensors too
-    if not ids:
-        return 0.0
-    seen, repeated = set(), 0
-    for i in range(2, len(ids)):
-        gram = (ids[i - 2], ids[i - 1], ids[i])
-        if gram in seen:
-            repeated += 1
-        seen.add(gram)
-    return repeated / len(ids)
-
-
-def hedging_rate(text: str, words=HEDGE_WORDS) -> float:
-    """Occurrences of the hedging words per 1,000 words of text (case-insensitive; a word is a
-    whitespace-separated token, punctuation around it ignored)."""
-    tokens = text.lower().split()
-    if not tokens:
-        return 0.0
-    targets = set(words)
-    return 1000.0 * sum(t.strip(".,;:!?\"'()[]") in targets for t in tokens) / len(tokens)
-
-
-def response_stats(token_ids: list, texts: list, truncated: list) -> dict:
-    """The collapse monitors of a batch of responses, with the metric names of the logs."""
-    n = len(token_ids)
-    if n == 0:
-        return {}
-    lengths = [len(t) for t in token_ids]
-    return {
-        "len/mean": sum(lengths) / n,
-        "len/max": max(lengths),
-        "len/truncated_frac": sum(bool(t) for t in truncated) / n,
-        "rep/ratio": sum(repetition_ratio(t) for t in token_ids) / n,
-        "hedge/per_1k_words": sum(hedging_rate(t) for t in texts) / n,
-    }
-
-
-BOXED_ONLY = re.compile(r"^\s*\\boxed\{[^{}]*\}\s*$")  # the tiny world's shared rule: the result alone
-
-
-def boxed_only_rate(texts: list) -> float:
-    """Fraction of responses that are a bare `\\boxed{...}` and nothing else (the synthetic
-    shared rule's format, data.SYSTEM_RULE_SYNTHETIC)."""
-    return sum(bool(BOXED_ONLY.match(t)) for t in texts) / max(len(texts), 1)
-
-
-def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mean_ci(values: list, z: float = 1.96) -> tuple:
-    """Normal-approximation 95% interval of a mean (per-problem accuracies for avg@k)."""
-    n = len(values)
-    if n < 2:
-        return (values[0], values[0]) if values else (0.0, 0.0)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return (max(0.0, mean - z * sd / math.sqrt(n)), min(1.0, mean + z * sd / math.sqrt(n)))
-
 
 # -----------------------------------------------------------------------------
 # Sampling many prompts in batches, reproducibly
@@ -276,8 +201,8 @@ def sample_records(examples: list, samples: list, graded: dict, bench: str) -> l
                     "length": s["length"],
                     "finished": s["finished"],
                     "truncated": s["truncated"],
-                    "rep_ratio": round(repetition_ratio(s["ids"]), 4),
-                    "hedge_per_1k": round(hedging_rate(text), 2),
+                    "rep_ratio": round(diagnostics.repetition_ratio(s["ids"]), 4),
+                    "hedge_per_1k": round(diagnostics.hedging_rate(text), 2),
                     "response": text,
                 }
             )
@@ -298,11 +223,11 @@ def summarize(records: list, k: int) -> dict:
         "n": n,
         "k": k,
         "acc/pass@1": sum(first) / n,
-        "acc/pass@1_ci": wilson_ci(sum(first), n),
+        "acc/pass@1_ci": diagnostics.wilson_ci(sum(first), n),
         "acc/avg@k": sum(per_problem) / n,
-        "acc/avg@k_ci": mean_ci(per_problem),
+        "acc/avg@k_ci": diagnostics.mean_ci(per_problem),
         "acc/pass@k": sum(any_right) / n,
-        "acc/pass@k_ci": wilson_ci(sum(any_right), n),
+        "acc/pass@k_ci": diagnostics.wilson_ci(sum(any_right), n),
         "boxed_frac": sum(r["pred"] is not None for r in records) / len(records),
         "len/mean": sum(lengths) / len(lengths),
         "len/max": max(lengths),

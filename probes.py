@@ -40,6 +40,7 @@ import torch
 import common
 import config
 import data
+import diagnostics
 import errors
 import eval_math
 import grader
@@ -101,7 +102,7 @@ def prefix_probe(
             "who": "student alone",
             "f": None,
             "acc": sum(s_right) / len(examples),
-            "ci": eval_math.wilson_ci(sum(s_right), len(examples)),
+            "ci": diagnostics.wilson_ci(sum(s_right), len(examples)),
             "n": len(examples),
         }
     ]
@@ -161,7 +162,7 @@ def teacher_after_cut(
         "who": "teacher alone" if f == 0 else "teacher after student prefix",
         "f": f,
         "acc": sum(right) / len(right),
-        "ci": eval_math.wilson_ci(sum(right), len(right)),
+        "ci": diagnostics.wilson_ci(sum(right), len(right)),
         "n": len(right),
         "acc_student_right": sum(on_right) / len(on_right) if on_right else None,
         "acc_student_wrong": sum(on_wrong) / len(on_wrong) if on_wrong else None,

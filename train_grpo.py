@@ -52,6 +52,7 @@ import torch
 import common
 import config
 import data
+import diagnostics
 import distributed
 import errors
 import eval_math
@@ -365,7 +366,7 @@ def step_monitors(
         "ppo/ratio_max": sums["ppo/ratio_max"],
         "entropy": sums["entropy"] / max(n_tok, 1),
     }
-    out.update(eval_math.response_stats(responses, texts, truncated))
+    out.update(diagnostics.response_stats(responses, texts, truncated))
     out.update(times)
     n_resp = sum(len(r) for r in responses)
     out.update(

@@ -41,6 +41,7 @@ import torch
 import common
 import config
 import data
+import diagnostics
 import distributed
 import errors
 import eval_math
@@ -446,7 +447,7 @@ def batch_monitors(
     mismatch = distributed.all_max(sums.pop("_mismatch"))
     out = {"loss": distributed.all_sum(sums.pop("loss")) / world}
     out.update({key: distributed.all_sum(v) / max(n_tok, 1) for key, v in sums.items()})
-    out.update(eval_math.response_stats(responses, [tok.decode(r) for r in responses], truncated))
+    out.update(diagnostics.response_stats(responses, [tok.decode(r) for r in responses], truncated))
     out.update(times)
     out.update(
         {

@@ -47,6 +47,7 @@ import torch
 import common
 import config
 import data
+import diagnostics
 import distributed
 import errors
 import eval_math
@@ -396,7 +397,7 @@ def main(argv=None) -> dict:
     def evaluate(model, name, who="student", pi="none"):
         """eval_math.evaluate_run's summary, and how often the answer is a bare \\boxed{} (the rule)."""
         summary, records = eval_math.evaluate_run(model, tok, held_out, cfg, name, who, pi, cfg["rule"])
-        return {**summary, "format/boxed_only": eval_math.boxed_only_rate([r["response"] for r in records])}
+        return {**summary, "format/boxed_only": diagnostics.boxed_only_rate([r["response"] for r in records])}
 
     if start == 0:
         evals = {

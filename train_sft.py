@@ -49,6 +49,7 @@ import common
 import config
 import data
 import data_files
+import diagnostics
 import errors
 import eval_math
 import grader
@@ -189,7 +190,7 @@ def add_flags(ap) -> None:
     g.add_argument(
         "--max-rep",
         type=config.ranged(float, (lambda v: 0 <= v <= 1, "in [0, 1] (a 3-gram repetition ratio)")),
-        help="drop a trace whose 3-gram repetition ratio (eval_math) exceeds this; the synthetic "
+        help="drop a trace whose 3-gram repetition ratio (diagnostics.repetition_ratio) exceeds this; the synthetic "
         "reference solutions reach 0.27, a looping response 0.5+",
     )
     config.add_optim_flags(ap)
@@ -288,7 +289,7 @@ def keep_trace(ids, text, gold, finished, max_rep):
         return False, "truncated"
     if not grader.grade(text, gold):
         return False, "wrong" if grader.extract_boxed(text) is not None else "no_box"
-    if eval_math.repetition_ratio(ids) > max_rep:
+    if diagnostics.repetition_ratio(ids) > max_rep:
         return False, "repetitive"
     return True, "kept"
 

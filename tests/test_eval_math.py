@@ -1,12 +1,12 @@
-"""Tests of eval_math.py: the collapse diagnostics and confidence intervals, the evaluation loop on
-tiny models, and the command line (CPU, seconds). The grader is checked in tests/test_grader.py,
-probes.py (the prefix probe, the teacher's fit) in tests/test_probes.py.
+"""Tests of eval_math.py: the evaluation loop on tiny models and the command line (CPU, seconds).
+The collapse diagnostics and confidence intervals (diagnostics.py) are checked in
+tests/test_diagnostics.py, the grader in tests/test_grader.py, probes.py (the prefix probe, the
+teacher's fit) in tests/test_probes.py.
 
     .venv/bin/python -m pytest -q tests/test_eval_math.py
 """
 
 import json
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -18,48 +18,6 @@ import grader
 import models
 import probes
 from tiny_world import task
-
-# -----------------------------------------------------------------------------
-# Collapse diagnostics
-
-
-def test_repetition_ratio_by_hand():
-    assert E.repetition_ratio([]) == 0.0
-    assert E.repetition_ratio([1, 2, 3, 4, 5]) == 0.0
-    # 1 2 3 1 2 3: the 3-grams ending at positions 5 (1,2,3) repeats -> 1 of 6 tokens
-    assert E.repetition_ratio([1, 2, 3, 1, 2, 3]) == pytest.approx(1 / 6)
-    # 7 7 7 7 7: grams end at 2, 3, 4; the last two repeat (7,7,7) -> 2 of 5
-    assert E.repetition_ratio([7, 7, 7, 7, 7]) == pytest.approx(2 / 5)
-    # a long loop: 298 grams, the first 3 new, the other 295 repeats
-    assert E.repetition_ratio([1, 2, 3] * 100) == pytest.approx(295 / 300)
-    assert E.repetition_ratio(torch.tensor([4, 5, 6, 4, 5, 6, 4])) == pytest.approx(2 / 7)
-
-
-def test_hedging_rate_counts_the_words_per_thousand():
-    assert E.hedging_rate("") == 0.0
-    assert E.hedging_rate("Wait, maybe it is 5. But alternatively 6.") == pytest.approx(1000 * 4 / 8)
-    assert E.hedging_rate("the answer is five") == 0.0
-    assert E.hedging_rate("waiting maybes butter") == 0.0  # whole words only
-    assert E.hedging_rate("wait " * 3 + "x " * 997) == pytest.approx(3.0)
-
-
-def test_response_stats_names_and_values():
-    s = E.response_stats([[1, 2, 3], [1, 1, 1, 1]], ["wait", "ok"], [False, True])
-    assert s["len/mean"] == 3.5 and s["len/max"] == 4
-    assert s["len/truncated_frac"] == 0.5
-    assert s["rep/ratio"] == pytest.approx((0 + 1 / 4) / 2)
-    assert s["hedge/per_1k_words"] == pytest.approx(500.0)
-
-
-def test_confidence_intervals():
-    lo, hi = E.wilson_ci(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
-    lo, hi = E.wilson_ci(5, 10)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    lo, hi = E.mean_ci([0.0, 1.0, 0.5, 0.5])
-    half = 1.96 * math.sqrt(1 / 6) / 2
-    assert (lo, hi) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
-
 
 # -----------------------------------------------------------------------------
 # Evaluation bookkeeping with a scripted generate (answers known in advance)

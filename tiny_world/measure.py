@@ -23,7 +23,7 @@ import torch
 
 import common
 import data
-import eval_math
+import diagnostics
 import train_sft
 from tiny_world import task
 
@@ -44,10 +44,10 @@ def evaluate_tiny(model, tok, cfg: dict) -> dict:
     out = train_sft.evaluate_model(model, tok, cfg)
     examples = train_sft.held_out(cfg)
     out["rule"], recs = train_sft.evaluate(model, tok, cfg, examples, pi="system_prompt", label="rule")
-    obeyed = round(eval_math.boxed_only_rate([r["response"] for r in recs]) * len(recs))
+    obeyed = round(diagnostics.boxed_only_rate([r["response"] for r in recs]) * len(recs))
     out["rule"].update(
         obeyed=round(obeyed / len(recs), 4),
-        obeyed_ci=[round(x, 4) for x in eval_math.wilson_ci(obeyed, len(recs))],
+        obeyed_ci=[round(x, 4) for x in diagnostics.wilson_ci(obeyed, len(recs))],
     )
     hard = hard_set(cfg)
     wrong = [dataclasses.replace(e, hint=task.wrong_answer(e.answer)) for e in hard]

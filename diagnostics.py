@@ -1,0 +1,101 @@
+"""The collapse diagnostics of a response and the intervals of a score: what §2.5's monitors read
+from a response's text and token ids, and the 95% intervals the evaluation tables print.
+
+What this file is
+    `repetition_ratio` (the fraction of tokens that complete a 3-gram seen earlier in the same
+    response), `hedging_rate` (the words of `HEDGE_WORDS` per 1,000 words), `response_stats` (the
+    monitors of a batch of responses under the metric names of the logs: length, truncation,
+    repetition, hedging), `boxed_only_rate` (how often a response is a bare `\\boxed{...}`, the
+    tiny world's shared rule, `BOXED_ONLY`), and the intervals `wilson_ci` (a proportion) and
+    `mean_ci` (a mean over problems). eval_math.py's records and summaries, the trainers' rollout
+    monitors, train_sft.py's trace filter and tiny_world/measure.py read them. The file imports
+    only the standard library.
+
+Paper (docs/paper.md)
+    §2.5 metrics and collapse monitors: response length and truncation, the 3-gram repetition
+    ratio, the rate of the hedging words ("wait", "maybe", "but", "alternatively").
+
+Command
+    python -m pytest -q tests/test_diagnostics.py
+
+What it simplifies
+    * Repetition counts token ids, not words; the ratio's denominator is every token of the
+      response, the first two included.
+    * A word is a whitespace-separated token with the punctuation around it stripped; "wait," is
+      "wait", "waiting" is not.
+    * `BOXED_ONLY` accepts a box without nested braces only (the tiny world's answers have none).
+    * `mean_ci` is the normal approximation over problems, clipped to [0, 1].
+"""
+
+import math
+import re
+
+HEDGE_WORDS = ("wait", "maybe", "but", "alternatively")
+
+
+def repetition_ratio(token_ids) -> float:
+    """The fraction of tokens that complete a 3-gram already seen earlier in the same response."""
+    ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)  # tensors too
+    if not ids:
+        return 0.0
+    seen, repeated = set(), 0
+    for i in range(2, len(ids)):
+        gram = (ids[i - 2], ids[i - 1], ids[i])
+        if gram in seen:
+            repeated += 1
+        seen.add(gram)
+    return repeated / len(ids)
+
+
+def hedging_rate(text: str, words=HEDGE_WORDS) -> float:
+    """Occurrences of the hedging words per 1,000 words of text (case-insensitive; a word is a
+    whitespace-separated token, punctuation around it ignored)."""
+    tokens = text.lower().split()
+    if not tokens:
+        return 0.0
+    targets = set(words)
+    return 1000.0 * sum(t.strip(".,;:!?\"'()[]") in targets for t in tokens) / len(tokens)
+
+
+def response_stats(token_ids: list, texts: list, truncated: list) -> dict:
+    """The collapse monitors of a batch of responses, with the metric names of the logs."""
+    n = len(token_ids)
+    if n == 0:
+        return {}
+    lengths = [len(t) for t in token_ids]
+    return {
+        "len/mean": sum(lengths) / n,
+        "len/max": max(lengths),
+        "len/truncated_frac": sum(bool(t) for t in truncated) / n,
+        "rep/ratio": sum(repetition_ratio(t) for t in token_ids) / n,
+        "hedge/per_1k_words": sum(hedging_rate(t) for t in texts) / n,
+    }
+
+
+BOXED_ONLY = re.compile(r"^\s*\\boxed\{[^{}]*\}\s*$")  # the tiny world's shared rule: the result alone
+
+
+def boxed_only_rate(texts: list) -> float:
+    """Fraction of responses that are a bare `\\boxed{...}` and nothing else (the synthetic
+    shared rule's format, data.SYSTEM_RULE_SYNTHETIC)."""
+    return sum(bool(BOXED_ONLY.match(t)) for t in texts) / max(len(texts), 1)
+
+
+def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_ci(values: list, z: float = 1.96) -> tuple:
+    """Normal-approximation 95% interval of a mean (per-problem accuracies for avg@k)."""
+    n = len(values)
+    if n < 2:
+        return (values[0], values[0]) if values else (0.0, 0.0)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return (max(0.0, mean - z * sd / math.sqrt(n)), min(1.0, mean + z * sd / math.sqrt(n)))
