@@ -10,11 +10,10 @@ self := $(lastword $(MAKEFILE_LIST))
 # The virtual environment lives in .venv; PY points at its python.
 VENV ?= .venv
 PY   ?= $(VENV)/bin/python
-## THREADS=2              CPU threads of each run, benchmark and test suite (the reference machine has 2)
-THREADS ?= 2
-# Test suites pin torch to one thread where a busy neighbour would slow two threads ten-fold.
+## THREADS=1              CPU threads of each run, benchmark and test suite (make bench-threads: one thread keeps its pace beside a busy process; a thread per core waits on the shared one)
+THREADS ?= 1
 
-.PHONY: help install install-trl install-lint lint format test trl-example tiny sft-student opd sft-opd collapse opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-cpu clean
+.PHONY: help install install-trl install-lint lint format test trl-example tiny sft-student opd readme-opd sft-opd collapse collapse-pilot opsd opsd-table grpo recipe report report-quick plot losses-demo bench-losses bench-rollout bench-step bench-threads bench-cpu clean
 
 help:  ## this page: every target with its time on a 2-core laptop CPU, every variable
 	@echo "targets (make TARGET; times measured on 2 CPU cores where given, docs/performance.md):"
@@ -179,6 +178,15 @@ opd: install  ## on-policy distillation, before/after table -> runs/opd-DATE; ab
 	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
 	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS) $(if $(RESUME),--resume)
 
+# make readme-opd: the README's quickstart results, make opd of each world (runs/readme-opd and
+# runs/readme-opd2, finished runs reused), written into README.md by experiments/quickstart.py.
+opts.readme-opd := THREADS FRESH RESUME
+readme-opd: install  ## make opd in both worlds, then the README's quickstart tables from them; about 6 min
+	@$(if $(FRESH),$(call remove,runs/readme-opd,FRESH=1); $(call remove,runs/readme-opd2,FRESH=1))
+	@$(call each_run,runs/readme-opd,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --threads $(THREADS),runs/readme-opd)
+	@$(call each_run,runs/readme-opd2,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --preset tiny2 --threads $(THREADS),runs/readme-opd2)
+	$(PY) -m experiments.quickstart runs/readme-opd runs/readme-opd2
+
 # make sft-opd: Fix 3 end to end. OPD from the SFT-stabilised student (make sft-student) against OPD
 # from the raw student, same steps, seed and data, in runs/sft-opd (WORLD=2: runs/sft-opd2). Finished
 # runs are reused; FRESH=1 deletes runs/sft-opd only, not the SFT student (make sft-student FRESH=1).
@@ -214,15 +222,33 @@ collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, 
 	$(PY) -m experiments.plot $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse$(w2)/$(l)-k$(k)-s$(s)))) \
 	  --out runs/collapse$(w2)/collapse.png --title "Mechanism 2 in $(if $(w2),tiny world 2,the tiny world): Top-K losses at lr 2e-4" --table
 
-# make opsd: self-distillation in the tiny world. PRESET=tiny-rule (shared rule: works, the default),
-# tiny-answer / tiny-full (per-instance PI: fails), tiny-none (control); WORLD=2: tiny2-concise (the
-# default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none; the paper's math setting:
+# make collapse-pilot: part 1 of docs/collapse.md, the pilot that chooses the collapse protocol's
+# budget and its alarm rule: seed 100 (no report seed), constant lr 3e-4, batch 32, 400 steps; plain
+# Top-K at K = 1, 5, 20 and the three other Top-K losses at K = 20, in runs/collapse-pilot (WORLD=2:
+# runs/collapse-pilot2). Finished runs are reused.
+pilot_runs = topk_plain-k1 topk_plain-k5 topk_plain-k20 topk_sg-k20 topk_renorm_intersect_sg-k20 topk_tail-k20
+opts.collapse-pilot := THREADS WORLD FRESH RESUME
+collapse-pilot: install  ## the collapse protocol's pilot (docs/collapse.md, part 1): 6 runs of 400 steps -> runs/collapse-pilot; about 20 min (WORLD=2: 30)
+	@$(if $(FRESH),$(call remove,runs/collapse-pilot$(w2),FRESH=1))
+	@for r in $(pilot_runs); do \
+	  $(call each_run,runs/collapse-pilot$(w2)/$$r,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
+	    --loss $${r%-k*} --k $${r##*-k} --seed 100 --steps 400 --batch-size 32 --micro-batch 32 --lr 3e-4 --min-lr 3e-4 \
+	    --eval-every 50 --ckpt-every 50 --threads $(THREADS),runs/collapse-pilot$(w2)); \
+	done
+	$(PY) -m experiments.plot $(foreach r,$(pilot_runs),runs/collapse-pilot$(w2)/$(r)) --out runs/collapse-pilot$(w2)/pilot.png \
+	  --title "Collapse pilot, $(if $(w2),tiny world 2,the first tiny world): constant lr 3e-4, seed 100" --table
+
+# make opsd: self-distillation in a tiny world. The default, tiny2-concise, is the second world's
+# shared rule "Be concise.", internalised with no loss of accuracy (the paper's §5 success); WORLD=1's
+# default is tiny-rule, "Answer with the final result only.", a rule that drops the steps and with them
+# the accuracy. Per-instance PI (fails on purpose): tiny2-answer, tiny2-full (WORLD=1: tiny-answer,
+# tiny-full); controls tiny2-none, tiny-none; tiny2-constitution; the paper's math setting:
 #   make opsd PRESET=paper MODEL=Qwen/Qwen3-1.7B
-## PRESET=                make opsd's preset: tiny-rule (the default), tiny-answer, tiny-full, tiny-none, paper; WORLD=2: tiny2-concise (the default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none
+## PRESET=                make opsd's preset: tiny2-concise (the default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none, paper; WORLD=1: tiny-rule (its default), tiny-answer, tiny-full, tiny-none
 ## OPSD_ARGS=             more train_opsd.py flags for make opsd, e.g. OPSD_ARGS="--steps 50 --teacher-mode ema"
 PRESET ?=
 OPSD_ARGS ?=
-opsd_preset = $(or $(PRESET),$(if $(w2),tiny2-concise,tiny-rule))
+opsd_preset = $(or $(PRESET),$(if $(filter 1,$(WORLD)),tiny-rule,tiny2-concise))
 opsd_out = $(or $(RUN),runs/opsd-$(now))
 opts.opsd := THREADS WORLD RUN FRESH RESUME PRESET MODEL OPSD_ARGS
 why.opsd.SEEDS := make opsd trains one run: OPSD_ARGS=--seed N sets its seed
@@ -318,6 +344,11 @@ bench-rollout: install  ## rollout.generate vs transformers generate, tokens/s a
 opts.bench-step := THREADS WORLD
 bench-step: install  ## seconds per phase of one OPD step (rollout, teacher, student, optimizer), tiny world, CPU; under a minute (12 steps of 0.24 s)
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/bench_step.py --threads $(THREADS) $(if $(w2),$(tiny2_pair))
+
+opts.bench-threads :=
+why.bench-threads.THREADS := it compares thread counts itself: python bench/bench_threads.py --threads 1 2 4
+bench-threads: install  ## make opd (40 steps) with 1 and 2 threads, alone and beside a busy process: why THREADS=1; about 5 min
+	$(PY) bench/bench_threads.py --threads 1 2
 
 opts.bench-cpu := THREADS
 why.bench-cpu.WORLD := bench/bench_cpu.py measures the first world's models only

@@ -424,11 +424,13 @@ def acc_ci(e: dict, digits: int = 3) -> str:
     return f"{e['acc/pass@1']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def summary_table(title: str, s: dict, cfg: dict, rows: list) -> str:
+def summary_table(title: str, s: dict, cfg: dict, rows: list, columns: tuple = ()) -> str:
     """The table a trainer prints at the end: `title` (what trained), the run's length, evaluation
-    and seed, then one row per (label, held-out evaluation) of `rows`."""
+    and seed, then one row per (label, held-out evaluation) of `rows`; `columns`, (metric, header)
+    pairs, add the metrics that matter to the run beside accuracy (`-` where an evaluation lacks one)."""
     cells = lambda e: [
         acc_ci(e),
+        *(f"{e[key]:.3f}" if key in e else "-" for key, _ in columns),
         f"{e['len/mean']:.1f}",
         f"{e['len/truncated_frac']:.3f}",
         f"{e['rep/ratio']:.3f}",
@@ -437,7 +439,7 @@ def summary_table(title: str, s: dict, cfg: dict, rows: list) -> str:
         f"{title}, {cfg['steps']} steps, {cfg['eval_n']} held-out problems, T={cfg['eval_temperature']}, "
         f"seed {cfg['seed']}, {s['wall_s']} s of training\n"
         + md_table(
-            ["model", "accuracy (95% CI)", "len mean", "truncated", "repetition"],
+            ["model", "accuracy (95% CI)", *(h for _, h in columns), "len mean", "truncated", "repetition"],
             [[who, *cells(e)] for who, e in rows],
         )
     )

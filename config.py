@@ -71,6 +71,10 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
         raise UserError(
             f"--stop-at {cfg['stop_at']}: must be below --steps {cfg['steps']} (the run ends there anyway)"
         )
+    if cfg.get("min_lr") is not None and cfg["min_lr"] > cfg["lr"]:
+        raise UserError(
+            f"--min-lr {cfg['min_lr']}: must be at most --lr {cfg['lr']} (the cosine decays from --lr to it)"
+        )
     return cfg, typed
 
 
@@ -335,6 +339,11 @@ def add_optim_flags(ap) -> None:
         "to them); gradients accumulate over the batch",
     )
     g.add_argument("--lr", type=learning_rate, help="peak learning rate (paper OPD: 2e-6)")
+    g.add_argument(
+        "--min-lr",
+        type=nonneg_float,
+        help="learning rate at the end of the cosine (equal to --lr: a constant learning rate)",
+    )
     g.add_argument("--grad-clip", type=nonneg_float, help="clip the gradient norm at this value (0 = off)")
 
 

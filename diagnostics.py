@@ -6,14 +6,16 @@ What this file is
     response), `hedging_rate` (the words of `HEDGE_WORDS` per 1,000 words), `response_stats` (the
     monitors of a batch of responses under the metric names of the logs: length, truncation,
     repetition, hedging), `boxed_only_rate` (how often a response is a bare `\\boxed{...}`, the
-    tiny world's shared rule, `BOXED_ONLY`), and the intervals `wilson_ci` (a proportion) and
+    tiny world's shared rule, `BOXED_ONLY`), `collapse_signature` (the signature of a collapse
+    in a run's last logged steps), and the intervals `wilson_ci` (a proportion) and
     `mean_ci` (a mean over problems). eval_math.py's records and summaries, the trainers' rollout
     monitors, train_sft.py's trace filter and tiny_world/measure.py read them. The file imports
     only the standard library.
 
 Paper (docs/paper.md)
     §2.5 metrics and collapse monitors: response length and truncation, the 3-gram repetition
-    ratio, the rate of the hedging words ("wait", "maybe", "but", "alternatively").
+    ratio, the rate of the hedging words ("wait", "maybe", "but", "alternatively"); the collapse
+    signature of a Top-K run (the student's mass leaving its own Top-K, responses that stop ending).
 
 Command
     python -m pytest -q tests/test_diagnostics.py
@@ -24,6 +26,8 @@ What it simplifies
     * A word is a whitespace-separated token with the punctuation around it stripped; "wait," is
       "wait", "waiting" is not.
     * `BOXED_ONLY` accepts a box without nested braces only (the tiny world's answers have none).
+    * A run has collapsed when, over its last 10 steps, the student's mass on its own Top-K is
+      below 0.9 or more than 10 % of its responses are truncated: one threshold for every run.
     * `mean_ci` is the normal approximation over problems, clipped to [0, 1].
 """
 
@@ -79,6 +83,24 @@ def boxed_only_rate(texts: list) -> float:
     """Fraction of responses that are a bare `\\boxed{...}` and nothing else (the synthetic
     shared rule's format, data.SYSTEM_RULE_SYNTHETIC)."""
     return sum(bool(BOXED_ONLY.match(t)) for t in texts) / max(len(texts), 1)
+
+
+COLLAPSE_MASS, COLLAPSE_TRUNCATED = 0.9, 0.1  # the signature's thresholds (collapse_signature)
+
+
+def collapse_signature(steps: list, last: int = 10) -> dict:
+    """The collapse signature over the last `last` logged training steps (metrics.jsonl records):
+    the mean student mass on its own Top-K (`topk/student_mass`), the mean truncated share
+    (`len/truncated_frac`) and `collapsed`, whether the mass is below COLLAPSE_MASS or the share
+    above COLLAPSE_TRUNCATED."""
+    tail = steps[-last:]
+    mass = sum(r["topk/student_mass"] for r in tail) / len(tail)
+    truncated = sum(r["len/truncated_frac"] for r in tail) / len(tail)
+    return {
+        "mass": mass,
+        "truncated": truncated,
+        "collapsed": mass < COLLAPSE_MASS or truncated > COLLAPSE_TRUNCATED,
+    }
 
 
 def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:

@@ -153,11 +153,10 @@ PRESETS = {
 }
 # Keys that only a preset sets, with their ranges: adv_eps (the advantages' std floor); amp (None:
 # bf16 autocast of the training forward on CUDA, float32 on CPU); the Adam betas, warm-up, weight
-# decay and the cosine's floor min_lr; the evaluation's sampling and length cap; hard_frac and
+# decay; the evaluation's sampling and length cap; hard_frac and
 # flagged_frac (synthetic data: the fractions of 2-digit products and of password requests).
 PRESET_RULES = {
     "adv_eps": config.ABOVE_0,
-    "min_lr": config.AT_LEAST_0,
     "warmup_frac": config.PROB,
     "weight_decay": config.AT_LEAST_0,
     "beta1": config.BELOW_1,

@@ -145,12 +145,11 @@ PRESETS = {
 }
 # Keys that only a preset sets (edit the preset to change them), with their ranges: beta (of jsd: 0
 # forward KL, 1 reverse KL); amp (None: the student's training forward in bf16 autocast on CUDA,
-# float32 on CPU); the Adam betas, warm-up, weight decay and the cosine's floor min_lr; the
+# float32 on CPU); the Adam betas, warm-up and weight decay; the
 # evaluation's sampling and length cap; hard_frac and flagged_frac (synthetic data: the fractions
 # of 2-digit products and of password requests). train_opsd.py's presets set the same keys.
 PRESET_RULES = {
     "beta": config.PROB,
-    "min_lr": config.AT_LEAST_0,
     "warmup_frac": config.PROB,
     "weight_decay": config.AT_LEAST_0,
     "beta1": config.BELOW_1,
@@ -162,6 +161,23 @@ PRESET_RULES = {
     "hard_frac": config.PROB,
     "flagged_frac": config.PROB,
 }
+# What a run shows where its outcome alone would read as a failure, said when it starts and under its
+# final table (notes): a pitfall of the paper shown on purpose, by its student and teacher or its loss.
+SHOWS = {
+    ("tiny2/student", "tiny2/teacher"): (
+        "a pitfall of the paper, on purpose (§4, teacher choice): tiny2/teacher writes its steps in the "
+        "notation tiny2/student does not use, so OPD from this far teacher lowers the student's accuracy "
+        "instead of lifting it (Mechanism 1; RESULTS.md's raw-big-tail over three seeds). Fix 2's close "
+        "teacher: make grpo WORLD=2, then make recipe WORLD=2"
+    )
+}
+BIASED_LOSSES = {
+    "topk_plain": (
+        "the biased loss of §3.3, on purpose: mass leaks out of the student's Top-K until the run "
+        "collapses (Mechanism 2; the signature under the final table); topk_sg and topk_tail are the fixes"
+    ),
+    "topk_fkl": "the teacher-Top-K forward KL of §3.7, biased: it pulls the student's mass into the teacher's Top-K",
+}
 # the progress bar's monitors (train_opsd.py's too)
 PROGRESS = (
     ("loss", "loss"),
@@ -170,6 +186,33 @@ PROGRESS = (
     ("len/truncated_frac", "trunc"),
     ("topk/overlap", "overlap"),
 )
+
+
+def notes(cfg: dict) -> list:
+    """What the run shows where its outcome would read as a failure (SHOWS, BIASED_LOSSES)."""
+    return [t for t in (SHOWS.get((cfg["student"], cfg["teacher"])), BIASED_LOSSES.get(cfg["loss"])) if t]
+
+
+def final_table(cfg: dict, summary: dict, signature: dict) -> str:
+    """What a run prints at its end: the teacher and the student before and after, the collapse
+    `signature` of its last steps (diagnostics.collapse_signature) and its notes."""
+    table = common.summary_table(
+        f"OPD with {cfg['loss']} (K={cfg['k']})",
+        summary,
+        cfg,
+        [
+            ("teacher", summary["teacher"]),
+            ("student before", summary["student_before"]),
+            ("student after OPD", summary["student_after"]),
+        ],
+    )
+    collapse = (
+        f"collapse signature (§2.5, last 10 steps): student Top-{cfg['k']} mass {signature['mass']:.3f} "
+        f"(collapsed below {diagnostics.COLLAPSE_MASS}), truncated {signature['truncated']:.3f} "
+        f"(collapsed above {diagnostics.COLLAPSE_TRUNCATED}): "
+        + ("COLLAPSED" if signature["collapsed"] else "absent")
+    )
+    return "\n".join([table, collapse, *("this run shows " + n for n in notes(cfg))])
 
 
 def add_loss_flags(ap) -> None:
@@ -481,6 +524,8 @@ def main(argv=None) -> dict:
     common.check_held_out(context, tok, held_out, cfg)
 
     device = run_folder.start_run(cfg)
+    for note in notes(cfg):
+        common.say("this run shows " + note)
     # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA unless
     # --teacher-dtype says otherwise, and must share the student's vocabulary.
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
@@ -529,18 +574,7 @@ def main(argv=None) -> dict:
     final = evaluate(student, f"step{cfg['steps']}")
     summary = run_folder.end_run(cfg, final, time.time() - t_run, ckpt, cfg["loss"])
     if distributed.is_main():
-        print(
-            common.summary_table(
-                f"OPD with {cfg['loss']} (K={cfg['k']})",
-                summary,
-                cfg,
-                [
-                    ("teacher", summary["teacher"]),
-                    ("student before", summary["student_before"]),
-                    ("student after OPD", summary["student_after"]),
-                ],
-            )
-        )
+        print(final_table(cfg, summary, diagnostics.collapse_signature(run_folder.read_log(cfg["out"])[0])))
     return summary
 
 

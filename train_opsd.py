@@ -16,7 +16,7 @@ What this file is
     between them. `--measure-n` puts numbers on where the trained student sits (measure_aggregation).
 
 Commands
-    make opsd                                                # the tiny world: the shared rule (works)
+    make opsd                                                # tiny2-concise: a shared rule (works)
     python train_opsd.py --preset tiny-answer --out runs/x   # per-instance answer hint (fails)
     python train_opsd.py --preset tiny-none --out runs/y     # control: no PI, the loss is ~0
     python train_opsd.py --preset paper --student Qwen/Qwen3-1.7B    # §5 math setting on a GPU
@@ -173,6 +173,55 @@ PRESETS = {
         rule=None,
     ),
 }
+# What each tiny-world preset shows, said when it starts and under its final table, with the metrics
+# that matter beside accuracy (metric, header): a rule internalised is read from the behaviour the
+# rule asks for; per-instance PI and the control are read from accuracy alone.
+PI_FAILS = (
+    "a failure the paper reports, on purpose (§5, Mechanism 3): with per-instance PI ({}) the "
+    "teacher's advantage cannot be distilled into a student that never sees it, so accuracy does not "
+    "rise (with --measure-n, the Mechanism 3 table says where the student ends among those teachers)"
+)
+SHOWS = {
+    "tiny-rule": (
+        "the shared rule 'Answer with the final result only.' internalised (§5): without the rule in "
+        "its context the student answers with a bare \\boxed{} as the teacher does with it. The rule "
+        "drops the steps, so accuracy falls with them, as it does for the teacher with the rule; a "
+        "rule that keeps the steps and the accuracy: make opsd (tiny2-concise)",
+        (("format/boxed_only", "bare \\boxed{}"),),
+    ),
+    "tiny-answer": (PI_FAILS.format("the answer"), ()),
+    "tiny-full": (PI_FAILS.format("a worked solution"), ()),
+    "tiny-none": (
+        "the control: the teacher reads the student's own context, so there is nothing to distil",
+        (),
+    ),
+    "tiny2-concise": (
+        "the shared rule 'Be concise.' internalised (§5): without the rule the student drops the "
+        "redundant lines as the teacher does with it, and keeps its accuracy",
+        (("format/concise", "concise"),),
+    ),
+    "tiny2-constitution": (
+        "a constitution internalised (§5): without it the student declines the password requests "
+        "and still answers the rest",
+        (("refusal/flagged", "declines flagged"), ("refusal/others", "declines others")),
+    ),
+    "tiny2-answer": (PI_FAILS.format("the answer"), ()),
+    "tiny2-full": (PI_FAILS.format("a worked solution"), ()),
+    "tiny2-none": (
+        "the control: the teacher reads the student's own context, so there is nothing to distil",
+        (),
+    ),
+}
+
+
+def shows(cfg: dict) -> tuple:
+    """The preset's SHOWS entry (what the run shows, the metrics beside accuracy) while the run keeps
+    the preset's student, PI and rule; (None, ()) otherwise."""
+    preset = PRESETS.get(cfg["preset"], {})
+    kept = all(cfg[k] == preset.get(k) for k in ("student", "pi", "rule"))
+    return SHOWS.get(cfg["preset"], (None, ())) if kept else (None, ())
+
+
 PRESET_RULES = train_opd.PRESET_RULES  # the keys only a preset sets: OPD's, checked by train_opd.check_config
 TEACHER_MODES = ("frozen", "live", "ema")
 
@@ -384,6 +433,8 @@ def main(argv=None) -> dict:
         return {}
     train, held_out = checked_examples(cfg)
     device = run_folder.start_run(cfg)
+    if shows(cfg)[0]:
+        common.say("this run shows " + shows(cfg)[0])
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
     before = measure(cfg, cfg["student"]) if mech3 else None  # the initial weights, also on --resume
     student, tok, teacher = student_and_teacher(cfg, device)
@@ -475,8 +526,11 @@ def finish(cfg: dict, final: dict, seconds: float, ckpt: dict, before) -> dict:
                     ("student before", summary["student_before"]),
                     ("student after OPSD", summary["student_after"]),
                 ],
+                shows(cfg)[1],
             )
         )
+        if shows(cfg)[0]:
+            print("this run shows " + shows(cfg)[0])
     if before is not None:
         summary["mechanism3"] = {"before": before, "after": measure(cfg, run_folder.ckpt_dir(cfg))}
         run_folder.write_summary(cfg, summary)

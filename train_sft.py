@@ -199,7 +199,6 @@ def add_flags(ap) -> None:
     g.add_argument(
         "--epochs", type=config.positive_float, help="if set, steps = ceil(epochs x items / batch size)"
     )
-    g.add_argument("--min-lr", type=config.nonneg_float, help="learning rate at the end of the cosine")
     g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
     g.add_argument(
         "--eval-data", help="held-out problems: synthetic (the eval split) or any data.py name/file"

@@ -20,6 +20,7 @@ What it simplifies
 import os
 import statistics
 
+import diagnostics
 import run_folder
 from experiments import plot, settings
 
@@ -46,11 +47,10 @@ def verdict(all_seeds: bool, some_seeds: bool) -> str:
 
 
 def collapsed(root: str, name: str) -> bool:
-    """The collapse signature of docs/paper.md §2.5 over the last 10 steps: the student's mass has left
-    its own Top-K (below 0.9) or responses stop terminating (over 10 % truncated)."""
-    return (
-        tail_mean(root, name, "topk/student_mass") < 0.9 or tail_mean(root, name, "len/truncated_frac") > 0.1
-    )
+    """The collapse signature of docs/paper.md §2.5 over the last 10 steps
+    (diagnostics.collapse_signature): the student's mass has left its own Top-K (below 0.9) or
+    responses stop terminating (over 10 % truncated)."""
+    return diagnostics.collapse_signature(run_folder.read_log(os.path.join(root, name))[0])["collapsed"]
 
 
 def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):

@@ -39,6 +39,7 @@ import os
 import sys
 
 import common
+import diagnostics
 import errors
 import run_folder
 
@@ -200,9 +201,10 @@ def plot(folders: list, out: str, title: str = "", smooth_w: int = 5) -> str:
 
 
 def table(folders: list, last: int = 10) -> str:
-    """One Markdown row per run: first and last held-out accuracy, and the training monitors
-    averaged over the last `last` steps (the collapse signature of docs/paper.md §2.5), in the
-    columns of TABLE that some run logs; `-` where a run has no value."""
+    """One Markdown row per run: first and last held-out accuracy, COLLAPSED where the run's last
+    `last` steps carry the collapse signature (diagnostics.collapse_signature), and the training
+    monitors averaged over those steps, in the columns of TABLE that some run logs; `-` where a run
+    has no value."""
     runs = [load(folder) for folder in folders]
     cols = [(k, name, w) for k, name, w in TABLE if any(has(run, k, w) for run in runs)]
     rows = []
@@ -213,8 +215,14 @@ def table(folders: list, last: int = 10) -> str:
         for key, _, with_key in cols:
             vals = [r[key] for r in tail if key in r and (not with_key or with_key in r)]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
-        rows.append([run["label"], run["steps"][-1]["step"] if run["steps"] else 0, acc(0), acc(-1), *cells])
-    return common.md_table(["run", "steps", "acc start", "acc end", *(name for _, name, _ in cols)], rows)
+        topk = run["steps"] and all("topk/student_mass" in r for r in run["steps"][-last:])
+        sig = "COLLAPSED" if topk and diagnostics.collapse_signature(run["steps"], last)["collapsed"] else ""
+        rows.append(
+            [run["label"], run["steps"][-1]["step"] if run["steps"] else 0, acc(0), acc(-1), sig, *cells]
+        )
+    return common.md_table(
+        ["run", "steps", "acc start", "acc end", "collapse (§2.5)", *(name for _, name, _ in cols)], rows
+    )
 
 
 def main(argv=None) -> None:

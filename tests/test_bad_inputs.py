@@ -360,6 +360,7 @@ CASES = [
     flag("train_opd", OPD, "--micro-batch", "0"),
     flag("train_opd", OPD, "--micro-batch", "64", "4 rows"),  # above --batch-size 4: typed, so refused
     flag("train_opd", OPD, "--lr", "-1"),
+    flag("train_opd", OPD + ["--lr", "0.0001"], "--min-lr", "0.0002", "--lr 0.0001"),
     flag("train_opd", OPD, "--eval-n", "0"),
     flag("train_opd", OPD, "--steps", "0"),
     flag("train_opd", OPD, "--steps", "-3"),

@@ -44,6 +44,19 @@ def test_response_stats_names_and_values():
     assert s["hedge/per_1k_words"] == pytest.approx(500.0)
 
 
+def test_collapse_signature_reads_the_last_steps_only():
+    early = [{"topk/student_mass": 0.2, "len/truncated_frac": 0.9}] * 5
+    late = [{"topk/student_mass": m, "len/truncated_frac": t} for m, t in [(0.97, 0.0), (0.95, 0.1)] * 5]
+    sig = D.collapse_signature(early + late)
+    assert sig == {"mass": pytest.approx(0.96), "truncated": pytest.approx(0.05), "collapsed": False}
+    # mass 0.8 in the last ten steps; or responses that stop ending (20 % truncated)
+    assert D.collapse_signature(late + [{"topk/student_mass": 0.8, "len/truncated_frac": 0.0}] * 10)[
+        "collapsed"
+    ]
+    assert D.collapse_signature([{"topk/student_mass": 0.99, "len/truncated_frac": 0.2}] * 10)["collapsed"]
+    assert D.collapse_signature(early, last=3)["mass"] == pytest.approx(0.2)
+
+
 def test_confidence_intervals():
     lo, hi = D.wilson_ci(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)

@@ -260,3 +260,17 @@ def test_readme_says_what_make_install_does_without_a_gpu():
     low = re.search(r"^torch>=([\d.]+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     as_tuple = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
     assert as_tuple(low) <= as_tuple(version)
+
+
+def test_readme_quickstart_tables_are_the_committed_runs():
+    """The README's make opd tables are experiments.quickstart's rendering of the runs kept in
+    results/quickstart/ (make readme-opd writes both), never numbers typed by hand."""
+    from experiments import quickstart
+
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(quickstart.QUICKSTART[0]), readme.index(quickstart.QUICKSTART[1])
+    block = readme[start : end + len(quickstart.QUICKSTART[1])]
+    assert block == quickstart.block(str(ROOT / quickstart.RESULTS_DIR))
+    for world in quickstart.WORLDS:
+        kept = (ROOT / quickstart.RESULTS_DIR / f"{world}.json").read_text()
+        assert f'"preset": "{quickstart.PRESETS[world]}"' in kept

@@ -148,9 +148,12 @@ def test_contradictions_are_refused_by_name(args, named, here):
     assert out.returncode != 0 and named in out.stderr, out.stderr
 
 
-def test_opsd_has_its_own_run_folder_and_world_2_presets(here):
+def test_opsd_has_its_own_run_folder_and_a_default_that_keeps_accuracy(here):
+    # the default is the shared rule that keeps the steps (world 2); WORLD=1 picks its own world's rule
     assert "--out runs/opsd-" in make("-n", "opsd", cwd=here).stdout
+    assert "--preset tiny2-concise" in make("-n", "opsd", cwd=here).stdout
     assert "--preset tiny2-concise" in make("-n", "opsd", "WORLD=2", cwd=here).stdout
+    assert "--preset tiny-rule" in make("-n", "opsd", "WORLD=1", cwd=here).stdout
     assert "--out runs/opd-" in make("-n", "opd", cwd=here).stdout
 
 

@@ -476,3 +476,44 @@ def test_chunked_monitors_of_a_short_first_row_equal_that_row_scored_alone():
     assert chunked["_tokens"] == plain["_tokens"] == 3
     for key in plain:
         assert chunked[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
+
+
+def test_runs_that_show_a_pitfall_say_so_and_the_table_marks_a_collapse():
+    """make opd WORLD=2 (the far teacher) and the biased losses name the pitfall they show; a run
+    of the same world with another teacher, or an unbiased loss, says nothing; the final table
+    reads the collapse signature it is given."""
+    far = train_opd.parse_config(["--preset", "tiny2"])
+    assert any("teacher choice" in n for n in train_opd.notes(far))
+    assert (
+        train_opd.notes(train_opd.parse_config(["--preset", "tiny2", "--teacher", "runs/grpo2/ckpt"])) == []
+    )
+    assert train_opd.notes(train_opd.parse_config([])) == []
+    (plain,) = train_opd.notes(train_opd.parse_config(["--loss", "topk_plain"]))
+    assert "Mechanism 2" in plain
+    cfg = train_opd.parse_config(["--loss", "topk_plain", "--k", "5"])
+    ev = {"acc/pass@1": 0.5, "acc/pass@1_ci": [0.4, 0.6], "len/mean": 20.0, "len/truncated_frac": 0.0}
+    ev["rep/ratio"] = 0.1
+    summary = {"teacher": ev, "student_before": ev, "student_after": ev, "wall_s": 1.0}
+    text = train_opd.final_table(cfg, summary, {"mass": 0.41, "truncated": 0.3, "collapsed": True})
+    assert "student Top-5 mass 0.410" in text and text.splitlines()[-2].endswith("COLLAPSED")
+    assert text.splitlines()[-1] == "this run shows " + plain
+    healthy = train_opd.final_table(
+        train_opd.parse_config([]), summary, {"mass": 0.98, "truncated": 0.0, "collapsed": False}
+    )
+    assert healthy.splitlines()[-1].endswith("absent")
+
+
+def test_min_lr_equal_to_lr_is_a_constant_schedule():
+    """--min-lr sets the cosine's floor: equal to --lr, every step runs at --lr (the collapse
+    protocol's schedule); the default decays to 0 at the last step."""
+    model = torch.nn.Linear(2, 2)
+    for argv, last in ((["--lr", "3e-4", "--min-lr", "3e-4"], 3e-4), (["--lr", "3e-4"], 0.0)):
+        cfg = train_opd.parse_config(argv + ["--steps", "10"])
+        opt, sched = common.optimizer(model, cfg, cfg["steps"])
+        lrs = []
+        for _ in range(cfg["steps"] + 1):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lrs[0] == pytest.approx(3e-4) and lrs[-1] == pytest.approx(last, abs=1e-12)
+        assert (max(lrs) - min(lrs) < 1e-12) == (last == 3e-4)

@@ -256,3 +256,40 @@ def test_presets_reach_the_config_unless_a_flag_overrides_them():
     assert train_opsd.parse_config(["--preset", "tiny-answer", "--k", "7"])["k"] == 7
     assert train_opd.parse_config(["--preset", "paper"])["loss"] == "topk_sg"
     assert train_opd.parse_config([])["loss"] == "topk_tail"
+
+
+def test_every_tiny_preset_says_what_it_shows_with_metrics_the_evaluation_writes():
+    """Each tiny-world preset has its line; the metrics it puts beside accuracy are ones the
+    evaluation writes (tiny_world.task.measures, or the bare-box rate train_opsd adds); a run that
+    changes the preset's PI or student gets no line."""
+    from tiny_world import task
+
+    ex = data.load_examples("synthetic", n=8, split="eval", flagged_frac=0.5, seed=3)
+    records = [{"id": e.id, "response": "\\boxed{1}", "correct": False} for e in ex]
+    written = set(task.measures(ex, records)) | {"format/boxed_only"}
+    for name in train_opsd.PRESETS:
+        if name == "paper":
+            continue
+        text, columns = train_opsd.shows(train_opsd.parse_config(["--preset", name]))
+        assert text, name
+        assert {key for key, _ in columns} <= written, name
+    assert train_opsd.shows(train_opsd.parse_config(["--preset", "tiny-rule", "--pi", "answer_only"])) == (
+        None,
+        (),
+    )
+    assert train_opsd.shows(train_opsd.parse_config(["--preset", "tiny2-concise", "--student", "x"])) == (
+        None,
+        (),
+    )
+    ev = {"acc/pass@1": 0.5, "acc/pass@1_ci": [0.4, 0.6], "len/mean": 20.0, "len/truncated_frac": 0.0}
+    ev.update({"rep/ratio": 0.1, "format/concise": 0.875})
+    cfg = train_opsd.parse_config(["--preset", "tiny2-concise"])
+    table = common.summary_table(
+        "t",
+        {"wall_s": 1.0},
+        cfg,
+        [("a", ev), ("b", {**ev, "format/concise": 0.25})],
+        train_opsd.shows(cfg)[1],
+    )
+    header, _, a, b = table.splitlines()[1:]
+    assert "| concise |" in header and "| 0.875 |" in a and "| 0.250 |" in b

@@ -53,12 +53,13 @@ def test_table_and_smoothing(tmp_path):
     run = write_run(tmp_path, "sg20", keys)
     lines = plot.table([run], last=4).splitlines()
     assert lines[0] == (
-        "| run | steps | acc start | acc end | len | trunc | rep | student Top-K mass | overlap | KL |"
+        "| run | steps | acc start | acc end | collapse (§2.5) | len | trunc | rep | student Top-K mass "
+        "| overlap | KL |"
     )
     cells = [c.strip() for c in lines[-1].split("|")[1:-1]]
     assert cells[:4] == ["sg20", "12", "0.250", "0.750"]
     # steps 9..12: mean of s + i is 10.5 + i
-    assert [float(c) for c in cells[4:]] == [10.5 + i for i in range(len(keys))]
+    assert [float(c) for c in cells[5:]] == [10.5 + i for i in range(len(keys))]
     assert plot.smooth([0, 0, 3, 0, 0], 3) == [0, 1, 1, 1, 0]
     out = plot.plot([run], str(tmp_path / "c.png"))
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -98,8 +99,27 @@ def test_panels_follow_each_trainers_keys(tmp_path):
     header, _, *rows = plot.table([opd, grpo, sft]).splitlines()
     assert "reward" in header and "SFT loss" in header and "KL" in header
     sft_row = [c.strip() for c in rows[2].split("|")[1:-1]]
-    assert sft_row[:5] == ["sft", "12", "0.400", "0.550", "-"]
+    assert sft_row[:6] == ["sft", "12", "0.400", "0.550", "", "-"]
     assert "entropy" not in header
+
+
+@pytest.mark.parametrize(
+    "mass, truncated, collapsed",
+    [(0.95, 0.0, False), (0.85, 0.0, True), (0.95, 0.2, True), (0.91, 0.09, False)],
+)
+def test_table_marks_the_collapse_signature(tmp_path, mass, truncated, collapsed):
+    # the last 10 steps decide: earlier steps of the other kind do not
+    run = tmp_path / "run"
+    run.mkdir()
+    early = {"topk/student_mass": 1.0 if collapsed else 0.1, "len/truncated_frac": 0.0}
+    recs = [{"step": s, "loss": 0.1, **early} for s in range(1, 6)]
+    recs += [
+        {"step": s, "loss": 0.1, "topk/student_mass": mass, "len/truncated_frac": truncated}
+        for s in range(6, 16)
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
+    cells = [c.strip() for c in plot.table([str(run)]).splitlines()[-1].split("|")[1:-1]]
+    assert cells[4] == ("COLLAPSED" if collapsed else "")
 
 
 def test_fractions_keep_zero_and_one_in_view(tmp_path):
