@@ -5,7 +5,7 @@ MATH-style normalisation or sympy equivalence. eval_math.py evaluates models wit
 functions (`extract_boxed`, `is_equiv`, `grade`) are a contract (docs/design.md), re-exported there.
 docs/grader.md lists the answer forms it accepts, what it refuses on purpose, and its agreement.
 
-    pytest -q tests/test_grader.py tests/test_grader_suite.py
+    pytest -q tests/test_grader.py tests/test_grader_suite.py tests/test_grader_outside.py
 
 The answer is the content of the LAST \\boxed{} (or \\fbox{}); no box, or an unbalanced last box,
 is wrong. `is_equiv` normalises both strings the way MATH graders do (\\dfrac/\\cfrac, spacing,
@@ -21,10 +21,33 @@ Guarantees: `is_equiv` and `grade` never raise (what the rules cannot handle is 
 spend about `timeout` seconds at most in sympy per call; answers over _MAX_LEN characters get only
 linear-time string rules (a 100,000-digit number is compared digit by digit, never int()'d).
 
-Deliberate simplifications: percentages are not converted (50\\% equals 50, not 0.5); decimals
-must be exact (0.333 is not 1/3); degrees are not radians (30^\\circ is not \\pi/6); `2\\frac{1}{2}`
-alone is a mixed number (5/2); a unit word needs a space before it ("5 cm", not "5cm", which could
-be algebra); a base subscript may be left out (the question names the base), the digits may not.
+What it simplifies, and the rules it decides by:
+- Items and thousands: a comma followed by a space separates items (`45, 135` is two numbers, and
+  so is `30^\\circ,150^\\circ`, whose comma follows a degree sign); a comma directly between digit
+  groups is a thousands separator (`1,000`, `12,345`), so `45,135` is one number.
+- A bare list is the set of solutions a question asks for: any order (`150^\\circ, 30^\\circ` =
+  `30, 150`), no item missing or repeated; a tuple in brackets keeps its order.
+- Times of day are read on the 24-hour clock: `9 a.m.` = `9:00`, `9 p.m.` = `21:00`, `12 a.m.` =
+  `0:00`; `am`/`pm` glued to a bare number (`2am`) stays algebra.
+- An unbraced macro argument is one token, as TeX reads it: `\\frac\\pi4` = `\\frac{\\pi}{4}`,
+  `\\sqrt 52` = `2\\sqrt5`; a parenthesised argument is its group (`\\sqrt(2)`, `√(2)`).
+- The name of the unknown may stand on either side (`2 = x` = `x = 2` = `2`); two equations are
+  equal when their differences of sides are a nonzero constant multiple of each other
+  (`2x+3y=6` = `4x+6y=12`).
+- A unit phrase after a space goes before the end or a comma: one or more unit words, with
+  `square`/`cubic` and `per`/`/` (`12 square feet`, `60 miles per hour`, `16 cm/s`); a unit glued
+  to the number stays ("5cm" could be algebra).
+- Degrees are not radians (30^\\circ is not \\pi/6), except as the argument of a trigonometric
+  function (`\\sin 30^\\circ` = `\\frac12`).
+- Unicode signs are their LaTeX ones (U+2212 minus, ×, ·, π, ∞, √, ÷); a union of sets is the set
+  of their elements.
+- Exact before numeric: a constant difference that sympy cannot simplify to 0 is zero only when
+  sympy proves it (`Expr.equals`: minimal polynomials, surds); a difference below float resolution
+  is still a difference (`2^{2^{-1000}}` is not 1), and an infinity equals only itself.
+- Percentages are not converted (50\\% equals 50, not 0.5); decimals must be exact (0.333 is not
+  1/3); `2\\frac{1}{2}` alone is a mixed number (5/2); a base subscript may be left out (the question
+  names the base), the digits may not.
+
 The LaTeX -> sympy parser and the time-limited sympy worker are latex_sympy.py; both files import
 only the standard library (and sympy, in the worker).
 """
@@ -73,13 +96,16 @@ def extract_boxed(text: str) -> Optional[str]:
 # -----------------------------------------------------------------------------
 # Normalisation (MATH style)
 
-_UNIT_WORDS = (
-    r"(?:square\s+units?|sq\.?\s+units?|units?|cm|centimeters?|mm|millimeters?|km|"
-    r"kilometers?|meters?|inches|inch|ft|feet|foot|yards?|miles?|degrees?|dollars?|"
-    r"cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
-    r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|liters?|litres?|ml|"
+_UNIT_WORD = (
+    r"(?:units?|cm|centimeters?|centimetres?|mm|millimeters?|km|kilometers?|meters?|metres?|"
+    r"inches|inch|ft|feet|foot|yards?|yd|miles?|mi|acres?|gallons?|gal|quarts?|pints?|cups?|"
+    r"degrees?|dollars?|cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|"
+    r"mph|pounds?|lbs?|ounces?|oz|grams?|kg|kilograms?|tons?|liters?|litres?|ml|"
     r"percent|people|students|ways|times|points)"
 )
+# a unit phrase: "cm", "square feet", "sq. units", "cubic inches", "miles per hour", "km/h", "m/s^2"
+_UNIT = rf"(?:(?:square|sq\.?|cubic|cu\.?)\s+)?{_UNIT_WORD}(?:\s*\^\s*\{{?[23]\}}?)?"
+_UNIT_PHRASE = rf"{_UNIT}(?:\s+per\s+{_UNIT}|\s*/\s*(?:{_UNIT}|[a-zA-Z](?:\^\{{?[23]\}}?)?(?![a-zA-Z])))*"
 _TEXT_CMD = (
     r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|textup|mbox|hbox|mathrm|"
     r"mathbf|mathit|mathsf|boldsymbol|operatorname)"
@@ -116,8 +142,19 @@ def _unwrap(s: str, pairs, rounds: int = 8) -> str:
     return s
 
 
+def _one_group_prefix(s: str, k: int) -> Optional[int]:
+    """The end (exclusive) of the parenthesised group that opens at s[k], or None if it never closes."""
+    depth = 0
+    for m in range(k, len(s)):
+        depth += {"(": 1, ")": -1}.get(s[m], 0)
+        if depth == 0:
+            return m + 1
+    return None
+
+
 def _fix_brace_args(s: str, cmd: str, nargs: int) -> str:
-    r"""Give `\frac12` / `\sqrt2` braces: `\frac{1}{2}`, `\sqrt{2}`."""
+    r"""Give `\frac12` / `\sqrt2` / `\frac\pi4` braces: `\frac{1}{2}`, `\sqrt{2}`, `\frac{\pi}{4}`: an
+    unbraced argument is one token, a character or a control word, as TeX reads it."""
     out, i = [], 0
     while True:
         j = s.find(cmd, i)
@@ -149,9 +186,12 @@ def _fix_brace_args(s: str, cmd: str, nargs: int) -> str:
                 out.append(s[k : m + 1] if m > 0 else s[k:])
                 k = m + 1 if m > 0 else len(s)
                 continue
-            else:
-                out.append("{" + s[k] + "}")
-                k += 1
+            else:  # one token, as TeX reads it: a character or a control word (\frac\pi4); a
+                # parenthesised group as a model means it (\sqrt(2), the Unicode √(2))
+                paren = _one_group_prefix(s, k) if s[k] == "(" else None
+                tok = s[k:paren] if paren else re.match(r"\\(?:[a-zA-Z]+|.)|.", s[k:], re.S).group()
+                out.append("{" + tok + "}")
+                k += len(tok)
         i = k
 
 
@@ -188,8 +228,10 @@ def _normalize_long(s: str) -> str:
     s = _unwrap(s, _DELIMS)
     if _BOX_RE.match(s):
         s = extract_boxed(s) or ""
-    s = re.sub(r"(?<!\\)\\[,;:! ]|\s+", "", s.replace("{,}", ",")).rstrip(".")
-    if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+    s = s.replace("{,}", ",")
+    items = re.search(r",\s", s)  # a comma followed by a space separates items, as in normalize_answer
+    s = re.sub(r"(?<!\\)\\[,;:! ]|\s+", "", s).rstrip(".")
+    if not items and re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
         s = s.replace(",", "")
     return _canonical_number(s)
 
@@ -209,9 +251,45 @@ def _drop_trailing_text(s: str) -> str:
     return s
 
 
+# Unicode signs a model may write for the LaTeX ones (U+2212 minus, ×, ·, π, ∞, √, ÷)
+_UNICODE = str.maketrans(
+    {
+        "\u2212": "-",
+        "×": "\\times ",
+        "·": "\\cdot ",
+        "⋅": "\\cdot ",
+        "π": "\\pi ",
+        "∞": "\\infty ",
+        "√": "\\sqrt ",
+        "÷": "/",
+    }
+)
+_DEGREE = r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree(?![a-zA-Z]))"
+# sin 30°, \cos(45^\circ): a trigonometric function of an angle in degrees
+_TRIG_DEGREES = re.compile(
+    rf"(\\(?:sin|cos|tan|cot|sec|csc))\s*(\()?\s*(\d+(?:\.\d+)?)\s*{_DEGREE}\s*(?(2)\))"
+)
+# 9 a.m., 9 am, 9AM, 4:20pm, 12:30 P.M. (the marker out of its \text{} by then); not `2am` or
+# `12am`, which may be algebra
+_TIME_RE = re.compile(
+    r"(?<![\d:.])(\d{1,2})(?::([0-5]\d))?"
+    r"(?:\s*([aApP])\.\s?[mM]\.?|(?:(?<=:\d\d)|\s+)([aApP])[mM]|\s*([AP])M)(?![a-zA-Z])"
+)
+
+
+def _time_24h(m: re.Match) -> str:
+    """`9 a.m.` -> `9:00`, `4:20 p.m.` -> `16:20`, `12 a.m.` -> `0:00`: a time of day on the
+    24-hour clock (an hour past 12 is left as written)."""
+    hour = int(m.group(1))
+    if not 1 <= hour <= 12:
+        return m.group()
+    pm = (m.group(3) or m.group(4) or m.group(5)) in "pP"
+    return f"{hour % 12 + (12 if pm else 0)}:{m.group(2) or '00'}"
+
+
 def normalize_answer(s: str) -> str:
     """A canonical string for an answer, MATH style (see the file docstring for the rules)."""
-    s = str(s)
+    s = str(s).translate(_UNICODE)
     if len(s) > _MAX_LEN:
         return _normalize_long(s)
     # one space for any run of whitespace: every later pattern sees runs of length one
@@ -226,31 +304,42 @@ def normalize_answer(s: str) -> str:
     s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|bigg|Bigg)(?![a-zA-Z])\.?", "", s)
     s = re.sub(r"\\[dtc]frac", r"\\frac", s)
     s = re.sub(r"(?<!\\)\\[,;: ]|\\q?quad(?![a-zA-Z])|~", " ", s).replace("\\!", "")
-    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)  # degrees
+    # a trigonometric function of degrees takes radians: \sin 30^\circ -> \sin(\frac{30\pi}{180})
+    s = _TRIG_DEGREES.sub(lambda m: f"{m.group(1)}(\\frac{{{m.group(3)}\\pi}}{{180}})", s)
+    # other degree signs go; a space takes their place, so that `30^\circ,150^\circ` stays a list
+    s = re.sub(_DEGREE, " ", s)
     s = s.replace("\\%", "").replace("%", "").replace("\\$", "")  # percent and money
     s = re.sub(r"^\$", "", s)
     s = s.replace("{,}", ",")  # 1{,}000
     for pattern, symbol in _SYMBOLS:
         s = re.sub(pattern, lambda m, t=symbol: t, s)
-    # units: a trailing \text{...} after some math, or a bare unit word after a space
+    # times of day on the 24-hour clock, before their a.m./p.m. could pass for a unit
+    s = re.sub(rf"{_TEXT_CMD}\s*\{{(\s*[aApP]\.?\s?[mM]\.?\s*)\}}", r" \1", s)
+    s = _TIME_RE.sub(_time_24h, s)
+    # units: a trailing \text{...} after some math, or a unit phrase after a space and before the
+    # end or a comma (`12 square feet`, `60 miles per hour`, `300 degrees, 60 degrees`)
     s = _drop_trailing_text(s)
     for _ in range(2):  # \text{Monday} -> Monday, \text{ and } -> " and ", \text{\textbf{A}} -> A
         s = re.sub(_TEXT_GROUP, r"\1", s)
-    for _ in range(3):
-        s = re.sub(rf"(?<=[\d}}])\s+{_UNIT_WORDS}(\^\{{?[23]\}}?)?\s*$", "", s)
-    # "1 and 2", "x=1 or x=2" -> "1,2"
-    s = re.sub(r"\s+(?:and|or)\s+", ",", s)
+    s = re.sub(rf"(?<=[\d}}])\s+{_UNIT_PHRASE}\s*(?=,|$)", "", s)
+    # "1 and 2", "x=1 or x=2" -> "1, 2"
+    s = re.sub(r"\s+(?:and|or)\s+", ", ", s)
+    s = _fix_brace_args(s, "\\frac", 2)  # while spaces still end control words: `\frac \pi 4`
+    s = _fix_brace_args(s, "\\binom", 2)
+    s = _fix_brace_args(s, "\\sqrt", 1)
+    # thousands separators: commas directly between the digit groups of a number (`1,000`); a
+    # comma followed by a space separates items (`45, 135` is two numbers, `1,000, 2,000` two)
+    s = ", ".join(
+        x.replace(",", "") if re.fullmatch(r"[+-]?\s?\d{1,3}(,\d{3})+(\.\d+)?", x) else x
+        for x in (x.strip() for x in re.split(r",\s", s))
+    )
     s = re.sub(r"\s+", "", s)
     s = s.replace(",,", ",").strip(",")
     s = re.sub(r"^[a-zA-Z]∈", "", s)  # x \in [1,2]
     # 52_{8} -> 52_8: a base subscript (after \text{} is gone: 52_{\text{8}})
     s = re.sub(r"(?<![a-zA-Z\\])([0-9A-Z]+)_\{(\d+)\}", r"\1_\2", s)
     s = re.sub(r"\\log_(\d)", r"\\log_{\1}", s)  # `\log_2 8` has lost its space: `\log_28`
-    s = _fix_brace_args(s, "\\frac", 2)
-    s = _fix_brace_args(s, "\\sqrt", 1)
     s = re.sub(r"\\(?:cdot|times)(?![a-zA-Z])", "*", s)
-    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):  # thousands separators
-        s = s.replace(",", "")
     s = re.sub(r"(\d*)\.(\d*)\\overline\{(\d+)\}", _repeating, s)  # 0.1\overline{6} -> \frac{1}{6}
     s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
     s = re.sub(r"(?<![\d.])\d+\.\d*", _strip_zeros, s)  # 2.50 -> 2.5, 5.0 -> 5 (one try per run)
@@ -359,13 +448,13 @@ _NAME = rf"(?:{_VAR}(?:\({_VAR}\))?|\\[a-zA-Z]+)"  # x, x_1, f(x), \theta
 
 
 def _drop_names(s: str) -> str:
-    """`x=5` -> `5`, `f(x)=x^2` -> `x^2`, `(p,q)=(3,2)` -> `(3,2)`, `x=1,x=2` -> `1,2`: the answer
-    without the name of the unknown (used only when the other answer names nothing)."""
+    """`x=5` -> `5`, `5=x` -> `5`, `f(x)=x^2` -> `x^2`, `(p,q)=(3,2)` -> `(3,2)`, `x=1,x=2` -> `1,2`:
+    the answer without the name of the unknown, on whichever side it stands (used only when the
+    other answer names nothing)."""
     sides = _split_top(s, "=")
-    if len(sides) == 2 and (
-        re.fullmatch(_NAME, sides[0]) or re.fullmatch(rf"\({_NAME}(?:,{_NAME})+\)", sides[0])
-    ):
-        return sides[1]
+    named = [bool(re.fullmatch(_NAME, x) or re.fullmatch(rf"\({_NAME}(?:,{_NAME})+\)", x)) for x in sides]
+    if len(sides) == 2 and named != [True, True] and any(named):
+        return sides[1] if named[0] else sides[0]
     items = _split_top(s)
     heads = [re.match(rf"({_NAME})=", x) for x in items]
     if (
@@ -477,17 +566,26 @@ def _relations_equiv(a: str, b: str, budget: list) -> Optional[bool]:
     )
 
 
+def _is_set(s: str) -> bool:
+    return s.startswith("\\{") and _one_group(s[1:], "{", "}")
+
+
 def _unions_equiv(a: str, b: str, budget: list) -> Optional[bool]:
-    """Unions of intervals, in any order."""
-    if "∪" in a or "∪" in b:
-        return _multiset_equiv(_split_top(a, "∪"), _split_top(b, "∪"), budget)
-    return None
+    """Unions of intervals, in any order; a union of sets is the set of all their elements."""
+    if "∪" not in a and "∪" not in b:
+        return None
+    parts = [_split_top(a, "∪"), _split_top(b, "∪")]
+    for i, xs in enumerate(parts):
+        if len(xs) > 1 and all(_is_set(x) for x in xs):
+            items = [y for x in xs for y in _split_top(x[2:-2])]
+            parts[i] = ["\\{" + ",".join(dict.fromkeys(items)) + "\\}"]
+    return _multiset_equiv(parts[0], parts[1], budget)
 
 
 def _sets_equiv(a: str, b: str, budget: list) -> Optional[bool]:
     """Sets \\{1,2\\}: unordered; a set also equals the bare list of its elements (not a tuple,
     an interval or a matrix)."""
-    set_a, set_b = (s.startswith("\\{") and _one_group(s[1:], "{", "}") for s in (a, b))
+    set_a, set_b = _is_set(a), _is_set(b)
     if not (set_a or set_b):
         return None
     xa, xb = (s[2:-2] if is_set else s for s, is_set in ((a, set_a), (b, set_b)))
@@ -540,14 +638,14 @@ def _lists_equiv(a: str, b: str, budget: list) -> Optional[bool]:
 
 
 def _equations_equiv(a: str, b: str, budget: list) -> Optional[bool]:
-    """Equations: side by side, or the same difference of sides up to sign (2x-y=1 vs y=2x-1)."""
+    """Equations: side by side, or differences of sides that are a nonzero constant multiple of
+    each other (2x-y=1 vs y=2x-1, x+2y=8 vs y=4-\\frac{x}{2}): the same line, curve or solution."""
     if a.count("=") != 1 or b.count("=") != 1:
         return None
     (a1, a2), (b1, b2) = a.split("="), b.split("=")
     if _equiv_norm(a1, b1, budget) and _equiv_norm(a2, b2, budget):
         return True
-    da = f"{a1}-({a2})"
-    return _sympy_within(da, f"{b1}-({b2})", budget) or _sympy_within(da, f"{b2}-({b1})", budget)
+    return _sympy_within(f"{a1}-({a2})", f"{b1}-({b2})", budget, proportional=True)
 
 
 def _numbers_equiv(a: str, b: str, budget: list) -> Optional[bool]:
@@ -593,13 +691,14 @@ def _equiv_norm(a: str, b: str, budget: list) -> bool:
     return _sympy_within(a, b, budget)
 
 
-def _sympy_within(a: str, b: str, budget: list) -> bool:
-    """sympy_equal with what is left of the budget. Time spent waiting for another thread's
-    comparison or for the worker to start is not this comparison's: it moves the deadline."""
+def _sympy_within(a: str, b: str, budget: list, proportional: bool = False) -> bool:
+    """sympy_equal (or, with `proportional`, a nonzero constant multiple) with what is left of the
+    budget. Time spent waiting for another thread's comparison or for the worker to start is not
+    this comparison's: it moves the deadline."""
     left = budget[0] - time.monotonic()
     if left <= 0:
         return False
-    ok, waited = sympy_equal_timed(a, b, left)
+    ok, waited = sympy_equal_timed(a, b, left, proportional)
     budget[0] += waited
     return ok
 

@@ -6,6 +6,11 @@ multiplication, a few functions; model output is parsed, never `eval`'d) and com
 in a separate worker process, which is killed and replaced when a comparison takes longer than
 its time limit. Calls are serialised by a lock, so any thread may grade.
 
+Equality is exact: `simplify(x - y) == 0`, or, for a constant difference simplify leaves, a proof
+by `Expr.equals` (minimal polynomials, surds). No numerical tolerance ever makes two values equal,
+since `2^{2^{-1000}}` and 1 agree to 300 digits. An infinity equals only itself. The worker also
+answers whether two expressions are nonzero constant multiples (the sides of equivalent equations).
+
     pytest -q tests/test_grader.py tests/test_grader_suite.py
 
 This file imports only the standard library (and sympy, in the worker).
@@ -56,6 +61,9 @@ _COMMANDS = {"cdot", "times", "ast", "div", "frac", "sqrt", "binom", "pi", "inft
 _TOKEN_RE = re.compile(r"(\d+\.?\d*|\.\d+)|\\([a-zA-Z]+)|([a-zA-Z])|([+\-*/^(){}\[\]!_])|(\S)")
 _MAX_EXPONENT = 2000
 _MAX_BITS = 100_000  # an exact power above this many bits (2^{100000} has 30,103 digits) is refused
+# a root of a rational number of higher degree is refused: sympy's assumptions build its minimal
+# polynomial, of that degree (2^{2^{-1000}} is a root of degree 2^{1000})
+_MAX_ROOT = 1000
 
 
 def _lex(s: str) -> list:
@@ -160,6 +168,8 @@ class _Parser:
                 bits = max(abs(base.p), base.q).bit_length()
                 if abs(exp) > _MAX_EXPONENT or float(abs(exp)) * bits > _MAX_BITS:
                     raise LatexParseError("exponent too large")
+            if base.is_Rational and exp.is_Rational and exp.q > _MAX_ROOT:
+                raise LatexParseError("root of too high a degree")
             return base**exp
         return base
 
@@ -224,6 +234,8 @@ class _Parser:
                     self.take()
                     index = self.expr()
                     self.take("op", "]")
+                    if index.is_Rational and abs(index.p) > _MAX_ROOT:
+                        raise LatexParseError("root of too high a degree")
                     return sp.root(self.group(), index)
                 return sp.sqrt(self.group())
             fn = {"ln": sp.log, "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan}.get(val)
@@ -260,26 +272,34 @@ def latex_to_sympy(s: str):
         raise LatexParseError("answer nested too deeply") from None
 
 
-def _sympy_equal_now(a: str, b: str) -> bool:
-    """Symbolic equality of two normalised answers, in this process (no time limit)."""
+def _sympy_equal_now(a: str, b: str, proportional: bool = False) -> bool:
+    """Symbolic equality of two normalised answers, in this process (no time limit); with
+    `proportional`, whether one is a nonzero constant multiple of the other (equations' sides)."""
     import sympy
 
     try:
         x, y = latex_to_sympy(a), latex_to_sympy(b)
     except (LatexParseError, ValueError, TypeError, ZeroDivisionError, AttributeError):
         return False
+    infinite = (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
+    if proportional:
+        if not x.free_symbols or not y.free_symbols or x.has(*infinite) or y.has(*infinite):
+            return False
+        r = sympy.simplify(x / y)
+        return not r.free_symbols and r.is_nonzero is True and r.is_finite is True
     if x == y:
         return True
-    if x.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or y.has(sympy.oo, sympy.zoo, sympy.nan):
-        return False
+    if x.has(*infinite) or y.has(*infinite):
+        return False  # an infinity equals only the same infinity, caught by x == y
     d = sympy.simplify(x - y)
     if d == 0:
         return True
     if d.free_symbols or d.is_Rational:
         return False  # an exact nonzero difference: 3^{20} is not 3486784400, however close
-    # a constant that simplify could not reduce (nested radicals): zero to 40 significant digits
-    v = complex(sympy.N(d, 50))
-    return abs(v) <= 1e-40 * max(1.0, abs(complex(sympy.N(y, 50))))
+    # a constant that simplify could not reduce (nested radicals, e^{i\pi/4}): zero only when
+    # sympy proves it (minimal polynomials, surds); a tiny numerical value is no proof, since
+    # 2^{2^{-1000}} - 1 is below any float resolution and still not zero
+    return d.equals(0) is True
 
 
 # The sympy worker: a fresh Python process (it imports only this file and sympy) that lives across
@@ -303,7 +323,8 @@ def _worker_stdio() -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         try:
-            ok = _sympy_equal_now(*json.loads(line))
+            a, b, proportional = json.loads(line)
+            ok = _sympy_equal_now(a, b, proportional)
         except Exception:  # noqa: BLE001 -- sympy failing on odd input means "not equal"
             ok = False
         print("1" if ok else "0", flush=True)
@@ -334,7 +355,7 @@ def _start_worker():
     return proc
 
 
-def sympy_equal_timed(a: str, b: str, timeout: float):
+def sympy_equal_timed(a: str, b: str, timeout: float, proportional: bool = False):
     """(`_sympy_equal_now` in the worker process, False past `timeout` s; the seconds spent
     waiting for the lock and for a worker to start, which the timeout does not cover)."""
     global _worker
@@ -345,7 +366,7 @@ def sympy_equal_timed(a: str, b: str, timeout: float):
         waited = time.monotonic() - t0
         line = None
         try:
-            _worker.stdin.write(json.dumps([a, b]) + "\n")
+            _worker.stdin.write(json.dumps([a, b, proportional]) + "\n")
             _worker.stdin.flush()
             line = _read_line(_worker, timeout)
         except (BrokenPipeError, OSError):

@@ -1,9 +1,12 @@
-"""Agreement of the strict grader (grader.is_equiv) with the hand labels of tests/grader_suite.jsonl,
-and, when the `math_verify` package is importable, of math-verify on the same pairs.
+"""Agreement of the strict grader (grader.is_equiv) with the hand labels of the two answer suites,
+tests/grader_suite.jsonl (MATH-500's answer forms) and tests/grader_suite_outside.jsonl (gold
+answers from outside MATH-500, forms from other graders' tests), and, when the `math_verify`
+package is importable, of math-verify on the same pairs.
 
-    .venv/bin/python bench/grader_agreement.py                 # ours only
+    .venv/bin/python bench/grader_agreement.py                 # ours only, both suites
     python3 -m venv /tmp/mvenv && /tmp/mvenv/bin/pip install math-verify==0.9.0 sympy
     PYTHONPATH=. /tmp/mvenv/bin/python bench/grader_agreement.py   # ours and math-verify
+    .venv/bin/python bench/grader_agreement.py --suite tests/grader_suite_outside.jsonl   # one suite
 
 math-verify is a measurement aid, not a dependency: keep it in its own environment (our grader
 needs only sympy and the standard library). It gets each answer wrapped as `$\\boxed{...}$`, the
@@ -19,7 +22,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = os.path.join(ROOT, "tests", "grader_suite.jsonl")
+SUITES = [os.path.join(ROOT, "tests", name) for name in ("grader_suite.jsonl", "grader_suite_outside.jsonl")]
 
 
 def ours():
@@ -77,20 +80,30 @@ def measure(name: str, judge, rows: list) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", default=SUITE)
+    ap.add_argument(
+        "--suite",
+        action="append",
+        metavar="PATH",
+        help="a JSON-lines suite of {gold, pred, equal, source}; repeat for several (default: both suites)",
+    )
     ap.add_argument("--grader-dir", default=ROOT, help="the folder whose grader.py is graded")
     args = ap.parse_args()
     sys.path.insert(0, os.path.abspath(args.grader_dir))
-    with open(args.suite, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    n_true = sum(r["equal"] for r in rows)
-    print(f"suite: {args.suite}: {len(rows)} cases, {n_true} equal, {len(rows) - n_true} unequal")
-    measure(f"grader.is_equiv ({os.path.join(os.path.abspath(args.grader_dir), 'grader.py')})", ours(), rows)
-    mv = math_verify()
-    if mv is None:
-        print("math-verify: not installed here (see the docstring for a separate environment)")
-    else:
-        measure(f"math-verify {mv[1]}", mv[0], rows)
+    judge_ours, mv = ours(), math_verify()
+    for path in args.suite or SUITES:
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        n_true = sum(r["equal"] for r in rows)
+        print(f"suite: {path}: {len(rows)} cases, {n_true} equal, {len(rows) - n_true} unequal")
+        measure(
+            f"grader.is_equiv ({os.path.join(os.path.abspath(args.grader_dir), 'grader.py')})",
+            judge_ours,
+            rows,
+        )
+        if mv is None:
+            print("math-verify: not installed here (see the docstring for a separate environment)")
+        else:
+            measure(f"math-verify {mv[1]}", mv[0], rows)
 
 
 if __name__ == "__main__":

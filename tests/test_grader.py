@@ -237,6 +237,51 @@ GRADER_CASES = [
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1 & 2\\\\3 & 4\\end{pmatrix}", T),
     ("\\begin{pmatrix}\\frac12\\\\2\\end{pmatrix}", "\\begin{pmatrix}0.5\\\\2\\end{pmatrix}", T),
     ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "(1,2)", F),
+    # items and thousands: a comma and a space separate items, a bare comma between digit groups
+    # is a thousands separator
+    ("45, 135", "135, 45", T),
+    ("45, 135", "45135", F),
+    ("1,000, 2,000", "2000, 1000", T),
+    ("30^\\circ,150^\\circ", "150^\\circ, 30^\\circ", T),
+    ("100 and 200", "100200", F),
+    # times of day on the 24-hour clock
+    ("9\\text{ a.m.}", "9\\text{ p.m.}", F),
+    ("9:00 a.m.", "9 \\text{ AM}", T),
+    ("9 p.m.", "21:00", T),
+    ("12 a.m.", "12 p.m.", F),
+    ("2am", "2ma", T),  # algebra, not a time
+    # unbraced arguments are one token; a parenthesised one is its group
+    ("\\frac \\pi4", "\\frac{\\pi}{4}", T),
+    ("\\frac\\pi3", "\\frac{\\pi}{4}", F),
+    ("\\frac xy", "\\frac{x}{y}", T),
+    ("\\binom52", "10", T),
+    ("\\sqrt(2)", "\\sqrt{2}", T),
+    ("\\sqrt 52", "\\sqrt{5}", F),
+    # the unknown on either side; equations up to a nonzero constant factor
+    ("2 = x", "2", T),
+    ("3 = x", "2", F),
+    ("2x+3y=6", "4x+6y=12", T),
+    ("2x+3y=6", "4x+6y=6", F),
+    # unit phrases
+    ("12 square feet", "12", T),
+    ("60 miles per hour", "60", T),
+    ("16 cm/s", "16", T),
+    ("60 miles per hour", "16", F),
+    # a union of sets; trigonometric functions of degrees
+    ("\\{1\\}\\cup\\{2, 3\\}", "\\{1, 2, 3\\}", T),
+    ("\\{1\\}\\cup\\{2\\}", "\\{1, 2, 3\\}", F),
+    ("\\sin 30^\\circ", "\\frac12", T),
+    ("\\sin 30", "\\frac12", F),
+    # Unicode signs
+    ("−5", "-5", T),
+    ("π/4", "\\frac{\\pi}{4}", T),
+    ("√3", "\\sqrt2", F),
+    # exact before numeric: a difference below float resolution is still a difference
+    ("2^{2^{-1000}}", "1", F),
+    ("e^{10^{-70}}", "1", F),
+    ("\\sqrt{5+2\\sqrt6}", "\\sqrt2+\\sqrt3", T),
+    ("-3", "-\\infty", F),
+    ("(-3, 5)", "(-\\infty, 5)", F),
     # missing, empty, hostile or pathological input: False, never a crash or a hang
     (None, "5", F),
     ("", "5", F),
