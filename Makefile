@@ -69,7 +69,7 @@ format: install-lint  ## ruff: sort imports and format every file in place; seco
 	$(VENV)/bin/ruff format .
 
 opts.test := THREADS
-test: install install-trl  ## every test suite (CPU, offline); about 3 min on 2 cores, plus the install
+test: install install-trl  ## every test suite (CPU, offline); about 4 min on 2 cores, plus the install
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q
 
 opts.trl-example :=
@@ -78,7 +78,7 @@ why.trl-example.THREADS := it runs on one thread, the fastest for models this sm
 trl-example: install-trl  ## losses.py inside TRL's DistillationTrainer, tiny world: held-out reverse KL before/after; about 30 s
 	$(PY) examples/trl_distillation.py
 
-## WORLD=                 the tiny world: 1 (tiny/, the default) or 2 (tiny2/, docs/tiny_world2.md; the default of report and report-quick)
+## WORLD=                 the tiny world: 1 (tiny/, the default) or 2 (tiny2/, docs/tiny_world2.md; the default of report, report-quick and collapse)
 WORLD ?=
 # w2 is 2 in the second world and empty in the first: the suffix of the second world's folders
 # (runs/grpo2 beside runs/grpo), so that the two worlds' runs never mix.
@@ -202,25 +202,20 @@ sft-opd: install  ## Fix 3: OPD from the SFT student vs from the raw student, on
 	done
 	$(PY) -m experiments.plot runs/sft-opd$(w2)/raw runs/sft-opd$(w2)/sft --out runs/sft-opd$(w2)/curves.png --table
 
-# make collapse: Mechanism 2. Each loss x K x seed is one OPD run at lr 2e-4 (fast enough for the
-# bias to act within 150 steps) in runs/collapse (WORLD=2: runs/collapse2); one PNG, one table.
-# Finished runs are reused, so a longer SEEDS or COLLAPSE_KS trains only the runs it adds.
-## COLLAPSE_LOSSES=topk_plain topk_sg topk_renorm_intersect_sg   make collapse's losses
-## COLLAPSE_KS=1 5 20     make collapse's values of K
-## COLLAPSE_ARGS=--steps 150 --batch-size 32 --micro-batch 32 --lr 2e-4 --eval-every 50 --ckpt-every 0   the train_opd.py flags of every collapse run
-COLLAPSE_LOSSES ?= topk_plain topk_sg topk_renorm_intersect_sg
-COLLAPSE_KS ?= 1 5 20
-COLLAPSE_ARGS ?= --steps 150 --batch-size 32 --micro-batch 32 --lr 2e-4 --eval-every 50 --ckpt-every 0
-opts.collapse := THREADS WORLD FRESH RESUME SEEDS COLLAPSE_LOSSES COLLAPSE_KS COLLAPSE_ARGS
-why.collapse.OPD_ARGS := COLLAPSE_ARGS holds the flags of make collapse's runs
-collapse: install  ## Mechanism 2: {plain, sg, renorm} x K in {1,5,20} x SEEDS, curves + table -> runs/collapse; tens of minutes (18 runs)
-	@$(if $(FRESH),$(call remove,runs/collapse$(w2),FRESH=1))
-	@for l in $(COLLAPSE_LOSSES); do for k in $(COLLAPSE_KS); do for s in $(SEEDS); do \
-	  $(call each_run,runs/collapse$(w2)/$$l-k$$k-s$$s,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
-	    --loss $$l --k $$k --seed $$s $(COLLAPSE_ARGS) --threads $(THREADS),runs/collapse$(w2)); \
-	done; done; done
-	$(PY) -m experiments.plot $(foreach l,$(COLLAPSE_LOSSES),$(foreach k,$(COLLAPSE_KS),$(foreach s,$(SEEDS),runs/collapse$(w2)/$(l)-k$(k)-s$(s)))) \
-	  --out runs/collapse$(w2)/collapse.png --title "Mechanism 2 in $(if $(w2),tiny world 2,the tiny world): Top-K losses at lr 2e-4" --table
+# make collapse: Mechanism 2 and Fix 1 under docs/collapse.md's protocol, the report's collapse runs
+# (python -m experiments.report --only collapse/): plain, stop-gradient, renormalised and tail-bucket
+# Top-K at K = 1, 5, 20 at a constant lr 3e-4 over the budget, plain again at 1.5e-4, the
+# stop-gradient and tail losses at K = 20 to 4x the budget; 3 seeds, JOBS at a time, in
+# runs/report/collapse (WORLD=2: runs/report2/collapse), where make report reads them. Resumable: a
+# second call reuses the finished runs and continues the others. Then seed 0's curves and table.
+opts.collapse := WORLD JOBS
+why.collapse.RESUME := make collapse always continues: finished runs are reused and killed ones resumed
+why.collapse.THREADS := make collapse runs JOBS runs at a time on one thread each
+collapse_root = runs/report$(if $(filter 1,$(WORLD)),,2)
+collapse: install  ## Mechanism 2 and Fix 1 by docs/collapse.md's protocol, 3 seeds -> runs/report2/collapse (WORLD=1: runs/report); hours, resumable
+	$(PY) -m experiments.report --world $(or $(WORLD),2) --only collapse/ --jobs $(JOBS)
+	$(PY) -m experiments.plot $(collapse_root)/collapse/*-s0 --out $(collapse_root)/collapse/collapse.png \
+	  --title "Mechanism 2 in tiny world $(or $(WORLD),2): Top-K losses at a constant lr (seed 0)" --table
 
 # make collapse-pilot: part 1 of docs/collapse.md, the pilot that chooses the collapse protocol's
 # budget and its alarm rule: seed 100 (no report seed), constant lr 3e-4, batch 32, 400 steps; plain

@@ -41,8 +41,8 @@ from errors import UserError
 SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # The flags a --resume may give other values than the run's: they belong to one start of the run
-# (where it stops, how many CPU threads it uses), not to the run.
-RESUME_MAY_CHANGE = ("resume", "stop_at", "threads")
+# (where it stops, how many CPU threads it uses, what the collapse alarm does), not to the run.
+RESUME_MAY_CHANGE = ("resume", "stop_at", "threads", "on_collapse")
 
 
 def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
@@ -92,8 +92,8 @@ def typed_args(parser, argv=None) -> dict:
 
 def resumed_config(parser, args, given: dict, presets: dict) -> dict:
     """The config of `--out OUT --resume`: the run's OUT/config.json, with --stop-at as given (none
-    by default: the run's own has been reached) and --threads as given (the run's when not
-    given). Any other flag given must equal its saved value (same_setting), and --out must be
+    by default: the run's own has been reached), --threads and --on-collapse as given (the run's
+    when not given). Any other flag given must equal its saved value (same_setting), and --out must be
     where the run was written; the flags that differ are refused by name, before anything loads.
     run_folder.start_run checks the folder itself (a checkpoint, an unfinished run) and the whole
     config again."""
@@ -110,7 +110,7 @@ def resumed_config(parser, args, given: dict, presets: dict) -> dict:
     fresh = dict(presets[preset])
     for key in vars(args):
         fresh.setdefault(key, parser.get_default(key))
-    missing = [k for k, v in fresh.items() if k not in saved and v is not None]
+    missing = [k for k, v in fresh.items() if k not in saved and v is not None and k not in RESUME_MAY_CHANGE]
     if missing:
         raise UserError(
             f"--resume: {os.path.join(out, 'config.json')} sets no "
@@ -119,8 +119,9 @@ def resumed_config(parser, args, given: dict, presets: dict) -> dict:
         )
     cfg = {k: v for k, v in fresh.items() if k not in saved}
     cfg.update(saved, resume=True, stop_at=args.stop_at)
-    if "threads" in given:
-        cfg["threads"] = given["threads"]
+    for key in ("threads", "on_collapse"):
+        if key in given:
+            cfg[key] = given[key]
     changed = changed_settings(saved, dict(given, out=out))
     if changed:
         raise UserError(resume_refusal(out, changed, flags))
@@ -175,7 +176,8 @@ def resume_refusal(out: str, changed: dict, flags: dict = None) -> str:
     flag (`flags`: key -> flag; else --key), the saved value and the new one."""
     flag = lambda k: (flags or {}).get(k, "--" + k.replace("_", "-"))
     told = ", ".join(f"{flag(k)} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
-    may = " and ".join(flag(k) for k in RESUME_MAY_CHANGE if k != "resume")
+    may = [flag(k) for k in RESUME_MAY_CHANGE if k != "resume" and (flags is None or k in flags)]
+    may = " and ".join([", ".join(may[:-1]), may[-1]] if len(may) > 1 else may)
     return (
         f"--resume with another config than the run in {out}: {told}; leave those flags out to continue "
         f"with the run's own (its config.json); only {may} may change"

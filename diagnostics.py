@@ -33,6 +33,7 @@ What it simplifies
 
 import math
 import re
+from typing import Optional
 
 HEDGE_WORDS = ("wait", "maybe", "but", "alternatively")
 
@@ -101,6 +102,37 @@ def collapse_signature(steps: list, last: int = 10) -> dict:
         "truncated": truncated,
         "collapsed": mass < COLLAPSE_MASS or truncated > COLLAPSE_TRUNCATED,
     }
+
+
+# The collapse alarm's rule, chosen on the pilot of docs/collapse.md (part 1's rule): the 5-step
+# mean of the student's mass off its own Top-K above 0.05
+ALARM_RULE = {"deficit": 0.05}
+
+
+def alarm_rings(steps: list, rule: dict, window: int = 5, base: int = 20) -> bool:
+    """Whether the collapse alarm `rule` rings at the last of `steps` (training-step records, in
+    order). Each key of `rule` is one condition, and any one rings: `deficit` τ, the `window`-step
+    mean of the student's mass off its own Top-K (1 − `topk/student_mass`) above τ; `relative` ρ,
+    that mean above ρ times its median over the first `base` steps (from step `base` on);
+    `truncated` s, the `window`-step mean truncated share above s."""
+    if len(steps) < window:
+        return False
+    tail = steps[-window:]
+    deficit = sum(1 - r["topk/student_mass"] for r in tail) / window
+    if "deficit" in rule and deficit > rule["deficit"]:
+        return True
+    if "relative" in rule and len(steps) >= base:
+        start = sorted(1 - r["topk/student_mass"] for r in steps[:base])
+        median = (start[(base - 1) // 2] + start[base // 2]) / 2
+        if deficit > rule["relative"] * median:
+            return True
+    truncated = sum(r["len/truncated_frac"] for r in tail) / window
+    return "truncated" in rule and truncated > rule["truncated"]
+
+
+def first_alarm(steps: list, rule: dict) -> Optional[int]:
+    """The step (its record's `step`) at which `rule` first rings over a run's records; None if never."""
+    return next((r["step"] for i, r in enumerate(steps) if alarm_rings(steps[: i + 1], rule)), None)
 
 
 def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple:

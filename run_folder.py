@@ -40,7 +40,7 @@ from errors import UserError
 # -----------------------------------------------------------------------------
 # Starting a run: the folder's lock, an interrupted swap completed, the resume checks
 
-RESUME_MAY_CHANGE = config.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads
+RESUME_MAY_CHANGE = config.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads, --on-collapse
 
 
 def ckpt_dir(cfg: dict) -> str:

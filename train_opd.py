@@ -94,6 +94,7 @@ _TINY = dict(
     eval_top_p=1.0,
     eval_max_new_tokens=80,
     ckpt_every=50,
+    on_collapse="warn",
 )
 PRESETS = {
     "tiny": _TINY,
@@ -141,6 +142,7 @@ PRESETS = {
         eval_top_p=0.95,
         eval_max_new_tokens=8192,
         ckpt_every=50,
+        on_collapse="warn",
     ),
 }
 # Keys that only a preset sets (edit the preset to change them), with their ranges: beta (of jsd: 0
@@ -215,6 +217,48 @@ def final_table(cfg: dict, summary: dict, signature: dict) -> str:
     return "\n".join([table, collapse, *("this run shows " + n for n in notes(cfg))])
 
 
+class CollapseAlarm:
+    """The collapse alarm (docs/collapse.md): diagnostics.ALARM_RULE over the run's step records,
+    checked after every step. It rings once per run: a warning on the terminal and `alarm/collapse`
+    in that step's record. On --resume it reads the records up to the checkpoint first."""
+
+    def __init__(self, cfg: dict, start: int):
+        self.cfg = cfg
+        self.history = [r for r in run_folder.read_log(cfg["out"])[0] if r["step"] <= start] if start else []
+        self.rung = any("alarm/collapse" in r for r in self.history)
+
+    def rings(self, done: int, m: dict) -> bool:
+        """Whether the alarm rings at step `done`, whose record is `m` (marked when it does)."""
+        self.history.append({"step": done, **m})
+        if self.rung or not diagnostics.alarm_rings(self.history, diagnostics.ALARM_RULE):
+            return False
+        self.rung = True
+        m["alarm/collapse"] = 1
+        tail = self.history[-5:]
+        deficit = sum(1 - r["topk/student_mass"] for r in tail) / len(tail)
+        common.say(
+            f"COLLAPSE ALARM at step {done}: the student's mass off its own Top-{self.cfg['k']} is "
+            f"{deficit:.4f} (5-step mean), the collapse signature forming (docs/collapse.md); "
+            + ("the run goes on (--on-collapse warn)" if self.cfg["on_collapse"] == "warn" else "")
+        )
+        return True
+
+    def stop(self, done: int, m: dict, bar) -> dict:
+        """--on-collapse stop: log step `done`'s record, keep ckpt/ as it is (from before the alarm)
+        and say how to go on."""
+        run_folder.log(self.cfg, {"step": done, **m})
+        bar.close()
+        out = self.cfg["out"]
+        common.say(
+            f"the run stops here (--on-collapse stop); {out}/ckpt holds its last checkpoint, from "
+            f"before the alarm. To train on from those weights with an unbiased loss, start a new run: "
+            f"--student {out}/ckpt --loss topk_tail --out NEW; to go on with this run as it was: "
+            f"--out {out} --resume --on-collapse warn"
+        )
+        common.unlock_folder(out)
+        return {"stopped_at": done, "collapse_alarm": done}
+
+
 def add_loss_flags(ap) -> None:
     g = ap.add_argument_group("loss (losses.py, docs/paper.md §3)")
     g.add_argument(
@@ -233,6 +277,12 @@ def add_loss_flags(ap) -> None:
         type=config.positive_int,
         help="optimizer steps per rollout batch, each on 1/M of its rows (1 = strictly on-policy: "
         "OPD; the paper's OPSD math runs: 2)",
+    )
+    g.add_argument(
+        "--on-collapse",
+        choices=("warn", "stop"),
+        help="when the collapse alarm rings (docs/collapse.md): warn and go on, or stop with the last "
+        "checkpoint from before the alarm (default: warn)",
     )
 
 
@@ -551,6 +601,7 @@ def main(argv=None) -> dict:
         common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
     ckpt = dict(model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream)
+    alarm = CollapseAlarm(cfg, start)
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="OPD")
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))  # every process reads the same stream and takes its rows
@@ -566,6 +617,8 @@ def main(argv=None) -> dict:
             scheduler,
             common.step_generator(cfg, step, device),
         )
+        if alarm.rings(step + 1, m) and cfg["on_collapse"] == "stop":
+            return alarm.stop(step + 1, m, bar)
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt, PROGRESS):

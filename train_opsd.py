@@ -99,6 +99,7 @@ _TINY = dict(
     eval_top_p=1.0,
     eval_max_new_tokens=80,
     ckpt_every=25,
+    on_collapse="warn",
     teacher_mode="frozen",
     ema_decay=0.99,
     measure_n=64,
@@ -167,6 +168,7 @@ PRESETS = {
         eval_top_p=0.95,
         eval_max_new_tokens=8192,
         ckpt_every=50,
+        on_collapse="warn",
         teacher_mode="frozen",
         ema_decay=0.99,
         measure_n=0,
@@ -461,6 +463,7 @@ def main(argv=None) -> dict:
     ckpt = dict(
         model=student, tok=tok, optimizer=optimizer, scheduler=scheduler, stream=stream, others=others
     )
+    alarm = train_opd.CollapseAlarm(cfg, start)
     t_run, bar = time.time(), common.progress(total=cfg["steps"], initial=start, desc="OPSD")
     for step in range(start, cfg["steps"]):
         batch = common.my_rows(next(stream))
@@ -470,6 +473,8 @@ def main(argv=None) -> dict:
         m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, optimizer, scheduler, gen)
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
+        if alarm.rings(step + 1, m) and cfg["on_collapse"] == "stop":
+            return alarm.stop(step + 1, m, bar)
         if run_folder.eval_due(cfg, step + 1):
             m["eval"] = {"student": evaluate(student, f"step{step + 1}")}
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt, train_opd.PROGRESS):

@@ -2,7 +2,7 @@
 collector of RESULTS.md's sections and claims.
 
 What this file is
-    Small readers of a finished run folder (`load`, `tail_mean`, `onset`, `collapsed`), the number
+    Small readers of a finished run folder (`load`, `tail_mean`, `collapsed`: the signature), the number
     format of every table cell (`fmt`: mean ± sample std over seeds), the verdict scale (`verdict`)
     and `Report`, which the sections of experiments/mechanisms.py and experiments/fixes.py fill
     with Markdown lines and claims. A claim is one row of RESULTS.md's headline table: its name,
@@ -10,11 +10,12 @@ What this file is
     by that rule.
 
 Paper (docs/paper.md)
-    §2.5 the collapse monitors (`collapsed`, `onset`).
+    §2.5 the collapse monitors (`collapsed`; Mechanism 2's protocol reads them in experiments/collapse.py).
 
 What it simplifies
-    * A run has collapsed when, over its last 10 steps, the student's mass on its own Top-K is
-      below 0.9 or more than 10 % of its responses are truncated: one threshold for every run.
+    * `collapsed` is the signature alone (diagnostics.collapse_signature: over its last 10 steps the
+      student's mass on its own Top-K below 0.9, or more than 10 % of responses truncated), for the
+      fixes' tables; Mechanism 2's protocol adds an accuracy drop (docs/collapse.md).
 """
 
 import os
@@ -51,16 +52,6 @@ def collapsed(root: str, name: str) -> bool:
     (diagnostics.collapse_signature): the student's mass has left its own Top-K (below 0.9) or
     responses stop terminating (over 10 % truncated)."""
     return diagnostics.collapse_signature(run_folder.read_log(os.path.join(root, name))[0])["collapsed"]
-
-
-def onset(root: str, name: str, key: str = "topk/student_mass", below: float = 0.9, w: int = 5):
-    """First step at which the mean of `key` over the last w steps falls below `below`; None if never."""
-    steps = run_folder.read_log(os.path.join(root, name))[0]
-    vals = [r[key] for r in steps]
-    return next(
-        (r["step"] for i, r in enumerate(steps) if statistics.mean(vals[max(0, i - w + 1) : i + 1]) < below),
-        None,
-    )
 
 
 acc = lambda e: e["acc/pass@1"]  # held-out pass@1 of an evaluation summary

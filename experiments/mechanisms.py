@@ -3,9 +3,9 @@ claim with its verdict rule.
 
 What this file is
     One function per section, each reading its runs (named as experiments/report.py plans them)
-    into a `claims.Report`: `mechanism1` the prefix probe (fit/big-s*), `mechanism2` the Top-K
-    losses at each K (collapse/*), `mechanism3` self-distillation with each kind of privileged
-    information (opsd/*), with `constitution` for world 2's alignment rule.
+    into a `claims.Report`: `mechanism1` the prefix probe (fit/big-s*), `mechanism3`
+    self-distillation with each kind of privileged information (opsd/*), with `constitution` for
+    world 2's alignment rule. Mechanism 2's section is experiments/collapse.py's `mechanism2`.
 
 Paper (docs/paper.md)
     §4 Mechanism 1 (the teacher on the student's prefixes); §3.3–3.5, §3.9 Mechanism 2 and Fix 1
@@ -18,12 +18,10 @@ What it simplifies
 """
 
 import os
-import statistics
 
 import common
 import run_folder
-from experiments import settings
-from experiments.claims import Report, acc, accs, collapsed, fmt, load, onset, tail_mean, verdict
+from experiments.claims import Report, acc, accs, fmt, load, verdict
 
 
 def mechanism1(R: Report) -> None:
@@ -78,114 +76,6 @@ def mechanism1(R: Report) -> None:
             "than revises; the paper's probe cannot separate the two effects.",
             "",
         ]
-
-
-def mechanism2(R: Report) -> None:
-    """OPD with plain / sg / renormalised Top-K at each K (collapse/*): the table, the figure, and
-    the claims of Mechanism 2 and Fix 1."""
-    runs = {
-        (l, k): R.names(f"collapse/{l}-k{k}-s{{s}}")
-        for l in settings.COLLAPSE_LOSSES
-        for k in R.scale["collapse_ks"]
-    }
-    n_collapsed = {lk: sum(collapsed(R.root, n) for n in names) for lk, names in runs.items()}
-    steps = R.scale["collapse_steps"]
-    R.body += [
-        "## Mechanism 2 and Fix 1: biased and unbiased Top-K losses (docs/paper.md §3.3–3.5, §3.9)",
-        "",
-        f"`train_opd.py{R.preset_flag} --loss L --k K --lr 2e-4 --batch-size 32 --steps {steps} "
-        f"--seed S`: {R.student} ← {R.teacher}; accuracy on {R.scale['eval_n']} held-out problems at "
-        f"T = 1; monitors averaged over the last 10 steps; mean ± std over {R.N} seed(s). A run has "
-        "collapsed when the student's mass on its own Top-K is below 0.9 or more than 10 % of its "
-        "responses are truncated.",
-        "",
-        collapse_table(R, runs, n_collapsed),
-        "",
-        R.figure(
-            [n[0] for n in runs.values()],
-            "report_collapse.png",
-            f"Mechanism 2: Top-K losses at lr 2e-4 (seed {R.seeds[0]})",
-        ),
-        "",
-    ]
-    plain_topk_claims(R, runs, n_collapsed)
-    fix1_claims(R, runs, n_collapsed)
-
-
-def ends(R: Report, names: list, key: str) -> str:
-    """A monitor at the end of training (its mean over the last 10 steps), mean ± std over runs."""
-    return fmt([tail_mean(R.root, n, key) for n in names])
-
-
-def collapse_table(R: Report, runs: dict, n_collapsed: dict) -> str:
-    """One row per (loss, K): accuracy before and after, the monitors at the end, and how many
-    seeds collapsed. `runs` maps (loss, K) to its run names, `n_collapsed` to its collapsed count."""
-    keys = [
-        ("len/mean", "len"),
-        ("len/truncated_frac", "trunc"),
-        ("topk/student_mass", "student Top-K mass"),
-        ("topk/overlap", "overlap"),
-        ("kl/full", "reverse KL"),
-    ]
-    rows = []
-    for (loss, k), names in runs.items():
-        sums = [load(R.root, n) for n in names]
-        cells = [accs(sums, "student_before"), accs(sums, "student_after")]
-        cells += [ends(R, names, key) for key, _ in keys]
-        rows.append([loss, k, *cells, f"{n_collapsed[loss, k]}/{R.N}"])
-    return common.md_table(["loss", "K", "acc start", "acc end", *(n for _, n in keys), "collapsed"], rows)
-
-
-def plain_topk_claims(R: Report, runs: dict, n_collapsed: dict) -> None:
-    """Mechanism 2's claims: plain Top-K at the largest K collapses, and the smaller K, the sooner
-    (the step at which the student's Top-K mass falls below 0.9, claims.onset)."""
-    K, steps = max(R.scale["collapse_ks"]), R.scale["collapse_steps"]
-    c, plain = n_collapsed["topk_plain", K], runs["topk_plain", K]
-    R.claim(
-        f"Mechanism 2: plain Top-{K} reverse KL collapses",
-        "plain Top-20 degrades from about step 700 of 1000: longer rollouts, filler tokens, falling overlap",
-        f"collapsed in {c}/{R.N} seeds; at the end student Top-K mass {ends(R, plain, 'topk/student_mass')}, "
-        f"truncated {ends(R, plain, 'len/truncated_frac')}, overlap {ends(R, plain, 'topk/overlap')}",
-        "reproduced if every seed collapses",
-        verdict(c == R.N, c > 0),
-    )
-    onsets = {
-        k: [onset(R.root, n) or steps + 1 for n in runs["topk_plain", k]] for k in R.scale["collapse_ks"]
-    }
-    means = [statistics.mean(v) for v in onsets.values()]
-    R.claim(
-        "Mechanism 2: the smaller K, the sooner plain Top-K collapses",
-        "the bias ∇M_K grows as the Top-K mass M_K shrinks (§3.9); the paper's code runs K = 1, 5, 20",
-        "step at which the student's Top-K mass falls below 0.9: "
-        + ", ".join(f"K = {k}: {fmt(v, 0)}" for k, v in onsets.items())
-        + f" ({steps + 1} = never)",
-        "reproduced if the mean onset rises with K",
-        verdict(all(a < b for a, b in zip(means, means[1:])), means[0] < means[-1]),
-    )
-
-
-def fix1_claims(R: Report, runs: dict, n_collapsed: dict) -> None:
-    """Fix 1's claims: the stop-gradient and the renormalised Top-K losses at the largest K train
-    without collapse (§3.4, §3.5)."""
-    K = max(R.scale["collapse_ks"])
-    for loss, label, quote in (
-        ("topk_sg", "Fix 1: stop-gradient", "the biased +1 term disappears and training stays stable"),
-        (
-            "topk_renorm_intersect_sg",
-            "Fix 1 (alternative): renormalised intersection",
-            "renormalizing within the Top-K set is a comparable alternative",
-        ),
-    ):
-        names, c = runs[loss, K], n_collapsed[loss, K]
-        sums = [load(R.root, n) for n in names]
-        R.claim(
-            f"{label} Top-{K} trains stably",
-            f'"{quote}"',
-            f"collapsed in {c}/{R.N} seeds; accuracy {accs(sums, 'student_before')} → "
-            f"{accs(sums, 'student_after')}; student Top-K mass {ends(R, names, 'topk/student_mass')}",
-            "reproduced if no seed collapses",
-            verdict(c == 0, c < R.N),
-        )
 
 
 def mechanism3(R: Report) -> None:

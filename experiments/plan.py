@@ -57,34 +57,36 @@ def eval_and_seed(scale: dict, s: int) -> list:
     return ["--eval-n", str(scale["eval_n"]), "--seed", str(s)]
 
 
+def collapse_steps(scale: dict, lr: float = settings.COLLAPSE_LR) -> int:
+    """The steps of the collapse protocol's budget at a constant `lr`."""
+    return round(scale["collapse_budget"] / lr)
+
+
 def collapse_runs(scale: dict, world: int, s: int) -> list:
-    """Mechanism 2 and Fix 1: OPD with each Top-K loss at each K, at lr 2e-4."""
-    steps, preset = scale["collapse_steps"], list(settings.WORLDS[world]["preset"])
-    return [
-        Run(
-            f"collapse/{loss}-k{k}-s{s}",
-            [
-                "train_opd.py",
-                *preset,
-                "--loss",
-                loss,
-                "--k",
-                str(k),
-                "--steps",
-                str(steps),
-                "--batch-size",
-                "32",
-                "--micro-batch",
-                "32",
-                "--lr",
-                "2e-4",
-                "--eval-every",
-                str(steps // 3),
-            ]
-            + eval_and_seed(scale, s),
+    """Mechanism 2 and Fix 1 (docs/collapse.md, part 2): OPD with each Top-K loss at each K at a
+    constant rate over the budget, LONG_LOSSES at the largest K past it; plain Top-K again at half
+    the rate over the same budget (`-lr2`)."""
+
+    def run(name: str, loss: str, k: int, lr: float, steps: int) -> Run:
+        flags = ["--loss", loss, "--k", str(k), "--steps", str(steps), "--batch-size", "32"]
+        flags += ["--micro-batch", "32", "--lr", str(lr), "--min-lr", str(lr)]
+        flags += ["--eval-every", str(settings.COLLAPSE_EVAL)]
+        return Run(
+            name,
+            ["train_opd.py", *settings.WORLDS[world]["preset"], *flags] + eval_and_seed(scale, s),
             cost=steps / 60,
         )
+
+    n, K = collapse_steps(scale), max(scale["collapse_ks"])
+    runs = [
+        run(f"collapse/{loss}-k{k}-s{s}", loss, k, settings.COLLAPSE_LR, n * long)
         for loss in settings.COLLAPSE_LOSSES
+        for k in scale["collapse_ks"]
+        for long in [scale["collapse_long"] if loss in settings.LONG_LOSSES and k == K else 1]
+    ]
+    n2 = collapse_steps(scale, settings.COLLAPSE_LR2)
+    return runs + [
+        run(f"collapse/topk_plain-k{k}-lr2-s{s}", "topk_plain", k, settings.COLLAPSE_LR2, n2)
         for k in scale["collapse_ks"]
     ]
 

@@ -5,7 +5,8 @@ What this file is
     Tables that the plan (experiments/report.py) and the claims (experiments/claims.py,
     mechanisms.py, fixes.py) both read. `SCALES` sizes every run (full: the make targets' settings,
     3 seeds; quick: one seed, shorter runs). `WORLDS` names each world's models, presets and
-    output files. `COLLAPSE_LOSSES` is Mechanism 2's grid of Top-K losses; `OPD_VARIANTS` is each
+    output files. `COLLAPSE_LOSSES` is Mechanism 2's grid of Top-K losses (docs/collapse.md's
+    protocol, with its budget and rates), `LONG_LOSSES` those run past the budget; `OPD_VARIANTS` is each
     OPD run of the fixes as (student, teacher, loss).
 
 Paper (docs/paper.md)
@@ -20,12 +21,18 @@ What it simplifies
       snapshot nearest each seed's GRPO teacher on a selection set (`python -m tiny_world --match`).
 """
 
+# The collapse protocol (docs/collapse.md, part 2): Σ lr budget B, chosen by the pilot's rule; a
+# constant rate of COLLAPSE_LR (and COLLAPSE_LR2 for plain Top-K's onsets), batch 32, an evaluation
+# every COLLAPSE_EVAL steps; LONG_LOSSES at the largest K run collapse_long × B.
+COLLAPSE_BUDGET = 0.084
+COLLAPSE_LR, COLLAPSE_LR2, COLLAPSE_EVAL = 3e-4, 1.5e-4, 40
 SCALES = {
     # full: the make-target settings of every experiment, 3 seeds
     "full": dict(
         seeds=(0, 1, 2),
         collapse_ks=(1, 5, 20),
-        collapse_steps=150,
+        collapse_budget=COLLAPSE_BUDGET,
+        collapse_long=4,
         opd_steps=300,
         opd_batch=64,
         opsd_steps=150,
@@ -40,7 +47,8 @@ SCALES = {
     "quick": dict(
         seeds=(0,),
         collapse_ks=(1, 20),
-        collapse_steps=120,
+        collapse_budget=0.024,
+        collapse_long=2,
         opd_steps=100,
         opd_batch=32,
         opsd_steps=50,
@@ -52,7 +60,8 @@ SCALES = {
         far_steps=600,
     ),
 }
-COLLAPSE_LOSSES = ("topk_plain", "topk_sg", "topk_renorm_intersect_sg")
+COLLAPSE_LOSSES = ("topk_plain", "topk_sg", "topk_renorm_intersect_sg", "topk_tail")
+LONG_LOSSES = ("topk_sg", "topk_tail")
 
 # Each world's models, presets and Fix 2 control (docs/tiny_world.md, docs/tiny_world2.md).
 #   opsd: the OPSD presets by role (rule, answer, full, none; world 2 also constitution)

@@ -65,3 +65,25 @@ def test_confidence_intervals():
     lo, hi = D.mean_ci([0.0, 1.0, 0.5, 0.5])
     half = 1.96 * math.sqrt(1 / 6) / 2
     assert (lo, hi) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+
+
+def test_alarm_rules_ring_by_their_own_definitions():
+    rec = lambda mass, trunc=0.0: {"topk/student_mass": mass, "len/truncated_frac": trunc}  # noqa: E731
+    calm = [rec(0.999)] * 20
+    assert not D.alarm_rings(calm[:4], {"deficit": -1.0})  # fewer steps than the window: silent
+    assert D.alarm_rings(calm[:5], {"deficit": -1.0})
+    # deficit: the 5-step mean of 1 - mass; four steps at 0.97 and one at 0.999 -> (4 * 0.03 + 0.001) / 5
+    steps = calm + [rec(0.97)] * 4
+    assert not D.alarm_rings(steps, {"deficit": 0.025})  # the window holds one calm step: 0.0242
+    assert D.alarm_rings(steps + [rec(0.97)], {"deficit": 0.025})
+    # relative: against the median deficit of the first 20 steps (here 0.001): 10x is 0.01
+    assert D.alarm_rings(calm + [rec(0.985)] * 5, {"relative": 10})
+    assert not D.alarm_rings(calm + [rec(0.995)] * 5, {"relative": 10})
+    assert not D.alarm_rings([rec(0.5)] * 19, {"relative": 10})  # no baseline before 20 steps
+    # truncated: the 5-step mean truncated share
+    assert D.alarm_rings(calm + [rec(0.999, 0.06)] * 5, {"truncated": 0.05})
+    assert not D.alarm_rings(calm + [rec(0.999, 0.06)] * 5, {"deficit": 0.5})
+    # either condition of a pair; first_alarm names the record's step
+    numbered = [{"step": i + 1, **r} for i, r in enumerate(calm + [rec(0.9)] * 10)]
+    assert D.first_alarm(numbered, {"deficit": 0.05, "truncated": 0.5}) == 23  # (3 * 0.1 + 2 * 0.001) / 5
+    assert D.first_alarm(numbered[:20], {"deficit": 0.05}) is None

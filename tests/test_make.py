@@ -231,19 +231,20 @@ def test_an_unfinished_run_is_refused_or_continued(sandbox):
 
 
 def test_a_target_of_several_runs_reuses_finished_ones_and_continues_on_resume(sandbox):
-    tree = sandbox / "runs" / "collapse"
-    fake_run(tree / "topk_plain-k1-s0", finished=True)
-    fake_run(tree / "topk_sg-k1-s0", checkpoint=True)
-    args = ["collapse", "SEEDS=0", "COLLAPSE_KS=1"]
+    tree = sandbox / "runs" / "collapse-pilot2"
+    fake_run(tree / "topk_plain-k1", finished=True)
+    fake_run(tree / "topk_plain-k5", checkpoint=True)
+    args = ["collapse-pilot", "WORLD=2"]
     out = run_in(sandbox, *args)
     assert out.returncode != 0
-    assert "make collapse SEEDS=0 COLLAPSE_KS=1 RESUME=1" in out.stderr and "FRESH=1" in out.stderr
+    assert "make collapse-pilot WORLD=2 RESUME=1" in out.stderr and "FRESH=1" in out.stderr
     out = run_in(sandbox, *args, "RESUME=1")
     assert out.returncode == 0, out.stderr
-    assert "topk_plain-k1-s0: finished, reused" in out.stdout
-    assert "--out runs/collapse/topk_sg-k1-s0 --resume" in out.stdout
-    assert "--out runs/collapse/topk_renorm_intersect_sg-k1-s0" in out.stdout  # a missing run starts
-    assert (tree / "topk_plain-k1-s0" / "summary.json").exists()
+    assert "topk_plain-k1: finished, reused" in out.stdout
+    assert "--out runs/collapse-pilot2/topk_plain-k5 --resume" in out.stdout
+    assert "--out runs/collapse-pilot2/topk_plain-k20" in out.stdout  # a missing run starts
+    assert "--loss topk_renorm_intersect_sg --k 20" in out.stdout
+    assert (tree / "topk_plain-k1" / "summary.json").exists()
 
 
 @pytest.mark.skipif(shutil.which("flock") is None, reason="no flock(1) to test a folder's lock with")

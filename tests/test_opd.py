@@ -517,3 +517,32 @@ def test_min_lr_equal_to_lr_is_a_constant_schedule():
             sched.step()
         assert lrs[0] == pytest.approx(3e-4) and lrs[-1] == pytest.approx(last, abs=1e-12)
         assert (max(lrs) - min(lrs) < 1e-12) == (last == 3e-4)
+
+
+def test_collapse_alarm_warns_or_stops_before_the_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    """With a rule that rings as soon as it can (5 steps), --on-collapse warn marks step 5's record
+    once and trains on; stop ends at step 5 with ckpt/ from step 4 and no summary, and the run
+    continued with --resume --on-collapse warn ends with the uninterrupted run's weights."""
+    import diagnostics
+
+    monkeypatch.setattr(diagnostics, "ALARM_RULE", {"deficit": -1.0})
+    s, t = tiny_pair(tmp_path)
+    args = ["--student", s, "--teacher", t, "--steps", "7", "--batch-size", "4", "--max-new-tokens", "8"]
+    args += ["--eval-n", "2", "--ckpt-every", "2", "--lr", "3e-3", "--threads", "1"]
+    train_opd.main(args + ["--out", str(tmp_path / "warn")])
+    marked = [
+        r["step"]
+        for r in same_final_weights(tmp_path / "warn", tmp_path / "warn")[0]
+        if "alarm/collapse" in r
+    ]
+    assert marked == [5]
+    out = train_opd.main(args + ["--out", str(tmp_path / "stop"), "--on-collapse", "stop"])
+    assert out == {"stopped_at": 5, "collapse_alarm": 5}
+    assert not (tmp_path / "stop" / "summary.json").exists()
+    state = torch.load(tmp_path / "stop" / "ckpt" / "train_state.pt", weights_only=False)
+    assert state["step"] == 4
+    train_opd.main(args + ["--out", str(tmp_path / "stop"), "--resume", "--on-collapse", "warn"])
+    rw, rs = same_final_weights(tmp_path / "warn", tmp_path / "stop")
+    assert [r["step"] for r in rs] == list(range(1, 8))
+    assert [r["loss"] for r in rw] == [r["loss"] for r in rs]
+    assert [r["step"] for r in rs if "alarm/collapse" in r] == [5]

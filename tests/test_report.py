@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 import errors
-from experiments import claims, plan, report, results, settings
+from experiments import claims, collapse, plan, report, results, settings
 
 # -----------------------------------------------------------------------------
 # The runner, on a stand-in script that records the order and writes the run's done file
@@ -110,21 +110,78 @@ def write_run(root, name, summary, mass=0.99, trunc=0.0, loss=0.1, config=None):
             )
 
 
+def write_collapse_run(root, name, loss, k, lr, steps, onset=None, acc_end=0.45, n=100):
+    """A collapse-protocol run (experiments/plan.py's names and flags): a constant `lr`, the student's
+    Top-K mass 0.99 until step `onset` and 0.5 from it, held-out accuracy 0.4 at step 0 and
+    `acc_end` at every evaluation from the onset on (from step 20 without one); an evaluation every
+    COLLAPSE_EVAL steps, each with its per-problem records (the first acc x n problems right)."""
+    d = os.path.join(root, name)
+    os.makedirs(os.path.join(d, "eval"), exist_ok=True)
+    json.dump({"loss": loss, "k": k, "lr": lr}, open(os.path.join(d, "config.json"), "w"))
+    json.dump(
+        {"student_before": evald(0.4), "student_after": evald(acc_end)},
+        open(os.path.join(d, "summary.json"), "w"),
+    )
+    lines = []
+    for step in range(steps + 1):
+        if step:
+            mass = 0.5 if onset is not None and step >= onset else 0.99
+            lines.append(
+                {"step": step, "loss": 0.1, "lr": lr, "topk/student_mass": mass, "len/truncated_frac": 0.0}
+                | {"len/mean": 22.0, "topk/overlap": 0.5, "topk/teacher_rank": 1.5, "kl/full": 0.3}
+                | {"rep/ratio": 0.05, "hedge/per_1k_words": 0.0}
+            )
+        if step % settings.COLLAPSE_EVAL == 0 or step == steps:
+            a = 0.4 if step < (onset if onset is not None else 20) else acc_end
+            lines.append({"step": step, "eval": {"student": {"acc/pass@1": a}}})
+            with open(os.path.join(d, "eval", f"step{step}.jsonl"), "w") as f:
+                for i in range(n):
+                    f.write(json.dumps({"id": f"p{i}", "sample": 0, "correct": i < round(a * n)}) + "\n")
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+        f.write("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def fabricate_collapse(root, scale, s, fixes_hold=True):
+    """The protocol's runs of seed `s`: plain Top-K collapses (K = 1 at step 10, larger K later, the
+    onsets at half the rate at twice the steps), the other losses hold and end above plain (unless
+    not `fixes_hold`: then they collapse too)."""
+    n, K = plan.collapse_steps(scale), max(scale["collapse_ks"])
+    for i, k in enumerate(sorted(scale["collapse_ks"])):
+        on = 10 + 20 * i
+        write_collapse_run(
+            root, f"collapse/topk_plain-k{k}-s{s}", "topk_plain", k, settings.COLLAPSE_LR, n, on, 0.1
+        )
+        write_collapse_run(
+            root,
+            f"collapse/topk_plain-k{k}-lr2-s{s}",
+            "topk_plain",
+            k,
+            settings.COLLAPSE_LR2,
+            2 * n,
+            2 * on,
+            0.1,
+        )
+        for loss in settings.COLLAPSE_LOSSES[1:]:
+            steps = n * scale["collapse_long"] if loss in settings.LONG_LOSSES and k == K else n
+            write_collapse_run(
+                root,
+                f"collapse/{loss}-k{k}-s{s}",
+                loss,
+                k,
+                settings.COLLAPSE_LR,
+                steps,
+                None if fixes_hold else on,
+                0.45 if fixes_hold else 0.1,
+            )
+
+
 def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
     """Every run of the plan; OPD accuracy after training from `after[variant][seed]`; the Fix 2
     control teacher scores `mid_acc` (the GRPO teacher 0.45). World 2: the constitution's student
     declines `declined[seed]` of the flagged prompts after OPSD."""
     opsd = settings.WORLDS[world]["opsd"]
     for s in scale["seeds"]:
-        for loss in settings.COLLAPSE_LOSSES:
-            for k in scale["collapse_ks"]:
-                bad = loss == "topk_plain"
-                write_run(
-                    root,
-                    f"collapse/{loss}-k{k}-s{s}",
-                    {"student_before": evald(0.4), "student_after": evald(0.1 if bad else 0.45)},
-                    mass=(0.3 if k == min(scale["collapse_ks"]) else 0.6) if bad else 0.99,
-                )
+        fabricate_collapse(root, scale, s)
         m3 = lambda own, geo, z: {"after": {"kl/own_pi": own, "kl/geo_mean": geo, "irreducible/-logZ": z}}
         write_run(
             root,
@@ -260,10 +317,14 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
             cells = [c.strip() for c in line.strip("|").split(" | ")]
             verdicts[cells[0]] = cells[-1].strip("*")
     v = lambda start: next(val for key, val in verdicts.items() if key.startswith(start))
-    assert v("Mechanism 2: plain") == "reproduced"  # mass 0.6 < 0.9 in both seeds
-    # 5-step mean below 0.9: K = 1 at step 8, K = 20 at 9
+    assert v("Mechanism 2: plain") == "reproduced"  # mass 0.5 and accuracy 0.4 -> 0.1 in both seeds
+    # 5-step mean below 0.9 from the first step at 0.5: K = 1 at step 10, K = 20 at 30
     assert v("Mechanism 2: the smaller K") == "reproduced"
-    assert v("Fix 1: stop-gradient") == "reproduced" and v("Fix 1 (alternative)") == "reproduced"
+    assert v("Fix 1: stop-gradient Top-20 prevents") == "reproduced"
+    assert v("Fix 1 (alternative)") == "reproduced" and v("Top-K with a tail bucket") == "reproduced"
+    assert v("Fix 1: stop-gradient Top-20 stays stable") == "reproduced"
+    # the onsets at half the rate come at twice the steps: the same cumulative learning rate
+    assert "every K and seed where both runs have an onset: 1.00 [1.00, 1.00] (4 pairs)" in text
     assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
     assert v("OPSD with per-instance PI (the answer)") == "reproduced"
     assert v("OPSD with per-instance PI (a worked") == "not reproduced"  # +0.1 in every seed
@@ -299,13 +360,35 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
         results.write_headline(str(tmp_path / "R.md"), "x", [])
 
 
-def test_onset_ordering_is_judged_from_the_metrics(tmp_path):
+def test_the_signature_is_read_from_the_metrics(tmp_path):
     root = str(tmp_path)
-    write_run(root, "a", {}, mass=0.5)  # leaves its Top-K at step 8: (4 × 0.99 + 0.5) / 5 < 0.9 there
+    write_run(root, "a", {}, mass=0.5)  # leaves its Top-K at step 8
     write_run(root, "b", {}, mass=0.95)  # never below 0.9
-    assert claims.onset(root, "a") == 8
-    assert claims.onset(root, "b") is None
     assert claims.collapsed(root, "a") and not claims.collapsed(root, "b")
+
+
+def test_fixes_are_judged_only_where_plain_collapses_and_fail_when_they_collapse_too(tmp_path):
+    scale = dict(settings.SCALES["quick"], seeds=(0, 1))
+    root = str(tmp_path / "runs")
+    for s in scale["seeds"]:
+        fabricate_collapse(root, scale, s, fixes_hold=False)
+    os.makedirs(tmp_path / "figs")
+    R = claims.Report(root, scale, "figs", str(tmp_path / "figs"))
+    collapse.mechanism2(R)
+    got = {c[0]: c[4] for c in R.claims}
+    assert got["Fix 1: stop-gradient Top-20 prevents the collapse"] == "not reproduced"
+    assert got["Fix 1: stop-gradient Top-20 stays stable over 2x the budget"] == "not reproduced"
+    # plain Top-1 does not collapse in one seed: no fix is judged at K = 1
+    os.remove(os.path.join(root, "collapse/topk_plain-k1-s1/metrics.jsonl"))
+    write_collapse_run(
+        root, "collapse/topk_plain-k1-s1", "topk_plain", 1, settings.COLLAPSE_LR, plan.collapse_steps(scale)
+    )
+    R = claims.Report(root, scale, "figs", str(tmp_path / "figs"))
+    collapse.mechanism2(R)
+    body = "\n".join(R.body)
+    assert "| Fix 1: stop-gradient | 1 | plain Top-1 collapses in 1/2 seeds | not tested |" in body
+    got = {c[0]: c[4] for c in R.claims}
+    assert got["Mechanism 2: the smaller K, the sooner plain Top-K collapses"] == "partly"
 
 
 def test_fix2_control_is_not_judged_when_its_accuracy_is_not_matched(tmp_path):

@@ -1,0 +1,73 @@
+"""experiments/collapse.py: the collapse protocol's readings (onset, its cumulative learning rate,
+the signature) and part 1's choices (the budget, the alarm rule), on run folders written by hand.
+
+    .venv/bin/python -m pytest -q tests/test_collapse.py
+"""
+
+import json
+
+import pytest
+
+from experiments import collapse
+
+
+def write_run(root, name, masses, loss="topk_plain", k=20, lr=3e-4, trunc=None):
+    """A finished run folder: one training record per mass (constant `lr`), accuracy 0.5 -> 0.25."""
+    run = root / name
+    run.mkdir(parents=True)
+    trunc = trunc or [0.0] * len(masses)
+    lines = [{"step": 0, "eval": {"student": {"acc/pass@1": 0.5}}}]
+    lines += [
+        {"step": i + 1, "loss": 0.1, "lr": lr, "topk/student_mass": m, "len/truncated_frac": t}
+        for i, (m, t) in enumerate(zip(masses, trunc))
+    ]
+    lines.append({"step": len(masses), "eval": {"student": {"acc/pass@1": 0.25}}})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (run / "config.json").write_text(json.dumps({"loss": loss, "k": k, "lr": lr}))
+    (run / "summary.json").write_text("{}")
+    return str(run)
+
+
+def test_reading_finds_the_onset_and_its_cumulative_lr(tmp_path):
+    # mass 0.999 for 30 steps, then 0.5: the 5-step mean is (4 x 0.999 + 0.5) / 5 = 0.8992 at step 31
+    r = collapse.reading(write_run(tmp_path, "plain", [0.999] * 30 + [0.5] * 20))
+    assert r["onset"] == 31 and r["onset_lr"] == pytest.approx(31 * 3e-4)
+    assert r["budget"] == pytest.approx(50 * 3e-4) and r["collapsed"] and r["ever"]
+    assert (r["acc_start"], r["acc_end"]) == (0.5, 0.25)
+    calm = collapse.reading(write_run(tmp_path, "sg", [0.999] * 50, loss="topk_sg"))
+    assert calm["onset"] is None and not calm["collapsed"] and not calm["ever"]
+    # truncation alone makes the signature, without an onset of the mass
+    long = collapse.reading(write_run(tmp_path, "long", [0.999] * 50, trunc=[0.0] * 30 + [0.5] * 20))
+    assert long["onset"] is None and long["collapsed"] and long["ever"]
+
+
+def test_cumulative_lr_uses_the_rate_each_step_ran_at():
+    steps = [{"lr": 2.0}, {"lr": 1.0}, {"lr": 0.5}]  # logged after each step: the next step's rate
+    assert collapse.cumulative_lr(steps, 3.0) == [3.0, 5.0, 6.0]
+
+
+def test_budget_is_twice_the_largest_plain_top20_onset_rounded_up(tmp_path):
+    w1 = [collapse.reading(write_run(tmp_path / "a", "p20", [0.999] * 40 + [0.5] * 60))]  # onset 41
+    w2 = [collapse.reading(write_run(tmp_path / "b", "p20", [0.999] * 90 + [0.5] * 30))]  # onset 91
+    assert collapse.budget({"1": w1, "2": w2}) == pytest.approx(0.06)  # 2 x 0.0273 = 0.0546 -> 0.06
+    never = [collapse.reading(write_run(tmp_path / "c", "p20", [0.999] * 100))]  # its whole 0.03
+    assert collapse.budget({"1": w1, "3": never}) == pytest.approx(0.06)
+
+
+def test_the_chosen_rule_has_no_false_alarm_and_the_largest_smallest_lead(tmp_path):
+    # a slow leak: the deficit climbs 0.001 a step from step 21, the mass crosses 0.9 near step 120
+    leak = [0.999] * 20 + [0.999 - 0.001 * i for i in range(1, 130)]
+    # a healthy run whose deficit wobbles to 0.015 without ever collapsing: deficit 0.005 or 0.01 would ring
+    wobble = [0.999] * 20 + [0.985, 0.99, 0.985, 0.99, 0.985] * 20
+    runs = [
+        collapse.reading(write_run(tmp_path, "leak", leak)),
+        collapse.reading(write_run(tmp_path, "wobble", wobble, loss="topk_sg")),
+    ]
+    chosen = collapse.choose_rule(runs)
+    assert not chosen["false"] and not chosen["misses"]
+    # deficit 0.02 rings earliest among the rules silent on the wobble (0.005, 0.01 and relative 3, 10 ring)
+    assert chosen["rule"] == {"deficit": 0.02}
+    for s in (collapse.score(rule, runs) for rule in collapse.rules()):
+        if not s["false"]:
+            assert collapse.smallest_lead(s) <= collapse.smallest_lead(chosen)
+    assert collapse.score({"deficit": 0.01}, runs)["false"] == ["wobble"]
