@@ -5,11 +5,12 @@
 
 What this file is
     `save` keeps what the README shows of a finished `train_opd.py` run (its config, summary and
-    collapse signature) in results/quickstart/ (`RESULTS_DIR`), one small JSON per world; `block`
+    collapse signature) in results/quickstart/ (`RESULTS_DIR`), one small JSON per world; `body`
     renders the README's quickstart block from those files with train_opd.final_table, the table the
     run printed at its end; `main` saves the runs given and writes the block between the QUICKSTART
-    markers of README.md. tests/test_docs.py renders the block again from the committed files and
-    compares it with the README, so that the README's numbers are the runs', never copied by hand.
+    markers of README.md (experiments.results.write_between). tests/test_docs.py renders the block
+    again from the committed files and compares it with the README, so that the README's numbers
+    are the runs', never copied by hand.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import errors
 import run_folder
 import train_opd
 from errors import UserError
+from experiments import results
 
 RESULTS_DIR = os.path.join("results", "quickstart")
 QUICKSTART = (
@@ -65,28 +67,15 @@ def save(run: str, world: str) -> str:
     return path
 
 
-def block(results_dir: str = RESULTS_DIR) -> str:
-    """The README's quickstart block, markers included, from the files `save` wrote."""
-    parts = [QUICKSTART[0]]
+def body(results_dir: str = RESULTS_DIR) -> str:
+    """The README's quickstart block between its markers, from the files `save` wrote."""
+    parts = []
     for world, line in WORLDS.items():
         with open(os.path.join(results_dir, f"{world}.json")) as f:
             kept = json.load(f)
         table = train_opd.final_table(kept["config"], kept["summary"], kept["collapse"])
         parts += [line, "", "```", table, "```", ""]
-    return "\n".join(parts) + QUICKSTART[1]
-
-
-def write_block(readme: str, text: str) -> None:
-    """Replace README.md's block between the QUICKSTART markers by `text`."""
-    with open(readme) as f:
-        old = f.read()
-    start, end = old.find(QUICKSTART[0]), old.find(QUICKSTART[1])
-    if start < 0 or end < start:
-        raise UserError(
-            f"{readme} has no quickstart block: add the lines {QUICKSTART[0]} and {QUICKSTART[1]}"
-        )
-    with open(readme, "w") as f:
-        f.write(old[:start] + text + old[end + len(QUICKSTART[1]) :])
+    return "\n".join(parts)
 
 
 def main(argv=None) -> None:
@@ -97,7 +86,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     for world in WORLDS:
         print(f"kept {save(getattr(args, world), world)}", file=sys.stderr)
-    write_block(args.readme, block())
+    results.write_between(args.readme, QUICKSTART, body())
     print(f"wrote the quickstart block of {args.readme}", file=sys.stderr)
 
 

@@ -20,6 +20,7 @@ What it simplifies
 import os
 
 import common
+from errors import UserError
 from experiments import claims, collapse, fixes, mechanisms, settings
 
 # the lines around README.md's results block
@@ -37,22 +38,25 @@ SECTIONS = (
 )
 
 
+def write_between(path: str, markers: tuple, body: str) -> None:
+    """Replace the text between the two `markers` lines of `path` by `body` (the markers stay): the
+    README's generated blocks are written by the commands that measure them, never copied."""
+    with open(path) as f:
+        text = f.read()
+    start, end = text.find(markers[0]), text.find(markers[1])
+    if start < 0 or end < start:
+        raise UserError(f"{path} has no block to write: add the lines {markers[0]} and {markers[1]}")
+    with open(path, "w") as f:
+        f.write(text[:start] + markers[0] + "\n" + body + text[end:])
+
+
 def write_headline(readme: str, headline: str, rows: list) -> None:
     """Replace the block between the HEADLINE markers of `readme` with the verdict counts and one
-    row per claim (claim, verdict): the README's results headline is generated, never copied."""
-    with open(readme) as f:
-        text = f.read()
-    start, end = text.find(HEADLINE[0]), text.find(HEADLINE[1])
-    if start < 0 or end < start:
-        raise ValueError(
-            f"{readme} has no results block to write: add the lines {HEADLINE[0]} and {HEADLINE[1]}"
-        )
+    row per claim (claim, verdict)."""
     table = common.md_table(
         ["claim of the paper", "in the tiny world"], [[c[0], f"**{c[4]}**"] for c in rows]
     )
-    block = f"{HEADLINE[0]}\n{headline}\n\n{table}\n"
-    with open(readme, "w") as f:
-        f.write(text[:start] + block + text[end:])
+    write_between(readme, HEADLINE, f"{headline}\n\n{table}\n")
 
 
 def verdicts_in(md: str) -> dict:

@@ -269,8 +269,8 @@ def test_readme_quickstart_tables_are_the_committed_runs():
 
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index(quickstart.QUICKSTART[0]), readme.index(quickstart.QUICKSTART[1])
-    block = readme[start : end + len(quickstart.QUICKSTART[1])]
-    assert block == quickstart.block(str(ROOT / quickstart.RESULTS_DIR))
+    block = readme[start + len(quickstart.QUICKSTART[0]) + 1 : end]
+    assert block == quickstart.body(str(ROOT / quickstart.RESULTS_DIR))
     for world in quickstart.WORLDS:
         kept = (ROOT / quickstart.RESULTS_DIR / f"{world}.json").read_text()
         assert f'"preset": "{quickstart.PRESETS[world]}"' in kept

@@ -356,7 +356,7 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert {r.split(" | ")[0][2:]: r.split(" | ")[1].strip("* |") for r in rows} == verdicts
     n = sum(x == "reproduced" for x in verdicts.values())
     assert f"**{n} of {len(verdicts)} claims reproduced" in head and "(R.md)" in head
-    with pytest.raises(ValueError, match="no results block"):
+    with pytest.raises(ValueError, match="has no block to write"):
         results.write_headline(str(tmp_path / "R.md"), "x", [])
 
 
