@@ -306,7 +306,7 @@ why.report.RESUME := make report always continues: finished runs are reused and 
 why.report-quick.RESUME := $(why.report.RESUME)
 why.report.THREADS := make report runs JOBS runs at a time on one thread each
 why.report-quick.THREADS := $(why.report.THREADS)
-report: install  ## all experiments x 3 seeds -> RESULTS.md; about 2.5 h on 2 cores (142 min), resumable; WORLD=1: RESULTS_tiny1.md
+report: install  ## all experiments x 3 seeds -> RESULTS.md; hours on 2 cores (the collapse protocol's 45 runs the most), resumable; WORLD=1: RESULTS_tiny1.md
 	@$(if $(FRESH),$(call remove,$(report_root),FRESH=1))
 	$(PY) -m experiments.report --world $(or $(WORLD),2) --jobs $(JOBS)
 
