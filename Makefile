@@ -151,13 +151,18 @@ sub_make = test -f $(2)/summary.json || $(MAKE) -f $(self) $(1) FRESH= RESUME=$$
 # make sft-student: Fix 3's SFT-stabilised student, in runs/sft-student (WORLD=2: runs/sft-student2,
 # tiny2/student on tiny2/teacher's traces, as the report does); make sft-opd and make recipe read it there.
 sft_student_out = $(or $(RUN),runs/sft-student$(w2))
-opts.sft-student := THREADS WORLD RUN FRESH RESUME
+# LORA=R: opd, opsd, grpo and sft-student train low-rank adapters of rank R (lora.py) instead of the
+# student's full weights, at ten times the preset's learning rate (config.LORA_LR_SCALE; docs/lora.md).
+## LORA=                  opd, opsd, grpo, sft-student: train LoRA adapters of this rank, the weights frozen (--lora-rank; docs/lora.md), e.g. make opd LORA=16
+LORA ?=
+lora_flag = $(if $(LORA),--lora-rank $(LORA))
+opts.sft-student := THREADS WORLD RUN FRESH RESUME LORA
 sft-student: install  ## Fix 3: SFT of the student on the teacher's graded, non-repetitive traces, before/after -> runs/sft-student; minutes
 	@$(call check_run,$(sft_student_out))
-	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student $(if $(w2),$(tiny2_pair)) \
+	OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset sft-student $(if $(w2),$(tiny2_pair)) $(lora_flag) \
 	  --out $(sft_student_out) --threads $(THREADS) $(if $(RESUME),--resume)
 
-## SEEDS=0 1              the seeds of make collapse and make opsd-table, one run each (a single run takes --seed in its *_ARGS)
+## SEEDS=0 1              the seeds of make opsd-table, one run each (a single run takes --seed in its *_ARGS)
 SEEDS ?= 0 1
 # make opd: the tiny world (shipped checkpoints, CPU, offline). The paper's setting on a GPU:
 #   make opd MODEL=Qwen/Qwen3-1.7B TEACHER=Qwen/Qwen3-8B DATA=dapo
@@ -170,13 +175,13 @@ TEACHER ?=
 DATA ?=
 OPD_ARGS ?=
 opd_out = $(or $(RUN),runs/opd-$(now))
-opts.opd := THREADS WORLD RUN FRESH RESUME MODEL TEACHER DATA OPD_ARGS
+opts.opd := THREADS WORLD RUN FRESH RESUME MODEL TEACHER DATA OPD_ARGS LORA
 why.opd.SEEDS := make opd trains one run: OPD_ARGS=--seed N sets its seed
-opd: install  ## on-policy distillation, before/after table -> runs/opd-DATE; about 2 min (MODEL= TEACHER= DATA=: the paper's setting, GPU)
+opd: install  ## on-policy distillation, before/after table -> runs/opd-DATE; 2 to 3 min (MODEL= TEACHER= DATA=: the paper's setting, GPU)
 	@$(call check_run,$(opd_out))
 	OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --out $(opd_out) --threads $(THREADS) $(if $(w2),--preset tiny2) \
 	  $(if $(MODEL),--preset paper --student $(MODEL)) $(if $(TEACHER),--teacher $(TEACHER)) \
-	  $(if $(DATA),--data $(DATA)) $(OPD_ARGS) $(if $(RESUME),--resume)
+	  $(if $(DATA),--data $(DATA)) $(lora_flag) $(OPD_ARGS) $(if $(RESUME),--resume)
 
 # make readme-opd: the README's quickstart results, make opd of each world (runs/readme-opd and
 # runs/readme-opd2, finished runs reused), written into README.md by experiments/quickstart.py.
@@ -245,12 +250,12 @@ PRESET ?=
 OPSD_ARGS ?=
 opsd_preset = $(or $(PRESET),$(if $(filter 1,$(WORLD)),tiny-rule,tiny2-concise))
 opsd_out = $(or $(RUN),runs/opsd-$(now))
-opts.opsd := THREADS WORLD RUN FRESH RESUME PRESET MODEL OPSD_ARGS
+opts.opsd := THREADS WORLD RUN FRESH RESUME PRESET MODEL OPSD_ARGS LORA
 why.opsd.SEEDS := make opsd trains one run: OPSD_ARGS=--seed N sets its seed
 opsd: install  ## on-policy self-distillation, before/after + Mechanism 3 -> runs/opsd-DATE; minutes
 	@$(call check_run,$(opsd_out))
 	OMP_NUM_THREADS=$(THREADS) $(PY) train_opsd.py --preset $(opsd_preset) --out $(opsd_out) --threads $(THREADS) \
-	  $(if $(MODEL),--student $(MODEL)) $(OPSD_ARGS) $(if $(RESUME),--resume)
+	  $(if $(MODEL),--student $(MODEL)) $(lora_flag) $(OPSD_ARGS) $(if $(RESUME),--resume)
 
 opsd_presets = $(if $(w2),tiny2-concise tiny2-constitution tiny2-answer tiny2-full tiny2-none,tiny-rule tiny-answer tiny-full tiny-none)
 opts.opsd-table := THREADS WORLD FRESH RESUME SEEDS
@@ -267,12 +272,12 @@ opsd-table: install  ## every PI setting of the world x SEEDS, then one table ->
 ## GRPO_ARGS=             more train_grpo.py flags for make grpo, e.g. GRPO_ARGS="--steps 100"
 GRPO_ARGS ?=
 grpo_out = $(or $(RUN),$(if $(MODEL),runs/grpo-$(now),runs/grpo$(w2)))
-opts.grpo := THREADS WORLD RUN FRESH RESUME MODEL GRPO_ARGS
+opts.grpo := THREADS WORLD RUN FRESH RESUME MODEL GRPO_ARGS LORA
 why.grpo.SEEDS := make grpo trains one run: GRPO_ARGS=--seed N sets its seed
 grpo: install  ## GRPO with the grader's reward: the student lifted into runs/grpo (MODEL=: the paper's preset); minutes
 	@$(call check_run,$(grpo_out))
 	OMP_NUM_THREADS=$(THREADS) $(PY) train_grpo.py --out $(grpo_out) --threads $(THREADS) $(if $(w2),--preset tiny2) \
-	  $(if $(MODEL),--preset paper --student $(MODEL)) $(GRPO_ARGS) $(if $(RESUME),--resume)
+	  $(if $(MODEL),--preset paper --student $(MODEL)) $(lora_flag) $(GRPO_ARGS) $(if $(RESUME),--resume)
 
 # make recipe: the paper's recipe end to end in the tiny world. SFT student -> RLVR teacher (make
 # grpo) -> OPD with an unbiased Top-K loss, against OPD from the raw student with the off-the-shelf

@@ -182,10 +182,12 @@ class PromptStream:
 
 
 def optimizer(model, cfg: dict, steps: int) -> tuple:
-    """AdamW over the model's parameters and its schedule over `steps` optimizer steps: linear
-    warm-up over warmup_frac of them, then a cosine from lr down to min_lr."""
+    """AdamW over the model's trainable parameters (all of them, or a LoRA student's adapters) and
+    its schedule over `steps` optimizer steps: linear warm-up over warmup_frac of them, then a cosine
+    from lr down to min_lr."""
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"]
+        params, lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"]
     )
     return opt, cosine_schedule(opt, steps, cfg["warmup_frac"], cfg["min_lr"] / cfg["lr"])
 

@@ -32,6 +32,7 @@ import os
 import torch
 
 import data
+import lora
 from errors import UserError
 
 # -----------------------------------------------------------------------------
@@ -378,6 +379,61 @@ def add_run_flags(ap, out: str) -> None:
     )
     g.add_argument("--seed", type=nonneg_int, default=0, help="seeds data order, sampling and evaluation")
     g.add_argument("--threads", type=nonneg_int, default=0, help="CPU threads (0 = torch's default)")
+
+
+def lora_targets(text: str) -> list:
+    """--lora-targets: comma-separated projection names of lora.TARGETS -> a list, in that order."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    wrong = [t for t in names if t not in lora.TARGETS]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(
+            f"{wrong[0] if wrong else text!r} is no projection; name some of {','.join(lora.TARGETS)}"
+        )
+    return [t for t in lora.TARGETS if t in names]
+
+
+# With adapters and no --lr, the preset's learning rate (and its cosine's floor) times this: LoRA's
+# best rate is about ten times full fine-tuning's across model sizes and datasets (Schulman et al.,
+# "LoRA Without Regret", Thinking Machines, 2025); docs/lora.md uses it in the tiny world.
+LORA_LR_SCALE = 10
+
+
+def add_lora_flags(ap) -> None:
+    g = ap.add_argument_group("low-rank adapters (lora.py, docs/lora.md)")
+    g.add_argument(
+        "--lora-rank",
+        type=nonneg_int,
+        help=f"R > 0: train adapters W + (α/R) B A of rank R on the target projections, the rest frozen, "
+        f"at {LORA_LR_SCALE}x the preset's --lr unless --lr is given; 0 (the default): the full weights",
+    )
+    g.add_argument("--lora-alpha", type=positive_float, help="α of the adapters' scale α/R (default 2R)")
+    g.add_argument(
+        "--lora-targets",
+        type=lora_targets,
+        help=f"comma-separated projections that get adapters (default: all, {','.join(lora.TARGETS)})",
+    )
+
+
+def check_lora(cfg: dict, typed: set) -> None:
+    """The adapters' settings: with --lora-rank R > 0, α (default 2R) and the targets (default all)
+    written into the config, and the preset's learning rates not typed (`typed`: the keys a flag set)
+    scaled by LORA_LR_SCALE; without, --lora-alpha and --lora-targets are refused (they would do
+    nothing)."""
+    if not cfg.get("lora_rank"):
+        for key in ("lora_alpha", "lora_targets"):
+            if cfg.get(key) is not None:
+                raise UserError(
+                    f"--{key.replace('_', '-')} sets the low-rank adapters, which need --lora-rank R > 0 "
+                    "(without it the full weights train)"
+                )
+        return
+    for key in ("lr", "min_lr"):
+        if key not in typed and cfg.get(key):
+            cfg[key] *= LORA_LR_SCALE
+    if cfg.get("lora_alpha") is None:
+        cfg["lora_alpha"] = 2 * cfg["lora_rank"]
+    if cfg.get("lora_targets") is None:
+        cfg["lora_targets"] = list(lora.TARGETS)
 
 
 def loss_options(cfg: dict) -> dict:

@@ -52,15 +52,19 @@ def check_supported(model) -> None:
             f"{name} has sliding-window layers ({sorted(set(layer_types))}); "
             "decoder.py supports full attention only"
         )
-    # The written-out forward reads each projection's .weight and .bias: a LoRA adapter or a
-    # quantised layer put in a projection's place would be silently left out.
+    # The written-out forward reads each projection's .weight and .bias, which is what a module
+    # computes when its forward is nn.Linear's: a plain Linear, or one whose weight is a
+    # parametrization (lora.py's adapters: .weight is then the adapted weight). A PEFT adapter
+    # or a quantised layer put in a projection's place would be silently left out.
     for i, layer in enumerate(model.model.layers):
         for part in (layer.self_attn, layer.mlp):
             for pname, proj in part.named_children():
-                if pname.endswith("_proj") and type(proj) is not torch.nn.Linear:
+                if pname.endswith("_proj") and not (
+                    isinstance(proj, torch.nn.Linear) and type(proj).forward is torch.nn.Linear.forward
+                ):
                     raise ValueError(
                         f"{name}: layer {i}'s {pname} is a {type(proj).__name__}, not a "
-                        "torch.nn.Linear; decoder.py reads plain linear weights only (merge "
+                        "torch.nn.Linear; decoder.py reads linear weights only (merge "
                         "adapters first, or use transformers' generate and forward)"
                     )
     rope_type = model.model.rotary_emb.rope_type

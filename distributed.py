@@ -16,7 +16,9 @@ What this file is
     is scaled so that the average equals the single-process `masked_mean` over the whole batch.
     With the sampling noise seeded per rollout chunk (common.chunk_generator), W processes draw
     exactly what one process draws with `--rollout-batch B/W`, and the update is the same up to
-    float summation order (test_distributed.py).
+    float summation order (test_distributed.py). A LoRA student (lora.py) shards the same way:
+    its frozen base and its adapters are parameters of each layer, and the gathered layer's
+    `.weight` is the adapted weight the sampler reads.
 
 Commands
     torchrun --nproc_per_node 8 train_opd.py --preset paper --student Qwen/Qwen3-1.7B \\

@@ -3,12 +3,14 @@
 What this file is
     Everything the rest of the project needs to know about a model, in plain functions:
     `load()` a student or teacher (a hub id or a local folder in transformers format: Llama,
-    Qwen2/2.5 and Qwen3 causal LMs; `resolve()` finds the shipped `tiny/student` and its kin from
-    any directory, and a missing folder is refused before the hub is asked), `save()` one, build
-    the built-in tiny Qwen3 models (`tiny_config()`, `build_tiny()`), one small `Tokenizer` over
-    both a transformers tokenizer and the built-in byte-level tiktoken encoding, the chat prompt
-    (`Tokenizer.chat_prompt`), and `check_compatible()` for a student/teacher pair (OPD compares
-    their distributions token by token, so they must share one vocabulary).
+    Qwen2/2.5 and Qwen3 causal LMs; or a folder of LoRA adapters in PEFT's layout, read as its
+    base with the adapters merged in, `load_adapters`; `resolve()` finds the shipped
+    `tiny/student` and its kin from any directory, and a missing folder is refused before the hub
+    is asked), `save()` one, build the built-in tiny Qwen3 models (`tiny_config()`,
+    `build_tiny()`), one small `Tokenizer` over both a transformers tokenizer and the built-in
+    byte-level tiktoken encoding, the chat prompt (`Tokenizer.chat_prompt`), and
+    `check_compatible()` for a student/teacher pair (OPD compares their distributions token by
+    token, so they must share one vocabulary).
 
 Paper
     docs/paper.md §2.2 (models): the student is Qwen3-1.7B, the teacher Qwen3-8B (or a GRPO-adapted Qwen3-1.7B),
@@ -46,6 +48,7 @@ import tiktoken
 import torch
 import transformers
 
+import lora
 from errors import UserError
 
 # ----------------------------------------------------------------------------------------------
@@ -307,6 +310,8 @@ def check_source(name_or_path: str) -> str:
     if os.path.exists(s):
         if not os.path.isdir(s):
             raise UserError(f"{s}: a file, not a model folder; pass the folder that holds config.json")
+        if lora.is_adapter_folder(s):  # adapters on a base model (load reads them merged)
+            return "local"
         if not os.path.isfile(os.path.join(s, "config.json")):
             raise UserError(
                 f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
@@ -361,6 +366,8 @@ def load_tokenizer(name_or_path: str) -> tuple:
     to check every prompt against the context before the weights load."""
     name_or_path = resolve(name_or_path)
     kind = check_source(name_or_path)
+    if lora.is_adapter_folder(name_or_path):  # adapters keep their base's tokenizer and context
+        return load_tokenizer(lora.read_config(name_or_path)["base_model_name_or_path"])
     config = _library_call(name_or_path, "config", transformers.AutoConfig.from_pretrained, name_or_path)
     if kind == "local" and os.path.isfile(os.path.join(str(name_or_path), TINY_MARKER)):
         tok = _tiny_from_marker(os.path.join(str(name_or_path), TINY_MARKER))
@@ -398,12 +405,16 @@ def load(name_or_path: str, device=None, dtype=None):
     path a hub id takes. Device and dtype default to the hardware (bf16 on CUDA, fp32 on CPU).
     The model comes back in eval mode. A checkpoint that lacks a weight of its architecture is
     refused (transformers would fill it with random values and say so only in a log line).
-    The name is read as `resolve()` reads it: `tiny/student` works from any directory.
+    The name is read as `resolve()` reads it: `tiny/student` works from any directory. A folder of
+    LoRA adapters in PEFT's layout (a LoRA run's ckpt/) loads as its base with the adapters merged
+    in (`load_adapters`).
     """
     name_or_path = resolve(name_or_path)
     kind = check_source(name_or_path)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else default_dtype(device)
+    if lora.is_adapter_folder(name_or_path):
+        return load_adapters(name_or_path, device, dtype)
     marker = os.path.join(str(name_or_path), TINY_MARKER)
     model, info = _library_call(
         name_or_path,
@@ -430,6 +441,27 @@ def load(name_or_path: str, device=None, dtype=None):
             f"{tok.vocab_size} ids; the checkpoint's tokenizer does not belong to these weights"
         )
     return model, tok
+
+
+def load_adapters(path: str, device, dtype) -> tuple:
+    """(model, Tokenizer) of an adapter folder: its base (adapter_config.json's
+    base_model_name_or_path, itself any name `load` takes) in float32, the adapters attached and
+    merged (W + (α/R) B A), then cast to `dtype`: a plain model, trainable as one loaded from a
+    folder of whole weights."""
+    cfg, tensors = lora.read(path)
+    model, tok = load(cfg["base_model_name_or_path"], device=device, dtype=torch.float32)
+    lora.attach(model, cfg["r"], cfg["lora_alpha"], cfg["target_modules"])
+    lora.load_tensors(model, tensors, where=path)
+    lora.merge(model).requires_grad_(True)
+    return model.to(dtype).eval(), tok
+
+
+def saved_name(name_or_path: str) -> str:
+    """How a file written for later names a model: a hub id or a shipped model (`tiny/student`)
+    as given, any other folder by its absolute path (found again from any directory)."""
+    s = os.path.expanduser(str(name_or_path))
+    shipped = not os.path.isabs(s) and _parts(s)[0] in SHIPPED
+    return os.path.abspath(s) if os.path.exists(s) and not shipped else str(name_or_path)
 
 
 def save(model, tok: Tokenizer, path: str, state_dict=None) -> None:

@@ -5,8 +5,9 @@ A run folder (`--out`) holds
     config.json     the resolved config (presets + flags), as the run started
     metrics.jsonl   one JSON line per step (and one per evaluation)
     eval/           per-problem records of every held-out evaluation
-    ckpt/           the latest checkpoint: the weights in transformers format, train_state.pt
-                    (step, schedule, data position, RNG) and rank{r}.pt (optimizer state)
+    ckpt/           the latest checkpoint: the weights in transformers format (a LoRA student's
+                    adapters in PEFT's layout, lora.py), train_state.pt (step, schedule, data
+                    position, RNG) and rank{r}.pt (optimizer state)
     summary.json    written last: a run that has it is finished
     .lock           held by the live run (a second run into the folder is refused)
 
@@ -34,6 +35,7 @@ import transformers
 import common
 import config
 import distributed
+import lora
 import models
 from errors import UserError
 
@@ -120,10 +122,20 @@ def student_source(cfg: dict) -> str:
 def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
     """(student, tokenizer) for training: float32 weights (Adam updates of lr 2e-6 vanish when
     rounded into bf16 weights; bf16 compute comes from autocast), from ckpt/ on --resume, with
-    gradient checkpointing when asked for."""
-    student, tok = models.load(
-        ckpt_dir(cfg) if cfg["resume"] else cfg["student"], device=device, dtype=torch.float32
-    )
+    gradient checkpointing when asked for. With --lora-rank R the weights are --student's, frozen,
+    with adapters (lora.attach; on --resume the adapters of ckpt/)."""
+    adapters = cfg.get("lora_rank")
+    source = ckpt_dir(cfg) if cfg["resume"] and not adapters else cfg["student"]
+    student, tok = models.load(source, device=device, dtype=torch.float32)
+    if adapters:
+        lora.attach(student, cfg["lora_rank"], cfg["lora_alpha"], cfg["lora_targets"], seed=cfg["seed"])
+        if cfg["resume"]:
+            lora.load_tensors(student, lora.read(ckpt_dir(cfg))[1], where=ckpt_dir(cfg))
+        total = sum(p.numel() for p in student.parameters())
+        common.say(
+            f"LoRA rank {cfg['lora_rank']}, α {cfg['lora_alpha']:g} on {','.join(cfg['lora_targets'])}: "
+            f"{lora.trainable(student):,} trainable parameters of {total:,}"
+        )
     if grad_checkpointing:
         enable = (
             getattr(student, "activation_checkpointing_enable", None) or student.gradient_checkpointing_enable
@@ -140,10 +152,10 @@ def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
 def save_checkpoint(
     cfg: dict, model, tok, optimizer, scheduler, stream, step: int, others: dict = None
 ) -> None:
-    """ckpt/: the model's full weights in transformers format (loadable with models.load),
-    train_state.pt (step, schedule, data position, RNG) and rank{r}.pt per process (its optimizer
-    shard and the state dicts of `others`, models a resume needs too: an EMA teacher). A
-    collective under torchrun.
+    """ckpt/: the model's full weights in transformers format, or a LoRA student's adapters in
+    PEFT's layout (both loadable with models.load), train_state.pt (step, schedule, data position,
+    RNG) and rank{r}.pt per process (its optimizer shard and the state dicts of `others`, models a
+    resume needs too: an EMA teacher). A collective under torchrun.
 
     Written into ckpt.tmp/, train_state.pt last (its presence marks the folder complete), then
     swapped in: ckpt → ckpt.old, ckpt.tmp → ckpt, ckpt.old removed. A kill at any point leaves a
@@ -157,11 +169,16 @@ def save_checkpoint(
             f"step {step}: non-finite weights ({bad[:2]}...); the checkpoint was not written: ckpt/ holds "
             f"the last good one; lower --lr and start again, or --resume to retry"
         )
-    full = distributed.full_state_dict(model) if world > 1 else None  # every process takes part
+    # every process takes part: the adapters alone (PEFT's layout), or the whole model's weights
+    adapters = lora.tensors(model) if lora.is_adapted(model) else None
+    full = distributed.full_state_dict(model) if world > 1 and adapters is None else None
     if rank == 0:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)  # a write that was killed half-way
-        models.save(model, tok, tmp, state_dict=full)
+        if adapters is not None:
+            lora.save(tmp, adapters, lora.peft_config(model, models.saved_name(cfg["student"])))
+        else:
+            models.save(model, tok, tmp, state_dict=full)
     distributed.barrier()
     torch.save(
         {"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},

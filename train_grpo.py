@@ -29,6 +29,7 @@ Commands
     python train_grpo.py --student runs/sft-student/final --out runs/grpo-sft
     python train_grpo.py --preset paper --student Qwen/Qwen3-1.7B --out runs/grpo-paper   # GPU
     python train_grpo.py --out runs/grpo --resume              # a killed run continues, its flags saved
+    python train_grpo.py --lora-rank 16 --out runs/grpo-lora   # LoRA adapters (lora.py)
 
 Optimisations
     * `pi_old`: the first update's rows take π_old from their own forward with gradients
@@ -200,6 +201,7 @@ def add_flags(ap) -> None:
     )
     config.add_rollout_flags(ap)
     config.add_optim_flags(ap)
+    config.add_lora_flags(ap)
     config.add_eval_flags(ap)
     config.add_run_flags(ap, out="runs/grpo")
 
@@ -210,6 +212,7 @@ def parse_config(argv=None) -> dict:
     cfg, typed = config.parse_config(PRESETS, add_flags, argv, __doc__)
     config.check_ranges(cfg, {}, PRESET_RULES)
     config.check_data_path(cfg)
+    config.check_lora(cfg, typed)
     if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
     n = cfg["batch_size"]

@@ -21,6 +21,7 @@ Commands
     python train_opd.py --loss topk_plain --k 5 --out runs/plain5     # Mechanism 2 in the tiny world
     python train_opd.py --preset paper --student Qwen/Qwen3-1.7B --teacher Qwen/Qwen3-8B --data dapo
     python train_opd.py --out runs/x --resume  # continue a killed run, with the flags of its config.json
+    python train_opd.py --lora-rank 16 --out runs/opd-lora   # LoRA: adapters of rank 16 (lora.py)
     torchrun --nproc_per_node 8 train_opd.py --preset paper ... --chunk-size 0 --rollout-batch 8
                                                # FSDP2 over 8 GPUs, each its share of the batch (distributed.py)
 
@@ -45,6 +46,7 @@ import diagnostics
 import distributed
 import errors
 import eval_math
+import lora
 import losses
 import models
 import rollout
@@ -302,6 +304,7 @@ def add_flags(ap) -> None:
     add_loss_flags(ap)
     config.add_rollout_flags(ap)
     config.add_optim_flags(ap)
+    config.add_lora_flags(ap)
     config.add_eval_flags(ap)
     config.add_run_flags(ap, out="runs/opd")
 
@@ -317,6 +320,7 @@ def check_config(cfg: dict, typed: set) -> dict:
     fitted to the batch (`typed`: the keys a flag set, config.parse_config)."""
     config.check_ranges(cfg, {}, PRESET_RULES)
     config.check_data_path(cfg)
+    config.check_lora(cfg, typed)
     if cfg["amp"] is None:  # bf16 autocast where it pays (CUDA); the weights stay float32
         cfg["amp"] = torch.cuda.is_available()
     world = distributed.planned_world()
@@ -376,10 +380,13 @@ def opd_step(
     optimizer,
     scheduler,
     generator,
+    teacher_view=None,
 ) -> dict:
     """Rollout → teacher scoring → student forward/backward → one optimizer step (or one per
     --minibatches part of the batch); returns the step's monitors. Under torchrun the prompts are
-    this process's rows of the batch."""
+    this process's rows of the batch. `teacher_view` (lora.view) is how the teacher reads its
+    adapters: OPSD's teacher with LoRA is the student itself, its adapters off ("base") or averaged
+    ("ema")."""
     device = next(student.parameters()).device
     times = {}
     # 1. The student writes one response per prompt: its own sampler, no gradients.
@@ -410,7 +417,7 @@ def opd_step(
             tokens = rollout.pad_right(resp, tok.pad_token_id, device)  # (b, T) the sampled ids y_t
             # 2. The teacher scores the same tokens after its own context (OPD: the student's prompt), in
             #    the student's precision (an OPSD teacher with the student's weights computes what it would).
-            with common.timed(times, "teacher"), torch.no_grad(), amp:
+            with common.timed(times, "teacher"), torch.no_grad(), amp, lora.view(teacher, teacher_view):
                 out_t, mask = rollout.score(teacher, [teacher_contexts[i] for i in rows], resp, **forward)
             mask = mask & torch.tensor([keep[i] for i in rows], device=mask.device)[:, None]  # (b, T)
             # 3. The student re-reads prompt + response with gradients; loss per token, masked_mean, backward.

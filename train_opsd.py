@@ -22,16 +22,20 @@ Commands
     python train_opsd.py --preset paper --student Qwen/Qwen3-1.7B    # §5 math setting on a GPU
     python train_opsd.py --out runs/x --resume               # a killed run continues with its saved flags
     python train_opsd.py --table runs/opsd/*                 # one table of finished runs
+    python train_opsd.py --lora-rank 16 --out runs/z    # LoRA: the frozen teacher is the base
 
 Teacher modes (`--teacher-mode`)
     frozen  the student's initial weights, frozen (the paper's default); reloaded from --student
     live    the student itself as it trains (no copy; its logits read under no_grad)
     ema     a copy updated after every step: θ_T ← d·θ_T + (1 − d)·θ_S with d = --ema-decay,
             saved in the checkpoint so that --resume continues it exactly
+    With --lora-rank R (lora.py) the teacher is the student itself in every mode, read through
+    lora.view: frozen is the base with the adapters off (no second copy of the weights), live the
+    adapted student, ema the base with an average of the adapters (adapter-sized).
 
 What it simplifies
-    * No LoRA: the frozen teacher is a second copy of the weights (the tiny world is small; at 1.7B
-      in bf16 the copy is 3.4 GB).
+    * Without LoRA the frozen teacher is a second copy of the weights (the tiny world is small; at
+      1.7B the float32 copy is 6.9 GB); with LoRA it is none (docs/lora.md).
     * The paper's extra KL-to-the-initial-model term (coefficient 0.01 in its safety and
       conciseness runs) is not implemented: with the frozen teacher it pulls the same way.
 """
@@ -51,6 +55,7 @@ import diagnostics
 import distributed
 import errors
 import eval_math
+import lora
 import losses
 import models
 import rollout
@@ -263,6 +268,7 @@ def add_flags(ap) -> None:
     )
     config.add_rollout_flags(ap)
     config.add_optim_flags(ap)
+    config.add_lora_flags(ap)
     config.add_eval_flags(ap)
     config.add_run_flags(ap, out="runs/opsd")
 
@@ -293,8 +299,14 @@ def self_teacher(cfg: dict, student, device):
     --resume), the student itself (live), or a copy that follows it (ema). Its weights have the
     student's dtype (float32) and opd_step runs it under the student's autocast: the teacher
     differs from the student only by its context and its weights, never by its precision (with
-    --pi none the loss is then exactly 0 at step 0)."""
-    if cfg["teacher_mode"] == "live":
+    --pi none the loss is then exactly 0 at step 0).
+
+    A LoRA student (--lora-rank) is its own teacher in every mode, read through `teacher_view`:
+    frozen is its base with the adapters off (the initial weights, no second copy), ema its base
+    with an average of the adapters (lora.add_ema: adapter-sized)."""
+    if cfg["teacher_mode"] == "live" or lora.is_adapted(student):
+        if cfg["teacher_mode"] == "ema":
+            lora.add_ema(student)
         return student
     frozen = cfg["teacher_mode"] == "frozen"
     teacher = (
@@ -305,9 +317,42 @@ def self_teacher(cfg: dict, student, device):
     return teacher.requires_grad_(False).eval()
 
 
+# a LoRA student's teacher in each mode: its adapters off, as they train, or their average
+LORA_TEACHER = {"frozen": "off", "live": "on", "ema": "averaged"}
+
+
+def teacher_view(cfg: dict):
+    """How opd_step's teacher reads a LoRA student's adapters (lora.view): off (frozen: the base),
+    averaged (ema) or as they train (live); None (the model as it is) without LoRA."""
+    if not cfg.get("lora_rank"):
+        return None
+    return {"frozen": "base", "live": "adapted", "ema": "ema"}[cfg["teacher_mode"]]
+
+
+def teacher_memory(cfg: dict, student) -> str:
+    """What the teacher's weights cost beside the student's, said at the start of a run: a copy of
+    them (frozen, ema), none (live), or with LoRA none or the adapters' average."""
+    mib = lambda ps: sum(p.numel() * p.element_size() for p in ps) / 2**20
+    mode, weights = cfg["teacher_mode"], mib(student.parameters())
+    if not cfg.get("lora_rank"):
+        own = 0.0 if mode == "live" else weights
+        return f"the {mode} teacher holds {own:.2f} MiB of weights of its own beside the student's {weights:.2f} MiB"
+    own = mib(lora.ema_parameters(student)) if mode == "ema" else 0.0
+    weights -= own  # the student's: its base and adapters
+    base = weights - mib(p for p in student.parameters() if p.requires_grad)
+    return (
+        f"the {mode} teacher is the LoRA student with its adapters {LORA_TEACHER[mode]}: {own:.2f} MiB of "
+        f"weights of its own beside the student's {weights:.2f} MiB (a copy of the base: {base:.2f} MiB)"
+    )
+
+
 @torch.no_grad()
 def ema_update(teacher, student, decay: float) -> None:
-    """θ_T ← d·θ_T + (1 − d)·θ_S, parameter by parameter (after every optimizer step)."""
+    """θ_T ← d·θ_T + (1 − d)·θ_S, parameter by parameter (after every optimizer step); for a LoRA
+    student the average of its adapters alone (lora.ema_update; the teacher is the student)."""
+    if lora.is_adapted(student):
+        lora.ema_update(student, decay)
+        return
     for t, s in zip(teacher.parameters(), student.parameters()):
         t.mul_(decay).add_(s.detach().to(t.dtype), alpha=1.0 - decay)
 
@@ -444,8 +489,11 @@ def main(argv=None) -> dict:
 
     # optimizer steps
     optimizer, scheduler = common.optimizer(student, cfg, cfg["steps"] * cfg["minibatches"])
-    others = {"ema_teacher": teacher} if cfg["teacher_mode"] == "ema" else {}
+    others = {}
+    if cfg["teacher_mode"] == "ema":  # a LoRA student's EMA teacher is the average of its adapters
+        others["ema_teacher"] = lora.ema_parameters(student) if teacher is student else teacher
     start = run_folder.resume(cfg, optimizer, scheduler, stream, others)
+    view = teacher_view(cfg)
 
     def evaluate(model, name, who="student", pi="none"):
         """eval_math.evaluate_run's summary, and how often the answer is a bare \\boxed{} (the rule)."""
@@ -453,10 +501,9 @@ def main(argv=None) -> dict:
         return {**summary, "format/boxed_only": diagnostics.boxed_only_rate([r["response"] for r in records])}
 
     if start == 0:
-        evals = {
-            "teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"]),
-            "student": evaluate(student, "step0"),
-        }
+        with lora.view(teacher, view):
+            evals = {"teacher": evaluate(teacher, "teacher", "teacher", cfg["pi"])}
+        evals["student"] = evaluate(student, "step0")
         run_folder.log(cfg, {"step": 0, "eval": evals})
         common.say("step 0: " + ", ".join(f"{who} acc {ev['acc/pass@1']:.3f}" for who, ev in evals.items()))
 
@@ -470,7 +517,7 @@ def main(argv=None) -> dict:
         prompts = [data.context_ids(tok, ex) for ex in batch]
         contexts = teacher_contexts(tok, batch, prompts, cfg["pi"], cfg["rule"])
         gen = common.step_generator(cfg, step, device)
-        m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, optimizer, scheduler, gen)
+        m = train_opd.opd_step(student, teacher, tok, prompts, contexts, cfg, optimizer, scheduler, gen, view)
         if cfg["teacher_mode"] == "ema":
             ema_update(teacher, student, cfg["ema_decay"])
         if alarm.rings(step + 1, m) and cfg["on_collapse"] == "stop":
@@ -509,6 +556,7 @@ def student_and_teacher(cfg: dict, device) -> tuple:
     inference."""
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     teacher = self_teacher(cfg, student, device)
+    common.say(teacher_memory(cfg, student))
     if distributed.world()[1] > 1:
         distributed.shard(student)
         if teacher is not student:

@@ -25,6 +25,7 @@ Commands
     python train_sft.py --source jsonl --data-path pairs.jsonl --student tiny/student --steps 50
     python train_sft.py --preset paper-sft --out runs/paper-sft  # GPU, hub
     python train_sft.py --out runs/paper-sft --resume            # a killed run continues with its saved flags
+    python train_sft.py --preset sft-student --lora-rank 16 --out runs/sft-lora   # LoRA (lora.py)
 
 What it simplifies
     * The loss is the mean over all supervised tokens of the batch (the usual SFT reduction),
@@ -53,6 +54,7 @@ import diagnostics
 import errors
 import eval_math
 import grader
+import lora
 import models
 import rollout
 import run_folder
@@ -194,6 +196,7 @@ def add_flags(ap) -> None:
         "reference solutions reach 0.27, a looping response 0.5+",
     )
     config.add_optim_flags(ap)
+    config.add_lora_flags(ap)
     g = ap.add_argument_group("batches and schedule")
     g.add_argument("--batch-size", type=config.positive_int, help="sequences per optimizer step")
     g.add_argument(
@@ -222,6 +225,7 @@ def check_config(cfg: dict, typed: set) -> None:
     """What SFT needs of a config, checked before any model loads, with --micro-batch fitted to the
     batch (`typed`: the keys a flag set, config.parse_config)."""
     config.check_ranges(cfg, {}, PRESET_RULES)
+    config.check_lora(cfg, typed)
     if cfg["source"] != "jsonl":  # with --source jsonl, --data-path is the prompt/response file itself
         config.check_data_path(cfg)
     config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
@@ -479,6 +483,7 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
     bar.close()
     run_folder.save_checkpoint(cfg, step=cfg["steps"], **ckpt)
     model.eval()
+    lora.merge(model)  # a LoRA student's final/ is W + (α/R) B A, plain weights (its adapters are in ckpt/)
     models.save(model.to(getattr(torch, cfg["save_dtype"])), tok, os.path.join(cfg["out"], "final"))
     model.float()
     return {"steps_done": cfg["steps"], "train_s": round(time.time() - t_run, 1)}

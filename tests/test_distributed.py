@@ -5,7 +5,8 @@ gradients. With the sampling noise seeded per rollout chunk, that is the single-
 `--rollout-batch B/2`: the same responses, the same losses and the same updated weights (up to the
 order of float sums). A two-process run stopped and resumed lands where the uninterrupted one
 does; a checkpoint holds the full weights in transformers format and one optimizer shard per
-process. Each test launches `python -m torch.distributed.run` (seconds per launch).
+process. A LoRA student with an EMA teacher (the average of its adapters) trains like one
+process too. Each test launches `python -m torch.distributed.run` (seconds per launch).
 """
 
 import json
@@ -15,6 +16,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_opd import same_final_weights, tiny_pair
 
 import models
@@ -172,3 +174,27 @@ def test_chunked_loss_and_grpo_are_refused_under_torchrun_with_a_reason(tmp_path
     assert chunked.returncode != 0 and "--chunk-size 0" in chunked.stderr
     grpo = launch("train_grpo.py", ["--student", s, "--steps", "1", "--out", str(tmp_path / "g")])
     assert grpo.returncode != 0 and "runs in one process" in grpo.stderr
+
+
+def test_two_process_lora_opsd_with_an_ema_teacher_trains_like_one_process(tmp_path):
+    """LoRA under FSDP2: the adapters and their average sharded with the frozen base, the teacher
+    the student read through lora.view, the adapters gathered into PEFT's file at each checkpoint."""
+    s, _ = tiny_pair(tmp_path)
+    args = small_args(s) + ["--preset", "tiny-answer", "--teacher-mode", "ema", "--ema-decay", "0.5"]
+    args += ["--measure-n", "0", "--lora-rank", "4"]
+    two = launch("train_opsd.py", args + ["--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = single(
+        "train_opsd.py",
+        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = records(tmp_path / "one"), records(tmp_path / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        for k in ("loss", "kl/full", "len/mean", "grad_norm"):
+            assert x[k] == pytest.approx(y[k], rel=1e-5, abs=1e-7), (x["step"], k)
+    wa, wb = (load_file(tmp_path / r / "ckpt" / "adapter_model.safetensors") for r in ("one", "two"))
+    assert wa.keys() == wb.keys() and len(wa) == 28
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
