@@ -97,17 +97,22 @@ def small_args(s, t=None):
     return args + (["--teacher", t] if t else [])
 
 
+def one_and_two(script, args, tmp_path) -> None:
+    """`script` with `args` in two processes (tmp_path/two) and in one (tmp_path/one), both finished.
+    FSDP scores with the model's own forward (decoder.writes_out): the one process does the same, and
+    samples the same two rows at a time as each of the two processes."""
+    two = launch(script, args + ["--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = single(
+        script, args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")]
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+
+
 def test_two_processes_train_like_one_process_with_half_batches(tmp_path):
     s, t = tiny_pair(tmp_path)
     args = small_args(s, t) + ["--loss", "topk_tail", "--k", "20"]
-    two = launch("train_opd.py", args + ["--out", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr[-3000:]
-    # FSDP scores with the model's own forward (decoder.writes_out); the one process does the same
-    one = single(
-        "train_opd.py",
-        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
+    one_and_two("train_opd.py", args, tmp_path)
     assert_same_training(
         tmp_path / "one",
         tmp_path / "two",
@@ -131,13 +136,7 @@ def test_two_process_opsd_with_an_ema_teacher_trains_like_one_process(tmp_path):
         "--measure-n",
         "0",
     ]
-    two = launch("train_opsd.py", args + ["--out", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = single(
-        "train_opsd.py",
-        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
+    one_and_two("train_opsd.py", args, tmp_path)
     assert_same_training(tmp_path / "one", tmp_path / "two", ("loss", "kl/full", "len/mean", "grad_norm"))
     # the EMA teacher, sharded: each process saved its half, together the single process's teacher
     ema_one = torch.load(tmp_path / "one" / "ckpt" / "rank0.pt", weights_only=False)["ema_teacher"]
@@ -182,13 +181,7 @@ def test_two_process_lora_opsd_with_an_ema_teacher_trains_like_one_process(tmp_p
     s, _ = tiny_pair(tmp_path)
     args = small_args(s) + ["--preset", "tiny-answer", "--teacher-mode", "ema", "--ema-decay", "0.5"]
     args += ["--measure-n", "0", "--lora-rank", "4"]
-    two = launch("train_opsd.py", args + ["--out", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = single(
-        "train_opsd.py",
-        args + ["--rollout-batch", "2", "--forward", "transformers", "--out", str(tmp_path / "one")],
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
+    one_and_two("train_opsd.py", args, tmp_path)
     a, b = records(tmp_path / "one"), records(tmp_path / "two")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3]
     for x, y in zip(a, b):

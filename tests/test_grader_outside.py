@@ -13,6 +13,8 @@ import collections
 import json
 import pathlib
 
+from test_grader_suite import assert_well_formed
+
 import grader
 
 SUITE_PATH = pathlib.Path(__file__).with_name("grader_suite_outside.jsonl")
@@ -33,12 +35,8 @@ def test_suite_is_large_balanced_and_well_formed():
     assert len(SUITE) >= 300, len(SUITE)
     n_true = sum(row["equal"] for row in SUITE)
     assert 0.4 * len(SUITE) <= n_true <= 0.6 * len(SUITE), f"{n_true} of {len(SUITE)} pairs are equal"
-    for row in SUITE:
-        assert set(row) == {"gold", "pred", "equal", "source"}, row
-        assert isinstance(row["gold"], str) and isinstance(row["pred"], str), row
-        assert isinstance(row["equal"], bool) and row["source"], row
+    assert_well_formed(SUITE)
     pairs = [(row["gold"], row["pred"]) for row in SUITE]
-    assert len(set(pairs)) == len(pairs), "a (gold, pred) pair appears twice"
     math500 = {
         pair
         for row in load(MATH500_SUITE_PATH)

@@ -26,16 +26,21 @@ def load_suite() -> list:
 SUITE = load_suite()
 
 
+def assert_well_formed(suite: list) -> None:
+    """Every row a labelled (gold, pred) pair of strings with its source, no pair twice."""
+    for row in suite:
+        assert set(row) == {"gold", "pred", "equal", "source"}, row
+        assert isinstance(row["gold"], str) and isinstance(row["pred"], str), row
+        assert isinstance(row["equal"], bool) and row["source"], row
+    pairs = [(row["gold"], row["pred"]) for row in suite]
+    assert len(set(pairs)) == len(pairs), "a (gold, pred) pair appears twice"
+
+
 def test_suite_is_large_balanced_and_well_formed():
     assert len(SUITE) >= 400
     n_true = sum(row["equal"] for row in SUITE)
     assert n_true >= 0.35 * len(SUITE) and len(SUITE) - n_true >= 0.35 * len(SUITE), n_true
-    for row in SUITE:
-        assert set(row) == {"gold", "pred", "equal", "source"}, row
-        assert isinstance(row["gold"], str) and isinstance(row["pred"], str), row
-        assert isinstance(row["equal"], bool) and row["source"], row
-    pairs = [(row["gold"], row["pred"]) for row in SUITE]
-    assert len(set(pairs)) == len(pairs), "a (gold, pred) pair appears twice"
+    assert_well_formed(SUITE)
 
 
 def _disagreements(flip: bool = False) -> list:
