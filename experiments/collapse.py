@@ -3,6 +3,7 @@ rate, and the collapse alarm's candidates, lead times, misses and false alarms.
 
     make collapse-pilot && make collapse-pilot WORLD=2
     python -m experiments.collapse runs/collapse-pilot runs/collapse-pilot2    # the pilot's choices
+    python -m experiments.collapse runs/report/collapse runs/report2/collapse --onset-plot onsets.png
 
 What this file is
     `reading` reads one finished OPD run, up to a given step: its collapse onset (the first step
@@ -16,7 +17,8 @@ What this file is
     largest smallest lead, a miss counting as −∞, then the fewest conditions), and `budget` part
     1's rule for the protocol's budget. `mechanism2` writes RESULTS.md's section from the
     protocol's runs: the table at the budget, part 2's verdicts (`plain_claims`, `fix_claims`,
-    `long_claim`), the onsets at two rates and the alarm's scores (`alarm_section`).
+    `long_claim`), the onsets at two rates and the alarm's scores (`alarm_section`); `onset_plot`
+    draws the onsets of both worlds at both rates.
 
 What it simplifies
     * Σ lr sums the learning rate each optimizer step used: the run's --lr for the first step, then
@@ -188,10 +190,73 @@ def alarm_rows(scored: list) -> str:
     return common.md_table(["rule", "smallest lead (steps)", "median lead", "misses", "false alarms"], rows)
 
 
+def onsets(collapse_dir: str) -> list:
+    """(K, lr, Σ lr at the onset, steps at the onset) of every finished plain Top-K run of the
+    protocol in `collapse_dir` (a report's collapse/ folder) that has an onset."""
+    out = []
+    for name in sorted(os.listdir(collapse_dir)):
+        folder = os.path.join(collapse_dir, name)
+        if name.startswith("topk_plain-") and os.path.exists(os.path.join(folder, "summary.json")):
+            r = reading(folder)
+            if r["onset"] is not None:
+                out.append((r["k"], r["lr"], r["onset_lr"], r["onset"]))
+    return out
+
+
+def onset_plot(worlds: dict, out: str) -> str:
+    """Plain Top-K's onsets, both worlds and both rates: Σ lr at the onset (left) and the step of the
+    onset (right) against K. `worlds` maps a label to a report's collapse/ folder. If the cumulative
+    learning rate sets the onset, the two rates' points coincide on the left and differ by 2x on
+    the right. Returns `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    markers, colors = {settings.COLLAPSE_LR: "o", settings.COLLAPSE_LR2: "^"}, ["C0", "C3", "C2"]
+    for i, (label, folder) in enumerate(worlds.items()):
+        points = onsets(folder)
+        for lr, marker in markers.items():
+            mine = [p for p in points if p[1] == lr]
+            if not mine:
+                continue
+            jitter = [p[0] * (1 + 0.06 * (i - 0.5)) for p in mine]  # the worlds side by side on the K axis
+            for ax, j in ((axes[0], 2), (axes[1], 3)):
+                ax.scatter(
+                    jitter,
+                    [p[j] for p in mine],
+                    marker=marker,
+                    color=colors[i % 3],
+                    label=f"{label}, lr {lr:g}",
+                )
+    for ax, what in ((axes[0], "Σ lr at the onset"), (axes[1], "step of the onset")):
+        ax.set_xscale("log")
+        ax.set_xlabel("K")
+        ax.set_ylabel(what)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Plain Top-K: when the student's Top-K mass falls below 0.9 (docs/collapse.md)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="The collapse pilot's readings and choices (docs/collapse.md).")
     ap.add_argument("roots", nargs="+", help="pilot folders, one per world (make collapse-pilot [WORLD=2])")
+    ap.add_argument(
+        "--onset-plot",
+        metavar="PNG",
+        help="instead: plot plain Top-K's onsets of the protocol's runs (the roots: each world's "
+        "collapse/ folder, e.g. runs/report/collapse runs/report2/collapse) into PNG",
+    )
     args = ap.parse_args(argv)
+    if args.onset_plot:
+        print(onset_plot({os.path.dirname(os.path.normpath(r)): r for r in args.roots}, args.onset_plot))
+        return
     by_world = {}
     for root in args.roots:
         if not os.path.isdir(root):

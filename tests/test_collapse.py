@@ -71,3 +71,27 @@ def test_the_chosen_rule_has_no_false_alarm_and_the_largest_smallest_lead(tmp_pa
         if not s["false"]:
             assert collapse.smallest_lead(s) <= collapse.smallest_lead(chosen)
     assert collapse.score({"deficit": 0.01}, runs)["false"] == ["wobble"]
+
+
+def test_onsets_of_both_rates_and_their_plot(tmp_path):
+    """The protocol's plain runs give their onsets (K, lr, Σ lr, step); at half the rate and twice
+    the steps the fabricated onsets share their Σ lr, which the plot's left panel shows."""
+    from test_report import fabricate_collapse
+
+    from experiments import plan, settings
+
+    scale = dict(settings.SCALES["quick"], seeds=(0,))
+    for world in ("a", "b"):
+        fabricate_collapse(str(tmp_path / world), scale, 0)
+    got = collapse.onsets(str(tmp_path / "a" / "collapse"))
+    # K = 1 at step 10, K = 20 at step 30 (test_report.fabricate_collapse); at lr2 twice the steps
+    lr, lr2 = settings.COLLAPSE_LR, settings.COLLAPSE_LR2
+    want = [(1, lr2, 20 * lr2, 20), (1, lr, 10 * lr, 10), (20, lr2, 60 * lr2, 60), (20, lr, 30 * lr, 30)]
+    flat = lambda rows: [x for row in sorted(rows) for x in row]  # noqa: E731
+    assert flat(got) == pytest.approx(flat(want))
+    assert plan.collapse_steps(scale) == 80
+    out = collapse.onset_plot(
+        {"a": str(tmp_path / "a" / "collapse"), "b": str(tmp_path / "b" / "collapse")},
+        str(tmp_path / "o.png"),
+    )
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
