@@ -34,6 +34,7 @@ import statistics
 import sys
 
 import numpy as np
+import torch
 
 import common
 import diagnostics
@@ -190,6 +191,60 @@ def alarm_rows(scored: list) -> str:
     return common.md_table(["rule", "smallest lead (steps)", "median lead", "misses", "false alarms"], rows)
 
 
+def tail_tokens(trained, base, tok, prompts: list, k: int, max_new_tokens: int, seed: int = 0, top: int = 10):
+    """Where a trained student's mass outside its own Top-K goes: it writes one response per prompt
+    (T = 1), and at every position of them the mass off its Top-K is summed per token, beside the
+    base model's mass on the same tokens at the same positions. Returns (the mean tail mass of the
+    trained model and of the base on those tails, and the `top` tokens that gain the most: (text,
+    trained mass, base mass), means per position)."""
+    import rollout
+
+    with torch.no_grad():
+        ro = rollout.generate(
+            trained,
+            prompts,
+            max_new_tokens,
+            eos_token_ids=tok.eos_token_ids,
+            pad_token_id=tok.pad_token_id,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        responses = ro.responses()
+        p = torch.softmax(rollout.score(trained, prompts, responses)[0].float(), -1)  # (B, T, V)
+        logits_b, mask = rollout.score(base, prompts, responses)
+        q = torch.softmax(logits_b.float(), -1)
+    off = torch.ones_like(p, dtype=torch.bool).scatter(-1, p.topk(k, -1).indices, False)  # outside Top-K
+    n = mask.sum()
+    mine = (p * off)[mask].sum(0) / n  # (V,) mean tail mass per token
+    theirs = (q * off)[mask].sum(0) / n
+    gain = (mine - theirs).topk(top).indices.tolist()
+    rows = [(tok.decode([v], skip_special=False), float(mine[v]), float(theirs[v])) for v in gain]
+    return float(mine.sum()), float(theirs.sum()), rows
+
+
+def tail_report(run: str, n: int = 64) -> str:
+    """tail_tokens of a finished OPD run (its ckpt/ against its --student) on n held-out prompts, as a
+    table."""
+    import data
+    import models
+
+    cfg = run_folder.read_json(run, "config.json")
+    trained, tok = models.load(os.path.join(run, "ckpt"), dtype=torch.float32)
+    base, _ = models.load(cfg["student"], dtype=torch.float32)
+    examples = data.load_examples(cfg["eval_data"], n=n, split="eval", seed=cfg["seed"])
+    prompts = [data.context_ids(tok, ex) for ex in examples]
+    mine, theirs, rows = tail_tokens(
+        trained, base, tok, prompts, cfg["k"], cfg["max_new_tokens"], cfg["seed"]
+    )
+    table = common.md_table(
+        ["token", "trained: mass off its Top-K", "initial: mass there"],
+        [[repr(t), f"{a:.4f}", f"{b:.4f}"] for t, a, b in rows],
+    )
+    return (
+        f"{run} ({cfg['loss']}, K = {cfg['k']}): mass off the trained student's Top-{cfg['k']} per position "
+        f"{mine:.4f}, the initial student's on the same tokens {theirs:.4f}; the tokens that gained most:\n{table}"
+    )
+
+
 def onsets(collapse_dir: str) -> list:
     """(K, lr, Σ lr at the onset, steps at the onset) of every finished plain Top-K run of the
     protocol in `collapse_dir` (a report's collapse/ folder) that has an onset."""
@@ -253,7 +308,17 @@ def main(argv=None) -> None:
         help="instead: plot plain Top-K's onsets of the protocol's runs (the roots: each world's "
         "collapse/ folder, e.g. runs/report/collapse runs/report2/collapse) into PNG",
     )
+    ap.add_argument(
+        "--tail",
+        action="store_true",
+        help="instead: for each run folder given, where the mass off the student's Top-K goes (tail_tokens: "
+        "its checkpoint against the run's initial student, 64 held-out prompts)",
+    )
     args = ap.parse_args(argv)
+    if args.tail:
+        for run in args.roots:
+            print(tail_report(run))
+        return
     if args.onset_plot:
         print(onset_plot({os.path.dirname(os.path.normpath(r)): r for r in args.roots}, args.onset_plot))
         return

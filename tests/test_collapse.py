@@ -95,3 +95,53 @@ def test_onsets_of_both_rates_and_their_plot(tmp_path):
         str(tmp_path / "o.png"),
     )
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tail_tokens_match_a_position_by_position_count(tmp_path):
+    """experiments.collapse.tail_tokens against the same sums written out position by position on
+    the models' own forward; a model against itself gains nothing."""
+    import copy
+
+    import torch
+
+    import data
+    import models
+    import rollout
+
+    tok = models.tiny_tokenizer()
+    base = models.build_tiny(seed=1).eval()
+    trained = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+    prompts = [data.context_ids(tok, ex) for ex in data.load_examples("synthetic", n=3, split="eval")]
+    k, T = 3, 8
+    mine, theirs, rows = collapse.tail_tokens(trained, base, tok, prompts, k, T, seed=5, top=4)
+    # the same responses (same seed), then each position alone through the models' own forward
+    ro = rollout.generate(
+        trained,
+        prompts,
+        T,
+        eos_token_ids=tok.eos_token_ids,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(5),
+    )
+    sums, n = {"mine": torch.zeros(tok.vocab_size), "theirs": torch.zeros(tok.vocab_size)}, 0
+    with torch.no_grad():
+        for prompt, resp in zip(prompts, ro.responses()):
+            ids = torch.tensor([prompt + resp])
+            lp = trained(ids).logits[0, len(prompt) - 1 : len(prompt) + len(resp) - 1].float().softmax(-1)
+            lq = base(ids).logits[0, len(prompt) - 1 : len(prompt) + len(resp) - 1].float().softmax(-1)
+            for t in range(len(resp)):
+                top = set(torch.argsort(lp[t], descending=True)[:k].tolist())
+                for v in range(tok.vocab_size):
+                    if v not in top:
+                        sums["mine"][v] += lp[t, v]
+                        sums["theirs"][v] += lq[t, v]
+                n += 1
+    assert mine == pytest.approx(float(sums["mine"].sum() / n), rel=1e-4)
+    assert theirs == pytest.approx(float(sums["theirs"].sum() / n), rel=1e-4)
+    gain = ((sums["mine"] - sums["theirs"]) / n).topk(4).indices.tolist()
+    assert [r[0] for r in rows] == [tok.decode([v], skip_special=False) for v in gain]
+    same = collapse.tail_tokens(base, base, tok, prompts, k, T, seed=5, top=2)
+    assert same[0] == pytest.approx(same[1]) and all(a == pytest.approx(b) for _, a, b in same[2])
