@@ -228,7 +228,7 @@ collapse: install  ## Mechanism 2 and Fix 1 by docs/collapse.md's protocol, 3 se
 # runs/collapse-pilot2). Finished runs are reused.
 pilot_runs = topk_plain-k1 topk_plain-k5 topk_plain-k20 topk_sg-k20 topk_renorm_intersect_sg-k20 topk_tail-k20
 opts.collapse-pilot := THREADS WORLD FRESH RESUME
-collapse-pilot: install  ## the collapse protocol's pilot (docs/collapse.md, part 1): 6 runs of 400 steps -> runs/collapse-pilot; about 20 min (WORLD=2: 30)
+collapse-pilot: install  ## the collapse protocol's pilot (docs/collapse.md, part 1): 6 runs of 400 steps -> runs/collapse-pilot; about 30 min per world
 	@$(if $(FRESH),$(call remove,runs/collapse-pilot$(w2),FRESH=1))
 	@for r in $(pilot_runs); do \
 	  $(call each_run,runs/collapse-pilot$(w2)/$$r,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py $(if $(w2),--preset tiny2) \
