@@ -178,7 +178,8 @@ SHOWS = {
 BIASED_LOSSES = {
     "topk_plain": (
         "the biased loss of §3.3, on purpose: mass leaks out of the student's Top-K until the run "
-        "collapses (Mechanism 2; the signature under the final table); topk_sg and topk_tail are the fixes"
+        "collapses (Mechanism 2; the signature under the final table). The paper's fix is topk_sg; in the "
+        "tiny worlds its free tail drifts too at minute-scale learning rates, and topk_tail holds (docs/collapse.md)"
     ),
     "topk_fkl": "the teacher-Top-K forward KL of §3.7, biased: it pulls the student's mass into the teacher's Top-K",
 }
