@@ -5,7 +5,7 @@ What this file is
     One function per section, each reading its runs (named as experiments/report.py plans them)
     into a `claims.Report`: `mechanism1` the prefix probe (fit/big-s*), `mechanism3`
     self-distillation with each kind of privileged information (opsd/*), with `constitution` for
-    world 2's alignment rule. Mechanism 2's section is experiments/collapse.py's `mechanism2`.
+    world 2's alignment rule. Mechanism 2's section is experiments/mechanism2.py.
 
 Paper (docs/paper.md)
     §4 Mechanism 1 (the teacher on the student's prefixes); §3.3–3.5, §3.9 Mechanism 2 and Fix 1

@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 import errors
-from experiments import claims, collapse, plan, report, results, settings
+from experiments import claims, mechanism2, plan, report, results, settings
 
 # -----------------------------------------------------------------------------
 # The runner, on a stand-in script that records the order and writes the run's done file
@@ -374,7 +374,7 @@ def test_fixes_are_judged_only_where_plain_collapses_and_fail_when_they_collapse
         fabricate_collapse(root, scale, s, fixes_hold=False)
     os.makedirs(tmp_path / "figs")
     R = claims.Report(root, scale, "figs", str(tmp_path / "figs"))
-    collapse.mechanism2(R)
+    mechanism2.mechanism2(R)
     got = {c[0]: c[4] for c in R.claims}
     assert got["Fix 1: stop-gradient Top-20 prevents the collapse"] == "not reproduced"
     assert got["Fix 1: stop-gradient Top-20 stays stable over 2x the budget"] == "not reproduced"
@@ -384,7 +384,7 @@ def test_fixes_are_judged_only_where_plain_collapses_and_fail_when_they_collapse
         root, "collapse/topk_plain-k1-s1", "topk_plain", 1, settings.COLLAPSE_LR, plan.collapse_steps(scale)
     )
     R = claims.Report(root, scale, "figs", str(tmp_path / "figs"))
-    collapse.mechanism2(R)
+    mechanism2.mechanism2(R)
     body = "\n".join(R.body)
     assert "| Fix 1: stop-gradient | 1 | plain Top-1 collapses in 1/2 seeds | not tested |" in body
     got = {c[0]: c[4] for c in R.claims}
