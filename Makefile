@@ -118,6 +118,8 @@ remove = if [ -e $(1) ]; then \
 	  for l in $$(find $(1) -name .lock); do \
 	    if command -v flock >/dev/null && ! flock -n $$l true; then $(call refuse,a live run holds $$l: let it end or stop it first); fi; \
 	  done; echo "$(2): deleting $(1)"; rm -rf $(1); fi
+# $(call has_ckpt,FOLDER): whether FOLDER holds a checkpoint written to its end (checkpoint.py's manifest).
+has_ckpt = ls $(1)/ckpt*/manifest.json >/dev/null 2>&1
 # $(call check_run,FOLDER): the first line of a target that trains one run into FOLDER. FRESH=1
 # deletes it; a finished run there is refused (it would be overwritten), and so is an unfinished
 # one unless RESUME=1, which the target's command then passes on as --resume.
@@ -125,7 +127,7 @@ check_run = d=$(1); \
 	$(if $(FRESH),$(call remove,$$d,FRESH=1), \
 	if [ -f $$d/summary.json ]; then \
 	  $(call refuse,$$d holds a finished run (make plot RUN=$$d draws its curves). To start over in it: $(again) FRESH=1 (deletes it); or choose another folder with RUN=); \
-	elif [ -f $$d/ckpt/train_state.pt ]; then \
+	elif $(call has_ckpt,$$d); then \
 	  $(if $(RESUME),:,$(call refuse,$$d holds an unfinished run. To continue it from its last checkpoint: $(again) RESUME=1; to delete it and start over: $(again) FRESH=1)); \
 	elif [ -n "$$(ls -A $$d 2>/dev/null)" ]; then \
 	  $(call refuse,$$d holds a run that stopped before its first checkpoint: nothing to continue. To delete it and start over: $(again) FRESH=1); \
@@ -136,7 +138,7 @@ check_run = d=$(1); \
 # with RESUME=1 (one that stopped before its first checkpoint is started again) and refused without.
 each_run = d=$(1); \
 	if [ -f $$d/summary.json ]; then echo "$$d: finished, reused"; \
-	elif [ -f $$d/ckpt/train_state.pt ]; then \
+	elif $(call has_ckpt,$$d); then \
 	  $(if $(RESUME),(set -x; $(2) --out $$d --resume) || exit 1, \
 	    $(call refuse,$$d holds an unfinished run. To continue it (finished runs are kept): $(again) RESUME=1; to delete $(3) and start every run over: $(again) FRESH=1)); \
 	elif [ -n "$$(ls -A $$d 2>/dev/null)" ]; then \

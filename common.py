@@ -1,8 +1,8 @@
 """Plumbing shared by every trainer, as plain functions: a run's data, the prompt stream, the
-learning-rate schedule, sampling a batch, the lock of a run folder (training runs and evaluations
-take the same one), messages, progress bars and Markdown tables. The config of a run (presets,
-flags, resume's config) is config.py; the rest of the run folder (checkpoints, resume, the metrics
-log, summaries) is run_folder.py.
+learning-rate schedule, sampling a batch, messages, progress bars and Markdown tables. The config
+of a run (presets, flags, resume's config) is config.py; the folder it writes, its lock and owner,
+folders.py; checkpoints, checkpoint.py; the rest of the run folder (resume, the metrics log,
+summaries) run_folder.py.
 
 What this file is
     train_opd.py, train_opsd.py, train_grpo.py, train_sft.py and tiny_world/build.py each own their
@@ -13,10 +13,8 @@ What this file is
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import math
-import os
 import sys
 import time
 
@@ -293,38 +291,6 @@ def timed(times: dict, phase: str):
     yield
     key = f"time/{phase}_s"
     times[key] = times.get(key, 0.0) + time.perf_counter() - t0
-
-
-# -----------------------------------------------------------------------------
-# The lock of a run folder
-
-_LOCKS = {}  # run folder (real path) -> the open lock file this process holds
-
-
-def lock_folder(out: str) -> None:
-    """An exclusive lock on `out/.lock` for the life of this process: two runs (a training run, an
-    evaluation) never interleave in one folder. The kernel drops it when the process ends, killed
-    or not: no stale lock."""
-    key = os.path.realpath(out)
-    if key in _LOCKS:  # this process holds it already (a run started again in the same process)
-        return
-    f = open(os.path.join(out, ".lock"), "a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise UserError(
-            f"--out {out}: another live process is using this run folder; wait for it to end, or "
-            "choose another --out"
-        ) from None
-    _LOCKS[key] = f
-
-
-def unlock_folder(out: str) -> None:
-    """Release the lock lock_folder took (a run that ends inside a longer-lived process)."""
-    f = _LOCKS.pop(os.path.realpath(out), None)
-    if f is not None:
-        f.close()
 
 
 # -----------------------------------------------------------------------------

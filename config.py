@@ -42,8 +42,9 @@ from errors import UserError
 SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # The flags a --resume may give other values than the run's: they belong to one start of the run
-# (where it stops, how many CPU threads it uses, what the collapse alarm does), not to the run.
-RESUME_MAY_CHANGE = ("resume", "stop_at", "threads", "on_collapse")
+# (how it starts, where it stops, how many CPU threads it uses, what the collapse alarm does), not
+# to the run.
+RESUME_MAY_CHANGE = ("resume", "restart", "stop_at", "threads", "on_collapse")
 
 
 def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
@@ -59,6 +60,8 @@ def parse_config(presets: dict, add_flags, argv=None, doc: str = "") -> tuple:
     preset's; every key then counts as typed, so that no saved value is lowered to fit."""
     parser = build_parser(presets, add_flags, doc)
     args = parser.parse_args(argv)
+    if getattr(args, "resume", False) and getattr(args, "restart", False):
+        raise UserError("--resume and --restart: choose one (continue the run, or start it over)")
     if getattr(args, "resume", False):
         cfg = resumed_config(parser, args, typed_args(parser, argv), presets)
         typed = set(cfg)
@@ -94,8 +97,9 @@ def typed_args(parser, argv=None) -> dict:
 def resumed_config(parser, args, given: dict, presets: dict) -> dict:
     """The config of `--out OUT --resume`: the run's OUT/config.json, with --stop-at as given (none
     by default: the run's own has been reached), --threads and --on-collapse as given (the run's
-    when not given). Any other flag given must equal its saved value (same_setting), and --out must be
-    where the run was written; the flags that differ are refused by name, before anything loads.
+    when not given). Any other flag given must equal its saved value (same_setting); the flags that
+    differ are refused by name, before anything loads. --out is where the folder is now: a run
+    folder that was moved resumes there.
     run_folder.start_run checks the folder itself (a checkpoint, an unfinished run) and the whole
     config again."""
     out, flags = args.out, flags_of(parser)
@@ -119,11 +123,12 @@ def resumed_config(parser, args, given: dict, presets: dict) -> dict:
             "(or of a version with other settings); resume it with the script that started it"
         )
     cfg = {k: v for k, v in fresh.items() if k not in saved}
-    cfg.update(saved, resume=True, stop_at=args.stop_at)
+    # the folder is the run wherever it now is (a moved folder resumes where it lies)
+    cfg.update(saved, resume=True, restart=False, stop_at=args.stop_at, out=out)
     for key in ("threads", "on_collapse"):
         if key in given:
             cfg[key] = given[key]
-    changed = changed_settings(saved, dict(given, out=out))
+    changed = changed_settings(saved, {k: v for k, v in given.items() if k != "out"})
     if changed:
         raise UserError(resume_refusal(out, changed, flags))
     return cfg
@@ -137,6 +142,11 @@ def saved_config(out: str) -> dict:
     if not os.path.isdir(out):
         raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
     path = os.path.join(out, "config.json")
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "run.json")):
+        raise UserError(
+            f"--resume: the run in {out} has lost its config.json (its flags); start it over with "
+            f"`--out {out} --restart` and the run's flags, or choose another --out"
+        )
     if not os.path.isfile(path):
         raise UserError(
             f"--resume: {out} holds no config.json, so no run started there; start without --resume, "
@@ -177,7 +187,9 @@ def resume_refusal(out: str, changed: dict, flags: dict = None) -> str:
     flag (`flags`: key -> flag; else --key), the saved value and the new one."""
     flag = lambda k: (flags or {}).get(k, "--" + k.replace("_", "-"))
     told = ", ".join(f"{flag(k)} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
-    may = [flag(k) for k in RESUME_MAY_CHANGE if k != "resume" and (flags is None or k in flags)]
+    may = [
+        flag(k) for k in RESUME_MAY_CHANGE if k not in ("resume", "restart") and (flags is None or k in flags)
+    ]
     may = " and ".join([", ".join(may[:-1]), may[-1]] if len(may) > 1 else may)
     return (
         f"--resume with another config than the run in {out}: {told}; leave those flags out to continue "
@@ -210,6 +222,9 @@ PROB = (lambda v: 0 <= v <= 1, "in [0, 1]")
 BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 TOP_P = (lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")
 TEMPERATURE_OR_GREEDY = (lambda v: v >= 0, ">= 0 (0 = greedy)")
+# A seed: torch's generators take 64 bits, and the sampling and evaluation seeds are derived from
+# it as seed * 1_000_003 + a step or batch number, which stays within them for any seed below 2**32.
+SEED = (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 
 
 def ranged(convert, rule: tuple):
@@ -237,6 +252,7 @@ top_p = ranged(float, TOP_P)
 temperature_or_greedy = ranged(float, TEMPERATURE_OR_GREEDY)
 sampling_temperature = ranged(float, (lambda v: v > 0, "> 0 (training samples; 1.0 is the paper's)"))
 learning_rate = ranged(float, (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"))
+seed_int = ranged(int, SEED)
 
 
 def flag_name(key: str, flags: dict) -> str:
@@ -369,6 +385,11 @@ def add_run_flags(ap, out: str) -> None:
         "--resume", action="store_true", help="continue the run in --out from its checkpoint, exactly"
     )
     g.add_argument(
+        "--restart",
+        action="store_true",
+        help="start the unfinished run in --out over from step 0 (its checkpoint and metrics are removed)",
+    )
+    g.add_argument(
         "--stop-at",
         type=nonneg_int,
         default=0,
@@ -377,7 +398,7 @@ def add_run_flags(ap, out: str) -> None:
     g.add_argument(
         "--ckpt-every", type=nonneg_int, help="save a checkpoint every this many steps (0 = only at the end)"
     )
-    g.add_argument("--seed", type=nonneg_int, default=0, help="seeds data order, sampling and evaluation")
+    g.add_argument("--seed", type=seed_int, default=0, help="seeds data order, sampling and evaluation")
     g.add_argument("--threads", type=nonneg_int, default=0, help="CPU threads (0 = torch's default)")
 
 

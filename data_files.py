@@ -27,11 +27,16 @@ What it simplifies
     * The records are held in memory (17.9k DAPO problems are a few MB; parquet files are read a
       batch of rows at a time), and a .json file must hold a list of objects.
     * A bad input raises DataError (an errors.UserError: exit code 2 and a message, no traceback)
-      naming the file, line or row, and field.
+      naming the file, line or row, and field. Two problems of one file with the same id are
+      refused too: evaluation summaries group samples by id, so they would count as one problem.
+    * A JSON number with a fraction or an exponent keeps its text as written (`JSONFloat`), so an
+      answer written 1e20 is graded against "1e20", not Python's "1e+20"; NaN and Infinity are
+      refused where a field is read as text.
 """
 
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -88,6 +93,79 @@ def _check_data_file(path: str) -> None:
         raise DataError(f"{path}: no such file or folder")
 
 
+class JSONFloat(float):
+    """A JSON number with a fraction or an exponent (or NaN, Infinity) that keeps its text as written.
+
+    An answer field is read as text, and the text of a float is not the file's: 1e20 prints as
+    "1e+20" and 0.10 as "0.1", golds that no boxed answer equals. Keeping what the file says is
+    sound (it is what a quoted answer would hold) where refusing would reject files that are fine."""
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __getnewargs__(self):
+        return (self.text,)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def _loads(text: str):
+    """json.loads with every float kept as a JSONFloat (its text as written)."""
+    return json.loads(text, parse_float=JSONFloat, parse_constant=JSONFloat)
+
+
+def _unreadable_json(error: Exception) -> str:
+    """Why Python's JSON reader refused a text that is valid JSON: too deep, or too long a number."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply for Python's JSON reader; flatten the record"
+    return (
+        f"holds an integer longer than Python reads ({sys.get_int_max_str_digits()} digits); "
+        "write it as a JSON string"
+    )
+
+
+def _json_trouble_line(text: str, error: Exception) -> int:
+    """The line of a JSON text where `error` (`_unreadable_json`'s) arose: the deepest nesting for
+    a RecursionError, else the first integer longer than Python reads (strings skipped)."""
+    limit = sys.get_int_max_str_digits() or len(text) + 1
+    line, depth, deepest, deepest_line = 1, 0, 0, 1
+    in_string = escaped = False
+    run, run_line, before = 0, 1, " "  # the current run of digits, its line, the character before it
+    for ch in text + " ":
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch.isdigit():
+            if not run:
+                run_line = line
+            run += 1
+        else:
+            # an integer is a run of digits that is neither a fraction's nor an exponent's
+            if (
+                run > limit
+                and before not in ".eE+"
+                and ch not in ".eE"
+                and not isinstance(error, RecursionError)
+            ):
+                return run_line
+            run, before = 0, ch
+            if ch == '"':
+                in_string = True
+            elif ch in "[{":
+                depth += 1
+                if depth > deepest:
+                    deepest, deepest_line = depth, line
+            elif ch in "]}":
+                depth -= 1
+        if ch == "\n":
+            line += 1
+    return deepest_line
+
+
 def _not_utf8(path: str, error: UnicodeDecodeError) -> DataError:
     """The DataError for a text file that is not UTF-8, naming its first such line."""
     with open(path, "rb") as f:
@@ -124,9 +202,11 @@ def read_records(path: str) -> Iterator[tuple]:
         if not text.strip():
             return
         try:
-            data = json.loads(text)
+            data = _loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except (RecursionError, ValueError) as e:  # valid JSON that Python's reader still refuses
+            raise DataError(f"{path}:{_json_trouble_line(text, e)}: {_unreadable_json(e)}") from None
         if not isinstance(data, list):
             held = (
                 f"an object (keys: {', '.join(data) or 'none'})"
@@ -152,12 +232,14 @@ def read_records(path: str) -> Iterator[tuple]:
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = _loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(
                         f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
                         f"each line must hold one JSON object"
                     ) from None
+                except (RecursionError, ValueError) as e:  # valid JSON that Python's reader refuses
+                    raise DataError(f"{path}:{i}: {_unreadable_json(e)}") from None
                 if not isinstance(rec, dict):
                     raise DataError(f"{path}:{i}: a line holds a {type(rec).__name__}, not a JSON object")
                 yield i, rec
@@ -283,13 +365,20 @@ def _present(rec: dict) -> str:
 
 
 def _text(rec: dict, *names: str, required: bool = True) -> str:
-    """The first present field of `names` as a non-empty string (numbers are converted). A null
-    (a parquet column's missing value) counts as absent."""
+    """The first present field of `names` as a non-empty string. A null (a parquet column's missing
+    value) counts as absent. Numbers are converted: an integer as its digits, a JSON float as
+    written in the file (JSONFloat), a float from parquet or the hub as Python prints it; NaN and
+    Infinity are refused, since no answer equals them (in parquet, NaN usually marks a missing value)."""
     for name in names:
         if name in rec and rec[name] is not None:
             v = rec[name]
             if isinstance(v, bool) or not isinstance(v, (str, int, float)):
                 raise _FieldError(name, f"expected text, got {type(v).__name__}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise _FieldError(
+                    name,
+                    f'is {v}, which no answer equals (a missing value?); write it as text ("{name}": "...")',
+                )
             v = str(v).strip()
             if not v:
                 raise _FieldError(name, "is empty")
@@ -300,6 +389,11 @@ def _text(rec: dict, *names: str, required: bool = True) -> str:
             raise _FieldError(nulls[0], "is empty (null)")
         raise _FieldError(" or ".join(names), f"missing ({_present(rec)})")
     return ""
+
+
+def _id(index: int, rec: dict, *names: str) -> str:
+    """A record's id: its first field of `names` that is not null, as text, else its index."""
+    return next((str(rec[n]) for n in names if rec.get(n) is not None), str(index))
 
 
 def boxed_answers(text: str) -> list:
@@ -346,7 +440,10 @@ def parse_dapo(rec: dict, index: int) -> dict:
         problem, answer = _text(rec, "problem"), _text(rec, "answer")
     extra = rec.get("extra_info") if isinstance(rec.get("extra_info"), dict) else {}
     return dict(
-        id=str(extra.get("index", rec.get("id", index))), problem=problem, answer=answer, source="dapo"
+        id=_id(index, {"index": extra.get("index"), "id": rec.get("id")}, "index", "id"),
+        problem=problem,
+        answer=answer,
+        source="dapo",
     )
 
 
@@ -362,7 +459,7 @@ def parse_openthoughts(rec: dict, index: int) -> Optional[dict]:
     if len(answers) != 1 or not next(iter(answers)):
         return None
     return dict(
-        id=str(rec.get("id", index)),
+        id=_id(index, rec, "id"),
         problem=problem,
         answer=answers.pop(),
         solution=solution,
@@ -389,9 +486,12 @@ def parse_eval(rec: dict, index: int) -> dict:
         answer = boxes[-1]
     if not answer:  # an empty \boxed{} is no answer to grade against
         raise _FieldError("answer", "is empty (the \\boxed{} it comes from is empty)")
-    rid = rec.get("unique_id", rec.get("id", rec.get("ID", index)))
     return dict(
-        id=str(rid), problem=problem, answer=answer, solution=solution, source=str(rec.get("source", ""))
+        id=_id(index, rec, "unique_id", "id", "ID"),
+        problem=problem,
+        answer=answer,
+        solution=solution,
+        source=str(rec.get("source", "")),
     )
 
 
@@ -402,8 +502,9 @@ def parse_records(
     (where, record) pairs; a malformed record raises DataError naming where and the field; an
     empty result raises DataError too, naming `origin` (the file or hub repository read) when
     given. With `dedupe`, only the first problem of each (problem, answer) is kept and the number
-    of copies dropped is printed on stderr."""
-    out, seen, kept, dropped = [], 0, set(), 0
+    of copies dropped is printed on stderr. Two kept problems with the same id raise DataError
+    naming both records: evaluation summaries group samples by id."""
+    out, seen, kept, dropped, ids = [], 0, set(), 0, {}
     for i, (where, rec) in enumerate(records):
         seen += 1
         try:
@@ -424,6 +525,12 @@ def parse_records(
                 dropped += 1
                 continue
             kept.add(key)
+        if ex["id"] in ids:
+            raise DataError(
+                f"{ex['where']}: id {ex['id']!r} is also the id of {ids[ex['id']]}; give each problem "
+                "its own id (evaluation summaries group samples by id, so the two would count as one)"
+            )
+        ids[ex["id"]] = ex["where"]
         ex["source"] = ex["source"] or name
         out.append(ex)
     what = f"dataset {name!r}" + (f" ({origin})" if origin else "")

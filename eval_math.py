@@ -32,6 +32,7 @@ import data
 import diagnostics
 import distributed
 import errors
+import folders
 import grader
 import models
 import rollout
@@ -445,7 +446,7 @@ def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--seed",
-        type=int,
+        type=config.seed_int,
         default=0,
         help="sampling seed; with the batch size it fixes every sample (default: %(default)s)",
     )
@@ -512,25 +513,86 @@ def check_args(args, flags: dict) -> list:
         raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
     if args.wrong_hint and args.pi != "answer_only":
         raise UserError("--wrong-hint changes the hint of --pi answer_only; add --pi answer_only")
+    if args.rule is not None and args.pi != "system_prompt":
+        raise UserError(
+            f"--rule {args.rule!r}: the rule is the system prompt of --pi system_prompt, and --pi "
+            f"{args.pi} would ignore it; drop --rule, or add --pi system_prompt"
+        )
+    check_device(args.device)
     benches = [b.strip() for b in args.bench.split(",") if b.strip()]
     if not benches:
         raise UserError(f"--bench {args.bench!r}: names no benchmark; pass e.g. --bench math500")
     if args.data_path and len(benches) != 1:
         raise UserError("--data-path reads one benchmark; pass a single --bench with it")
+    if args.data_path and benches[0] not in data.DATASETS:
+        bench = benches[0]
+        what = (
+            "is generated, not read"
+            if bench == "synthetic"
+            else "is a file, read as itself"
+            if os.path.splitext(bench)[1] or "/" in bench or os.sep in bench
+            else "is none of them"
+        )
+        raise UserError(
+            f"--data-path {args.data_path}: reads a named benchmark ({', '.join(data.DATASETS)}) from a "
+            f"local file, but --bench {bench} {what}, so it would be ignored; drop --data-path"
+        )
+    names = {}
+    for bench in benches:
+        name = record_name(bench)
+        if name in names and names[name] == bench:
+            raise UserError(f"--bench {args.bench}: names {bench} twice; name each benchmark once")
+        if name in names:
+            raise UserError(
+                f"--bench {args.bench}: {names[name]} and {bench} would both write their records to "
+                f"{name}.jsonl in --out; evaluate one of them in another run (or rename its file)"
+            )
+        names[name] = bench
     return benches
 
 
-def check_out(args) -> None:
-    """`--out` must be a folder that holds no finished evaluation or probe (probes.py writes
-    probe_summary.json): a second command never overwrites the first's results."""
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out {args.out}: a file, not a folder; choose another --out")
-    written = [f for f in ("summary.json", "probe_summary.json") if os.path.exists(os.path.join(args.out, f))]
-    if written:
+def record_name(bench: str) -> str:
+    """The name of a benchmark's records and summary row: its file name without the extension."""
+    return os.path.splitext(os.path.basename(bench))[0]
+
+
+def check_device(device: Optional[str]) -> None:
+    """A UserError naming --device unless `device` (None: models.load's choice) is a device this
+    machine has: a known type, available here, and an index below the number of such devices."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device}: not a device name; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return
+    backend = getattr(torch, dev.type, None) if dev.type != "mps" else torch.backends.mps
+    available = backend is not None and hasattr(backend, "is_available") and backend.is_available()
+    if not available:
+        raise UserError(f"--device {device}: this machine has no {dev.type} device; use --device cpu")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if dev.index is not None and dev.index >= count:
         raise UserError(
-            f"--out {args.out} already holds an evaluation ({written[0]}); choose another --out, or "
-            "delete that folder to evaluate again"
+            f"--device {device}: this machine has {count} {dev.type} device(s), numbered from 0; "
+            f"use --device {dev.type}:0"
         )
+
+
+# what an evaluation or a probe writes into its --out (folders.check: anything else is not its own)
+WRITES = ("*.jsonl", "*.jsonl.part", "summary.json*", "probe_summary.json*")
+
+
+def check_out(args, script: str = "eval_math.py") -> None:
+    """`--out` must be new, empty, or an unfinished evaluation of `script` (started over): never a
+    training run's folder, a model, a finished evaluation or probe, or another script's files
+    (folders.check). Reads only; claim_out takes the folder."""
+    folders.check(args.out, script, WRITES)
+
+
+def claim_out(args, script: str = "eval_math.py") -> None:
+    """Make, lock and claim `--out` for `script` (folders.claim)."""
+    folders.claim(args.out, script, WRITES, {}, say=common.say)
 
 
 def load_inputs(args, benches: list) -> dict:
@@ -565,7 +627,7 @@ def run_benchmarks(args, model, tokenizer, benches: list, loaded: dict) -> None:
     for bench in benches:
         s = resolve_settings(args, bench)
         examples = loaded[bench]
-        name = os.path.splitext(os.path.basename(bench))[0]
+        name = record_name(bench)
         with torch.no_grad():
             summary, _ = evaluate(
                 model,
@@ -601,8 +663,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_inputs(args, benches)
-    os.makedirs(args.out, exist_ok=True)
-    common.lock_folder(args.out)  # the lock a training run takes too
+    claim_out(args)  # the folder's lock, the one a training run takes too
     model, tokenizer = load_model(args, args.model)
     run_benchmarks(args, model, tokenizer, benches, loaded)
 

@@ -298,7 +298,9 @@ def read_config(path: str) -> dict:
 
 
 def read(path: str) -> tuple:
-    """(adapter_config.json, {PEFT key: tensor}) of an adapter folder, both checked (read_config)."""
+    """(adapter_config.json, {PEFT key: tensor}) of an adapter folder, both checked: the config
+    (read_config), and every tensor finite (one pass of torch.isfinite each; a NaN or inf adapter
+    would make every merged weight it touches NaN)."""
     cfg = read_config(path)
     weights = os.path.join(path, WEIGHTS_FILE)
     if not os.path.isfile(weights):
@@ -307,6 +309,12 @@ def read(path: str) -> tuple:
         found = safetensors.torch.load_file(weights)
     except Exception as e:  # noqa: BLE001 -- a truncated or foreign file
         raise UserError(f"{weights}: could not read it ({type(e).__name__}: {e})") from None
+    for key, t in found.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(
+                f"{weights}: tensor {key} holds NaN or infinite values; the adapters are corrupt or were "
+                "saved from a run that diverged: pass another checkpoint"
+            )
     return cfg, found
 
 

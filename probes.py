@@ -389,6 +389,21 @@ def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
     print(format_fit_table({args.probe_teacher: fit}))
 
 
+def check_teacher_lengths(args, bench: str, examples: list, tok, context) -> None:
+    """The teacher's longest sequences within its own context: after the prompt, the student's
+    prefix (up to the largest cut of a response of --max-new-tokens) and a continuation of
+    --max-new-tokens; a UserError naming the problem otherwise, before any weights load."""
+    new = eval_math.resolve_settings(args, bench)["max_new_tokens"]
+    longest_prefix = math.floor(max(parse_fractions(args.probe_fractions)) * new)
+    common.check_prompt_lengths(
+        context,
+        [data.context_ids(tok, ex) for ex in examples],
+        longest_prefix + new,
+        f"prompts of {bench} with a student prefix of up to {longest_prefix} tokens, for the teacher",
+        examples,
+    )
+
+
 def check_unused(args) -> None:
     """eval_math.py's flags that the probe has no use for: it samples one response per problem
     after the bare student prompt, so a value given to any of them is refused by name."""
@@ -407,19 +422,20 @@ def main(argv=None) -> None:
     prefix probe and the teacher's fit on the first benchmark."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_unused(args)  # first: eval_math.py's advice for these flags does not apply to the probe
     bench = eval_math.check_args(args, config.flags_of(parser))[0]
-    check_unused(args)
     parse_fractions(args.probe_fractions)  # checked here, before any file is read
-    eval_math.check_out(args)
+    eval_math.check_out(args, "probes.py")
     if args.threads:
         torch.set_num_threads(args.threads)
     examples = eval_math.load_inputs(args, [bench])[bench]
     # the teacher's tokenizer before any weights load: the probe cuts the student's token ids
-    models.check_compatible(
-        models.load_tokenizer(args.model)[0], models.load_tokenizer(args.probe_teacher)[0]
-    )
-    os.makedirs(args.out, exist_ok=True)
-    common.lock_folder(args.out)  # the lock evaluations and training runs take too
+    teacher_tok, teacher_context = models.load_tokenizer(args.probe_teacher)
+    models.check_compatible(models.load_tokenizer(args.model)[0], teacher_tok)
+    check_teacher_lengths(args, bench, examples, teacher_tok, teacher_context)
+    eval_math.claim_out(
+        args, "probes.py"
+    )  # the folder's lock, the one evaluations and training runs take too
     model, tokenizer = eval_math.load_model(args, args.model)
     run_probe(args, model, tokenizer, bench, examples)
 

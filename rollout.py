@@ -62,6 +62,7 @@ import torch.nn.functional as F
 
 import decoder
 import packed
+from errors import UserError
 
 # Decode steps between looks at which rows have finished. A look is a host sync, which on CUDA
 # waits for the queued kernels; the steps decoded after the last EOS are discarded.
@@ -99,7 +100,11 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
     drawn token under the distribution actually sampled from. The order is transformers': divide
     by the temperature, keep the top_k largest (ties with the k-th kept), then keep the smallest
     set of top tokens whose mass reaches top_p. temperature=0 is greedy (argmax; its distribution
-    is a point mass, so logp_sampling = 0). The draw inverts the CDF with one uniform per row
+    is a point mass, so logp_sampling = 0), and so is a temperature below the smallest normal number
+    of the logits' dtype (1.2e-38 in float32), which that precision cannot divide by; any larger
+    one divides the logits after their row maximum is subtracted (`tempered`), so none overflows
+    them. A row whose logits are not finite draws an id in range with a NaN log-prob, which
+    `generate` refuses (`refuse_non_finite`). The draw inverts the CDF with one uniform per row
     (float64 running sums; no host sync), cheaper than torch.multinomial and than Gumbel-max
     (which needs a random number per vocabulary entry); `make bench-rollout` measures the sampler.
     u (B, 1) float32 in [0, 1): the uniforms to use instead of drawing them from `generator`.
@@ -109,9 +114,9 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
         raise ValueError(
             f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}"
         )
-    if temperature == 0:
+    if temperature < torch.finfo(logits.dtype).tiny:  # 0, or too small to divide by: greedy
         return logits.argmax(-1), torch.zeros(B, device=logits.device)
-    x = logits / temperature if temperature != 1.0 else logits  # (B, V)
+    x = tempered(logits, temperature) if temperature != 1.0 else logits  # (B, V)
     if 0 < top_k < V or top_p < 1.0:
         k = top_k if 0 < top_k < V else V
         vals = torch.topk(x, k, dim=-1).values if k < V else x.sort(dim=-1, descending=True).values  # (B, k)
@@ -134,13 +139,20 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, u=None):
     u = u.double() * total
     # u < total: some cdf entry exceeds u
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
-    tokens = torch.searchsorted(cdf, u, right=True)  # (B, 1) the first index whose cdf exceeds u
+    # (B, 1) the first index whose cdf exceeds u; a row of NaN or inf logits has a NaN cdf, which
+    # searches past the end: the clamp keeps its index in range
+    tokens = torch.searchsorted(cdf, u, right=True).clamp(max=V - 1)
     # A zero-probability id can only be hit if a parallel scan (CUDA) rounds two equal prefix
     # sums apart; never return one.
     tokens = torch.where(e.gather(-1, tokens) > 0, tokens, top1)
     logp_sampling = (x.gather(-1, tokens) - mx - total.log().to(x.dtype)).squeeze(-1)  # log softmax(x)[token]
     tokens = tokens.squeeze(-1)
     return tokens, logp_sampling
+
+
+def tempered(logits, temperature):
+    """logits / temperature with each row's maximum subtracted first: the same softmax, never inf - inf."""
+    return (logits - logits.amax(-1, keepdim=True)) / temperature
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,7 +185,9 @@ def generate(
     student from a bf16 copy, and the log-probs it returns are the bf16 model's.
     `cuda_graph=True` replays the decode step as a CUDA graph; `compact` (default: on CPU without
     CUDA graphs) drops finished rows from the decode batch. The response has T = the longest
-    response's length columns.
+    response's length columns. Logits that are not finite (NaN or inf: a broken checkpoint, or
+    weights that overflow in `dtype`) are refused with a UserError naming the prompt and the token
+    (`refuse_non_finite`, one host sync after the last step).
     """
     device, dtype, compact = _settings(model, max_new_tokens, eos_token_ids, cuda_graph, compact, dtype)
     prompt_ids, _ = left_pad(prompts, pad_token_id, device)  # (B, P): the Rollout's record
@@ -204,7 +218,19 @@ def generate(
             if compact and n_alive <= 3 * len(alive) // 4:
                 tok, alive = drop_finished(s, tok, alive)
         logits = decode_step(s, tok, t)  # (b, V)
+    refuse_non_finite(rec, dtype)
     return rec.rollout(prompt_ids, eos)
+
+
+def refuse_non_finite(rec, dtype):
+    """A UserError naming the first response token drawn from logits that were not finite (NaN or inf)."""
+    bad = ~(rec.logp.isfinite() & rec.logp_sampling.isfinite())  # (B, max_new_tokens); 0 past a row's end
+    if bool(bad.any()):
+        b, t = bad.nonzero()[0].tolist()
+        raise UserError(
+            f"the model's logits for response token {t} of prompt {b} are not finite (NaN or inf) in {dtype}, "
+            "so no token can be drawn from them; check the checkpoint's weights, or sample in float32"
+        )
 
 
 def _settings(model, max_new_tokens, eos_token_ids, cuda_graph, compact, dtype):

@@ -1,101 +1,153 @@
-"""The run folder: what a run writes, how it resumes exactly, and what survives a kill.
+"""The run folder: what a run writes, what it reads, how it resumes exactly.
 
 A run folder (`--out`) holds
 
+    run.json        written first: the script that owns the folder (folders.py) and fingerprints
+                    of what the run reads (the student's and teacher's weights, the training
+                    data, the held-out set)
     config.json     the resolved config (presets + flags), as the run started
     metrics.jsonl   one JSON line per step (and one per evaluation)
     eval/           per-problem records of every held-out evaluation
-    ckpt/           the latest checkpoint: the weights in transformers format (a LoRA student's
-                    adapters in PEFT's layout, lora.py), train_state.pt (step, schedule, data
-                    position, RNG) and rank{r}.pt (optimizer state)
+    ckpt/           the latest complete checkpoint (checkpoint.py)
     summary.json    written last: a run that has it is finished
     .lock           held by the live run (a second run into the folder is refused)
 
 `--out OUT --resume` continues the run from ckpt/ exactly, with the flags of OUT/config.json
 (config.parse_config): the same batches, the same sampling noise (seeded by (seed, step)), the
-same optimizer state; the metrics after the checkpoint are dropped and written again. A kill at
-any point leaves a folder that the next start completes (`recover_checkpoint`); docs/design.md
-lists the guarantees. The trainers call these functions around their own loops.
+same optimizer state; the metrics after the checkpoint are dropped and written again. It is
+refused, with what to do, when anything the run reads changed since it started (`fingerprints`),
+when the checkpoint is not complete, or when the step-0 evaluation its summary needs is lost;
+`--restart` starts such a run over in the same folder. A kill at any point leaves a folder that
+the next start completes (checkpoint.recover); docs/design.md lists the guarantees. The trainers
+call these functions around their own loops.
 
 What it simplifies
     * A checkpoint keeps the full weights (float32 for training) and one optimizer shard per
       process: resume with the same number of processes.
     * Only the flags in `RESUME_MAY_CHANGE` may differ on `--resume`; any other flag given with it
       must equal the saved value, and a difference is refused.
+    * A model's fingerprint reads each file whole up to 64 MiB and, past that, its size and 256
+      blocks spread over it: a retrained or replaced model is told apart; a change of a few bytes
+      inside a large file between those blocks is not. A hub id counts by its name.
 """
 
+import hashlib
 import json
 import os
 import random
-import shutil
 
 import torch
 import transformers
 
+import checkpoint
 import common
 import config
 import distributed
+import folders
 import lora
 import models
 from errors import UserError
 
 # -----------------------------------------------------------------------------
-# Starting a run: the folder's lock, an interrupted swap completed, the resume checks
+# What a run reads: fingerprints of its models and data, recorded in run.json
 
-RESUME_MAY_CHANGE = config.RESUME_MAY_CHANGE  # --resume, --stop-at, --threads, --on-collapse
+
+WHOLE_BYTES = 64 << 20  # a model file up to this size is hashed whole; past it, sampled
+BLOCKS, BLOCK_BYTES = 256, 64 << 10
+
+
+def file_fingerprint(path: str, h) -> None:
+    """Feed `path`'s size and content into the hash `h`: all of it up to WHOLE_BYTES, else BLOCKS
+    blocks spread evenly from its start to its end."""
+    size = os.path.getsize(path)
+    h.update(f"{size}\0".encode())
+    with open(path, "rb") as f:
+        if size <= WHOLE_BYTES:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+            return
+        for i in range(BLOCKS):
+            f.seek((size - BLOCK_BYTES) * i // (BLOCKS - 1))
+            h.update(f.read(BLOCK_BYTES))
+
+
+def model_fingerprint(name: str) -> str:
+    """A short hash of a model folder's files (names, sizes, contents; a folder of adapters
+    includes its base), or `hub:ID` for a hub id."""
+    path = models.resolve(name)
+    if not os.path.isdir(path):
+        return f"hub:{name}"
+    h = hashlib.sha256()
+    for entry in sorted(os.listdir(path)):
+        f = os.path.join(path, entry)
+        if os.path.isfile(f):
+            h.update(entry.encode() + b"\0")
+            file_fingerprint(f, h)
+    if lora.is_adapter_folder(path):
+        with open(os.path.join(path, lora.CONFIG_FILE)) as f:
+            h.update(model_fingerprint(json.load(f).get("base_model_name_or_path", "")).encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprints(models_read: dict, data_read: dict) -> dict:
+    """what -> fingerprint: each model (`models_read`: what -> its --flag's name or path) and each
+    list of examples (`data_read`: what -> the examples, common.fingerprint)."""
+    out = {what: model_fingerprint(name) for what, name in models_read.items()}
+    out.update({what: common.fingerprint(examples) for what, examples in data_read.items()})
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Starting a run: the folder claimed or checked, an interrupted checkpoint swap completed
+
+RESUME_MAY_CHANGE = config.RESUME_MAY_CHANGE  # --resume, --restart, --stop-at, --threads, --on-collapse
+WRITES = (  # what a trainer writes into its folder (folders.check: anything else is not its own)
+    "config.json*",
+    "metrics.jsonl*",
+    "eval",
+    "ckpt",
+    "ckpt.*",
+    "summary.json*",
+    "final",
+    "snapshots",
+    "traces.jsonl*",
+)
 
 
 def ckpt_dir(cfg: dict) -> str:
-    return os.path.join(cfg["out"], "ckpt")
+    return checkpoint.path_of(cfg)
 
 
-def start_run(cfg: dict) -> torch.device:
+def start_run(
+    cfg: dict, script: str, models_read: dict, data_read: dict, before_in_log: bool = True
+) -> torch.device:
     """Threads, the device (CUDA when present; under torchrun one per process), the run folder, the global seeds.
 
-    The folder is locked for the life of the process (a second run into it is refused) and a
-    checkpoint swap that a kill interrupted is completed first. A fresh run refuses a folder that
-    holds a checkpoint; `--resume` needs one, an unfinished run and the config of config.json
-    (config.parse_config starts from it; only RESUME_MAY_CHANGE may differ, paths are compared as
-    paths). A fresh run writes config.json; returns this process's device."""
+    A fresh run claims --out for `script` (folders.claim: only a new or empty folder, or its own
+    unfinished run, which --restart may also clear when it has a checkpoint) and records in run.json
+    what it reads: `models_read` (what -> model name or path) and `data_read` (what -> examples).
+    `--resume` needs the folder's unfinished run of `script` with a complete checkpoint, the
+    step-0 evaluation in metrics.jsonl when the summary reads it from there (`before_in_log`:
+    run_summary), the same config (only RESUME_MAY_CHANGE may differ) and the
+    same inputs (their fingerprints); each failure is refused with what to do. Returns this
+    process's device."""
     transformers.utils.logging.disable_progress_bar()  # no loading/saving bars between our own lines
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     # CUDA when present (CUDA_VISIBLE_DEVICES= for the CPU)
     device = distributed.init(models.default_device())
-    out, ckpt = cfg["out"], ckpt_dir(cfg)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
-    if cfg["resume"] and not os.path.isdir(out):
-        raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
-    if distributed.is_main():
-        os.makedirs(out, exist_ok=True)
-        common.lock_folder(out)
-        recover_checkpoint(ckpt)
-    distributed.barrier()
+    out = cfg["out"]
+    inputs = fingerprints(models_read, data_read)
     if cfg["resume"]:
-        if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
-            raise UserError(
-                f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
-                "again without --resume"
-            )
-        if os.path.exists(os.path.join(out, "summary.json")):
-            raise UserError(
-                f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
-                "from its ckpt/ with --student, or choose another --out"
-            )
-        changed = config.changed_settings(config.saved_config(out), cfg)
-        if changed:
-            raise UserError(config.resume_refusal(out, changed))
-    elif os.path.exists(ckpt):
-        raise UserError(
-            f"--out {out} already holds a run with a checkpoint; continue it with `--out {out} --resume` "
-            "(its config.json holds its flags), or choose another --out"
-        )
+        if distributed.is_main():
+            check_resume(cfg, script, inputs, before_in_log)
+    elif distributed.is_main():
+        folders.claim(out, script, WRITES, {"inputs": inputs}, restart=cfg["restart"], say=common.say)
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if distributed.is_main():
         os.makedirs(os.path.join(out, "eval"), exist_ok=True)
         if not cfg["resume"]:
-            write_json(os.path.join(out, "config.json"), cfg)
+            folders.write_json(os.path.join(out, "config.json"), cfg)
     world = distributed.world()[1]
     common.say("config: " + json.dumps(cfg) + (f"; {world} processes" if world > 1 else ""))
     random.seed(cfg["seed"])
@@ -103,14 +155,65 @@ def start_run(cfg: dict) -> torch.device:
     return device
 
 
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically: a temporary file beside it, then a rename (a kill leaves the old file or the new)."""
-    tmp = path + ".part"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def check_resume(cfg: dict, script: str, inputs: dict, before_in_log: bool) -> None:
+    """The checks of `--out OUT --resume` (start_run), in the order a user fixes them; the folder
+    locked first, its checkpoint swap completed."""
+    out, ckpt = cfg["out"], ckpt_dir(cfg)
+    again = f"start it over with `--out {out} --restart`, or choose another --out"
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
+    if not os.path.isdir(out):
+        raise UserError(f"--resume: no run folder {out}; start without --resume, or pass the run's --out")
+    folders.lock(out)
+    rec = folders.owner(out)
+    if rec is not None and rec["script"] != script:
+        raise UserError(f"--resume: {out} holds a run of {rec['script']}; resume it with that script")
+    if os.path.exists(os.path.join(out, "summary.json")):
+        raise UserError(
+            f"--resume: the run in {out} is finished (summary.json); to train longer start a new run "
+            "from its ckpt/ with --student, or choose another --out"
+        )
+    checkpoint.recover(ckpt)
+    if not any(os.path.exists(ckpt + end) for end in ("", ".old")):
+        raise UserError(
+            f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
+            "again without --resume"
+        )
+    bad = checkpoint.problem(ckpt)
+    if bad:
+        raise UserError(f"--resume: {ckpt} is not a complete checkpoint: {bad}; {again}")
+    step = checkpoint.step_of(ckpt)
+    if cfg["stop_at"] and cfg["stop_at"] <= step:
+        raise UserError(
+            f"--stop-at {cfg['stop_at']}: the checkpoint in {ckpt} is at step {step} already; pass a "
+            "later step, or leave --stop-at out"
+        )
+    if step > cfg["steps"]:
+        raise UserError(
+            f"--steps {cfg['steps']}: the checkpoint in {ckpt} is at step {step}; resume with the run's --steps"
+        )
+    saved = config.saved_config(out)
+    changed = config.changed_settings(saved, {k: v for k, v in cfg.items() if k != "out"})
+    if changed:
+        raise UserError(config.resume_refusal(out, changed))
+    if before_in_log and step_zero(out) is None:
+        raise UserError(
+            f"--resume: {metrics_path(cfg)} has lost the step-0 evaluation that the run's summary "
+            f"reports as 'before'; {again}"
+        )
+    if rec is None:  # a folder from before run.json: nothing to compare with, recorded from now on
+        common.say(f"{out} has no run.json: the inputs it started with are unknown; recording them now")
+        folders.write_json(os.path.join(out, folders.OWNER), {"script": script, "inputs": inputs})
+    else:
+        moved = [w for w in inputs if w in rec.get("inputs", {}) and rec["inputs"][w] != inputs[w]]
+        if moved:
+            raise UserError(
+                f"--resume: {', '.join(moved)} changed since the run in {out} started (fingerprints in "
+                f"{folders.OWNER}); restore the original, or {again}"
+            )
+    if saved.get("out") and os.path.realpath(saved["out"]) != os.path.realpath(out):  # the folder moved
+        common.say(f"the run was started in {saved['out']}; it continues in {out}")
+        folders.write_json(os.path.join(out, "config.json"), dict(saved, out=out))
 
 
 def student_source(cfg: dict) -> str:
@@ -146,123 +249,24 @@ def load_student(cfg: dict, device, grad_checkpointing: bool = False) -> tuple:
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: written beside the previous one, swapped in when complete
-
-
-def save_checkpoint(
-    cfg: dict, model, tok, optimizer, scheduler, stream, step: int, others: dict = None
-) -> None:
-    """ckpt/: the model's full weights in transformers format, or a LoRA student's adapters in
-    PEFT's layout (both loadable with models.load), train_state.pt (step, schedule, data position,
-    RNG) and rank{r}.pt per process (its optimizer shard and the state dicts of `others`, models a
-    resume needs too: an EMA teacher). A collective under torchrun.
-
-    Written into ckpt.tmp/, train_state.pt last (its presence marks the folder complete), then
-    swapped in: ckpt → ckpt.old, ckpt.tmp → ckpt, ckpt.old removed. A kill at any point leaves a
-    state that recover_checkpoint completes. Weights that are not finite are never written."""
-    rank, world = distributed.world()
-    path = ckpt_dir(cfg)
-    tmp = path + ".tmp"
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
-    if distributed.all_sum(len(bad)):
-        raise common.Diverged(
-            f"step {step}: non-finite weights ({bad[:2]}...); the checkpoint was not written: ckpt/ holds "
-            f"the last good one; lower --lr and start again, or --resume to retry"
-        )
-    # every process takes part: the adapters alone (PEFT's layout), or the whole model's weights
-    adapters = lora.tensors(model) if lora.is_adapted(model) else None
-    full = distributed.full_state_dict(model) if world > 1 and adapters is None else None
-    if rank == 0:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)  # a write that was killed half-way
-        if adapters is not None:
-            lora.save(tmp, adapters, lora.peft_config(model, models.saved_name(cfg["student"])))
-        else:
-            models.save(model, tok, tmp, state_dict=full)
-    distributed.barrier()
-    torch.save(
-        {"optimizer": optimizer.state_dict(), **{k: m.state_dict() for k, m in (others or {}).items()}},
-        os.path.join(tmp, f"rank{rank}.pt"),
-    )
-    distributed.barrier()
-    if rank == 0:
-        state = {
-            "step": step,
-            "scheduler": scheduler.state_dict(),
-            "stream": stream.state_dict(),
-            "python_random": random.getstate(),
-            "torch_random": torch.random.get_rng_state(),
-            "world": world,
-        }
-        torch.save(state, os.path.join(tmp, "train_state.pt.part"))
-        os.replace(os.path.join(tmp, "train_state.pt.part"), os.path.join(tmp, "train_state.pt"))
-        recover_checkpoint(path)  # the swap
-    distributed.barrier()
-
-
-def _complete(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, "train_state.pt"))
-
-
-def recover_checkpoint(path: str) -> None:
-    """Bring ckpt/, ckpt.tmp/ and ckpt.old/ to one complete ckpt/ (or none), whatever step of
-    save_checkpoint's swap a kill interrupted: a complete ckpt.tmp/ is the newest checkpoint and
-    replaces ckpt/; an incomplete one is a write that was cut and is dropped; ckpt.old/ is kept
-    only while it is the sole complete checkpoint."""
-    tmp, old = path + ".tmp", path + ".old"
-    if os.path.isdir(tmp) and _complete(tmp):
-        if os.path.isdir(path):
-            if os.path.exists(old):
-                shutil.rmtree(old)
-            os.rename(path, old)
-        os.rename(tmp, path)
-    elif os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    if os.path.exists(old):
-        if not _complete(path) and _complete(old):
-            if os.path.exists(path):
-                shutil.rmtree(path)
-            os.rename(old, path)
-        else:
-            shutil.rmtree(old)
+# Resuming: the checkpoint's state restored, the metrics log reopened at its step
 
 
 def resume(cfg: dict, optimizer, scheduler, stream, others: dict = None) -> int:
     """The first step of the run: 0 for a fresh run; on --resume the checkpoint's step, with the
-    optimizer, schedule, RNG, prompt stream and `others` (as save_checkpoint) restored from ckpt/
-    (the model's weights come with models.load(ckpt/)). Opens the metrics log either way."""
+    optimizer, schedule, RNG, prompt stream and `others` restored from ckpt/ (checkpoint.restore;
+    the model's weights come with models.load(ckpt/)). Opens the metrics log either way."""
     start = 0
     if cfg["resume"]:
-        rank, world = distributed.world()
-        path = ckpt_dir(cfg)
-        state = torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
-        if state["world"] != world:
-            raise UserError(
-                f"{path} was written by {state['world']} processes, this run has {world}: the "
-                "optimizer is saved one shard per process; resume with the same number"
-            )
-        if state["step"] > cfg["steps"]:
-            raise UserError(
-                f"--steps {cfg['steps']}: the checkpoint in {path} is at step {state['step']}; resume "
-                "with the run's --steps"
-            )
-        rank_state = torch.load(os.path.join(path, f"rank{rank}.pt"), weights_only=False)
-        optimizer.load_state_dict(rank_state["optimizer"])
-        for key, m in (others or {}).items():
-            m.load_state_dict(rank_state[key])
-        scheduler.load_state_dict(state["scheduler"])
-        stream.load_state_dict(state["stream"])
-        random.setstate(state["python_random"])
-        torch.random.set_rng_state(state["torch_random"])
-        start = state["step"]
-        common.say(f"resumed from {path} at step {start}")
+        start = checkpoint.restore(cfg, optimizer, scheduler, stream, others)
+        common.say(f"resumed from {ckpt_dir(cfg)} at step {start}")
     open_log(cfg, start)
     return start
 
 
 def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict, shown: tuple = (("loss", "loss"),)) -> bool:
     """After training step `done`: log its record `m`, move the progress bar (its postfix: the
-    monitors `shown`, common.postfix), save a checkpoint when one is due (`ckpt`: save_checkpoint's
+    monitors `shown`, common.postfix), save a checkpoint when one is due (`ckpt`: checkpoint.save's
     model, tok, optimizer, scheduler, stream and others). True when the run stops here (--stop-at)."""
     log(cfg, {"step": done, **m})
     bar.update()
@@ -270,11 +274,11 @@ def end_step(cfg: dict, done: int, m: dict, bar, ckpt: dict, shown: tuple = (("l
     if "eval" in m:
         common.say(f"step {done}: student acc {m['eval']['student']['acc/pass@1']:.3f}")
     if checkpoint_due(cfg, done):
-        save_checkpoint(cfg, step=done, **ckpt)
+        checkpoint.save(cfg, step=done, **ckpt)
     if done == cfg["stop_at"] and done < cfg["steps"]:
         bar.close()
         common.say(f"stopped after step {done} (--stop-at); continue with --out {cfg['out']} --resume")
-        common.unlock_folder(cfg["out"])
+        folders.unlock(cfg["out"])
         return True
     return False
 
@@ -284,10 +288,10 @@ def end_run(cfg: dict, final: dict, wall_s: float, ckpt: dict, loss: str) -> dic
     (the student before and after, and the teacher at step 0 when there is one; `loss` names what
     trained); returns it."""
     log(cfg, {"step": cfg["steps"], "eval": {"student": final}})
-    save_checkpoint(cfg, step=cfg["steps"], **ckpt)
+    checkpoint.save(cfg, step=cfg["steps"], **ckpt)
     summary = run_summary(cfg, final, wall_s, loss)
     write_summary(cfg, summary)
-    common.unlock_folder(cfg["out"])
+    folders.unlock(cfg["out"])
     return summary
 
 
@@ -347,20 +351,55 @@ def log(cfg: dict, record: dict) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
+def read_records(path: str) -> list:
+    """The records of a metrics.jsonl, a torn last line (a write a kill cut) dropped; a UserError
+    naming the file and line for any other line that is not a record of one step."""
+    if not os.path.exists(path):
+        raise UserError(f"{path} not found: pass a run folder written by one of the train_*.py scripts")
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    records = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError
+        except ValueError:
+            if i >= len(lines) - 2 and not raw.endswith(b"}"):
+                continue  # the last line, cut by a kill mid-write
+            raise UserError(f"{path}, line {i + 1}: not a record of one step ({raw[:60]!r})") from None
+        records.append(rec)
+    return records
+
+
 def read_log(folder: str) -> tuple:
     """(training-step records, [(step, held-out student accuracy)]) of a run folder's metrics.jsonl."""
     path = os.path.join(folder, "metrics.jsonl")
-    if not os.path.exists(path):
-        raise UserError(f"{path} not found: pass a run folder written by one of the train_*.py scripts")
     steps, evals = [], []
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "student" in rec.get("eval", {}):
-                evals.append((rec["step"], rec["eval"]["student"]["acc/pass@1"]))
-            if "loss" in rec:
-                steps.append(rec)
+    for rec in read_records(path):
+        if "student" in rec.get("eval", {}):
+            evals.append((rec["step"], rec["eval"]["student"]["acc/pass@1"]))
+        if "loss" in rec:
+            steps.append(rec)
     return steps, evals
+
+
+def step_zero(out: str):
+    """The step-0 evaluation record of the run in `out` (the 'before' of its summary), or None."""
+    path = os.path.join(out, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                rec = json.loads(raw)
+            except ValueError:  # a torn line: open_log drops it on resume
+                continue
+            if isinstance(rec, dict) and rec.get("step") == 0 and "student" in rec.get("eval", {}):
+                return rec["eval"]
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -370,7 +409,7 @@ def read_log(folder: str) -> tuple:
 def write_summary(cfg: dict, summary: dict) -> None:
     """summary.json, written last: the folder then holds a finished run (rank 0)."""
     if distributed.is_main():
-        write_json(os.path.join(cfg["out"], "summary.json"), summary)
+        folders.write_json(os.path.join(cfg["out"], "summary.json"), summary)
 
 
 def read_json(folder: str, name: str = "summary.json") -> dict:
@@ -387,8 +426,7 @@ def run_summary(cfg: dict, final: dict, wall_s: float, loss: str) -> dict:
     (what trained: the distillation loss's name, or the algorithm's). Rank 0."""
     if not distributed.is_main():
         return {}
-    with open(metrics_path(cfg)) as f:
-        first = json.loads(f.readline())["eval"]
+    first = step_zero(cfg["out"])
     summary = {
         "student_before": first["student"],
         "student_after": final,

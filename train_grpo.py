@@ -435,7 +435,12 @@ def main(argv=None) -> dict:
         context, [data.context_ids(tok, ex) for ex in train], cfg["max_new_tokens"], "training prompts", train
     )
     common.check_held_out(context, tok, held_out, cfg)
-    device = run_folder.start_run(cfg)
+    device = run_folder.start_run(
+        cfg,
+        "train_grpo.py",
+        {"the student (--student)": cfg["student"]},
+        {"the training data": train, "the held-out set": held_out},
+    )
     student, tok = run_folder.load_student(cfg, device, cfg["grad_checkpointing"])
     stream = common.PromptStream(train, cfg["batch_size"], seed=cfg["seed"])
     # the schedule counts optimizer steps: --minibatches of them per rollout batch

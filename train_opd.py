@@ -46,6 +46,7 @@ import diagnostics
 import distributed
 import errors
 import eval_math
+import folders
 import lora
 import losses
 import models
@@ -258,7 +259,7 @@ class CollapseAlarm:
             f"--student {out}/ckpt --loss topk_tail --out NEW; to go on with this run as it was: "
             f"--out {out} --resume --on-collapse warn"
         )
-        common.unlock_folder(out)
+        folders.unlock(out)
         return {"stopped_at": done, "collapse_alarm": done}
 
 
@@ -581,7 +582,12 @@ def main(argv=None) -> dict:
         common.check_prompt_lengths(limit, prompts, cfg["max_new_tokens"], f"training prompts ({who})", train)
     common.check_held_out(context, tok, held_out, cfg)
 
-    device = run_folder.start_run(cfg)
+    device = run_folder.start_run(
+        cfg,
+        "train_opd.py",
+        {"the student (--student)": cfg["student"], "the teacher (--teacher)": cfg["teacher"]},
+        {"the training data": train, "the held-out set": held_out},
+    )
     for note in notes(cfg):
         common.say("this run shows " + note)
     # The student trains in float32 (run_folder.load_student); the teacher is frozen, bf16 on CUDA unless

@@ -42,6 +42,7 @@ What it simplifies
 
 import copy
 import dataclasses
+import json
 import os
 import random
 import time
@@ -278,9 +279,17 @@ def parse_config(argv=None) -> dict:
     checked (train_opd.check_config)."""
     cfg, typed = config.parse_config(PRESETS, add_flags, argv, __doc__)
     if cfg["rule"] is not None and cfg["pi"] != "system_prompt":
+        if "rule" not in typed:  # the preset's rule goes with the preset's --pi system_prompt
+            cfg["rule"] = None
+        else:
+            raise UserError(
+                f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "
+                "be ignored: drop it, or pass --pi system_prompt"
+            )
+    if "ema_decay" in typed and cfg["teacher_mode"] != "ema" and not cfg.get("resume"):
         raise UserError(
-            f"--rule is the system prompt of --pi system_prompt; with --pi {cfg['pi']} it would "
-            "be ignored: drop it, or pass --pi system_prompt"
+            f"--ema-decay {cfg['ema_decay']}: only --teacher-mode ema averages the teacher, and the "
+            f"{cfg['teacher_mode']} teacher would ignore it; drop --ema-decay, or add --teacher-mode ema"
         )
     if cfg["measure_n"] and cfg["pi"] == "full":
         raise UserError(
@@ -479,7 +488,12 @@ def main(argv=None) -> dict:
         print(table(cfg["table"]))
         return {}
     train, held_out = checked_examples(cfg)
-    device = run_folder.start_run(cfg)
+    device = run_folder.start_run(
+        cfg,
+        "train_opsd.py",
+        {"the student and self-teacher (--student)": cfg["student"]},
+        {"the training data": train, "the held-out set": held_out},
+    )
     if shows(cfg)[0]:
         common.say("this run shows " + shows(cfg)[0])
     mech3 = cfg["measure_n"] and distributed.is_main()  # under torchrun, rank 0 alone measures
@@ -547,7 +561,42 @@ def checked_examples(cfg: dict) -> tuple:
         train,
     )
     common.check_held_out(context, tok, held_out, cfg)
+    # the teacher's step-0 evaluation samples after the held-out problems with PI
+    common.check_prompt_lengths(
+        context,
+        teacher_contexts(
+            tok, held_out, [data.context_ids(tok, ex) for ex in held_out], cfg["pi"], cfg["rule"]
+        ),
+        cfg["eval_max_new_tokens"],
+        "held-out teacher contexts (with PI)",
+        held_out,
+    )
+    if cfg["measure_n"]:
+        check_measure_contexts(cfg, tok, context)
     return train, held_out
+
+
+def check_measure_contexts(cfg: dict, tok, context) -> None:
+    """Mechanism 3's teacher contexts (measure_aggregation: each problem with its own PI and, for
+    answer_only, other problems' answers as hints; then a response of up to --max-new-tokens)
+    within the model's context. The hints are drawn at random, so each problem is checked with its
+    own and with the longest hint it can be shown."""
+    examples = measure_examples(cfg)
+    variants, owners = [], []
+    for ex in examples:
+        kind = ex.meta.get("hard")
+        hints = [e.answer for e in examples if e.meta.get("hard") == kind and e.answer != ex.answer]
+        variants.append(ex)
+        if cfg["pi"] == "answer_only" and hints:
+            variants.append(dataclasses.replace(ex, hint=max(hints, key=len)))
+        owners += [ex] * (len(variants) - len(owners))
+    common.check_prompt_lengths(
+        context,
+        [data.context_ids(tok, v, cfg["pi"], cfg["rule"]) for v in variants],
+        cfg["max_new_tokens"],
+        "teacher contexts of --measure-n (with PI)",
+        owners,
+    )
 
 
 def student_and_teacher(cfg: dict, device) -> tuple:
@@ -596,8 +645,23 @@ def measure(cfg: dict, student_path: str) -> dict:
     device = models.default_device()
     student, tok = models.load(student_path, device=device, dtype=torch.float32)
     teacher, _ = models.load(cfg["student"], device=device, dtype=torch.float32)  # the initial weights
-    examples = (
-        data.load_examples(
+    return measure_aggregation(
+        student,
+        teacher,
+        tok,
+        measure_examples(cfg),
+        cfg["pi"],
+        seed=cfg["seed"],
+        max_new_tokens=cfg["max_new_tokens"],
+        rule=cfg["rule"],
+    )
+
+
+def measure_examples(cfg: dict) -> list:
+    """The `measure_n` held-out problems Mechanism 3 is measured on (hard ones included when
+    --hard-frac), drawn with their own seed in the synthetic task."""
+    if cfg["eval_data"] == "synthetic":
+        return data.load_examples(
             cfg["eval_data"],
             n=cfg["measure_n"],
             split="eval",
@@ -605,19 +669,7 @@ def measure(cfg: dict, student_path: str) -> dict:
             hard_frac=cfg["hard_frac"],
             flagged_frac=cfg["flagged_frac"],
         )
-        if cfg["eval_data"] == "synthetic"
-        else data.load_examples(cfg["eval_data"])[: cfg["measure_n"]]
-    )
-    return measure_aggregation(
-        student,
-        teacher,
-        tok,
-        examples,
-        cfg["pi"],
-        seed=cfg["seed"],
-        max_new_tokens=cfg["max_new_tokens"],
-        rule=cfg["rule"],
-    )
+    return data.load_examples(cfg["eval_data"])[: cfg["measure_n"]]
 
 
 def format_mechanism3(mech: dict, cfg: dict) -> str:
@@ -645,30 +697,9 @@ def format_mechanism3(mech: dict, cfg: dict) -> str:
 def table(folders: list) -> str:
     """One Markdown row per finished run: the PI, the seed, the teacher with the PI, the student
     before and after (accuracy with 95% CI, bare-`\\boxed{}` rate, mean length), and where the
-    trained student sits among the PI-conditioned teachers (Mechanism 3)."""
-    cell = lambda e: f"{common.acc_ci(e, 2)} / {e['format/boxed_only']:.2f} / {e['len/mean']:.1f}"
-    rows = []
-    for folder in folders:
-        s, c = run_folder.read_json(folder), run_folder.read_json(folder, "config.json")
-        mech = (s.get("mechanism3") or {}).get("after")
-        m3 = (
-            " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"))
-            if mech
-            else "-"
-        )
-        rows.append(
-            [
-                os.path.basename(os.path.normpath(folder)),
-                c["pi"],
-                c["loss"],
-                c["seed"],
-                s["steps"],
-                cell(s["teacher"]),
-                cell(s["student_before"]),
-                cell(s["student_after"]),
-                m3,
-            ]
-        )
+    trained student sits among the PI-conditioned teachers (Mechanism 3). A folder that is not a
+    finished OPSD run (missing, unfinished, another trainer's, a damaged file) is a UserError
+    naming it and the file."""
     return common.md_table(
         [
             "run",
@@ -681,8 +712,71 @@ def table(folders: list) -> str:
             "student after",
             "after: KL(p‖q own PI) / KL(p‖geo mean) / −log Z",
         ],
-        rows,
+        [table_row(folder) for folder in folders],
     )
+
+
+def table_row(folder: str) -> list:
+    """The `table` row of one run folder (a UserError naming --table, the folder and the file
+    unless it is a finished OPSD run)."""
+    c, s = run_json(folder, "config.json"), run_json(folder, "summary.json")
+    if not isinstance(c, dict) or "pi" not in c:
+        raise UserError(
+            f"--table {folder}: {os.path.join(folder, 'config.json')} sets no --pi, so this is not an OPSD "
+            "run; pass folders written by train_opsd.py"
+        )
+    summary = os.path.join(folder, "summary.json")
+    if not isinstance(s, dict):
+        raise UserError(f"--table {folder}: {summary} holds no object; the file is damaged: pass another run")
+    for who in ("teacher", "student_before", "student_after"):
+        if not isinstance(s.get(who), dict):
+            raise UserError(
+                f"--table {folder}: {summary} has no evaluation of the {who.replace('_', ' ')} ('{who}': "
+                f"{s.get(who)!r}); pass finished OPSD run folders"
+            )
+    cell = lambda e: f"{common.acc_ci(e, 2)} / {e['format/boxed_only']:.2f} / {e['len/mean']:.1f}"
+    try:
+        mech = (s.get("mechanism3") or {}).get("after")
+        m3 = (
+            " / ".join(f"{mech[k]:.3f}" for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"))
+            if mech
+            else "-"
+        )
+        who = [cell(s[k]) for k in ("teacher", "student_before", "student_after")]
+        return [
+            os.path.basename(os.path.normpath(folder)),
+            c["pi"],
+            c["loss"],
+            c["seed"],
+            s["steps"],
+            *who,
+            m3,
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        what = f"no {e}" if isinstance(e, KeyError) else f"a value of another kind ({e})"
+        raise UserError(
+            f"--table {folder}: its summary.json or config.json holds {what}, not what a finished "
+            "train_opsd.py run writes; pass finished OPSD run folders"
+        ) from None
+
+
+def run_json(folder: str, name: str):
+    """The JSON of `name` in a run folder given to --table, or a UserError naming the folder or
+    file: missing (an unfinished run has no summary.json yet) or not valid JSON."""
+    path = os.path.join(folder, name)
+    if not os.path.isdir(folder):
+        raise UserError(f"--table {folder}: no such run folder; pass finished train_opsd.py run folders")
+    if not os.path.isfile(path):
+        unfinished = " (a run still training, or stopped, has none yet)" if name == "summary.json" else ""
+        raise UserError(f"--table {folder}: {path} not found{unfinished}; pass finished OPSD run folders")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or more than Python reads
+        raise UserError(
+            f"--table {folder}: {path} is not readable JSON ({type(e).__name__}: {str(e)[:80]}); "
+            "the file is damaged: pass another run"
+        ) from None
 
 
 if __name__ == "__main__":

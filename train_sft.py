@@ -46,6 +46,7 @@ from typing import Callable, Optional
 
 import torch
 
+import checkpoint
 import common
 import config
 import data
@@ -200,7 +201,10 @@ def add_flags(ap) -> None:
     g = ap.add_argument_group("batches and schedule")
     g.add_argument("--batch-size", type=config.positive_int, help="sequences per optimizer step")
     g.add_argument(
-        "--epochs", type=config.positive_float, help="if set, steps = ceil(epochs x items / batch size)"
+        "--epochs",
+        type=config.positive_float,
+        help="if set, steps = ceil(epochs x items / batch size), instead of --steps (give one of "
+        "them; --steps over a preset's epochs counts steps)",
     )
     g = ap.add_argument_group("evaluation (greedy and T = 1 accuracy, before and after)")
     g.add_argument(
@@ -226,9 +230,23 @@ def check_config(cfg: dict, typed: set) -> None:
     batch (`typed`: the keys a flag set, config.parse_config)."""
     config.check_ranges(cfg, {}, PRESET_RULES)
     config.check_lora(cfg, typed)
+    if not cfg.get("resume") and "steps" in typed and cfg["epochs"] is not None:
+        if "epochs" in typed:
+            raise UserError(
+                f"--steps {cfg['steps']} and --epochs {cfg['epochs']}: --epochs sets the number of steps "
+                "(ceil(epochs x items / batch size)) and would override --steps; drop one of them"
+            )
+        cfg["epochs"] = None  # --steps given over a preset that counts epochs: the flag wins
     if cfg["source"] != "jsonl":  # with --source jsonl, --data-path is the prompt/response file itself
         config.check_data_path(cfg)
     config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
+    traced = [k for k in ("trace_temperature", "trace_max_new_tokens", "max_rep") if k in typed]
+    if traced and cfg["source"] != "traces" and not cfg.get("resume"):
+        flag = "--" + traced[0].replace("_", "-")
+        raise UserError(
+            f"{flag} {cfg[traced[0]]}: only --source traces samples a teacher's traces, and --source "
+            f"{cfg['source']} would ignore it; drop {flag}"
+        )
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
         raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
     if cfg["source"] == "traces" and not cfg["teacher"]:
@@ -481,7 +499,7 @@ def train(cfg: dict, model, tok, items: list, on_step: Optional[Callable[[int], 
         if run_folder.end_step(cfg, step + 1, m, bar, ckpt):
             return {"steps_done": step + 1, "train_s": round(time.time() - t_run, 1)}
     bar.close()
-    run_folder.save_checkpoint(cfg, step=cfg["steps"], **ckpt)
+    checkpoint.save(cfg, step=cfg["steps"], **ckpt)
     model.eval()
     lora.merge(model)  # a LoRA student's final/ is W + (α/R) B A, plain weights (its adapters are in ckpt/)
     models.save(model.to(getattr(torch, cfg["save_dtype"])), tok, os.path.join(cfg["out"], "final"))
@@ -615,7 +633,13 @@ def main(argv=None) -> dict:
         )
     evals = held_out(cfg)
     common.check_held_out(context, tok, evals, cfg)
-    device = run_folder.start_run(cfg)
+    models_read, data_read = {"the student (--student)": cfg["student"]}, {"the held-out set": evals}
+    if cfg["source"] == "traces":
+        models_read["the teacher (--teacher)"] = cfg["teacher"]
+        data_read["the problems"] = problems
+    else:
+        data_read["the training data"] = items
+    device = run_folder.start_run(cfg, "train_sft.py", models_read, data_read, before_in_log=False)
     model, tok = run_folder.load_student(cfg, device)
     if cfg["source"] == "traces":
         items, data_stats = build_items(cfg, tok)

@@ -43,6 +43,7 @@ sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
 import data  # noqa: E402
+import folders  # noqa: E402
 import lora  # noqa: E402
 import models  # noqa: E402
 import rollout  # noqa: E402
@@ -67,13 +68,11 @@ def run(method: str, variant: str, seed: int) -> None:
     out = folder(method, variant, seed)
     if os.path.exists(os.path.join(out, "summary.json")):
         return
-    resume = os.path.exists(os.path.join(out, "ckpt", "train_state.pt"))
+    resume = folders.has_checkpoint(out)  # else a run killed before its first checkpoint starts over itself
     cmd, _, variants = METHODS[method]
     cmd = [sys.executable, *cmd, *variants[variant], "--seed", str(seed), "--threads", "1", "--out", out]
     if resume:
         cmd.append("--resume")
-    elif os.path.exists(out):  # stopped before its first checkpoint: nothing to continue
-        subprocess.run(["rm", "-rf", out], check=True)
     print(("resuming: " if resume else "") + " ".join(cmd[1:]), flush=True)
     os.makedirs(OUT, exist_ok=True)
     with open(out + ".log", "a") as log:

@@ -41,7 +41,6 @@ import sys
 import common
 import diagnostics
 import errors
-import run_folder
 
 # One panel: the metric's key in metrics.jsonl ("eval": the held-out accuracy), its title, its
 # y-range ("unit": [0, 1]; "floor": from 0), a key the record must also hold (SFT's "loss" is a
@@ -91,16 +90,23 @@ def smooth(xs: list, w: int) -> list:
 def load(folder: str) -> dict:
     """What `plot` and `table` read from a run folder: `label`, `steps` (the training-step records
     of metrics.jsonl), `evals` ([(step, held-out student accuracy)]) and `teacher` (the teacher's
-    held-out accuracy, None without one)."""
-    steps, evals = run_folder.read_log(folder)
-    summary = {}
-    if os.path.exists(os.path.join(folder, "summary.json")):
-        summary = run_folder.read_json(folder)
+    held-out accuracy, None without one). A folder that is missing or holds no readable log, and a
+    line or summary field that is not what a trainer writes, raise a UserError naming the file and
+    line: a figure drawn from half a log would mislead."""
+    if not os.path.isdir(folder):
+        raise errors.UserError(
+            f"{folder}: no such run folder; pass folders written by train_opd.py, train_opsd.py, "
+            "train_grpo.py or train_sft.py"
+        )
+    records = read_metrics(os.path.join(folder, "metrics.jsonl"))
+    steps = [r for r in records if "loss" in r]
+    evals = [
+        (r["step"], r["eval"]["student"]["acc/pass@1"]) for r in records if "student" in r.get("eval", {})
+    ]
+    summary = read_summary(folder)
     teacher = summary.get("teacher", {}).get("acc/pass@1")
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        first = f.readline().strip()
-    if first:  # the step-0 record: the teacher's evaluation before summary.json exists
-        teacher = json.loads(first).get("eval", {}).get("teacher", {}).get("acc/pass@1", teacher)
+    if records and "eval" in records[0]:  # the step-0 record: the teacher's evaluation before summary.json
+        teacher = records[0]["eval"].get("teacher", {}).get("acc/pass@1", teacher)
     if not evals and "eval" in summary:  # train_sft.py: evaluations before and after, sampled
         before = summary.get("eval_before", {}).get("sampled")
         evals = ([(0, before["acc"])] if before else []) + [
@@ -112,6 +118,107 @@ def load(folder: str) -> dict:
         "evals": evals,
         "teacher": teacher,
     }
+
+
+# the keys whose values are drawn or averaged: each must be a number where a record holds it
+NUMERIC = {"step", *(p.key for p in PANELS if p.key != "eval"), *(k for k, _, _ in TABLE)}
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_metrics(path: str) -> list:
+    """The records of a run's metrics.jsonl, checked: each line a JSON object with an integer
+    `step`, numbers where NUMERIC names a key, and an evaluation's accuracies numbers. A cut last
+    line (a record being written, or a write a kill cut short) is left out with a note; any other
+    bad line is a UserError naming the file and line."""
+    if not os.path.isfile(path):
+        raise errors.UserError(
+            f"{path} not found: pass a run folder written by one of the train_*.py scripts"
+        )
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    records = []
+    for i, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or more than Python's reader takes
+            if i == len(lines):  # no newline after it: the last record, cut mid-write
+                print(f"plot: {path}:{i}: a cut last line, left out", file=sys.stderr)
+                continue
+            raise errors.UserError(
+                f"{path}:{i}: not a JSON record ({raw[:50]!r}); the log is damaged: remove that line"
+            ) from None
+        problem = record_problem(rec)
+        if problem:
+            raise errors.UserError(
+                f"{path}:{i}: {problem}; not a record a trainer writes: fix or remove that line"
+            )
+        records.append(rec)
+    return records
+
+
+def record_problem(rec) -> str:
+    """What is wrong with one metrics.jsonl record for plotting ('' when nothing is)."""
+    if not isinstance(rec, dict):
+        return f"a {type(rec).__name__}, not an object"
+    if not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
+        return f"'step' is {rec.get('step')!r}, not an integer"
+    for key in NUMERIC & set(rec):
+        if not is_number(rec[key]):
+            return f"{key!r} is {rec[key]!r}, not a number"
+    ev = rec.get("eval", {})
+    if not isinstance(ev, dict):
+        return f"'eval' is {ev!r}, not an object"
+    for who in ("student", "teacher"):
+        if who in ev and not (isinstance(ev[who], dict) and is_number(ev[who].get("acc/pass@1"))):
+            return f"the {who}'s evaluation has no numeric 'acc/pass@1'"
+    return ""
+
+
+def read_summary(folder: str) -> dict:
+    """A run's summary.json ({} before the run ends), with the accuracies `load` reads checked."""
+    path = os.path.join(folder, "summary.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (ValueError, RecursionError) as e:
+        raise errors.UserError(f"{path}: not readable JSON ({str(e)[:80]}); the file is damaged") from None
+    wrong = "" if isinstance(summary, dict) else "not an object"
+    if not wrong and "teacher" in summary:
+        if not (isinstance(summary["teacher"], dict) and is_number(summary["teacher"].get("acc/pass@1", 0))):
+            wrong = "'teacher' holds no numeric 'acc/pass@1'"
+    for key in ("eval_before", "eval"):
+        if not wrong and key in summary and summary[key] is not None:
+            sampled = summary[key].get("sampled") if isinstance(summary[key], dict) else None
+            if not (isinstance(sampled, dict) and is_number(sampled.get("acc"))):
+                wrong = f"{key!r} holds no sampled accuracy ('sampled': {{'acc': ...}})"
+    if wrong:
+        raise errors.UserError(f"{path}: {wrong}, which is not what a trainer writes; fix or remove the file")
+    return summary
+
+
+def check_out(out: str) -> None:
+    """A UserError naming --out unless `out` is an image file that can be written: an existing
+    folder, and an extension matplotlib writes (with none, it would add .png to another name)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    ext = os.path.splitext(out)[1].lstrip(".").lower()
+    if ext not in kinds:
+        raise errors.UserError(
+            f"--out {out}: name the image with the extension of its format: .png, .pdf, .svg "
+            f"(or {', '.join('.' + k for k in sorted(kinds) if k not in ('png', 'pdf', 'svg'))})"
+        )
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out) or not os.path.isdir(folder):
+        what = "is a folder" if os.path.isdir(out) else f"is in {folder}, which does not exist"
+        raise errors.UserError(f"--out {out}: {what}; pass a file path in an existing folder")
 
 
 def has(run: dict, key: str, only_with: str = "") -> bool:
@@ -228,7 +335,10 @@ def table(folders: list, last: int = 10) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Plot training curves of one or more runs into one PNG.")
     ap.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl (OPD, OPSD, GRPO or SFT)")
-    ap.add_argument("--out", help="PNG path (default: <first run>/curves.png)")
+    ap.add_argument(
+        "--out",
+        help="image path: .png, .pdf, .svg, ... in an existing folder (default: <first run>/curves.png)",
+    )
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
     ap.add_argument(
@@ -237,6 +347,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.smooth < 1:
         raise errors.UserError(f"--smooth {args.smooth}: must be an integer >= 1 (1 = raw)")
+    runs = [load(folder) for folder in args.runs]  # every folder checked before anything is written
+    if args.out is not None:
+        check_out(args.out)
+    if not panels(runs):
+        raise errors.UserError(f"{', '.join(args.runs)}: no training step or evaluation logged yet")
     if args.table:
         print(table(args.runs))
     print(plot(args.runs, args.out or os.path.join(args.runs[0], "curves.png"), args.title, args.smooth))

@@ -47,13 +47,13 @@ import concurrent.futures
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 
 import common
 import errors
+import folders
 from experiments import plan, results, settings
 
 COMMAND = "python -m experiments.report"  # how RESULTS.md names the command that wrote it
@@ -64,16 +64,20 @@ COMMAND = "python -m experiments.report"  # how RESULTS.md names the command tha
 
 def command(run: plan.Run, root: str) -> list:
     """The subprocess for a run: `{root}` in its flags is the report's folder, --out and
-    --threads added, --resume when the folder holds a checkpoint (a killed report continues).
-    Its script path is relative: the report runs from the project root."""
+    --threads added, --resume when the folder holds a checkpoint (a killed report continues; a
+    run killed before its first checkpoint starts over by itself). Its script path is relative:
+    the report runs from the project root."""
     folder = os.path.join(root, run.name)
     argv = [a.replace("{root}", root) for a in run.argv]
     cmd = [sys.executable] + argv + ["--out", folder, "--threads", "1"]
-    if os.path.exists(os.path.join(folder, "ckpt", "train_state.pt")):
+    if folders.has_checkpoint(folder):
         cmd.append("--resume")
-    elif os.path.exists(folder):
-        shutil.rmtree(folder)  # an unfinished run without a checkpoint starts over
     return cmd
+
+
+def log_path(run: plan.Run, root: str) -> str:
+    """Where a run's output goes: beside its folder, which only the run itself writes."""
+    return os.path.join(root, run.name + ".log")
 
 
 def execute(runs: list, root: str, jobs: int) -> None:
@@ -84,6 +88,12 @@ def execute(runs: list, root: str, jobs: int) -> None:
             raise ValueError(f"run {r.name} needs {missing}, which are not in the plan")
     is_done = lambda r: os.path.exists(os.path.join(root, r.name, r.done))
     pending = sorted([r for r in runs if not is_done(r)], key=lambda r: -r.cost)
+    live = [r.name for r in pending if folders.is_locked(os.path.join(root, r.name))]
+    if live:
+        raise errors.UserError(
+            f"{os.path.join(root, live[0])}: another live process is running it ({len(live)} such runs); "
+            "wait for it to end, or run another part of the plan (--only)"
+        )
     finished = {r.name for r in runs if is_done(r)}
     common.say(
         f"report: {len(runs)} runs, {len(finished)} already finished, {len(pending)} to run, {jobs} at a time"
@@ -92,8 +102,8 @@ def execute(runs: list, root: str, jobs: int) -> None:
 
     def launch(r):
         cmd = command(r, root)
-        os.makedirs(os.path.join(root, r.name), exist_ok=True)
-        with open(os.path.join(root, r.name, "log.txt"), "a") as log:
+        os.makedirs(os.path.dirname(log_path(r, root)), exist_ok=True)
+        with open(log_path(r, root), "a") as log:
             start = time.time()
             rc = subprocess.call(cmd, stdout=log, stderr=log, env=dict(os.environ, OMP_NUM_THREADS="1"))
         return r, rc, time.time() - start
@@ -110,9 +120,7 @@ def execute(runs: list, root: str, jobs: int) -> None:
             for fut in done:
                 r, rc, secs = fut.result()
                 if rc != 0 or not is_done(r):
-                    raise RuntimeError(
-                        f"run {r.name} failed (exit {rc}); its log: {os.path.join(root, r.name, 'log.txt')}"
-                    )
+                    raise RuntimeError(f"run {r.name} failed (exit {rc}); its log: {log_path(r, root)}")
                 finished.add(r.name)
                 bar.update()
                 common.say(
@@ -178,6 +186,23 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def read_timing(path: str) -> dict:
+    """The report's running totals (its runs' wall time, jobs, command); a missing or torn file
+    starts them again, with a word."""
+    fresh = {"wall_s": 0.0}
+    if not os.path.exists(path):
+        return fresh
+    try:
+        with open(path) as f:
+            timing = json.load(f)
+        if not isinstance(timing, dict) or not isinstance(timing.get("wall_s"), (int, float)):
+            raise ValueError
+        return timing
+    except (ValueError, UnicodeDecodeError):
+        common.say(f"{path} is torn; the report's wall time counts from now")
+        return fresh
+
+
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     scale = dict(settings.SCALES["quick" if args.quick else "full"])
@@ -197,7 +222,7 @@ def main(argv=None) -> None:
         return
     os.makedirs(root, exist_ok=True)
     timing_path = os.path.join(root, "timing.json")
-    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {"wall_s": 0.0}
+    timing = read_timing(timing_path)
     this_command = COMMAND + " " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.write_only:
         t0 = time.time()
@@ -207,7 +232,7 @@ def main(argv=None) -> None:
             timing["wall_s"] += time.time() - t0
             timing["jobs"] = args.jobs
             timing["command"] = this_command
-            json.dump(timing, open(timing_path, "w"))
+            folders.write_json(timing_path, timing)
     wall = timing["wall_s"]
     meta = {
         "command": this_command,

@@ -176,7 +176,9 @@ def folder_with_checkpoint(tmp, P):
     ckpt = _pathlib.Path(P["out"]) / "ckpt"
     ckpt.mkdir(parents=True)
     (ckpt / "train_state.pt").write_bytes(b"a checkpoint")
+    (ckpt / "manifest.json").write_text('{"step": 1, "files": {"train_state.pt": 12}}')
     (_pathlib.Path(P["out"]) / "config.json").write_text("{}")
+    (_pathlib.Path(P["out"]) / "run.json").write_text('{"script": "train_opd.py", "inputs": {}}')
 
 
 def run_folder_without_config(tmp, P):
@@ -759,20 +761,12 @@ def test_the_table_covers_every_entry_point():
     }
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
-    P = case_placeholders(shared, tmp_path)
-    if case.setup:
-        case.setup(tmp_path, P)
-    argv, culprits = expand(case, P)
-    out_existed = os.path.exists(P["out"])
-    if case.stage == "flags":
-        forbid_model_loads(monkeypatch)
-    module = importlib.import_module(case.script)
-    t0 = time.perf_counter()
+def assert_refused(script: str, argv: list, culprits: list, capsys) -> str:
+    """Run `script`'s main(argv) through errors.run and check the contract: exit code 2, no
+    traceback, a message of one or two lines that names every culprit. Returns the message."""
+    module = importlib.import_module(script)
     with pytest.raises(SystemExit) as exit_:
         errors.run(module.main, argv)
-    elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err
     message = error_message(err)
     assert exit_.value.code == 2, f"exit code {exit_.value.code!r}; stderr:\n{err[-2000:]}"
@@ -782,6 +776,21 @@ def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
     assert not missing_culprits(message, culprits), (
         f"the message does not name {missing_culprits(message, culprits)}:\n{message}"
     )
+    return message
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case, shared, tmp_path, capsys, monkeypatch):
+    P = case_placeholders(shared, tmp_path)
+    if case.setup:
+        case.setup(tmp_path, P)
+    argv, culprits = expand(case, P)
+    out_existed = os.path.exists(P["out"])
+    if case.stage == "flags":
+        forbid_model_loads(monkeypatch)
+    t0 = time.perf_counter()
+    assert_refused(case.script, argv, culprits, capsys)
+    elapsed = time.perf_counter() - t0
     if not out_existed:
         assert not os.path.exists(P["out"]), (
             f"the refused run left its --out folder behind: {os.listdir(P['out'])}"

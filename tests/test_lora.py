@@ -294,6 +294,7 @@ def test_killed_lora_run_resumes_exactly_and_refuses_other_adapters(tmp_path, mo
     assert sorted(p.name for p in (tmp_path / "a" / "ckpt").iterdir()) == [
         lora.CONFIG_FILE,
         lora.WEIGHTS_FILE,
+        "manifest.json",
         "rank0.pt",
         "train_state.pt",
     ]
@@ -331,8 +332,9 @@ def test_saved_adapters_load_in_peft_and_merge_into_a_plain_transformers_folder(
     # eval_math takes the adapter folder as it takes the merged one: the same answers
     out = {}
     for name, model in (("adapters", ckpt), ("merged", merged)):
-        eval_math.main(["--model", model, "--limit", "6", "--out", str(tmp_path / name), "--quiet"])
-        out[name] = [json.loads(l)["response"] for l in open(tmp_path / name / "synthetic.jsonl")]
+        ev = tmp_path / f"eval-{name}"  # not the model's own folder: an evaluation writes only into its own
+        eval_math.main(["--model", model, "--limit", "6", "--out", str(ev), "--quiet"])
+        out[name] = [json.loads(l)["response"] for l in open(ev / "synthetic.jsonl")]
     assert out["adapters"] == out["merged"] and len(out["merged"]) == 6
 
 

@@ -187,7 +187,7 @@ def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
     assert str(out) in message
     assert folder_snapshot(out) == before, "the second evaluation overwrote the first"
     message = refused(probes.main, argv + ["--probe-teacher", shared["teacher"]], capsys)
-    assert str(out) in message and "summary.json" in message
+    assert str(out) in message and "eval_math.py" in message
     assert folder_snapshot(out) == before, "the probe wrote into the evaluation's folder"
 
 
@@ -202,7 +202,7 @@ def test_a_checkpoint_missing_a_tensor_is_refused_on_resume(shared, tmp_path, ca
     save_file(tensors, str(path), metadata={"format": "pt"})
     before = folder_snapshot(out)
     message = refused(train_opd.main, argv + ["--resume"], capsys)
-    assert "model.norm.weight" in message
+    assert "model.safetensors has" in message and "--restart" in message  # its manifest's size
     assert folder_snapshot(out) == before
 
 
@@ -339,3 +339,127 @@ def test_a_tiny_world_model_resumes_from_its_folder_alone(tmp_path):
     wb, _ = models.load(str(tmp_path / "cut" / "ckpt"))
     for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+# -----------------------------------------------------------------------------
+# A run writes only into a folder of its own (folders.py), and every stuck folder resumes or restarts
+
+
+def test_no_script_writes_into_a_folder_it_does_not_own(shared, tmp_path, capsys):
+    """A model folder, an evaluation, another script's run, a finished run whose ckpt/ was deleted,
+    a training run under eval_math, a file no run writes: each refused by name, nothing changed."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(shared["student"], model)
+    ev = tmp_path / "ev"
+    eval_math.main(
+        ["--model", shared["student"], "--bench", "synthetic", "--synthetic-n", "4", "--max-new-tokens", "8"]
+        + ["--batch-size", "4", "--threads", "1", "--quiet", "--out", str(ev)]
+    )
+    argv, out = run_args(shared, tmp_path)
+    finished = tmp_path / "finished"
+    train_opd.main(without(argv, "--out") + ["--out", str(finished)])
+    shutil.rmtree(finished / "ckpt")  # to save disk: the run's results remain
+    stopped = tmp_path / "stopped"
+    train_opd.main(without(argv, "--out") + ["--out", str(stopped), "--stop-at", "2"])
+    cases = [
+        (train_opd.main, model, "a model"),
+        (train_sft.main, model, "a model"),
+        (train_opd.main, ev, "eval_math.py"),
+        (train_opd.main, finished, "finished"),
+        (train_grpo.main, stopped, "train_opd.py"),
+    ]
+    for main, folder, culprit in cases:
+        base = argv if main is train_opd.main else ["--student", shared["student"], "--threads", "1"]
+        before = folder_snapshot(folder)
+        message = refused(main, without(base, "--out") + ["--out", str(folder)], capsys)
+        assert str(folder) in message and culprit in message, message
+        assert folder_snapshot(folder) == before, f"{main.__module__} changed {folder}"
+    before = folder_snapshot(stopped)
+    evaluation = ["--model", shared["student"], "--bench", "synthetic", "--quiet", "--out", str(stopped)]
+    assert "train_opd.py" in refused(eval_math.main, evaluation, capsys)
+    assert "train_opd.py" in refused(probes.main, evaluation + ["--probe-teacher", shared["teacher"]], capsys)
+    assert folder_snapshot(stopped) == before
+    train_opd.main(without(argv, "--out") + ["--out", str(stopped), "--resume"])  # and it still finishes
+    assert training_steps(stopped) == [1, 2, 3, 4]
+
+
+def test_a_killed_run_without_a_checkpoint_starts_over_but_keeps_a_stranger_file(shared, tmp_path, capsys):
+    argv, out = run_args(shared, tmp_path, "--ckpt-every", "0")
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"script": "train_opd.py", "inputs": {}}))
+    (out / "metrics.jsonl").write_text('{"step": 0, "eval": {}}\n{"step": 1, "lo')
+    (out / "ckpt.tmp").mkdir()  # a first checkpoint cut before its manifest
+    (out / "ckpt.tmp" / "train_state.pt").write_bytes(b"half")
+    (out / "notes.txt").write_text("mine")
+    assert "notes.txt" in refused(train_opd.main, argv, capsys)
+    (out / "notes.txt").unlink()
+    train_opd.main(argv)
+    assert training_steps(out) == [1, 2, 3, 4] and (out / "summary.json").exists()
+
+
+def stopped_run(shared, tmp_path, *more):
+    argv, out = run_args(shared, tmp_path, *more)
+    train_opd.main(argv + ["--stop-at", "2"])
+    return argv, out
+
+
+@pytest.mark.parametrize("damage", ["metrics.jsonl", "config.json", "train_state.pt"])
+def test_each_stuck_folder_is_refused_by_name_and_restarts(shared, tmp_path, capsys, damage):
+    """The metrics log lost (its step-0 evaluation with it), config.json lost, train_state.pt
+    truncated (a power cut): --resume names the file and --restart, which then runs to the end."""
+    argv, out = stopped_run(shared, tmp_path)
+    if damage == "train_state.pt":
+        raw = (out / "ckpt" / damage).read_bytes()
+        (out / "ckpt" / damage).write_bytes(raw[: len(raw) // 2])
+    else:
+        (out / damage).unlink()
+    message = refused(train_opd.main, argv + ["--resume"], capsys)
+    assert damage in message and "--restart" in message, message
+    assert "checkpoint" in refused(train_opd.main, argv, capsys)  # a fresh start does not erase it either
+    train_opd.main(argv + ["--restart"])
+    assert training_steps(out) == [1, 2, 3, 4] and (out / "summary.json").exists()
+    assert "finished" in refused(train_opd.main, argv + ["--restart"], capsys)  # results are never erased
+
+
+def test_resume_refuses_inputs_changed_in_place_and_accepts_them_restored(shared, tmp_path, capsys):
+    import shutil
+
+    teacher, held_out = tmp_path / "teacher", tmp_path / "eval.jsonl"
+    shutil.copytree(shared["teacher"], teacher)
+    shutil.copy(shared["eval"], held_out)
+    argv, out = run_args(shared, tmp_path)
+    argv = [
+        str(teacher) if a == shared["teacher"] else str(held_out) if a == shared["eval"] else a for a in argv
+    ]
+    train_opd.main(argv + ["--stop-at", "2"])
+    weights = (teacher / "model.safetensors").read_bytes()
+    shutil.copy(os.path.join(shared["student"], "model.safetensors"), teacher / "model.safetensors")
+    message = refused(train_opd.main, argv + ["--resume"], capsys)
+    assert "the teacher (--teacher)" in message and "held-out" not in message
+    (teacher / "model.safetensors").write_bytes(weights)
+    rows = held_out.read_text()
+    held_out.write_text(
+        rows.replace('"answer": "3"', '"answer": "4"', 1) if '"answer": "3"' in rows else rows + rows
+    )
+    assert "the held-out set" in refused(train_opd.main, argv + ["--resume"], capsys)
+    held_out.write_text(rows)
+    train_opd.main(argv + ["--resume"])
+    assert training_steps(out) == [1, 2, 3, 4]
+
+
+def test_a_moved_run_folder_resumes_where_it_lies(shared, tmp_path):
+    argv, out = stopped_run(shared, tmp_path)
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    os.rename(out, moved)
+    train_opd.main(["--out", str(moved), "--resume"])
+    assert training_steps(moved) == [1, 2, 3, 4] and (moved / "summary.json").exists()
+    assert json.load(open(moved / "config.json"))["out"] == str(moved)
+
+
+def test_a_stop_at_the_checkpoint_has_passed_is_refused(shared, tmp_path, capsys):
+    argv, out = stopped_run(shared, tmp_path, "--steps", "6")
+    message = refused(train_opd.main, argv + ["--resume", "--stop-at", "1"], capsys)
+    assert "--stop-at 1" in message and "step 2" in message

@@ -185,6 +185,7 @@ def fake_run(folder: pathlib.Path, finished: bool = False, checkpoint: bool = Fa
     if checkpoint or finished:
         (folder / "ckpt").mkdir()
         (folder / "ckpt" / "train_state.pt").write_text("")
+        (folder / "ckpt" / "manifest.json").write_text("{}")  # written last: a checkpoint written to its end
     if finished:
         (folder / "summary.json").write_text("{}")
 
@@ -253,7 +254,7 @@ def test_fresh_never_deletes_the_folder_of_a_live_run(sandbox):
 
     folder = sandbox / "runs" / "opd-live"
     fake_run(folder, checkpoint=True)
-    with open(folder / ".lock", "a") as lock:  # what common.lock_folder holds while a run trains
+    with open(folder / ".lock", "a") as lock:  # what folders.lock holds while a run trains
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         out = run_in(sandbox, "opd", "RUN=runs/opd-live", "FRESH=1")
     assert out.returncode != 0 and "live run" in out.stderr

@@ -17,6 +17,7 @@ from experiments import claims, mechanism2, plan, report, results, settings
 SCRIPT = """
 import json, os, sys
 out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out, exist_ok=True)
 with open(os.path.join(os.path.dirname(os.path.dirname(out)), "order.txt"), "a") as f:
     f.write(os.path.basename(out) + "\\n")
 if "--fail" in sys.argv:
@@ -41,22 +42,46 @@ def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(t
     assert c["argv"][:2] == ["--from", f"{root}/x/a"] and c["argv"][-2:] == ["--threads", "1"]
     report.execute(runs, root, jobs=2)  # everything finished: nothing runs again
     assert (tmp_path / "root" / "order.txt").read_text().split() == order
-    with pytest.raises(RuntimeError, match="x/d failed .*log.txt"):
+    with pytest.raises(RuntimeError, match="x/d failed .*x/d.log"):
         report.execute(runs + [plan.Run("x/d", [str(script), "--fail"])], root, jobs=1)
     with pytest.raises(ValueError, match="not in the plan"):
         report.execute([plan.Run("y", [str(script)], needs=("z",))], root, jobs=1)
 
 
-def test_resume_flag_only_with_a_checkpoint(tmp_path):
+def test_resume_flag_only_with_a_complete_checkpoint_and_nothing_deleted(tmp_path):
     root = str(tmp_path)
     r = plan.Run("opd/a", ["train_opd.py"])
-    os.makedirs(tmp_path / "opd" / "a" / "ckpt")
-    (tmp_path / "opd" / "a" / "stale.txt").write_text("x")
-    # restarted clean
-    assert "--resume" not in report.command(r, root) and not (tmp_path / "opd" / "a").exists()
-    os.makedirs(tmp_path / "opd" / "a" / "ckpt")
-    (tmp_path / "opd" / "a" / "ckpt" / "train_state.pt").write_text("x")
-    assert report.command(r, root)[-1] == "--resume"
+    a = tmp_path / "opd" / "a"
+    os.makedirs(a / "ckpt")
+    (a / "ckpt" / "train_state.pt").write_text("x")  # a write cut before its manifest
+    (a / "stale.txt").write_text("x")
+    assert "--resume" not in report.command(r, root)
+    assert (a / "stale.txt").exists(), "the report deleted a run folder: only the run may clear its own"
+    for folder in ("ckpt.old", "ckpt"):  # a complete checkpoint anywhere in the swap
+        os.makedirs(a / folder, exist_ok=True)
+        (a / folder / "manifest.json").write_text("{}")
+        assert report.command(r, root)[-1] == "--resume"
+        os.remove(a / folder / "manifest.json")
+
+
+def test_a_run_another_live_process_holds_is_not_started_again(tmp_path):
+    import fcntl
+
+    os.makedirs(tmp_path / "x" / "a")
+    with open(tmp_path / "x" / "a" / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(errors.UserError, match="x/a: another live process"):
+            report.execute([plan.Run("x/a", ["train_opd.py"])], str(tmp_path), jobs=1)
+    assert os.listdir(tmp_path / "x" / "a") == [".lock"]
+
+
+def test_a_torn_timing_file_starts_the_wall_time_again(tmp_path, capsys):
+    path = tmp_path / "timing.json"
+    path.write_text('{"wall_s": 12')
+    assert report.read_timing(str(path)) == {"wall_s": 0.0}
+    assert "torn" in capsys.readouterr().err
+    path.write_text('{"wall_s": 12.5, "jobs": 2}')
+    assert report.read_timing(str(path))["wall_s"] == 12.5
 
 
 # -----------------------------------------------------------------------------

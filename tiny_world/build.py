@@ -56,7 +56,7 @@ from tiny_world import measure, mix
 def train_model(cfg: dict) -> dict:
     """Train one model of MODELS or MODELS2 from scratch (or from its checkpoint on --resume) into
     cfg["out"], evaluate it as saved, write summary.json; returns the summary."""
-    device = run_folder.start_run(cfg)
+    device = run_folder.start_run(cfg, "tiny_world.build", {}, {}, before_in_log=False)
     if cfg["resume"]:
         model, tok = models.load(run_folder.ckpt_dir(cfg), device=device, dtype=torch.float32)
     else:
@@ -137,13 +137,9 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
     copied to OUT/teacher; OUT/summary.json records both accuracies and the step chosen."""
     if threads:
         torch.set_num_threads(threads)
-    far = run_folder.read_json(far_run)
-    if "snapshots" not in far:
-        raise UserError(
-            f"{far_run}/summary.json has no snapshots: train the far teacher with a recipe that "
-            "keeps them (python -m tiny_world --world 2 --model teacher)"
-        )
-    cfg = dict(run_folder.read_json(far_run, "config.json"))
+    far, cfg = far_run_record(far_run)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
     model, tok = models.load(model_path, dtype=torch.float32)
     target = train_sft.evaluate(model, tok, cfg, selection_set(cfg), greedy=True, label="selection")[0]["acc"]
     accs = far["snapshots"]["acc"]
@@ -169,8 +165,83 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
     return summary
 
 
+def read_run_json(folder: str, name: str, flag: str):
+    """The JSON of `name` in a run folder given to `flag`, or a UserError naming the flag, the
+    folder and the file: missing, unfinished (no summary.json yet) or damaged."""
+    path = os.path.join(folder, name)
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} {folder}: no such run folder")
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {folder}: {path} not found; pass a finished run of python -m tiny_world")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, RecursionError) as e:  # not JSON or not UTF-8: a damaged file
+        raise UserError(
+            f"{flag} {folder}: {path} is not readable JSON ({str(e)[:80]}); the file is damaged"
+        ) from None
+
+
+def far_run_record(far_run: str) -> tuple:
+    """(summary, config) of --far-run, checked to be a finished run of a recipe that keeps
+    snapshots, with a selection accuracy for each snapshot and each snapshot's folder present:
+    all before any model loads."""
+    far, cfg = (
+        read_run_json(far_run, "summary.json", "--far-run"),
+        read_run_json(far_run, "config.json", "--far-run"),
+    )
+    keys = ("shape", "snapshot_every", "data_seed", "seed", "eval_max_new_tokens", "eval_batch_size")
+    if not isinstance(cfg, dict) or any(k not in cfg for k in keys) or not cfg["snapshot_every"]:
+        raise UserError(
+            f"--far-run {far_run}: its config.json is not that of a tiny-world recipe that keeps snapshots; "
+            "pass the far teacher's run (python -m tiny_world --world 2 --model teacher)"
+        )
+    acc = far.get("snapshots", {}).get("acc") if isinstance(far, dict) else None
+    if not isinstance(acc, dict) or not acc:
+        raise UserError(
+            f"--far-run {far_run}: {far_run}/summary.json has no snapshots: train the far teacher with a "
+            "recipe that keeps them (python -m tiny_world --world 2 --model teacher)"
+        )
+    for step, value in acc.items():
+        if not step.isdigit() or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(
+                f"--far-run {far_run}: {far_run}/summary.json lists snapshot {step!r} with accuracy "
+                f"{value!r}; the file is damaged: rerun the far teacher"
+            )
+        if not os.path.isdir(snapshot_dir(dict(cfg, out=far_run), int(step))):
+            raise UserError(
+                f"--far-run {far_run}: {snapshot_dir(dict(cfg, out=far_run), int(step))} is missing; "
+                "the run's snapshots were moved or deleted: rerun the far teacher"
+            )
+    return far, dict(cfg)
+
+
 # -----------------------------------------------------------------------------
 # Building a world: train what is missing, copy to tiny/, print the table
+
+
+def reusable_model(dest: str, world: int, folder: str) -> tuple:
+    """(model, tokenizer) of the shipped model in `dest`, loaded whole (config, tokenizer, every
+    weight), or a UserError naming it: a model folder cut short (a copy or download that stopped) is
+    not reused and described as if it were whole."""
+    try:
+        return models.load(dest, device="cpu", dtype=torch.float32)
+    except UserError as e:
+        again = "python -m tiny_world --force" + (" --world 2" if world == 2 else "")
+        again += f" --dir {folder}" if folder != mix.WORLDS[world][0] else ""
+        raise UserError(f"{e}; so {dest} cannot be reused: rebuild it with {again}") from None
+
+
+def read_record(dest: str, world: int):
+    """The record (sft_run.json) of a shipped model, or None when it is missing, cannot be read or
+    lacks what the world's table shows (the model is then measured again)."""
+    try:
+        with open(os.path.join(dest, "sft_run.json"), encoding="utf-8") as f:
+            record = json.load(f)
+        (measure.table2 if world == 2 else measure.table)([{"name": dest, **record}])
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+    return record
 
 
 def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 1) -> str:
@@ -180,10 +251,16 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
     default_folder, recipes = mix.WORLDS[world]
     folder = folder or default_folder
     rows = []
+    # every model to reuse is loaded first: a damaged one is refused before anything trains
+    reused = {
+        name: reusable_model(os.path.join(folder, name), world, folder)
+        for name in ("teacher", "student")
+        if not force and os.path.exists(os.path.join(folder, name, "config.json"))
+    }
     for name in ("teacher", "student"):
         dest, out = os.path.join(folder, name), os.path.join("runs", f"{default_folder}-{name}")
         info = os.path.join(dest, "sft_run.json")
-        if force or not os.path.exists(os.path.join(dest, "config.json")):
+        if name not in reused:
             if force and os.path.exists(out):
                 shutil.rmtree(out)  # from scratch: no stale checkpoint or metrics
             # an interrupted build continues where it stopped (resume is exact)
@@ -194,19 +271,21 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
             shutil.copytree(os.path.join(out, "final"), dest)
             with open(info, "w") as f:
                 json.dump(summary, f, indent=1)
-        elif os.path.exists(info):
-            common.say(f"reusing {dest} (FORCE=1 / --force retrains it)")
-            summary = run_folder.read_json(dest, "sft_run.json")
-        else:  # a checkpoint without its record: measure it now
-            common.say(f"reusing {dest}; it has no sft_run.json, evaluating it")
-            model, tok = models.load(dest, dtype=torch.float32)
-            evaluate = measure.evaluate_tiny2 if world == 2 else measure.evaluate_tiny
-            summary = {
-                "params": sum(p.numel() for p in model.parameters()),
-                "train_s": float("nan"),
-                "steps_done": "?",
-                "eval": evaluate(model, tok, recipes[name]),
-            }
+        else:
+            model, tok = reused[name]
+            summary = read_record(dest, world)
+            if summary is not None:
+                common.say(f"reusing {dest} (FORCE=1 / --force retrains it)")
+            else:  # a model without a readable record: measure it now
+                said = "has no sft_run.json" if not os.path.exists(info) else "has an unreadable sft_run.json"
+                common.say(f"reusing {dest}; it {said}, evaluating it")
+                evaluate = measure.evaluate_tiny2 if world == 2 else measure.evaluate_tiny
+                summary = {
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "train_s": float("nan"),
+                    "steps_done": "?",
+                    "eval": evaluate(model, tok, recipes[name]),
+                }
         rows.append({"name": f"{default_folder}/{name}", **summary})
     text = (measure.table2 if world == 2 else measure.table)(rows)
     print(
@@ -309,6 +388,17 @@ def main(argv=None) -> None:
     if args.match or args.far_run:
         if not (args.match and args.far_run and args.out):
             raise UserError("--match MODEL needs --far-run RUN and --out DIR")
+        unused = [
+            k for k in config.typed_args(parser, argv) if k not in ("match", "far_run", "out", "threads")
+        ]
+        if unused:
+            flag = "--" + unused[0].replace("_", "-")
+            raise UserError(
+                f"{flag}: --match copies a snapshot of --far-run and trains nothing, so it would ignore "
+                f"{flag}; drop it"
+            )
+        if args.threads < 0:
+            raise UserError(f"--threads {args.threads}: must be >= 0")
         match_snapshot(args.far_run, args.match, args.out, args.threads)
         return
     if args.steps is not None and args.steps < 1:

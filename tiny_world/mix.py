@@ -50,6 +50,7 @@ _SFT = dict(
     data_seed=0,
     eval_hard_n=200,
     resume=False,
+    restart=False,
     stop_at=0,
     threads=0,
 )
