@@ -196,6 +196,14 @@ def check_resume(cfg: dict, script: str, inputs: dict, before_in_log: bool) -> N
     changed = config.changed_settings(saved, {k: v for k, v in cfg.items() if k != "out"})
     if changed:
         raise UserError(config.resume_refusal(out, changed))
+    if os.path.exists(metrics_path(cfg)):
+        try:
+            read_records(metrics_path(cfg))  # a kill tears only the last line, which open_log drops
+        except UserError as e:
+            raise UserError(
+                f"--resume: {e}: a damaged line inside the log; delete that line to continue without "
+                f"its record, or {again}"
+            ) from None
     if before_in_log and step_zero(out) is None:
         raise UserError(
             f"--resume: {metrics_path(cfg)} has lost the step-0 evaluation that the run's summary "

@@ -145,3 +145,28 @@ def test_tail_tokens_match_a_position_by_position_count(tmp_path):
     assert [r[0] for r in rows] == [tok.decode([v], skip_special=False) for v in gain]
     same = collapse.tail_tokens(base, base, tok, prompts, k, T, seed=5, top=2)
     assert same[0] == pytest.approx(same[1]) and all(a == pytest.approx(b) for _, a, b in same[2])
+
+
+# -----------------------------------------------------------------------------
+# The fix-against-plain interval (experiments/mechanism2.paired_interval): a two-level bootstrap
+
+
+def test_paired_interval_against_closed_forms():
+    import math
+
+    from experiments import mechanism2
+
+    ids = [f"p{i}" for i in range(400)]
+    # every problem differs by exactly 1 in every seed: no spread at either level
+    same = [({i: 1 for i in ids}, {i: 0 for i in ids})] * 3
+    assert mechanism2.paired_interval(same, draws=500) == (1.0, (1.0, 1.0))
+    # one seed of 400 problems, a wins on 30 %: the interval is the normal one, mean ± 1.96 sd/√n
+    a = {i: int(k < 120) for k, i in enumerate(ids)}
+    mean, (lo, hi) = mechanism2.paired_interval([(a, {i: 0 for i in ids})], draws=4000)
+    se = math.sqrt(0.3 * 0.7 / 400)
+    assert mean == 0.3 and abs(lo - (0.3 - 1.96 * se)) < 0.01 and abs(hi - (0.3 + 1.96 * se)) < 0.01
+    # two seeds with no spread inside, 0 and 0.2 apart: resampling seeds gives 0, 0.1 or 0.2
+    zero, fifth = {i: 0 for i in ids}, {i: int(k < 80) for k, i in enumerate(ids)}
+    spread = [(zero, zero), (fifth, zero)]
+    mean, (lo, hi) = mechanism2.paired_interval(spread, draws=4000)
+    assert abs(mean - 0.1) < 1e-12 and lo < 0.01 and hi > 0.19  # the seeds' spread is in the interval

@@ -463,3 +463,18 @@ def test_a_stop_at_the_checkpoint_has_passed_is_refused(shared, tmp_path, capsys
     argv, out = stopped_run(shared, tmp_path, "--steps", "6")
     message = refused(train_opd.main, argv + ["--resume", "--stop-at", "1"], capsys)
     assert "--stop-at 1" in message and "step 2" in message
+
+
+def test_a_damaged_line_inside_the_metrics_log_is_refused_on_resume(shared, tmp_path, capsys):
+    """A kill tears only the last line (dropped on resume, test above); a line damaged inside the
+    log would lose its step's record, so the resume names it instead of dropping it."""
+    argv, out = stopped_run(shared, tmp_path)
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:20] + "\n"  # step 1's record, cut
+    (out / "metrics.jsonl").write_text("".join(lines))
+    message = refused(train_opd.main, argv + ["--resume"], capsys)
+    assert "metrics.jsonl, line 2" in message and "--restart" in message
+    del lines[1]  # the user's way on: without that step's record
+    (out / "metrics.jsonl").write_text("".join(lines))
+    train_opd.main(argv + ["--resume"])
+    assert training_steps(out) == [2, 3, 4] and (out / "summary.json").exists()

@@ -5,6 +5,7 @@ second world: docs/tiny_world2.md).
 What this package is
     task.py    the task: problems, their split and worked solutions, the second world's two
                notations, conciseness rule, constitution and judges (imports nothing of the project)
+    partition.py  the verdict protocol's disjoint parts of the eval split and the sets drawn from them
     mix.py     the two models' recipes (shapes, schedules) and their training mixes
     measure.py what a model can do (accuracy, rules, hints) and each world's table
     build.py   training a model of the recipe, its snapshots, building a world and the command line
