@@ -7,9 +7,8 @@ What this file is
     base with the adapters merged in, `load_adapters`; `resolve()` finds the shipped
     `tiny/student` and its kin from any directory, and a missing folder is refused before the hub
     is asked; a folder whose JSON files lack what the libraries need, or whose weights hold NaN or
-    inf, is refused by file and key: `check_json_files`, `check_weights_finite`,
-    `check_model_finite`), `save()` one, build the built-in tiny Qwen3 models (`tiny_config()`,
-    `build_tiny()`), one small `Tokenizer` over both a transformers tokenizer and the built-in
+    inf, is refused by file and key: model_files.py), `save()` one, build the built-in tiny Qwen3
+    models (`tiny_config()`, `build_tiny()`), one small `Tokenizer` over both a transformers tokenizer and the built-in
     byte-level tiktoken encoding, the chat prompt (`Tokenizer.chat_prompt`), and
     `check_compatible()` for a student/teacher pair (OPD compares their distributions token by
     token, so they must share one vocabulary).
@@ -42,16 +41,15 @@ What it simplifies
     * One tokenizer per model; no multimodal processors; causal LMs only.
 """
 
-import itertools
 import json
 import os
 
-import safetensors
 import tiktoken
 import torch
 import transformers
 
 import lora
+import model_files
 from errors import UserError
 
 # ----------------------------------------------------------------------------------------------
@@ -308,7 +306,7 @@ def check_source(name_or_path: str) -> str:
     """ "local" for a model folder, "hub" for what can only be a hub id; a UserError for a path
     that holds no model, before anything loads (a mistyped folder would otherwise be tried on
     the hub, with a misleading "repo id" error or half a minute of network retries). A folder's JSON
-    files and its weights' headers are checked here (`check_json_files`). The name is read as
+    files and its weights' headers are checked here (`model_files.check_json_files`). The name is read as
     `resolve()` reads it."""
     s = resolve(name_or_path)
     if os.path.exists(s):
@@ -321,11 +319,11 @@ def check_source(name_or_path: str) -> str:
                 f"{s}: no config.json in this folder, so no model in transformers format; pass a folder "
                 "written by save_pretrained (a run's ckpt/ or final/), or a hub id"
             )
-        check_json_files(s)
+        model_files.check_json_files(s)
         # the weights' headers (cheap): a truncated download ends here, not later
         for f in sorted(os.listdir(s)):
             if f.endswith(".safetensors"):
-                _library_call(s, "weights", _read_header, os.path.join(s, f))
+                model_files.library_call(s, "weights", model_files.read_header, os.path.join(s, f))
         return "local"
     if _looks_local(s):
         where = "" if os.path.isabs(s) else f" in {os.getcwd()}"
@@ -338,166 +336,21 @@ def check_source(name_or_path: str) -> str:
     return "hub"
 
 
-# The JSON files of a model folder that are read (each must hold one JSON object), and the keys
-# each must have: without them the libraries fail with a bare KeyError, or fill in a default that
-# does not fit the weights (transformers' hidden_size 4096, vocab_size 151936, ...).
-JSON_FILES = {
-    "config.json": ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"),
-    "generation_config.json": (),
-    "tokenizer.json": ("model", "added_tokens"),
-    "tokenizer_config.json": (),
-    "special_tokens_map.json": (),
-    TINY_MARKER: ("special_tokens",),
-}
-
-
-def read_json_file(path: str) -> dict:
-    """The object a model folder's JSON file holds; a UserError naming the file when it is cut short,
-    not JSON, or holds something other than an object."""
-    redo = "save or download the model again"
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"{path}: not valid JSON ({e.msg}: line {e.lineno}, column {e.colno}); the file is cut short "
-            f"or corrupt: {redo}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: could not read it ({type(e).__name__}: {e}); {redo}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path}: holds a JSON {type(value).__name__}, not an object of settings; {redo}")
-    return value
-
-
-def check_json_files(folder: str) -> None:
-    """Every JSON file of JSON_FILES in a model folder parses to an object with its required keys
-    (a config's field may also be spelled as its model type's alias, GPT-2's n_embd for
-    hidden_size), and config.json's sizes are positive integers; a UserError naming the file and
-    the key otherwise."""
-    for name, keys in JSON_FILES.items():
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        found = read_json_file(path)
-        aliases = _config_aliases(path, found) if name == "config.json" else {}
-        for key in keys:
-            spelled = key if key in found else aliases.get(key, key)
-            if spelled not in found:
-                raise UserError(
-                    f"{path}: no {key!r} key, which loading the model needs; the file is incomplete: "
-                    "save or download the model again"
-                )
-            value = found[spelled]
-            if name == "config.json" and key != "model_type" and not _positive_int(value):
-                raise UserError(
-                    f"{path}: {key} is {value!r}; it must be an integer >= 1: fix the file, or save or "
-                    "download the model again"
-                )
-
-
-def _config_aliases(path: str, config: dict) -> dict:
-    """The other spellings of config.json's keys for its model type (transformers' attribute_map);
-    a UserError when model_type names no architecture transformers knows."""
-    model_type = config.get("model_type")
-    if model_type is None:
-        return {}
-    if not isinstance(model_type, str) or model_type not in transformers.CONFIG_MAPPING:
-        raise UserError(
-            f"{path}: model_type {model_type!r} is no architecture transformers knows; models.py loads "
-            "Llama, Qwen2/2.5 and Qwen3 (model_type llama, qwen2, qwen3)"
-        )
-    return dict(getattr(transformers.CONFIG_MAPPING[model_type], "attribute_map", {}))
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def all_finite(t: torch.Tensor) -> bool:
-    """Whether a floating-point tensor holds neither NaN nor inf: its smallest and largest values are
-    finite. torch.aminmax finds both in one pass without making a tensor of t's size (as
-    torch.isfinite(t).all() does), and a NaN anywhere comes out as NaN."""
-    if t.numel() == 0:
-        return True
-    if t.element_size() == 1:  # float8 has no aminmax
-        t = t.float()
-    return bool(torch.isfinite(torch.stack(torch.aminmax(t))).all())
-
-
-def check_weights_finite(folder: str) -> None:
-    """Every floating-point tensor of a model folder's safetensors files is finite (`all_finite`, one
-    pass per tensor); a UserError naming the folder, the file and the first tensor that holds NaN
-    or inf. Run before anything is written: a NaN weight would otherwise surface much later, as a
-    sampler that cannot draw."""
-    for f in sorted(os.listdir(folder)):
-        if f.endswith(".safetensors"):
-            path = os.path.join(folder, f)
-            with _library_call(folder, "weights", safetensors.safe_open, path, "pt") as weights:
-                for key in weights.keys():
-                    t = _library_call(folder, "weights", weights.get_tensor, key)
-                    if t.is_floating_point() and not all_finite(t):
-                        raise UserError(f"{folder}: {non_finite(key, f)}")
-
-
-def check_model_finite(name: str, model) -> None:
-    """Every floating-point weight and buffer of a loaded model is finite in the dtype it was loaded
-    in (`all_finite`, one pass per tensor); a UserError naming the model and the first that holds
-    NaN or inf."""
-    for key, t in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if t.is_floating_point() and not all_finite(t.detach()):
-            raise UserError(f"{name}: {non_finite(key, f'the weights loaded in {t.dtype}')}")
-
-
-def non_finite(tensor: str, where: str) -> str:
-    """The refusal of a checkpoint with a tensor that holds NaN or inf, after the model's name."""
-    return (
-        f"tensor {tensor} in {where} holds NaN or infinite values; the checkpoint is corrupt or was saved "
-        "from a run that diverged: pass another one (a run's ckpt/ keeps its last finite weights)"
-    )
-
-
-def _read_header(path: str) -> None:
-    with safetensors.safe_open(path, "pt") as f:
-        f.keys()
-
-
-def _library_call(name: str, what: str, fn, *args, **kwargs):
-    """fn(*args, **kwargs), with any failure of transformers / safetensors / the hub on a user's
-    model turned into a UserError that names the model (truncated weights, no network, ...)."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 -- a library failing on the user's files or hub id
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        files = (
-            sorted(f for f in os.listdir(name) if f.endswith((".safetensors", ".bin", ".json")))
-            if os.path.isdir(str(name))
-            else []
-        )
-        among = f" from {', '.join(files)}" if files else ""
-        hint = (
-            "check those files (a truncated or corrupt download?)"
-            if os.path.isdir(str(name))
-            else "check the hub id and the network (HF_HUB_OFFLINE=1 reads only the local cache)"
-        )
-        raise UserError(
-            f"{name}: could not load its {what}{among} ({type(e).__name__}: {first}); {hint}"
-        ) from e
-
-
 def load_tokenizer(name_or_path: str) -> tuple:
     """(Tokenizer, context length or None) of a model folder or hub id without building the model:
     enough to check every prompt against the context before the weights load. A local folder's
     weights are read once here, tensor by tensor, so that one holding NaN or inf is refused before
-    anything is written (`check_weights_finite`); an adapter folder's adapters likewise."""
+    anything is written (`model_files.check_weights_finite`); an adapter folder's adapters likewise."""
     name_or_path = resolve(name_or_path)
     kind = check_source(name_or_path)
     if lora.is_adapter_folder(name_or_path):  # adapters keep their base's tokenizer and context
         cfg, _ = lora.read(name_or_path)  # its config and tensors checked (finite ones) before any use
         return load_tokenizer(cfg["base_model_name_or_path"])
     if kind == "local":  # this reads the weights once: a NaN is refused before any run folder is made
-        check_weights_finite(name_or_path)
-    config = _library_call(name_or_path, "config", transformers.AutoConfig.from_pretrained, name_or_path)
+        model_files.check_weights_finite(name_or_path)
+    config = model_files.library_call(
+        name_or_path, "config", transformers.AutoConfig.from_pretrained, name_or_path
+    )
     if kind == "local" and os.path.isfile(os.path.join(str(name_or_path), TINY_MARKER)):
         tok = _tiny_from_marker(os.path.join(str(name_or_path), TINY_MARKER))
     else:
@@ -510,7 +363,7 @@ def load_tokenizer(name_or_path: str) -> tuple:
 
 
 def _tiny_from_marker(marker: str) -> "Tokenizer":
-    saved = read_json_file(marker)
+    saved = model_files.read_json_file(marker)
     specials = saved.get("special_tokens")
     try:
         specials = {int(k): v for k, v in specials.items()}
@@ -529,7 +382,9 @@ def _tiny_from_marker(marker: str) -> "Tokenizer":
 
 def _hf_tokenizer_of(name_or_path: str, gen_eos) -> "Tokenizer":
     gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
-    hf = _library_call(name_or_path, "tokenizer", transformers.AutoTokenizer.from_pretrained, name_or_path)
+    hf = model_files.library_call(
+        name_or_path, "tokenizer", transformers.AutoTokenizer.from_pretrained, name_or_path
+    )
     return hf_tokenizer(hf, gen_eos)
 
 
@@ -552,7 +407,7 @@ def load(name_or_path: str, device=None, dtype=None):
     if lora.is_adapter_folder(name_or_path):
         return load_adapters(name_or_path, device, dtype)
     marker = os.path.join(str(name_or_path), TINY_MARKER)
-    model, info = _library_call(
+    model, info = model_files.library_call(
         name_or_path,
         "weights",
         transformers.AutoModelForCausalLM.from_pretrained,
@@ -567,7 +422,7 @@ def load(name_or_path: str, device=None, dtype=None):
             f"in another shape (first: {broken[0]}); it is incomplete or belongs to another config"
         )
     model = model.to(device).eval()
-    check_model_finite(name_or_path, model)
+    model_files.check_model_finite(name_or_path, model)
     if kind == "local" and os.path.isfile(marker):
         tok = _tiny_from_marker(marker)
     else:
@@ -591,7 +446,7 @@ def load_adapters(path: str, device, dtype) -> tuple:
     lora.load_tensors(model, tensors, where=path)
     lora.merge(model).requires_grad_(True)
     model = model.to(dtype).eval()
-    check_model_finite(path, model)  # the merged weights, in the dtype asked for
+    model_files.check_model_finite(path, model)  # the merged weights, in the dtype asked for
     return model, tok
 
 

@@ -44,6 +44,7 @@ from test_models import hf_byte_tokenizer
 import errors
 import eval_math
 import lora
+import model_files
 import models
 import rollout
 
@@ -456,14 +457,14 @@ def test_tiny_temperature_trains(shared, tmp_path):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e5m2])
 def test_all_finite_finds_one_nan_or_inf_anywhere(dtype):
-    """models.all_finite against torch.isfinite, with one bad value at each position of tensors
+    """model_files.all_finite against torch.isfinite, with one bad value at each position of tensors
     of lengths around the vector widths."""
-    assert models.all_finite(torch.zeros(0, dtype=dtype))
+    assert model_files.all_finite(torch.zeros(0, dtype=dtype))
     for n in (1, 7, 16, 33, 1000):
         good = torch.randn(n).to(dtype)
-        assert models.all_finite(good)
+        assert model_files.all_finite(good)
         for value in (float("nan"), float("inf"), float("-inf")):
             for i in {0, n // 2, n - 1}:
                 bad = good.clone()
                 bad[i] = value
-                assert not bool(torch.isfinite(bad.float()).all()) and not models.all_finite(bad)
+                assert not bool(torch.isfinite(bad.float()).all()) and not model_files.all_finite(bad)
