@@ -13,6 +13,7 @@ from test_opd import kill_run_at_step_3, same_final_weights
 
 import common
 import data
+import mechanism3
 import models
 import train_opd
 import train_opsd
@@ -171,17 +172,17 @@ def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
     tok = models.tiny_tokenizer()
     model = models.build_tiny(seed=3)
     ex = data.load_examples("synthetic", n=6, split="eval", hard_frac=0.5)
-    same = train_opsd.measure_aggregation(model, model, tok, ex, "none", m=4, max_new_tokens=8)
+    same = mechanism3.measure_aggregation(model, model, tok, ex, "none", m=4, max_new_tokens=8)
     assert same["pi_values"] == 1 and all(
         abs(same[k]) < 1e-5 for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ")
     )
     other = models.build_tiny(seed=4)
-    r = train_opsd.measure_aggregation(model, other, tok, ex, "answer_only", m=4, max_new_tokens=8)
+    r = mechanism3.measure_aggregation(model, other, tok, ex, "answer_only", m=4, max_new_tokens=8)
     assert r["pi_values"] == 4 and r["tokens"] > 0
     assert r["irreducible/-logZ"] > 0  # hints that differ make teachers that disagree
     assert r["kl/pi_mean"] == pytest.approx(r["kl/geo_mean"] + r["irreducible/-logZ"], rel=1e-4)
     with pytest.raises(ValueError, match="full"):
-        train_opsd.measure_aggregation(model, other, tok, ex, "full")
+        mechanism3.measure_aggregation(model, other, tok, ex, "full")
 
 
 def test_pi_values_are_distinct_answers_of_the_same_kind():
@@ -189,7 +190,7 @@ def test_pi_values_are_distinct_answers_of_the_same_kind():
 
     pool = data.load_examples("synthetic", n=40, split="eval", hard_frac=0.5)
     hard = next(e for e in pool if e.meta["hard"])
-    vals = train_opsd.pi_values(hard, pool, 5, random.Random(0))
+    vals = mechanism3.pi_values(hard, pool, 5, random.Random(0))
     hints = [v.hint or v.answer for v in vals]
     assert vals[0] is hard and len(set(hints)) == 5
     assert all(len(h) >= 3 for h in hints)  # other 2-digit products, not small results
