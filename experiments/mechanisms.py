@@ -95,7 +95,7 @@ def mechanism3(R: Report) -> None:
         f"{R.teacher}'s own frozen weights after the privileged context, the student {R.teacher} "
         f"without it. Cells: accuracy / {what} / mean length on {R.scale['eval_n']} held-out problems "
         "at T = 1; the last column measures the trained student at every position of its own "
-        "responses against the teachers of 8 PI values (train_opsd.measure_aggregation). Mean ± std "
+        "responses against the teachers of 8 PI values (mechanism3.measure_aggregation). Mean ± std "
         f"over {R.N} seed(s).",
         "",
         opsd_table(R, S),
