@@ -195,6 +195,12 @@ def test_snapshots_the_selection_and_the_matched_choice(tmp_path, monkeypatch):
     src = tmp_path / "far" / "snapshots" / f"step{chosen['step']:05d}" / "model.safetensors"
     assert (tmp_path / "pick" / "teacher" / "model.safetensors").read_bytes() == src.read_bytes()
     assert json.load(open(tmp_path / "pick" / "summary.json"))["step"] == chosen["step"]
+    # a second match never overwrites the first, nor a model folder
+    kept = (tmp_path / "pick" / "teacher" / "model.safetensors").read_bytes()
+    for there, culprit in ((tmp_path / "pick", "finished"), (tmp_path / "far" / "final", "a model")):
+        with pytest.raises(errors.UserError, match=culprit):
+            build.match_snapshot(str(tmp_path / "far"), str(tmp_path / "far" / "final"), str(there))
+    assert (tmp_path / "pick" / "teacher" / "model.safetensors").read_bytes() == kept
     with pytest.raises(errors.UserError, match="--far-run"):
         build.main(["--match", str(tmp_path / "far" / "final")])
 

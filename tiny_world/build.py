@@ -43,6 +43,7 @@ import torch
 import common
 import config
 import data
+import folders
 import models
 import run_folder
 import train_sft
@@ -131,6 +132,10 @@ def select_snapshots(cfg: dict, tok) -> dict:
     return {"n": len(examples), "seed": cfg["data_seed"] + SELECTION["seed_offset"], "acc": accs}
 
 
+MATCH = "python -m tiny_world --match"  # the owner of a match's folder (folders.py)
+MATCH_WRITES = ("teacher", "summary.json*")
+
+
 def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) -> dict:
     """Fix 2 at matched accuracy: the snapshot of the far teacher's run `far_run` (its summary's
     selection accuracies) nearest to the greedy accuracy of `model_path` on the same selection set,
@@ -138,16 +143,13 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
     if threads:
         torch.set_num_threads(threads)
     far, cfg = far_run_record(far_run)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out}: a file, not a folder; choose another --out")
+    folders.check(out, MATCH, MATCH_WRITES)  # a new folder, or a match of its own cut short
     model, tok = models.load(model_path, dtype=torch.float32)
     target = train_sft.evaluate(model, tok, cfg, selection_set(cfg), greedy=True, label="selection")[0]["acc"]
     accs = far["snapshots"]["acc"]
     step = min(accs, key=lambda k: (abs(accs[k] - target), int(k)))  # ties: the earlier snapshot
-    dest = os.path.join(out, "teacher")
-    if os.path.exists(dest):
-        shutil.rmtree(dest)
-    shutil.copytree(snapshot_dir(dict(cfg, out=far_run), int(step)), dest)
+    folders.claim(out, MATCH, MATCH_WRITES, {}, say=common.say)
+    shutil.copytree(snapshot_dir(dict(cfg, out=far_run), int(step)), os.path.join(out, "teacher"))
     summary = {
         "model": model_path,
         "model_selection_acc": target,
@@ -156,9 +158,7 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
         "snapshot_selection_acc": accs[step],
         "selection": {k: v for k, v in far["snapshots"].items() if k != "acc"},
     }
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    folders.write_json(os.path.join(out, "summary.json"), summary)  # written last: the match is done
     common.say(
         f"{model_path}: {target:.3f} on the selection set; chose {far_run} step {step} ({accs[step]:.3f})"
     )
@@ -262,9 +262,13 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
         info = os.path.join(dest, "sft_run.json")
         if name not in reused:
             if force and os.path.exists(out):
+                if folders.is_locked(out):
+                    raise UserError(
+                        f"{out}: a live process is training this model; let it end or stop it first"
+                    )
                 shutil.rmtree(out)  # from scratch: no stale checkpoint or metrics
             # an interrupted build continues where it stopped (resume is exact)
-            resume = os.path.exists(os.path.join(out, "ckpt", "train_state.pt"))
+            resume = folders.has_checkpoint(out)
             summary = train_model(dict(recipes[name], out=out, threads=threads, resume=resume))
             if os.path.exists(dest):
                 shutil.rmtree(dest)
