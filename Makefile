@@ -118,8 +118,9 @@ remove = if [ -e $(1) ]; then \
 	  for l in $$(find $(1) -name .lock); do \
 	    if command -v flock >/dev/null && ! flock -n $$l true; then $(call refuse,a live run holds $$l: let it end or stop it first); fi; \
 	  done; echo "$(2): deleting $(1)"; rm -rf $(1); fi
-# $(call has_ckpt,FOLDER): whether FOLDER holds a checkpoint written to its end (checkpoint.py's manifest).
-has_ckpt = ls $(1)/ckpt*/manifest.json >/dev/null 2>&1
+# $(call has_ckpt,FOLDER): whether FOLDER holds a checkpoint a --resume continues from: one written to
+# its end (checkpoint.py's manifest), or an older version's ckpt/ (folders.resumable).
+has_ckpt = { ls $(1)/ckpt*/manifest.json || ls $(1)/ckpt/train_state.pt; } >/dev/null 2>&1
 # $(call check_run,FOLDER): the first line of a target that trains one run into FOLDER. FRESH=1
 # deletes it; a finished run there is refused (it would be overwritten), and so is an unfinished
 # one unless RESUME=1, which the target's command then passes on as --resume.

@@ -178,6 +178,19 @@ def recover(path: str) -> None:
             sync_folder(parent)
 
 
+def adopt(path: str) -> None:
+    """Seal a checkpoint that a version of this project without manifests wrote (train_state.pt
+    present and loading, no manifest.json), saying so: its files cannot be checked against sizes
+    written at the time, only that they load."""
+    if os.path.isfile(os.path.join(path, MANIFEST)) or not os.path.isfile(os.path.join(path, STATE)):
+        return
+    step = load_state(path, STATE)["step"]
+    common.say(
+        f"{path}: a checkpoint without a manifest (an older version's); sealed as found, at step {step}"
+    )
+    seal(path, step)
+
+
 # -----------------------------------------------------------------------------
 # Reading one back
 

@@ -113,6 +113,18 @@ def entries(out: str) -> list:
     return sorted(e for e in os.listdir(out) if e != ".lock")
 
 
+def resumable(out: str) -> bool:
+    """Whether `--resume` can continue the run in `out`: it holds a complete checkpoint, or the
+    ckpt/ of a version that wrote no manifest (checkpoint.adopt seals it on resume)."""
+    return has_checkpoint(out) or os.path.isfile(os.path.join(out, "ckpt", "train_state.pt"))
+
+
+def looks_like_a_run(names: list) -> bool:
+    """Whether a folder without run.json holds what a run of this project writes: its config and
+    metrics (a model folder has a config.json too, never a metrics.jsonl)."""
+    return "config.json" in names and "metrics.jsonl" in names
+
+
 def describe(out: str, names: list) -> str:
     """What a folder that no script of ours owns holds, for a refusal."""
     has = set(names)
@@ -120,8 +132,11 @@ def describe(out: str, names: list) -> str:
         "config.json" in has and any(n.endswith((".safetensors", ".bin")) for n in has)
     ):
         return "a model (" + ", ".join(names[:3]) + ")"
-    if "config.json" in has and "metrics.jsonl" in has:
-        return "a run this script cannot vouch for (no run.json: an older version's, or a copy's)"
+    if looks_like_a_run(names):
+        return (
+            "a run without run.json (an older version's, or a copy's), which a fresh start does not "
+            "take; continue it with --resume, or start it over with --restart"
+        )
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     return f"files no run of this script wrote ({shown})"
 
@@ -149,6 +164,10 @@ def check(out: str, script: str, writes: tuple, restart: bool = False) -> list:
     if not names:
         return []
     rec = owner(out)
+    if rec is None and all(n == OWNER + ".part" for n in names):
+        return names  # a start killed while it wrote run.json: nothing else is there
+    if rec is None and restart and looks_like_a_run(names):
+        rec = {"script": script}  # --restart names it: a run of an older version, started over
     if rec is None:
         raise UserError(
             f"--out {out} holds {describe(out, names)}; a run writes only into a folder of its own: "

@@ -174,6 +174,8 @@ def check_resume(cfg: dict, script: str, inputs: dict, before_in_log: bool) -> N
             "from its ckpt/ with --student, or choose another --out"
         )
     checkpoint.recover(ckpt)
+    if rec is None:
+        checkpoint.adopt(ckpt)  # a run of an older version: its checkpoint had no manifest
     if not any(os.path.exists(ckpt + end) for end in ("", ".old")):
         raise UserError(
             f"--resume: no checkpoint in {ckpt} (the run stopped before its first one); start "
@@ -341,7 +343,10 @@ def open_log(cfg: dict, start: int) -> None:
                 except ValueError:  # a line a killed write (or a full disk) left half-written
                     torn += 1
                     continue
-                if rec["step"] <= start:
+                # the steps up to the checkpoint's; a run whose last checkpoint is its final one
+                # (killed before summary.json) evaluates again, so its final evaluation goes
+                final_eval = rec["step"] == start == cfg["steps"] and "loss" not in rec
+                if rec["step"] <= start and not final_eval:
                     kept.append(json.dumps(rec) + "\n")
     if torn:
         common.say(f"{path}: dropped {torn} torn line(s)")

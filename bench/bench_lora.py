@@ -68,7 +68,7 @@ def run(method: str, variant: str, seed: int) -> None:
     out = folder(method, variant, seed)
     if os.path.exists(os.path.join(out, "summary.json")):
         return
-    resume = folders.has_checkpoint(out)  # else a run killed before its first checkpoint starts over itself
+    resume = folders.resumable(out)  # else a run killed before its first checkpoint starts over itself
     cmd, _, variants = METHODS[method]
     cmd = [sys.executable, *cmd, *variants[variant], "--seed", str(seed), "--threads", "1", "--out", out]
     if resume:

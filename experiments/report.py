@@ -70,7 +70,7 @@ def command(run: plan.Run, root: str) -> list:
     folder = os.path.join(root, run.name)
     argv = [a.replace("{root}", root) for a in run.argv]
     cmd = [sys.executable] + argv + ["--out", folder, "--threads", "1"]
-    if folders.has_checkpoint(folder):
+    if folders.resumable(folder):
         cmd.append("--resume")
     return cmd
 

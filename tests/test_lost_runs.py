@@ -478,3 +478,32 @@ def test_a_damaged_line_inside_the_metrics_log_is_refused_on_resume(shared, tmp_
     (out / "metrics.jsonl").write_text("".join(lines))
     train_opd.main(argv + ["--resume"])
     assert training_steps(out) == [2, 3, 4] and (out / "summary.json").exists()
+
+
+def test_a_run_of_a_version_without_run_json_or_manifests_resumes_or_restarts(shared, tmp_path, capsys):
+    for how in ("--resume", "--restart"):
+        argv, out = run_args(shared, tmp_path / how.strip("-"))
+        train_opd.main(argv + ["--stop-at", "2"])
+        (out / "run.json").unlink()  # what a version without these files left
+        (out / "ckpt" / "manifest.json").unlink()
+        assert "--restart" in refused(train_opd.main, argv, capsys)  # a fresh start does not take it
+        train_opd.main(argv + [how])
+        assert training_steps(out) == [1, 2, 3, 4] and (out / "summary.json").exists()
+        assert json.load(open(out / "run.json"))["script"] == "train_opd.py"
+
+
+def test_a_start_killed_while_writing_run_json_leaves_a_folder_that_starts(shared, tmp_path):
+    argv, out = run_args(shared, tmp_path)
+    out.mkdir()
+    (out / "run.json.part").write_text('{"scri')
+    train_opd.main(argv)
+    assert training_steps(out) == [1, 2, 3, 4]
+
+
+def test_a_kill_after_the_final_checkpoint_evaluates_once_on_resume(shared, tmp_path):
+    argv, out = run_args(shared, tmp_path)
+    train_opd.main(argv)
+    (out / "summary.json").unlink()  # killed after the final checkpoint, before the summary
+    train_opd.main(argv + ["--resume"])
+    evals = [json.loads(line)["step"] for line in open(out / "metrics.jsonl") if '"eval"' in line]
+    assert evals == [0, 4] and (out / "summary.json").exists()

@@ -53,7 +53,8 @@ def test_resume_flag_only_with_a_complete_checkpoint_and_nothing_deleted(tmp_pat
     r = plan.Run("opd/a", ["train_opd.py"])
     a = tmp_path / "opd" / "a"
     os.makedirs(a / "ckpt")
-    (a / "ckpt" / "train_state.pt").write_text("x")  # a write cut before its manifest
+    (a / "ckpt.tmp" / "train_state.pt").parent.mkdir()
+    (a / "ckpt.tmp" / "train_state.pt").write_text("x")  # a write cut before its manifest
     (a / "stale.txt").write_text("x")
     assert "--resume" not in report.command(r, root)
     assert (a / "stale.txt").exists(), "the report deleted a run folder: only the run may clear its own"
@@ -62,6 +63,8 @@ def test_resume_flag_only_with_a_complete_checkpoint_and_nothing_deleted(tmp_pat
         (a / folder / "manifest.json").write_text("{}")
         assert report.command(r, root)[-1] == "--resume"
         os.remove(a / folder / "manifest.json")
+    (a / "ckpt" / "train_state.pt").write_text("x")  # an older version's checkpoint: adopted on resume
+    assert report.command(r, root)[-1] == "--resume"
 
 
 def test_a_run_another_live_process_holds_is_not_started_again(tmp_path):

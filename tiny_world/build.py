@@ -268,7 +268,7 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
                     )
                 shutil.rmtree(out)  # from scratch: no stale checkpoint or metrics
             # an interrupted build continues where it stopped (resume is exact)
-            resume = folders.has_checkpoint(out)
+            resume = folders.resumable(out)
             summary = train_model(dict(recipes[name], out=out, threads=threads, resume=resume))
             if os.path.exists(dest):
                 shutil.rmtree(dest)
