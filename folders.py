@@ -4,9 +4,11 @@ A script writes only into a folder it owns. Its first write into a folder is `ru
 names the script (and, for a training run, fingerprints of what it reads: run_folder.py). A fresh
 start (`claim`) takes
 
-    a folder that does not exist, or an empty one;
+    a folder that does not exist, an empty one, or one where a start was killed while it wrote
+        run.json;
     the unfinished run of the same script that stopped before its first checkpoint (it starts
-        over: its files are removed first), or, with --restart, one that has a checkpoint;
+        over: its files are removed first), or, with --restart, one that has a checkpoint, or
+        a run of a version that wrote no run.json;
 
 and refuses everything else by name: a model folder, another script's run or evaluation, a
 finished run (summary.json), a run with a checkpoint (continue it with --resume), any file no run
