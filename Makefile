@@ -215,7 +215,9 @@ sft-opd: install  ## Fix 3: OPD from the SFT student vs from the raw student, on
 # Top-K at K = 1, 5, 20 at a constant lr 3e-4 over the budget, plain again at 1.5e-4, the
 # stop-gradient and tail losses at K = 20 to 4x the budget; 3 seeds, JOBS at a time, in
 # runs/report/collapse (WORLD=2: runs/report2/collapse), where make report reads them. Resumable: a
-# second call reuses the finished runs and continues the others. Then seed 0's curves and table.
+# second call reuses the finished runs and continues the others. Then seed 0's curves and table,
+# and the report's Mechanism 2 section rewritten from these runs alone (RESULTS.md and the README's
+# headline; WORLD=1: RESULTS_tiny1.md, whose verdicts RESULTS.md shows beside its own: run it first).
 opts.collapse := WORLD JOBS
 why.collapse.RESUME := make collapse always continues: finished runs are reused and killed ones resumed
 why.collapse.THREADS := make collapse runs JOBS runs at a time on one thread each
@@ -224,6 +226,7 @@ collapse: install  ## Mechanism 2 and Fix 1 by docs/collapse.md's protocol, 3 se
 	$(PY) -m experiments.report --world $(or $(WORLD),2) --only collapse/ --jobs $(JOBS)
 	$(PY) -m experiments.plot $(collapse_root)/collapse/*-s0 --out $(collapse_root)/collapse/collapse.png \
 	  --title "Mechanism 2 in tiny world $(or $(WORLD),2): Top-K losses at a constant lr (seed 0)" --table
+	$(PY) -m experiments.report --world $(or $(WORLD),2) --section mechanism2
 
 # make collapse-pilot: part 1 of docs/collapse.md, the pilot that chooses the collapse protocol's
 # budget and its alarm rule: seed 100 (no report seed), constant lr 3e-4, batch 32, 400 steps; plain

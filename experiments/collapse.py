@@ -192,8 +192,10 @@ def tail_tokens(trained, base, tok, prompts: list, k: int, max_new_tokens: int, 
     """Where a trained student's mass outside its own Top-K goes: it writes one response per prompt
     (T = 1), and at every position of them the mass off its Top-K is summed per token, beside the
     base model's mass on the same tokens at the same positions. Returns (the mean tail mass of the
-    trained model and of the base on those tails, and the `top` tokens that gain the most: (text,
-    trained mass, base mass), means per position)."""
+    trained model and of the base on those tails; the spread of the trained model's tail, as the
+    number of equally weighted tokens with its entropy, exp(−Σ w log w) with w the tail normalised
+    to 1; and the `top` tokens that gain the most: (id, text, trained mass, base mass), means per
+    position)."""
     import rollout
 
     with torch.no_grad():
@@ -213,9 +215,11 @@ def tail_tokens(trained, base, tok, prompts: list, k: int, max_new_tokens: int, 
     n = mask.sum()
     mine = (p * off)[mask].sum(0) / n  # (V,) mean tail mass per token
     theirs = (q * off)[mask].sum(0) / n
+    w = mine / mine.sum()
+    spread = float(torch.exp(-(w * torch.log(w.clamp_min(1e-30))).sum()))
     gain = (mine - theirs).topk(top).indices.tolist()
-    rows = [(tok.decode([v], skip_special=False), float(mine[v]), float(theirs[v])) for v in gain]
-    return float(mine.sum()), float(theirs.sum()), rows
+    rows = [(v, tok.decode([v], skip_special=False), float(mine[v]), float(theirs[v])) for v in gain]
+    return float(mine.sum()), float(theirs.sum()), spread, rows
 
 
 def tail_report(run: str, n: int = 64) -> str:
@@ -229,16 +233,18 @@ def tail_report(run: str, n: int = 64) -> str:
     base, _ = models.load(cfg["student"], dtype=torch.float32)
     examples = data.load_examples(cfg["eval_data"], n=n, split="eval", seed=cfg["seed"])
     prompts = [data.context_ids(tok, ex) for ex in examples]
-    mine, theirs, rows = tail_tokens(
+    mine, theirs, spread, rows = tail_tokens(
         trained, base, tok, prompts, cfg["k"], cfg["max_new_tokens"], cfg["seed"]
     )
     table = common.md_table(
-        ["token", "trained: mass off its Top-K", "initial: mass there"],
-        [[repr(t), f"{a:.4f}", f"{b:.4f}"] for t, a, b in rows],
+        ["token id", "text", "trained: mass off its Top-K", "initial: mass there"],
+        [[v, repr(t), f"{a:.4f}", f"{b:.4f}"] for v, t, a, b in rows],
     )
     return (
-        f"{run} ({cfg['loss']}, K = {cfg['k']}): mass off the trained student's Top-{cfg['k']} per position "
-        f"{mine:.4f}, the initial student's on the same tokens {theirs:.4f}; the tokens that gained most:\n{table}"
+        f"{os.path.basename(os.path.normpath(run))} ({cfg['loss']}, K = {cfg['k']}): mass off the trained "
+        f"student's Top-{cfg['k']} per position {mine:.4f} (the initial student's on the same tokens "
+        f"{theirs:.4f}), spread like {spread:.0f} equally weighted tokens of {trained.config.vocab_size}; "
+        f"the tokens that gained most:\n\n{table}"
     )
 
 

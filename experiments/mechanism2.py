@@ -23,7 +23,10 @@ import numpy as np
 import common
 import diagnostics
 from experiments import claims, settings
-from experiments.collapse import DROP, reading, rule_text, score
+from experiments.collapse import DROP, onset_plot, reading, rule_text, score, tail_report
+
+# the first words of the claims this section makes (results.write_section finds its rows so)
+CLAIMS = ("Mechanism 2", "Fix 1", "Top-K with a tail bucket")
 
 
 def correct_at(folder: str, step: int) -> dict:
@@ -56,6 +59,26 @@ def mean_range(values: list, digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
+# Student's t, 97.5 % quantile, by degrees of freedom (seeds − 1)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def seed_interval(values: list) -> tuple:
+    """The mean over seeds and its 95 % Student's t interval, mean ± t · s / √n (the docs/collapse.md
+    protocol reports accuracies so); one seed gives the value as both ends."""
+    m = statistics.mean(values)
+    if len(values) == 1:
+        return m, (m, m)
+    half = T_975[len(values) - 1] * statistics.stdev(values) / math.sqrt(len(values))
+    return m, (m - half, m + half)
+
+
+def mean_ci(values: list, digits: int = 3) -> str:
+    """mean [95 % interval] over seeds (seed_interval)."""
+    m, (lo, hi) = seed_interval(values)
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def mechanism2(R) -> None:
     """Mechanism 2 and Fix 1 under docs/collapse.md's protocol (collapse/*): the table at the budget,
     the verdicts by part 2's rules, the onsets at two rates, the long horizon and the alarm."""
@@ -80,21 +103,25 @@ def mechanism2(R) -> None:
         f"The protocol of docs/collapse.md: `train_opd.py{R.preset_flag} --loss L --k K --lr 3e-4 "
         f"--min-lr 3e-4 --batch-size 32 --steps {n} --seed S`, a constant rate over the budget Σ lr = "
         f"{sc['collapse_budget']}; {R.student} ← {R.teacher}; accuracy on {sc['eval_n']} held-out "
-        f"problems at T = 1; monitors averaged over the last 10 steps before step {n}; mean [min, max] "
-        f"over {R.N} seed(s). A run has collapsed when those steps carry the signature of §2.5 (student "
-        "Top-K mass below 0.9, or over 10 % of responses truncated) and its accuracy has fallen 5 "
-        "points or more below its start.",
+        f"problems at T = 1; monitors averaged over the last 10 steps before step {n}; over {R.N} "
+        "seed(s), accuracies as the mean [95 % t-interval], monitors and onsets as the mean [min, max]. "
+        "A run has collapsed when those steps carry the signature of §2.5 (student Top-K mass below "
+        "0.9, or over 10 % of responses truncated) and its accuracy has fallen 5 points or more below "
+        "its start.",
         "",
         budget_table(at_b, R.N),
         "",
         R.figure(
-            [os.path.relpath(rs[0]["folder"], R.root) for rs in at_b.values()],
+            [os.path.relpath(at_b[loss, K][0]["folder"], R.root) for loss in settings.COLLAPSE_LOSSES],
             "report_collapse.png",
-            f"Mechanism 2: Top-K losses at a constant lr 3e-4 (seed {R.seeds[0]})",
+            f"{R.W['name']}: Top-{K} losses at a constant lr 3e-4, seed {R.seeds[0]}; "
+            f"{', '.join(settings.LONG_LOSSES)} to {sc['collapse_long']}x the budget "
+            f"(step {sc['collapse_long'] * n})",
         ),
         "",
     ]
     plain_claims(R, at_b, half, K)
+    R.body += [onset_figure(R), ""]
     fix_claims(R, at_b, n, K)
     long_claim(R, long, n, K)
     R.body += ["", alarm_section(at_b, half, long)]
@@ -109,8 +136,8 @@ def budget_table(at_b: dict, N: int) -> str:
             [
                 loss,
                 k,
-                mean_range([r["acc_start"] for r in rs]),
-                mean_range([r["acc_end"] for r in rs]),
+                mean_ci([r["acc_start"] for r in rs]),
+                mean_ci([r["acc_end"] for r in rs]),
                 mean_range([s["mass"] for s in sig]),
                 mean_range([s["truncated"] for s in sig]),
                 mean_range(onsets, 4) + f" ({len(onsets)}/{N})" if onsets else "never",
@@ -129,8 +156,8 @@ def plain_claims(R, at_b: dict, half: dict, K: int) -> None:
     R.claim(
         f"Mechanism 2: plain Top-{K} reverse KL collapses",
         "plain Top-20 degrades from about step 700 of 1000: longer rollouts, filler tokens, falling overlap",
-        f"collapsed in {c}/{R.N} seeds at the budget; accuracy {mean_range([r['acc_start'] for r in plain])} → "
-        f"{mean_range([r['acc_end'] for r in plain])}; student Top-K mass "
+        f"collapsed in {c}/{R.N} seeds at the budget; accuracy {mean_ci([r['acc_start'] for r in plain])} → "
+        f"{mean_ci([r['acc_end'] for r in plain])}; student Top-K mass "
         f"{mean_range([r['signature']['mass'] for r in plain])}",
         "reproduced if every seed collapses (the signature and 5 points of accuracy lost), partly if some",
         claims.verdict(c == R.N, c > 0),
@@ -156,18 +183,41 @@ def plain_claims(R, at_b: dict, half: dict, K: int) -> None:
         "counts as later than any), partly if in some",
         claims.verdict(all(order), any(order)),
     )
-    ratios = []
+    per_k = []
     for k in ks:
-        for full, slow in zip(at_b["topk_plain", k], half[k]):
-            if full["onset_lr"] is not None and slow["onset_lr"] is not None:
-                ratios.append(slow["onset_lr"] / full["onset_lr"])
+        ratios = [
+            slow["onset_lr"] / full["onset_lr"]
+            for full, slow in zip(at_b["topk_plain", k], half[k])
+            if full["onset_lr"] is not None and slow["onset_lr"] is not None
+        ]
+        per_k.append(
+            f"K = {k}: "
+            + (
+                mean_range(ratios, 2) + f" ({len(ratios)}/{R.N} seeds)"
+                if ratios
+                else "no seed has two onsets"
+            )
+        )
     R.body += [
-        "Reading (not a claim): the onset's Σ lr at half the rate (1.5e-4, the same budget) over its Σ lr "
-        "at 3e-4, plain Top-K, every K and seed where both runs have an onset: "
-        + (mean_range(ratios, 2) + f" ({len(ratios)} pairs)" if ratios else "no pair has two onsets")
-        + ". A ratio near 1 says the cumulative learning rate sets the onset.",
+        "Reading (not a claim): plain Top-K's Σ lr at the onset at half the rate (1.5e-4, the same "
+        "budget) over its Σ lr at 3e-4, seed by seed where both runs have an onset, mean [min, max]: "
+        + "; ".join(per_k)
+        + ". A ratio near 1 says the cumulative learning rate sets the onset; near 2, the number of steps.",
         "",
     ]
+
+
+def onset_figure(R) -> str:
+    """collapse.onset_plot of this world's runs and, when its report folder sits beside this one
+    (runs/report and runs/report2), the other world's."""
+    worlds = {}
+    for w, W in settings.WORLDS.items():
+        root = R.root if w == R.world else os.path.join(os.path.dirname(R.root), os.path.basename(W["root"]))
+        if os.path.isdir(os.path.join(root, "collapse")):
+            worlds[W["name"]] = os.path.join(root, "collapse")
+    title = "Plain Top-K: Σ lr and step at the onset, " + " and ".join(worlds) + ", lr 3e-4 and 1.5e-4"
+    onset_plot(worlds, os.path.join(R.figs, "collapse_onsets.png"))
+    return f"![{title}]({R.figs_rel}/collapse_onsets.png)"
 
 
 def fix_claims(R, at_b: dict, n: int, K: int) -> None:
@@ -201,10 +251,10 @@ def fix_claims(R, at_b: dict, n: int, K: int) -> None:
                 above = [f["acc_end"] > p["acc_end"] for f, p in zip(fix, plain)]
                 both = all(held) and all(above) and lo > 0
                 v = claims.verdict(both, all(held) or (all(above) and lo > 0))
-                accs = mean_range([f["acc_end"] for f in fix])
+                accs = mean_ci([f["acc_end"] for f in fix])
                 shows = (
                     f"collapsed in {R.N - sum(held)}/{R.N} seeds; accuracy at B {accs} "
-                    f"against plain's {mean_range([p['acc_end'] for p in plain])}; difference {mean:+.3f} "
+                    f"against plain's {mean_ci([p['acc_end'] for p in plain])}; difference {mean:+.3f} "
                     f"[{lo:+.3f}, {hi:+.3f}]"
                 )
             lines.append([label, k, shows, v])
@@ -249,13 +299,25 @@ def long_claim(R, long: dict, n: int, K: int) -> None:
         common.md_table(header + ["truncated", "len", "teacher rank", "collapsed"], rows),
         "",
     ]
+    first = [rs[0] for rs in long.values()]
+    if all(os.path.isdir(os.path.join(r["folder"], "ckpt")) for r in first):
+        R.body += [
+            f"Where the mass off the Top-K goes at step {end} (seed {R.seeds[0]}; `python -m "
+            "experiments.collapse --tail RUN`, 64 held-out prompts, one response each): the mass outside "
+            "the trained student's Top-K per position, how evenly it is spread, and the tokens that "
+            "gained the most of it against the initial student's mass on them at the same positions.",
+            "",
+        ]
+        R.body += [tail_report(r["folder"]) + "\n" for r in first]
+    else:
+        R.body += ["(No tail reading: a seed-0 run's ckpt/ is gone.)", ""]
     c = sum(r["collapsed"] for r in long["topk_sg"])
     R.claim(
         f"Fix 1: stop-gradient Top-{K} stays stable over {R.scale['collapse_long']}x the budget",
         '"training stays stable"',
         f"collapsed in {c}/{R.N} seeds by step {end}; accuracy "
-        f"{mean_range([r['acc_end'] for r in long['topk_sg']])}, tail bucket "
-        f"{mean_range([r['acc_end'] for r in long['topk_tail']])}",
+        f"{mean_ci([r['acc_end'] for r in long['topk_sg']])}, tail bucket "
+        f"{mean_ci([r['acc_end'] for r in long['topk_tail']])}",
         "reproduced if no seed collapses by the end, partly if some",
         claims.verdict(c == 0, c < R.N),
     )

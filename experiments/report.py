@@ -34,6 +34,7 @@ Commands (from the project root: the trainers run as `python train_opd.py ...` t
     make report WORLD=1          # the first tiny world: RESULTS_tiny1.md, results/report_*.png
     python -m experiments.report --write-only    # rewrite RESULTS.md from the finished runs
     python -m experiments.report --only opsd/    # one part of the plan (and what it needs), no report
+    python -m experiments.report --section mechanism2   # rewrite one section from its runs (make collapse)
 
 What it simplifies
     * One thread per run and `--jobs` runs at once: two runs share a 2-core machine, so wall times
@@ -183,7 +184,36 @@ def parser() -> argparse.ArgumentParser:
         help="run only the plan's runs whose names start so (e.g. opsd/ grpo/) and what they "
         "need, and write no report (the next full call reuses them)",
     )
+    ap.add_argument(
+        "--section",
+        choices=sorted(results.REWRITABLE),
+        help="run nothing: rewrite only this section of the world's report, and its rows of the "
+        "claims table, from that section's finished runs (mechanism2: docs/collapse.md's protocol, "
+        "make collapse); the other sections stay as they are",
+    )
     return ap
+
+
+def rewrite_section(args, runs: list, root: str, scale: dict, out_md: str, figs: str, readme: str) -> None:
+    """--section: the named section rewritten from its runs alone, once they are all finished."""
+    section, prefixes, part = results.REWRITABLE[args.section]
+    mine = [r for r in runs if r.name.startswith(part)]
+    missing = [r.name for r in mine if not os.path.exists(os.path.join(root, r.name, r.done))]
+    if missing:
+        raise errors.UserError(
+            f"--section {args.section}: {len(missing)} of its {len(mine)} runs are not finished in "
+            f"{root}/ (the first: {missing[0]}); run them first: {COMMAND} --world {args.world} --only {part}"
+        )
+    wall = sum(json.load(open(os.path.join(root, r.name, r.done))).get("wall_s", 0.0) for r in mine)
+    seeds = ", ".join(map(str, scale["seeds"]))
+    note = (
+        f"and its claims: rewritten by `{COMMAND} --world {args.world} --section {args.section}` from "
+        f"its {len(mine)} runs in `{root}/{part}` (seeds {seeds}; {wall / 3600:.1f} h of run time, the "
+        f"sum of the runs' own, on {hardware()}), made by `{COMMAND} --world {args.world} --only {part}`. "
+        "The other sections are from the runs named above."
+    )
+    verdicts = results.write_section(root, scale, out_md, figs, section, prefixes, note, readme, args.world)
+    print(f"rewrote {args.section} in {out_md}: {len(verdicts)} claims", file=sys.stderr)
 
 
 def read_timing(path: str) -> dict:
@@ -213,6 +243,20 @@ def main(argv=None) -> None:
     out_md = args.out or (os.path.join(root, "RESULTS.md") if args.quick else W["out"])
     figs = args.figs or (root if args.quick else W["figs"])
     runs = plan.plan(scale, args.world)
+    # the full report (RESULTS.md at the top level) also writes the README's headline
+    readme = (
+        "README.md"
+        if args.world == settings.DEFAULT_WORLD
+        and not args.quick
+        and args.out is None
+        and os.path.exists("README.md")
+        else None
+    )
+    if args.section:
+        if args.only or args.write_only:
+            raise errors.UserError("--section runs nothing and writes one section: pass it alone")
+        rewrite_section(args, runs, root, scale, out_md, figs, readme)
+        return
     if args.only:
         if args.write_only:
             raise errors.UserError(
@@ -243,15 +287,6 @@ def main(argv=None) -> None:
         "jobs": timing.get("jobs", args.jobs),
         "wall": f"{wall / 60:.0f} min",
     }
-    # the full report (RESULTS.md at the top level) also writes the README's headline
-    readme = (
-        "README.md"
-        if args.world == settings.DEFAULT_WORLD
-        and not args.quick
-        and args.out is None
-        and os.path.exists("README.md")
-        else None
-    )
     results.write_results(root, scale, out_md, figs, meta, readme, args.world)
     print(f"wrote {out_md} ({len(runs)} runs in {root}/)", file=sys.stderr)
 

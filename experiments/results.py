@@ -37,6 +37,10 @@ SECTIONS = (
     fixes.fix3_and_recipe,
 )
 
+# the sections that `write_section` can rewrite alone: name -> (section, the first words of its claims,
+# the plan's prefix of its runs)
+REWRITABLE = {"mechanism2": (mechanism2.mechanism2, mechanism2.CLAIMS, "collapse/")}
+
 
 def write_between(path: str, markers: tuple, body: str) -> None:
     """Replace the text between the two `markers` lines of `path` by `body` (the markers stay): the
@@ -52,10 +56,8 @@ def write_between(path: str, markers: tuple, body: str) -> None:
 
 def write_headline(readme: str, headline: str, rows: list) -> None:
     """Replace the block between the HEADLINE markers of `readme` with the verdict counts and one
-    row per claim (claim, verdict)."""
-    table = common.md_table(
-        ["claim of the paper", "in the tiny world"], [[c[0], f"**{c[4]}**"] for c in rows]
-    )
+    row per claim (`rows`: (claim, verdict) pairs)."""
+    table = common.md_table(["claim of the paper", "in the tiny world"], [[c, f"**{v}**"] for c, v in rows])
     write_between(readme, HEADLINE, f"{headline}\n\n{table}\n")
 
 
@@ -94,6 +96,108 @@ def beside(R: claims.Report, out_md: str) -> tuple:
     return [f"{W['name']} ([{other_md}]({other_md}))"], other_v, gained, lines
 
 
+def count_verdicts(verdicts: list) -> tuple:
+    """({verdict: count} over the four verdict words, the ", N not tested" tail or "")."""
+    counts = {
+        v: sum(x == v for x in verdicts) for v in ("reproduced", "partly", "not reproduced", "not tested")
+    }
+    return counts, (f", {n} not tested" if (n := counts["not tested"]) else "")
+
+
+def counts_line(verdicts: list) -> str:
+    counts, not_tested = count_verdicts(verdicts)
+    return (
+        f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, "
+        f"{counts['not reproduced']} not reproduced{not_tested}** (verdicts follow the rule in each "
+        "row, computed from the numbers)."
+    )
+
+
+def claim_rows(claims_: list, other_v: dict) -> list:
+    """The headline table's rows: the claim's four cells, its verdict in bold and, with another
+    world's verdicts, that world's."""
+    return [[*c[:4], f"**{c[4]}**"] + ([other_v.get(c[0], "–")] if other_v else []) for c in claims_]
+
+
+def write_section(
+    root: str,
+    scale: dict,
+    out_md: str,
+    figs: str,
+    section,
+    prefixes: tuple,
+    note: str,
+    readme: str = None,
+    world: int = 1,
+) -> list:
+    """Rewrite one section of a report that `write_results` wrote, from the runs of that section
+    alone, and leave the rest as it is: the section's text (from its "## " heading to the next),
+    its claims' rows in the headline table (the rows whose claim starts with one of `prefixes`,
+    replaced where the first of them stood), the verdict counts, the other world's line, and
+    `note` under the header, which says where the section's runs are (a previous note of the
+    same section is replaced); with `readme`, also its headline (write_headline). Returns the
+    report's claims, (claim, verdict) in order."""
+    if not os.path.exists(out_md):
+        raise UserError(f"{out_md} does not exist: write the whole report first (make report)")
+    os.makedirs(figs, exist_ok=True)
+    figs_rel = os.path.relpath(figs, os.path.dirname(os.path.abspath(out_md)))
+    R = claims.Report(root, scale, figs_rel, figs, world)
+    section(R)
+    heading = R.body[0].split(":")[0] + ":"
+    lines = open(out_md).read().split("\n")
+    top = next((i for i, l in enumerate(lines) if l.startswith(heading)), None)
+    if top is None:
+        raise UserError(
+            f"{out_md} has no section starting {heading!r}: rewrite the whole report (make report)"
+        )
+    end = next((i for i in range(top + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    lines[top:end] = R.body
+    table = next(i for i, l in enumerate(lines) if l.startswith("| claim |"))
+    last = next(i for i in range(table, len(lines)) if not lines[i].startswith("|"))
+    _, other_v, _, _ = beside(R, out_md)
+    new = ["| " + " | ".join(str(c) for c in row) + " |" for row in claim_rows(R.claims, other_v)]
+    rows = lines[table + 2 : last]
+    old = [i for i, l in enumerate(rows) if l[2:].startswith(prefixes)]
+    at = old[0] if old else len(rows)
+    rows = (
+        [l for i, l in enumerate(rows[:at]) if i not in old]
+        + new
+        + [l for i, l in enumerate(rows[at:], at) if i not in old]
+    )
+    lines[table + 2 : last] = rows
+    verdicts = [
+        (c[0], c[4].strip("*"))
+        for c in ([x.strip() for x in l.strip().strip("|").split(" | ")] for l in rows)
+    ]
+    counts = next(i for i, l in enumerate(lines) if l.startswith("**") and "claims reproduced" in l)
+    lines[counts] = counts_line([v for _, v in verdicts])
+    if other_v:
+        gained = [c for c, v in verdicts if v != "reproduced" and other_v.get(c) == "reproduced"]
+        i = next(i for i, l in enumerate(lines) if l.startswith("The last column is each claim's verdict in"))
+        lines[i] = lines[i].split(" claim(s) that this world")[0].rsplit(" ", 1)[0] + (
+            f" {len(gained)} claim(s) that this world does not reproduce are reproduced "
+            f"there: {'; '.join(gained) if gained else 'none'}."
+        )
+    mark = f"The section “{heading[3:-1]}”"
+    previous = next((i for i, l in enumerate(lines) if l.startswith(mark)), None)
+    if previous is not None:
+        del lines[previous - 1 : previous + 1]  # the note and the blank line before it
+    written = next(i for i, l in enumerate(lines) if l.startswith("Written by"))
+    lines[written + 1 : written + 1] = ["", f"{mark} {note}"]
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines))
+    if readme:
+        counts, not_tested = count_verdicts([v for _, v in verdicts])
+        headline = (
+            f"**{counts['reproduced']} of {len(verdicts)} claims reproduced, {counts['partly']} partly, "
+            f"{counts['not reproduced']} not**{not_tested} ({R.N} seeds; "
+            f"[{os.path.basename(out_md)}]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) "
+            "names the runs behind each section and the rule behind each verdict):"
+        )
+        write_headline(readme, headline, verdicts)
+    return verdicts
+
+
 def write_results(
     root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None, world: int = 1
 ) -> str:
@@ -105,12 +209,9 @@ def write_results(
     R = claims.Report(root, scale, figs_rel, figs, world)
     for section in SECTIONS:
         section(R)
-    counts = {
-        v: sum(c[4] == v for c in R.claims) for v in ("reproduced", "partly", "not reproduced", "not tested")
-    }
-    not_tested = f", {n} not tested" if (n := counts["not tested"]) else ""
+    counts, not_tested = count_verdicts([c[4] for c in R.claims])
     other_col, other_v, gained, beside_lines = beside(R, out_md)
-    rows = [[*c[:4], f"**{c[4]}**"] + ([other_v.get(c[0], "–")] if other_v else []) for c in R.claims]
+    rows = claim_rows(R.claims, other_v)
     quick = (
         [
             "**Quick mode (`make report-quick`): one seed and shortened runs, to check the pipeline in "
@@ -130,9 +231,7 @@ def write_results(
         "wall time for the runs (their folders hold each run's log, config and metrics). Every number "
         "below is read from those runs; mean ± sample std over seeds.",
         "",
-        f"**{counts['reproduced']} claims reproduced, {counts['partly']} partly, "
-        f"{counts['not reproduced']} not reproduced{not_tested}** (verdicts follow the rule in each "
-        "row, computed from the numbers).",
+        counts_line([c[4] for c in R.claims]),
         "",
         common.md_table(
             ["claim", "the paper (docs/paper.md)", f"this code, {R.W['name']}", "verdict rule", "verdict"]
@@ -159,5 +258,5 @@ def write_results(
             f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has "
             f"every number and the rule behind each verdict{others}):"
         )
-        write_headline(readme, headline, R.claims)
+        write_headline(readme, headline, [(c[0], c[4]) for c in R.claims])
     return text

@@ -5,6 +5,7 @@ the signature) and part 1's choices (the budget, the alarm rule), on run folders
 """
 
 import json
+import math
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_tail_tokens_match_a_position_by_position_count(tmp_path):
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
     prompts = [data.context_ids(tok, ex) for ex in data.load_examples("synthetic", n=3, split="eval")]
     k, T = 3, 8
-    mine, theirs, rows = collapse.tail_tokens(trained, base, tok, prompts, k, T, seed=5, top=4)
+    mine, theirs, spread, rows = collapse.tail_tokens(trained, base, tok, prompts, k, T, seed=5, top=4)
     # the same responses (same seed), then each position alone through the models' own forward
     ro = rollout.generate(
         trained,
@@ -142,9 +143,11 @@ def test_tail_tokens_match_a_position_by_position_count(tmp_path):
     assert mine == pytest.approx(float(sums["mine"].sum() / n), rel=1e-4)
     assert theirs == pytest.approx(float(sums["theirs"].sum() / n), rel=1e-4)
     gain = ((sums["mine"] - sums["theirs"]) / n).topk(4).indices.tolist()
-    assert [r[0] for r in rows] == [tok.decode([v], skip_special=False) for v in gain]
+    assert [r[:2] for r in rows] == [(v, tok.decode([v], skip_special=False)) for v in gain]
+    w = [float(x) / float(sums["mine"].sum()) for x in sums["mine"] if x > 0]
+    assert spread == pytest.approx(math.exp(-sum(x * math.log(x) for x in w)), rel=1e-4)
     same = collapse.tail_tokens(base, base, tok, prompts, k, T, seed=5, top=2)
-    assert same[0] == pytest.approx(same[1]) and all(a == pytest.approx(b) for _, a, b in same[2])
+    assert same[0] == pytest.approx(same[1]) and all(a == pytest.approx(b) for _, _, a, b in same[3])
 
 
 # -----------------------------------------------------------------------------

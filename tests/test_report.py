@@ -352,7 +352,8 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     assert v("Fix 1 (alternative)") == "reproduced" and v("Top-K with a tail bucket") == "reproduced"
     assert v("Fix 1: stop-gradient Top-20 stays stable") == "reproduced"
     # the onsets at half the rate come at twice the steps: the same cumulative learning rate
-    assert "every K and seed where both runs have an onset: 1.00 [1.00, 1.00] (4 pairs)" in text
+    assert "K = 1: 1.00 [1.00, 1.00] (2/2 seeds); K = 20: 1.00 [1.00, 1.00] (2/2 seeds)." in text
+    assert os.path.exists(tmp_path / "figs" / "collapse_onsets.png") and "(figs/collapse_onsets.png)" in text
     assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
     assert v("OPSD with per-instance PI (the answer)") == "reproduced"
     assert v("OPSD with per-instance PI (a worked") == "not reproduced"  # +0.1 in every seed
