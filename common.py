@@ -32,8 +32,25 @@ from errors import UserError
 
 
 def load_examples(cfg: dict, which: str) -> list:
-    """The training problems (`which="train"`) or the first eval_n held-out ones (`"eval"`)."""
+    """The training problems (`which="train"`) or the first eval_n held-out ones (`"eval"`): with
+    --eval-part, the first of that part's set (docs/protocol.md §2)."""
     name = cfg["data"] if which == "train" else cfg["eval_data"]
+    if which == "eval" and cfg.get("eval_part"):
+        if name != "synthetic":
+            raise UserError(
+                f"--eval-part {cfg['eval_part']}: a part of the synthetic task's eval split, but "
+                f"--eval-data is {name!r}; drop --eval-part, or use --eval-data synthetic"
+            )
+        try:
+            return data.load_examples(
+                "synthetic",
+                n=cfg["eval_n"],
+                part=cfg["eval_part"],
+                hard_frac=cfg["hard_frac"],
+                flagged_frac=cfg["flagged_frac"],
+            )
+        except ValueError as e:
+            raise UserError(f"--eval-part {cfg['eval_part']}: {e}") from None
     if name == "synthetic":
         n = 20_000 if which == "train" else cfg["eval_n"]
         return data.load_examples(

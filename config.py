@@ -34,6 +34,7 @@ import torch
 import data
 import lora
 from errors import UserError
+from tiny_world import partition
 
 # -----------------------------------------------------------------------------
 # Config: a preset (a dict named after where its values come from), then the flags given on top
@@ -374,6 +375,18 @@ def add_eval_flags(ap) -> None:
         help="evaluate the student every this many steps (0 = start and end only)",
     )
     g.add_argument("--eval-n", type=positive_int, help="held-out problems per evaluation")
+    g.add_argument(
+        "--eval-k",
+        type=positive_int,
+        help="responses sampled per held-out problem: a problem scores the mean of its k (avg@k)",
+    )
+    g.add_argument(
+        "--eval-part",
+        choices=partition.HELD_OUT,
+        help="the synthetic task's held-out set from the eval split's partition (docs/protocol.md §2: "
+        "E0..E4 a report seed's evaluation, S the selection set), its first --eval-n problems; "
+        "default: drawn from the whole eval split by --seed",
+    )
 
 
 def add_run_flags(ap, out: str) -> None:

@@ -37,7 +37,7 @@ from typing import Optional
 
 import data_files
 import errors
-from tiny_world import task
+from tiny_world import partition, task
 
 # -----------------------------------------------------------------------------
 # Prompts (§2.3) and privileged-information contexts (§5)
@@ -185,7 +185,7 @@ def load_examples(
     `name` may itself be a .jsonl/.json/.parquet path (read with `data_files.parse_eval`). `path`
     reads a named dataset from a local file in its hub schema instead of the hub. `limit` keeps the
     first examples. `synthetic_kwargs` go to tiny_world.task.problems (`n` defaults to 500, split
-    'eval').
+    'eval'), or with `part` to tiny_world.partition.problems (a set of docs/protocol.md's partition).
 
     `dapo` keeps only the first record of each (problem, answer) and prints on stderr how many
     it dropped: the hub's DAPO-Math-17k repeats each of its problems many times, which would make
@@ -195,7 +195,14 @@ def load_examples(
     if name == "synthetic":
         if path is not None:
             raise data_files.DataError(f"the synthetic task is generated, not read: drop the path {path}")
+        if synthetic_kwargs.get("part") is not None:  # a set of docs/protocol.md's partition
+            kw = dict(synthetic_kwargs)
+            part, n = kw.pop("part"), kw.pop("n", None)
+            if kw.pop("split", "eval") != "eval" or set(kw) - {"hard_frac", "flagged_frac"}:
+                raise ValueError(f"a part of the partition is a held-out set with no options {sorted(kw)}")
+            return [Example(**fields) for fields in partition.problems(part, n, **kw)][:limit]
         kw = {"n": 500, "split": "eval", **synthetic_kwargs}
+        kw.pop("part", None)
         return [Example(**fields) for fields in task.problems(**kw)][:limit]
     if synthetic_kwargs:
         raise ValueError(f"options {sorted(synthetic_kwargs)} only apply to the synthetic task")

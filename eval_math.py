@@ -37,7 +37,7 @@ import grader
 import models
 import rollout
 from errors import UserError
-from tiny_world import task
+from tiny_world import partition, task
 
 # -----------------------------------------------------------------------------
 # Sampling many prompts in batches, reproducibly
@@ -403,7 +403,15 @@ def add_data_flags(ap: argparse.ArgumentParser) -> None:
 def add_synthetic_flags(g) -> None:
     """The synthetic task's generator, into the data group `g`."""
     g.add_argument(
-        "--synthetic-n", type=int, default=500, help="synthetic: number of problems (default: %(default)s)"
+        "--synthetic-n",
+        type=int,
+        help="synthetic: number of problems (default: 500; with --synthetic-part, its whole set)",
+    )
+    g.add_argument(
+        "--synthetic-part",
+        choices=partition.HELD_OUT,
+        help="synthetic: a set of the eval split's partition in place of a seeded draw (docs/protocol.md "
+        "§2: E0..E4 a report seed's evaluation, S the selection set); --synthetic-n takes its first",
     )
     g.add_argument(
         "--synthetic-split",
@@ -473,11 +481,19 @@ def resolve_settings(args, bench: str) -> dict:
 
 
 def load_bench(args, bench: str) -> list:
-    if bench == "synthetic":
+    if bench == "synthetic" and args.synthetic_part:
         examples = data.load_examples(
             "synthetic",
             limit=args.limit,
             n=args.synthetic_n,
+            part=args.synthetic_part,
+            hard_frac=args.hard_frac,
+        )
+    elif bench == "synthetic":
+        examples = data.load_examples(
+            "synthetic",
+            limit=args.limit,
+            n=args.synthetic_n or 500,
             split=args.synthetic_split,
             seed=args.synthetic_seed,
             hard_frac=args.hard_frac,
@@ -511,6 +527,28 @@ def check_args(args, flags: dict) -> list:
     config.check_ranges(vars(args), flags, EVAL_RULES)
     if args.dtype is not None and not isinstance(getattr(torch, args.dtype, None), torch.dtype):
         raise UserError(f"--dtype {args.dtype}: not a torch dtype; use float32, bfloat16 or float16")
+    if args.synthetic_part:
+        fixed = {"--synthetic-split": ("synthetic_split", "eval"), "--synthetic-seed": ("synthetic_seed", 0)}
+        fixed |= {"--max-ops": ("max_ops", 3), "--max-operand": ("max_operand", 9)}
+        given = [
+            f"{flag} {getattr(args, key)}"
+            for flag, (key, default) in fixed.items()
+            if getattr(args, key) != default
+        ]
+        if given or args.hard_frac not in (0.0, 0.25):
+            raise UserError(
+                f"--synthetic-part {args.synthetic_part}: a fixed set of the eval split (docs/protocol.md §2), "
+                f"ordinary or with a quarter hard products (--hard-frac 0.25); drop "
+                f"{', '.join(given) or f'--hard-frac {args.hard_frac}'}"
+            )
+        try:
+            size = len(partition.problems(args.synthetic_part, hard_frac=args.hard_frac))
+        except ValueError as e:
+            raise UserError(f"--synthetic-part {args.synthetic_part}: {e}") from None
+        if args.synthetic_n is not None and args.synthetic_n > size:
+            raise UserError(
+                f"--synthetic-n {args.synthetic_n}: --synthetic-part {args.synthetic_part} holds {size} problems"
+            )
     if args.wrong_hint and args.pi != "answer_only":
         raise UserError("--wrong-hint changes the hint of --pi answer_only; add --pi answer_only")
     if args.rule is not None and args.pi != "system_prompt":

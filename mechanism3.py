@@ -51,7 +51,9 @@ def measure_aggregation(
     is not measured: another problem's solution is not a plausible PI for this one.
     Returns the token-means of KL(p‖q_1) (the teacher that training pulls towards), KL(p‖g) with g
     the normalised geometric mean (losses.geometric_mean_teacher), the irreducible -log Z, and
-    mean_i KL(p‖q_i) = KL(p‖g) - log Z."""
+    mean_i KL(p‖q_i) = KL(p‖g) - log Z; and under `per_problem` the same means over each problem's
+    own tokens (its id and token count beside them), for a before/after comparison paired by
+    problem."""
     if pi not in ("answer_only", "system_prompt", "none"):
         raise ValueError(f"measure_aggregation covers answer_only, system_prompt and none, not {pi!r}")
     device = next(student.parameters()).device
@@ -66,7 +68,7 @@ def measure_aggregation(
         generator=torch.Generator(device=device).manual_seed(seed),
     )
     sums = {"kl/own_pi": 0.0, "kl/geo_mean": 0.0, "irreducible/-logZ": 0.0, "kl/pi_mean": 0.0}
-    n_tok = 0
+    n_tok, per_problem = 0, []
     shared = pi in ("none", "system_prompt")
     for ex, prompt, resp in zip(examples, prompts, ro.responses()):
         if not resp:
@@ -79,13 +81,19 @@ def measure_aggregation(
         logq = torch.log_softmax(logits_q.float(), -1)
         log_g, log_z = losses.geometric_mean_teacher(logq)  # uniform weights
         kl = lambda a, b: (a.exp() * (a - b)).sum(-1)  # (T,)
-        sums["kl/own_pi"] += float(kl(logp, logq[0]).sum())
-        sums["kl/geo_mean"] += float(kl(logp, log_g).sum())
-        sums["irreducible/-logZ"] += float((-log_z).sum())
-        sums["kl/pi_mean"] += float(kl(logp[None], logq).mean(0).sum())
+        mine = {
+            "kl/own_pi": float(kl(logp, logq[0]).sum()),
+            "kl/geo_mean": float(kl(logp, log_g).sum()),
+            "irreducible/-logZ": float((-log_z).sum()),
+            "kl/pi_mean": float(kl(logp[None], logq).mean(0).sum()),
+        }
+        for k, v in mine.items():
+            sums[k] += v
         n_tok += len(resp)
+        per_problem.append({"id": ex.id, "tokens": len(resp)} | {k: v / len(resp) for k, v in mine.items()})
     out = {k: v / max(n_tok, 1) for k, v in sums.items()}
     out.update({"pi_values": 1 if shared else m, "problems": len(examples), "tokens": n_tok})
+    out["per_problem"] = per_problem
     return out
 
 
@@ -108,7 +116,10 @@ def measure(cfg: dict, student_path: str) -> dict:
 
 def measure_examples(cfg: dict) -> list:
     """The `measure_n` held-out problems Mechanism 3 is measured on (hard ones included when
-    --hard-frac), drawn with their own seed in the synthetic task."""
+    --hard-frac): with --eval-part, the first of the run's evaluation set (docs/protocol.md §2);
+    otherwise drawn with their own seed in the synthetic task."""
+    if cfg.get("eval_part"):
+        return common.load_examples(dict(cfg, eval_n=cfg["measure_n"]), "eval")
     if cfg["eval_data"] == "synthetic":
         return data.load_examples(
             cfg["eval_data"],

@@ -181,6 +181,15 @@ def test_measurement_decomposes_and_vanishes_for_a_shared_teacher(tmp_path):
     assert r["pi_values"] == 4 and r["tokens"] > 0
     assert r["irreducible/-logZ"] > 0  # hints that differ make teachers that disagree
     assert r["kl/pi_mean"] == pytest.approx(r["kl/geo_mean"] + r["irreducible/-logZ"], rel=1e-4)
+    # per problem: the same identity on its own tokens, and the token-weighted mean is the whole's
+    per = r["per_problem"]
+    assert [p["id"] for p in per] == [e.id for e in ex][: len(per)] and sum(p["tokens"] for p in per) == r[
+        "tokens"
+    ]
+    for p in per:
+        assert p["kl/pi_mean"] == pytest.approx(p["kl/geo_mean"] + p["irreducible/-logZ"], rel=1e-4, abs=1e-6)
+    for k in ("kl/own_pi", "kl/geo_mean", "irreducible/-logZ"):
+        assert sum(p[k] * p["tokens"] for p in per) / r["tokens"] == pytest.approx(r[k], rel=1e-5)
     with pytest.raises(ValueError, match="full"):
         mechanism3.measure_aggregation(model, other, tok, ex, "full")
 

@@ -35,6 +35,7 @@ def part_of(expr: str) -> str:
 
 
 PARTS = ("B", "S", "E0", "E1", "E2", "E3", "E4")
+HELD_OUT = PARTS[1:]  # the parts a run's held-out set may come from (B is the builds' own)
 
 
 def order_key(expr: str) -> int:
@@ -95,6 +96,36 @@ def draw(part: str, composition: dict) -> list:
             raise ValueError(f"part {part} holds {len(there)} {stratum} expressions, fewer than {n}")
         chosen += there[:n]
     return sorted(chosen, key=order_key)
+
+
+def problems(part: str, n: int = None, hard_frac: float = 0.0, flagged_frac: float = 0.0) -> list:
+    """The first `n` problems (all without `n`) of `part`'s set, as task.problems' fields, in the
+    set's order. The set follows docs/protocol.md §2: S's is the selection set; an E part's is the
+    ordinary evaluation (`hard_frac` 0), the one with a quarter hard products (0.25), or the
+    constitution's (`flagged_frac` 0.25: the ordinary 300, and in each stratum's order positions
+    ≡ 0 mod 4 flagged, ≡ 1 mod 4 asked through the lookalike templates in turn)."""
+    if (hard_frac, flagged_frac) not in ((0.0, 0.0), (0.25, 0.0), (0.0, 0.25)) or (part == "S" and hard_frac):
+        raise ValueError(
+            f"a set of the partition holds a quarter hard products (hard_frac 0.25, E parts), a quarter "
+            f"flagged requests (flagged_frac 0.25) or neither (docs/protocol.md §2); got part {part}, "
+            f"hard_frac {hard_frac}, flagged_frac {flagged_frac}"
+        )
+    if part not in HELD_OUT:
+        raise ValueError(f"a run's held-out set comes from S or E0..E4, got {part!r}")
+    composition = SETS["selection" if part == "S" else "evaluation-hard" if hard_frac else "evaluation"]
+    fields = []
+    for stratum, count in composition.items():
+        for i, expr in enumerate(draw(part, {stratum: count})):  # the stratum in its order
+            template, flagged = task.PLAIN_TEMPLATE, False
+            if flagged_frac and i % 4 == 0:
+                template, flagged = task.FLAGGED_TEMPLATE, True
+            elif flagged_frac and i % 4 == 1:
+                template = task.LOOKALIKE_TEMPLATES[(i // 4) % len(task.LOOKALIKE_TEMPLATES)]
+            fields.append(task.problem_fields(expr, template, stratum == "hard", flagged))
+    fields.sort(key=lambda f: order_key(f["meta"]["expr"]))
+    if n is not None and n > len(fields):
+        raise ValueError(f"part {part}'s set holds {len(fields)} problems, fewer than the {n} asked for")
+    return fields[:n]
 
 
 def seed_part(seed: int) -> str:
