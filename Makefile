@@ -248,9 +248,10 @@ collapse-pilot: install  ## the collapse protocol's pilot (docs/collapse.md, par
 # shared rule "Be concise.", internalised with no loss of accuracy (the paper's §5 success); WORLD=1's
 # default is tiny-rule, "Answer with the final result only.", a rule that drops the steps and with them
 # the accuracy. Per-instance PI (fails on purpose): tiny2-answer, tiny2-full (WORLD=1: tiny-answer,
-# tiny-full); controls tiny2-none, tiny-none; tiny2-constitution; the paper's math setting:
+# tiny-full), and on the student where it has something to learn (tiny2-answer-student,
+# tiny2-full-student, tiny-...; 1,600 steps); controls tiny2-none, tiny-none; tiny2-constitution; the paper's math setting:
 #   make opsd PRESET=paper MODEL=Qwen/Qwen3-1.7B
-## PRESET=                make opsd's preset: tiny2-concise (the default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-none, paper; WORLD=1: tiny-rule (its default), tiny-answer, tiny-full, tiny-none
+## PRESET=                make opsd's preset: tiny2-concise (the default), tiny2-constitution, tiny2-answer, tiny2-full, tiny2-answer-student, tiny2-full-student, tiny2-none, paper; WORLD=1: tiny-rule (its default), tiny-answer, tiny-full, tiny-answer-student, tiny-full-student, tiny-none
 ## OPSD_ARGS=             more train_opsd.py flags for make opsd, e.g. OPSD_ARGS="--steps 50 --teacher-mode ema"
 PRESET ?=
 OPSD_ARGS ?=

@@ -109,6 +109,7 @@ _TINY = dict(
     rule=None,
 )
 _TINY2 = dict(_TINY, student="tiny2/teacher")
+_ON_STUDENT = dict(loss="topk_tail", k=50, steps=1600, eval_every=400, ckpt_every=100)
 PRESETS = {
     # Shared PI (§5 "works"): the tiny world's rule "Answer with the final result only." as the
     # teacher's system prompt; full-vocabulary reverse KL as in the paper's conciseness and safety runs.
@@ -130,6 +131,13 @@ PRESETS = {
     "tiny2-answer": dict(_TINY2, pi="answer_only", loss="topk_tail", k=50, hard_frac=0.25),
     "tiny2-full": dict(_TINY2, pi="full", loss="topk_tail", k=50, hard_frac=0.25, measure_n=0),
     "tiny2-none": dict(_TINY2, pi="none", loss="topk_tail", k=50),
+    # Per-instance PI where the student has something to learn (docs/protocol.md §6): the student
+    # teaches itself, reading the answer or the worked solution, on ordinary problems (no hard
+    # products), for as many sampled responses as GRPO lifts it with (1,600 x 64 = 400 x 32 x 8).
+    "tiny-answer-student": dict(_TINY, student="tiny/student", pi="answer_only", **_ON_STUDENT),
+    "tiny-full-student": dict(_TINY, student="tiny/student", pi="full", **_ON_STUDENT, measure_n=0),
+    "tiny2-answer-student": dict(_TINY2, student="tiny2/student", pi="answer_only", **_ON_STUDENT),
+    "tiny2-full-student": dict(_TINY2, student="tiny2/student", pi="full", **_ON_STUDENT, measure_n=0),
     # §5 and §2.4 "OPSD math": Top-50 tail-bucket reverse KL, fixed teacher, lr 2e-6, OpenThoughts
     # problems with their reference answers as PI; 128 prompts per rollout and two optimizer steps of 64
     # on it, T = 1.0, top-p 1.0, 300 rollouts (the OpenThoughts runs). The rest as train_opd.py's paper
@@ -186,6 +194,10 @@ PI_FAILS = (
     "teacher's advantage cannot be distilled into a student that never sees it, so accuracy does not "
     "rise (with --measure-n, the Mechanism 3 table says where the student ends among those teachers)"
 )
+ON_STUDENT = (
+    PI_FAILS
+    + ", here on problems the student can learn; GRPO on the same student and problems is the contrast (make grpo)"
+)
 SHOWS = {
     "tiny-rule": (
         "the shared rule 'Answer with the final result only.' internalised (§5): without the rule in "
@@ -216,6 +228,10 @@ SHOWS = {
         "the control: the teacher reads the student's own context, so there is nothing to distil",
         (),
     ),
+    "tiny-answer-student": (ON_STUDENT.format("the answer"), ()),
+    "tiny-full-student": (ON_STUDENT.format("a worked solution"), ()),
+    "tiny2-answer-student": (ON_STUDENT.format("the answer"), ()),
+    "tiny2-full-student": (ON_STUDENT.format("a worked solution"), ()),
 }
 
 
