@@ -11,7 +11,8 @@ What this file is
     mass on the student's Top-k and its rank of the sampled token. `format_probe_table` and
     `format_fit_table` print them. The command line runs both on one benchmark, with
     eval_math.py's sampler, presets and flag groups (model, data, sampling, output), and writes
-    probe.jsonl (one line per problem and cut) and probe_summary.json into `--out`.
+    probe.jsonl (one line per problem and cut), fit.jsonl (the fit, one line per problem) and
+    probe_summary.json into `--out`.
 
 Paper (docs/paper.md)
     §4 Mechanism 1: the teacher scores prefixes it would not have written; the probe measures its
@@ -23,7 +24,8 @@ Command
 
 What it simplifies
     * One student response per problem and one teacher continuation per cut; the cut is a
-      fraction of the response's tokens, not a step or sentence boundary.
+      fraction of the response's tokens (`--probe-cut lines` moves it to the end of that line),
+      not a step or sentence boundary.
     * The fit reads the student's samples at T = 1 (the rollouts OPD trains on) and reports token
       means over all problems together.
     * The command line probes the first benchmark of `--bench` alone.
@@ -67,6 +69,7 @@ def prefix_probe(
     batch_size: int = 32,
     seed: int = 0,
     teacher_pi: str = "none",
+    cut: str = "tokens",
     out_path: Optional[str] = None,
     progress: bool = True,
 ) -> tuple:
@@ -74,7 +77,8 @@ def prefix_probe(
 
     The student writes one response per problem. For each f, the teacher's context (`teacher_pi`,
     "none" = the student's prompt, as in OPD) is followed by the first floor(f * L) tokens of the
-    student's response (L without its EOS), and the teacher continues with up to
+    student's response (L without its EOS; with `cut="lines"`, up to the end of that token's
+    line: cut_at), and the teacher continues with up to
     `max_new_tokens` new tokens; the prefix plus the continuation is graded. f = 0 is the
     teacher alone, with the same prompts and seeds as `evaluate(teacher, ...)`. Student and
     teacher must share the tokenizer (as OPD requires). Returns (rows, records): one row per f
@@ -82,6 +86,8 @@ def prefix_probe(
     for f in fractions:
         if not 0.0 <= f <= 1.0:
             raise ValueError(f"prefix fractions must lie in [0, 1], got {f}")
+    if cut not in CUTS:
+        raise ValueError(f"cut must be one of {CUTS}, got {cut!r}")
     kw = dict(
         temperature=temperature,
         top_p=top_p,
@@ -109,13 +115,28 @@ def prefix_probe(
     records = []
     for f in fractions:
         row, cut_records = teacher_after_cut(
-            teacher, tokenizer, examples, teacher_ctx, s_out, s_right, f, progress=progress, **kw
+            teacher, tokenizer, examples, teacher_ctx, s_out, s_right, f, cut=cut, progress=progress, **kw
         )
         rows.append(row)
         records += cut_records
     if out_path:
         eval_math.write_jsonl(out_path, records)
     return rows, records
+
+
+CUTS = ("tokens", "lines")
+
+
+def cut_at(ids: list, f: float, cut: str, tokenizer) -> int:
+    """How many tokens of a response (`ids`, without its EOS) the teacher is given at fraction f:
+    `tokens`, floor(f * L); `lines`, the same cut moved to the end of the line that holds its last
+    token (after the first token from there on whose text holds a newline; the whole response when
+    none does), so that the teacher never starts inside a line."""
+    c = int(math.floor(f * len(ids)))
+    if cut == "tokens" or c == 0:
+        return c
+    ends = (i + 1 for i in range(c - 1, len(ids)) if "\n" in tokenizer.decode([ids[i]]))
+    return next(ends, len(ids))
 
 
 def teacher_after_cut(
@@ -127,15 +148,16 @@ def teacher_after_cut(
     s_right: list,
     f: float,
     *,
+    cut: str = "tokens",
     progress: bool,
     **kw,
 ) -> tuple:
-    """One cut of the prefix probe: the teacher continues, after its context, the first
-    floor(f * L) tokens of each student response (`s_out`, sample_responses' dicts, graded
-    `s_right`), and the prefix plus the continuation is graded. Returns (row, records): the
-    accuracy overall and split by the student's own verdict, and one record per problem. `kw` are
+    """One cut of the prefix probe: the teacher continues, after its context, the first tokens of
+    each student response (`s_out`, sample_responses' dicts, graded `s_right`) that `cut_at` gives
+    at f, and the prefix plus the continuation is graded. Returns (row, records): the accuracy
+    overall and split by the student's own verdict, and one record per problem. `kw` are
     sample_responses' sampling settings."""
-    cut = [int(math.floor(f * len(s["ids"]))) for s in s_out]
+    cut_mode, cut = cut, [cut_at(s["ids"], f, cut, tokenizer) for s in s_out]
     prompts = [ctx + s["ids"][:c] for ctx, s, c in zip(contexts, s_out, cut)]
     t_out = eval_math.sample_responses(
         teacher, tokenizer, prompts, k=1, progress=f"probe: teacher f={f}" if progress else None, **kw
@@ -161,6 +183,7 @@ def teacher_after_cut(
     row = {
         "who": "teacher alone" if f == 0 else "teacher after student prefix",
         "f": f,
+        "cut": cut_mode,
         "acc": sum(right) / len(right),
         "ci": diagnostics.wilson_ci(sum(right), len(right)),
         "n": len(right),
@@ -195,10 +218,12 @@ def teacher_fit(
     KL(p‖q) (`kl/full`), its sampled-token estimate log p(y) − log q(y) (`kl/reverse_est`), the
     student's Top-k overlap with the teacher's (`topk/overlap`), the teacher's mass on the
     student's Top-k (`topk/teacher_mass`), the teacher's rank of the sampled token (`topk/teacher_rank`,
-    k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`)."""
+    k + 1 outside its Top-k) and the teacher's log-prob of it (`logq/sampled`). Returns (those means
+    over every token, with k, problems and tokens; one record per problem with the same means over
+    its own tokens, for a paired comparison of teachers problem by problem)."""
     device = next(student.parameters()).device
     prompts = [data.context_ids(tokenizer, ex) for ex in examples]
-    sums, n_tok = {}, 0
+    sums, n_tok, records = {}, 0, []
     for b, start in enumerate(range(0, len(prompts), batch_size)):
         batch = prompts[start : start + batch_size]
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
@@ -232,9 +257,16 @@ def teacher_fit(
         for key, v in per_token.items():
             sums[key] = sums.get(key, 0.0) + float(v.float()[mask].sum())
         n_tok += int(mask.sum())
+        for i, ex in enumerate(examples[start : start + batch_size]):
+            n_i = int(mask[i].sum())
+            rec = {"id": ex.id, "tokens": n_i}
+            rec.update(
+                {key: float(v[i].float()[mask[i]].sum()) / max(n_i, 1) for key, v in per_token.items()}
+            )
+            records.append(rec)
     out = {key: v / max(n_tok, 1) for key, v in sums.items()}
     out.update({"k": k, "problems": len(examples), "tokens": n_tok})
-    return out
+    return out, records
 
 
 # -----------------------------------------------------------------------------
@@ -304,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_math.add_data_flags(ap)
     eval_math.add_sampling_flags(ap)
     add_probe_flags(ap)
-    eval_math.add_output_flags(ap, files="probe.jsonl (one line per problem and cut) and probe_summary.json")
+    eval_math.add_output_flags(
+        ap, files="probe.jsonl (one line per problem and cut), fit.jsonl and probe_summary.json"
+    )
     return ap
 
 
@@ -322,6 +356,13 @@ def add_probe_flags(ap: argparse.ArgumentParser) -> None:
         default="0,0.25,0.5,0.75",
         help="comma-separated cut points f of the student's responses (default: %(default)s)",
     )
+    g.add_argument(
+        "--probe-cut",
+        choices=CUTS,
+        default="tokens",
+        help="where a cut falls: after floor(f x L) tokens, or at the end of the line that holds "
+        "that token (default: %(default)s)",
+    )
 
 
 def parse_fractions(text: str) -> list:
@@ -337,7 +378,7 @@ def parse_fractions(text: str) -> list:
 
 def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
     """The prefix probe (Mechanism 1) and the teacher's fit to the student (Fix 2) on one benchmark;
-    writes probe.jsonl and probe_summary.json and prints both tables."""
+    writes probe.jsonl, fit.jsonl (the fit per problem) and probe_summary.json and prints both tables."""
     teacher, t_tok = eval_math.load_model(args, args.probe_teacher)
     models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
     s = eval_math.resolve_settings(args, bench)
@@ -354,11 +395,12 @@ def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
             max_new_tokens=s["max_new_tokens"],
             batch_size=args.batch_size,
             seed=args.seed,
+            cut=args.probe_cut,
             out_path=os.path.join(args.out, "probe.jsonl"),
             progress=not args.quiet,
         )
     # where OPD asks the teacher: the student's own samples at T = 1, the paper's rollouts
-    fit = teacher_fit(
+    fit, fit_records = teacher_fit(
         model,
         teacher,
         tokenizer,
@@ -368,6 +410,8 @@ def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
     )
+    with open(os.path.join(args.out, "fit.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in fit_records)
     with open(os.path.join(args.out, "probe_summary.json"), "w") as f:
         json.dump(
             {
