@@ -5,6 +5,7 @@ teacher's snapshots and the choice among them, and OPSD's shared rules.
 Command: `pytest -q tests/test_tiny_world2.py` (CPU, about half a minute).
 """
 
+import argparse
 import json
 import re
 
@@ -50,13 +51,17 @@ def test_password_requests_keep_the_arithmetic_and_leave_other_problems_alone():
         data.load_examples("synthetic", n=3, split="train", flagged_frac=1.5)
 
 
-@pytest.mark.parametrize("family", ["teacher", "student"])
+@pytest.mark.parametrize("family", ["teacher", "student", "teacher-O"])
 def test_the_world2_mix_writes_each_context_its_target(family):
     """Each item read back from its tokens: the response a context asks for (declines of flagged
     requests under the constitution, the steps alone under the conciseness rule, and either of them
     unprompted in about `unprompted` of the other items), the family's notation in about
     1 - overlap of the step lines, and each kind at its fraction."""
-    cfg = mix.MODELS2[family]
+    if family == "teacher-O":  # the far teacher in the student's notation (--style O)
+        cfg = build.restyled(mix.MODELS2["teacher"], argparse.Namespace(style="O"))
+        assert cfg["style"] == "operation" and cfg["shape"] == mix.MODELS2["teacher"]["shape"]
+    else:
+        cfg = mix.MODELS2[family]
     problems = data.load_examples(
         "synthetic",
         n=4000,
@@ -227,3 +232,24 @@ def test_opsd_shared_rules_reach_the_teacher_only():
     )
     with pytest.raises(errors.UserError, match="--rule"):
         train_opsd.parse_config(["--pi", "none", "--rule", "Be brief."])
+
+
+def test_style_sets_one_models_notation_and_is_refused_elsewhere(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(build, "train_model", lambda cfg: seen.update(cfg) or {})
+    build.main(
+        ["--world", "2", "--model", "teacher", "--style", "O", "--steps", "3", "--out", str(tmp_path / "o")]
+    )
+    assert seen["style"] == "operation" and seen["steps"] == 3
+    assert {k: v for k, v in seen.items() if k not in ("style", "steps", "out", "threads", "resume")} == {
+        k: v
+        for k, v in mix.MODELS2["teacher"].items()
+        if k not in ("style", "steps", "out", "threads", "resume")
+    }
+    for argv, words in (
+        (["--model", "teacher", "--style", "O"], "--style O: the notation of one model of the second world"),
+        (["--world", "2", "--style", "R"], "add --world 2 and --model"),
+        (["--match", "m", "--far-run", "r", "--out", "o", "--style", "O"], "--style: --match copies"),
+    ):
+        with pytest.raises(errors.UserError, match=words):
+            build.main(argv)

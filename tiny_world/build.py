@@ -24,6 +24,8 @@ Commands
     make tiny WORLD=2              # the second world: tiny2/teacher and tiny2/student
     python -m tiny_world --match runs/grpo/ckpt --far-run runs/tiny2-teacher --out runs/far-matched
                                    # the far teacher's snapshot of about the GRPO teacher's accuracy
+    python -m tiny_world --world 2 --model teacher --style O --out runs/tiny2-teacher-o
+                                   # the far teacher in the student's notation (docs/protocol.md §6)
 
 What it simplifies
     * The models are evaluated as saved (fp16 weights run in float32).
@@ -301,6 +303,9 @@ def build(force: bool = False, folder: str = "", threads: int = 0, world: int = 
     return text
 
 
+STYLE_LETTERS = {"R": "rewrite", "O": "operation"}  # --style: tiny_world/task.py's two families
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tiny_world", description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -323,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--steps", type=int, help="with --model: the schedule's length (default: the recipe's)")
     ap.add_argument(
+        "--style",
+        choices=sorted(STYLE_LETTERS),
+        help="with --model in the second world: the notation the model writes most (R rewrite lines, "
+        "O operation lines; the other with the recipe's overlap), in place of its recipe's; e.g. the "
+        "far teacher in the student's notation (docs/protocol.md §6)",
+    )
+    ap.add_argument(
         "--out", help="with --model: the run folder (default: runs/tiny-MODEL or runs/tiny2-MODEL)"
     )
     ap.add_argument(
@@ -343,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --match: a run folder of the second world's teacher recipe (it keeps snapshots)",
     )
     return ap
+
+
+def restyled(recipe: dict, args) -> dict:
+    """The recipe with --style's notation in place of its own."""
+    return dict(recipe, style=STYLE_LETTERS[args.style]) if args.style else recipe
 
 
 def resumed_recipe(parser, args, argv) -> dict:
@@ -367,7 +384,7 @@ def resumed_recipe(parser, args, argv) -> dict:
         )
     if args.model:
         skip = ("steps", "out", *config.RESUME_MAY_CHANGE)
-        recipe = json.loads(json.dumps(recipes[args.model]))  # as config.json holds it (lists, not tuples)
+        recipe = json.loads(json.dumps(restyled(recipes[args.model], args)))  # as config.json holds it
         differ = [k for k, v in recipe.items() if k not in skip and not config.same_setting(saved.get(k), v)]
         if differ:
             raise UserError(
@@ -407,6 +424,11 @@ def main(argv=None) -> None:
         return
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be an integer >= 1")
+    if args.style and (args.world != 2 or not args.model):
+        raise UserError(
+            f"--style {args.style}: the notation of one model of the second world; add --world 2 and "
+            "--model teacher or --model student"
+        )
     if args.threads < 0:
         raise UserError(f"--threads {args.threads}: must be >= 0")
     if args.resume:
@@ -433,7 +455,7 @@ def main(argv=None) -> None:
             return
         folder, recipes = mix.WORLDS[args.world]
         cfg = dict(
-            recipes[args.model],
+            restyled(recipes[args.model], args),
             out=args.out or f"runs/{folder}-{args.model}",
             threads=args.threads,
             resume=False,
