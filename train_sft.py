@@ -1,12 +1,15 @@
 """Supervised fine-tuning (NLL on the assistant's tokens) and the SFT-stabilised student of Fix 3.
 
 What this file is
-    One loop, `train(cfg, model, tok, items)`, over (prompt, response) items from three sources:
+    One loop, `train(cfg, model, tok, items)`, over (prompt, response) items from four sources:
       reference  the reference solutions of a dataset (the synthetic task's worked steps, or
                  OpenThoughts math solutions), in the student's context;
       traces     responses a teacher writes (eval_math.sample_responses -> rollout.generate),
                  kept only when they finish, the grader accepts them and they do not repeat
                  (docs/paper.md §4, Fix 3; `keep_trace`);
+      samples    the teacher's responses as sampled, none dropped: sequence-level distillation,
+                 OPD's baseline; `--tokens-of RUN` takes problems until the teacher has written
+                 as many tokens as that OPD run's student rollouts held (the same teacher cost);
       jsonl      a local file of {"prompt": ..., "response": ...[, "system": ...]} lines.
     The loss is the token-level NLL of the response and its end-of-turn token after the chat
     prompt (rollout.score, the forward every trainer uses); prompt tokens are never supervised.
@@ -102,6 +105,20 @@ PRESETS = {
     # Fix 3 in the tiny world: the shipped student, SFT on the shipped teacher's graded traces
     # (3,000 at T = 0.6, top-p 0.95; two epochs).
     "sft-student": dict(_REFERENCE, source="traces", teacher="tiny/teacher", epochs=2.0),
+    # OPD's baseline at the same cost (docs/protocol.md §6, kd): the shipped student on the teacher's
+    # responses at T = 1, top-p 1, unfiltered, one pass in batches of 64; with --tokens-of OPD_RUN,
+    # as many teacher tokens as that run's rollouts (out of up to 20,000 problems).
+    "kd": dict(
+        _REFERENCE,
+        source="samples",
+        teacher="tiny/teacher",
+        n_train=20000,
+        trace_temperature=1.0,
+        trace_top_p=1.0,
+        epochs=1.0,
+        batch_size=64,
+        micro_batch=64,
+    ),
     # §2.4 SFT column / §4 Fix 3 at the paper's scale (GPU, hub): Qwen2.5-Math-1.5B on validated
     # Qwen2.5-Math-7B-Instruct traces of OpenThoughts math prompts; lr 5e-6 -> 5e-7, cosine, 10 %
     # warm-up, batch 128, 3 epochs.
@@ -151,7 +168,8 @@ PRESET_RULES = {
     "eval_max_new_tokens": config.AT_LEAST_1,
     "eval_batch_size": config.AT_LEAST_1,
 }
-SOURCES = ("reference", "traces", "jsonl")
+SOURCES = ("reference", "traces", "samples", "jsonl")
+FROM_TEACHER = ("traces", "samples")  # the sources a teacher writes
 
 
 def add_flags(ap) -> None:
@@ -161,7 +179,8 @@ def add_flags(ap) -> None:
         "--source",
         choices=SOURCES,
         help="reference: the dataset's reference solutions; traces: a teacher's graded, "
-        "non-repetitive responses; jsonl: --data-path prompt/response pairs",
+        "non-repetitive responses; samples: a teacher's responses, none dropped; jsonl: --data-path "
+        "prompt/response pairs",
     )
     g.add_argument(
         "--data",
@@ -179,7 +198,16 @@ def add_flags(ap) -> None:
         help="problems to use (synthetic: generated; others: the first N)",
     )
     g = ap.add_argument_group("teacher traces (docs/paper.md §4, Fix 3)")
-    g.add_argument("--teacher", help="the teacher that writes the traces of --source traces (path or hub id)")
+    g.add_argument(
+        "--teacher",
+        help="the teacher that writes the responses of --source traces or samples (path or hub id)",
+    )
+    g.add_argument(
+        "--tokens-of",
+        metavar="OPD_RUN",
+        help="--source samples: take problems in order until the teacher's responses hold as many "
+        "tokens as this finished OPD run's student rollouts (the sum of its metrics.jsonl's tokens)",
+    )
     g.add_argument(
         "--trace-temperature",
         type=config.temperature_or_greedy,
@@ -240,23 +268,38 @@ def check_config(cfg: dict, typed: set) -> None:
     if cfg["source"] != "jsonl":  # with --source jsonl, --data-path is the prompt/response file itself
         config.check_data_path(cfg)
     config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
-    traced = [k for k in ("trace_temperature", "trace_max_new_tokens", "max_rep") if k in typed]
-    if traced and cfg["source"] != "traces" and not cfg.get("resume"):
+    traced = [k for k in ("trace_temperature", "trace_max_new_tokens", "max_rep", "tokens_of") if k in typed]
+    only = {"max_rep": ("traces",), "tokens_of": ("samples",)}
+    traced = [k for k in traced if cfg["source"] not in only.get(k, FROM_TEACHER)]
+    if traced and not cfg.get("resume"):
         flag = "--" + traced[0].replace("_", "-")
         raise UserError(
-            f"{flag} {cfg[traced[0]]}: only --source traces samples a teacher's traces, and --source "
-            f"{cfg['source']} would ignore it; drop {flag}"
+            f"{flag} {cfg[traced[0]]}: only --source {' or '.join(only.get(traced[0], FROM_TEACHER))} "
+            f"reads it, and --source {cfg['source']} would ignore it; drop {flag}"
         )
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
         raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
-    if cfg["source"] == "traces" and not cfg["teacher"]:
-        raise UserError("--source traces needs --teacher (a path or hub id)")
-    if cfg["source"] != "traces" and cfg["teacher"]:
+    if cfg["source"] in FROM_TEACHER and not cfg["teacher"]:
+        raise UserError(f"--source {cfg['source']} needs --teacher (a path or hub id)")
+    if cfg["source"] not in FROM_TEACHER and cfg["teacher"]:
         raise UserError(
-            f"--teacher only writes traces for --source traces (here {cfg['source']}); the "
-            "sft-student and paper-sft presets set one: use --preset reference with another "
+            f"--teacher only writes responses for --source traces or samples (here {cfg['source']}); "
+            "the sft-student, kd and paper-sft presets set one: use --preset reference with another "
             "source"
         )
+    if cfg.get("tokens_of") and not cfg.get("resume"):
+        cfg["teacher_tokens"] = rollout_tokens(cfg["tokens_of"])
+
+
+def rollout_tokens(run: str) -> int:
+    """The response tokens of a finished OPD run's student rollouts: the sum of its training
+    records' `tokens` (the tokens the teacher scored)."""
+    if not os.path.exists(os.path.join(run, "summary.json")):
+        raise UserError(f"--tokens-of {run}: not a finished OPD run (no summary.json); finish it first")
+    steps, _ = run_folder.read_log(run)
+    if not steps or any("tokens" not in r for r in steps):
+        raise UserError(f"--tokens-of {run}: its metrics.jsonl has no `tokens` on every step: not an OPD run")
+    return sum(r["tokens"] for r in steps)
 
 
 # -----------------------------------------------------------------------------
@@ -316,7 +359,10 @@ def keep_trace(ids, text, gold, finished, max_rep):
 
 
 def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
-    """Sample the teacher on the problems (the student's context), filter, cache to traces.jsonl."""
+    """Sample the teacher on the problems (the student's context), cache to traces.jsonl: with
+    --source traces, the responses keep_trace keeps; with samples, every response, the problems
+    taken in order until their responses hold cfg["teacher_tokens"] tokens (when set; a
+    response's generated tokens, its end of turn included, as OPD counts a rollout's)."""
     teacher, t_tok = models.load(cfg["teacher"])
     models.check_compatible(tok, t_tok)
     prompts = [data.context_ids(tok, ex, "none") for ex in examples]
@@ -334,11 +380,16 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
             progress="teacher traces",
         )
     del teacher
-    records, counts = [], {}
+    records, counts, budget, used = [], {}, cfg.get("teacher_tokens"), 0
     for j, per_prompt in enumerate(samples):
         for ex, s in zip(examples, per_prompt):
             text = t_tok.decode(s["ids"], skip_special=True)
-            keep, why = keep_trace(s["ids"], text, ex.answer, s["finished"], cfg["max_rep"])
+            if cfg["source"] == "samples":
+                if budget is not None and used >= budget:
+                    break
+                keep, why, used = True, "kept", used + s["length"]
+            else:
+                keep, why = keep_trace(s["ids"], text, ex.answer, s["finished"], cfg["max_rep"])
             counts[why] = counts.get(why, 0) + 1
             if keep:
                 records.append(
@@ -350,6 +401,13 @@ def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
                         "response": text,
                     }
                 )
+    if budget is not None and used < budget:
+        raise errors.UserError(
+            f"--tokens-of {cfg['tokens_of']}: the teacher's responses to all {len(examples)} problems "
+            f"hold {used:,} tokens, fewer than the run's {budget:,}; raise --n-train"
+        )
+    if budget is not None:
+        counts["teacher_tokens"], counts["budget"] = used, budget
     eval_math.write_jsonl(os.path.join(cfg["out"], "traces.jsonl"), records)
     common.say(f"teacher traces: {counts} -> {len(records)} kept, cached in {cfg['out']}/traces.jsonl")
     return records, counts
@@ -415,7 +473,7 @@ def jsonl_items(path: str, tok) -> list:
 
 
 def build_items(cfg: dict, tok) -> tuple:
-    """The items of cfg["source"] and what was kept; teacher traces are cached in the run folder."""
+    """The items of cfg["source"] and what was kept; a teacher's responses are cached in the run folder."""
     stats = {}
     if cfg["source"] == "jsonl":
         items = jsonl_items(cfg["data_path"], tok)
@@ -440,7 +498,7 @@ def build_items(cfg: dict, tok) -> tuple:
                     tok, data.Example("", r["problem"], r["answer"], source=r.get("source", "")), "none"
                 ),
                 r["response"],
-                "trace",
+                "trace" if cfg["source"] == "traces" else "sample",
             )
             for r in records
         ]
@@ -616,7 +674,7 @@ def main(argv=None) -> dict:
     # The data and every sequence against the context, before the folder is written and the
     # weights load (teacher traces are written in the run, by a teacher checked here).
     tok, context = models.load_tokenizer(run_folder.student_source(cfg))
-    if cfg["source"] == "traces":
+    if cfg["source"] in FROM_TEACHER:
         models.check_compatible(tok, models.load_tokenizer(cfg["teacher"])[0])
         problems = load_problems(cfg)
         common.check_prompt_lengths(
@@ -634,14 +692,14 @@ def main(argv=None) -> dict:
     evals = held_out(cfg)
     common.check_held_out(context, tok, evals, cfg)
     models_read, data_read = {"the student (--student)": cfg["student"]}, {"the held-out set": evals}
-    if cfg["source"] == "traces":
+    if cfg["source"] in FROM_TEACHER:
         models_read["the teacher (--teacher)"] = cfg["teacher"]
         data_read["the problems"] = problems
     else:
         data_read["the training data"] = items
     device = run_folder.start_run(cfg, "train_sft.py", models_read, data_read, before_in_log=False)
     model, tok = run_folder.load_student(cfg, device)
-    if cfg["source"] == "traces":
+    if cfg["source"] in FROM_TEACHER:
         items, data_stats = build_items(cfg, tok)
     if cfg["epochs"] is not None:
         cfg["steps"] = max(1, math.ceil(cfg["epochs"] * len(items) / cfg["batch_size"]))

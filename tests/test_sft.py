@@ -420,7 +420,9 @@ def test_every_flag_has_help_and_contradictions_are_refused(capsys):
             script.main(["--help"])
     text = capsys.readouterr().out
     assert "--max-rep" in text and "--force" in text
-    with pytest.raises(errors.UserError, match="--teacher only writes traces"):
+    with pytest.raises(
+        errors.UserError, match="--teacher only writes responses for --source traces or samples"
+    ):
         train_sft.parse_config(["--preset", "sft-student", "--source", "jsonl", "--data-path", "x.jsonl"])
     with pytest.raises(errors.UserError, match="needs --teacher"):
         train_sft.parse_config(["--source", "traces"])
