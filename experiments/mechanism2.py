@@ -311,6 +311,13 @@ def long_claim(R, long: dict, n: int, K: int) -> None:
         R.body += [tail_report(r["folder"]) + "\n" for r in first]
     else:
         R.body += ["(No tail reading: a seed-0 run's ckpt/ is gone.)", ""]
+    marked = [r for r in long["topk_sg"] if r["signature"]["collapsed"]]
+    R.body += [
+        f"Reading (not a claim): at step {end}, {len(marked)}/{R.N} stop-gradient runs still carry the "
+        "signature (the table's mass and truncated columns); a collapse also needs accuracy 5 points "
+        "below the start (docs/collapse.md), which the verdict below reads.",
+        "",
+    ]
     c = sum(r["collapsed"] for r in long["topk_sg"])
     R.claim(
         f"Fix 1: stop-gradient Top-{K} stays stable over {R.scale['collapse_long']}x the budget",
@@ -364,6 +371,8 @@ def alarm_section(at_b: dict, half: dict, long: dict) -> str:
                     ]
                 ],
             ),
+            "",
+            f"False alarms on: {', '.join(s['false']) or 'none'}. Misses: {', '.join(s['misses']) or 'none'}.",
             "",
         ]
     )

@@ -171,8 +171,8 @@ def write_section(
     ]
     counts = next(i for i, l in enumerate(lines) if l.startswith("**") and "claims reproduced" in l)
     lines[counts] = counts_line([v for _, v in verdicts])
+    gained = [c for c, v in verdicts if v != "reproduced" and other_v.get(c) == "reproduced"]
     if other_v:
-        gained = [c for c, v in verdicts if v != "reproduced" and other_v.get(c) == "reproduced"]
         i = next(i for i, l in enumerate(lines) if l.startswith("The last column is each claim's verdict in"))
         lines[i] = lines[i].split(" claim(s) that this world")[0].rsplit(" ", 1)[0] + (
             f" {len(gained)} claim(s) that this world does not reproduce are reproduced "
@@ -192,7 +192,13 @@ def write_section(
             f"**{counts['reproduced']} of {len(verdicts)} claims reproduced, {counts['partly']} partly, "
             f"{counts['not reproduced']} not**{not_tested} ({R.N} seeds; "
             f"[{os.path.basename(out_md)}]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) "
-            "names the runs behind each section and the rule behind each verdict):"
+            "names the runs behind each section and the rule behind each verdict"
+            + (
+                f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
+                if gained
+                else ""
+            )
+            + "):"
         )
         write_headline(readme, headline, verdicts)
     return verdicts

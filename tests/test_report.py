@@ -354,6 +354,8 @@ def test_verdicts_follow_their_rules_and_numbers_are_mean_and_std(tmp_path):
     # the onsets at half the rate come at twice the steps: the same cumulative learning rate
     assert "K = 1: 1.00 [1.00, 1.00] (2/2 seeds); K = 20: 1.00 [1.00, 1.00] (2/2 seeds)." in text
     assert os.path.exists(tmp_path / "figs" / "collapse_onsets.png") and "(figs/collapse_onsets.png)" in text
+    assert "0/2 stop-gradient runs still carry the signature" in text  # the fixes hold their mass at 0.99
+    assert "False alarms on: none. Misses: none." in text
     assert v("OPSD internalises") == "reproduced" and v("... with no loss") == "not reproduced"
     assert v("OPSD with per-instance PI (the answer)") == "reproduced"
     assert v("OPSD with per-instance PI (a worked") == "not reproduced"  # +0.1 in every seed
@@ -407,6 +409,7 @@ def test_fixes_are_judged_only_where_plain_collapses_and_fail_when_they_collapse
     got = {c[0]: c[4] for c in R.claims}
     assert got["Fix 1: stop-gradient Top-20 prevents the collapse"] == "not reproduced"
     assert got["Fix 1: stop-gradient Top-20 stays stable over 2x the budget"] == "not reproduced"
+    assert "2/2 stop-gradient runs still carry the signature" in "\n".join(R.body)
     # plain Top-1 does not collapse in one seed: no fix is judged at K = 1
     os.remove(os.path.join(root, "collapse/topk_plain-k1-s1/metrics.jsonl"))
     write_collapse_run(
