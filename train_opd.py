@@ -59,7 +59,8 @@ from errors import UserError
 
 # The tiny world (docs/tiny_world.md): shipped checkpoints, synthetic arithmetic, CPU in minutes.
 # The loss is the tail-bucket Top-20 (§3.6), not topk_sg: with a 261-token vocabulary the sg loss
-# leaves the tail mass free and it leaks, at lr 1e-4 as well (RESULTS_tiny1.md, Mechanism 2).
+# leaves the tail mass free and it leaks, so that sg Top-20 collapses at the learning rates that
+# train in minutes (Mechanism 2 in RESULTS.md and RESULTS_tiny1.md).
 _TINY = dict(
     student="tiny/student",
     teacher="tiny/teacher",
