@@ -67,17 +67,8 @@ def test_a_section_rewritten_alone_changes_its_text_and_rows_only(tmp_path):
     for s in scale["seeds"]:  # now every fix collapses with plain
         fabricate_collapse(root, scale, s, fixes_hold=False)
     note = "and its claims: from the fabricated runs."
-    verdicts = results.write_section(
-        root,
-        scale,
-        str(out),
-        str(tmp_path / "f2"),
-        mechanism2.mechanism2,
-        mechanism2.CLAIMS,
-        note,
-        str(readme),
-        2,
-    )
+    args = (root, scale, str(out), str(tmp_path / "f2"), mechanism2.mechanism2, mechanism2.CLAIMS, note)
+    verdicts = results.write_section(*args, str(readme), 2)
     after = out.read_text()
     assert row(after, sg).endswith("| **not reproduced** | reproduced |")  # the first world's stays beside
     # every other claim's row, and every other section, byte for byte
@@ -113,17 +104,7 @@ def test_a_section_rewritten_alone_changes_its_text_and_rows_only(tmp_path):
     assert f"**{n['reproduced']} of {len(verdicts)} claims reproduced" in head
     assert f"; {len(gained)} of the others are reproduced in the tiny world):" in head
     # a second rewrite from the same runs changes nothing
-    results.write_section(
-        root,
-        scale,
-        str(out),
-        str(tmp_path / "f2"),
-        mechanism2.mechanism2,
-        mechanism2.CLAIMS,
-        note,
-        str(readme),
-        2,
-    )
+    results.write_section(*args, str(readme), 2)
     assert out.read_text() == after
 
 
