@@ -187,13 +187,18 @@ opd: install  ## on-policy distillation, before/after table -> runs/opd-DATE; 2 
 	  $(if $(DATA),--data $(DATA)) $(lora_flag) $(OPD_ARGS) $(if $(RESUME),--resume)
 
 # make readme-opd: the README's quickstart results, make opd of each world (runs/readme-opd and
-# runs/readme-opd2, finished runs reused), written into README.md by experiments/quickstart.py.
+# runs/readme-opd2) beside its baseline at the same teacher cost, SFT on the teacher's samples
+# (runs/readme-opd-kd, runs/readme-opd2-kd); finished runs reused; written into README.md by
+# experiments/quickstart.py.
 opts.readme-opd := THREADS FRESH RESUME
-readme-opd: install  ## make opd in both worlds, then the README's quickstart tables from them; about 6 min
-	@$(if $(FRESH),$(call remove,runs/readme-opd,FRESH=1); $(call remove,runs/readme-opd2,FRESH=1))
+readme-opd_runs = runs/readme-opd runs/readme-opd2 runs/readme-opd-kd runs/readme-opd2-kd
+readme-opd: install  ## make opd in both worlds and SFT on the teacher's samples, then the README's quickstart tables; about 12 min
+	@$(if $(FRESH),$(foreach d,$(readme-opd_runs),$(call remove,$(d),FRESH=1);))
 	@$(call each_run,runs/readme-opd,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --threads $(THREADS),runs/readme-opd)
 	@$(call each_run,runs/readme-opd2,OMP_NUM_THREADS=$(THREADS) $(PY) train_opd.py --preset tiny2 --threads $(THREADS),runs/readme-opd2)
-	$(PY) -m experiments.quickstart runs/readme-opd runs/readme-opd2
+	@$(call each_run,runs/readme-opd-kd,OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset kd --tokens-of runs/readme-opd --threads $(THREADS),runs/readme-opd-kd)
+	@$(call each_run,runs/readme-opd2-kd,OMP_NUM_THREADS=$(THREADS) $(PY) train_sft.py --preset kd $(tiny2_pair) --tokens-of runs/readme-opd2 --threads $(THREADS),runs/readme-opd2-kd)
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m experiments.quickstart $(readme-opd_runs)
 
 # make sft-opd: Fix 3 end to end. OPD from the SFT-stabilised student (make sft-student) against OPD
 # from the raw student, same steps, seed and data, in runs/sft-opd (WORLD=2: runs/sft-opd2). Finished

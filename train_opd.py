@@ -200,9 +200,10 @@ def notes(cfg: dict) -> list:
     return [t for t in (SHOWS.get((cfg["student"], cfg["teacher"])), BIASED_LOSSES.get(cfg["loss"])) if t]
 
 
-def final_table(cfg: dict, summary: dict, signature: dict) -> str:
+def final_table(cfg: dict, summary: dict, signature: dict, more: tuple = ()) -> str:
     """What a run prints at its end: the teacher and the student before and after, the collapse
-    `signature` of its last steps (diagnostics.collapse_signature) and its notes."""
+    `signature` of its last steps (diagnostics.collapse_signature) and its notes; `more`, (label,
+    evaluation) rows on the same held-out set, go after the student's."""
     table = common.summary_table(
         f"OPD with {cfg['loss']} (K={cfg['k']})",
         summary,
@@ -211,6 +212,7 @@ def final_table(cfg: dict, summary: dict, signature: dict) -> str:
             ("teacher", summary["teacher"]),
             ("student before", summary["student_before"]),
             ("student after OPD", summary["student_after"]),
+            *more,
         ],
     )
     collapse = (
