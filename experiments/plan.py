@@ -91,9 +91,16 @@ def collapse_runs(scale: dict, world: int, s: int) -> list:
     ]
 
 
+def protocol_eval(s: int) -> list:
+    """docs/protocol.md's evaluation of seed s: the seed's part E_s of the eval split, 4 samples a
+    problem (avg@4)."""
+    return ["--eval-part", f"E{s}", "--eval-k", "4"]
+
+
 def opsd_runs(scale: dict, world: int, s: int) -> list:
-    """Mechanism 3: OPSD with each of the world's privileged contexts."""
-    steps = scale["opsd_steps"]
+    """Mechanism 3: OPSD with each of the world's privileged contexts; and per-instance PI on the
+    student (docs/protocol.md §6), evaluated by the protocol."""
+    steps, long = scale["opsd_steps"], scale["opsd_student_steps"]
     return [
         Run(
             f"opsd/{p}-s{s}",
@@ -102,6 +109,15 @@ def opsd_runs(scale: dict, world: int, s: int) -> list:
             cost=steps / 25,
         )
         for p in settings.WORLDS[world]["opsd"].values()
+    ] + [
+        Run(
+            f"opsd/{p}-s{s}",
+            ["train_opsd.py", "--preset", p, "--steps", str(long), "--eval-every", str(long // 4)]
+            + eval_and_seed(scale, s)
+            + protocol_eval(s),
+            cost=long / 25,
+        )
+        for p in settings.WORLDS[world]["opsd_student"]
     ]
 
 

@@ -15,7 +15,8 @@ What this file is
       Mechanism 1 (§4)   the prefix probe: tiny/teacher alone vs continuing tiny/student's prefixes
       Mechanism 2 (§3.9) and Fix 1 (§3.4, §3.5)  OPD with plain, sg and renormalised Top-K × K
                          (make collapse)
-      Mechanism 3 (§5)   OPSD with a shared rule, the answer, the solution, no PI, and the geometric mean
+      Mechanism 3 (§5)   OPSD with a shared rule, the answer, the solution, no PI, and the geometric mean;
+                         the answer and the solution on the student (docs/protocol.md §6)
       Fix 2 (§4)         GRPO lifts a copy of tiny/student; its fit to the student against the big
                          teacher's and an early-stopped big teacher's (about the GRPO teacher's
                          accuracy); OPD from each

@@ -480,9 +480,13 @@ def test_world2_plan_and_verdicts(tmp_path):
     )
     assert teacher_of(runs["sft/s1"]) == "tiny2/teacher"
     assert not any(n.startswith("sft-grpo/") for n in (r.name for r in plan.plan(scale, world=1)))
-    assert {n for n in runs if n.startswith("opsd/")} == {
-        f"opsd/{p}-s{s}" for p in settings.WORLDS[2]["opsd"].values() for s in (0, 1)
-    }
+    presets = [*settings.WORLDS[2]["opsd"].values(), *settings.WORLDS[2]["opsd_student"]]
+    assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in presets for s in (0, 1)}
+    # docs/protocol.md's runs read their seed's part of the eval split, 4 samples a problem;
+    # docs/collapse.md's keep their own evaluation
+    flags = lambda r: " ".join(r.argv)
+    assert "--eval-part E1 --eval-k 4" in flags(runs["opsd/tiny2-answer-student-s1"])
+    assert not any("--eval-part" in flags(r) for n, r in runs.items() if n.startswith("collapse/"))
     after = {
         "raw-big-plain": [0.1, 0.2],
         "raw-big-tail": [0.5, 0.52],
