@@ -54,10 +54,10 @@ def write_between(path: str, markers: tuple, body: str) -> None:
         f.write(text[:start] + markers[0] + "\n" + body + text[end:])
 
 
-def write_headline(readme: str, headline: str, rows: list) -> None:
+def write_headline(readme: str, headline: str, rows: list, world: str = "the tiny world") -> None:
     """Replace the block between the HEADLINE markers of `readme` with the verdict counts and one
-    row per claim (`rows`: (claim, verdict) pairs)."""
-    table = common.md_table(["claim of the paper", "in the tiny world"], [[c, f"**{v}**"] for c, v in rows])
+    row per claim (`rows`: (claim, verdict) pairs) in `world` (its name)."""
+    table = common.md_table(["claim of the paper", f"in {world}"], [[c, f"**{v}**"] for c, v in rows])
     write_between(readme, HEADLINE, f"{headline}\n\n{table}\n")
 
 
@@ -200,7 +200,7 @@ def write_section(
             )
             + "):"
         )
-        write_headline(readme, headline, verdicts)
+        write_headline(readme, headline, verdicts, R.W["name"])
     return verdicts
 
 
@@ -264,5 +264,5 @@ def write_results(
             f"[RESULTS.md]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) has "
             f"every number and the rule behind each verdict{others}):"
         )
-        write_headline(readme, headline, [(c[0], c[4]) for c in R.claims])
+        write_headline(readme, headline, [(c[0], c[4]) for c in R.claims], R.W["name"])
     return text

@@ -103,6 +103,7 @@ def test_a_section_rewritten_alone_changes_its_text_and_rows_only(tmp_path):
     assert f"| {sg} | **not reproduced** |" in head and head.startswith("# x\n") and head.endswith("after\n")
     assert f"**{n['reproduced']} of {len(verdicts)} claims reproduced" in head
     assert f"; {len(gained)} of the others are reproduced in the tiny world):" in head
+    assert "| claim of the paper | in tiny world 2 |" in head
     # a second rewrite from the same runs changes nothing
     results.write_section(*args, str(readme), 2)
     assert out.read_text() == after
