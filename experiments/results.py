@@ -145,32 +145,12 @@ def write_section(
     section(R)
     heading = R.body[0].split(":")[0] + ":"
     lines = open(out_md).read().split("\n")
-    top = next((i for i, l in enumerate(lines) if l.startswith(heading)), None)
-    if top is None:
-        raise UserError(
-            f"{out_md} has no section starting {heading!r}: rewrite the whole report (make report)"
-        )
-    end = next((i for i in range(top + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    lines[top:end] = R.body
-    table = next(i for i, l in enumerate(lines) if l.startswith("| claim |"))
-    last = next(i for i in range(table, len(lines)) if not lines[i].startswith("|"))
+    replace_text(lines, heading, R.body, out_md)
     _, other_v, _, _ = beside(R, out_md)
-    new = ["| " + " | ".join(str(c) for c in row) + " |" for row in claim_rows(R.claims, other_v)]
-    rows = lines[table + 2 : last]
-    old = [i for i, l in enumerate(rows) if l[2:].startswith(prefixes)]
-    at = old[0] if old else len(rows)
-    rows = (
-        [l for i, l in enumerate(rows[:at]) if i not in old]
-        + new
-        + [l for i, l in enumerate(rows[at:], at) if i not in old]
+    verdicts = replace_rows(lines, prefixes, claim_rows(R.claims, other_v))
+    lines[next(i for i, l in enumerate(lines) if l.startswith("**") and "claims reproduced" in l)] = (
+        counts_line([v for _, v in verdicts])
     )
-    lines[table + 2 : last] = rows
-    verdicts = [
-        (c[0], c[4].strip("*"))
-        for c in ([x.strip() for x in l.strip().strip("|").split(" | ")] for l in rows)
-    ]
-    counts = next(i for i, l in enumerate(lines) if l.startswith("**") and "claims reproduced" in l)
-    lines[counts] = counts_line([v for _, v in verdicts])
     gained = [c for c, v in verdicts if v != "reproduced" and other_v.get(c) == "reproduced"]
     if other_v:
         i = next(i for i, l in enumerate(lines) if l.startswith("The last column is each claim's verdict in"))
@@ -178,30 +158,56 @@ def write_section(
             f" {len(gained)} claim(s) that this world does not reproduce are reproduced "
             f"there: {'; '.join(gained) if gained else 'none'}."
         )
-    mark = f"The section “{heading[3:-1]}”"
+    place_note(lines, f"The section “{heading[3:-1]}”", note)
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines))
+    if readme:
+        counts, not_tested = count_verdicts([v for _, v in verdicts])
+        others = f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
+        headline = (
+            f"**{counts['reproduced']} of {len(verdicts)} claims reproduced, {counts['partly']} partly, "
+            f"{counts['not reproduced']} not**{not_tested} ({R.N} seeds; "
+            f"[{os.path.basename(out_md)}]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) "
+            f"names the runs behind each section and the rule behind each verdict{others if gained else ''}):"
+        )
+        write_headline(readme, headline, verdicts, R.W["name"])
+    return verdicts
+
+
+def replace_text(lines: list, heading: str, body: list, out_md: str) -> None:
+    """The lines from the one that starts with `heading` to the next "## " heading become `body`."""
+    top = next((i for i, l in enumerate(lines) if l.startswith(heading)), None)
+    if top is None:
+        raise UserError(
+            f"{out_md} has no section starting {heading!r}: rewrite the whole report (make report)"
+        )
+    end = next((i for i in range(top + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    lines[top:end] = body
+
+
+def replace_rows(lines: list, prefixes: tuple, new: list) -> list:
+    """The claims table's rows whose claim starts with one of `prefixes` replaced by `new` (cells),
+    where the first of them stood. Returns every row's (claim, verdict)."""
+    table = next(i for i, l in enumerate(lines) if l.startswith("| claim |"))
+    last = next(i for i in range(table, len(lines)) if not lines[i].startswith("|"))
+    rows = lines[table + 2 : last]
+    old = [i for i, l in enumerate(rows) if l[2:].startswith(prefixes)]
+    at = old[0] if old else len(rows)  # every row before it is kept
+    rows = [l for i, l in enumerate(rows) if i not in old]
+    rows[at:at] = ["| " + " | ".join(str(c) for c in row) + " |" for row in new]
+    lines[table + 2 : last] = rows
+    cells = ([x.strip() for x in l.strip().strip("|").split(" | ")] for l in rows)
+    return [(c[0], c[4].strip("*")) for c in cells]
+
+
+def place_note(lines: list, mark: str, note: str) -> None:
+    """`mark` and `note` as a paragraph under the report's "Written by" one, in place of an earlier
+    paragraph that starts with `mark`."""
     previous = next((i for i, l in enumerate(lines) if l.startswith(mark)), None)
     if previous is not None:
         del lines[previous - 1 : previous + 1]  # the note and the blank line before it
     written = next(i for i, l in enumerate(lines) if l.startswith("Written by"))
     lines[written + 1 : written + 1] = ["", f"{mark} {note}"]
-    with open(out_md, "w") as f:
-        f.write("\n".join(lines))
-    if readme:
-        counts, not_tested = count_verdicts([v for _, v in verdicts])
-        headline = (
-            f"**{counts['reproduced']} of {len(verdicts)} claims reproduced, {counts['partly']} partly, "
-            f"{counts['not reproduced']} not**{not_tested} ({R.N} seeds; "
-            f"[{os.path.basename(out_md)}]({os.path.relpath(out_md, os.path.dirname(os.path.abspath(readme)))}) "
-            "names the runs behind each section and the rule behind each verdict"
-            + (
-                f"; {len(gained)} of the others are reproduced in {settings.WORLDS[R.W['beside']]['name']}"
-                if gained
-                else ""
-            )
-            + "):"
-        )
-        write_headline(readme, headline, verdicts, R.W["name"])
-    return verdicts
 
 
 def write_results(
