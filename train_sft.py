@@ -1,12 +1,13 @@
 """Supervised fine-tuning (NLL on the assistant's tokens) and the SFT-stabilised student of Fix 3.
 
 What this file is
-    One loop, `train(cfg, model, tok, items)`, over (prompt, response) items from four sources:
+    One loop, `train(cfg, model, tok, items)`, over (prompt, response) items (sft_items.py) from
+    four sources:
       reference  the reference solutions of a dataset (the synthetic task's worked steps, or
                  OpenThoughts math solutions), in the student's context;
       traces     responses a teacher writes (eval_math.sample_responses -> rollout.generate),
                  kept only when they finish, the grader accepts them and they do not repeat
-                 (docs/paper.md §4, Fix 3; `keep_trace`);
+                 (docs/paper.md §4, Fix 3; `sft_items.keep_trace`);
       samples    the teacher's responses as sampled, none dropped: sequence-level distillation,
                  OPD's baseline; `--tokens-of RUN` takes problems until the teacher has written
                  as many tokens as that OPD run's student rollouts held (the same teacher cost);
@@ -41,7 +42,6 @@ What it simplifies
     * On CUDA the weights stay float32 and the forward runs under bf16 autocast.
 """
 
-import dataclasses
 import math
 import os
 import time
@@ -53,15 +53,13 @@ import checkpoint
 import common
 import config
 import data
-import data_files
-import diagnostics
 import errors
 import eval_math
-import grader
 import lora
 import models
 import rollout
 import run_folder
+import sft_items
 from errors import UserError
 
 # -----------------------------------------------------------------------------
@@ -168,8 +166,6 @@ PRESET_RULES = {
     "eval_max_new_tokens": config.AT_LEAST_1,
     "eval_batch_size": config.AT_LEAST_1,
 }
-SOURCES = ("reference", "traces", "samples", "jsonl")
-FROM_TEACHER = ("traces", "samples")  # the sources a teacher writes
 
 
 def add_flags(ap) -> None:
@@ -177,7 +173,7 @@ def add_flags(ap) -> None:
     g.add_argument("--student", help="the model to fine-tune: hub id or local folder (default tiny/student)")
     g.add_argument(
         "--source",
-        choices=SOURCES,
+        choices=sft_items.SOURCES,
         help="reference: the dataset's reference solutions; traces: a teacher's graded, "
         "non-repetitive responses; samples: a teacher's responses, none dropped; jsonl: --data-path "
         "prompt/response pairs",
@@ -270,66 +266,31 @@ def check_config(cfg: dict, typed: set) -> None:
     config.fit_micro_batch(cfg, typed, cfg["batch_size"], f"--batch-size {cfg['batch_size']}")
     traced = [k for k in ("trace_temperature", "trace_max_new_tokens", "max_rep", "tokens_of") if k in typed]
     only = {"max_rep": ("traces",), "tokens_of": ("samples",)}
-    traced = [k for k in traced if cfg["source"] not in only.get(k, FROM_TEACHER)]
+    traced = [k for k in traced if cfg["source"] not in only.get(k, sft_items.FROM_TEACHER)]
     if traced and not cfg.get("resume"):
         flag = "--" + traced[0].replace("_", "-")
         raise UserError(
-            f"{flag} {cfg[traced[0]]}: only --source {' or '.join(only.get(traced[0], FROM_TEACHER))} "
+            f"{flag} {cfg[traced[0]]}: only --source {' or '.join(only.get(traced[0], sft_items.FROM_TEACHER))} "
             f"reads it, and --source {cfg['source']} would ignore it; drop {flag}"
         )
     if cfg["source"] == "jsonl" and not cfg["data_path"]:
         raise UserError("--source jsonl needs --data-path FILE.jsonl with prompt/response lines")
-    if cfg["source"] in FROM_TEACHER and not cfg["teacher"]:
+    if cfg["source"] in sft_items.FROM_TEACHER and not cfg["teacher"]:
         raise UserError(f"--source {cfg['source']} needs --teacher (a path or hub id)")
-    if cfg["source"] not in FROM_TEACHER and cfg["teacher"]:
+    if cfg["source"] not in sft_items.FROM_TEACHER and cfg["teacher"]:
         raise UserError(
             f"--teacher only writes responses for --source traces or samples (here {cfg['source']}); "
             "the sft-student, kd and paper-sft presets set one: use --preset reference with another "
             "source"
         )
     if cfg.get("tokens_of") and not cfg.get("resume"):
-        cfg["teacher_tokens"] = rollout_tokens(cfg["tokens_of"])
-
-
-def rollout_tokens(run: str) -> int:
-    """The response tokens of a finished OPD run's student rollouts: the sum of its training
-    records' `tokens` (the tokens the teacher scored)."""
-    if not os.path.exists(os.path.join(run, "summary.json")):
-        raise UserError(f"--tokens-of {run}: not a finished OPD run (no summary.json); finish it first")
-    steps, _ = run_folder.read_log(run)
-    if not steps or any("tokens" not in r for r in steps):
-        raise UserError(f"--tokens-of {run}: its metrics.jsonl has no `tokens` on every step: not an OPD run")
-    return sum(r["tokens"] for r in steps)
+        cfg["teacher_tokens"] = sft_items.rollout_tokens(cfg["tokens_of"])
 
 
 # -----------------------------------------------------------------------------
-# The algorithm, part 1: what is supervised. One item = prompt ids + response ids; the loss
-# covers the response and its end-of-turn token, never the prompt.
-
-
-@dataclasses.dataclass
-class Item:
-    id: str
-    prompt: list  # chat prompt ids, ending with the assistant header
-    response: list  # response ids, ending with the end-of-turn id
-    kind: str  # plain / hint / rule / hard-hint / hard-plain / trace / jsonl
-    # "file:line" of a jsonl item, for error messages only (not part of the item's identity)
-    where: str = dataclasses.field(default="", compare=False, metadata={"identity": False})
-
-
-def end_of_turn_id(tok) -> int:
-    """The id that closes an assistant turn (<|im_end|> for Qwen/ChatML, <|eot_id|> for Llama 3)."""
-    if tok.is_tiny:
-        return models.TINY_IDS["<|im_end|>"]
-    for name in ("<|im_end|>", "<|eot_id|>", "<|end_of_turn|>"):
-        i = tok.hf.convert_tokens_to_ids(name)
-        if isinstance(i, int) and i in tok.eos_token_ids:
-            return i
-    return tok.eos_token_ids[0]
-
-
-def make_item(tok, id_, prompt_ids, response_text, kind) -> Item:
-    return Item(id_, list(prompt_ids), tok.encode(response_text) + [end_of_turn_id(tok)], kind)
+# The algorithm: what is supervised. One item (sft_items.Item: prompt ids + response ids, made by
+# sft_items.make_item) = one sequence; the loss covers the response and its end-of-turn token,
+# never the prompt.
 
 
 def nll_sum(model, items: list) -> tuple:
@@ -340,172 +301,6 @@ def nll_sum(model, items: list) -> tuple:
         model, [it.prompt for it in items], [it.response for it in items], return_logits=False
     )
     return -logp.sum(), int(mask.sum())
-
-
-# -----------------------------------------------------------------------------
-# The algorithm, part 2: Fix 3's trace filter (§4): keep a teacher trace only if it finished,
-# the grader accepts its answer, and it does not repeat itself.
-
-
-def keep_trace(ids, text, gold, finished, max_rep):
-    """(keep?, reason) for one teacher response (`ids` without the EOS)."""
-    if not finished:
-        return False, "truncated"
-    if not grader.grade(text, gold):
-        return False, "wrong" if grader.extract_boxed(text) is not None else "no_box"
-    if diagnostics.repetition_ratio(ids) > max_rep:
-        return False, "repetitive"
-    return True, "kept"
-
-
-def teacher_traces(cfg: dict, tok, examples: list) -> tuple:
-    """Sample the teacher on the problems (the student's context), cache to traces.jsonl: with
-    --source traces, the responses keep_trace keeps; with samples, every response, the problems
-    taken in order until their responses hold cfg["teacher_tokens"] tokens (when set; a
-    response's generated tokens, its end of turn included, as OPD counts a rollout's)."""
-    teacher, t_tok = models.load(cfg["teacher"])
-    models.check_compatible(tok, t_tok)
-    prompts = [data.context_ids(tok, ex, "none") for ex in examples]
-    with torch.no_grad():
-        samples = eval_math.sample_responses(
-            teacher,
-            t_tok,
-            prompts,
-            k=cfg["trace_samples"],
-            temperature=cfg["trace_temperature"],
-            top_p=cfg["trace_top_p"],
-            max_new_tokens=cfg["trace_max_new_tokens"],
-            batch_size=cfg["eval_batch_size"],
-            seed=cfg["seed"],
-            progress="teacher traces",
-        )
-    del teacher
-    records, counts, budget, used = [], {}, cfg.get("teacher_tokens"), 0
-    for j, per_prompt in enumerate(samples):
-        for ex, s in zip(examples, per_prompt):
-            text = t_tok.decode(s["ids"], skip_special=True)
-            if cfg["source"] == "samples":
-                if budget is not None and used >= budget:
-                    break
-                keep, why, used = True, "kept", used + s["length"]
-            else:
-                keep, why = keep_trace(s["ids"], text, ex.answer, s["finished"], cfg["max_rep"])
-            counts[why] = counts.get(why, 0) + 1
-            if keep:
-                records.append(
-                    {
-                        "id": f"{ex.id}:{j}",
-                        "problem": ex.problem,
-                        "answer": ex.answer,
-                        "source": ex.source,
-                        "response": text,
-                    }
-                )
-    if budget is not None and used < budget:
-        raise errors.UserError(
-            f"--tokens-of {cfg['tokens_of']}: the teacher's responses to all {len(examples)} problems "
-            f"hold {used:,} tokens, fewer than the run's {budget:,}; raise --n-train"
-        )
-    if budget is not None:
-        counts["teacher_tokens"], counts["budget"] = used, budget
-    eval_math.write_jsonl(os.path.join(cfg["out"], "traces.jsonl"), records)
-    common.say(f"teacher traces: {counts} -> {len(records)} kept, cached in {cfg['out']}/traces.jsonl")
-    return records, counts
-
-
-# -----------------------------------------------------------------------------
-# The training items of each source
-
-
-def load_problems(cfg: dict, **synthetic) -> list:
-    if cfg["data"] == "synthetic":
-        return data.load_examples(
-            "synthetic", n=cfg["n_train"], split="train", seed=cfg["data_seed"], **synthetic
-        )
-    return data.load_examples(cfg["data"], path=cfg["data_path"], limit=cfg["n_train"])
-
-
-def reference_items(tok, examples: list) -> list:
-    """Each problem's reference solution in the student's plain context (the `reference` source;
-    the tiny world's mixes of contexts are tiny_world/mix.py's)."""
-    return [
-        make_item(
-            tok,
-            f"{ex.id}:plain",
-            data.context_ids(tok, ex, "none"),
-            data.target_response(ex, "none"),
-            "plain",
-        )
-        for ex in examples
-    ]
-
-
-def jsonl_items(path: str, tok) -> list:
-    """Items from a jsonl of {"prompt": str, "response": str[, "system": str]} lines."""
-    items = []
-    for line, rec in data_files.read_records(path):
-        for field in ("prompt", "response"):
-            v = rec.get(field)
-            if not isinstance(v, str) or not v.strip():
-                got = "missing" if v is None else f"{type(v).__name__} {str(v)[:30]!r}"
-                raise data_files.DataError(
-                    f"{path}:{line}: field '{field}' must be non-empty text, got "
-                    f"{got}; each line needs prompt and response strings"
-                )
-        system = rec.get("system")
-        if system is not None and not isinstance(system, str):
-            raise data_files.DataError(f"{path}:{line}: field 'system' must be text when present")
-        items.append(
-            make_item(
-                tok,
-                f"{os.path.basename(path)}:{line}",
-                tok.chat_prompt(rec["prompt"], system=system),
-                rec["response"],
-                "jsonl",
-            )
-        )
-        items[-1].where = f"{path}:{line}"
-    if not items:
-        raise data_files.DataError(
-            f"{path}: no prompt/response pairs (the file is empty); SFT needs at least one line"
-        )
-    return items
-
-
-def build_items(cfg: dict, tok) -> tuple:
-    """The items of cfg["source"] and what was kept; a teacher's responses are cached in the run folder."""
-    stats = {}
-    if cfg["source"] == "jsonl":
-        items = jsonl_items(cfg["data_path"], tok)
-    elif cfg["source"] == "reference":
-        items = reference_items(tok, load_problems(cfg))
-    else:
-        cached = os.path.join(cfg["out"], "traces.jsonl")
-        if cfg["resume"] and os.path.exists(cached):
-            records = [rec for _, rec in data_files.read_records(cached)]
-        else:
-            records, stats = teacher_traces(cfg, tok, load_problems(cfg))
-        if not records:
-            raise data_files.DataError(
-                f"the teacher {cfg['teacher']} wrote no trace that passed the filter "
-                f"({stats}); check the teacher, or raise --trace-max-new-tokens"
-            )
-        items = [
-            make_item(
-                tok,
-                r["id"],
-                data.context_ids(
-                    tok, data.Example("", r["problem"], r["answer"], source=r.get("source", "")), "none"
-                ),
-                r["response"],
-                "trace" if cfg["source"] == "traces" else "sample",
-            )
-            for r in records
-        ]
-    kinds = {}
-    for it in items:
-        kinds[it.kind] = kinds.get(it.kind, 0) + 1
-    return items, {"items": len(items), "kinds": kinds, "trace_filter": stats}
 
 
 # -----------------------------------------------------------------------------
@@ -674,9 +469,9 @@ def main(argv=None) -> dict:
     # The data and every sequence against the context, before the folder is written and the
     # weights load (teacher traces are written in the run, by a teacher checked here).
     tok, context = models.load_tokenizer(run_folder.student_source(cfg))
-    if cfg["source"] in FROM_TEACHER:
+    if cfg["source"] in sft_items.FROM_TEACHER:
         models.check_compatible(tok, models.load_tokenizer(cfg["teacher"])[0])
-        problems = load_problems(cfg)
+        problems = sft_items.load_problems(cfg)
         common.check_prompt_lengths(
             context,
             [data.context_ids(tok, ex) for ex in problems],
@@ -685,22 +480,22 @@ def main(argv=None) -> dict:
             problems,
         )
     else:
-        items, data_stats = build_items(cfg, tok)
+        items, data_stats = sft_items.build_items(cfg, tok)
         common.check_prompt_lengths(
             context, [it.prompt + it.response for it in items], 0, "SFT sequences (prompt + response)", items
         )
     evals = held_out(cfg)
     common.check_held_out(context, tok, evals, cfg)
     models_read, data_read = {"the student (--student)": cfg["student"]}, {"the held-out set": evals}
-    if cfg["source"] in FROM_TEACHER:
+    if cfg["source"] in sft_items.FROM_TEACHER:
         models_read["the teacher (--teacher)"] = cfg["teacher"]
         data_read["the problems"] = problems
     else:
         data_read["the training data"] = items
     device = run_folder.start_run(cfg, "train_sft.py", models_read, data_read, before_in_log=False)
     model, tok = run_folder.load_student(cfg, device)
-    if cfg["source"] in FROM_TEACHER:
-        items, data_stats = build_items(cfg, tok)
+    if cfg["source"] in sft_items.FROM_TEACHER:
+        items, data_stats = sft_items.build_items(cfg, tok)
     if cfg["epochs"] is not None:
         cfg["steps"] = max(1, math.ceil(cfg["epochs"] * len(items) / cfg["batch_size"]))
     common.say(

@@ -14,6 +14,7 @@ import data
 import eval_math
 import grader
 import models
+import sft_items
 import train_opd
 import train_sft
 from errors import UserError
@@ -33,7 +34,7 @@ def test_samples_take_problems_until_the_opd_runs_tokens(tmp_path):
     student, teacher = tiny_pair(tmp_path)
     opd = finished_opd_run(tmp_path, student, teacher)
     budget = sum(json.loads(l).get("tokens", 0) for l in open(os.path.join(opd, "metrics.jsonl")))
-    assert budget > 0 and train_sft.rollout_tokens(opd) == budget
+    assert budget > 0 and sft_items.rollout_tokens(opd) == budget
     out = tmp_path / "kd"
     argv = ["--preset", "kd", "--student", student, "--teacher", teacher, "--tokens-of", opd]
     argv += [
@@ -52,7 +53,7 @@ def test_samples_take_problems_until_the_opd_runs_tokens(tmp_path):
     records = [json.loads(l) for l in open(out / "traces.jsonl")]
     # the sampler again, by hand: the same problems, settings and seed
     cfg = train_sft.parse_config(argv)
-    problems = train_sft.load_problems(cfg)
+    problems = sft_items.load_problems(cfg)
     tok = models.tiny_tokenizer()
     again = eval_math.sample_responses(
         models.load(teacher)[0],

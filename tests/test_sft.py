@@ -34,6 +34,7 @@ import data_files
 import errors
 import grader
 import models
+import sft_items
 import train_sft
 from tiny_world import build, mix
 
@@ -84,7 +85,7 @@ def test_a_few_sft_steps_lower_the_nll_of_the_batch():
 def test_an_item_is_the_chatml_prompt_then_the_response_and_end_of_turn():
     tok = models.tiny_tokenizer()
     ex = data.load_examples("synthetic", n=1, split="train", seed=2)[0]
-    item = train_sft.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
+    item = sft_items.make_item(tok, "x", data.context_ids(tok, ex, "none"), ex.solution, "plain")
     # independent construction: the ChatML text of Qwen3's non-thinking template, by hand
     prompt_text = f"<|im_start|>user\n{ex.problem}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     want = tok.enc.encode(prompt_text + ex.solution + "<|im_end|>", allowed_special="all")
@@ -153,7 +154,7 @@ def test_tiny_world_mix_draws_each_context_at_its_fraction():
         "<|im_start|>system\n" + data.SYSTEM_RULE_SYNTHETIC
     )
     assert mix.world1_items(tok, problems, shares) == items  # a fixed draw
-    plain = train_sft.reference_items(tok, problems[:50])
+    plain = sft_items.reference_items(tok, problems[:50])
     assert {it.kind for it in plain} == {"plain"}  # the reference source: the student's context only
 
 
@@ -166,7 +167,7 @@ def test_trace_filter_keeps_good_traces_and_rejects_bad_ones():
     tok = models.tiny_tokenizer()
 
     def check(text, gold, finished=True):
-        return train_sft.keep_trace(tok.encode(text), text, gold, finished, max_rep=0.4)
+        return sft_items.keep_trace(tok.encode(text), text, gold, finished, max_rep=0.4)
 
     assert check("=3+8-5\n=11-5\n=6\n\\boxed{6}", "6") == (True, "kept")
     assert check("=3+8-5\n=11-5\n=7\n\\boxed{7}", "6") == (False, "wrong")
@@ -180,7 +181,7 @@ def test_trace_filter_keeps_good_traces_and_rejects_bad_ones():
 def test_trace_filter_threshold_keeps_every_reference_solution():
     tok = models.tiny_tokenizer()
     for ex in data.load_examples("synthetic", n=2000, split="train", seed=9, hard_frac=0.1):
-        assert train_sft.keep_trace(tok.encode(ex.solution), ex.solution, ex.answer, True, 0.4)[0], (
+        assert sft_items.keep_trace(tok.encode(ex.solution), ex.solution, ex.answer, True, 0.4)[0], (
             ex.solution
         )
 
@@ -392,7 +393,7 @@ def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
         + json.dumps({"prompt": "2+2?", "response": "4", "system": "be brief"})
         + "\n"
     )
-    items = train_sft.jsonl_items(str(good), tok)
+    items = sft_items.jsonl_items(str(good), tok)
     assert [it.response[-1] for it in items] == [IM_END, IM_END]
     assert items[1].prompt == tok.chat_prompt("2+2?", system="be brief")
     bad = tmp_path / "bad.jsonl"
@@ -403,15 +404,15 @@ def test_jsonl_source_reads_pairs_and_names_bad_lines(tmp_path):
         + "\n"
     )
     with pytest.raises(data_files.DataError, match=r"bad.jsonl:2: field 'response'"):
-        train_sft.jsonl_items(str(bad), tok)
+        sft_items.jsonl_items(str(bad), tok)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prompt": "1+1?", "response": \n')
     with pytest.raises(data_files.DataError, match=r"broken.jsonl:1: not valid JSON"):
-        train_sft.jsonl_items(str(broken), tok)
+        sft_items.jsonl_items(str(broken), tok)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(data_files.DataError, match="empty"):
-        train_sft.jsonl_items(str(empty), tok)
+        sft_items.jsonl_items(str(empty), tok)
 
 
 def test_every_flag_has_help_and_contradictions_are_refused(capsys):

@@ -29,6 +29,7 @@ import dataclasses
 import random
 
 import data
+import sft_items
 import train_sft
 from tiny_world import task
 
@@ -129,9 +130,9 @@ def mixed_items(cfg: dict, tok) -> list:
     """The training mix of cfg (MODELS or MODELS2): reference solutions of n_train synthetic
     problems, each in the context the mix draws (world1_items, or world2_items)."""
     if cfg.get("world", 1) == 2:
-        problems = train_sft.load_problems(cfg, hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"])
+        problems = sft_items.load_problems(cfg, hard_frac=cfg["hard_frac"], flagged_frac=cfg["flagged_frac"])
         return world2_items(tok, problems, cfg, seed=cfg["data_seed"])
-    problems = train_sft.load_problems(cfg, hard_frac=cfg["hard_frac"])
+    problems = sft_items.load_problems(cfg, hard_frac=cfg["hard_frac"])
     mix = {k: cfg[k] for k in ("hint_frac", "rule_frac", "hard_hint_frac", "repeat_1op")}
     return world1_items(tok, problems, mix, seed=cfg["data_seed"])
 
@@ -163,7 +164,7 @@ def world1_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
         else:
             pi, kind = "none", "plain"
         items.append(
-            train_sft.make_item(
+            sft_items.make_item(
                 tok, f"{ex.id}:{kind}", data.context_ids(tok, ex, pi), data.target_response(ex, pi), kind
             )
         )
@@ -209,7 +210,7 @@ def world2_items(tok, examples: list, mix: dict, seed: int = 0) -> list:
         unprompted = rng.random() < mix["unprompted"]
         response = task.target(ex.problem, ex.meta["expr"], style, rule, unprompted)
         items.append(
-            train_sft.make_item(
+            sft_items.make_item(
                 tok, f"{ex.id}:{kind}:{style}", data.context_ids(tok, ex, pi, rule or None), response, kind
             )
         )
