@@ -27,7 +27,7 @@ TEACHERS = ("big", "mid", "grpo")  # the bigger off-the-shelf teacher, Fix 2's c
 
 def opd_summaries(R: Report) -> dict:
     """{variant: the summaries of its OPD runs, one per seed} (opd/*)."""
-    return {v: R.summaries(f"opd/{v}-s{{s}}") for v in settings.OPD_VARIANTS}
+    return {v: R.summaries(f"opd/{v}-s{{s}}") for v in settings.opd_variants(R.world)}
 
 
 def after(V: dict, v: str) -> str:
@@ -193,7 +193,8 @@ def opd_table(R: Report, V: dict) -> str:
     """One row per OPD variant: accuracy before and after, the training monitors at the end, how
     many seeds collapsed; in world 2 also the student's notation before → after."""
     rows = []
-    for v, (student, teacher, loss) in settings.OPD_VARIANTS.items():
+    for v in V:
+        student, teacher, loss = settings.OPD_VARIANTS[v]
         names, sums = R.names(f"opd/{v}-s{{s}}"), V[v]
         tails = [
             fmt([tail_mean(R.root, n, k) for n in names])
@@ -264,9 +265,7 @@ def fix3_and_recipe(R: Report) -> None:
         opd_table(R, V),
         "",
         R.figure(
-            [f"opd/{v}-s{R.seeds[0]}" for v in settings.OPD_VARIANTS],
-            "report_opd.png",
-            f"OPD variants (seed {R.seeds[0]})",
+            [f"opd/{v}-s{R.seeds[0]}" for v in V], "report_opd.png", f"OPD variants (seed {R.seeds[0]})"
         ),
         "",
     ]
@@ -278,8 +277,8 @@ def fix3_and_recipe(R: Report) -> None:
         "reproduced if higher in every seed",
         ends_higher(V, "sft-big-tail", "raw-big-tail"),
     )
-    mean_after = {v: statistics.mean(acc(s["student_after"]) for s in V[v]) for v in settings.OPD_VARIANTS}
-    best = max(settings.OPD_VARIANTS, key=lambda v: mean_after[v])
+    mean_after = {v: statistics.mean(acc(s["student_after"]) for s in V[v]) for v in V}
+    best = max(V, key=lambda v: mean_after[v])
     R.claim(
         "The recipe (SFT student, RLVR teacher, unbiased Top-K) beats OPD with none of the fixes",
         "SFT → RLVR-adapted teacher → sg Top-K, each step removing one failure mechanism",
@@ -288,7 +287,7 @@ def fix3_and_recipe(R: Report) -> None:
         "reproduced if the recipe ends higher in every seed",
         ends_higher(V, "sft-grpo-tail", "raw-big-plain"),
     )
-    tail = [v for v in settings.OPD_VARIANTS if "tail" in v]
+    tail = [v for v in V if "tail" in v]
     if best != "sft-grpo-tail" and all(mean_after[v] > mean_after["raw-big-plain"] for v in tail):
         recipe = V["sft-grpo-tail"]
         R.body += [

@@ -19,8 +19,14 @@ What this file is
                          the answer and the solution on the student (docs/protocol.md §6)
       Fix 2 (§4)         GRPO lifts a copy of tiny/student; its fit to the student against the big
                          teacher's and an early-stopped big teacher's (about the GRPO teacher's
-                         accuracy); OPD from each
+                         accuracy); OPD from each; in world 2 also from the far teacher retrained in
+                         the student's notation (far-o) and its matched snapshot
       Fix 3, recipe (§4) OPD from the SFT student; SFT + RLVR teacher + unbiased Top-K against no fix
+                         and against each leave-one-out variant
+      OPD's baseline     SFT on the big teacher's samples at the teacher tokens of `make opd`'s run (kd)
+
+    Every run but Mechanism 2's reads docs/protocol.md's evaluation: the seed's part E_s of the eval
+    split, 4 samples a problem (plan.protocol_eval).
 
     The report runs on tiny world 2 (`--world 2`, the default; settings.WORLDS): tiny2/ models in
     two notations, the conciseness rule, the constitution as a fifth OPSD setting, and as Fix 2's

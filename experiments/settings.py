@@ -39,6 +39,7 @@ SCALES = {
         opsd_student_steps=1600,
         grpo_steps=400,
         eval_n=300,
+        eval_k=4,
         probe_n=300,
         sft_n=3000,
         mid_steps=1300,
@@ -56,6 +57,7 @@ SCALES = {
         opsd_student_steps=100,
         grpo_steps=60,
         eval_n=150,
+        eval_k=1,
         probe_n=150,
         sft_n=1000,
         mid_steps=300,
@@ -112,7 +114,8 @@ WORLDS = {
 }
 DEFAULT_WORLD = 2  # its full report is RESULTS.md and writes the README's headline
 
-# OPD variants: (student, teacher, loss); "sft", "grpo" and "mid" are the report's own runs
+# OPD variants: (student, teacher, loss); "sft", "grpo", "mid" and the far-O teachers ("bigo",
+# "mido") are the report's own runs
 OPD_VARIANTS = {
     "raw-big-plain": ("raw", "big", "topk_plain"),  # no fix: the recipe's baseline
     "raw-big-tail": ("raw", "big", "topk_tail"),  # Fix 1 (make opd)
@@ -120,4 +123,16 @@ OPD_VARIANTS = {
     "raw-grpo-tail": ("raw", "grpo", "topk_tail"),  # Fixes 1 + 2
     "raw-mid-tail": ("raw", "mid", "topk_tail"),  # Fix 2's control: about the GRPO teacher's accuracy
     "sft-grpo-tail": ("sft", "grpo", "topk_tail"),  # the recipe: Fixes 1 + 2 + 3
+    "sft-grpo-plain": ("sft", "grpo", "topk_plain"),  # the recipe with the biased loss (leave-one-out)
+    # world 2: the far teacher writing the student's notation (docs/protocol.md §6, far-o), final and
+    # matched to the GRPO teacher's accuracy: closeness apart from notation
+    "raw-bigo-tail": ("raw", "bigo", "topk_tail"),
+    "raw-mido-tail": ("raw", "mido", "topk_tail"),
 }
+FAR_O = ("bigo", "mido")  # teachers of the second world only
+
+
+def opd_variants(world: int) -> list:
+    """The OPD variants run in `world`: all of them in the second, those without a far-O teacher in
+    the first (one notation)."""
+    return [v for v, (_, teacher, _) in OPD_VARIANTS.items() if world == 2 or teacher not in FAR_O]

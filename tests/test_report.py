@@ -267,7 +267,7 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
                     "step": 500 + 100 * s,
                     "model_selection_acc": 0.45,
                     "snapshot_selection_acc": 0.46,
-                    "selection": {"n": 300, "seed": 101},
+                    "selection": {"n": 300, "part": "S"},
                 },
             )
         write_run(root, f"sft/s{s}", {})
@@ -308,14 +308,16 @@ def fabricate(root, scale, after, mid_acc=0.47, world=1, declined=(0.9, 0.9)):
                 },
                 open(os.path.join(d, "probe_summary.json"), "w"),
             )
-        for v in settings.OPD_VARIANTS:
+        for v in settings.opd_variants(world):
             write_run(
                 root,
                 f"opd/{v}-s{s}",
                 {
-                    "teacher": evald({"grpo": 0.45, "mid": mid_acc}.get(v.split("-")[1], 0.9)),
+                    "teacher": evald(
+                        {"grpo": 0.45, "mid": mid_acc, "mido": mid_acc}.get(v.split("-")[1], 0.9)
+                    ),
                     "student_before": evald(0.4),
-                    "student_after": evald(after[v][s]),
+                    "student_after": evald(after.get(v, after["raw-big-tail"])[s]),
                 },
             )
 
@@ -482,11 +484,33 @@ def test_world2_plan_and_verdicts(tmp_path):
     assert not any(n.startswith("sft-grpo/") for n in (r.name for r in plan.plan(scale, world=1)))
     presets = [*settings.WORLDS[2]["opsd"].values(), *settings.WORLDS[2]["opsd_student"]]
     assert {n for n in runs if n.startswith("opsd/")} == {f"opsd/{p}-s{s}" for p in presets for s in (0, 1)}
-    # docs/protocol.md's runs read their seed's part of the eval split, 4 samples a problem;
-    # docs/collapse.md's keep their own evaluation
+    # docs/protocol.md's runs read their seed's part of the eval split, 4 samples a problem at full
+    # scale (1 in the quick report); docs/collapse.md's keep their own evaluation
     flags = lambda r: " ".join(r.argv)
-    assert "--eval-part E1 --eval-k 4" in flags(runs["opsd/tiny2-answer-student-s1"])
+    full = {r.name: r for r in plan.plan(settings.SCALES["full"], world=2)}
+    for name in ("opsd/tiny2-answer-student-s1", "opsd/tiny2-concise-s1", "grpo/s1", "opd/raw-big-tail-s1"):
+        assert "--eval-part E1 --eval-k 4" in flags(full[name]) and "--eval-k 1" in flags(runs[name])
+    assert "--synthetic-part E1 --synthetic-n 300 --k 4" in flags(full["kd-eval/s1"])
+    assert all(
+        "--synthetic-part E1" in flags(r) for n, r in full.items() if n.startswith("fit/") and "s1" in n
+    )
     assert not any("--eval-part" in flags(r) for n, r in runs.items() if n.startswith("collapse/"))
+    # the far teacher in the student's notation, its matched snapshot, and OPD and the probe from each
+    assert runs["far-o"].argv[-2:] == ["--style", "O"] and runs["select-o/s1"].needs == ("far-o", "grpo/s1")
+    assert teacher_of(runs["opd/raw-bigo-tail-s1"]) == "{root}/far-o/final"
+    assert teacher_of(runs["opd/raw-mido-tail-s1"]) == "{root}/select-o/s1/teacher"
+    assert (
+        "{root}/select-o/s1/teacher" in runs["fit/mido-s1"].argv and "lines" in runs["fit/big-lines-s1"].argv
+    )
+    # the recipe with the biased loss; OPD's baseline at the OPD run's teacher tokens, then its evaluation
+    plain = runs["opd/sft-grpo-plain-s1"]
+    assert plain.needs == recipe.needs and plain.argv[plain.argv.index("--loss") + 1] == "topk_plain"
+    assert (
+        runs["kd/s1"].needs == ("opd/raw-big-tail-s1",) and "{root}/opd/raw-big-tail-s1" in runs["kd/s1"].argv
+    )
+    assert runs["kd-eval/s1"].needs == ("kd/s1",) and "{root}/kd/s1/final" in runs["kd-eval/s1"].argv
+    world1 = [r.name for r in plan.plan(scale, world=1)]
+    assert "opd/sft-grpo-plain-s1" in world1 and not any(("bigo" in n or "mido" in n) for n in world1)
     after = {
         "raw-big-plain": [0.1, 0.2],
         "raw-big-tail": [0.5, 0.52],

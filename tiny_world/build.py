@@ -86,8 +86,9 @@ def train_model(cfg: dict) -> dict:
 # -----------------------------------------------------------------------------
 # Snapshots of the far teacher and the matched choice among them (Fix 2 at similar accuracy)
 
-# The selection set: eval-split problems drawn with a seed no evaluation uses.
-SELECTION = dict(n=300, seed_offset=101)
+# The selection set: the first n problems of the eval split's part S, which no evaluation reads
+# (tiny_world/partition.py, docs/protocol.md §2).
+SELECTION = dict(n=300, part="S")
 
 
 def snapshot_dir(cfg: dict, step: int) -> str:
@@ -115,23 +116,21 @@ def snapshot_hook(cfg: dict, model, tok):
     return on_step
 
 
-def selection_set(cfg: dict) -> list:
-    return data.load_examples(
-        "synthetic", n=SELECTION["n"], split="eval", seed=cfg["data_seed"] + SELECTION["seed_offset"]
-    )
+def selection_set() -> list:
+    return data.load_examples("synthetic", n=SELECTION["n"], part=SELECTION["part"])
 
 
 @torch.no_grad()
 def select_snapshots(cfg: dict, tok) -> dict:
     """Greedy accuracy of every snapshot (save_snapshot) on the selection set, so that Fix 2 can
     take the far teacher's checkpoint of a given accuracy without looking at any number it is
-    judged by: {"n", "seed", "acc": {step: accuracy}}."""
-    examples, accs = selection_set(cfg), {}
+    judged by: {"n", "part", "acc": {step: accuracy}}."""
+    examples, accs = selection_set(), {}
     for step in range(cfg["snapshot_every"], cfg["steps"] + 1, cfg["snapshot_every"]):
         model, _ = models.load(snapshot_dir(cfg, step), dtype=torch.float32)
         cell, _ = train_sft.evaluate(model, tok, cfg, examples, greedy=True, label="selection")
         accs[str(step)] = cell["acc"]
-    return {"n": len(examples), "seed": cfg["data_seed"] + SELECTION["seed_offset"], "acc": accs}
+    return {"n": len(examples), "part": SELECTION["part"], "acc": accs}
 
 
 MATCH = "python -m tiny_world --match"  # the owner of a match's folder (folders.py)
@@ -147,7 +146,7 @@ def match_snapshot(far_run: str, model_path: str, out: str, threads: int = 0) ->
     far, cfg = far_run_record(far_run)
     folders.check(out, MATCH, MATCH_WRITES)  # a new folder, or a match of its own cut short
     model, tok = models.load(model_path, dtype=torch.float32)
-    target = train_sft.evaluate(model, tok, cfg, selection_set(cfg), greedy=True, label="selection")[0]["acc"]
+    target = train_sft.evaluate(model, tok, cfg, selection_set(), greedy=True, label="selection")[0]["acc"]
     accs = far["snapshots"]["acc"]
     step = min(accs, key=lambda k: (abs(accs[k] - target), int(k)))  # ties: the earlier snapshot
     folders.claim(out, MATCH, MATCH_WRITES, {}, say=common.say)
