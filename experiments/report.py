@@ -42,6 +42,8 @@ Commands (from the project root: the trainers run as `python train_opd.py ...` t
     python -m experiments.report --write-only    # rewrite RESULTS.md from the finished runs
     python -m experiments.report --only opsd/    # one part of the plan (and what it needs), no report
     python -m experiments.report --section mechanism2   # rewrite one section from its runs (make collapse)
+    python -m experiments.report --tables    # docs/protocol.md's Tables 1 and 2 from the runs so far,
+                                             # and the README's headline from every report's runs
 
 What it simplifies
     * One thread per run and `--jobs` runs at once: two runs share a 2-core machine, so wall times
@@ -62,7 +64,7 @@ import time
 import common
 import errors
 import folders
-from experiments import plan, results, settings
+from experiments import headline, plan, results, settings
 
 COMMAND = "python -m experiments.report"  # how RESULTS.md names the command that wrote it
 
@@ -192,6 +194,12 @@ def parser() -> argparse.ArgumentParser:
         "need, and write no report (the next full call reuses them)",
     )
     ap.add_argument(
+        "--tables",
+        action="store_true",
+        help="run nothing: print docs/protocol.md's Tables 1 and 2 from the runs finished so far, and "
+        "the README's headline (§7) from every report under runs/",
+    )
+    ap.add_argument(
         "--section",
         choices=sorted(results.REWRITABLE),
         help="run nothing: rewrite only this section of the world's report, and its rows of the "
@@ -259,6 +267,15 @@ def main(argv=None) -> None:
         and os.path.exists("README.md")
         else None
     )
+    if args.tables:
+        if args.only or args.write_only or args.section:
+            raise errors.UserError("--tables runs nothing and writes nothing: pass it alone")
+        print("\n".join(results.protocol_tables(root, args.world, scale["seeds"])))
+        pairs = headline.reports()  # the README's headline from every report under runs/ so far
+        if pairs:
+            print("## The README's headline (docs/protocol.md §7)\n")
+            print(headline.headline(headline.verdicts(pairs), pairs))
+        return
     if args.section:
         if args.only or args.write_only:
             raise errors.UserError("--section runs nothing and writes one section: pass it alone")

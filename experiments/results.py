@@ -21,7 +21,7 @@ import os
 
 import common
 from errors import UserError
-from experiments import claims, fixes, mechanism2, mechanisms, settings
+from experiments import claims, fixes, mechanism2, mechanisms, settings, table1, table2
 
 # the lines around README.md's results block
 HEADLINE = (
@@ -210,6 +210,26 @@ def place_note(lines: list, mark: str, note: str) -> None:
     lines[written + 1 : written + 1] = ["", f"{mark} {note}"]
 
 
+def protocol_tables(root: str, world: int, seeds: tuple) -> list:
+    """docs/protocol.md's Tables 1 and 2 from the runs in `root` (experiments/table1.py, table2.py),
+    as two sections."""
+    runs = table1.Runs(root, world, seeds)
+    return [
+        "## Table 1: the paper's claims under docs/protocol.md",
+        "",
+        "Each row's rule, gates and thresholds are docs/protocol.md's §4; each part's estimate is the "
+        "mean over seeds of a paired per-problem difference (or share), with its 95 % two-level "
+        "bootstrap interval (§3). The last column applies §3's seed rule.",
+        "",
+        table1.table(runs),
+        "",
+        "## Table 2: our controls and readings (docs/protocol.md §5; not counted in the headline)",
+        "",
+        table2.table(runs),
+        "",
+    ]
+
+
 def write_results(
     root: str, scale: dict, out_md: str, figs: str, meta: dict, readme: str = None, world: int = 1
 ) -> str:
@@ -252,6 +272,7 @@ def write_results(
         ),
         "",
         *beside_lines,
+        *protocol_tables(R.root, R.world, R.seeds),
         *R.body,
     ]
     text = "\n".join(lines) + "\n"

@@ -529,6 +529,9 @@ def test_world2_plan_and_verdicts(tmp_path):
         {"command": "test", "run_command": "test", "runs": 0, "hardware": "none", "jobs": 1, "wall": "0 min"},
         world=2,
     )
+    # docs/protocol.md's Table 1 is there; runs without per-problem records on E_s decide none of it
+    table = text.split("## Table 1: the paper's claims under docs/protocol.md")[1].split("\n## ")[0]
+    assert table.count("| not decided: ") == 12 and "**" not in table
     row = lambda start: next(l for l in text.splitlines() if l.startswith("| " + start))
     assert row("OPSD internalises a constitution").endswith("| **partly** |")
     assert "flagged declined 0.00 ± 0.00 → 0.80 ± 0.14" in row("OPSD internalises a constitution")
