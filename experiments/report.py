@@ -5,8 +5,9 @@ What this file is
     The plan of runs (experiments/plan.py: the project's own scripts, each a subprocess on one CPU
     thread), a runner that executes them `--jobs` at a time in dependency order and reuses finished
     runs (a killed report resumes: finished runs are kept, a run with a checkpoint continues with
-    --resume), and the command line, which then has experiments/results.py read the runs' summaries
-    and metrics into RESULTS.md (tables of mean ± std over seeds, PNG plots, one verdict per claim
+    --resume; a failed run stops only the runs that need it, and the report ends naming both),
+    and the command line, which then has experiments/results.py read the runs' summaries and
+    metrics into RESULTS.md (tables of mean ± std over seeds, PNG plots, one verdict per claim
     with its rule written out) and the README's headline. The runs' settings are in
     experiments/settings.py; the sections of RESULTS.md and their claims in
     experiments/mechanisms.py and experiments/fixes.py.
@@ -118,25 +119,40 @@ def execute(runs: list, root: str, jobs: int) -> None:
             rc = subprocess.call(cmd, stdout=log, stderr=log, env=dict(os.environ, OMP_NUM_THREADS="1"))
         return r, rc, time.time() - start
 
+    failed, skipped = [], []  # a failed run stops only the runs that need it; the others go on
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         running = set()
         while pending or running:
+            blocked = [r for r in pending if any(n in failed or n in skipped for n in r.needs)]
+            for r in blocked:
+                pending.remove(r)
+                skipped.append(r.name)
             ready = [r for r in pending if all(n in finished for n in r.needs)]
             while ready and len(running) < jobs:
                 r = ready.pop(0)
                 pending.remove(r)
                 running.add(pool.submit(launch, r))
+            if not running:
+                break
             done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for fut in done:
                 r, rc, secs = fut.result()
                 if rc != 0 or not is_done(r):
-                    raise RuntimeError(f"run {r.name} failed (exit {rc}); its log: {log_path(r, root)}")
+                    failed.append(r.name)
+                    common.say(f"run {r.name} failed (exit {rc}); its log: {log_path(r, root)}")
+                    continue
                 finished.add(r.name)
                 bar.update()
                 common.say(
                     f"[{time.time() - t0:6.0f} s] {r.name} done in {secs:.0f} s ({len(finished)}/{len(runs)})"
                 )
     bar.close()
+    if failed:
+        logs = [log_path(r, root) for r in runs if r.name in failed]
+        raise RuntimeError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)} (their logs: {', '.join(logs)}); not "
+            f"started because they need one: {', '.join(skipped) or 'none'}; every other run finished"
+        )
 
 
 # -----------------------------------------------------------------------------

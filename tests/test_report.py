@@ -42,8 +42,19 @@ def test_runner_orders_by_dependency_reuses_finished_runs_and_reports_failures(t
     assert c["argv"][:2] == ["--from", f"{root}/x/a"] and c["argv"][-2:] == ["--threads", "1"]
     report.execute(runs, root, jobs=2)  # everything finished: nothing runs again
     assert (tmp_path / "root" / "order.txt").read_text().split() == order
-    with pytest.raises(RuntimeError, match="x/d failed .*x/d.log"):
-        report.execute(runs + [plan.Run("x/d", [str(script), "--fail"])], root, jobs=1)
+    # a failed run stops the runs that need it, and only those
+    more = [
+        plan.Run("x/d", [str(script), "--fail"], cost=9),
+        plan.Run("x/e", [str(script)], needs=("x/d",)),
+        plan.Run("x/f", [str(script)], needs=("x/e",)),
+        plan.Run("x/g", [str(script)]),
+    ]
+    with pytest.raises(
+        RuntimeError, match=r"1 run\(s\) failed: x/d \(their logs: .*x/d.log.*need one: x/e, x/f;"
+    ):
+        report.execute(runs + more, root, jobs=1)
+    assert os.path.exists(os.path.join(root, "x", "g", "summary.json"))
+    assert not os.path.exists(os.path.join(root, "x", "e"))
     with pytest.raises(ValueError, match="not in the plan"):
         report.execute([plan.Run("y", [str(script)], needs=("z",))], root, jobs=1)
 
