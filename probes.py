@@ -10,7 +10,7 @@ What this file is
     the exact reverse KL per token, its sampled-token estimate, the Top-k overlap, the teacher's
     mass on the student's Top-k and its rank of the sampled token. `format_probe_table` and
     `format_fit_table` print them. The command line runs both on one benchmark, with
-    eval_math.py's sampler, presets and flag groups (model, data, sampling, output), and writes
+    eval_math.py's sampler and presets and eval_cli.py's flag groups (model, data, sampling, output), and writes
     probe.jsonl (one line per problem and cut), fit.jsonl (the fit, one line per problem) and
     probe_summary.json into `--out`.
 
@@ -44,6 +44,7 @@ import config
 import data
 import diagnostics
 import errors
+import eval_cli
 import eval_math
 import grader
 import losses
@@ -325,18 +326,18 @@ def format_probe_table(rows: list) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: eval_math.py's groups for the student, the data, sampling and the output,
+    """The command line: eval_cli.py's groups for the student, the data, sampling and the output,
     and this file's group for the teacher and the cuts."""
     ap = argparse.ArgumentParser(
         description="Run the prefix probe of Mechanism 1 and measure the teacher's fit to the "
         "student (Fix 2) on the first benchmark of --bench. Sampling flags left unset come from "
         "the preset."
     )
-    eval_math.add_model_flags(ap, role="the student, whose responses the teacher continues and reads")
-    eval_math.add_data_flags(ap)
-    eval_math.add_sampling_flags(ap)
+    eval_cli.add_model_flags(ap, role="the student, whose responses the teacher continues and reads")
+    eval_cli.add_data_flags(ap)
+    eval_cli.add_sampling_flags(ap)
     add_probe_flags(ap)
-    eval_math.add_output_flags(
+    eval_cli.add_output_flags(
         ap, files="probe.jsonl (one line per problem and cut), fit.jsonl and probe_summary.json"
     )
     return ap
@@ -379,9 +380,9 @@ def parse_fractions(text: str) -> list:
 def run_probe(args, model, tokenizer, bench: str, examples: list) -> None:
     """The prefix probe (Mechanism 1) and the teacher's fit to the student (Fix 2) on one benchmark;
     writes probe.jsonl, fit.jsonl (the fit per problem) and probe_summary.json and prints both tables."""
-    teacher, t_tok = eval_math.load_model(args, args.probe_teacher)
+    teacher, t_tok = eval_cli.load_model(args, args.probe_teacher)
     models.check_compatible((model, tokenizer), (teacher, t_tok))  # the probe cuts token ids
-    s = eval_math.resolve_settings(args, bench)
+    s = eval_cli.resolve_settings(args, bench)
     with torch.no_grad():
         rows, _ = prefix_probe(
             model,
@@ -437,7 +438,7 @@ def check_teacher_lengths(args, bench: str, examples: list, tok, context) -> Non
     """The teacher's longest sequences within its own context: after the prompt, the student's
     prefix (up to the largest cut of a response of --max-new-tokens) and a continuation of
     --max-new-tokens; a UserError naming the problem otherwise, before any weights load."""
-    new = eval_math.resolve_settings(args, bench)["max_new_tokens"]
+    new = eval_cli.resolve_settings(args, bench)["max_new_tokens"]
     longest_prefix = math.floor(max(parse_fractions(args.probe_fractions)) * new)
     common.check_prompt_lengths(
         context,
@@ -467,20 +468,18 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_unused(args)  # first: eval_math.py's advice for these flags does not apply to the probe
-    bench = eval_math.check_args(args, config.flags_of(parser))[0]
+    bench = eval_cli.check_args(args, config.flags_of(parser))[0]
     parse_fractions(args.probe_fractions)  # checked here, before any file is read
-    eval_math.check_out(args, "probes.py")
+    eval_cli.check_out(args, "probes.py")
     if args.threads:
         torch.set_num_threads(args.threads)
-    examples = eval_math.load_inputs(args, [bench])[bench]
+    examples = eval_cli.load_inputs(args, [bench])[bench]
     # the teacher's tokenizer before any weights load: the probe cuts the student's token ids
     teacher_tok, teacher_context = models.load_tokenizer(args.probe_teacher)
     models.check_compatible(models.load_tokenizer(args.model)[0], teacher_tok)
     check_teacher_lengths(args, bench, examples, teacher_tok, teacher_context)
-    eval_math.claim_out(
-        args, "probes.py"
-    )  # the folder's lock, the one evaluations and training runs take too
-    model, tokenizer = eval_math.load_model(args, args.model)
+    eval_cli.claim_out(args, "probes.py")  # the folder's lock, the one evaluations and training runs take too
+    model, tokenizer = eval_cli.load_model(args, args.model)
     run_probe(args, model, tokenizer, bench, examples)
 
 

@@ -42,7 +42,7 @@ from test_bad_inputs import (
 from test_models import hf_byte_tokenizer
 
 import errors
-import eval_math
+import eval_cli
 import lora
 import model_files
 import models
@@ -433,7 +433,7 @@ def test_sampler_refuses_a_model_whose_logits_are_not_finite_by_name(temperature
 def eval_responses(shared, tmp_path, temperature) -> list:
     P = case_placeholders(shared, tmp_path / f"T={temperature}")
     argv = [a.format(**P) for a in EVAL + ["--temperature", temperature]]
-    errors.run(eval_math.main, argv)
+    errors.run(eval_cli.main, argv)
     lines = (pathlib.Path(P["out"]) / "synthetic.jsonl").read_text().splitlines()
     return [json.loads(line)["response"] for line in lines]
 

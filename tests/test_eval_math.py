@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import data
+import eval_cli
 import eval_math as E
 import grader
 import models
@@ -123,7 +124,7 @@ def test_evaluate_is_reproducible_with_fixed_seeds(tiny):
 # The command line
 
 
-@pytest.mark.parametrize("module", [E, probes], ids=["eval_math", "probes"])
+@pytest.mark.parametrize("module", [eval_cli, probes], ids=["eval_math", "probes"])
 def test_help_documents_every_flag(module):
     parser = module.build_parser()
     for action in parser._actions:
@@ -136,10 +137,10 @@ def test_help_documents_every_flag(module):
 
 
 def test_presets_and_overrides():
-    parser = E.build_parser()
-    s = E.resolve_settings(parser.parse_args(["--model", "x", "--bench", "math500"]), "math500")
+    parser = eval_cli.build_parser()
+    s = eval_cli.resolve_settings(parser.parse_args(["--model", "x", "--bench", "math500"]), "math500")
     assert (s["temperature"], s["top_p"], s["preset"]) == (0.6, 0.95, "paper")
-    s = E.resolve_settings(parser.parse_args(["--model", "x", "--temperature", "0.2"]), "synthetic")
+    s = eval_cli.resolve_settings(parser.parse_args(["--model", "x", "--temperature", "0.2"]), "synthetic")
     assert (s["temperature"], s["preset"], s["max_new_tokens"]) == (0.2, "tiny", 80)
 
 
@@ -147,21 +148,21 @@ def test_wrong_hint_is_never_equivalent_to_the_gold():
     for gold in ("5", "-3", "\\frac{1}{2}", "x+1", "(1,2)"):
         assert not grader.is_equiv(task.wrong_answer(gold), gold)
     assert task.wrong_answer("41") == "42"
-    args = E.build_parser().parse_args(
+    args = eval_cli.build_parser().parse_args(
         ["--model", "x", "--pi", "answer_only", "--wrong-hint", "--synthetic-n", "5"]
     )
-    for e in E.load_bench(args, "synthetic"):
+    for e in eval_cli.load_bench(args, "synthetic"):
         (msg,) = data.context_messages(e, "answer_only")
         assert msg["content"].endswith(f"The answer is {int(e.answer) + 1}.")
-    with pytest.raises(E.UserError, match="answer_only"):
-        E.main(["--model", "x", "--wrong-hint"])
+    with pytest.raises(eval_cli.UserError, match="answer_only"):
+        eval_cli.main(["--model", "x", "--wrong-hint"])
 
 
 def test_cli_end_to_end_on_a_saved_tiny_model(tiny, tmp_path, capsys):
     student, _, tok = tiny
     models.save(student, tok, str(tmp_path / "m"))
     out = tmp_path / "out"
-    E.main(
+    eval_cli.main(
         [
             "--model",
             str(tmp_path / "m"),

@@ -9,7 +9,7 @@ import os
 import pytest
 from test_opd import tiny_pair
 
-import eval_math
+import eval_cli
 import mechanism3
 import models
 import train_opd
@@ -49,7 +49,7 @@ def test_eval_math_reads_a_part_of_the_partition(tmp_path):
     models.save(models.build_tiny(seed=1), tok, str(tmp_path / "m"))
     out = tmp_path / "out"
     base = ["--model", str(tmp_path / "m"), "--bench", "synthetic", "--max-new-tokens", "6", "--quiet"]
-    eval_math.main(base + ["--synthetic-part", "S", "--synthetic-n", "5", "--out", str(out)])
+    eval_cli.main(base + ["--synthetic-part", "S", "--synthetic-n", "5", "--out", str(out)])
     ids = [json.loads(l)["id"] for l in (out / "synthetic.jsonl").read_text().splitlines()]
     assert ids == [p["id"] for p in partition.problems("S", 5)]
 
@@ -64,9 +64,9 @@ def test_eval_math_reads_a_part_of_the_partition(tmp_path):
         ),
         (train_opd, ["--eval-part", "E0", "--eval-n", "301"], "--eval-part E0: .*fewer than the 301"),
         (train_opd, ["--eval-part", "B"], "invalid choice: 'B'"),
-        (eval_math, ["--synthetic-part", "E0", "--synthetic-seed", "3"], "drop --synthetic-seed 3"),
-        (eval_math, ["--synthetic-part", "S", "--hard-frac", "0.25"], "--synthetic-part S: .*part S"),
-        (eval_math, ["--synthetic-part", "E2", "--synthetic-n", "400"], "E2 holds 300 problems"),
+        (eval_cli, ["--synthetic-part", "E0", "--synthetic-seed", "3"], "drop --synthetic-seed 3"),
+        (eval_cli, ["--synthetic-part", "S", "--hard-frac", "0.25"], "--synthetic-part S: .*part S"),
+        (eval_cli, ["--synthetic-part", "E2", "--synthetic-n", "400"], "E2 holds 300 problems"),
     ],
 )
 def test_a_set_the_partition_does_not_have_is_refused_before_anything_is_written(
@@ -75,7 +75,7 @@ def test_a_set_the_partition_does_not_have_is_refused_before_anything_is_written
     out = tmp_path / "out"
     (tmp_path / "x.jsonl").write_text('{"problem": "1+1?", "answer": "2"}\n')
     argv = ["--out", str(out)] + [str(tmp_path / f) if f.endswith(".jsonl") else f for f in flags]
-    argv += ["--model", "tiny2/student", "--bench", "synthetic"] if script is eval_math else []
+    argv += ["--model", "tiny2/student", "--bench", "synthetic"] if script is eval_cli else []
     with pytest.raises((UserError, SystemExit)) as e:
         script.main(argv)
     message = str(e.value) if e.type is UserError else capsys.readouterr().err

@@ -24,7 +24,7 @@ import config
 import data
 import decoder
 import errors
-import eval_math
+import eval_cli
 import lora
 import losses
 import models
@@ -333,7 +333,7 @@ def test_saved_adapters_load_in_peft_and_merge_into_a_plain_transformers_folder(
     out = {}
     for name, model in (("adapters", ckpt), ("merged", merged)):
         ev = tmp_path / f"eval-{name}"  # not the model's own folder: an evaluation writes only into its own
-        eval_math.main(["--model", model, "--limit", "6", "--out", str(ev), "--quiet"])
+        eval_cli.main(["--model", model, "--limit", "6", "--out", str(ev), "--quiet"])
         out[name] = [json.loads(l)["response"] for l in open(ev / "synthetic.jsonl")]
     assert out["adapters"] == out["merged"] and len(out["merged"]) == 6
 

@@ -23,7 +23,7 @@ from test_opd import kill_run_at_step_3, same_final_weights
 from test_sft import small_run
 
 import errors
-import eval_math
+import eval_cli
 import models
 import probes
 import train_grpo
@@ -180,10 +180,10 @@ def test_a_second_eval_into_the_same_out_is_refused(shared, tmp_path, capsys):
         "--out",
         str(out),
     ]
-    eval_math.main(argv)
+    eval_cli.main(argv)
     before = folder_snapshot(out)
     assert "summary.json" in before
-    message = refused(eval_math.main, argv + ["--seed", "1"], capsys)
+    message = refused(eval_cli.main, argv + ["--seed", "1"], capsys)
     assert str(out) in message
     assert folder_snapshot(out) == before, "the second evaluation overwrote the first"
     message = refused(probes.main, argv + ["--probe-teacher", shared["teacher"]], capsys)
@@ -353,7 +353,7 @@ def test_no_script_writes_into_a_folder_it_does_not_own(shared, tmp_path, capsys
     model = tmp_path / "model"
     shutil.copytree(shared["student"], model)
     ev = tmp_path / "ev"
-    eval_math.main(
+    eval_cli.main(
         ["--model", shared["student"], "--bench", "synthetic", "--synthetic-n", "4", "--max-new-tokens", "8"]
         + ["--batch-size", "4", "--threads", "1", "--quiet", "--out", str(ev)]
     )
@@ -378,7 +378,7 @@ def test_no_script_writes_into_a_folder_it_does_not_own(shared, tmp_path, capsys
         assert folder_snapshot(folder) == before, f"{main.__module__} changed {folder}"
     before = folder_snapshot(stopped)
     evaluation = ["--model", shared["student"], "--bench", "synthetic", "--quiet", "--out", str(stopped)]
-    assert "train_opd.py" in refused(eval_math.main, evaluation, capsys)
+    assert "train_opd.py" in refused(eval_cli.main, evaluation, capsys)
     assert "train_opd.py" in refused(probes.main, evaluation + ["--probe-teacher", shared["teacher"]], capsys)
     assert folder_snapshot(stopped) == before
     train_opd.main(without(argv, "--out") + ["--out", str(stopped), "--resume"])  # and it still finishes
