@@ -10,15 +10,17 @@ What this file is
     a replication build has no runs, the headline says so and no row is counted as reproduced.
     `python -m experiments.report --tables` prints it beside the world's Tables 1 and 2.
 
+    P2 (Mechanism 2 and Fix 1) is docs/collapse.md's: one line per verdict row of that page, read
+    from each report's claims table (`collapse_verdicts`) and combined the same way.
+
 What it simplifies
-    * P2 (Mechanism 2 and Fix 1) is decided by docs/collapse.md and shown in RESULTS.md's own
-      headline table; it is not combined here.
+    * A replication build's report is ROOT/RESULTS.md in its runs' folder (`report_md`).
 """
 
 import os
 
 import common
-from experiments import settings, table1
+from experiments import mechanism2, results, settings, table1
 
 BUILDS = ("shipped", "b1")  # the shipped build and the replication build (§7)
 
@@ -61,7 +63,27 @@ def word(verdicts: dict, can_fail: bool = True) -> str:
     if "reproduced" not in words and "not reproduced" in words and "partly" not in words:
         return "not reproduced"
     rest = [v for v in words if v != "reproduced"]
-    return "inconclusive" if all(v == "inconclusive" for v in rest) else "partly"
+    return "inconclusive" if rest and all(v == "inconclusive" for v in rest) else "partly"
+
+
+def report_md(world: int, build: str) -> str:
+    """The Markdown report of a world's build: RESULTS.md or RESULTS_tiny1.md for the shipped one."""
+    return (
+        settings.WORLDS[world]["out"]
+        if build == "shipped"
+        else os.path.join(root_of(world, build), "RESULTS.md")
+    )
+
+
+def collapse_verdicts(pairs: list) -> dict:
+    """P2's lines: {"P2: claim": (claim, True, {(world, build): verdict})} for each of docs/collapse.md's
+    verdict rows in the claims table of each pair's report."""
+    out = {}
+    for w, b in pairs:
+        for claim, v in results.verdicts_in(report_md(w, b)).items():
+            if claim.startswith(mechanism2.CLAIMS):
+                out.setdefault(f"P2: {claim}", (claim, True, {}))[2][(w, b)] = v
+    return out
 
 
 def reports() -> list:
@@ -70,15 +92,17 @@ def reports() -> list:
 
 
 def verdicts(pairs: list, seeds: tuple = table1.FIRST) -> dict:
-    """{row id: (claim, can fail, {(world, build): verdict})} from Table 1 on each pair's runs; a row
-    still undecided on a pair (runs missing, or seeds 3-4 pending) is left out of that pair."""
+    """{row id: (claim, can fail, {(world, build): verdict})} from Table 1 on each pair's runs, with
+    P2's lines after P1; a row still undecided on a pair (runs missing, or seeds 3-4 pending) is
+    left out of that pair."""
     out = {}
     for w, b in pairs:
         for r in table1.rows(table1.Runs(root_of(w, b), w, seeds)):
             claim, can_fail, per = out.setdefault(r.id, (r.claim, r.can_fail, {}))
             if r.word and not r.pending:
                 per[(w, b)] = r.word
-    return out
+    ordered = {k: v for k, v in out.items() if k == "P1"} | collapse_verdicts(pairs)
+    return ordered | {k: v for k, v in out.items() if k != "P1"}
 
 
 def headline(decided: dict, pairs: list) -> str:
@@ -90,7 +114,7 @@ def headline(decided: dict, pairs: list) -> str:
         complete = all(c in per for c in cols if c in pairs)
         w = word(per, can_fail) if complete and replicated else "pending"
         words.append(w)
-        rows.append([i, claim] + [per.get(c, "–") for c in cols] + [f"**{w}**"])
+        rows.append([i.split(":")[0], claim] + [per.get(c, "–") for c in cols] + [f"**{w}**"])
     counted = {x: sum(v == x for v in words) for x in ("reproduced", "demonstration", "not reproduced")}
     line = (
         f"**{counted['reproduced']} of {len(words)} rows reproduced, {counted['demonstration']} "

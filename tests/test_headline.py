@@ -30,6 +30,7 @@ def v(w1s=None, w1b=None, w2s=None, w2b=None) -> dict:
         (v(N, P, N, N), True, "partly"),
         (v(I, I, R, I), True, "inconclusive"),
         (v(I, T, I, I), True, "partly"),  # a build not tested is not inconclusive
+        (v(R, None, R, None), True, "partly"),  # reproduced where run, but no world on both builds
     ],
 )
 def test_each_line_of_the_table(verdicts, can_fail, expected):
@@ -48,3 +49,33 @@ def test_without_the_replication_builds_no_row_counts():
     text = headline.headline(decided, every)
     assert text.startswith("**1 of 2 rows reproduced, 1 demonstrations, 0 not reproduced**")
     assert "**demonstration** |" in text and "have not run yet" not in text
+
+
+def test_p2_lines_come_from_each_reports_collapse_rows(tmp_path, monkeypatch):
+    """P2 is read from the claims table of each report (docs/collapse.md's rows only), one line per
+    row, placed after P1."""
+    monkeypatch.chdir(tmp_path)
+    head = "| claim | the paper | this code | rule | verdict |\n|---|---|---|---|---|\n"
+    (tmp_path / "RESULTS.md").write_text(
+        head + "| Mechanism 2: plain Top-20 collapses | p | c | r | **reproduced** |\n"
+        "| Fix 2: something else | p | c | r | **partly** |\n"
+        "| Top-K with a tail bucket (§3.6) Top-20 prevents the collapse | p | c | r | **reproduced** |\n"
+    )
+    (tmp_path / "RESULTS_tiny1.md").write_text(
+        head + "| Mechanism 2: plain Top-20 collapses | p | c | r | **partly** |\n"
+    )
+    got = headline.collapse_verdicts([(1, "shipped"), (2, "shipped")])
+    assert got == {
+        "P2: Mechanism 2: plain Top-20 collapses": (
+            "Mechanism 2: plain Top-20 collapses",
+            True,
+            {(2, "shipped"): "reproduced", (1, "shipped"): "partly"},
+        ),
+        "P2: Top-K with a tail bucket (§3.6) Top-20 prevents the collapse": (
+            "Top-K with a tail bucket (§3.6) Top-20 prevents the collapse",
+            True,
+            {(2, "shipped"): "reproduced"},
+        ),
+    }
+    text = headline.headline(got, [(1, "shipped"), (2, "shipped")])
+    assert "| P2 | Mechanism 2: plain Top-20 collapses | partly | – | reproduced | – | **pending** |" in text
