@@ -354,6 +354,20 @@ MAKERS = [
 ]
 
 
+# What keeps a row (of either table) from being decided: runs not finished, a finished run without
+# the per-problem records the row reads, records from outside the seed's part
+NOT_DECIDED = (Missing, FileNotFoundError, OffProtocol)
+
+
+def why_not(e: Exception) -> list:
+    """The cell's words for one of NOT_DECIDED."""
+    if isinstance(e, Missing):
+        return e.args[0]
+    if isinstance(e, FileNotFoundError):
+        return [f"{e.filename} (no per-problem records)"]
+    return [f"records off the protocol's sets: {e}"]
+
+
 FIRST, MORE = (0, 1, 2), (3, 4)  # §3: every row starts with seeds 0-2; the seed rule adds 3 and 4
 
 
@@ -362,12 +376,8 @@ def decide(make, ids: tuple, R: Runs) -> list:
     row carries the parts and gates that trigger the seed rule on those seeds."""
     try:
         made = make(R)
-    except Missing as m:
-        made = [Row(i, CLAIMS[i], missing=m.args[0]) for i in ids]
-    except FileNotFoundError as e:  # a finished run without the records the row reads
-        made = [Row(i, CLAIMS[i], missing=[f"{e.filename} (no per-problem records)"]) for i in ids]
-    except OffProtocol as e:
-        made = [Row(i, CLAIMS[i], missing=[f"records off the protocol's sets: {e}"]) for i in ids]
+    except NOT_DECIDED as e:
+        made = [Row(i, CLAIMS[i], missing=why_not(e)) for i in ids]
     made = made if isinstance(made, list) else [made]
     for row in made:
         row.seeds = R.seeds

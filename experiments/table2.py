@@ -18,7 +18,7 @@ import dataclasses
 import diagnostics
 import run_folder
 from experiments import records, table1
-from experiments.table1 import Missing, OffProtocol, Runs, diff
+from experiments.table1 import Runs, diff
 from tiny_world import task
 
 # Each row's check, as docs/protocol.md Table 2 names it
@@ -188,12 +188,8 @@ def checks(R: Runs) -> list:
     for ids, make in MAKERS:
         try:
             made = make(R)
-        except Missing as m:
-            made = [Check(i, CHECKS[i], missing=m.args[0]) for i in ids]
-        except FileNotFoundError as e:
-            made = [Check(i, CHECKS[i], missing=[f"{e.filename} (no per-problem records)"]) for i in ids]
-        except OffProtocol as e:
-            made = [Check(i, CHECKS[i], missing=[f"records off the protocol's sets: {e}"]) for i in ids]
+        except table1.NOT_DECIDED as e:
+            made = [Check(i, CHECKS[i], missing=table1.why_not(e)) for i in ids]
         out += made if isinstance(made, list) else [made]
     return out
 
